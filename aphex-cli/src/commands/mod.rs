@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod init;
+pub mod schema;
+pub mod validate;

@@ -1,0 +1,25 @@
+//! Process exit codes, in one place (documented in docs/cli.md).
+
+/// How `aphex` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Ok,
+    /// The input is invalid, or the operation failed (a failed run, a bad signature).
+    Failure,
+    /// Usage or IO error: bad arguments, missing file.
+    Usage,
+    /// Interrupted by the user (Ctrl-C).
+    Interrupted,
+}
+
+impl From<Exit> for i32 {
+    fn from(e: Exit) -> i32 {
+        match e {
+            Exit::Ok => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Interrupted => 130,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `aphex`: the command-line interface. Thin by design: each subcommand
+//! parses its arguments, calls one library operation and formats the result.
+//! Exit codes live in [`exit`].
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod exit;
+
+/// Aphex: a self-modifying deployment pipeline for AWS CDK apps on Argo Workflows.
+#[derive(Debug, Parser)]
+#[command(name = "aphex", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate an aphex-config.yaml and report every problem.
+    Validate(commands::validate::Args),
+    /// Print the JSON Schema of aphex-config.yaml.
+    Schema(commands::schema::Args),
+    /// Write a commented starter aphex-config.yaml.
+    Init(commands::init::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Schema(args) => commands::schema::run(args),
+        Command::Init(args) => commands::init::run(args),
+    };
+    std::process::exit(code.into());
+}

@@ -1,0 +1,222 @@
+//! The stack dependency graph of one environment (petgraph). Used here to
+//! reject cycles and unknown `dependsOn` names, and by `aphex-template` and
+//! `aphex-stages` for deploy order and waves; the deploy stage merges the CDK
+//! app's own dependencies with [`StackGraph::add_dependency`] and re-checks.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::model::Environment;
+
+/// Stacks as nodes (in list order) and "must deploy before" edges.
+#[derive(Debug, Clone)]
+pub struct StackGraph {
+    graph: DiGraph<String, ()>,
+}
+
+/// A graph problem, named in terms of stack names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// A dependency names a stack that is not in the graph.
+    #[error("stack `{stack}` depends on `{missing}`, which is not a stack of this environment")]
+    UnknownStack {
+        /// The stack declaring the dependency.
+        stack: String,
+        /// The name that does not exist.
+        missing: String,
+    },
+    /// The dependencies form a cycle; `cycle` starts and ends with the same stack.
+    #[error("dependency cycle: {}", .cycle.join(" -> "))]
+    Cycle {
+        /// The stacks on the cycle, first repeated at the end (`A -> B -> A`).
+        cycle: Vec<String>,
+    },
+}
+
+impl StackGraph {
+    /// A graph of `names` (in list order) with no edges.
+    pub fn new<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut graph = DiGraph::new();
+        for n in names {
+            graph.add_node(n.into());
+        }
+        StackGraph { graph }
+    }
+
+    /// The graph of an environment's stacks and their `dependsOn` edges.
+    /// Unknown names are errors; cycles are reported by [`StackGraph::order`].
+    pub fn from_environment(env: &Environment) -> Result<Self, GraphError> {
+        let mut g = StackGraph::new(env.stacks.iter().map(|s| s.name.clone()));
+        for s in &env.stacks {
+            for d in &s.depends_on {
+                g.add_dependency(&s.name, d)?;
+            }
+        }
+        Ok(g)
+    }
+
+    /// Number of stacks.
+    pub fn len(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    /// Whether the graph has no stacks.
+    pub fn is_empty(&self) -> bool {
+        self.graph.node_count() == 0
+    }
+
+    /// Stack names in list order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.graph.node_weights().map(String::as_str)
+    }
+
+    /// Index of `name` in list order.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.graph
+            .node_indices()
+            .find(|i| self.graph[*i] == name)
+            .map(|i| i.index())
+    }
+
+    /// Records that `stack` must deploy after `depends_on`. Idempotent.
+    pub fn add_dependency(&mut self, stack: &str, depends_on: &str) -> Result<(), GraphError> {
+        let unknown = |missing: &str| GraphError::UnknownStack {
+            stack: stack.to_owned(),
+            missing: missing.to_owned(),
+        };
+        let to = self.index_of(stack).ok_or_else(|| unknown(stack))?;
+        let from = self.index_of(depends_on).ok_or_else(|| unknown(depends_on))?;
+        let (from, to) = (NodeIndex::new(from), NodeIndex::new(to));
+        if self.graph.find_edge(from, to).is_none() {
+            self.graph.add_edge(from, to, ());
+        }
+        Ok(())
+    }
+
+    /// Names of the stacks `name` depends on directly, in list order.
+    pub fn dependencies_of(&self, name: &str) -> Vec<&str> {
+        let Some(i) = self.index_of(name) else {
+            return Vec::new();
+        };
+        let mut deps: Vec<NodeIndex> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+            .collect();
+        deps.sort();
+        deps.into_iter().map(|d| self.graph[d].as_str()).collect()
+    }
+
+    /// The stable topological order: dependencies first, list order breaking
+    /// ties (so with no edges it is exactly list order).
+    pub fn order(&self) -> Result<Vec<&str>, GraphError> {
+        Ok(self.waves(usize::MAX)?.into_iter().flatten().collect())
+    }
+
+    /// Deploy waves of at most `concurrency` stacks: every stack's
+    /// dependencies are in earlier waves; within the ready set, list order
+    /// decides who goes first.
+    pub fn waves(&self, concurrency: usize) -> Result<Vec<Vec<&str>>, GraphError> {
+        let concurrency = concurrency.max(1);
+        let mut indegree: Vec<usize> = self
+            .graph
+            .node_indices()
+            .map(|n| {
+                self.graph
+                    .neighbors_directed(n, petgraph::Direction::Incoming)
+                    .count()
+            })
+            .collect();
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..indegree.len())
+            .filter(|i| indegree[*i] == 0)
+            .map(Reverse)
+            .collect();
+        let mut waves = Vec::new();
+        let mut placed = 0;
+        while !ready.is_empty() {
+            let mut wave = Vec::new();
+            while wave.len() < concurrency {
+                match ready.pop() {
+                    Some(Reverse(i)) => wave.push(i),
+                    None => break,
+                }
+            }
+            for &i in &wave {
+                for n in self
+                    .graph
+                    .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
+                {
+                    indegree[n.index()] -= 1;
+                    if indegree[n.index()] == 0 {
+                        ready.push(Reverse(n.index()));
+                    }
+                }
+            }
+            placed += wave.len();
+            waves.push(
+                wave.into_iter()
+                    .map(|i| self.graph[NodeIndex::new(i)].as_str())
+                    .collect(),
+            );
+        }
+        if placed < self.len() {
+            return Err(GraphError::Cycle {
+                cycle: self.find_cycle().unwrap_or_default(),
+            });
+        }
+        Ok(waves)
+    }
+
+    /// One dependency cycle, if any, as `[A, B, A]` (A deploys after B, which
+    /// deploys after A), starting from the earliest stack in list order.
+    pub fn find_cycle(&self) -> Option<Vec<String>> {
+        for scc in petgraph::algo::tarjan_scc(&self.graph) {
+            let self_loop = scc.len() == 1 && self.graph.find_edge(scc[0], scc[0]).is_some();
+            if scc.len() < 2 && !self_loop {
+                continue;
+            }
+            let start = *scc.iter().min()?;
+            // Breadth-first over "depends on" edges inside the component: the
+            // shortest way back to `start` is the cycle we show.
+            let mut parent: std::collections::HashMap<NodeIndex, NodeIndex> = Default::default();
+            let mut queue = std::collections::VecDeque::from([start]);
+            let mut last = None;
+            'search: while let Some(cur) = queue.pop_front() {
+                let mut next: Vec<NodeIndex> = self
+                    .graph
+                    .neighbors_directed(cur, petgraph::Direction::Incoming)
+                    .filter(|n| scc.contains(n))
+                    .collect();
+                next.sort();
+                for n in next {
+                    if n == start {
+                        last = Some(cur);
+                        break 'search;
+                    }
+                    if n != start && !parent.contains_key(&n) {
+                        parent.insert(n, cur);
+                        queue.push_back(n);
+                    }
+                }
+            }
+            let mut path = vec![start];
+            let mut cur = last?;
+            let mut back = vec![cur];
+            while cur != start {
+                cur = parent[&cur];
+                back.push(cur);
+            }
+            back.pop();
+            back.reverse();
+            path.extend(back);
+            path.push(start);
+            return Some(path.into_iter().map(|i| self.graph[i].clone()).collect());
+        }
+        None
+    }
+}

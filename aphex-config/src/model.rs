@@ -1,0 +1,384 @@
+//! The configuration model: the Rust types that `aphex-config.yaml` deserializes
+//! into and that the JSON Schema is derived from. Pure data; defaults live here,
+//! rules live in `validate`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only configuration format version this release reads.
+pub const CONFIG_VERSION: &str = "1.0";
+/// Default container image for build and test stages.
+pub const DEFAULT_BUILDER_IMAGE: &str = "public.ecr.aws/aphex/builder:latest";
+/// Default container image for every other stage.
+pub const DEFAULT_DEPLOYER_IMAGE: &str = "public.ecr.aws/aphex/deployer:latest";
+/// Default synthesize command.
+pub const DEFAULT_SYNTH: &str = "npx cdk synth";
+
+/// A whole `aphex-config.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Aphex pipeline configuration")]
+pub struct Config {
+    /// Configuration format version; must be "1.0".
+    pub version: String,
+    /// Pipeline-wide settings (name, cluster, GitHub, images, ...). All optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSettings>,
+    /// How the application is built.
+    pub build: Build,
+    /// Deployment environments, deployed in list order.
+    pub environments: Vec<Environment>,
+}
+
+/// Pipeline-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineSettings {
+    /// Pipeline name (DNS label); prefixes every resource. Default "aphex".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The shared cluster this pipeline runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
+    /// The GitHub repository that triggers the pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitHub>,
+    /// Namespace of the Argo Workflows objects. Default "argo".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Namespace of the Argo Events objects. Default "argo-events".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_namespace: Option<String>,
+    /// Service account the workflow pods run as. Default "aphex-<name>".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Artifact bucket settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<ArtifactSettings>,
+    /// Container images for the stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Images>,
+    /// Run notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+    /// What happens when the pipeline fails to update itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_update: Option<SelfUpdate>,
+}
+
+/// The EKS cluster and the CloudFormation exports that describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    /// Cluster name.
+    pub name: String,
+    /// Prefix of the cluster's CloudFormation exports. Default "AphexCluster-<name>-".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_prefix: Option<String>,
+}
+
+/// The GitHub repository and the Kubernetes Secrets that hold its credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitHub {
+    /// Repository owner (user or organization).
+    pub owner: String,
+    /// Repository name.
+    pub repo: String,
+    /// Branch whose pushes deploy. Default "main".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Kubernetes Secret holding the GitHub API token (key "token"). Default "github-token".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+    /// Kubernetes Secret holding the webhook secret (key "secret"). Default "<name>-webhook".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// Public URL of the webhook; when set, Argo Events registers the webhook on GitHub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+/// Artifact bucket settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArtifactSettings {
+    /// Existing bucket name; default: the bucket the pipeline stack creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Days before artifacts expire. Default 90.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// Container images for the stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Images {
+    /// Image for build and test stages. Default public.ecr.aws/aphex/builder:latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// Image for every other stage. Default public.ecr.aws/aphex/deployer:latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployer: Option<String>,
+}
+
+/// Run notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Notifications {
+    /// Kubernetes Secret holding a Slack-compatible webhook URL (key "url").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_webhook_secret: Option<String>,
+    /// Notify only when a run fails. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_on_failure: Option<bool>,
+}
+
+/// Behaviour of the self-update (pipeline) stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SelfUpdate {
+    /// `halt` (default) stops the run; `continue` deploys with the old topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnSelfUpdateFailure>,
+}
+
+/// What to do when the pipeline cannot update itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnSelfUpdateFailure {
+    /// Stop the run (default).
+    #[default]
+    Halt,
+    /// Continue with the topology the run started with.
+    Continue,
+}
+
+/// The build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Build {
+    /// Shell commands run in order; the first failure stops the build.
+    pub commands: Vec<String>,
+    /// Paths (relative to the repository root) packaged as the build artifact.
+    /// Default ["artifacts"] (skipped with a notice when that directory is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<String>>,
+}
+
+/// One deployment environment: an account and region with its stacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Environment {
+    /// Environment name: a lowercase DNS label.
+    pub name: String,
+    /// AWS region, e.g. us-east-1.
+    pub region: String,
+    /// AWS account ID: 12 digits, quoted.
+    pub account: String,
+    /// Role to assume for deploys; default: the CDK bootstrap deploy role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// `manual` to wait for an approval before this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// How many independent stacks may deploy at once. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// CDK context keys that must be present in cdk.json or cdk.context.json.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_context: Vec<String>,
+    /// Command that synthesizes the CDK app. Default "npx cdk synth".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synth: Option<String>,
+    /// Commands run before and after the deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+    /// The CDK stacks of this environment, in deploy order unless `dependsOn` says otherwise.
+    pub stacks: Vec<Stack>,
+    /// Tests run after the deploy, with the stack outputs in the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<Tests>,
+}
+
+/// Approval gate kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Approval {
+    /// A person resumes the workflow.
+    Manual,
+}
+
+/// Hook commands around a deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Hooks {
+    /// Run before synthesizing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre: Vec<String>,
+    /// Run after every stack deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post: Vec<String>,
+}
+
+/// One CDK stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Stack {
+    /// Stack name: the CDK stack's id (artifact id or display name).
+    pub name: String,
+    /// Source file that defines the stack (checked to exist).
+    pub path: String,
+    /// Stacks of this environment that must deploy first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// Test commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tests {
+    /// Shell commands run in order after the deploy.
+    pub commands: Vec<String>,
+}
+
+impl Config {
+    /// The pipeline name ("aphex" unless set).
+    pub fn pipeline_name(&self) -> &str {
+        self.pipeline
+            .as_ref()
+            .and_then(|p| p.name.as_deref())
+            .unwrap_or("aphex")
+    }
+
+    /// Pipeline settings, or the all-defaults value.
+    pub fn settings(&self) -> std::borrow::Cow<'_, PipelineSettings> {
+        match &self.pipeline {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => std::borrow::Cow::Owned(PipelineSettings::default()),
+        }
+    }
+
+    /// The environment called `name`.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// Build artifact paths: the configured ones, or the default `["artifacts"]`.
+    pub fn artifact_paths(&self) -> Vec<String> {
+        self.build
+            .artifacts
+            .clone()
+            .unwrap_or_else(|| vec!["artifacts".to_owned()])
+    }
+}
+
+impl PipelineSettings {
+    /// Argo Workflows namespace ("argo" unless set).
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("argo")
+    }
+    /// Argo Events namespace ("argo-events" unless set).
+    pub fn events_namespace(&self) -> &str {
+        self.events_namespace.as_deref().unwrap_or("argo-events")
+    }
+    /// Service account of the workflow pods ("aphex-<pipeline>" unless set).
+    pub fn service_account(&self, pipeline_name: &str) -> String {
+        self.service_account
+            .clone()
+            .unwrap_or_else(|| format!("aphex-{pipeline_name}"))
+    }
+    /// Builder image.
+    pub fn builder_image(&self) -> &str {
+        self.images
+            .as_ref()
+            .and_then(|i| i.builder.as_deref())
+            .unwrap_or(DEFAULT_BUILDER_IMAGE)
+    }
+    /// Deployer image.
+    pub fn deployer_image(&self) -> &str {
+        self.images
+            .as_ref()
+            .and_then(|i| i.deployer.as_deref())
+            .unwrap_or(DEFAULT_DEPLOYER_IMAGE)
+    }
+    /// Artifact retention in days (90 unless set).
+    pub fn retention_days(&self) -> u32 {
+        self.artifacts
+            .as_ref()
+            .and_then(|a| a.retention_days)
+            .unwrap_or(90)
+    }
+    /// Behaviour when self-update fails (halt unless set).
+    pub fn on_self_update_failure(&self) -> OnSelfUpdateFailure {
+        self.self_update
+            .as_ref()
+            .and_then(|s| s.on_failure)
+            .unwrap_or_default()
+    }
+    /// Whether notifications are sent only for failed runs.
+    pub fn notify_only_on_failure(&self) -> bool {
+        self.notifications
+            .as_ref()
+            .and_then(|n| n.only_on_failure)
+            .unwrap_or(false)
+    }
+}
+
+impl Cluster {
+    /// Prefix of the cluster's exports ("AphexCluster-<name>-" unless set).
+    pub fn export_prefix(&self) -> String {
+        self.export_prefix
+            .clone()
+            .unwrap_or_else(|| format!("AphexCluster-{}-", self.name))
+    }
+}
+
+impl GitHub {
+    /// Branch whose pushes deploy ("main" unless set).
+    pub fn branch(&self) -> &str {
+        self.branch.as_deref().unwrap_or("main")
+    }
+    /// Secret with the API token ("github-token" unless set).
+    pub fn token_secret(&self) -> &str {
+        self.token_secret.as_deref().unwrap_or("github-token")
+    }
+    /// Secret with the webhook secret ("<pipeline>-webhook" unless set).
+    pub fn webhook_secret(&self, pipeline_name: &str) -> String {
+        self.webhook_secret
+            .clone()
+            .unwrap_or_else(|| format!("{pipeline_name}-webhook"))
+    }
+}
+
+impl Environment {
+    /// Stacks deployed at once (1 unless set).
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency.unwrap_or(1).max(1)
+    }
+    /// Synthesize command ("npx cdk synth" unless set).
+    pub fn synth(&self) -> &str {
+        self.synth.as_deref().unwrap_or(DEFAULT_SYNTH)
+    }
+    /// Whether a person must approve before this environment deploys.
+    pub fn needs_approval(&self) -> bool {
+        self.approval == Some(Approval::Manual)
+    }
+    /// Test commands (empty when none are configured).
+    pub fn test_commands(&self) -> &[String] {
+        self.tests.as_ref().map(|t| t.commands.as_slice()).unwrap_or(&[])
+    }
+    /// Pre-deploy hook commands.
+    pub fn pre_hooks(&self) -> &[String] {
+        self.hooks.as_ref().map(|h| h.pre.as_slice()).unwrap_or(&[])
+    }
+    /// Post-deploy hook commands.
+    pub fn post_hooks(&self) -> &[String] {
+        self.hooks.as_ref().map(|h| h.post.as_slice()).unwrap_or(&[])
+    }
+    /// The stack called `name`.
+    pub fn stack(&self, name: &str) -> Option<&Stack> {
+        self.stacks.iter().find(|s| s.name == name)
+    }
+}

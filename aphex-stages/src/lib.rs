@@ -1,0 +1,7 @@
+//! `aphex-stages` owns the stage engine: every stage (validate, build,
+//! pipeline, deploy, test, finalize) written once against ports (traits), the
+//! local adapters, process execution with log capture and redaction, git
+//! checkout, the CDK cloud assembly reader, and the local executor.
+//!
+//! Architecture invariant: no AWS or Kubernetes crate; adapters for those
+//! live in `aphex-aws` and `aphex-k8s`.

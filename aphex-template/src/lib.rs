@@ -1,0 +1,7 @@
+//! `aphex-template` owns the pipeline **plan** (the stage graph, and the stack
+//! graph of each environment) and every renderer: the Argo WorkflowTemplate,
+//! EventSource, Sensor and RBAC manifests, the pipeline's own CloudFormation
+//! template, and the webhook simulator that evaluates the Sensor's filters.
+//!
+//! Architecture invariant: pure functions of a validated config. No IO, no
+//! shelling out, no cluster.
