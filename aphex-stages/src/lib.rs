@@ -5,3 +5,7 @@
 //!
 //! Architecture invariant: no AWS or Kubernetes crate; adapters for those
 //! live in `aphex-aws` and `aphex-k8s`.
+
+pub mod assembly;
+pub mod ports;
+pub mod record;

@@ -1,0 +1,241 @@
+//! The ports: the narrow traits every stage is written against. Local
+//! adapters live in this crate (`local`); AWS ones in `aphex-aws`, kube ones
+//! in `aphex-k8s`. Keep each trait small: a stage needs little from the world.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::assembly::{CloudAssembly, StackArtifact};
+use crate::record::RunRecord;
+
+/// A failure inside an adapter, with the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The named object does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for (e.g. `s3://bucket/key`).
+        what: String,
+    },
+    /// Stored data failed its checksum.
+    #[error("{what} is corrupt: expected SHA-256 {expected}, got {actual}")]
+    Corrupt {
+        /// The object.
+        what: String,
+        /// Checksum recorded at upload.
+        expected: String,
+        /// Checksum of what was read.
+        actual: String,
+    },
+    /// Anything else, with context.
+    #[error("{context}: {source}")]
+    Other {
+        /// What the adapter was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Metadata stored with a build artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactMetadata {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Full commit SHA.
+    pub commit_sha: String,
+    /// RFC 3339 build timestamp.
+    pub timestamp: String,
+    /// Archive size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the archive.
+    pub sha256: String,
+    /// Paths packaged (relative to the repository root).
+    pub paths: Vec<String>,
+}
+
+/// Where build artifacts are kept, under `<pipeline>/<commit-sha>/`.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// Human-readable location, e.g. `s3://bucket` or `.aphex/artifacts`.
+    fn location(&self) -> String;
+    /// Stores the archive file with its metadata (and tags commit SHA and timestamp).
+    async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), PortError>;
+    /// Fetches the archive for `pipeline`/`commit_sha` into `dest`, verifying its
+    /// SHA-256 against the stored metadata ([`PortError::Corrupt`] on mismatch).
+    async fn get(&self, pipeline: &str, commit_sha: &str, dest: &Path)
+    -> Result<ArtifactMetadata, PortError>;
+}
+
+/// Where run records are kept.
+#[async_trait]
+pub trait RunRecorder: Send + Sync {
+    /// Writes (or replaces) the record of one run, atomically.
+    async fn record(&self, run: &RunRecord) -> Result<(), PortError>;
+    /// The record of run `id`, if any.
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError>;
+    /// The newest `limit` runs, newest first.
+    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError>;
+}
+
+/// One CloudFormation stack event, as progress or as a root cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackEvent {
+    /// CloudFormation stack name.
+    pub stack: String,
+    /// Logical resource id.
+    pub logical_id: String,
+    /// Resource type, e.g. `AWS::SSM::Parameter`.
+    pub resource_type: String,
+    /// Status, e.g. `CREATE_FAILED`.
+    pub status: String,
+    /// Reason, when given.
+    pub reason: Option<String>,
+    /// RFC 3339 timestamp.
+    pub timestamp: String,
+}
+
+/// One stack output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackOutput {
+    /// Output key.
+    pub key: String,
+    /// Output value.
+    pub value: String,
+    /// Export name, when exported.
+    pub export_name: Option<String>,
+}
+
+/// What deploying one stack did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackOutcome {
+    /// CloudFormation stack name.
+    pub stack_name: String,
+    /// False when the stack was already up to date (an empty change set).
+    pub changed: bool,
+    /// Outputs after the deploy.
+    pub outputs: Vec<StackOutput>,
+}
+
+/// What the deployer needs to deploy one stack.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployRequest<'a> {
+    /// Pipeline name (for tags and metrics).
+    pub pipeline: &'a str,
+    /// The environment being deployed.
+    pub environment: &'a aphex_config::Environment,
+    /// The whole assembly (asset paths are inside it).
+    pub assembly: &'a CloudAssembly,
+    /// The stack artifact to deploy.
+    pub stack: &'a StackArtifact,
+}
+
+/// A failed stack deploy: the stack and the root-cause events.
+#[derive(Debug, thiserror::Error)]
+#[error("stack {stack} failed: {message}")]
+pub struct DeployError {
+    /// CloudFormation stack name.
+    pub stack: String,
+    /// What went wrong, with the root-cause reasons.
+    pub message: String,
+    /// The first `*_FAILED` resource events (not the cancellation noise).
+    pub root_causes: Vec<StackEvent>,
+}
+
+/// Receives progress while a stack deploys.
+pub trait DeployProgress: Send + Sync {
+    /// A new stack event.
+    fn event(&self, event: &StackEvent);
+}
+
+/// Deploys one stack of a cloud assembly (publishing its assets first).
+#[async_trait]
+pub trait StackDeployer: Send + Sync {
+    /// Which deployer this is, for the output (e.g. `CloudFormation (us-east-1)`).
+    fn describe(&self) -> String;
+    /// Deploys `request.stack`; an unchanged stack is `Ok` with `changed: false`.
+    async fn deploy(
+        &self,
+        request: DeployRequest<'_>,
+        progress: &dyn DeployProgress,
+    ) -> Result<StackOutcome, DeployError>;
+}
+
+/// The identity an environment's credentials resolve to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Account the caller is in.
+    pub account: String,
+    /// Caller ARN (or assumed role ARN).
+    pub arn: String,
+}
+
+/// Checks that an environment's credentials reach its account.
+#[async_trait]
+pub trait CredentialChecker: Send + Sync {
+    /// The identity used for `env`, after assuming its role; an `Err` is a
+    /// message naming environment, role and AWS error code (never a credential).
+    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, String>;
+}
+
+/// Applies rendered manifests to a cluster (or a directory standing in for one).
+#[async_trait]
+pub trait ManifestApplier: Send + Sync {
+    /// Where manifests go, for the output.
+    fn describe(&self) -> String;
+    /// The currently applied object of `kind` named `name` in `namespace`, if any.
+    async fn current(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, PortError>;
+    /// Applies every manifest (server-side apply semantics: create or replace).
+    async fn apply(&self, manifests: &[serde_json::Value]) -> Result<(), PortError>;
+}
+
+/// A metric data point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    /// Metric name, e.g. `StageDuration`.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Unit.
+    pub unit: MetricUnit,
+    /// Dimensions (pipeline, environment, stack, stage), in order.
+    pub dimensions: Vec<(String, String)>,
+}
+
+/// Units of [`Metric`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetricUnit {
+    /// A count.
+    Count,
+    /// Seconds.
+    Seconds,
+    /// Bytes.
+    Bytes,
+}
+
+/// Where metrics go.
+#[async_trait]
+pub trait MetricsSink: Send + Sync {
+    /// Emits a batch of data points.
+    async fn emit(&self, metrics: &[Metric]) -> Result<(), PortError>;
+}
+
+/// Where run notifications go.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends a notification about a finished run (already redacted).
+    async fn notify(&self, run: &RunRecord) -> Result<(), PortError>;
+}
