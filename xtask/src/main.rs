@@ -6,6 +6,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod demo;
+
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
 struct Xtask {
@@ -17,12 +19,15 @@ struct Xtask {
 enum Task {
     /// fmt --check, clippy -D warnings, and every test.
     Test,
+    /// The README's main job: run the quick-start pipeline end to end.
+    Demo,
 }
 
 fn main() -> ExitCode {
     let task = Xtask::parse();
     let result = match task.command {
         Task::Test => test(),
+        Task::Demo => demo::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
