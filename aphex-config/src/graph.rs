@@ -115,7 +115,10 @@ impl StackGraph {
     /// The stable topological order: dependencies first, list order breaking
     /// ties (so with no edges it is exactly list order).
     pub fn order(&self) -> Result<Vec<&str>, GraphError> {
-        Ok(self.waves(usize::MAX)?.into_iter().flatten().collect())
+        // Waves of one are exactly Kahn's algorithm taking the earliest ready
+        // stack each time; wider waves would let a later independent stack
+        // jump ahead of an earlier one unblocked by the same wave.
+        Ok(self.waves(1)?.into_iter().flatten().collect())
     }
 
     /// Deploy waves of at most `concurrency` stacks: every stack's

@@ -5,3 +5,10 @@
 //!
 //! Architecture invariant: pure functions of a validated config. No IO, no
 //! shelling out, no cluster.
+
+pub mod diff;
+pub mod plan;
+pub mod plan_format;
+
+pub use diff::PlanDiff;
+pub use plan::{EnvironmentPlan, Plan, PlanError, Stage, StageKind};
