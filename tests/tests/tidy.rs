@@ -1,0 +1,180 @@
+//! Tidy checks that keep the architecture honest: pure crates stay pure,
+//! dependencies point one way, and every source file says what it owns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// Normal (non-dev, non-build) dependency closure of every workspace package, from `cargo metadata`.
+fn dependency_closures() -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let name_of: BTreeMap<String, String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut direct: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for node in meta["resolve"]["nodes"].as_array().unwrap() {
+        let id = node["id"].as_str().unwrap().to_owned();
+        let deps = node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["kind"].is_null())
+            })
+            .map(|d| d["pkg"].as_str().unwrap().to_owned())
+            .collect();
+        direct.insert(id, deps);
+    }
+    let members: Vec<String> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
+    members
+        .iter()
+        .map(|m| {
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![m.clone()];
+            while let Some(id) = stack.pop() {
+                for d in direct.get(&id).into_iter().flatten() {
+                    if seen.insert(d.clone()) {
+                        stack.push(d.clone());
+                    }
+                }
+            }
+            (
+                name_of[m].clone(),
+                seen.into_iter().map(|id| name_of[&id].clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pure_crates_have_no_async_or_io_dependencies() {
+    let closures = dependency_closures();
+    for pure in ["aphex-config", "aphex-template"] {
+        let deps = &closures[pure];
+        let bad: Vec<&String> = deps
+            .iter()
+            .filter(|d| {
+                d.as_str() == "tokio"
+                    || d.starts_with("aws-")
+                    || d.starts_with("kube")
+                    || d.as_str() == "reqwest"
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{pure} must stay pure (no IO or async crates) but depends on {bad:?}"
+        );
+    }
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let closures = dependency_closures();
+    let forbidden: &[(&str, &[&str])] = &[
+        (
+            "aphex-config",
+            &["aphex-template", "aphex-stages", "aphex-aws", "aphex-k8s"],
+        ),
+        ("aphex-template", &["aphex-stages", "aphex-aws", "aphex-k8s"]),
+        ("aphex-stages", &["aphex-aws", "aphex-k8s"]),
+        ("aphex-aws", &["aphex-k8s"]),
+        ("aphex-k8s", &["aphex-aws"]),
+    ];
+    for (krate, not) in forbidden {
+        for n in *not {
+            assert!(!closures[*krate].contains(*n), "{krate} must not depend on {n}");
+        }
+    }
+    for adapter_free in ["aphex-stages"] {
+        let bad: Vec<&String> = closures[adapter_free]
+            .iter()
+            .filter(|d| d.starts_with("aws-") || d.starts_with("kube"))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{adapter_free} must not depend on AWS or kube crates: {bad:?}"
+        );
+    }
+}
+
+#[test]
+fn every_source_file_opens_with_a_module_doc() {
+    let root = workspace_root();
+    let mut missing = Vec::new();
+    for krate in [
+        "aphex-config",
+        "aphex-template",
+        "aphex-stages",
+        "aphex-aws",
+        "aphex-k8s",
+        "aphex-cli",
+        "aphex-runner",
+        "xtask",
+        "tests",
+    ] {
+        for entry in walk(&root.join(krate)) {
+            let text = std::fs::read_to_string(&entry).unwrap();
+            if !text.trim_start().starts_with("//!") {
+                missing.push(entry.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "these files must open with a `//!` doc saying what they own: {missing:#?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            if !["target", "node_modules", "fixtures", "snapshots", "cdk.out"].contains(&name.as_str()) {
+                out.extend(walk(&p));
+            }
+        } else if name.ends_with(".rs") {
+            out.push(p);
+        }
+    }
+    out
+}
