@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod emulator;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
@@ -21,6 +22,9 @@ enum Task {
     Test,
     /// The README's main job: run the quick-start pipeline end to end.
     Demo,
+    /// Start the local AWS emulator and keep it running until Ctrl-C
+    /// (for running one test suite by hand: see docs/testing.md).
+    Emulator,
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
     let result = match task.command {
         Task::Test => test(),
         Task::Demo => demo::run(),
+        Task::Emulator => emulator::serve(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,10 +52,16 @@ fn root() -> std::path::PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// Runs cargo with extra environment variables (e.g. the emulator's endpoint).
+fn cargo_with_env(args: &[&str], env: &[(String, String)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(root())
         .status()
         .with_context(|| format!("running {cargo}"))?;
@@ -63,6 +74,14 @@ fn cargo(args: &[&str]) -> Result<()> {
 fn test() -> Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    cargo(&["test", "--workspace", "--all-targets"])?;
+    // The emulator boots (about 35 s cold) while the tests compile; it is
+    // stopped when `emulator` drops, whatever happens below.
+    let mut emulator =
+        emulator::Emulator::spawn().context("starting the local AWS emulator the tests need")?;
+    cargo(&["test", "--workspace", "--all-targets", "--no-run"])?;
+    emulator
+        .wait_healthy()
+        .context("starting the local AWS emulator the tests need")?;
+    cargo_with_env(&["test", "--workspace", "--all-targets"], &emulator.env())?;
     Ok(())
 }
