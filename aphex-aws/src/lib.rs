@@ -5,3 +5,6 @@
 //! pipeline's own stack.
 //!
 //! Architecture invariant: knows nothing of Argo or Kubernetes.
+
+pub mod deployer;
+pub mod pipeline_stack;

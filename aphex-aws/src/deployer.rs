@@ -1,0 +1,257 @@
+//! The CloudFormation stack deployer: implements [`StackDeployer`] for one
+//! stack of a cloud assembly. It resolves the stack's roles for the target
+//! environment, assumes the deploy role (or the environment's `roleArn`),
+//! publishes file assets through their publishing roles, places the template
+//! (inline, or in S3 when the assembly names a template asset or it is over
+//! 51,200 bytes), and deploys through a change set, streaming events.
+//!
+//! Docker image assets are refused with a clear error: this deployer does
+//! not build or push images.
+
+mod assets;
+mod changeset;
+mod events;
+mod session;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aphex_stages::assembly::{CloudAssembly, StackArtifact, partition_of};
+use aphex_stages::ports::{DeployError, DeployProgress, DeployRequest, StackDeployer, StackOutcome};
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use sha2::{Digest, Sha256};
+
+pub use assets::deterministic_zip;
+pub(crate) use assets::{S3Object, upload_template};
+pub(crate) use changeset::{StackInput, TemplateSource, deploy as run_change_set};
+use session::Sessions;
+
+/// The largest template CloudFormation accepts inline (`TemplateBody`).
+pub const MAX_TEMPLATE_BODY_BYTES: usize = 51_200;
+
+/// The CDK bootstrap qualifier whose assets bucket receives large templates
+/// that the assembly did not publish itself.
+const DEFAULT_QUALIFIER: &str = "hnb659fds";
+
+/// How the deployer polls and how long it waits.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// First pause between polls (and after each new event).
+    pub poll_initial: Duration,
+    /// Longest pause between polls.
+    pub poll_max: Duration,
+    /// Longest wait for one operation: a change set being computed, a stack
+    /// operation already in flight, the deploy itself.
+    pub wait_timeout: Duration,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        Self {
+            poll_initial: Duration::from_secs(1),
+            poll_max: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Deploys cloud-assembly stacks with CloudFormation change sets.
+#[derive(Debug, Clone)]
+pub struct CloudFormationDeployer {
+    base: SdkConfig,
+    options: DeployOptions,
+}
+
+impl CloudFormationDeployer {
+    /// A deployer acting from `base` (credentials, endpoint), assuming roles as needed.
+    pub fn new(base: SdkConfig) -> Self {
+        Self {
+            base,
+            options: DeployOptions::default(),
+        }
+    }
+
+    /// A deployer from `aws-config`'s default chain (`AWS_ENDPOINT_URL` included).
+    pub async fn from_env() -> Self {
+        Self::new(crate::client::load().await)
+    }
+
+    /// Sets the polling and waiting options.
+    pub fn with_options(mut self, options: DeployOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    async fn deploy_stack(
+        &self,
+        request: DeployRequest<'_>,
+        progress: &dyn DeployProgress,
+    ) -> Result<StackOutcome, DeployError> {
+        let stack = request.stack;
+        let env = request.environment;
+        let fail = |message: String| DeployError {
+            stack: stack.stack_name.clone(),
+            message,
+            root_causes: vec![],
+        };
+        refuse_docker_images(stack).map_err(fail)?;
+
+        let target = assets::Target {
+            account: &env.account,
+            region: &env.region,
+            partition: partition_of(&env.region),
+        };
+        let mut sessions = Sessions::new(self.base.clone());
+        let deploy_role = deploy_role(stack, env, &target);
+        let deploy_config = sessions
+            .config(deploy_role.as_ref(), &env.region)
+            .await
+            .map_err(fail)?;
+
+        let published = assets::publish(&stack.assets.files, &target, &mut sessions)
+            .await
+            .map_err(fail)?;
+        let template = place_template(request.assembly, stack, &target, &deploy_config, &published)
+            .await
+            .map_err(fail)?;
+
+        let mut tags = stack.tags.clone();
+        tags.insert("aphex:pipeline".to_owned(), request.pipeline.to_owned());
+        let input = StackInput {
+            stack_name: stack.stack_name.clone(),
+            template,
+            parameters: stack.parameters.clone(),
+            tags,
+            execution_role_arn: stack
+                .cloudformation_execution_role_arn
+                .as_deref()
+                .map(|r| target.resolve(r)),
+            termination_protection: stack.termination_protection,
+            description: format!("Aphex deploy of {} ({})", stack.stack_name, request.pipeline),
+        };
+        let cfn = aws_sdk_cloudformation::Client::new(&deploy_config);
+        changeset::deploy(&cfn, &input, progress, &self.options).await
+    }
+}
+
+#[async_trait]
+impl StackDeployer for CloudFormationDeployer {
+    fn describe(&self) -> String {
+        let region = self.base.region().map_or("default region", |r| r.as_ref());
+        match self.base.endpoint_url() {
+            Some(endpoint) => format!("CloudFormation ({region}, endpoint {endpoint})"),
+            None => format!("CloudFormation ({region})"),
+        }
+    }
+
+    async fn deploy(
+        &self,
+        request: DeployRequest<'_>,
+        progress: &dyn DeployProgress,
+    ) -> Result<StackOutcome, DeployError> {
+        self.deploy_stack(request, progress).await
+    }
+}
+
+/// The role the deploy acts as: the environment's `roleArn`, else the
+/// assembly's deploy role with placeholders filled; none means the base
+/// credentials as they are.
+fn deploy_role(
+    stack: &StackArtifact,
+    env: &aphex_config::Environment,
+    target: &assets::Target<'_>,
+) -> Option<session::Role> {
+    if let Some(arn) = &env.role_arn {
+        return Some(session::Role {
+            arn: arn.clone(),
+            external_id: None,
+        });
+    }
+    stack.assume_role_arn.as_ref().map(|arn| session::Role {
+        arn: target.resolve(arn),
+        external_id: stack.assume_role_external_id.clone(),
+    })
+}
+
+fn refuse_docker_images(stack: &StackArtifact) -> Result<(), String> {
+    let Some(image) = stack.assets.docker_images.first() else {
+        return Ok(());
+    };
+    let directory = image
+        .directory
+        .as_deref()
+        .map(|d| format!(" (directory {d})"))
+        .unwrap_or_default();
+    Err(format!(
+        "docker image asset {}{directory} cannot be published: the native deployer does not publish container images yet; publish the image with `cdk deploy` (or `cdk-assets`) first, or remove the image asset from the stack",
+        image.id
+    ))
+}
+
+/// Inline when small and not published by the assembly; otherwise in S3.
+async fn place_template(
+    assembly: &CloudAssembly,
+    stack: &StackArtifact,
+    target: &assets::Target<'_>,
+    deploy_config: &SdkConfig,
+    published: &HashSet<S3Object>,
+) -> Result<TemplateSource, String> {
+    let body = tokio::fs::read(&stack.template_file).await.map_err(|e| {
+        format!(
+            "reading the template {} failed: {e}; synthesize the app again (assembly {})",
+            stack.template_file.display(),
+            assembly.dir.display()
+        )
+    })?;
+    let endpoint = deploy_config.endpoint_url();
+    if let Some(url) = &stack.stack_template_asset_object_url {
+        let resolved = target.resolve(url);
+        let object = S3Object::parse(&resolved)
+            .ok_or_else(|| format!("the template asset URL {resolved} is not of the form s3://bucket/key"))?;
+        // The template is normally one of the file assets just published.
+        if !published.contains(&object) {
+            upload_template(deploy_config, &object, &body).await?;
+        }
+        return Ok(TemplateSource::Url(object.template_url(target.region, endpoint)));
+    }
+    if body.len() > MAX_TEMPLATE_BODY_BYTES {
+        let object = S3Object {
+            bucket: format!(
+                "cdk-{DEFAULT_QUALIFIER}-assets-{}-{}",
+                target.account, target.region
+            ),
+            key: format!(
+                "aphex/{}/{}.json",
+                stack.stack_name,
+                hex::encode(Sha256::digest(&body))
+            ),
+        };
+        upload_template(deploy_config, &object, &body).await?;
+        return Ok(TemplateSource::Url(object.template_url(target.region, endpoint)));
+    }
+    String::from_utf8(body)
+        .map(TemplateSource::Body)
+        .map_err(|_| format!("the template {} is not UTF-8", stack.template_file.display()))
+}
+
+/// An SDK error as one line: `Code: message` for service errors, the whole
+/// chain otherwise (timeouts, connection failures, credentials).
+pub(crate) fn sdk_error_text<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(err).to_string(),
+    }
+}
+
+/// CloudFormation reports a missing stack as a `ValidationError` "does not exist".
+pub(crate) fn is_missing_stack<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.code() == Some("ValidationError") && err.message().is_some_and(|m| m.contains("does not exist"))
+}
