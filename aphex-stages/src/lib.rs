@@ -6,6 +6,17 @@
 //! Architecture invariant: no AWS or Kubernetes crate; adapters for those
 //! live in `aphex-aws` and `aphex-k8s`.
 
+pub mod artifact;
 pub mod assembly;
+pub mod context;
+pub mod executor;
+pub mod fake;
+pub mod local;
 pub mod ports;
+pub mod process;
 pub mod record;
+pub mod redact;
+pub mod report;
+pub mod stages;
+pub mod time;
+pub mod workspace;

@@ -55,4 +55,30 @@ pub struct StageRecord {
     pub status: Status,
     /// Error message (redacted), when failed.
     pub error: Option<String>,
+    /// Per-stack results of a deploy stage (empty for other stages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<StackResult>,
+    /// Size of the archive a build stage stored, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_bytes: Option<u64>,
+}
+
+/// What happened to one stack in a deploy stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackResult {
+    /// The stack's name in the config.
+    pub name: String,
+    /// Its CloudFormation stack name.
+    pub stack_name: String,
+    /// Succeeded, failed, or skipped (not started because an earlier stack failed).
+    pub status: Status,
+    /// Whether the deploy changed the stack (`None` when it did not finish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    /// Milliseconds the deploy took.
+    pub millis: u64,
+    /// The error (redacted), when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -1,0 +1,139 @@
+//! What every stage gets: the run's identity, the config and checkout of the
+//! commit, the ports, a scratch directory, and the [`Exec`] that runs
+//! commands. Binaries build one; stages only read it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aphex_config::Config;
+
+use crate::ports::{
+    ArtifactStore, CredentialChecker, ManifestApplier, MetricsSink, Notifier, RunRecorder, StackDeployer,
+};
+use crate::process::Exec;
+use crate::report::{Event, Reporter};
+
+/// The adapters a run uses.
+#[derive(Clone)]
+pub struct Ports {
+    /// Build artifacts.
+    pub artifacts: Arc<dyn ArtifactStore>,
+    /// Run records.
+    pub runs: Arc<dyn RunRecorder>,
+    /// Stack deploys.
+    pub deployer: Arc<dyn StackDeployer>,
+    /// Manifest applies (the pipeline stage).
+    pub applier: Arc<dyn ManifestApplier>,
+    /// Metrics.
+    pub metrics: Arc<dyn MetricsSink>,
+    /// Notifications.
+    pub notifier: Arc<dyn Notifier>,
+    /// Credential checks; `None` says "not wired" and validate reports that
+    /// the check was skipped rather than pretending it passed.
+    pub credentials: Option<Arc<dyn CredentialChecker>>,
+}
+
+/// Who and what a run is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// Run id (the Argo workflow name in a cluster).
+    pub id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Full commit SHA.
+    pub commit: String,
+    /// Branch, when known.
+    pub branch: Option<String>,
+    /// Repository URL or path the commit came from.
+    pub repo: String,
+}
+
+/// Everything a stage runs with.
+#[derive(Clone)]
+pub struct StageContext {
+    /// The run.
+    pub run: RunInfo,
+    /// The config at the commit.
+    pub config: Config,
+    /// The config file, relative to the checkout (for messages).
+    pub config_file: String,
+    /// The checkout of the commit.
+    pub checkout: PathBuf,
+    /// Scratch space of this run (synth output, archives); may be shared by stages.
+    pub work: PathBuf,
+    /// Where stage logs go (`<stage>.log`).
+    pub logs: PathBuf,
+    /// The adapters.
+    pub ports: Ports,
+    /// Runs commands.
+    pub exec: Exec,
+}
+
+impl StageContext {
+    /// Reports an informational step of `stage`.
+    pub fn info(&self, stage: &str, message: impl Into<String>) {
+        self.exec.reporter.event(&Event::Info {
+            stage: stage.to_owned(),
+            message: self.exec.redactor.redact(&message.into()),
+        });
+    }
+
+    /// Reports a warning of `stage`.
+    pub fn warn(&self, stage: &str, message: impl Into<String>) {
+        self.exec.reporter.event(&Event::Warning {
+            stage: stage.to_owned(),
+            message: self.exec.redactor.redact(&message.into()),
+        });
+    }
+
+    /// The reporter.
+    pub fn reporter(&self) -> &dyn Reporter {
+        self.exec.reporter.as_ref()
+    }
+
+    /// A fresh, empty directory under the scratch space, named after `what`.
+    pub fn fresh_dir(&self, what: &str) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.work)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{what}-"))
+            .tempdir_in(&self.work)?;
+        // Kept after the stage for inspection; the run's scratch space is
+        // removed as a whole.
+        Ok(dir.keep())
+    }
+
+    /// The config file's path in the checkout.
+    pub fn config_path(&self) -> PathBuf {
+        self.checkout.join(&self.config_file)
+    }
+}
+
+/// Reads and validates the config file at `checkout`/`file`; every problem
+/// comes back as one line `file:line:col: path: message (help)`.
+pub fn load_config(checkout: &Path, file: &str) -> Result<Config, Vec<String>> {
+    let path = checkout.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        vec![format!(
+            "{file}: cannot read the config at this commit: {e} (commit an aphex-config.yaml at the repository root, or name the file)"
+        )]
+    })?;
+    aphex_config::load_str(file, &text).map_err(|diags| {
+        diags
+            .into_iter()
+            .map(|d| {
+                let place = if d.line > 0 {
+                    format!("{}:{}:{}", d.file, d.line, d.column)
+                } else {
+                    d.file.clone()
+                };
+                let path = if d.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}:", d.path)
+                };
+                let help = d.help.map(|h| format!(" (help: {h})")).unwrap_or_default();
+                format!("{place}:{path} {}{help}", d.message)
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,317 @@
+//! The local executor: one whole run on one machine. Checks out the commit,
+//! loads its config, walks the plan's stages in order (asking the
+//! [`Approver`] at manual gates), keeps the run record up to date after
+//! every stage, stops at the first failure or on cancellation, and
+//! finalizes (record, metrics, notification).
+//!
+//! State lives under one directory (`.aphex/` for `aphex run --local`):
+//! `work/<run-id>/` (checkout and scratch, removed after a successful run),
+//! `runs/<pipeline>/<run-id>/logs/<stage>.log` and
+//! `runs/<pipeline>/<run-id>/outputs/<env>/outputs.json`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aphex_template::{Plan, StageKind};
+
+use crate::context::{Ports, RunInfo, StageContext, load_config};
+use crate::process::Exec;
+use crate::record::{RunRecord, StageRecord, Status};
+use crate::report::{Event, Reporter};
+use crate::stages::{self, StageError, StageOutcome};
+
+/// Decides manual approval gates.
+pub trait Approver: Send + Sync {
+    /// `Ok(true)` to deploy `env`, `Ok(false)` when a person declined, `Err`
+    /// when nobody can be asked (the message says how to approve).
+    fn approve(&self, env: &str) -> Result<bool, String>;
+}
+
+/// Approves every gate (`--yes`), saying so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AutoApprove;
+
+impl Approver for AutoApprove {
+    fn approve(&self, _env: &str) -> Result<bool, String> {
+        Ok(true)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LocalRun {
+    /// Run id; also names the scratch and log directories.
+    pub id: String,
+    /// The repository: a local path or a URL.
+    pub repo: String,
+    /// Full commit SHA to run.
+    pub commit: String,
+    /// Branch, when known.
+    pub branch: Option<String>,
+    /// Config file, relative to the repository root.
+    pub config_file: String,
+    /// The state directory (`.aphex`).
+    pub state: PathBuf,
+    /// Only this environment's approve/deploy/test stages, when set.
+    pub only_env: Option<String>,
+}
+
+/// A new run id: sortable UTC time plus a random suffix.
+pub fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}t{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("local-{stamp}-{}", &suffix[..6])
+}
+
+/// Writes every event it passes on to a log file as well.
+struct FileLog {
+    inner: Arc<dyn Reporter>,
+    file: Mutex<File>,
+}
+
+impl Reporter for FileLog {
+    fn event(&self, event: &Event) {
+        self.inner.event(event);
+        let mut f = self.file.lock().expect("log lock");
+        // A full disk must not stop the run; the terminal still has the line.
+        let _ = writeln!(f, "{}", event.to_line());
+    }
+}
+
+/// The directory of a run's logs and outputs under `state`.
+pub fn run_dir(state: &Path, pipeline: &str, id: &str) -> PathBuf {
+    state.join("runs").join(pipeline).join(id)
+}
+
+/// Runs everything and returns the finalized record. Errors are only for
+/// what prevents a run from being recorded at all (the checkout); a failed
+/// stage is a record with status `failed`.
+pub async fn run_local(
+    opts: &LocalRun,
+    ports: Ports,
+    exec: Exec,
+    approver: &dyn Approver,
+) -> Result<RunRecord, StageError> {
+    let work = opts.state.join("work").join(&opts.id);
+    let checkout = work.join("checkout");
+    let reporter = exec.reporter.clone();
+    reporter.event(&Event::Info {
+        stage: "checkout".to_owned(),
+        message: exec.redactor.redact(&format!(
+            "checking out {} of {} into {}",
+            opts.commit,
+            opts.repo,
+            checkout.display()
+        )),
+    });
+    crate::workspace::checkout(&opts.repo, &opts.commit, &checkout).await?;
+    let config = load_config(&checkout, &opts.config_file);
+    let pipeline = match &config {
+        Ok(c) => c.pipeline_name().to_owned(),
+        Err(_) => "aphex".to_owned(),
+    };
+    let mut record = RunRecord {
+        id: opts.id.clone(),
+        pipeline: pipeline.clone(),
+        commit: opts.commit.clone(),
+        branch: opts.branch.clone(),
+        started_at: crate::time::now_rfc3339(),
+        ended_at: None,
+        status: Status::Running,
+        stages: Vec::new(),
+    };
+    ports
+        .runs
+        .record(&record)
+        .await
+        .map_err(StageError::port("recording the run start"))?;
+    let dir = run_dir(&opts.state, &pipeline, &opts.id);
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(StageError::io(format!("creating {}", logs.display())))?;
+    let only_on_failure = config
+        .as_ref()
+        .map(|c| c.settings().notify_only_on_failure())
+        .unwrap_or(false);
+    match config {
+        Err(problems) => {
+            let started = crate::time::now_rfc3339();
+            let err = StageError::Invalid(problems);
+            reporter.event(&Event::StageStarted {
+                stage: "validate".to_owned(),
+            });
+            finish_stage(&*reporter, &exec, &mut record, "validate", started, 0.0, Err(err));
+        }
+        Ok(config) => {
+            let ctx = StageContext {
+                run: RunInfo {
+                    id: opts.id.clone(),
+                    pipeline: pipeline.clone(),
+                    commit: opts.commit.clone(),
+                    branch: opts.branch.clone(),
+                    repo: opts.repo.clone(),
+                },
+                config,
+                config_file: opts.config_file.clone(),
+                checkout: checkout.clone(),
+                work: work.join("scratch"),
+                logs: logs.clone(),
+                ports: ports.clone(),
+                exec: exec.clone(),
+            };
+            if let Err(e) = run_stages(&ctx, opts, &dir, approver, &mut record).await {
+                // Not a stage's failure (the plan, the record store): still
+                // finalize, so the run is not left `running` forever.
+                let started = crate::time::now_rfc3339();
+                finish_stage(&*reporter, &exec, &mut record, "run", started, 0.0, Err(e));
+            }
+        }
+    }
+    let (record, _) =
+        stages::finalize::run(&ports, &*reporter, &exec.redactor, record, only_on_failure).await?;
+    if record.status == Status::Succeeded {
+        // The checkout is only worth keeping to debug a failure.
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    Ok(record)
+}
+
+async fn run_stages(
+    ctx: &StageContext,
+    opts: &LocalRun,
+    dir: &Path,
+    approver: &dyn Approver,
+    record: &mut RunRecord,
+) -> Result<(), StageError> {
+    let plan = Plan::new(&ctx.config).map_err(|e| StageError::Failed(e.to_string()))?;
+    if let Some(only) = &opts.only_env
+        && plan.environment(only).is_none()
+    {
+        let names: Vec<&str> = plan.environments.iter().map(|e| e.name.as_str()).collect();
+        return Err(StageError::Failed(format!(
+            "--env {only}: no such environment in {}; it has: {}",
+            ctx.config_file,
+            names.join(", ")
+        )));
+    }
+    let stages: Vec<_> = plan
+        .stages()
+        .into_iter()
+        .filter(|s| match (&opts.only_env, &s.env) {
+            (Some(only), Some(env)) => only == env,
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    let mut stopped = false;
+    for stage in stages {
+        let name = stage.task_name();
+        if stopped || ctx.exec.cancel.is_cancelled() {
+            record.stages.push(StageRecord {
+                name,
+                started_at: crate::time::now_rfc3339(),
+                ended_at: None,
+                status: Status::Skipped,
+                error: None,
+                stacks: Vec::new(),
+                artifact_bytes: None,
+            });
+            continue;
+        }
+        let log_path = ctx.logs.join(format!("{name}.log"));
+        let file =
+            File::create(&log_path).map_err(StageError::io(format!("creating {}", log_path.display())))?;
+        let mut stage_ctx = ctx.clone();
+        stage_ctx.exec = Exec {
+            reporter: Arc::new(FileLog {
+                inner: ctx.exec.reporter.clone(),
+                file: Mutex::new(file),
+            }),
+            ..ctx.exec.clone()
+        };
+        let reporter = stage_ctx.exec.reporter.clone();
+        reporter.event(&Event::StageStarted { stage: name.clone() });
+        let started = crate::time::now_rfc3339();
+        let clock = Instant::now();
+        let env = stage.env.as_deref().unwrap_or_default();
+        let outputs = stages::deploy::outputs_path(&dir.join("outputs"), env);
+        let result = match stage.kind {
+            StageKind::Validate => stages::validate::run(&stage_ctx).await,
+            StageKind::Build => stages::build::run(&stage_ctx).await,
+            StageKind::Pipeline => stages::pipeline::run(&stage_ctx).await,
+            StageKind::Approve => match approver.approve(env) {
+                Ok(true) => {
+                    stage_ctx.info(&name, format!("deploy to {env} approved"));
+                    Ok(StageOutcome::default())
+                }
+                Ok(false) => Err(StageError::Failed(format!("deploy to {env} was not approved"))),
+                Err(e) => Err(StageError::Failed(e)),
+            },
+            StageKind::Deploy => stages::deploy::run(&stage_ctx, env, &outputs).await,
+            StageKind::Test => stages::test::run(&stage_ctx, env, &outputs).await,
+        };
+        let seconds = clock.elapsed().as_secs_f64();
+        let ok = finish_stage(&*reporter, &ctx.exec, record, &name, started, seconds, result);
+        ctx.ports
+            .runs
+            .record(record)
+            .await
+            .map_err(StageError::port("recording the run"))?;
+        stopped = !ok;
+    }
+    Ok(())
+}
+
+/// Appends the stage's record and reports its end; whether the run goes on.
+fn finish_stage(
+    reporter: &dyn Reporter,
+    exec: &Exec,
+    record: &mut RunRecord,
+    name: &str,
+    started: String,
+    seconds: f64,
+    result: Result<StageOutcome, StageError>,
+) -> bool {
+    let (status, error, outcome) = match result {
+        Ok(o) => (Status::Succeeded, o.warning.clone(), o),
+        Err(e) => {
+            let status = if e.is_interrupted() {
+                Status::Interrupted
+            } else {
+                Status::Failed
+            };
+            let outcome = StageOutcome {
+                stacks: e.stacks().to_vec(),
+                ..StageOutcome::default()
+            };
+            (status, Some(exec.redactor.redact(&e.to_string())), outcome)
+        }
+    };
+    reporter.event(&Event::StageFinished {
+        stage: name.to_owned(),
+        status,
+        error: error.clone(),
+        seconds,
+    });
+    record.stages.push(StageRecord {
+        name: name.to_owned(),
+        started_at: started,
+        ended_at: Some(crate::time::now_rfc3339()),
+        status,
+        error,
+        stacks: outcome.stacks,
+        artifact_bytes: outcome.artifact_bytes,
+    });
+    status == Status::Succeeded
+}

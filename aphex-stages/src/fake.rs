@@ -1,0 +1,152 @@
+//! A recording [`StackDeployer`] that deploys nothing: it writes down which
+//! stacks it was asked to deploy, in which order, and answers with outputs
+//! read from each stack's template (literal `Value`s as written, anything
+//! computed as `fake:<Stack>.<Key>`). For tests, and for `aphex run --local
+//! --deployer fake`, which says so in its output.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+
+use crate::ports::{
+    DeployError, DeployProgress, DeployRequest, StackDeployer, StackEvent, StackOutcome, StackOutput,
+};
+
+/// What the fake was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployCall {
+    /// Environment name.
+    pub environment: String,
+    /// Artifact id.
+    pub artifact_id: String,
+    /// CloudFormation stack name.
+    pub stack_name: String,
+}
+
+/// Records deploys instead of doing them.
+#[derive(Debug, Default)]
+pub struct RecordingDeployer {
+    calls: Mutex<Vec<DeployCall>>,
+    fail: HashSet<String>,
+    overrides: BTreeMap<String, Vec<StackOutput>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl RecordingDeployer {
+    /// A deployer where every stack succeeds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the stack with this artifact id or stack name fail.
+    pub fn failing(mut self, stack: impl Into<String>) -> Self {
+        self.fail.insert(stack.into());
+        self
+    }
+
+    /// Answers with these outputs for the stack with this artifact id or stack name.
+    pub fn with_outputs(mut self, stack: impl Into<String>, outputs: &[(&str, &str)]) -> Self {
+        self.overrides.insert(
+            stack.into(),
+            outputs
+                .iter()
+                .map(|(k, v)| StackOutput {
+                    key: (*k).to_owned(),
+                    value: (*v).to_owned(),
+                    export_name: None,
+                })
+                .collect(),
+        );
+        self
+    }
+
+    /// Every call so far, in the order they started.
+    pub fn calls(&self) -> Vec<DeployCall> {
+        self.calls.lock().expect("calls lock").clone()
+    }
+
+    /// The most deploys that were in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Outputs declared in a template, with literal values where there are some.
+fn template_outputs(stack: &str, template: &std::path::Path) -> Vec<StackOutput> {
+    let Ok(text) = std::fs::read_to_string(template) else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let Some(outputs) = json.get("Outputs").and_then(|o| o.as_object()) else {
+        return Vec::new();
+    };
+    outputs
+        .iter()
+        .map(|(key, o)| StackOutput {
+            key: key.clone(),
+            value: o["Value"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("fake:{stack}.{key}")),
+            export_name: o["Export"]["Name"].as_str().map(str::to_owned),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl StackDeployer for RecordingDeployer {
+    fn describe(&self) -> String {
+        "the fake deployer (records each request; deploys nothing to AWS)".to_owned()
+    }
+
+    async fn deploy(
+        &self,
+        request: DeployRequest<'_>,
+        progress: &dyn DeployProgress,
+    ) -> Result<StackOutcome, DeployError> {
+        let stack = request.stack;
+        self.calls.lock().expect("calls lock").push(DeployCall {
+            environment: request.environment.name.clone(),
+            artifact_id: stack.id.clone(),
+            stack_name: stack.stack_name.clone(),
+        });
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        // Let other deploys start, so concurrency is observable.
+        tokio::task::yield_now().await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let failing = self.fail.contains(&stack.id) || self.fail.contains(&stack.stack_name);
+        let event = StackEvent {
+            stack: stack.stack_name.clone(),
+            logical_id: stack.stack_name.clone(),
+            resource_type: "AWS::CloudFormation::Stack".to_owned(),
+            status: if failing { "RECORDED_FAILURE" } else { "RECORDED" }.to_owned(),
+            reason: Some("fake deployer: nothing was deployed".to_owned()),
+            timestamp: crate::time::now_rfc3339(),
+        };
+        progress.event(&event);
+        if failing {
+            return Err(DeployError {
+                stack: stack.stack_name.clone(),
+                message: "the fake deployer was told to fail this stack".to_owned(),
+                root_causes: vec![event],
+            });
+        }
+        let outputs = self
+            .overrides
+            .get(&stack.id)
+            .or_else(|| self.overrides.get(&stack.stack_name))
+            .cloned()
+            .unwrap_or_else(|| template_outputs(&stack.stack_name, &stack.template_file));
+        Ok(StackOutcome {
+            stack_name: stack.stack_name.clone(),
+            changed: true,
+            outputs,
+        })
+    }
+}

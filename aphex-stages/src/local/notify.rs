@@ -1,0 +1,107 @@
+//! Notifiers: a Slack-compatible incoming webhook (HTTP POST of
+//! `{"text": ...}`), and a no-op one. The text is redacted again here, so a
+//! secret that slipped into a record still never leaves.
+
+use async_trait::async_trait;
+
+use crate::ports::{Notifier, PortError};
+use crate::record::{RunRecord, Status};
+use crate::redact::Redactor;
+
+/// The message sent about a run: status, commit, and each stage's outcome.
+pub fn notification_text(run: &RunRecord) -> String {
+    let icon = match run.status {
+        Status::Succeeded => ":white_check_mark:",
+        Status::Failed => ":x:",
+        Status::Interrupted => ":warning:",
+        Status::Running | Status::Skipped => ":hourglass:",
+    };
+    let short = run.commit.get(..12).unwrap_or(&run.commit);
+    let mut text = format!(
+        "{icon} {} run {} {}: commit {short}{}",
+        run.pipeline,
+        run.id,
+        status_word(run.status),
+        run.branch
+            .as_deref()
+            .map(|b| format!(" on {b}"))
+            .unwrap_or_default()
+    );
+    for s in &run.stages {
+        text.push_str(&format!("\n• {}: {}", s.name, status_word(s.status)));
+        if let Some(e) = &s.error {
+            let first = e.lines().next().unwrap_or_default();
+            text.push_str(&format!(" ({first})"));
+        }
+    }
+    text
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Running => "running",
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::Interrupted => "interrupted",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// Posts to a Slack-compatible incoming webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookNotifier {
+    url: String,
+    client: reqwest::Client,
+    redactor: Redactor,
+}
+
+impl WebhookNotifier {
+    /// A notifier posting to `url`; `redactor` masks secrets in the text.
+    pub fn new(url: impl Into<String>, redactor: Redactor) -> Self {
+        WebhookNotifier {
+            url: url.into(),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .expect("HTTP client builds"),
+            redactor,
+        }
+    }
+}
+
+#[async_trait]
+impl Notifier for WebhookNotifier {
+    async fn notify(&self, run: &RunRecord) -> Result<(), PortError> {
+        let text = self.redactor.redact(&notification_text(run));
+        // The URL is a secret itself (Slack's carry the token): never print it.
+        let fail = |e: Box<dyn std::error::Error + Send + Sync>| PortError::Other {
+            context: "posting the run notification to the webhook".to_owned(),
+            source: e,
+        };
+        let response = self
+            .client
+            .post(&self.url)
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().into()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let body = self.redactor.redact(body.trim());
+            return Err(fail(format!("webhook answered {status}: {body}").into()));
+        }
+        Ok(())
+    }
+}
+
+/// Sends nothing (no notifications configured).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopNotifier;
+
+#[async_trait]
+impl Notifier for NoopNotifier {
+    async fn notify(&self, _run: &RunRecord) -> Result<(), PortError> {
+        Ok(())
+    }
+}

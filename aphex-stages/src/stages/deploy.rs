@@ -1,0 +1,578 @@
+//! The deploy stage of one environment: restore and verify the artifacts,
+//! `hooks.pre`, synthesize once (just in time, into a fresh `CDK_OUTDIR`),
+//! read the cloud assembly, match the configured stacks to its artifacts,
+//! deploy them through the `StackDeployer` in plan order merged with the
+//! assembly's own dependencies (`concurrency` at a time, nothing new starts
+//! after a failure), write `outputs.json`, `hooks.post`.
+//!
+//! [`synth_check`] is the pull-request variant: synth and match, no deploy.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aphex_config::Environment;
+use aphex_template::Plan;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::{StageError, StageOutcome, env_vars, environment, run_commands};
+use crate::artifact::{ARCHIVE_NAME, unpack};
+use crate::assembly::{CloudAssembly, StackArtifact};
+use crate::context::StageContext;
+use crate::ports::{DeployError, DeployProgress, DeployRequest, PortError, StackEvent, StackOutcome};
+use crate::process::{CommandSpec, ProcessError};
+use crate::record::{StackResult, Status};
+use crate::report::{Event, Reporter};
+
+/// Name of the outputs document.
+pub const OUTPUTS_FILE: &str = "outputs.json";
+
+/// Stack outputs keyed by configured stack name, then output key.
+pub type Outputs = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Runs the deploy stage of environment `env_name`, writing the captured
+/// outputs to `outputs_file`.
+pub async fn run(
+    ctx: &StageContext,
+    env_name: &str,
+    outputs_file: &Path,
+) -> Result<StageOutcome, StageError> {
+    let stage = format!("deploy-{env_name}");
+    let env = environment(ctx, env_name)?;
+    restore_artifacts(ctx, &stage).await?;
+    let vars = env_vars(ctx, env);
+    run_commands(
+        ctx,
+        &stage,
+        &hook_field(ctx, env, "pre"),
+        "hooks.pre",
+        env.pre_hooks(),
+        &vars,
+    )
+    .await?;
+    let assembly = synth(ctx, &stage, env).await?;
+    let matched = match_stacks(env, &assembly)?;
+    let order = deploy_order(ctx, &stage, env, &matched)?;
+    ctx.info(
+        &stage,
+        format!(
+            "deploying {} with {}: {}",
+            env.name,
+            ctx.ports.deployer.describe(),
+            order.join(" -> ")
+        ),
+    );
+    let (results, outputs, failure) = deploy_stacks(ctx, &stage, env, &assembly, &matched, &order).await;
+    write_outputs(outputs_file, &outputs)?;
+    if let Some(message) = failure {
+        return Err(StageError::Deploy {
+            message: ctx.exec.redactor.redact(&message),
+            stacks: results,
+        });
+    }
+    ctx.info(
+        &stage,
+        format!("stack outputs written to {}", outputs_file.display()),
+    );
+    let mut post_vars = vars;
+    post_vars.push((
+        "APHEX_OUTPUTS_JSON".to_owned(),
+        outputs_file.display().to_string(),
+    ));
+    run_commands(
+        ctx,
+        &stage,
+        &hook_field(ctx, env, "post"),
+        "hooks.post",
+        env.post_hooks(),
+        &post_vars,
+    )
+    .await?;
+    Ok(StageOutcome {
+        stacks: results,
+        ..StageOutcome::default()
+    })
+}
+
+/// The pull-request check of one environment: synthesize and match the
+/// configured stacks against the assembly, deploying nothing.
+pub async fn synth_check(ctx: &StageContext, env_name: &str) -> Result<StageOutcome, StageError> {
+    let stage = format!("synth-{env_name}");
+    let env = environment(ctx, env_name)?;
+    restore_artifacts(ctx, &stage).await?;
+    let assembly = synth(ctx, &stage, env).await?;
+    let matched = match_stacks(env, &assembly)?;
+    let order = deploy_order(ctx, &stage, env, &matched)?;
+    ctx.info(
+        &stage,
+        format!(
+            "assembly has every configured stack; deploy order {}",
+            order.join(" -> ")
+        ),
+    );
+    Ok(StageOutcome::default())
+}
+
+fn hook_field(ctx: &StageContext, env: &Environment, which: &str) -> String {
+    let i = ctx
+        .config
+        .environments
+        .iter()
+        .position(|e| e.name == env.name)
+        .unwrap_or_default();
+    format!("environments[{i}].hooks.{which}")
+}
+
+/// Fetches this commit's artifacts (the store verifies the checksum) and
+/// unpacks them into the checkout. No stored artifacts is a notice, not an error.
+pub async fn restore_artifacts(ctx: &StageContext, stage: &str) -> Result<(), StageError> {
+    let dir = ctx
+        .fresh_dir("restore")
+        .map_err(StageError::io("creating a directory for the artifacts"))?;
+    let archive = dir.join(ARCHIVE_NAME);
+    let store = &ctx.ports.artifacts;
+    match store.get(&ctx.run.pipeline, &ctx.run.commit, &archive).await {
+        Ok(meta) => {
+            unpack(&archive, &ctx.checkout)?;
+            ctx.info(
+                stage,
+                format!(
+                    "restored artifacts of {} ({} bytes, sha256 {} verified): {}",
+                    &meta.commit_sha,
+                    meta.size,
+                    meta.sha256,
+                    meta.paths.join(", ")
+                ),
+            );
+            Ok(())
+        }
+        Err(PortError::NotFound { what }) => {
+            ctx.info(stage, format!("no build artifacts to restore ({what} not found)"));
+            Ok(())
+        }
+        Err(e @ PortError::Corrupt { .. }) => Err(StageError::Failed(format!(
+            "refusing the stored artifacts: {e}; rebuild this commit to store them again"
+        ))),
+        Err(e) => Err(StageError::port(format!(
+            "fetching the artifacts from {}",
+            store.location()
+        ))(e)),
+    }
+}
+
+/// Whether `command` runs the `cdk` CLI's synth as one simple command (no
+/// shell operators), so `--output "$CDK_OUTDIR"` can be appended safely.
+pub fn is_cdk_cli_synth(command: &str) -> bool {
+    if command.contains([';', '&', '|', '<', '>', '(', ')', '`', '$', '\n']) {
+        return false;
+    }
+    let words: Vec<&str> = command
+        .split_whitespace()
+        .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+        .collect();
+    let is_cdk = |w: &str| w == "cdk" || w == "aws-cdk" || w.starts_with("aws-cdk@") || w.starts_with("cdk@");
+    let cli_at = match words.first().copied() {
+        Some(w) if is_cdk(w) => Some(0),
+        Some("npx" | "pnpx" | "bunx" | "yarn" | "pnpm" | "npm") => words
+            .iter()
+            .skip(1)
+            .position(|w| !w.starts_with('-') && !matches!(*w, "exec" | "dlx" | "run"))
+            .map(|p| p + 1)
+            .filter(|&p| is_cdk(words[p])),
+        _ => None,
+    };
+    let Some(at) = cli_at else { return false };
+    let rest = &words[at + 1..];
+    rest.iter().any(|w| matches!(*w, "synth" | "synthesize"))
+        && !rest.iter().any(|w| *w == "-o" || w.starts_with("--output"))
+}
+
+/// The synth command as run: a `cdk` CLI synth gets `--output "$CDK_OUTDIR"`.
+pub fn synth_command(command: &str) -> String {
+    if is_cdk_cli_synth(command) {
+        format!("{command} --output \"$CDK_OUTDIR\"")
+    } else {
+        command.to_owned()
+    }
+}
+
+/// Runs the environment's synth command once into a fresh directory and reads the assembly.
+pub async fn synth(ctx: &StageContext, stage: &str, env: &Environment) -> Result<CloudAssembly, StageError> {
+    let outdir = ctx
+        .fresh_dir(&format!("cdk.out-{}", env.name))
+        .map_err(StageError::io("creating the synth output directory"))?;
+    let mut vars = env_vars(ctx, env);
+    vars.push(("CDK_OUTDIR".to_owned(), outdir.display().to_string()));
+    let command = synth_command(env.synth());
+    ctx.info(
+        stage,
+        format!(
+            "synthesizing {} for {}/{} into {}",
+            env.name,
+            env.account,
+            env.region,
+            outdir.display()
+        ),
+    );
+    let spec = CommandSpec {
+        stage: stage.to_owned(),
+        prefix: format!("synth {}", env.name),
+        command,
+        cwd: ctx.checkout.clone(),
+        env: vars,
+    };
+    ctx.exec.run(&spec).await.map_err(|source| match source {
+        ProcessError::Interrupted { .. } => StageError::Interrupted,
+        source => StageError::Command {
+            what: format!("synth of {}", env.name),
+            source,
+        },
+    })?;
+    read_assembly(&outdir, env)
+}
+
+fn read_assembly(outdir: &Path, env: &Environment) -> Result<CloudAssembly, StageError> {
+    if !outdir.join("manifest.json").exists() {
+        return Err(StageError::Failed(format!(
+            "the synth command `{}` wrote no cloud assembly (manifest.json) to CDK_OUTDIR={}: a CDK app honours CDK_OUTDIR, and a `cdk synth` command gets --output \"$CDK_OUTDIR\"; a command that copies or moves cdk.out must write there",
+            env.synth(),
+            outdir.display()
+        )));
+    }
+    super::assembly_min::read(outdir)
+        .map_err(|e| StageError::Failed(format!("reading the cloud assembly in {}: {e}", outdir.display())))
+}
+
+/// Each configured stack (in list order) with its assembly artifact, matched
+/// by artifact id or display name. Missing stacks are one error listing what
+/// the assembly has.
+pub fn match_stacks<'a>(
+    env: &Environment,
+    assembly: &'a CloudAssembly,
+) -> Result<Vec<(String, &'a StackArtifact)>, StageError> {
+    let mut matched = Vec::new();
+    let mut missing = Vec::new();
+    for s in &env.stacks {
+        match assembly
+            .stacks
+            .iter()
+            .find(|a| a.id == s.name || a.display_name.as_deref() == Some(s.name.as_str()))
+        {
+            Some(a) => matched.push((s.name.clone(), a)),
+            None => missing.push(s.name.clone()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(matched);
+    }
+    let has: Vec<String> = assembly
+        .stacks
+        .iter()
+        .map(|a| match &a.display_name {
+            Some(d) if d != &a.id => format!("{} (display name {d})", a.id),
+            _ => a.id.clone(),
+        })
+        .collect();
+    Err(StageError::Failed(format!(
+        "environment {}: stack{} {} not in the cloud assembly, which has: {}; name each stack by its CDK id (artifact id) or display name",
+        env.name,
+        if missing.len() == 1 { "" } else { "s" },
+        missing.join(", "),
+        if has.is_empty() {
+            "no stacks".to_owned()
+        } else {
+            has.join(", ")
+        }
+    )))
+}
+
+/// The deploy order: the plan's order merged with the assembly's own stack
+/// dependencies; returns configured names. A cycle is an error.
+fn deploy_order(
+    ctx: &StageContext,
+    stage: &str,
+    env: &Environment,
+    matched: &[(String, &StackArtifact)],
+) -> Result<Vec<String>, StageError> {
+    let by_id: HashMap<&str, &str> = matched.iter().map(|(n, a)| (a.id.as_str(), n.as_str())).collect();
+    let mut edges = Vec::new();
+    for (name, artifact) in matched {
+        for dep in &artifact.dependencies {
+            match by_id.get(dep.as_str()) {
+                Some(d) => edges.push((name.as_str(), *d)),
+                None => ctx.warn(
+                    stage,
+                    format!(
+                        "stack {name} depends on assembly stack {dep}, which is not configured for {}: aphex does not deploy it",
+                        env.name
+                    ),
+                ),
+            }
+        }
+    }
+    let plan = Plan::new(&ctx.config).map_err(|e| StageError::Failed(e.to_string()))?;
+    let env_plan = plan
+        .environment(&env.name)
+        .ok_or_else(|| StageError::Failed(format!("environment {} is not in the plan", env.name)))?;
+    let merged = env_plan
+        .with_extra_dependencies(env, edges)
+        .map_err(|e| {
+            StageError::Failed(format!(
+                "{e} (dependsOn in the config combined with the CDK app's own stack dependencies): remove one of the dependencies"
+            ))
+        })?;
+    Ok(merged.order.clone())
+}
+
+struct ProgressToReporter<'a> {
+    stage: &'a str,
+    reporter: &'a dyn Reporter,
+    redactor: &'a crate::redact::Redactor,
+}
+
+impl DeployProgress for ProgressToReporter<'_> {
+    fn event(&self, e: &StackEvent) {
+        let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        self.reporter.event(&Event::Info {
+            stage: self.stage.to_owned(),
+            message: self.redactor.redact(&format!(
+                "{} {} ({}) {}{reason}",
+                e.stack, e.logical_id, e.resource_type, e.status
+            )),
+        });
+    }
+}
+
+fn failure_message(name: &str, e: &DeployError) -> String {
+    let mut m = format!("stack {name} ({}) failed: {}", e.stack, e.message);
+    for c in &e.root_causes {
+        let reason = c.reason.as_deref().unwrap_or("no reason given");
+        m.push_str(&format!(
+            "\n  root cause: {} ({}) {}: {reason}",
+            c.logical_id, c.resource_type, c.status
+        ));
+    }
+    m
+}
+
+/// Deploys in `order`, at most `concurrency` at once, each only after the
+/// stacks it depends on succeeded; after a failure nothing new starts.
+async fn deploy_stacks(
+    ctx: &StageContext,
+    stage: &str,
+    env: &Environment,
+    assembly: &CloudAssembly,
+    matched: &[(String, &StackArtifact)],
+    order: &[String],
+) -> (Vec<StackResult>, Outputs, Option<String>) {
+    let artifacts: HashMap<&str, &StackArtifact> = matched.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    let graph = ctx
+        .config
+        .environment(&env.name)
+        .and_then(|e| aphex_config::StackGraph::from_environment(e).ok());
+    // Dependencies as the merged order implies them: config and assembly edges.
+    let mut deps: HashMap<&str, Vec<&str>> = HashMap::new();
+    for name in order {
+        let mut d: Vec<&str> = graph
+            .as_ref()
+            .map(|g| g.dependencies_of(name))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|x| order.iter().find(|o| o.as_str() == x).map(String::as_str))
+            .collect();
+        for dep in &artifacts[name.as_str()].dependencies {
+            if let Some((n, _)) = matched.iter().find(|(_, a)| &a.id == dep) {
+                d.push(n.as_str());
+            }
+        }
+        deps.insert(name.as_str(), d);
+    }
+    let progress = ProgressToReporter {
+        stage,
+        reporter: ctx.reporter(),
+        redactor: &ctx.exec.redactor,
+    };
+    let concurrency = env.concurrency() as usize;
+    let mut results: BTreeMap<&str, StackResult> = BTreeMap::new();
+    let mut outputs = Outputs::new();
+    let mut succeeded: HashSet<&str> = HashSet::new();
+    let mut started: HashSet<&str> = HashSet::new();
+    let mut failure: Option<String> = None;
+    let mut running = FuturesUnordered::new();
+    loop {
+        if failure.is_none() && !ctx.exec.cancel.is_cancelled() {
+            for name in order {
+                if running.len() >= concurrency {
+                    break;
+                }
+                let name = name.as_str();
+                if started.contains(name) || !deps[name].iter().all(|d| succeeded.contains(d)) {
+                    continue;
+                }
+                started.insert(name);
+                let artifact = artifacts[name];
+                ctx.info(stage, format!("deploying stack {name} ({})", artifact.stack_name));
+                let request = DeployRequest {
+                    pipeline: &ctx.run.pipeline,
+                    environment: env,
+                    assembly,
+                    stack: artifact,
+                };
+                let progress = &progress;
+                running.push(async move {
+                    let t = Instant::now();
+                    let r = ctx.ports.deployer.deploy(request, progress).await;
+                    (name, r, t.elapsed().as_millis() as u64)
+                });
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let next = tokio::select! {
+            n = running.next() => n,
+            _ = ctx.exec.cancel.cancelled() => None,
+        };
+        let Some((name, result, millis)) = next else {
+            let still: Vec<&str> = started
+                .iter()
+                .copied()
+                .filter(|s| !results.contains_key(s))
+                .collect();
+            failure = Some(format!(
+                "interrupted while {} deploying; the deploy continues in CloudFormation without aphex watching",
+                still.join(", ")
+            ));
+            break;
+        };
+        let stack_name = artifacts[name].stack_name.clone();
+        match result {
+            Ok(StackOutcome {
+                changed, outputs: o, ..
+            }) => {
+                ctx.info(
+                    stage,
+                    format!(
+                        "stack {name}: {} in {:.1}s",
+                        if changed { "deployed" } else { "no changes" },
+                        millis as f64 / 1000.0
+                    ),
+                );
+                outputs.insert(name.to_owned(), o.into_iter().map(|o| (o.key, o.value)).collect());
+                succeeded.insert(name);
+                results.insert(
+                    name,
+                    StackResult {
+                        name: name.to_owned(),
+                        stack_name,
+                        status: Status::Succeeded,
+                        changed: Some(changed),
+                        millis,
+                        error: None,
+                    },
+                );
+            }
+            Err(e) => {
+                let message = ctx.exec.redactor.redact(&failure_message(name, &e));
+                ctx.warn(stage, &message);
+                if failure.is_none() {
+                    failure = Some(message.clone());
+                }
+                results.insert(
+                    name,
+                    StackResult {
+                        name: name.to_owned(),
+                        stack_name,
+                        status: Status::Failed,
+                        changed: None,
+                        millis,
+                        error: Some(message),
+                    },
+                );
+            }
+        }
+    }
+    let interrupted = ctx.exec.cancel.is_cancelled();
+    let ordered = order
+        .iter()
+        .map(|name| {
+            results.remove(name.as_str()).unwrap_or_else(|| StackResult {
+                name: name.clone(),
+                stack_name: artifacts[name.as_str()].stack_name.clone(),
+                status: if interrupted && started.contains(name.as_str()) {
+                    Status::Interrupted
+                } else {
+                    Status::Skipped
+                },
+                changed: None,
+                millis: 0,
+                error: None,
+            })
+        })
+        .collect();
+    (ordered, outputs, failure)
+}
+
+/// Writes the outputs document (pretty JSON, configured stack names as keys).
+pub fn write_outputs(path: &Path, outputs: &Outputs) -> Result<(), StageError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(StageError::io(format!("creating {}", dir.display())))?;
+    }
+    let text = serde_json::to_string_pretty(outputs).expect("outputs serialize");
+    std::fs::write(path, text + "\n").map_err(StageError::io(format!("writing {}", path.display())))
+}
+
+/// Reads an outputs document written by [`write_outputs`] (or passed by Argo).
+pub fn read_outputs(path: &Path) -> Result<Outputs, StageError> {
+    let text = std::fs::read_to_string(path).map_err(StageError::io(format!(
+        "reading the stack outputs {}",
+        path.display()
+    )))?;
+    parse_outputs(&text).map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
+}
+
+/// Parses an outputs document: `{"Stack": {"Key": "value"}}`.
+pub fn parse_outputs(text: &str) -> Result<Outputs, String> {
+    serde_json::from_str(text).map_err(|e| {
+        format!("not a stack outputs document ({{\"Stack\": {{\"OutputKey\": \"value\"}}}}): {e}")
+    })
+}
+
+/// Where the deploy stage of `env` writes outputs under a run's scratch space.
+pub fn outputs_path(dir: &Path, env: &str) -> PathBuf {
+    dir.join(env).join(OUTPUTS_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdk_cli_synth_gets_an_output_directory() {
+        for cmd in [
+            "npx cdk synth",
+            "cdk synth",
+            "npx aws-cdk@2 synth -q",
+            "pnpm exec cdk synth",
+            "yarn cdk synth",
+            "CDK_DEBUG=1 npx cdk synth",
+        ] {
+            assert_eq!(
+                synth_command(cmd),
+                format!("{cmd} --output \"$CDK_OUTDIR\""),
+                "{cmd}"
+            );
+        }
+        for cmd in [
+            "node bin/app.js",
+            "npx cdk synth --output somewhere",
+            "npx cdk synth -o x",
+            "npm run synth",
+            "npx cdk synth && cp -r cdk.out \"$CDK_OUTDIR\"",
+            "npx cdk deploy",
+        ] {
+            assert_eq!(synth_command(cmd), cmd, "{cmd}");
+        }
+    }
+}

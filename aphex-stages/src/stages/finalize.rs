@@ -1,0 +1,126 @@
+//! The finalize stage: close the run record (end time, overall status),
+//! store it, emit metrics (stage durations, per-stack deploy success and
+//! failure, artifact size) and notify (always, or only on failure). Every
+//! error message is redacted again before it is stored or sent.
+
+use super::{StageError, StageOutcome};
+use crate::context::Ports;
+use crate::ports::{Metric, MetricUnit};
+use crate::record::{RunRecord, Status};
+use crate::redact::Redactor;
+use crate::report::{Event, Reporter};
+
+/// The overall status of a run from its stages: interrupted if any stage
+/// was, failed if any failed, else succeeded.
+pub fn overall_status(stages: &[crate::record::StageRecord]) -> Status {
+    if stages.iter().any(|s| s.status == Status::Interrupted) {
+        Status::Interrupted
+    } else if stages.iter().any(|s| s.status == Status::Failed) {
+        Status::Failed
+    } else {
+        Status::Succeeded
+    }
+}
+
+/// The metrics of a finished run.
+pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
+    let base = vec![("pipeline".to_owned(), run.pipeline.clone())];
+    let mut out = Vec::new();
+    for s in &run.stages {
+        let mut dims = base.clone();
+        dims.push(("stage".to_owned(), s.name.clone()));
+        if let Some(end) = &s.ended_at {
+            out.push(Metric {
+                name: "StageDuration".to_owned(),
+                value: crate::time::seconds_between(&s.started_at, end),
+                unit: MetricUnit::Seconds,
+                dimensions: dims.clone(),
+            });
+        }
+        if let Some(bytes) = s.artifact_bytes {
+            out.push(Metric {
+                name: "ArtifactSize".to_owned(),
+                value: bytes as f64,
+                unit: MetricUnit::Bytes,
+                dimensions: base.clone(),
+            });
+        }
+        let env = s.name.strip_prefix("deploy-").unwrap_or(&s.name);
+        for st in &s.stacks {
+            let name = match st.status {
+                Status::Succeeded => "DeploymentSuccess",
+                Status::Failed => "DeploymentFailure",
+                _ => continue,
+            };
+            let mut dims = base.clone();
+            dims.push(("environment".to_owned(), env.to_owned()));
+            dims.push(("stack".to_owned(), st.name.clone()));
+            out.push(Metric {
+                name: name.to_owned(),
+                value: 1.0,
+                unit: MetricUnit::Count,
+                dimensions: dims.clone(),
+            });
+            out.push(Metric {
+                name: "StackDeployDuration".to_owned(),
+                value: st.millis as f64 / 1000.0,
+                unit: MetricUnit::Seconds,
+                dimensions: dims,
+            });
+        }
+    }
+    let mut dims = base;
+    dims.push(("status".to_owned(), format!("{:?}", run.status).to_lowercase()));
+    out.push(Metric {
+        name: "Run".to_owned(),
+        value: 1.0,
+        unit: MetricUnit::Count,
+        dimensions: dims,
+    });
+    out
+}
+
+/// Closes, stores, measures and announces `run`. Recording must succeed;
+/// metrics and notification failures are reported as warnings, since the
+/// run itself is over and its record is safe.
+pub async fn run(
+    ports: &Ports,
+    reporter: &dyn Reporter,
+    redactor: &Redactor,
+    mut run: RunRecord,
+    only_on_failure: bool,
+) -> Result<(RunRecord, StageOutcome), StageError> {
+    const STAGE: &str = "finalize";
+    if run.ended_at.is_none() {
+        run.ended_at = Some(crate::time::now_rfc3339());
+    }
+    if run.status == Status::Running {
+        run.status = overall_status(&run.stages);
+    }
+    for s in &mut run.stages {
+        s.error = s.error.as_deref().map(|e| redactor.redact(e));
+        for st in &mut s.stacks {
+            st.error = st.error.as_deref().map(|e| redactor.redact(e));
+        }
+    }
+    ports
+        .runs
+        .record(&run)
+        .await
+        .map_err(StageError::port("recording the run"))?;
+    let warn = |message: String| {
+        reporter.event(&Event::Warning {
+            stage: STAGE.to_owned(),
+            message: redactor.redact(&message),
+        })
+    };
+    if let Err(e) = ports.metrics.emit(&metrics_of(&run)).await {
+        warn(format!("emitting metrics: {e}"));
+    }
+    if !(only_on_failure && run.status == Status::Succeeded)
+        && let Err(e) = ports.notifier.notify(&run).await
+    {
+        warn(format!("sending the notification: {e}"));
+    }
+    Ok((run, StageOutcome::default()))
+}

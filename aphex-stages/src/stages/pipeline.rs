@@ -1,0 +1,198 @@
+//! The pipeline stage (self-modification): render the manifests from the
+//! commit's config, log what changes against what is applied (objects, and
+//! environments/stages added or removed), apply them through the
+//! `ManifestApplier`. A failure halts the run, or with
+//! `selfUpdate.onFailure: continue` leaves the old topology in place and
+//! lets the run go on.
+
+use std::collections::BTreeSet;
+
+use aphex_config::{Config, OnSelfUpdateFailure};
+use aphex_template::Plan;
+use serde_json::Value;
+
+use super::{StageError, StageOutcome};
+use crate::context::StageContext;
+
+const STAGE: &str = "pipeline";
+
+/// The manifests of a config: the WorkflowTemplate, and the EventSource and
+/// Sensor when GitHub is configured. One place to add renderers as they land.
+pub fn render_manifests(config: &Config) -> Result<Vec<Value>, String> {
+    let plan = Plan::new(config).map_err(|e| e.to_string())?;
+    let mut manifests = vec![aphex_template::workflow::workflow_template(config, &plan)];
+    manifests.extend(aphex_template::events::event_source(config));
+    manifests.extend(aphex_template::events::sensor(config));
+    Ok(manifests)
+}
+
+/// Runs the pipeline stage.
+pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
+    match update(ctx).await {
+        Ok(()) => Ok(StageOutcome::default()),
+        Err(e) if e.is_interrupted() => Err(e),
+        Err(e) => match ctx.config.settings().on_self_update_failure() {
+            OnSelfUpdateFailure::Halt => Err(e),
+            OnSelfUpdateFailure::Continue => {
+                let warning = format!(
+                    "self-update failed, continuing with the topology already applied (selfUpdate.onFailure: continue): {e}"
+                );
+                ctx.warn(STAGE, &warning);
+                Ok(StageOutcome {
+                    warning: Some(ctx.exec.redactor.redact(&warning)),
+                    ..StageOutcome::default()
+                })
+            }
+        },
+    }
+}
+
+async fn update(ctx: &StageContext) -> Result<(), StageError> {
+    let applier = &ctx.ports.applier;
+    let manifests = render_manifests(&ctx.config)
+        .map_err(|e| StageError::Failed(format!("rendering the pipeline manifests: {e}")))?;
+    let mut changes = Vec::new();
+    for m in &manifests {
+        let (kind, ns, name) = identity(m);
+        let current = applier
+            .current(&kind, &ns, &name)
+            .await
+            .map_err(StageError::port(format!(
+                "reading {kind} {name} from {}",
+                applier.describe()
+            )))?;
+        let change = match &current {
+            None => "created",
+            Some(c) if strip_server_fields(c) == strip_server_fields(m) => "unchanged",
+            Some(_) => "changed",
+        };
+        changes.push(format!("{kind} {ns}/{name}: {change}"));
+        if kind == "WorkflowTemplate" {
+            log_topology(ctx, current.as_ref(), m);
+        }
+    }
+    if ctx.exec.cancel.is_cancelled() {
+        return Err(StageError::Interrupted);
+    }
+    applier
+        .apply(&manifests)
+        .await
+        .map_err(StageError::port(format!("applying to {}", applier.describe())))?;
+    for c in changes {
+        ctx.info(STAGE, c);
+    }
+    ctx.info(
+        STAGE,
+        format!("applied {} manifests to {}", manifests.len(), applier.describe()),
+    );
+    Ok(())
+}
+
+fn identity(m: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        s(&m["kind"]),
+        s(&m["metadata"]["namespace"]),
+        s(&m["metadata"]["name"]),
+    )
+}
+
+// What a real cluster adds to an object is not a change we made.
+fn strip_server_fields(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            meta.remove(k);
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    v
+}
+
+/// Task names of the `main` DAG of a WorkflowTemplate, in order.
+pub fn main_tasks(wt: &Value) -> Vec<String> {
+    let templates = wt["spec"]["templates"].as_array().cloned().unwrap_or_default();
+    let entry = wt["spec"]["entrypoint"].as_str().unwrap_or("main");
+    templates
+        .iter()
+        .find(|t| t["name"] == entry)
+        .and_then(|t| t["dag"]["tasks"].as_array())
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Environments (`deploy-<env>` tasks) and stages added and removed between
+/// two WorkflowTemplates, one line each; empty when the topology is the same.
+pub fn topology_diff(old: &Value, new: &Value) -> Vec<String> {
+    let (old_tasks, new_tasks) = (main_tasks(old), main_tasks(new));
+    let envs = |tasks: &[String]| -> Vec<String> {
+        tasks
+            .iter()
+            .filter_map(|t| t.strip_prefix("deploy-").map(str::to_owned))
+            .collect()
+    };
+    let (old_envs, new_envs) = (envs(&old_tasks), envs(&new_tasks));
+    let old_set: BTreeSet<&String> = old_tasks.iter().collect();
+    let new_set: BTreeSet<&String> = new_tasks.iter().collect();
+    let mut lines = Vec::new();
+    lines.extend(
+        new_envs
+            .iter()
+            .filter(|e| !old_envs.contains(e))
+            .map(|e| format!("+ environment {e}")),
+    );
+    lines.extend(
+        old_envs
+            .iter()
+            .filter(|e| !new_envs.contains(e))
+            .map(|e| format!("- environment {e}")),
+    );
+    lines.extend(
+        new_tasks
+            .iter()
+            .filter(|t| !old_set.contains(t))
+            .map(|t| format!("+ stage {t}")),
+    );
+    lines.extend(
+        old_tasks
+            .iter()
+            .filter(|t| !new_set.contains(t))
+            .map(|t| format!("- stage {t}")),
+    );
+    lines
+}
+
+fn log_topology(ctx: &StageContext, current: Option<&Value>, new: &Value) {
+    match current {
+        None => ctx.info(
+            STAGE,
+            format!(
+                "first apply of the pipeline: stages {}",
+                main_tasks(new).join(" -> ")
+            ),
+        ),
+        Some(old) => {
+            let diff = topology_diff(old, new);
+            if diff.is_empty() {
+                ctx.info(STAGE, "no topology change");
+            } else {
+                for line in diff {
+                    ctx.info(STAGE, format!("topology: {line}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The validate stage: everything that can be known wrong before anything
+//! runs. Config (schema + semantics, done by the loader before this), every
+//! environment's credentials, required CDK context, the programs commands
+//! start with, the stack source paths. All problems in one report.
+
+use std::path::Path;
+
+use super::{StageError, StageOutcome};
+use crate::context::StageContext;
+use crate::process::{program_available, program_of};
+
+const STAGE: &str = "validate";
+
+/// Runs the validate stage on an already loaded config.
+pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
+    let mut problems = Vec::new();
+    problems.extend(credential_problems(ctx).await);
+    problems.extend(context_problems(&ctx.checkout, &ctx.config));
+    problems.extend(program_problems(&ctx.checkout, &ctx.config));
+    problems.extend(path_problems(&ctx.checkout, &ctx.config));
+    if problems.is_empty() {
+        ctx.info(STAGE, "config, context, tools and stack paths are valid");
+        Ok(StageOutcome::default())
+    } else {
+        Err(StageError::Invalid(
+            problems.iter().map(|p| ctx.exec.redactor.redact(p)).collect(),
+        ))
+    }
+}
+
+async fn credential_problems(ctx: &StageContext) -> Vec<String> {
+    let Some(checker) = &ctx.ports.credentials else {
+        ctx.warn(
+            STAGE,
+            "credentials not checked: no credential checker is wired for this run",
+        );
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (i, env) in ctx.config.environments.iter().enumerate() {
+        match checker.check(env).await {
+            Ok(id) if id.account == env.account => ctx.info(
+                STAGE,
+                format!("environments[{i}] {}: credentials reach account {} as {}", env.name, id.account, id.arn),
+            ),
+            Ok(id) => problems.push(format!(
+                "environments[{i}] {}: credentials reach account {} (as {}), not {}: check roleArn or the credentials of this runner",
+                env.name, id.account, id.arn, env.account
+            )),
+            Err(e) => problems.push(format!("environments[{i}] {}: {e}", env.name)),
+        }
+    }
+    problems
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: not valid JSON: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// `requiredContext` keys must be in `cdk.json`'s `context` or in `cdk.context.json`.
+pub fn context_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+    if config.environments.iter().all(|e| e.required_context.is_empty()) {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    let cdk_json = read_json(&checkout.join("cdk.json")).unwrap_or_else(|e| {
+        problems.push(e);
+        None
+    });
+    let context_json = read_json(&checkout.join("cdk.context.json")).unwrap_or_else(|e| {
+        problems.push(e);
+        None
+    });
+    let has = |key: &str| {
+        cdk_json
+            .as_ref()
+            .and_then(|j| j.get("context"))
+            .and_then(|c| c.get(key))
+            .is_some()
+            || context_json.as_ref().and_then(|c| c.get(key)).is_some()
+    };
+    for (i, env) in config.environments.iter().enumerate() {
+        for (k, key) in env.required_context.iter().enumerate() {
+            if !has(key) {
+                problems.push(format!(
+                    "environments[{i}].requiredContext[{k}]: CDK context key `{key}` is in neither cdk.json (\"context\") nor cdk.context.json: add it to one of them"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// The first program of every build, test, hook and synth command must exist.
+pub fn program_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+    let mut commands: Vec<(String, &str)> = config
+        .build
+        .commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("build.commands[{i}]"), c.as_str()))
+        .collect();
+    for (e, env) in config.environments.iter().enumerate() {
+        let base = format!("environments[{e}]");
+        commands.push((format!("{base}.synth"), env.synth()));
+        for (i, c) in env.pre_hooks().iter().enumerate() {
+            commands.push((format!("{base}.hooks.pre[{i}]"), c));
+        }
+        for (i, c) in env.post_hooks().iter().enumerate() {
+            commands.push((format!("{base}.hooks.post[{i}]"), c));
+        }
+        for (i, c) in env.test_commands().iter().enumerate() {
+            commands.push((format!("{base}.tests.commands[{i}]"), c));
+        }
+    }
+    let mut problems = Vec::new();
+    for (field, command) in commands {
+        if let Some(program) = program_of(command)
+            && !program_available(&program, checkout)
+        {
+            problems.push(format!(
+                "{field}: `{program}` (which `{command}` starts with) is not on PATH: install it in the builder image or fix the command"
+            ));
+        }
+    }
+    problems
+}
+
+/// Every stack's `path` must exist in the checkout.
+pub fn path_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (e, env) in config.environments.iter().enumerate() {
+        for (s, stack) in env.stacks.iter().enumerate() {
+            if !checkout.join(&stack.path).exists() {
+                problems.push(format!(
+                    "environments[{e}].stacks[{s}].path: `{}` (stack {}) does not exist at this commit",
+                    stack.path, stack.name
+                ));
+            }
+        }
+    }
+    problems
+}
