@@ -5,10 +5,23 @@
 //!
 //! Architecture invariant: pure functions of a validated config. No IO, no
 //! shelling out, no cluster.
+//!
+//! Entry points: [`Plan::new`] for the plan, [`render::render`] for every
+//! object, [`simulate::simulate`] for what a webhook delivery triggers.
 
+pub mod cloudformation;
 pub mod diff;
+pub mod events;
+pub mod lint;
 pub mod plan;
 pub mod plan_format;
+pub mod rbac;
+pub mod render;
+pub mod simulate;
+pub mod triggers;
+pub mod workflow;
+pub mod yaml;
 
 pub use diff::PlanDiff;
 pub use plan::{EnvironmentPlan, Plan, PlanError, Stage, StageKind};
+pub use render::{RenderOptions, Rendered, render};

@@ -1,0 +1,118 @@
+//! Everything `aphex render` emits for a config, in apply order: RBAC, the
+//! WorkflowTemplate, the EventSource and Sensor (when GitHub is configured),
+//! plus the pipeline's CloudFormation template.
+
+use aphex_config::Config;
+use serde_json::Value;
+
+use crate::plan::{Plan, PlanError};
+use crate::yaml::{YamlError, to_yaml, to_yaml_documents};
+
+/// Inputs a renderer cannot derive from the config.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// The pipeline stack's `WorkflowExecutionRoleArn` output; a placeholder when `None`.
+    pub executor_role_arn: Option<String>,
+}
+
+/// One Kubernetes object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The object's `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// The object.
+    pub value: Value,
+}
+
+impl Manifest {
+    fn new(value: Value) -> Self {
+        let field = |p: &str| {
+            value
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Manifest {
+            kind: field("/kind"),
+            name: field("/metadata/name"),
+            namespace: field("/metadata/namespace"),
+            value,
+        }
+    }
+
+    /// A file name unique within one render: `<nn>-<namespace>-<kind>-<name>.yaml`,
+    /// the number keeping apply order when a directory is applied.
+    pub fn file_name(&self, index: usize) -> String {
+        format!(
+            "{:02}-{}-{}-{}.yaml",
+            index + 1,
+            self.namespace,
+            self.kind.to_ascii_lowercase(),
+            self.name
+        )
+    }
+}
+
+/// Everything rendered for one config.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The plan the manifests were rendered from.
+    pub plan: Plan,
+    /// Kubernetes objects, in apply order.
+    pub manifests: Vec<Manifest>,
+    /// The pipeline's CloudFormation template.
+    pub pipeline_stack: Value,
+}
+
+/// File name of the pipeline stack's template in `--out` directories.
+pub const PIPELINE_STACK_FILE: &str = "pipeline-stack.template.json";
+
+/// Renders every object of a validated config.
+pub fn render(config: &Config, options: &RenderOptions) -> Result<Rendered, PlanError> {
+    let plan = Plan::new(config)?;
+    let mut values = crate::rbac::rbac(config, options.executor_role_arn.as_deref());
+    values.push(crate::workflow::workflow_template(config, &plan));
+    values.extend(crate::events::event_source(config));
+    values.extend(crate::events::sensor(config));
+    Ok(Rendered {
+        plan,
+        manifests: values.into_iter().map(Manifest::new).collect(),
+        pipeline_stack: crate::cloudformation::pipeline_stack(config),
+    })
+}
+
+impl Rendered {
+    /// The object of `kind` (the first, when several).
+    pub fn get(&self, kind: &str) -> Option<&Value> {
+        self.manifests.iter().find(|m| m.kind == kind).map(|m| &m.value)
+    }
+
+    /// Every manifest as one multi-document YAML stream.
+    pub fn manifests_yaml(&self) -> Result<String, YamlError> {
+        let values: Vec<&Value> = self.manifests.iter().map(|m| &m.value).collect();
+        to_yaml_documents(&values)
+    }
+
+    /// The pipeline stack template as pretty JSON with a final newline.
+    pub fn pipeline_stack_json(&self) -> String {
+        let mut s =
+            serde_json::to_string_pretty(&self.pipeline_stack).expect("a JSON value always serializes");
+        s.push('\n');
+        s
+    }
+
+    /// One `(file name, contents)` per object, then the pipeline stack template.
+    pub fn files(&self) -> Result<Vec<(String, String)>, YamlError> {
+        let mut out = Vec::with_capacity(self.manifests.len() + 1);
+        for (i, m) in self.manifests.iter().enumerate() {
+            out.push((m.file_name(i), to_yaml(&m.value)?));
+        }
+        out.push((PIPELINE_STACK_FILE.to_owned(), self.pipeline_stack_json()));
+        Ok(out)
+    }
+}

@@ -1,0 +1,298 @@
+//! The Argo WorkflowTemplate: the pipeline's topology and nothing else.
+//!
+//! Every stage task runs the one shared `stage` template, a container running
+//! `aphex-runner <stage> --env=<env> ...` whose values reach the runner as
+//! arguments and environment variables, never through a shell. Commands,
+//! stacks and tests are read by the runner from the config at the commit, so
+//! the template grows with the number of environments, not stacks.
+//!
+//! The runner contract (see docs/pipeline.md): `--env=` with an empty value
+//! means "no environment"; `deploy` writes its captured outputs to
+//! [`STACK_OUTPUTS_PATH`]; `test` receives them in `APHEX_STACK_OUTPUTS`.
+
+use aphex_config::Config;
+use serde_json::{Value, json};
+
+use crate::plan::{Plan, Stage, StageKind};
+
+/// The API version of every Argo Workflows object.
+pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
+/// Workflow parameters, in declaration order.
+pub const WORKFLOW_PARAMETERS: [&str; 5] = ["commit-sha", "branch", "repo-url", "pusher", "message"];
+/// Where `aphex-runner deploy` writes the captured stack outputs (JSON).
+pub const STACK_OUTPUTS_PATH: &str = "/tmp/aphex/outputs/stack-outputs.json";
+/// The deploy entrypoint.
+pub const MAIN_ENTRYPOINT: &str = "main";
+/// The pull-request entrypoint: validate, build, synth per environment.
+pub const VALIDATE_PR_ENTRYPOINT: &str = "validate-pr";
+/// The shared container template of every stage task.
+const STAGE_TEMPLATE: &str = "stage";
+/// The shared suspend template of every approval task.
+const APPROVAL_TEMPLATE: &str = "approval";
+/// The exit handler.
+const FINALIZE_TEMPLATE: &str = "finalize";
+/// The runner binary in both images.
+const RUNNER: &str = "aphex-runner";
+
+/// A whole run may wait for approvals overnight, but not forever.
+const WORKFLOW_DEADLINE_SECONDS: u64 = 24 * 3600;
+/// One stage pod: large CloudFormation deploys can take an hour or more.
+const STAGE_DEADLINE_SECONDS: u64 = 3 * 3600;
+/// Finished runs stay visible for a day, failed ones for a week.
+const TTL_AFTER_SUCCESS_SECONDS: u64 = 24 * 3600;
+const TTL_AFTER_FAILURE_SECONDS: u64 = 7 * 24 * 3600;
+/// PR validation synthesizes at most this many environments at once.
+const VALIDATE_PR_PARALLELISM: u64 = 4;
+
+/// The labels every rendered object carries.
+pub fn labels(config: &Config) -> Value {
+    json!({
+        "app.kubernetes.io/managed-by": "aphex",
+        "aphex.dev/pipeline": config.pipeline_name(),
+    })
+}
+
+/// The clone URL of the configured GitHub repository, if any.
+pub fn repo_url(config: &Config) -> Option<String> {
+    let settings = config.settings();
+    let gh = settings.github.as_ref()?;
+    Some(format!("https://github.com/{}/{}.git", gh.owner, gh.repo))
+}
+
+/// The WorkflowTemplate named after the pipeline.
+pub fn workflow_template(config: &Config, plan: &Plan) -> Value {
+    let settings = config.settings();
+    let name = config.pipeline_name();
+    let branch = settings.github.as_ref().map(|g| g.branch()).unwrap_or("main");
+    let parameters: Vec<Value> = WORKFLOW_PARAMETERS
+        .iter()
+        .map(|p| match *p {
+            // No default: a run without a commit must fail at submission.
+            "commit-sha" => json!({"name": p}),
+            "branch" => json!({"name": p, "value": branch}),
+            "repo-url" => json!({"name": p, "value": repo_url(config).unwrap_or_default()}),
+            _ => json!({"name": p, "value": ""}),
+        })
+        .collect();
+    json!({
+        "apiVersion": ARGO_WORKFLOWS_API,
+        "kind": "WorkflowTemplate",
+        "metadata": {
+            "name": name,
+            "namespace": settings.namespace(),
+            "labels": labels(config),
+        },
+        "spec": {
+            "entrypoint": MAIN_ENTRYPOINT,
+            "serviceAccountName": settings.service_account(name),
+            "arguments": {"parameters": parameters},
+            "onExit": FINALIZE_TEMPLATE,
+            "activeDeadlineSeconds": WORKFLOW_DEADLINE_SECONDS,
+            // Failed pods stay for `kubectl logs`; successful ones go at once.
+            "podGC": {"strategy": "OnPodSuccess"},
+            "ttlStrategy": {
+                "secondsAfterSuccess": TTL_AFTER_SUCCESS_SECONDS,
+                "secondsAfterFailure": TTL_AFTER_FAILURE_SECONDS,
+            },
+            "workflowMetadata": {"labels": labels(config)},
+            "templates": [
+                main_dag(config, plan),
+                validate_pr_dag(config, plan),
+                stage_template(config),
+                approval_template(),
+                finalize_template(config),
+            ],
+        },
+    })
+}
+
+/// The image a stage runs in: the builder for build and test (they run the
+/// project's own toolchain), the deployer for everything else.
+fn image(config: &Config, kind: StageKind) -> String {
+    let settings = config.settings();
+    match kind {
+        StageKind::Build | StageKind::Test => settings.builder_image().to_owned(),
+        _ => settings.deployer_image().to_owned(),
+    }
+}
+
+/// A task of the shared stage template. The image argument is omitted when
+/// it is the template's default (the deployer), which keeps 100 environments small.
+fn stage_task(config: &Config, name: &str, stage: &str, kind: StageKind, env: Option<&str>) -> Value {
+    let mut args = vec![json!({"name": "stage", "value": stage})];
+    if let Some(env) = env {
+        args.push(json!({"name": "env", "value": env}));
+    }
+    let img = image(config, kind);
+    if img != config.settings().deployer_image() {
+        args.push(json!({"name": "image", "value": img}));
+    }
+    json!({"name": name, "template": STAGE_TEMPLATE, "arguments": {"parameters": args}})
+}
+
+fn task_for(config: &Config, stage: &Stage) -> Value {
+    let name = stage.task_name();
+    let env = stage.env.as_deref();
+    match stage.kind {
+        StageKind::Approve => json!({"name": name, "template": APPROVAL_TEMPLATE}),
+        StageKind::Test => {
+            let mut task = stage_task(config, &name, "test", stage.kind, env);
+            let deploy = format!("deploy-{}", env.unwrap_or_default());
+            task["arguments"]["parameters"]
+                .as_array_mut()
+                .expect("stage_task builds a parameter list")
+                .push(json!({
+                    "name": "stack-outputs",
+                    "value": format!("{{{{tasks.{deploy}.outputs.parameters.stack-outputs}}}}"),
+                }));
+            task
+        }
+        kind => stage_task(config, &name, kind.as_str(), kind, env),
+    }
+}
+
+fn with_dependencies(mut task: Value, deps: &[String]) -> Value {
+    if !deps.is_empty() {
+        let obj = task.as_object_mut().expect("tasks are objects");
+        // Keep `name` first and `dependencies` second for readable diffs.
+        let rest: Vec<(String, Value)> = std::mem::take(obj).into_iter().collect();
+        for (k, v) in rest {
+            obj.insert(k.clone(), v);
+            if k == "name" {
+                obj.insert("dependencies".into(), json!(deps));
+            }
+        }
+    }
+    task
+}
+
+/// `main`: the plan's stages as a DAG, each task depending on its predecessor.
+fn main_dag(config: &Config, plan: &Plan) -> Value {
+    let tasks: Vec<Value> = plan
+        .stages()
+        .into_iter()
+        .map(|s| {
+            let deps: Vec<String> = plan.dependencies(s).iter().map(|d| d.task_name()).collect();
+            with_dependencies(task_for(config, s), &deps)
+        })
+        .collect();
+    json!({
+        "name": MAIN_ENTRYPOINT,
+        // Runs of one pipeline queue here rather than on the whole workflow,
+        // so a deploy waiting for an approval does not hold up the
+        // validate-pr runs of open pull requests.
+        "synchronization": {"mutexes": [{"name": config.pipeline_name()}]},
+        "dag": {"tasks": tasks},
+    })
+}
+
+/// `validate-pr`: validate, build, then a synth-only check per environment.
+fn validate_pr_dag(config: &Config, plan: &Plan) -> Value {
+    let mut tasks = vec![
+        stage_task(config, "validate", "validate", StageKind::Validate, None),
+        with_dependencies(
+            stage_task(config, "build", "build", StageKind::Build, None),
+            &["validate".to_owned()],
+        ),
+    ];
+    for env in &plan.environments {
+        let task = stage_task(
+            config,
+            &format!("synth-{}", env.name),
+            "synth",
+            StageKind::Deploy,
+            Some(&env.name),
+        );
+        tasks.push(with_dependencies(task, &["build".to_owned()]));
+    }
+    json!({
+        "name": VALIDATE_PR_ENTRYPOINT,
+        "parallelism": VALIDATE_PR_PARALLELISM,
+        "dag": {"tasks": tasks},
+    })
+}
+
+/// Arguments every runner invocation gets: the run's identity.
+fn run_args() -> Vec<Value> {
+    vec![
+        json!("--commit-sha={{workflow.parameters.commit-sha}}"),
+        json!("--branch={{workflow.parameters.branch}}"),
+        json!("--repo-url={{workflow.parameters.repo-url}}"),
+        json!("--workflow-id={{workflow.name}}"),
+    ]
+}
+
+/// Run metadata the runner reads from its environment (free text, so it
+/// stays out of argv parsing entirely).
+fn run_env(config: &Config) -> Vec<Value> {
+    vec![
+        json!({"name": "APHEX_PIPELINE", "value": config.pipeline_name()}),
+        json!({"name": "APHEX_PUSHER", "value": "{{workflow.parameters.pusher}}"}),
+        json!({"name": "APHEX_COMMIT_MESSAGE", "value": "{{workflow.parameters.message}}"}),
+    ]
+}
+
+/// Retries for transient errors only (pod evicted, node lost): a command
+/// that fails is a real failure and is not retried.
+fn retry_strategy() -> Value {
+    json!({
+        "limit": 2,
+        "retryPolicy": "OnError",
+        "backoff": {"duration": "30s", "factor": 2, "maxDuration": "10m"},
+    })
+}
+
+fn stage_template(config: &Config) -> Value {
+    let mut args = vec![
+        json!("{{inputs.parameters.stage}}"),
+        json!("--env={{inputs.parameters.env}}"),
+    ];
+    args.extend(run_args());
+    let mut env = run_env(config);
+    env.push(json!({"name": "APHEX_STACK_OUTPUTS", "value": "{{inputs.parameters.stack-outputs}}"}));
+    json!({
+        "name": STAGE_TEMPLATE,
+        "inputs": {"parameters": [
+            {"name": "stage"},
+            {"name": "env", "default": ""},
+            {"name": "image", "default": config.settings().deployer_image()},
+            {"name": "stack-outputs", "default": "{}"},
+        ]},
+        "outputs": {"parameters": [{
+            "name": "stack-outputs",
+            // Only deploy writes the file; every other stage yields the default.
+            "valueFrom": {"path": STACK_OUTPUTS_PATH, "default": "{}"},
+        }]},
+        "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
+        "retryStrategy": retry_strategy(),
+        "container": {
+            "image": "{{inputs.parameters.image}}",
+            "command": [RUNNER],
+            "args": args,
+            "env": env,
+        },
+    })
+}
+
+fn approval_template() -> Value {
+    // Resumed by a person (`argo resume` or the UI); bounded by the workflow deadline.
+    json!({"name": APPROVAL_TEMPLATE, "suspend": {}})
+}
+
+fn finalize_template(config: &Config) -> Value {
+    let mut args = vec![json!("finalize")];
+    args.extend(run_args());
+    let mut env = run_env(config);
+    env.push(json!({"name": "APHEX_WORKFLOW_STATUS", "value": "{{workflow.status}}"}));
+    json!({
+        "name": FINALIZE_TEMPLATE,
+        "activeDeadlineSeconds": 600,
+        "retryStrategy": retry_strategy(),
+        "container": {
+            "image": config.settings().deployer_image(),
+            "command": [RUNNER],
+            "args": args,
+            "env": env,
+        },
+    })
+}

@@ -1,0 +1,66 @@
+//! Every rendered WorkflowTemplate, EventSource and Sensor (and the Workflows
+//! the Sensor submits) passes Argo's strict schemas, and the WorkflowTemplate
+//! passes the static reference check.
+
+mod common;
+
+use aphex_template::events::workflow_for;
+use aphex_template::lint::check_references;
+use aphex_template::triggers::rules;
+use aphex_template::{RenderOptions, render};
+use common::{CONFIGS, Kind, assert_schema_valid, config, schema_errors};
+use serde_json::json;
+
+#[test]
+fn rendered_objects_pass_the_strict_schemas() {
+    for name in CONFIGS {
+        let cfg = config(name);
+        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        assert_schema_valid(Kind::WorkflowTemplate, r.get("WorkflowTemplate").unwrap(), name);
+        for rule in rules(&cfg) {
+            assert_schema_valid(Kind::Workflow, &workflow_for(&cfg, &rule), name);
+        }
+        match (r.get("EventSource"), r.get("Sensor")) {
+            (Some(es), Some(sensor)) => {
+                assert_schema_valid(Kind::EventSource, es, name);
+                assert_schema_valid(Kind::Sensor, sensor, name);
+            }
+            (None, None) => assert!(cfg.settings().github.is_none(), "{name}: events missing"),
+            _ => panic!("{name}: EventSource and Sensor come together"),
+        }
+    }
+}
+
+#[test]
+fn the_strict_schema_catches_a_misspelled_field() {
+    // Guards the test itself: a validator that accepts everything would pass above.
+    let cfg = config("seed.yaml");
+    let mut wt = render(&cfg, &RenderOptions::default())
+        .unwrap()
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    wt["spec"]["entrypiont"] = json!("main");
+    let errors = schema_errors(Kind::WorkflowTemplate, &wt);
+    assert!(errors.iter().any(|e| e.contains("entrypiont")), "{errors:#?}");
+
+    let cfg = config("full.yaml");
+    let mut sensor = render(&cfg, &RenderOptions::default())
+        .unwrap()
+        .get("Sensor")
+        .unwrap()
+        .clone();
+    sensor["spec"]["dependencies"][0]["filters"]["data"][0]["comparater"] = json!("=");
+    let errors = schema_errors(Kind::Sensor, &sensor);
+    assert!(errors.iter().any(|e| e.contains("comparater")), "{errors:#?}");
+}
+
+#[test]
+fn the_workflow_template_references_resolve() {
+    for name in CONFIGS {
+        let cfg = config(name);
+        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let problems = check_references(r.get("WorkflowTemplate").unwrap());
+        assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+    }
+}
