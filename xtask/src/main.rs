@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod emulator;
+mod fixtures;
+mod npm;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
@@ -25,6 +27,14 @@ enum Task {
     /// Start the local AWS emulator and keep it running until Ctrl-C
     /// (for running one test suite by hand: see docs/testing.md).
     Emulator,
+    /// Install the quick start's npm packages (`npm ci`) when missing or stale.
+    Npm,
+    /// Regenerate the cloud assembly fixtures by a real `cdk synth`.
+    Fixtures {
+        /// Fail when the committed fixtures differ instead of rewriting them.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -33,6 +43,8 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Emulator => emulator::serve(),
+        Task::Npm => npm::run(),
+        Task::Fixtures { check } => fixtures::run(check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,6 +90,9 @@ fn test() -> Result<()> {
     // stopped when `emulator` drops, whatever happens below.
     let mut emulator =
         emulator::Emulator::spawn().context("starting the local AWS emulator the tests need")?;
+    // The end-to-end tests synthesize real CDK apps with the quick start's
+    // packages (tests/cdk-apps shares them through NODE_PATH).
+    npm::ensure(&root())?;
     cargo(&["test", "--workspace", "--all-targets", "--no-run"])?;
     emulator
         .wait_healthy()
