@@ -178,11 +178,13 @@ impl StackGraph {
     /// One dependency cycle, if any, as `[A, B, A]` (A deploys after B, which
     /// deploys after A), starting from the earliest stack in list order.
     pub fn find_cycle(&self) -> Option<Vec<String>> {
-        for scc in petgraph::algo::tarjan_scc(&self.graph) {
-            let self_loop = scc.len() == 1 && self.graph.find_edge(scc[0], scc[0]).is_some();
-            if scc.len() < 2 && !self_loop {
-                continue;
-            }
+        let mut sccs: Vec<Vec<NodeIndex>> = petgraph::algo::tarjan_scc(&self.graph)
+            .into_iter()
+            .filter(|scc| scc.len() > 1 || self.graph.find_edge(scc[0], scc[0]).is_some())
+            .collect();
+        // Tarjan's order depends on the graph's shape; list order is what users see.
+        sccs.sort_by_key(|scc| scc.iter().min().copied());
+        if let Some(scc) = sccs.into_iter().next() {
             let start = *scc.iter().min()?;
             // Breadth-first over "depends on" edges inside the component: the
             // shortest way back to `start` is the cycle we show.
@@ -221,5 +223,56 @@ impl StackGraph {
             return Some(path.into_iter().map(|i| self.graph[i].clone()).collect());
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(names: &[&str], deps: &[(&str, &str)]) -> StackGraph {
+        let mut g = StackGraph::new(names.iter().copied());
+        for (stack, dep) in deps {
+            g.add_dependency(stack, dep).unwrap();
+        }
+        g
+    }
+
+    #[test]
+    fn cycles_read_as_depends_on_chains() {
+        let g = graph(&["A", "B"], &[("A", "B"), ("B", "A")]);
+        assert_eq!(g.find_cycle().unwrap().join(" -> "), "A -> B -> A");
+        let g = graph(&["X", "A", "B", "C"], &[("A", "B"), ("B", "C"), ("C", "A")]);
+        assert_eq!(g.find_cycle().unwrap().join(" -> "), "A -> B -> C -> A");
+        let g = graph(&["A"], &[("A", "A")]);
+        assert_eq!(g.find_cycle().unwrap().join(" -> "), "A -> A");
+        assert_eq!(g.order().unwrap_err().to_string(), "dependency cycle: A -> A");
+    }
+
+    #[test]
+    fn the_cycle_shown_starts_at_the_earliest_stack() {
+        let g = graph(
+            &["P", "Q", "A", "B"],
+            &[("A", "B"), ("B", "A"), ("Q", "P"), ("P", "Q")],
+        );
+        assert_eq!(g.find_cycle().unwrap().join(" -> "), "P -> Q -> P");
+    }
+
+    #[test]
+    fn acyclic_graphs_have_no_cycle_and_a_stable_order() {
+        let g = graph(&["C", "B", "A"], &[("C", "A")]);
+        assert_eq!(g.find_cycle(), None);
+        assert_eq!(g.order().unwrap(), ["B", "A", "C"]);
+        assert_eq!(g.waves(2).unwrap(), vec![vec!["B", "A"], vec!["C"]]);
+        assert_eq!(graph(&["A", "B"], &[]).order().unwrap(), ["A", "B"]);
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        let mut g = graph(&["A"], &[]);
+        assert_eq!(
+            g.add_dependency("A", "Z").unwrap_err().to_string(),
+            "stack `A` depends on `Z`, which is not a stack of this environment"
+        );
     }
 }

@@ -3,45 +3,258 @@
 //! schema and semantic validation, secret detection, and diagnostics that name
 //! the field path, file, line and column.
 //!
-//! Architecture invariant: this crate is pure. It reads only the text it is
-//! given, and knows nothing of AWS, Kubernetes or Argo.
+//! Loading is one pipeline: bytes are checked (size, binary, UTF-8), parsed by
+//! serde-saphyr under resource budgets into a positioned [`tree`], validated
+//! against the schema and by the semantic rules (every problem collected,
+//! each placed by its field path), and only then deserialized into [`Config`].
+//!
+//! Architecture invariant: this crate is pure. It reads only the text (or the
+//! one file) it is given, and knows nothing of AWS, Kubernetes or Argo.
 
+pub mod diagnostic;
 pub mod graph;
 pub mod model;
+mod rules;
+pub mod schema;
+pub mod secrets;
+mod suggest;
+pub mod tree;
 
+use std::collections::HashSet;
+use std::io::Read as _;
+
+pub use diagnostic::{Diagnostic, render, to_json};
 pub use graph::{GraphError, StackGraph};
 pub use model::*;
+pub use rules::KNOWN_REGIONS;
+pub use schema::{SCHEMA_URL, schema, schema_text};
 
-/// One problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Diagnostic {
-    /// Field path, e.g. `environments[0].account` (empty for the whole document).
-    pub path: String,
-    /// File name as given to the loader.
-    pub file: String,
-    /// 1-based line (0 when unknown).
-    pub line: usize,
-    /// 1-based column (0 when unknown).
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub help: Option<String>,
+/// The largest configuration file accepted. A 100-environment, 50-stack
+/// configuration is well under a megabyte; anything near this is not a
+/// configuration, and refusing it keeps time and memory bounded.
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reading a configuration file failed (before its content was looked at).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Loads and validates a configuration from `source`; `file` names it in diagnostics.
-/// Returns every problem found, not just the first.
-// Placeholder until the full loader lands: parses without positions.
-pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
-    serde_saphyr::from_str::<Config>(source).map_err(|e| {
+/// Loading a configuration file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The file was read but is not a valid configuration.
+    #[error("{} has {} problem(s); the first: {}", .0.first().map_or("", |d| d.file.as_str()), .0.len(), .0.first().map(|d| d.to_string()).unwrap_or_default())]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// Reads at most [`MAX_FILE_BYTES`] + 1 bytes of `path` (enough for
+/// [`load_bytes`] to tell that a file is too large without reading it all).
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
+    let io = |source| ReadError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
+}
+
+/// Reads, loads and validates the configuration at `path`.
+pub fn load_file(path: &std::path::Path) -> Result<Config, LoadError> {
+    let bytes = read_file(path)?;
+    load_bytes(&path.display().to_string(), &bytes).map_err(LoadError::Invalid)
+}
+
+/// Loads and validates a configuration from raw bytes (size, binary content
+/// and UTF-8 are checked first); `file` names it in diagnostics.
+pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Config, Vec<Diagnostic>> {
+    let whole = |message: String, help: &str| {
         vec![Diagnostic {
             path: String::new(),
             file: file.to_owned(),
-            line: 0,
-            column: 0,
-            message: e.to_string(),
-            help: None,
+            line: 1,
+            column: 1,
+            message,
+            help: Some(help.to_owned()),
         }]
-    })
+    };
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(whole(
+            format!("the file is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)),
+            "an aphex configuration is a few kilobytes; check that this is the right file",
+        ));
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if let Some(at) = bytes.iter().position(|b| *b == 0) {
+        let (line, column) = line_col_of(bytes, at);
+        return Err(vec![Diagnostic {
+            line,
+            column,
+            ..whole(
+                "the file contains a NUL byte: it looks binary, not YAML".to_owned(),
+                "point aphex at the YAML configuration file",
+            )
+            .remove(0)
+        }]);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(source) => load_str(file, source),
+        Err(e) => {
+            let (line, column) = line_col_of(bytes, e.valid_up_to());
+            Err(vec![Diagnostic {
+                line,
+                column,
+                ..whole(
+                    "the file is not valid UTF-8".to_owned(),
+                    "save the file as UTF-8 (YAML configuration files are text)",
+                )
+                .remove(0)
+            }])
+        }
+    }
+}
+
+fn line_col_of(bytes: &[u8], at: usize) -> (usize, usize) {
+    let before = &bytes[..at];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+    (line, column)
+}
+
+/// Loads and validates a configuration from `source`; `file` names it in
+/// diagnostics. Returns every problem found, not just the first, sorted by
+/// position.
+pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
+    let whole = |line: usize, column: usize, message: String, help: &str| Diagnostic {
+        path: String::new(),
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+        help: Some(help.to_owned()),
+    };
+    if source.len() > MAX_FILE_BYTES {
+        return load_bytes(file, source.as_bytes());
+    }
+    if source.contains('\0') {
+        return load_bytes(file, source.as_bytes());
+    }
+    let tree = match tree::parse(source) {
+        Ok(t) => t,
+        Err(e) => return Err(vec![parse_error(file, &e)]),
+    };
+    if tree.value == tree::Value::Null {
+        return Err(vec![whole(
+            1,
+            1,
+            "the file is empty".to_owned(),
+            "start from `aphex init`, or add `version`, `build` and `environments`",
+        )]);
+    }
+    let json = tree.to_json();
+    let mut checker = rules::Checker::new(file, source);
+    checker.check(&tree);
+    let mut from_schema = Vec::new();
+    schema::check(file, &tree, &json, &mut from_schema);
+
+    // A semantic rule says it better than the schema; the schema speaks where
+    // no rule did (wrong types, unknown and missing fields, ...).
+    let ruled: HashSet<&str> = checker.out.iter().map(|d| d.path.as_str()).collect();
+    from_schema.retain(|d| !ruled.contains(d.path.as_str()));
+    let mut all = checker.out.clone();
+    all.extend(from_schema);
+    all.extend(checker.credentials.iter().cloned());
+
+    if all.is_empty() {
+        match serde_json::from_value::<Config>(json) {
+            Ok(config) => return Ok(config),
+            // The schema is derived from the model, so this is a bug; still,
+            // say what serde said rather than accept a half-read file.
+            Err(e) => all.push(whole(
+                1,
+                1,
+                format!("the configuration does not match the model: {e}"),
+                "please report this: the schema accepted what the model rejects",
+            )),
+        }
+    }
+    Err(finish(all, &checker.secrets))
+}
+
+/// Scrubs secrets from every message, sorts by position and drops duplicates.
+fn finish(mut all: Vec<Diagnostic>, secrets_found: &[String]) -> Vec<Diagnostic> {
+    let scrub = |s: &str| {
+        let mut s = s.to_owned();
+        for secret in secrets_found {
+            if !secret.is_empty() {
+                s = s.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        secrets::redact(&s)
+    };
+    for d in &mut all {
+        d.path = scrub(&d.path);
+        d.message = scrub(&d.message);
+        d.help = d.help.as_deref().map(scrub);
+    }
+    all.sort_by_key(|d| (d.line, d.column));
+    let mut seen = HashSet::new();
+    all.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
+    all
+}
+
+fn parse_error(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    let (line, column) = e
+        .location()
+        .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+    let text = e.without_snippet().to_string();
+    let mut message = text.lines().next().unwrap_or("invalid YAML").to_owned();
+    // The position is shown separately.
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    if let Some(i) = message.find(", set DuplicateKeyPolicy") {
+        message.truncate(i);
+    }
+    let lower = message.to_lowercase();
+    if lower.contains("recursion limit") || lower.contains("depth") || lower.contains("nesting") {
+        message = "the document is nested too deeply for a configuration".to_owned();
+    }
+    let help = if lower.contains("budget")
+        || lower.contains("alias")
+        || lower.contains("depth")
+        || lower.contains("recursion")
+        || lower.contains("nesting")
+        || lower.contains("limit")
+    {
+        "the file exceeds the limits of a configuration (nesting, aliases or size); simplify it"
+    } else if lower.contains("duplicate") {
+        "remove one of the duplicate keys"
+    } else {
+        "fix the YAML syntax here (indentation, quotes, `:` after keys)"
+    };
+    Diagnostic {
+        path: String::new(),
+        file: file.to_owned(),
+        line,
+        column,
+        message: secrets::redact(&format!("invalid YAML: {message}")),
+        help: Some(help.to_owned()),
+    }
 }

@@ -14,12 +14,27 @@ pub const DEFAULT_DEPLOYER_IMAGE: &str = "public.ecr.aws/aphex/deployer:latest";
 /// Default synthesize command.
 pub const DEFAULT_SYNTH: &str = "npx cdk synth";
 
+/// A lowercase DNS label (RFC 1123): what environment and pipeline names must be.
+pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Longest environment name: `approve-<env>`, the longest task name derived
+/// from it, must fit the 63 characters Kubernetes allows in a label.
+pub const MAX_ENVIRONMENT_NAME: usize = 63 - "approve-".len();
+/// Longest pipeline name: it prefixes every resource (`<name>-webhook`,
+/// `aphex-<name>`, `<name>-pr-xxxxx` workflows), so it leaves room for them.
+pub const MAX_PIPELINE_NAME: usize = 40;
+/// An AWS account ID: exactly 12 digits.
+pub const ACCOUNT_PATTERN: &str = "^[0-9]{12}$";
+/// The shape of an AWS region identifier in every partition (commercial,
+/// `cn-*`, `us-gov-*`, the ISO partitions, the European Sovereign Cloud).
+pub const REGION_PATTERN: &str = "^(af|ap|ca|cn|eu|eusc|il|me|mx|sa|us)(-(gov|iso|isob|isoe|isof|de))?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-[1-9]$";
+
 /// A whole `aphex-config.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(title = "Aphex pipeline configuration")]
 pub struct Config {
     /// Configuration format version; must be "1.0".
+    #[schemars(extend("const" = "1.0"))]
     pub version: String,
     /// Pipeline-wide settings (name, cluster, GitHub, images, ...). All optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +42,7 @@ pub struct Config {
     /// How the application is built.
     pub build: Build,
     /// Deployment environments, deployed in list order.
+    #[schemars(length(min = 1))]
     pub environments: Vec<Environment>,
 }
 
@@ -36,6 +52,7 @@ pub struct Config {
 pub struct PipelineSettings {
     /// Pipeline name (DNS label); prefixes every resource. Default "aphex".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_LABEL_PATTERN), length(max = MAX_PIPELINE_NAME))]
     pub name: Option<String>,
     /// The shared cluster this pipeline runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +125,7 @@ pub struct ArtifactSettings {
     pub bucket: Option<String>,
     /// Days before artifacts expire. Default 90.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub retention_days: Option<u32>,
 }
 
@@ -160,6 +178,7 @@ pub enum OnSelfUpdateFailure {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Build {
     /// Shell commands run in order; the first failure stops the build.
+    #[schemars(length(min = 1))]
     pub commands: Vec<String>,
     /// Paths (relative to the repository root) packaged as the build artifact.
     /// Default ["artifacts"] (skipped with a notice when that directory is absent).
@@ -171,11 +190,14 @@ pub struct Build {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Environment {
-    /// Environment name: a lowercase DNS label.
+    /// Environment name: a lowercase DNS label of at most 55 characters.
+    #[schemars(regex(pattern = DNS_LABEL_PATTERN), length(max = MAX_ENVIRONMENT_NAME))]
     pub name: String,
     /// AWS region, e.g. us-east-1.
+    #[schemars(regex(pattern = REGION_PATTERN))]
     pub region: String,
     /// AWS account ID: 12 digits, quoted.
+    #[schemars(regex(pattern = ACCOUNT_PATTERN))]
     pub account: String,
     /// Role to assume for deploys; default: the CDK bootstrap deploy role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +207,7 @@ pub struct Environment {
     pub approval: Option<Approval>,
     /// How many independent stacks may deploy at once. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub concurrency: Option<u32>,
     /// CDK context keys that must be present in cdk.json or cdk.context.json.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -196,6 +219,7 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
     /// The CDK stacks of this environment, in deploy order unless `dependsOn` says otherwise.
+    #[schemars(length(min = 1))]
     pub stacks: Vec<Stack>,
     /// Tests run after the deploy, with the stack outputs in the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]

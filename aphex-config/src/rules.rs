@@ -1,0 +1,757 @@
+//! The semantic rules of DESIGN §3, checked on the positioned tree so that
+//! they run even where the schema already failed (every problem in one run).
+//! Each rule is tolerant of missing or mistyped fields: the schema reports
+//! those.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::Diagnostic;
+use crate::graph::StackGraph;
+use crate::model::{
+    ACCOUNT_PATTERN, CONFIG_VERSION, DNS_LABEL_PATTERN, MAX_ENVIRONMENT_NAME, MAX_PIPELINE_NAME,
+    REGION_PATTERN,
+};
+use crate::secrets;
+use crate::suggest::did_you_mean;
+use crate::tree::{Node, Path, Pos, Value};
+
+/// Regions AWS has announced, used for "did you mean" (any identifier of the
+/// right shape in a known partition is accepted, so new regions work before
+/// this list learns them).
+pub const KNOWN_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isof-south-1",
+    "us-isof-east-1",
+    "eu-isoe-west-1",
+    "eusc-de-east-1",
+];
+
+struct Res {
+    dns_label: Regex,
+    dns_subdomain: Regex,
+    account: Regex,
+    region: Regex,
+    role_arn: Regex,
+    bucket: Regex,
+    gh_owner: Regex,
+    gh_repo: Regex,
+    url: Regex,
+}
+
+fn res() -> &'static Res {
+    static R: OnceLock<Res> = OnceLock::new();
+    R.get_or_init(|| {
+        let re = |s: &str| Regex::new(s).expect("valid rule pattern");
+        Res {
+            dns_label: re(DNS_LABEL_PATTERN),
+            dns_subdomain: re(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+            account: re(ACCOUNT_PATTERN),
+            region: re(REGION_PATTERN),
+            role_arn: re(r"^arn:aws(-cn|-us-gov|-iso|-iso-[a-z]|-eusc)?:iam::[0-9]{12}:role/[\w+=,.@/-]+$"),
+            bucket: re(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+            gh_owner: re(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,38})$"),
+            gh_repo: re(r"^[A-Za-z0-9._-]{1,100}$"),
+            url: re(r"^https?://[^\s/]+\S*$"),
+        }
+    })
+}
+
+/// Collects diagnostics for one file.
+pub(crate) struct Checker<'a> {
+    file: &'a str,
+    source: &'a str,
+    pub(crate) out: Vec<Diagnostic>,
+    /// Credential findings, kept apart: they never hide a schema error at the
+    /// same path (an unknown `password:` field is reported as both).
+    pub(crate) credentials: Vec<Diagnostic>,
+    /// Secrets found in values (for de-duplicating the raw-text scan and
+    /// scrubbing every message). Never printed.
+    pub(crate) secrets: Vec<String>,
+}
+
+impl<'a> Checker<'a> {
+    pub(crate) fn new(file: &'a str, source: &'a str) -> Self {
+        Checker {
+            file,
+            source,
+            out: Vec::new(),
+            credentials: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, path: &Path, pos: Pos, message: String, help: impl Into<Option<String>>) {
+        self.out.push(Diagnostic {
+            path: path.to_string(),
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message,
+            help: help.into(),
+        });
+    }
+
+    /// The token starting at `pos` as written in the source (for "quote it" help).
+    fn raw_token(&self, pos: Pos) -> Option<&'a str> {
+        let line = self.source.lines().nth(pos.line.checked_sub(1)?)?;
+        let start = line.char_indices().nth(pos.column.checked_sub(1)?)?.0;
+        let rest = &line[start..];
+        let end = rest.find([' ', '\t', ',', ']', '}', '#']).unwrap_or(rest.len());
+        Some(&rest[..end]).filter(|t| !t.is_empty())
+    }
+
+    /// Every rule, on the whole document.
+    pub(crate) fn check(&mut self, root: &Node) {
+        let top = Path::root();
+        self.version(root);
+        if let Some(p) = root.get("pipeline") {
+            self.pipeline(&top.key("pipeline"), p);
+        }
+        if let Some(b) = root.get("build") {
+            let path = top.key("build");
+            if let Some(c) = b.get("commands") {
+                self.commands(&path.key("commands"), c, true);
+            }
+            if let Some(a) = b.get("artifacts") {
+                self.commands(&path.key("artifacts"), a, false);
+            }
+        }
+        if let Some(envs) = root.get("environments") {
+            self.environments(&top.key("environments"), envs);
+        }
+        self.credentials(&top, root, "");
+        self.credentials_in_comments();
+    }
+
+    fn version(&mut self, root: &Node) {
+        let Some(v) = root.get("version") else { return };
+        let path = Path::root().key("version");
+        match &v.value {
+            Value::Str(s) if s == CONFIG_VERSION => {}
+            Value::Str(s) => self.push(
+                &path,
+                v.pos,
+                format!("unsupported configuration version `{s}`"),
+                format!(
+                    "this release reads version \"{CONFIG_VERSION}\"; write `version: \"{CONFIG_VERSION}\"`"
+                ),
+            ),
+            Value::Int(_) | Value::Float(_) => self.push(
+                &path,
+                v.pos,
+                "`version` is a YAML number, not a string".to_owned(),
+                format!("quote it: `version: \"{CONFIG_VERSION}\"`"),
+            ),
+            _ => {}
+        }
+    }
+
+    /// A list of commands (or paths): not empty when `required`, no blank entries.
+    fn commands(&mut self, path: &Path, list: &Node, required: bool) {
+        let Value::Seq(items) = &list.value else { return };
+        if items.is_empty() {
+            let (message, help) = if required {
+                (
+                    format!("`{path}` is empty"),
+                    "add at least one command, e.g. [\"npm ci\", \"npm run build\"]".to_owned(),
+                )
+            } else {
+                (
+                    format!("`{path}` is empty"),
+                    format!("list at least one path, or remove `{path}`"),
+                )
+            };
+            self.push(path, list.pos, message, help);
+        }
+        for (i, item) in items.iter().enumerate() {
+            if item.as_str().is_some_and(|s| s.trim().is_empty()) {
+                self.push(
+                    &path.index(i),
+                    item.pos,
+                    format!("`{}` is blank", path.index(i)),
+                    "write a command here, or remove the entry".to_owned(),
+                );
+            }
+        }
+    }
+
+    fn non_blank(&mut self, path: &Path, node: &Node) {
+        if node.as_str().is_some_and(|s| s.trim().is_empty()) {
+            self.push(
+                path,
+                node.pos,
+                format!("`{path}` is blank"),
+                "give it a value, or remove the line".to_owned(),
+            );
+        }
+    }
+
+    fn pipeline(&mut self, path: &Path, p: &Node) {
+        let r = res();
+        if let Some(n) = p.get("name")
+            && let Some(name) = n.as_str()
+        {
+            self.dns_label(
+                &path.key("name"),
+                n,
+                name,
+                MAX_PIPELINE_NAME,
+                "pipeline name",
+                "it prefixes every resource",
+            );
+        }
+        for key in ["namespace", "eventsNamespace"] {
+            if let Some(n) = p.get(key)
+                && let Some(v) = n.as_str()
+            {
+                self.dns_label(
+                    &path.key(key),
+                    n,
+                    v,
+                    63,
+                    "namespace",
+                    "Kubernetes namespaces are DNS labels",
+                );
+            }
+        }
+        if let Some(n) = p.get("serviceAccount") {
+            self.k8s_name(&path.key("serviceAccount"), n, "service account");
+        }
+        if let Some(g) = p.get("github") {
+            let gp = path.key("github");
+            for key in ["tokenSecret", "webhookSecret"] {
+                if let Some(n) = g.get(key) {
+                    self.k8s_name(&gp.key(key), n, "Kubernetes Secret name");
+                }
+            }
+            if let Some(n) = g.get("owner")
+                && let Some(v) = n.as_str()
+                && !r.gh_owner.is_match(v)
+            {
+                self.push(
+                    &gp.key("owner"),
+                    n.pos,
+                    "`github.owner` is not a GitHub user or organization name".to_owned(),
+                    "use letters, digits and '-', at most 39 characters (the part after github.com/)"
+                        .to_owned(),
+                );
+            }
+            if let Some(n) = g.get("repo")
+                && let Some(v) = n.as_str()
+                && !r.gh_repo.is_match(v)
+            {
+                self.push(
+                    &gp.key("repo"),
+                    n.pos,
+                    "`github.repo` is not a GitHub repository name".to_owned(),
+                    "use letters, digits, '.', '_' and '-' (the name only, not the URL)".to_owned(),
+                );
+            }
+            if let Some(n) = g.get("branch")
+                && let Some(v) = n.as_str()
+                && (v.trim().is_empty() || v.contains(char::is_whitespace))
+            {
+                self.push(
+                    &gp.key("branch"),
+                    n.pos,
+                    "`github.branch` is not a branch name".to_owned(),
+                    "write the branch name without spaces, e.g. `main`".to_owned(),
+                );
+            }
+            if let Some(n) = g.get("webhookUrl")
+                && let Some(v) = n.as_str()
+                && !r.url.is_match(v)
+            {
+                self.push(
+                    &gp.key("webhookUrl"),
+                    n.pos,
+                    "`github.webhookUrl` is not an http(s) URL".to_owned(),
+                    "write the full public URL, e.g. https://hooks.example.com/my-app".to_owned(),
+                );
+            }
+        }
+        if let Some(c) = p.get("cluster")
+            && let Some(n) = c.get("name")
+        {
+            self.non_blank(&path.key("cluster").key("name"), n);
+        }
+        if let Some(n) = p.get("notifications").and_then(|n| n.get("slackWebhookSecret")) {
+            self.k8s_name(
+                &path.key("notifications").key("slackWebhookSecret"),
+                n,
+                "Kubernetes Secret name",
+            );
+        }
+        if let Some(a) = p.get("artifacts") {
+            let ap = path.key("artifacts");
+            if let Some(n) = a.get("bucket")
+                && let Some(v) = n.as_str()
+                && (!r.bucket.is_match(v) || v.contains(".."))
+            {
+                self.push(
+                    &ap.key("bucket"),
+                    n.pos,
+                    "`artifacts.bucket` is not a valid S3 bucket name".to_owned(),
+                    "use 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
+                        .to_owned(),
+                );
+            }
+            if let Some(n) = a.get("retentionDays") {
+                self.at_least_one(
+                    &ap.key("retentionDays"),
+                    n,
+                    "artifacts are kept for at least a day",
+                );
+            }
+        }
+        if let Some(i) = p.get("images") {
+            for key in ["builder", "deployer"] {
+                if let Some(n) = i.get(key)
+                    && let Some(v) = n.as_str()
+                    && (v.trim().is_empty() || v.contains(char::is_whitespace))
+                {
+                    self.push(
+                        &path.key("images").key(key),
+                        n.pos,
+                        format!("`images.{key}` is not an image reference"),
+                        "write an image like public.ecr.aws/aphex/deployer:v1.2.3 (no spaces)".to_owned(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn at_least_one(&mut self, path: &Path, n: &Node, why: &str) {
+        if let Value::Int(i) = n.value
+            && i < 1
+        {
+            self.push(
+                path,
+                n.pos,
+                format!(
+                    "`{}` must be at least 1, found {i}",
+                    crate::schema::field_name(path)
+                ),
+                format!("{why}; set it to 1 or more"),
+            );
+        }
+    }
+
+    fn k8s_name(&mut self, path: &Path, n: &Node, what: &str) {
+        let Some(v) = n.as_str() else { return };
+        if v.len() > 253 || !res().dns_subdomain.is_match(v) {
+            self.push(
+                path,
+                n.pos,
+                format!("`{}` is not a valid {what}", crate::schema::field_name(path)),
+                "Kubernetes names use lowercase letters, digits, '-' and '.', e.g. `github-token`".to_owned(),
+            );
+        }
+    }
+
+    fn dns_label(&mut self, path: &Path, n: &Node, name: &str, max: usize, what: &str, why: &str) {
+        if !res().dns_label.is_match(name) {
+            let suggestion = sanitize_label(name);
+            let help = if suggestion.is_empty() {
+                "use lowercase letters, digits and '-', starting and ending with a letter or digit".to_owned()
+            } else {
+                format!(
+                    "use lowercase letters, digits and '-', starting and ending with a letter or digit, e.g. `{suggestion}`"
+                )
+            };
+            self.push(
+                path,
+                n.pos,
+                format!("{what} `{name}` is not a lowercase DNS label"),
+                help,
+            );
+        } else if name.len() > max {
+            self.push(
+                path,
+                n.pos,
+                format!(
+                    "{what} `{name}` is {} characters long; the limit is {max}",
+                    name.len()
+                ),
+                format!("shorten it: {why}"),
+            );
+        }
+    }
+
+    fn environments(&mut self, path: &Path, envs: &Node) {
+        let Value::Seq(items) = &envs.value else { return };
+        if items.is_empty() {
+            self.push(
+                path,
+                envs.pos,
+                "`environments` is empty".to_owned(),
+                "add at least one environment with name, region, account and stacks".to_owned(),
+            );
+        }
+        let mut seen: HashMap<&str, Pos> = HashMap::new();
+        for (i, env) in items.iter().enumerate() {
+            let ep = path.index(i);
+            if let Some(n) = env.get("name")
+                && let Some(name) = n.as_str()
+            {
+                self.dns_label(
+                    &ep.key("name"),
+                    n,
+                    name,
+                    MAX_ENVIRONMENT_NAME,
+                    "environment name",
+                    "task names like `approve-<name>` must fit in 63 characters",
+                );
+                if let Some(first) = seen.get(name) {
+                    self.push(
+                        &ep.key("name"),
+                        n.pos,
+                        format!("duplicate environment name `{name}`"),
+                        format!(
+                            "environment names must be unique; `{name}` is first used on line {}",
+                            first.line
+                        ),
+                    );
+                } else {
+                    seen.insert(name, n.pos);
+                }
+            }
+            self.environment(&ep, env);
+        }
+    }
+
+    fn environment(&mut self, path: &Path, env: &Node) {
+        let r = res();
+        if let Some(n) = env.get("account") {
+            let ap = path.key("account");
+            match &n.value {
+                Value::Int(_) | Value::Float(_) => {
+                    let raw = self.raw_token(n.pos).unwrap_or("123456789012").to_owned();
+                    let padded = match n.value {
+                        Value::Int(i) if (0..1_000_000_000_000).contains(&i) => format!("{i:012}"),
+                        _ => raw,
+                    };
+                    self.push(
+                        &ap,
+                        n.pos,
+                        "`account` is a YAML number; account IDs must be strings".to_owned(),
+                        format!("quote it: `account: \"{padded}\"` (quotes keep leading zeros)"),
+                    );
+                }
+                Value::Str(s) if !r.account.is_match(s) => self.push(
+                    &ap,
+                    n.pos,
+                    format!("account ID `{s}` is not 12 digits"),
+                    "write the 12-digit AWS account ID, quoted, e.g. `account: \"123456789012\"`".to_owned(),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(n) = env.get("region")
+            && let Some(region) = n.as_str()
+            && !r.region.is_match(region)
+        {
+            let help = match did_you_mean(region, KNOWN_REGIONS.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => {
+                    "use a region identifier like `us-east-1`, `eu-west-2`, `us-gov-west-1` or `cn-north-1`"
+                        .to_owned()
+                }
+            };
+            self.push(
+                &path.key("region"),
+                n.pos,
+                format!("`{region}` is not an AWS region"),
+                help,
+            );
+        }
+        if let Some(n) = env.get("roleArn")
+            && let Some(arn) = n.as_str()
+            && !r.role_arn.is_match(arn)
+        {
+            self.push(
+                &path.key("roleArn"),
+                n.pos,
+                "`roleArn` is not an IAM role ARN".to_owned(),
+                "write it like arn:aws:iam::123456789012:role/deployer".to_owned(),
+            );
+        }
+        if let Some(n) = env.get("concurrency") {
+            self.at_least_one(
+                &path.key("concurrency"),
+                n,
+                "at least one stack deploys at a time",
+            );
+        }
+        if let Some(n) = env.get("synth") {
+            self.non_blank(&path.key("synth"), n);
+        }
+        if let Some(list) = env.get("requiredContext") {
+            for (i, item) in list.items().iter().enumerate() {
+                self.non_blank(&path.key("requiredContext").index(i), item);
+            }
+        }
+        if let Some(h) = env.get("hooks") {
+            for key in ["pre", "post"] {
+                if let Some(list) = h.get(key) {
+                    for (i, item) in list.items().iter().enumerate() {
+                        self.non_blank(&path.key("hooks").key(key).index(i), item);
+                    }
+                }
+            }
+        }
+        if let Some(c) = env.get("tests").and_then(|t| t.get("commands")) {
+            self.commands(&path.key("tests").key("commands"), c, true);
+        }
+        if let Some(stacks) = env.get("stacks") {
+            let env_name = env.get("name").and_then(Node::as_str).unwrap_or("?");
+            self.stacks(&path.key("stacks"), stacks, env_name);
+        }
+    }
+
+    fn stacks(&mut self, path: &Path, stacks: &Node, env_name: &str) {
+        let Value::Seq(items) = &stacks.value else { return };
+        if items.is_empty() {
+            self.push(
+                path,
+                stacks.pos,
+                format!("environment `{env_name}` has no stacks"),
+                "add at least one stack, e.g. `- { name: AppStack, path: lib/app-stack.ts }`".to_owned(),
+            );
+            return;
+        }
+        let names: Vec<Option<&str>> = items
+            .iter()
+            .map(|s| s.get("name").and_then(Node::as_str))
+            .collect();
+        let mut seen: HashMap<&str, Pos> = HashMap::new();
+        for (i, s) in items.iter().enumerate() {
+            let sp = path.index(i);
+            for key in ["name", "path"] {
+                if let Some(n) = s.get(key) {
+                    self.non_blank(&sp.key(key), n);
+                }
+            }
+            if let (Some(name), Some(n)) = (names[i], s.get("name")) {
+                if let Some(first) = seen.get(name) {
+                    self.push(
+                        &sp.key("name"),
+                        n.pos,
+                        format!("duplicate stack name `{name}` in environment `{env_name}`"),
+                        format!(
+                            "stack names must be unique in an environment; `{name}` is first used on line {}",
+                            first.line
+                        ),
+                    );
+                } else {
+                    seen.insert(name, n.pos);
+                }
+            }
+            let Some(deps) = s.get("dependsOn") else { continue };
+            for (j, d) in deps.items().iter().enumerate() {
+                let Some(dep) = d.as_str() else { continue };
+                if !names.contains(&Some(dep)) {
+                    let stack = names[i].unwrap_or("?");
+                    let help = match did_you_mean(dep, names.iter().flatten().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "dependsOn names stacks of the same environment: {}",
+                            names
+                                .iter()
+                                .flatten()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    self.push(
+                        &sp.key("dependsOn").index(j),
+                        d.pos,
+                        format!("stack `{stack}` depends on `{dep}`, which is not a stack of environment `{env_name}`"),
+                        help,
+                    );
+                }
+            }
+        }
+        self.cycles(path, items, &names);
+    }
+
+    fn cycles(&mut self, path: &Path, items: &[Node], names: &[Option<&str>]) {
+        // Only well-formed, uniquely named stacks take part; the other rules
+        // report the rest.
+        let mut unique: Vec<&str> = Vec::new();
+        for n in names.iter().flatten() {
+            if !unique.contains(n) {
+                unique.push(n);
+            }
+        }
+        let mut graph = StackGraph::new(unique.iter().copied());
+        for (i, s) in items.iter().enumerate() {
+            let Some(name) = names[i] else { continue };
+            for d in s.get("dependsOn").map(Node::items).unwrap_or_default() {
+                if let Some(dep) = d.as_str() {
+                    // Unknown names were reported above.
+                    let _ = graph.add_dependency(name, dep);
+                }
+            }
+        }
+        if let Some(cycle) = graph.find_cycle() {
+            let first = &cycle[0];
+            let i = names.iter().position(|n| *n == Some(first.as_str())).unwrap_or(0);
+            let at = path.index(i).key("dependsOn");
+            let pos = items[i].get("dependsOn").map_or(items[i].pos, |n| n.pos);
+            self.push(
+                &at,
+                pos,
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+                "stacks cannot depend on each other in a circle; remove one of these dependsOn entries"
+                    .to_owned(),
+            );
+        }
+    }
+
+    /// Every string value and key in the document.
+    fn credentials(&mut self, path: &Path, node: &Node, key: &str) {
+        match &node.value {
+            Value::Str(s) => self.credential_in(path, node.pos, key, s),
+            Value::Int(i) => self.credential_in(path, node.pos, key, &i.to_string()),
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.credentials(&path.index(i), item, key);
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let kp = path.key(&k.name);
+                    self.credential_in(&kp, k.pos, "", &k.name);
+                    self.credentials(&kp, v, &k.name);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn credential_in(&mut self, path: &Path, pos: Pos, key: &str, text: &str) {
+        for f in secrets::find_in_field(key, text) {
+            self.secrets.push(text[f.range].to_owned());
+            let field = if path.0.is_empty() {
+                "the document".to_owned()
+            } else {
+                format!("`{path}`")
+            };
+            self.push(
+                path,
+                pos,
+                format!("{field} contains {}", f.kind),
+                "never commit credentials: remove it, rotate it, and let the pipeline get credentials from its \
+                 role or a Kubernetes Secret"
+                    .to_owned(),
+            );
+            self.credentials.extend(self.out.pop());
+        }
+    }
+
+    /// Token-shaped secrets in the raw text that no value holds: comments.
+    fn credentials_in_comments(&mut self) {
+        let mut found = Vec::new();
+        for f in secrets::find_in_text(self.source) {
+            if f.kind == secrets::CredentialKind::Password {
+                continue;
+            }
+            let secret = &self.source[f.range.clone()];
+            // The same secret as a value holds, compared without the
+            // indentation and escapes that YAML adds around multi-line text.
+            let bare = |s: &str| s.replace("\\n", "").replace(char::is_whitespace, "");
+            let raw = bare(secret);
+            if self.secrets.iter().any(|s| {
+                let s = bare(s);
+                s.contains(&raw) || raw.contains(&s)
+            }) {
+                continue;
+            }
+            found.push((f, secret.to_owned()));
+        }
+        for (f, secret) in found {
+            let before = &self.source[..f.range.start];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+            self.secrets.push(secret);
+            self.push(
+                &Path::root(),
+                Pos { line, column },
+                format!(
+                    "line {line} contains {} (outside any value, e.g. in a comment)",
+                    f.kind
+                ),
+                "never commit credentials, not even in comments: remove it and rotate it".to_owned(),
+            );
+            self.credentials.extend(self.out.pop());
+        }
+    }
+}
+
+/// `name` made into a DNS label, when something is left of it.
+fn sanitize_label(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    s.trim_matches('-')
+        .chars()
+        .take(MAX_ENVIRONMENT_NAME)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}

@@ -1,0 +1,242 @@
+//! Credential detection: AWS access key IDs and secret access keys, GitHub
+//! tokens, PEM private keys, passwords. Findings carry the kind and where the
+//! secret sits in the text, never a copy meant for output; [`redact`] masks
+//! secrets in text that is about to be shown.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+/// What kind of credential was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `AKIA...` / `ASIA...` key IDs.
+    AwsAccessKeyId,
+    /// A 40-character secret access key under a secret-ish field name.
+    AwsSecretAccessKey,
+    /// `ghp_...`, `gho_...`, `github_pat_...` and friends.
+    GitHubToken,
+    /// A PEM `-----BEGIN ... PRIVATE KEY-----` block.
+    PrivateKey,
+    /// A `password:` value, a `--password=` argument or a password in a URL.
+    Password,
+}
+
+impl fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CredentialKind::AwsAccessKeyId => "an AWS access key ID",
+            CredentialKind::AwsSecretAccessKey => "an AWS secret access key",
+            CredentialKind::GitHubToken => "a GitHub token",
+            CredentialKind::PrivateKey => "a private key",
+            CredentialKind::Password => "a password",
+        })
+    }
+}
+
+/// One credential in a piece of text: its kind and byte range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What it is.
+    pub kind: CredentialKind,
+    /// Byte range of the secret in the text that was searched.
+    pub range: std::ops::Range<usize>,
+}
+
+struct Patterns {
+    tokens: Vec<(CredentialKind, Regex)>,
+    inline_password: Regex,
+    url_password: Regex,
+    aws_secret: Regex,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: OnceLock<Patterns> = OnceLock::new();
+    P.get_or_init(|| {
+        // Literal patterns, checked by the unit tests below.
+        let re = |s: &str| Regex::new(s).expect("valid credential pattern");
+        Patterns {
+            tokens: vec![
+                (CredentialKind::AwsAccessKeyId, re("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}")),
+                (
+                    CredentialKind::GitHubToken,
+                    re("(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})"),
+                ),
+                (
+                    CredentialKind::PrivateKey,
+                    re(r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)"),
+                ),
+            ],
+            inline_password: re(r#"(?i)(?:password|passwd|pwd)\s*[=:]\s*["']?([^\s"'$][^\s"']*)"#),
+            url_password: re(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@$][^/\s@]*)@"),
+            aws_secret: re("^[A-Za-z0-9/+=]{40}$"),
+        }
+    })
+}
+
+/// Credentials that look the same wherever they appear (token formats and
+/// private keys), and passwords written inline (`--password=...`, URLs).
+pub fn find_in_text(text: &str) -> Vec<Finding> {
+    let p = patterns();
+    let mut out = Vec::new();
+    for (kind, re) in &p.tokens {
+        out.extend(re.find_iter(text).map(|m| Finding {
+            kind: *kind,
+            range: m.range(),
+        }));
+    }
+    for re in [&p.inline_password, &p.url_password] {
+        for c in re.captures_iter(text) {
+            if let Some(m) = c.get(1) {
+                out.push(Finding {
+                    kind: CredentialKind::Password,
+                    range: m.range(),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|f| f.range.start);
+    out
+}
+
+/// Credentials in the value of a field called `key`: everything
+/// [`find_in_text`] finds, plus secret access keys under secret-ish names and
+/// any `password:` value.
+pub fn find_in_field(key: &str, value: &str) -> Vec<Finding> {
+    let mut out = find_in_text(value);
+    if !out.is_empty() {
+        return out;
+    }
+    let name: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .flat_map(|c| c.to_lowercase())
+        .collect();
+    let trimmed = value.trim();
+    let start = value.len() - value.trim_start().len();
+    let range = start..start + trimmed.len();
+    let secretish = [
+        "secret",
+        "accesskey",
+        "privatekey",
+        "credential",
+        "token",
+        "apikey",
+    ]
+    .iter()
+    .any(|s| name.contains(s));
+    let mixed = trimmed.chars().any(|c| c.is_ascii_uppercase())
+        && trimmed.chars().any(|c| c.is_ascii_lowercase())
+        && trimmed.chars().any(|c| c.is_ascii_digit());
+    if secretish && mixed && patterns().aws_secret.is_match(trimmed) {
+        out.push(Finding {
+            kind: CredentialKind::AwsSecretAccessKey,
+            range,
+        });
+    } else if (name.ends_with("password") || name.ends_with("passwd") || name == "pwd")
+        && !trimmed.is_empty()
+        && !trimmed.starts_with('$')
+    {
+        out.push(Finding {
+            kind: CredentialKind::Password,
+            range,
+        });
+    }
+    out
+}
+
+/// `text` with every secret [`find_in_text`] sees, and every secret-ish
+/// `key: value` on one line, replaced by `<redacted>`.
+pub fn redact(text: &str) -> String {
+    let mut ranges: Vec<_> = find_in_text(text).into_iter().map(|f| f.range).collect();
+    // A `key: value` line whose value is a secret for that key.
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        if let Some(colon) = body.find(": ") {
+            let key = body[..colon]
+                .trim()
+                .trim_start_matches("- ")
+                .trim_matches(['"', '\'']);
+            let value_start = colon + 2;
+            let value = body[value_start..].split(" #").next().unwrap_or_default();
+            let unquoted = value.trim().trim_matches(['"', '\'']);
+            if let Some(f) = find_in_field(key, unquoted).into_iter().next()
+                && let Some(at) = body[value_start..].find(unquoted)
+            {
+                let s = offset + value_start + at;
+                ranges.push(s + f.range.start..s + f.range.end);
+            }
+        }
+        offset += line.len();
+    }
+    ranges.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in ranges {
+        if r.start < at {
+            at = at.max(r.end);
+            continue;
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str("<redacted>");
+        at = r.end;
+    }
+    out.push_str(&text[at.min(text.len())..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AKIA: &str = "AKIAIOSFODNN7EXAMPLE";
+    const GHP: &str = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+
+    #[test]
+    fn finds_each_kind() {
+        let kinds = |t: &str| find_in_text(t).into_iter().map(|f| f.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(&format!("x{AKIA}y")), [CredentialKind::AwsAccessKeyId]);
+        assert_eq!(kinds(GHP), [CredentialKind::GitHubToken]);
+        assert_eq!(
+            kinds("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"),
+            [CredentialKind::GitHubToken]
+        );
+        assert_eq!(
+            kinds("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----"),
+            [CredentialKind::PrivateKey]
+        );
+        assert_eq!(kinds("mysql --password=hunter2"), [CredentialKind::Password]);
+        assert_eq!(
+            kinds("https://me:hunter2@example.com/x"),
+            [CredentialKind::Password]
+        );
+        assert!(kinds("mysql --password=$DB_PASSWORD").is_empty());
+        assert!(kinds("npm run build").is_empty());
+    }
+
+    #[test]
+    fn secret_keys_only_under_secretish_names() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        assert_eq!(
+            find_in_field("aws_secret_access_key", secret)[0].kind,
+            CredentialKind::AwsSecretAccessKey
+        );
+        assert!(find_in_field("path", secret).is_empty());
+        // Kubernetes Secret names under secret-ish fields are not secrets.
+        assert!(find_in_field("tokenSecret", "github-token").is_empty());
+        assert_eq!(
+            find_in_field("dbPassword", "hunter2")[0].kind,
+            CredentialKind::Password
+        );
+    }
+
+    #[test]
+    fn redact_masks_secrets_and_keeps_the_rest() {
+        let line = format!("    account: \"{AKIA}\"  # key");
+        assert_eq!(redact(&line), "    account: \"<redacted>\"  # key");
+        assert_eq!(redact("  password: hunter2"), "  password: <redacted>");
+        assert_eq!(redact("  name: dev"), "  name: dev");
+    }
+}
