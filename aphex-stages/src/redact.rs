@@ -37,13 +37,14 @@ const SECRET_NAME_PARTS: &[&str] = &[
 // Shapes of credentials worth masking even when no variable names them.
 static PATTERNS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
-        // AWS access key ids (long-term and temporary, users and roles).
-        r"\b(?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b",
+        // AWS access key ids (long-term and temporary, users and roles). No
+        // word boundaries: a key glued to other text is still a key.
+        r"(?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}",
         // A secret access key written next to its label.
         r#"(?i)(aws_secret_access_key|secretaccesskey)(["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}"#,
         // GitHub tokens: classic and fine-grained.
-        r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b",
-        r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b",
+        r"gh[pousr]_[A-Za-z0-9]{36,255}",
+        r"github_pat_[A-Za-z0-9_]{22,255}",
         // Slack webhook URLs carry their secret in the path.
         r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
     ]

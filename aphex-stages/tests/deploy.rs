@@ -1,0 +1,277 @@
+//! The deploy and test stages against the recording deployer and a fake
+//! synth: synth runs once per deploy stage, stacks match by id or display
+//! name, the order merges the assembly's dependencies, a failed stack stops
+//! later ones, outputs reach the test commands.
+
+mod support;
+
+use aphex_stages::fake::RecordingDeployer;
+use aphex_stages::record::Status;
+use aphex_stages::redact::Redactor;
+use aphex_stages::stages::{StageError, deploy, test};
+use proptest::prelude::*;
+use support::*;
+
+const TWO_STACKS: &str = r#"
+version: "1.0"
+build: { commands: ["true"] }
+environments:
+  - name: dev
+    region: eu-west-1
+    account: "123456789012"
+    hooks:
+      pre: ["echo pre >> hooks"]
+      post: ["echo post >> hooks", "test -f \"$APHEX_OUTPUTS_JSON\""]
+    stacks:
+      - { name: NetworkStack, path: network.ts }
+      - { name: AppStack, path: app.ts }
+    tests:
+      commands:
+        - test "$APHEX_OUTPUT_APPSTACK_URL" = "https://app.example"
+        - test "$APHEX_OUTPUT_NETWORKSTACK_VPC_ID" = "vpc-123"
+        - grep -q '"AppStack"' "$APHEX_OUTPUTS_JSON"
+"#;
+
+fn two_stack_harness(deployer: RecordingDeployer) -> Harness {
+    let mut h = harness_with(TWO_STACKS, deployer, Redactor::new());
+    let synth = fake_synth(
+        &h,
+        &[
+            FakeStack {
+                outputs: &[("Vpc.Id", "vpc-123")],
+                ..FakeStack::new("NetworkStack")
+            },
+            FakeStack {
+                stack_name: Some("dev-app"),
+                depends_on: &["NetworkStack"],
+                outputs: &[("Url", "https://app.example")],
+                ..FakeStack::new("AppStack")
+            },
+        ],
+    );
+    h.ctx.config.environments[0].synth = Some(format!("echo synth >> hooks; {synth}"));
+    h
+}
+
+#[test]
+fn deploy_synthesizes_once_deploys_in_order_and_writes_outputs() {
+    let h = two_stack_harness(RecordingDeployer::new());
+    let outputs = h.dir.path().join("out/outputs.json");
+    let outcome = rt().block_on(deploy::run(&h.ctx, "dev", &outputs)).unwrap();
+
+    // Property of the stage: one synth, with the environment's account and region.
+    assert_eq!(synth_runs(&h), ["123456789012/eu-west-1"]);
+    let calls: Vec<String> = h.deployer.calls().into_iter().map(|c| c.stack_name).collect();
+    assert_eq!(calls, ["NetworkStack", "dev-app"]);
+    assert!(outcome.stacks.iter().all(|s| s.status == Status::Succeeded));
+    assert_eq!(outcome.stacks[1].stack_name, "dev-app");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&outputs).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"AppStack": {"Url": "https://app.example"}, "NetworkStack": {"Vpc.Id": "vpc-123"}})
+    );
+    // hooks.pre before synth, hooks.post after the deploy.
+    assert_eq!(
+        std::fs::read_to_string(h.checkout().join("hooks")).unwrap(),
+        "pre\nsynth\npost\n"
+    );
+    assert!(h.log().contains("the fake deployer"), "{}", h.log());
+}
+
+#[test]
+fn outputs_reach_the_test_commands() {
+    let h = two_stack_harness(RecordingDeployer::new());
+    let outputs = h.dir.path().join("out/outputs.json");
+    let rt = rt();
+    rt.block_on(deploy::run(&h.ctx, "dev", &outputs)).unwrap();
+    rt.block_on(test::run(&h.ctx, "dev", &outputs)).unwrap();
+
+    // And a wrong expectation fails the stage on that command.
+    let mut h2 = h.ctx.clone();
+    h2.config.environments[0].tests.as_mut().unwrap().commands = vec![
+        "true".to_owned(),
+        "test \"$APHEX_OUTPUT_APPSTACK_URL\" = nope".to_owned(),
+    ];
+    let err = rt.block_on(test::run(&h2, "dev", &outputs)).unwrap_err();
+    assert!(
+        err.to_string().starts_with("environments[0].tests.commands[1]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stacks_match_by_display_name_and_missing_ones_are_listed() {
+    let mut h = harness(TWO_STACKS);
+    let synth = fake_synth(
+        &h,
+        &[
+            FakeStack {
+                display_name: Some("NetworkStack"),
+                ..FakeStack::new("NetworkStackABC123")
+            },
+            FakeStack::new("OtherStack"),
+        ],
+    );
+    h.ctx.config.environments[0].synth = Some(synth);
+    let err = rt()
+        .block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "environment dev: stack AppStack not in the cloud assembly, which has: NetworkStackABC123 \
+         (display name NetworkStack), OtherStack; name each stack by its CDK id (artifact id) or display name"
+    );
+    assert!(
+        h.deployer.calls().is_empty(),
+        "nothing deploys when a stack is missing"
+    );
+}
+
+#[test]
+fn assembly_dependencies_reorder_the_plan_and_cycles_are_refused() {
+    // Config order puts AppStack after NetworkStack with no dependsOn; the
+    // assembly says NetworkStack needs AppStack: AppStack goes first.
+    let mut h = harness(TWO_STACKS);
+    let synth = fake_synth(
+        &h,
+        &[
+            FakeStack {
+                depends_on: &["AppStack"],
+                ..FakeStack::new("NetworkStack")
+            },
+            FakeStack::new("AppStack"),
+        ],
+    );
+    h.ctx.config.environments[0].synth = Some(synth.clone());
+    rt().block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap();
+    let calls: Vec<String> = h.deployer.calls().into_iter().map(|c| c.artifact_id).collect();
+    assert_eq!(calls, ["AppStack", "NetworkStack"]);
+
+    // With dependsOn saying the opposite, it is a cycle.
+    let mut h2 = harness(TWO_STACKS);
+    h2.ctx.config.environments[0].synth = Some(synth);
+    h2.ctx.config.environments[0].stacks[1].depends_on = vec!["NetworkStack".to_owned()];
+    let err = rt()
+        .block_on(deploy::run(&h2.ctx, "dev", &h2.dir.path().join("o.json")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dependency cycle: "), "{err}");
+    assert!(err.contains("CDK app's own stack dependencies"), "{err}");
+    assert!(h2.deployer.calls().is_empty());
+}
+
+#[test]
+fn synth_without_an_assembly_is_a_clear_error() {
+    let mut h = harness(TWO_STACKS);
+    h.ctx.config.environments[0].synth = Some("echo synthesized somewhere else".to_owned());
+    let err = rt()
+        .block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wrote no cloud assembly (manifest.json) to CDK_OUTDIR="),
+        "{err}"
+    );
+}
+
+#[test]
+fn independent_stacks_deploy_concurrently_up_to_the_limit() {
+    let mut h = two_stack_harness(RecordingDeployer::new());
+    let synth = fake_synth(&h, &[FakeStack::new("NetworkStack"), FakeStack::new("AppStack")]);
+    h.ctx.config.environments[0].synth = Some(synth);
+    h.ctx.config.environments[0].concurrency = Some(2);
+    rt().block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap();
+    assert_eq!(h.deployer.max_in_flight(), 2);
+}
+
+#[test]
+fn synth_check_deploys_nothing() {
+    let h = two_stack_harness(RecordingDeployer::new());
+    rt().block_on(deploy::synth_check(&h.ctx, "dev")).unwrap();
+    assert_eq!(synth_runs(&h).len(), 1);
+    assert!(h.deployer.calls().is_empty());
+}
+
+/// A config of `n` stacks S0..Sn-1 where each may depend on earlier ones.
+fn chain_config(deps: &[Vec<usize>], concurrency: u32) -> String {
+    let mut yaml = format!(
+        "version: \"1.0\"\nbuild: {{ commands: [\"true\"] }}\nenvironments:\n  - name: dev\n    region: us-east-1\n    account: \"123456789012\"\n    concurrency: {concurrency}\n    stacks:\n"
+    );
+    for (i, d) in deps.iter().enumerate() {
+        let on: Vec<String> = d.iter().map(|j| format!("S{j}")).collect();
+        yaml.push_str(&format!(
+            "      - {{ name: S{i}, path: s.ts, dependsOn: [{}] }}\n",
+            on.join(", ")
+        ));
+    }
+    yaml
+}
+
+fn dependents_of(deps: &[Vec<usize>], failed: usize) -> Vec<usize> {
+    let mut out = vec![failed];
+    for i in 0..deps.len() {
+        if deps[i].iter().any(|d| out.contains(d)) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    // Property: failure propagation. When a stack fails, no stack that
+    // depends on it (directly or not) is ever started, every stack not
+    // started is recorded as skipped, outputs hold only succeeded stacks,
+    // and with concurrency 1 nothing after the failed stack starts at all.
+    #[test]
+    fn a_failed_stack_stops_later_stacks(
+        deps in (1usize..7).prop_flat_map(|n| {
+            (0..n).map(|i| proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i)).collect::<Vec<_>>()
+        }),
+        fail_pick in any::<prop::sample::Index>(),
+        concurrency in 1u32..4,
+    ) {
+        let n = deps.len();
+        let failed = fail_pick.index(n);
+        let yaml = chain_config(&deps, concurrency);
+        let names: Vec<String> = (0..n).map(|i| format!("S{i}")).collect();
+        let mut h = harness_with(&yaml, RecordingDeployer::new().failing(format!("S{failed}")), Redactor::new());
+        let stacks: Vec<FakeStack<'_>> = names.iter().map(|s| FakeStack { outputs: &[("Out", "v")], ..FakeStack::new(s) }).collect();
+        let synth = fake_synth(&h, &stacks);
+        h.ctx.config.environments[0].synth = Some(synth);
+        let outputs_file = h.dir.path().join("o.json");
+        let err = rt().block_on(deploy::run(&h.ctx, "dev", &outputs_file)).unwrap_err();
+        let StageError::Deploy { message, stacks } = &err else { panic!("{err}") };
+        let failed_name = format!("S{failed}");
+        prop_assert!(message.starts_with(&format!("stack {failed_name} ")), "{}", message);
+
+        let called: Vec<String> = h.deployer.calls().into_iter().map(|c| c.artifact_id).collect();
+        for d in dependents_of(&deps, failed).into_iter().skip(1) {
+            prop_assert!(!called.contains(&format!("S{d}")), "dependent S{} started", d);
+        }
+        let order = aphex_config::StackGraph::from_environment(&h.ctx.config.environments[0]).unwrap();
+        let order: Vec<String> = order.order().unwrap().into_iter().map(str::to_owned).collect();
+        if concurrency == 1 {
+            let at = order.iter().position(|s| s == &failed_name).unwrap();
+            prop_assert_eq!(&called, &order[..=at].to_vec());
+        }
+        let outputs = deploy::read_outputs(&outputs_file).unwrap();
+        for s in stacks {
+            let was_called = called.contains(&s.name);
+            match s.status {
+                Status::Failed => prop_assert_eq!(&s.name, &failed_name),
+                Status::Succeeded => prop_assert!(was_called && outputs.contains_key(&s.name)),
+                Status::Skipped => prop_assert!(!was_called && !outputs.contains_key(&s.name)),
+                other => prop_assert!(false, "unexpected status {:?}", other),
+            }
+        }
+        prop_assert_eq!(stacks.len(), n);
+        // hooks.post never runs after a failed deploy.
+        prop_assert!(!h.checkout().join("hooks").exists());
+    }
+}

@@ -1,0 +1,206 @@
+//! Test support shared by the stage tests: a stage context over the local
+//! adapters in a temp directory, a collecting reporter, the recording
+//! deployer, and a fake synth command that writes a hand-made cloud
+//! assembly and counts its own runs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aphex_stages::context::{Ports, RunInfo, StageContext};
+use aphex_stages::fake::RecordingDeployer;
+use aphex_stages::local::{DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
+use aphex_stages::process::{Cancel, Exec};
+use aphex_stages::redact::Redactor;
+use aphex_stages::report::CollectingReporter;
+
+/// A config with one environment and one stack, for tests that only need
+/// the build or a stage context.
+pub const MINIMAL: &str = r#"
+version: "1.0"
+build: { commands: ["true"] }
+environments:
+  - name: dev
+    region: us-east-1
+    account: "123456789012"
+    stacks: [{ name: AppStack, path: app.ts }]
+"#;
+
+pub const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A stage context and everything behind it.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub ctx: StageContext,
+    pub reporter: Arc<CollectingReporter>,
+    pub deployer: Arc<RecordingDeployer>,
+}
+
+impl Harness {
+    pub fn checkout(&self) -> &Path {
+        &self.ctx.checkout
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Every reported line, joined.
+    pub fn log(&self) -> String {
+        self.reporter.text()
+    }
+}
+
+/// A harness for `config_yaml` with a plain (non-git) checkout directory.
+pub fn harness(config_yaml: &str) -> Harness {
+    harness_with(config_yaml, RecordingDeployer::new(), Redactor::new())
+}
+
+pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Redactor) -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checkout = dir.path().join("checkout");
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::write(checkout.join("aphex-config.yaml"), config_yaml).unwrap();
+    let config = aphex_config::load_str("aphex-config.yaml", config_yaml).expect("valid test config");
+    let state = dir.path().join("state");
+    let reporter = Arc::new(CollectingReporter::default());
+    let deployer = Arc::new(deployer);
+    let ports = Ports {
+        artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
+        runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
+        deployer: deployer.clone(),
+        applier: Arc::new(DirCluster::new(state.join("cluster"))),
+        metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
+        notifier: Arc::new(NoopNotifier),
+        credentials: None,
+    };
+    let ctx = StageContext {
+        run: RunInfo {
+            id: "run-1".to_owned(),
+            pipeline: config.pipeline_name().to_owned(),
+            commit: SHA.to_owned(),
+            branch: Some("main".to_owned()),
+            repo: checkout.display().to_string(),
+        },
+        config,
+        config_file: "aphex-config.yaml".to_owned(),
+        checkout,
+        work: dir.path().join("work"),
+        logs: dir.path().join("logs"),
+        ports,
+        exec: Exec {
+            reporter: reporter.clone(),
+            redactor,
+            cancel: Cancel::new(),
+        },
+    };
+    Harness {
+        dir,
+        ctx,
+        reporter,
+        deployer,
+    }
+}
+
+/// One stack of a fake assembly.
+pub struct FakeStack<'a> {
+    pub id: &'a str,
+    pub display_name: Option<&'a str>,
+    pub stack_name: Option<&'a str>,
+    pub depends_on: &'a [&'a str],
+    pub outputs: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> FakeStack<'a> {
+    pub fn new(id: &'a str) -> Self {
+        FakeStack {
+            id,
+            display_name: None,
+            stack_name: None,
+            depends_on: &[],
+            outputs: &[],
+        }
+    }
+}
+
+/// Writes a minimal cloud assembly (manifest.json + one template per stack)
+/// into `dir`, shaped as `cdk synth` writes them.
+pub fn write_assembly(dir: &Path, stacks: &[FakeStack<'_>]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut artifacts = serde_json::Map::new();
+    for s in stacks {
+        let template = format!("{}.template.json", s.id);
+        let outputs: serde_json::Map<String, serde_json::Value> = s
+            .outputs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::json!({ "Value": v })))
+            .collect();
+        std::fs::write(
+            dir.join(&template),
+            serde_json::json!({
+                "Resources": { "Param": { "Type": "AWS::SSM::Parameter", "Properties": { "Type": "String", "Value": "x" } } },
+                "Outputs": outputs,
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let mut props = serde_json::json!({ "templateFile": template, "validateOnSynth": false });
+        if let Some(n) = s.stack_name {
+            props["stackName"] = n.into();
+        }
+        let mut a = serde_json::json!({
+            "type": "aws:cloudformation:stack",
+            "environment": "aws://123456789012/us-east-1",
+            "properties": props,
+        });
+        if !s.depends_on.is_empty() {
+            a["dependencies"] = serde_json::json!(s.depends_on);
+        }
+        if let Some(d) = s.display_name {
+            a["displayName"] = d.into();
+        }
+        artifacts.insert(s.id.to_owned(), a);
+    }
+    artifacts.insert(
+        "Tree".to_owned(),
+        serde_json::json!({ "type": "cdk:tree", "properties": { "file": "tree.json" } }),
+    );
+    std::fs::write(dir.join("tree.json"), "{}").unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string_pretty(&serde_json::json!({ "version": "55.0.0", "artifacts": artifacts }))
+            .unwrap(),
+    )
+    .unwrap();
+}
+
+/// Prepares `fake-assembly/` in the checkout and returns a synth command
+/// that copies it into `$CDK_OUTDIR` and appends a line to `synth-count`
+/// (outside the checkout, so artifacts do not carry it).
+pub fn fake_synth(h: &Harness, stacks: &[FakeStack<'_>]) -> String {
+    let src = h.dir.path().join("fake-assembly");
+    write_assembly(&src, stacks);
+    let count = h.dir.path().join("synth-count");
+    format!(
+        "echo \"$CDK_DEFAULT_ACCOUNT/$CDK_DEFAULT_REGION\" >> '{}' && cp -r '{}'/. \"$CDK_OUTDIR\"/",
+        count.display(),
+        src.display()
+    )
+}
+
+/// How many times the fake synth ran, with the account/region each run saw.
+pub fn synth_runs(h: &Harness) -> Vec<String> {
+    std::fs::read_to_string(h.dir.path().join("synth-count"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A runtime for driving async code from proptest cases.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
