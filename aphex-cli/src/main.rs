@@ -23,6 +23,12 @@ enum Command {
     Schema(commands::schema::Args),
     /// Write a commented starter aphex-config.yaml.
     Init(commands::init::Args),
+    /// Show the pipeline's stages and each environment's stack order and waves.
+    Plan(commands::plan::Args),
+    /// Render every Kubernetes manifest and the pipeline's CloudFormation template.
+    Render(commands::render::Args),
+    /// Work with GitHub webhooks (simulate what a delivery triggers).
+    Webhook(commands::webhook::Args),
 }
 
 fn main() {
@@ -31,6 +37,9 @@ fn main() {
         Command::Validate(args) => commands::validate::run(args),
         Command::Schema(args) => commands::schema::run(args),
         Command::Init(args) => commands::init::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Render(args) => commands::render::run(args),
+        Command::Webhook(args) => commands::webhook::run(args),
     };
     std::process::exit(code.into());
 }

@@ -1,0 +1,127 @@
+//! `aphex webhook simulate`: what the pipeline's Sensor does with a GitHub
+//! webhook delivery, optionally verifying its `X-Hub-Signature-256` first.
+
+use std::path::PathBuf;
+
+use aphex_template::simulate::{simulate, verify_signature};
+
+use super::render::load_config;
+use crate::exit::Exit;
+
+/// Arguments of `aphex webhook`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: WebhookCommand,
+}
+
+/// Subcommands of `aphex webhook`.
+#[derive(Debug, clap::Subcommand)]
+pub enum WebhookCommand {
+    /// Print what the Sensor would trigger for a GitHub payload.
+    Simulate(SimulateArgs),
+}
+
+/// Output formats of `aphex webhook simulate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// `{"trigger", "reason", "parameters"}`.
+    Json,
+}
+
+/// Arguments of `aphex webhook simulate`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when simulated (whether or not anything triggers), 1 when the signature does not match, 2 on usage or IO errors.\n\nExamples:\n  aphex webhook simulate --event push --payload push.json\n  aphex webhook simulate --event pull_request --payload pr.json --format json\n  aphex webhook simulate --event push --payload body.json --secret-file secret.txt --signature sha256=..."
+)]
+pub struct SimulateArgs {
+    /// The GitHub event name (the X-GitHub-Event header): push, pull_request, ping, ...
+    #[arg(long)]
+    pub event: String,
+    /// The delivery's JSON body.
+    #[arg(long, value_name = "FILE")]
+    pub payload: PathBuf,
+    /// The configuration file.
+    #[arg(long, value_name = "PATH", default_value = "aphex-config.yaml")]
+    pub config: PathBuf,
+    /// File holding the webhook secret (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE", requires = "signature")]
+    pub secret_file: Option<PathBuf>,
+    /// The X-Hub-Signature-256 header, `sha256=<hex>`; verified against the payload.
+    #[arg(long, value_name = "SIG", requires = "secret_file")]
+    pub signature: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Runs `aphex webhook`.
+pub fn run(args: Args) -> Exit {
+    match args.command {
+        WebhookCommand::Simulate(a) => run_simulate(a),
+    }
+}
+
+fn run_simulate(args: SimulateArgs) -> Exit {
+    let body = match std::fs::read(&args.payload) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.payload.display());
+            return Exit::Usage;
+        }
+    };
+    if let (Some(secret_file), Some(signature)) = (&args.secret_file, &args.signature) {
+        let secret = match std::fs::read(secret_file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", secret_file.display());
+                return Exit::Usage;
+            }
+        };
+        let secret = secret
+            .strip_suffix(b"\r\n")
+            .or_else(|| secret.strip_suffix(b"\n"))
+            .unwrap_or(&secret);
+        if let Err(e) = verify_signature(secret, &body, signature) {
+            eprintln!(
+                "error: {}: {e}; check the secret in {} against the webhook's secret on GitHub",
+                args.payload.display(),
+                secret_file.display()
+            );
+            return Exit::Failure;
+        }
+    }
+    let payload: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {} is not JSON: {e}", args.payload.display());
+            return Exit::Usage;
+        }
+    };
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let outcome = simulate(&config, &args.event, &payload);
+    match args.format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&outcome).expect("outcomes serialize")
+            );
+        }
+        Format::Text => {
+            println!("trigger: {}", outcome.trigger);
+            println!("reason: {}", outcome.reason);
+            if !outcome.parameters.is_empty() {
+                println!("parameters:");
+                for (k, v) in &outcome.parameters {
+                    println!("  {k}: {v}");
+                }
+            }
+        }
+    }
+    Exit::Ok
+}

@@ -1,0 +1,302 @@
+//! CLI tests of `aphex plan`, `aphex render` and `aphex webhook simulate`:
+//! each runs the real binary in a fresh temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CONFIG: &str = r#"version: "1.0"
+pipeline:
+  name: shop
+  github: { owner: Codertocat, repo: Hello-World, branch: master }
+build:
+  commands: ["npm ci"]
+environments:
+  - name: dev
+    region: us-east-1
+    account: "123456789012"
+    stacks:
+      - { name: Network, path: lib/network.ts }
+      - { name: App, path: lib/app.ts, dependsOn: [Network] }
+    tests: { commands: ["npm test"] }
+  - name: prod
+    region: eu-west-1
+    account: "210987654321"
+    approval: manual
+    concurrency: 2
+    stacks:
+      - { name: Network, path: lib/network.ts }
+      - { name: Data, path: lib/data.ts }
+      - { name: App, path: lib/app.ts, dependsOn: [Network, Data] }
+"#;
+
+/// A fresh directory holding `aphex-config.yaml`.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aphex-config.yaml"), CONFIG).unwrap();
+    dir
+}
+
+fn aphex(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running aphex")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn webhook(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/github-webhooks")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "missing reference payload {} (CI provides ../shared/reference)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn render_prints_every_manifest_as_yaml() {
+    let dir = project();
+    let o = aphex(dir.path(), &["render"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let kinds: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "WorkflowTemplate",
+            "EventSource",
+            "Sensor"
+        ]
+    );
+    assert_eq!(out.matches("\n---\n").count(), kinds.len() - 1);
+}
+
+#[test]
+fn render_out_writes_one_file_per_object_and_the_stack_template() {
+    let dir = project();
+    let o = aphex(dir.path(), &["render", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert!(
+        names.contains(&"09-argo-workflowtemplate-shop.yaml".to_owned()),
+        "{names:?}"
+    );
+    let stack: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/pipeline-stack.template.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(stack["Outputs"]["WorkflowExecutionRoleArn"].is_object());
+    assert_eq!(stdout(&o).lines().count(), 12);
+}
+
+#[test]
+fn render_pipeline_stack_prints_the_cloudformation_json() {
+    let dir = project();
+    let o = aphex(dir.path(), &["render", "--pipeline-stack"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stack: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(stack["AWSTemplateFormatVersion"], "2010-09-09");
+}
+
+#[test]
+fn render_with_a_role_arn_annotates_the_executor() {
+    let dir = project();
+    let o = aphex(
+        dir.path(),
+        &["render", "--role-arn", "arn:aws:iam::123456789012:role/x"],
+    );
+    assert!(stdout(&o).contains("eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/x"));
+}
+
+#[test]
+fn an_invalid_config_exits_1_with_diagnostics() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        CONFIG.replace("environments:", "environmets:"),
+    )
+    .unwrap();
+    for cmd in ["render", "plan"] {
+        let o = aphex(dir.path(), &[cmd, "bad.yaml"]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}");
+        assert!(
+            stdout(&o).is_empty(),
+            "{cmd} printed output for an invalid config"
+        );
+        assert!(stderr(&o).contains("environmets"), "{cmd}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_missing_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = aphex(dir.path(), &["render"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("aphex-config.yaml"), "{}", stderr(&o));
+}
+
+#[test]
+fn plan_shows_stages_order_and_waves() {
+    let dir = project();
+    let o = aphex(dir.path(), &["plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for expected in [
+        "1. validate",
+        "5. test-dev",
+        "6. approve-prod",
+        "7. deploy-prod",
+        "order: Network -> Data -> App",
+        "waves (concurrency 2): [Network, Data] [App]",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+}
+
+#[test]
+fn plan_formats() {
+    let dir = project();
+    let json = stdout(&aphex(dir.path(), &["plan", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["stages"][6]["name"], "deploy-prod");
+    assert_eq!(v["stages"][6]["dependsOn"][0], "approve-prod");
+    assert_eq!(v["environments"][1]["waves"][0][1], "Data");
+    let mermaid = stdout(&aphex(dir.path(), &["plan", "--format", "mermaid"]));
+    assert!(
+        mermaid.starts_with("flowchart TD\n") && mermaid.contains("s_approve_prod --> s_deploy_prod"),
+        "{mermaid}"
+    );
+    let dot = stdout(&aphex(dir.path(), &["plan", "--format", "dot"]));
+    assert!(
+        dot.starts_with("digraph") && dot.contains("\"approve-prod\" -> \"deploy-prod\";"),
+        "{dot}"
+    );
+    let bad = aphex(dir.path(), &["plan", "--format", "svg"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn webhook_simulate_a_push_to_the_branch() {
+    let dir = project();
+    let payload = webhook("push-with-new-branch.json");
+    let o = aphex(
+        dir.path(),
+        &[
+            "webhook",
+            "simulate",
+            "--event",
+            "push",
+            "--payload",
+            payload.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["trigger"], "deploy");
+    assert_eq!(
+        v["parameters"]["commit-sha"],
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+    );
+    assert_eq!(v["parameters"]["branch"], "master");
+    assert_eq!(
+        v["parameters"]["repo-url"],
+        "https://github.com/Codertocat/Hello-World.git"
+    );
+}
+
+#[test]
+fn webhook_simulate_text_for_a_tag_push() {
+    let dir = project();
+    let payload = webhook("push.json");
+    let o = aphex(
+        dir.path(),
+        &[
+            "webhook",
+            "simulate",
+            "--event",
+            "push",
+            "--payload",
+            payload.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.starts_with("trigger: none\nreason: "), "{out}");
+}
+
+#[test]
+fn webhook_signatures_are_verified() {
+    let dir = project();
+    let payload = webhook("pull_request-opened.json");
+    let body = std::fs::read(&payload).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let good = aphex_template::simulate::signature_header(b"s3cret", &body);
+    let run = |sig: &str| {
+        aphex(
+            dir.path(),
+            &[
+                "webhook",
+                "simulate",
+                "--event",
+                "pull_request",
+                "--payload",
+                payload.to_str().unwrap(),
+                "--secret-file",
+                "secret",
+                "--signature",
+                sig,
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let o = run(&good);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"trigger\": \"validate\""));
+    let bad = aphex_template::simulate::signature_header(b"other", &body);
+    let o = run(&bad);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+    assert!(stderr(&o).contains("does not match"), "{}", stderr(&o));
+    // A signature without a secret is a usage error.
+    let o = aphex(
+        dir.path(),
+        &[
+            "webhook",
+            "simulate",
+            "--event",
+            "ping",
+            "--payload",
+            payload.to_str().unwrap(),
+            "--signature",
+            &good,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
