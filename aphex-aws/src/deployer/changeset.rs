@@ -210,7 +210,8 @@ async fn settle(
                 status,
                 "waiting for the operation in progress to end"
             );
-            let mut tail = EventTail::start(cfn, name).await.map_err(fail)?;
+            let id = stack.stack_id().unwrap_or(name);
+            let mut tail = EventTail::start_at(cfn, name, id).await.map_err(fail)?;
             wait_for_stack(cfn, name, &mut tail, progress, options)
                 .await
                 .map_err(fail)?;
@@ -221,29 +222,56 @@ async fn settle(
                 stack = name,
                 "deleting the stack left in ROLLBACK_COMPLETE by a failed create"
             );
-            let mut tail = EventTail::start(cfn, name).await.map_err(fail)?;
-            cfn.delete_stack().stack_name(name).send().await.map_err(|err| {
-                fail(format!(
-                    "the stack is in ROLLBACK_COMPLETE and deleting it (to create it again) failed: {}",
-                    sdk_error_text(&err)
-                ))
-            })?;
-            let after = wait_for_stack(cfn, name, &mut tail, progress, options)
+            let id = stack.stack_id().unwrap_or(name).to_owned();
+            return recreate_from_rollback(cfn, name, &id, progress, options)
                 .await
-                .map_err(fail)?;
-            if let Some(after) = after {
-                return Err(fail(format!(
-                    "the stack was in ROLLBACK_COMPLETE and deleting it ended in {}: {}; delete it by hand and deploy again",
-                    status_of(&after),
-                    after.stack_status_reason().unwrap_or("no reason given")
-                )));
-            }
-            return Ok(None);
+                .map_err(fail);
         }
         return Ok(Some(stack));
     }
     Err(fail(
         "the stack kept changing state while Aphex waited for it to settle".to_owned(),
+    ))
+}
+
+/// Deletes a stack whose first create rolled back (it holds nothing worth
+/// keeping). A delete that ends in DELETE_FAILED is tried once more: the
+/// emulator passes through that status on its way to DELETE_COMPLETE, and on
+/// AWS a second delete clears transient failures.
+async fn recreate_from_rollback(
+    cfn: &Client,
+    name: &str,
+    id: &str,
+    progress: &dyn DeployProgress,
+    options: &DeployOptions,
+) -> Result<Option<Stack>, String> {
+    let mut last = String::new();
+    for _attempt in 0..2 {
+        let mut tail = EventTail::start_at(cfn, name, id).await?;
+        cfn.delete_stack().stack_name(name).send().await.map_err(|err| {
+            format!(
+                "the stack is in ROLLBACK_COMPLETE and deleting it (to create it again) failed: {}",
+                sdk_error_text(&err)
+            )
+        })?;
+        match wait_for_stack(cfn, name, &mut tail, progress, options).await? {
+            None => return Ok(None),
+            Some(after) => {
+                last = format!(
+                    "{}: {}",
+                    status_of(&after),
+                    after.stack_status_reason().unwrap_or("no reason given")
+                );
+                tracing::warn!(
+                    stack = name,
+                    status = last,
+                    "deleting the rolled-back stack failed"
+                );
+            }
+        }
+    }
+    Err(format!(
+        "the stack was in ROLLBACK_COMPLETE and deleting it (to create it again) ended in {last}; delete it by hand and deploy again"
     ))
 }
 

@@ -23,6 +23,9 @@ const CANCELLATION_NOISE: [&str; 3] = [
 /// Follows one stack's events: remembers what it has seen, reports new ones.
 pub(crate) struct EventTail {
     stack: String,
+    /// What the API is asked about: the stack ID when known (a deleted
+    /// stack's events are only reachable by ID), else the name.
+    target: String,
     seen: HashSet<String>,
     /// Every new event reported since [`EventTail::start`], oldest first.
     events: Vec<StackEvent>,
@@ -32,14 +35,20 @@ impl EventTail {
     /// Starts following `stack`: every event that exists now counts as seen,
     /// so only what the coming operation causes is reported.
     pub(crate) async fn start(cfn: &Client, stack: &str) -> Result<Self, String> {
+        Self::start_at(cfn, stack, stack).await
+    }
+
+    /// Like [`EventTail::start`], asking about `target` (the stack ID).
+    pub(crate) async fn start_at(cfn: &Client, stack: &str, target: &str) -> Result<Self, String> {
         let mut tail = Self {
             stack: stack.to_owned(),
+            target: target.to_owned(),
             seen: HashSet::new(),
             events: Vec::new(),
         };
         // The newest page is enough: later polls stop at the first page that
         // holds an event already seen.
-        match cfn.describe_stack_events().stack_name(stack).send().await {
+        match cfn.describe_stack_events().stack_name(target).send().await {
             Ok(page) => {
                 for event in page.stack_events() {
                     if let Some(id) = event.event_id() {
@@ -71,7 +80,7 @@ impl EventTail {
         loop {
             let page = match cfn
                 .describe_stack_events()
-                .stack_name(&self.stack)
+                .stack_name(&self.target)
                 .set_next_token(token.take())
                 .send()
                 .await

@@ -1,0 +1,602 @@
+//! The CloudFormation stack deployer and the pipeline stack deployer of
+//! `aphex-aws`, through the real AWS SDK against the local emulator that
+//! `cargo xtask test` starts: create, update, no-op, failure with root
+//! causes, recovery from ROLLBACK_COMPLETE, templates through S3, assets,
+//! outputs and exports, streamed events, docker assets refused, and a
+//! cross-account deploy through an assumed role.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aphex_aws::deployer::{CloudFormationDeployer, DeployOptions, deterministic_zip};
+use aphex_aws::pipeline_stack::{PipelineStack, PipelineStackDeployer};
+use aphex_config::Environment;
+use aphex_stages::assembly::{
+    Assets, AwsEnvironment, CloudAssembly, DockerImageAsset, FileAsset, FileDestination, Packaging,
+    StackArtifact,
+};
+use aphex_stages::ports::{
+    DeployError, DeployProgress, DeployRequest, StackDeployer, StackEvent, StackOutcome,
+};
+use aphex_tests::bootstrap::{account_config, assets_bucket, prepare_bootstrap};
+use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
+use aws_config::SdkConfig;
+use serde_json::json;
+
+const OTHER_ACCOUNT: &str = "111111111111";
+
+/// Collects the events the deployer streams.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<StackEvent>>);
+
+impl DeployProgress for Recorder {
+    fn event(&self, event: &StackEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Recorder {
+    fn events(&self) -> Vec<StackEvent> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Fast polling: the emulator finishes operations in well under a second.
+fn options() -> DeployOptions {
+    DeployOptions {
+        poll_initial: Duration::from_millis(100),
+        poll_max: Duration::from_millis(500),
+        wait_timeout: Duration::from_secs(120),
+    }
+}
+
+async fn deployer() -> CloudFormationDeployer {
+    CloudFormationDeployer::new(emulator().aws_config().await).with_options(options())
+}
+
+fn environment(account: &str, role_arn: Option<&str>) -> Environment {
+    serde_json::from_value(json!({
+        "name": "e2e",
+        "region": REGION,
+        "account": account,
+        "roleArn": role_arn,
+        "stacks": [],
+    }))
+    .expect("environment")
+}
+
+/// A hand-made assembly of one stack whose template is `template`.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    assembly: CloudAssembly,
+    stack: StackArtifact,
+}
+
+fn fixture(stack_name: &str, template: &serde_json::Value) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template_file = dir.path().join(format!("{stack_name}.template.json"));
+    std::fs::write(&template_file, serde_json::to_vec_pretty(template).unwrap()).unwrap();
+    let stack = StackArtifact {
+        id: stack_name.to_owned(),
+        display_name: None,
+        stack_name: stack_name.to_owned(),
+        environment: AwsEnvironment {
+            account: "unknown-account".into(),
+            region: "unknown-region".into(),
+        },
+        template_file,
+        parameters: BTreeMap::new(),
+        tags: BTreeMap::new(),
+        assume_role_arn: None,
+        assume_role_external_id: None,
+        cloudformation_execution_role_arn: None,
+        stack_template_asset_object_url: None,
+        requires_bootstrap_stack_version: None,
+        bootstrap_stack_version_ssm_parameter: None,
+        termination_protection: false,
+        dependencies: vec![],
+        assets: Assets::default(),
+    };
+    let assembly = CloudAssembly {
+        dir: dir.path().to_path_buf(),
+        version: "55.0.0".into(),
+        stacks: vec![],
+    };
+    Fixture {
+        _dir: dir,
+        assembly,
+        stack,
+    }
+}
+
+/// A template with one SSM parameter holding `value`, exporting its name.
+fn parameter_template(value: &str, export: &str) -> serde_json::Value {
+    json!({
+        "Parameters": { "Greeting": { "Type": "String", "Default": "hello" } },
+        "Resources": {
+            "Param": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": { "Type": "String", "Value": value }
+            }
+        },
+        "Outputs": {
+            "ParameterName": { "Value": { "Ref": "Param" }, "Export": { "Name": export } },
+            "Greeting": { "Value": { "Ref": "Greeting" } }
+        }
+    })
+}
+
+async fn deploy(
+    deployer: &CloudFormationDeployer,
+    env: &Environment,
+    fixture: &Fixture,
+    progress: &dyn DeployProgress,
+) -> Result<StackOutcome, DeployError> {
+    let request = DeployRequest {
+        pipeline: "e2e",
+        environment: env,
+        assembly: &fixture.assembly,
+        stack: &fixture.stack,
+    };
+    deployer.deploy(request, progress).await
+}
+
+async fn stack_status(config: &SdkConfig, name: &str) -> Option<String> {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    match cfn.describe_stacks().stack_name(name).send().await {
+        Ok(out) => out.stacks()[0].stack_status().map(|s| s.as_str().to_owned()),
+        Err(_) => None,
+    }
+}
+
+fn output<'a>(outcome: &'a StackOutcome, key: &str) -> &'a aphex_stages::ports::StackOutput {
+    outcome
+        .outputs
+        .iter()
+        .find(|o| o.key == key)
+        .unwrap_or_else(|| panic!("output {key} missing from {:?}", outcome.outputs))
+}
+
+#[tokio::test]
+async fn creates_then_skips_an_unchanged_stack_then_updates_it() {
+    let name = unique_name("aphex-cfn-lifecycle");
+    let export = format!("{name}-ParameterName");
+    let deployer = deployer().await;
+    let env = environment(DEFAULT_ACCOUNT, None);
+    let config = emulator().aws_config().await;
+
+    let mut fx = fixture(&name, &parameter_template("v1", &export));
+    fx.stack.parameters.insert("Greeting".into(), "bonjour".into());
+    fx.stack.tags.insert("team".into(), "platform".into());
+    fx.stack.termination_protection = true;
+
+    // Create: outputs with export names, parameters applied, events streamed.
+    let progress = Recorder::default();
+    let created = deploy(&deployer, &env, &fx, &progress).await.expect("create");
+    assert!(created.changed);
+    assert_eq!(created.stack_name, name);
+    assert_eq!(
+        output(&created, "ParameterName").export_name.as_deref(),
+        Some(export.as_str())
+    );
+    assert!(!output(&created, "ParameterName").value.is_empty());
+    assert_eq!(output(&created, "Greeting").value, "bonjour");
+    assert_eq!(output(&created, "Greeting").export_name, None);
+    let events = progress.events();
+    assert!(
+        events.iter().any(|e| e.logical_id == "Param"
+            && e.resource_type == "AWS::SSM::Parameter"
+            && e.status == "CREATE_COMPLETE"),
+        "no CREATE_COMPLETE event for Param in {events:#?}"
+    );
+    assert!(events.iter().all(|e| e.stack == name && !e.timestamp.is_empty()));
+    assert_eq!(
+        stack_status(&config, &name).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let described = cfn.describe_stacks().stack_name(&name).send().await.unwrap();
+    let stack = &described.stacks()[0];
+    assert_eq!(stack.enable_termination_protection(), Some(true));
+    let tags: BTreeMap<_, _> = stack
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert_eq!(tags.get("team").map(String::as_str), Some("platform"));
+    let exports = cfn.list_exports().send().await.unwrap();
+    assert!(
+        exports
+            .exports()
+            .iter()
+            .any(|e| e.name() == Some(export.as_str()))
+    );
+
+    // The same template again: a no-op, no events, and no change set left.
+    let progress = Recorder::default();
+    let again = deploy(&deployer, &env, &fx, &progress)
+        .await
+        .expect("no-op deploy");
+    assert!(!again.changed);
+    assert_eq!(again.outputs, created.outputs);
+    assert!(
+        progress.events().is_empty(),
+        "a no-op streamed {:#?}",
+        progress.events()
+    );
+    let change_sets = cfn.list_change_sets().stack_name(&name).send().await.unwrap();
+    assert!(
+        change_sets.summaries().is_empty(),
+        "the empty change set was left behind: {:?}",
+        change_sets.summaries()
+    );
+
+    // A new value: an update, with only its own events streamed.
+    let mut changed = fixture(&name, &parameter_template("v2", &export));
+    changed.stack = StackArtifact {
+        template_file: changed.stack.template_file.clone(),
+        ..fx.stack.clone()
+    };
+    let progress = Recorder::default();
+    let updated = deploy(&deployer, &env, &changed, &progress)
+        .await
+        .expect("update");
+    assert!(updated.changed);
+    assert_eq!(
+        stack_status(&config, &name).await.as_deref(),
+        Some("UPDATE_COMPLETE")
+    );
+    let events = progress.events();
+    assert!(
+        events.iter().any(|e| e.status == "UPDATE_COMPLETE"),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().all(|e| !e.status.starts_with("CREATE_")),
+        "old events replayed: {events:#?}"
+    );
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let value = ssm
+        .get_parameter()
+        .name(&output(&updated, "ParameterName").value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(value.parameter().unwrap().value(), Some("v2"));
+}
+
+fn failing_template() -> serde_json::Value {
+    json!({
+        "Resources": {
+            "Good": { "Type": "AWS::SSM::Parameter", "Properties": { "Type": "String", "Value": "ok" } },
+            "Broken": {
+                "Type": "AWS::SSM::Parameter",
+                "DependsOn": "Good",
+                "Properties": { "Type": "Bogus", "Value": "never" }
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_failed_create_names_the_root_cause_and_is_recreated_on_the_next_deploy() {
+    let name = unique_name("aphex-cfn-failing");
+    let deployer = deployer().await;
+    let env = environment(DEFAULT_ACCOUNT, None);
+    let config = emulator().aws_config().await;
+
+    let broken = fixture(&name, &failing_template());
+    let progress = Recorder::default();
+    let err = deploy(&deployer, &env, &broken, &progress)
+        .await
+        .expect_err("a Bogus parameter type must fail");
+    assert_eq!(err.stack, name);
+    assert!(!err.root_causes.is_empty(), "no root cause in {err}");
+    let cause = &err.root_causes[0];
+    assert_eq!(cause.logical_id, "Broken");
+    assert_eq!(cause.resource_type, "AWS::SSM::Parameter");
+    assert!(cause.status.ends_with("_FAILED"), "{cause:?}");
+    let reason = cause.reason.as_deref().expect("the root cause has a reason");
+    let message = err.to_string();
+    assert!(message.contains(&name), "{message}");
+    assert!(
+        message.contains("Broken") && message.contains(reason),
+        "{message}"
+    );
+    assert!(message.contains("ROLLBACK_COMPLETE"), "{message}");
+    assert!(
+        err.root_causes
+            .iter()
+            .all(|e| !e.reason.as_deref().unwrap_or("").contains("cancelled"))
+    );
+    assert!(
+        progress
+            .events()
+            .iter()
+            .any(|e| e.logical_id == "Broken" && e.status.ends_with("_FAILED"))
+    );
+    assert_eq!(
+        stack_status(&config, &name).await.as_deref(),
+        Some("ROLLBACK_COMPLETE")
+    );
+
+    // Fixed: the rolled-back stack is deleted and created anew.
+    let fixed = fixture(&name, &parameter_template("fixed", &format!("{name}-Export")));
+    let progress = Recorder::default();
+    let outcome = deploy(&deployer, &env, &fixed, &progress)
+        .await
+        .expect("re-create after ROLLBACK_COMPLETE");
+    assert!(outcome.changed);
+    assert_eq!(
+        stack_status(&config, &name).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    let events = progress.events();
+    assert!(
+        events.iter().any(|e| e.status == "DELETE_COMPLETE"),
+        "the delete was not streamed: {events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.logical_id == "Param" && e.status == "CREATE_COMPLETE"),
+        "{events:#?}"
+    );
+}
+
+/// A template padded past the 51,200-byte inline limit.
+fn large_template(export: &str) -> serde_json::Value {
+    let mut template = parameter_template("large", export);
+    let padding: serde_json::Map<String, serde_json::Value> = (0..700)
+        .map(|i| (format!("Note{i:04}"), json!("x".repeat(80))))
+        .collect();
+    template["Metadata"] = json!({ "Padding": padding });
+    template
+}
+
+#[tokio::test]
+async fn a_template_over_the_inline_limit_deploys_through_s3() {
+    prepare_bootstrap(DEFAULT_ACCOUNT, REGION)
+        .await
+        .expect("bootstrap");
+    let name = unique_name("aphex-cfn-large");
+    let fx = fixture(&name, &large_template(&format!("{name}-Export")));
+    let size = std::fs::metadata(&fx.stack.template_file).unwrap().len();
+    assert!(size > 51_200, "template is only {size} bytes");
+
+    let outcome = deploy(
+        &deployer().await,
+        &environment(DEFAULT_ACCOUNT, None),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect("large template deploy");
+    assert!(outcome.changed);
+
+    let config = emulator().aws_config().await;
+    let listed = aphex_aws::client::s3(&config)
+        .list_objects_v2()
+        .bucket(assets_bucket(DEFAULT_ACCOUNT, REGION))
+        .prefix(format!("aphex/{name}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.contents().len(),
+        1,
+        "the template was not uploaded under aphex/{name}/"
+    );
+    let stored = aws_sdk_cloudformation::Client::new(&config)
+        .get_template()
+        .stack_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.template_body().unwrap_or_default().contains("Note0699"));
+}
+
+/// A stack whose template and two file assets (a file, a zipped directory)
+/// are published to the bootstrap bucket, as the CDK's synthesizer names them.
+fn asset_fixture(name: &str, source: &Path) -> Fixture {
+    let mut fx = fixture(name, &parameter_template("assets", &format!("{name}-Export")));
+    let bucket = "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}".to_owned();
+    let role = Some(
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-file-publishing-role-${AWS::AccountId}-${AWS::Region}"
+            .to_owned(),
+    );
+    let destination = |key: String| FileDestination {
+        id: "current_account-current_region".into(),
+        bucket_name: bucket.clone(),
+        object_key: key,
+        region: Some("${AWS::Region}".into()),
+        assume_role_arn: role.clone(),
+        assume_role_external_id: None,
+    };
+    let template_key = format!("{name}-template.json");
+    fx.stack.stack_template_asset_object_url = Some(format!("s3://{bucket}/{template_key}"));
+    fx.stack.assume_role_arn =
+        Some("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}".into());
+    fx.stack.cloudformation_execution_role_arn = Some(
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-cfn-exec-role-${AWS::AccountId}-${AWS::Region}".into(),
+    );
+    fx.stack.assets.files = vec![
+        FileAsset {
+            id: "template".into(),
+            path: fx.stack.template_file.clone(),
+            packaging: Packaging::File,
+            destinations: vec![destination(template_key)],
+        },
+        FileAsset {
+            id: "config".into(),
+            path: source.join("config.json"),
+            packaging: Packaging::File,
+            destinations: vec![destination(format!("{name}-config.json"))],
+        },
+        FileAsset {
+            id: "site".into(),
+            path: source.join("site"),
+            packaging: Packaging::Zip,
+            destinations: vec![destination(format!("{name}-site.zip"))],
+        },
+    ];
+    fx
+}
+
+async fn object(config: &SdkConfig, bucket: &str, key: &str) -> Vec<u8> {
+    let got = aphex_aws::client::s3(config)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("s3://{bucket}/{key} missing: {e}"));
+    got.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn file_assets_and_the_template_asset_are_published_before_the_deploy() {
+    prepare_bootstrap(DEFAULT_ACCOUNT, REGION)
+        .await
+        .expect("bootstrap");
+    let name = unique_name("aphex-cfn-assets");
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(source.path().join("config.json"), br#"{"greeting":"hi"}"#).unwrap();
+    std::fs::create_dir_all(source.path().join("site/css")).unwrap();
+    std::fs::write(source.path().join("site/index.html"), "<h1>hi</h1>").unwrap();
+    std::fs::write(source.path().join("site/css/style.css"), "h1{}").unwrap();
+    let fx = asset_fixture(&name, source.path());
+
+    let outcome = deploy(
+        &deployer().await,
+        &environment(DEFAULT_ACCOUNT, None),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect("deploy with assets");
+    assert!(outcome.changed);
+
+    let config = emulator().aws_config().await;
+    let bucket = assets_bucket(DEFAULT_ACCOUNT, REGION);
+    assert_eq!(
+        object(&config, &bucket, &format!("{name}-config.json")).await,
+        br#"{"greeting":"hi"}"#
+    );
+    let mut expected_zip = std::io::Cursor::new(Vec::new());
+    deterministic_zip(&source.path().join("site"), &mut expected_zip).unwrap();
+    assert_eq!(
+        object(&config, &bucket, &format!("{name}-site.zip")).await,
+        expected_zip.into_inner()
+    );
+    let template = object(&config, &bucket, &format!("{name}-template.json")).await;
+    assert_eq!(template, std::fs::read(&fx.stack.template_file).unwrap());
+    assert_eq!(
+        stack_status(&config, &name).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+}
+
+#[tokio::test]
+async fn docker_image_assets_are_refused_naming_the_asset() {
+    let name = unique_name("aphex-cfn-docker");
+    let mut fx = fixture(&name, &parameter_template("docker", &format!("{name}-Export")));
+    fx.stack.assets.docker_images = vec![DockerImageAsset {
+        id: "abc123image".into(),
+        directory: Some("asset.abc123image".into()),
+    }];
+    let err = deploy(
+        &deployer().await,
+        &environment(DEFAULT_ACCOUNT, None),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect_err("docker image assets are not published");
+    assert_eq!(err.stack, name);
+    let message = err.to_string();
+    assert!(message.contains("abc123image"), "{message}");
+    assert!(message.contains("does not publish container images"), "{message}");
+    // Refused before anything was deployed.
+    assert_eq!(stack_status(&emulator().aws_config().await, &name).await, None);
+}
+
+#[tokio::test]
+async fn a_stack_for_another_account_is_deployed_there_through_the_assumed_role() {
+    prepare_bootstrap(OTHER_ACCOUNT, REGION).await.expect("bootstrap");
+    let deployer = deployer().await;
+    let home = emulator().aws_config().await;
+    let other = account_config(OTHER_ACCOUNT, REGION).await;
+
+    // The assembly's deploy role, placeholders filled with the environment's account.
+    let name = unique_name("aphex-cfn-xacct");
+    let mut fx = fixture(&name, &parameter_template("remote", &format!("{name}-Export")));
+    fx.stack.assume_role_arn = Some(
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}".into(),
+    );
+    deploy(
+        &deployer,
+        &environment(OTHER_ACCOUNT, None),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect("cross-account deploy");
+    assert_eq!(
+        stack_status(&other, &name).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    assert_eq!(
+        stack_status(&home, &name).await,
+        None,
+        "the stack landed in the caller's own account"
+    );
+
+    // The environment's roleArn wins over the assembly's role.
+    let name = unique_name("aphex-cfn-rolearn");
+    let fx = fixture(&name, &parameter_template("remote", &format!("{name}-Export")));
+    let role = format!("arn:aws:iam::{OTHER_ACCOUNT}:role/aphex-deployer");
+    deploy(
+        &deployer,
+        &environment(OTHER_ACCOUNT, Some(&role)),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect("deploy with roleArn");
+    assert_eq!(
+        stack_status(&other, &name).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    assert_eq!(stack_status(&home, &name).await, None);
+}
+
+#[tokio::test]
+async fn the_pipeline_stack_deploys_from_a_template_string_and_skips_when_unchanged() {
+    let name = unique_name("aphex-pipeline-stack");
+    let deployer = PipelineStackDeployer::new(emulator().aws_config().await).with_options(options());
+    let stack = PipelineStack {
+        stack_name: name.clone(),
+        template: parameter_template("pipeline", &format!("{name}-Export")).to_string(),
+        parameters: BTreeMap::from([("Greeting".to_owned(), "salut".to_owned())]),
+        tags: BTreeMap::from([("aphex:pipeline".to_owned(), "e2e".to_owned())]),
+        template_bucket: None,
+    };
+    let progress = Recorder::default();
+    let first = deployer
+        .deploy(&stack, &progress)
+        .await
+        .expect("pipeline stack create");
+    assert!(first.changed);
+    assert_eq!(output(&first, "Greeting").value, "salut");
+    assert!(!progress.events().is_empty());
+    let second = deployer
+        .deploy(&stack, &Recorder::default())
+        .await
+        .expect("pipeline stack no-op");
+    assert!(!second.changed);
+    assert_eq!(second.outputs, first.outputs);
+}
