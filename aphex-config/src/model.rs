@@ -125,7 +125,7 @@ pub struct ArtifactSettings {
     pub bucket: Option<String>,
     /// Days before artifacts expire. Default 90.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 36500))]
     pub retention_days: Option<u32>,
 }
 
@@ -207,7 +207,7 @@ pub struct Environment {
     pub approval: Option<Approval>,
     /// How many independent stacks may deploy at once. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 256))]
     pub concurrency: Option<u32>,
     /// CDK context keys that must be present in cdk.json or cdk.context.json.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

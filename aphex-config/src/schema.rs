@@ -25,16 +25,15 @@ pub fn schema() -> Json {
     let settings = SchemaSettings::draft2020_12().with_transform(NoNull);
     let mut root = settings.into_generator().into_root_schema_for::<Config>();
     if let Some(obj) = root.as_object_mut() {
-        // `$id` right after `$schema`, so the committed file reads naturally.
-        let mut out = serde_json::Map::new();
-        for (k, v) in std::mem::take(obj) {
-            let is_schema = k == "$schema";
-            out.insert(k, v);
-            if is_schema {
-                out.insert("$id".into(), Json::String(SCHEMA_URL.into()));
+        // Identity first, so the committed file reads naturally.
+        obj.insert("$id".into(), Json::String(SCHEMA_URL.into()));
+        let mut rest = std::mem::take(obj);
+        for k in ["$schema", "$id", "title", "description"] {
+            if let Some(v) = rest.shift_remove(k) {
+                obj.insert(k.into(), v);
             }
         }
-        *obj = out;
+        obj.append(&mut rest);
     }
     root.to_value()
 }

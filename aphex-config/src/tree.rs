@@ -150,6 +150,8 @@ impl Node {
                     serde_json::Number::from_f64(*i as f64).map_or(J::Null, J::Number)
                 }
             }
+            // JSON Schema counts 2.0 as an integer; so does the model then.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(*f as i64),
             Value::Float(f) => {
                 serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number)
             }

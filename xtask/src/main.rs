@@ -6,10 +6,12 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod emulator;
 mod fixtures;
 mod npm;
+mod schema;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
@@ -35,6 +37,14 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Regenerate aphex-config.schema.json from the config model.
+    Schema {
+        /// Fail when the committed schema is stale instead of rewriting it.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Time loading and validating a 100 environments x 50 stacks config (release build).
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +55,8 @@ fn main() -> ExitCode {
         Task::Emulator => emulator::serve(),
         Task::Npm => npm::run(),
         Task::Fixtures { check } => fixtures::run(check),
+        Task::Schema { check } => schema::run(check),
+        Task::Bench => bench::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,67 @@
+//! `cargo xtask bench`: measures loading and validating a generated
+//! configuration of 100 environments x 50 stacks (the DESIGN §8 scale), in
+//! the release profile. Target: under 10 ms. Results go in docs/benchmarks.md.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// Environments in the generated configuration.
+pub const ENVIRONMENTS: usize = 100;
+/// Stacks per environment.
+pub const STACKS: usize = 50;
+
+/// A valid configuration of `envs` environments with `stacks` stacks each;
+/// every stack after the first depends on the one before it, so the cycle
+/// check walks real chains.
+pub fn generate(envs: usize, stacks: usize) -> String {
+    let mut y = String::from(
+        "version: \"1.0\"\npipeline:\n  name: bench\nbuild:\n  commands: [\"npm ci\", \"npm run build\"]\nenvironments:\n",
+    );
+    for e in 0..envs {
+        let _ = write!(
+            y,
+            "  - name: env-{e}\n    region: us-east-1\n    account: \"{:012}\"\n    approval: manual\n    stacks:\n",
+            100_000_000_000u64 + e as u64
+        );
+        for s in 0..stacks {
+            let _ = write!(y, "      - name: Stack{s}\n        path: lib/stack-{s}.ts\n");
+            if s > 0 {
+                let _ = writeln!(y, "        dependsOn: [Stack{}]", s - 1);
+            }
+        }
+        let _ = write!(y, "    tests:\n      commands: [\"npm test\"]\n");
+    }
+    y
+}
+
+/// Runs the benchmark and prints the median and best of the timed runs.
+pub fn run() -> Result<()> {
+    if cfg!(debug_assertions) {
+        // Timings of a debug build mean nothing; measure the release build.
+        return crate::cargo(&["run", "--release", "--quiet", "--package", "xtask", "--", "bench"]);
+    }
+    let source = generate(ENVIRONMENTS, STACKS);
+    // Warm up (the schema is compiled once per process, on first use).
+    if let Err(d) = aphex_config::load_str("bench.yaml", &source) {
+        bail!("the generated configuration is invalid: {:?}", d.first());
+    }
+    let mut times: Vec<Duration> = (0..30)
+        .map(|_| {
+            let start = Instant::now();
+            let config = aphex_config::load_str("bench.yaml", &source);
+            let t = start.elapsed();
+            assert!(config.is_ok());
+            t
+        })
+        .collect();
+    times.sort();
+    println!(
+        "load+validate {ENVIRONMENTS} environments x {STACKS} stacks ({} KiB): median {:.2} ms, best {:.2} ms (30 runs)",
+        source.len() / 1024,
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+    );
+    crate::bench_render::run()
+}
