@@ -314,7 +314,7 @@ pub fn program_of(command: &str) -> Option<String> {
     command
         .split_whitespace()
         // Skip leading `VAR=value` assignments.
-        .find(|w| !(w.contains('=') && !w.starts_with('=')))
+        .find(|w| !w.contains('=') || w.starts_with('='))
         .map(str::to_owned)
 }
 

@@ -213,8 +213,8 @@ fn chain_config(deps: &[Vec<usize>], concurrency: u32) -> String {
 
 fn dependents_of(deps: &[Vec<usize>], failed: usize) -> Vec<usize> {
     let mut out = vec![failed];
-    for i in 0..deps.len() {
-        if deps[i].iter().any(|d| out.contains(d)) {
+    for (i, d) in deps.iter().enumerate() {
+        if d.iter().any(|d| out.contains(d)) {
             out.push(i);
         }
     }

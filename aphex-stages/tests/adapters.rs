@@ -1,0 +1,210 @@
+//! The local adapters: run recorder (atomic, newest first), directory
+//! cluster (one file per object), JSON-lines metrics, and the webhook
+//! notifier against an HTTP server on 127.0.0.1.
+
+use aphex_stages::local::{DirCluster, DirRunRecorder, JsonLinesMetrics, WebhookNotifier};
+use aphex_stages::ports::{ManifestApplier, Metric, MetricUnit, MetricsSink, Notifier, RunRecorder};
+use aphex_stages::record::{RunRecord, StageRecord, Status};
+use aphex_stages::redact::Redactor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn run(id: &str, started: &str, status: Status) -> RunRecord {
+    RunRecord {
+        id: id.to_owned(),
+        pipeline: "shop".to_owned(),
+        commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        branch: Some("main".to_owned()),
+        started_at: started.to_owned(),
+        ended_at: None,
+        status,
+        stages: vec![StageRecord {
+            name: "build".to_owned(),
+            started_at: started.to_owned(),
+            ended_at: Some(started.to_owned()),
+            status,
+            error: (status == Status::Failed).then(|| "`npm ci` exited with code 1".to_owned()),
+            stacks: vec![],
+            artifact_bytes: None,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn run_recorder_replaces_atomically_and_lists_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = DirRunRecorder::new(dir.path());
+    let mut a = run("a", "2026-01-01T00:00:00Z", Status::Running);
+    rec.record(&a).await.unwrap();
+    rec.record(&run("b", "2026-01-02T00:00:00Z", Status::Failed))
+        .await
+        .unwrap();
+    rec.record(&run("c", "2026-01-03T00:00:00Z", Status::Succeeded))
+        .await
+        .unwrap();
+    a.status = Status::Succeeded;
+    rec.record(&a).await.unwrap();
+    assert_eq!(rec.load("shop", "a").await.unwrap(), Some(a));
+    assert_eq!(rec.load("shop", "zzz").await.unwrap(), None);
+    let ids: Vec<String> = rec
+        .list("shop", 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["c", "b"]);
+    // No temp files left behind: exactly one document per run.
+    let files = std::fs::read_dir(dir.path().join("shop")).unwrap().count();
+    assert_eq!(files, 3);
+    assert!(rec.list("other", 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn directory_cluster_keeps_one_file_per_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = DirCluster::new(dir.path());
+    let wt = |n: u32| {
+        serde_json::json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+            "metadata": {"name": "shop", "namespace": "argo"}, "spec": {"n": n}})
+    };
+    let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "shop-runner"}});
+    cluster.apply(&[wt(1), role.clone()]).await.unwrap();
+    let wt_file = dir.path().join("argo/workflowtemplate/shop.json");
+    let role_file = dir.path().join("_cluster/clusterrole/shop-runner.json");
+    assert!(wt_file.exists() && role_file.exists());
+    let role_before = std::fs::read(&role_file).unwrap();
+    cluster.apply(&[wt(2), role]).await.unwrap();
+    assert_eq!(
+        cluster
+            .current("WorkflowTemplate", "argo", "shop")
+            .await
+            .unwrap()
+            .unwrap()["spec"]["n"],
+        2
+    );
+    assert_eq!(
+        std::fs::read(&role_file).unwrap(),
+        role_before,
+        "unchanged object, unchanged file"
+    );
+    assert_eq!(cluster.current("ConfigMap", "argo", "x").await.unwrap(), None);
+    // A manifest without a name is refused before anything is written.
+    let bad = serde_json::json!({"kind": "ConfigMap", "metadata": {}});
+    let err = cluster.apply(&[wt(3), bad]).await.unwrap_err().to_string();
+    assert!(err.contains("has no `metadata.name`"), "{err}");
+    assert_eq!(
+        cluster
+            .current("WorkflowTemplate", "argo", "shop")
+            .await
+            .unwrap()
+            .unwrap()["spec"]["n"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m/metrics.jsonl");
+    let sink = JsonLinesMetrics::new(&path);
+    let m = Metric {
+        name: "StageDuration".to_owned(),
+        value: 1.5,
+        unit: MetricUnit::Seconds,
+        dimensions: vec![("pipeline".to_owned(), "shop".to_owned())],
+    };
+    sink.emit(&[m.clone(), m.clone()]).await.unwrap();
+    sink.emit(&[m]).await.unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["name"], "StageDuration");
+    assert_eq!(lines[0]["unit"], "Seconds");
+    assert!(lines[0]["timestamp"].is_string());
+}
+
+/// Serves one HTTP request on 127.0.0.1, answering `status`; returns the port
+/// and a receiver of the request (head and body).
+async fn one_shot_server(status: &'static str) -> (u16, tokio::sync::oneshot::Receiver<(String, String)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (head, body) = loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = text[..end].to_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break (head, text[end + 4..end + 4 + len].to_owned());
+                }
+            }
+            assert!(n > 0, "connection closed early");
+        };
+        let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        sock.write_all(reply.as_bytes()).await.unwrap();
+        tx.send((head, body)).unwrap();
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn webhook_notifier_posts_slack_text_with_secrets_masked() {
+    let (port, rx) = one_shot_server("200 OK").await;
+    let secret = "s3cr3t-value-123";
+    let mut r = run("run-7", "2026-01-01T00:00:00Z", Status::Failed);
+    r.stages[0].error = Some(format!("token {secret} rejected"));
+    let notifier = WebhookNotifier::new(
+        format!("http://127.0.0.1:{port}/services/T000/B000/XXXX"),
+        Redactor::from_vars([("NPM_TOKEN", secret)]),
+    );
+    notifier.notify(&r).await.unwrap();
+    let (head, body) = rx.await.unwrap();
+    assert!(
+        head.starts_with("POST /services/T000/B000/XXXX HTTP/1.1"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(":x: shop run run-7 failed: commit 0123456789ab on main"),
+        "{text}"
+    );
+    assert!(text.contains("• build: failed (token *** rejected)"), "{text}");
+    assert!(!body.contains(secret));
+}
+
+#[tokio::test]
+async fn webhook_errors_name_the_status_but_never_the_url() {
+    let (port, _rx) = one_shot_server("500 Internal Server Error").await;
+    let url = format!("http://127.0.0.1:{port}/services/SECRETPATH");
+    let notifier = WebhookNotifier::new(url, Redactor::new());
+    let err = notifier
+        .notify(&run("r", "2026-01-01T00:00:00Z", Status::Succeeded))
+        .await
+        .unwrap_err();
+    let text = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(text.contains("500"), "{text}");
+    assert!(!text.contains("SECRETPATH"), "{text}");
+}

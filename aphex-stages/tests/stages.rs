@@ -1,0 +1,380 @@
+//! validate, pipeline and finalize against the local adapters, and the git
+//! checkout against repositories made by the test.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use aphex_stages::context::Ports;
+use aphex_stages::ports::{CredentialChecker, Identity, Notifier, PortError};
+use aphex_stages::record::{RunRecord, StackResult, StageRecord, Status};
+use aphex_stages::redact::Redactor;
+use aphex_stages::report::CollectingReporter;
+use aphex_stages::stages::{StageError, finalize, pipeline, validate};
+use aphex_stages::workspace::{CheckoutError, checkout};
+use support::*;
+
+const FULL: &str = r#"
+version: "1.0"
+build: { commands: ["definitely-not-a-program-xyz --build", "echo ok"] }
+environments:
+  - name: dev
+    region: us-east-1
+    account: "123456789012"
+    requiredContext: [vpcId, hostedZone]
+    synth: "node bin/app.js"
+    stacks:
+      - { name: AppStack, path: lib/app.ts }
+      - { name: DataStack, path: lib/data.ts }
+  - name: prod
+    region: eu-west-1
+    account: "210987654321"
+    stacks: [{ name: AppStack, path: lib/app.ts }]
+"#;
+
+struct Checker;
+
+#[async_trait::async_trait]
+impl CredentialChecker for Checker {
+    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, String> {
+        match env.name.as_str() {
+            "dev" => Ok(Identity {
+                account: "999999999999".to_owned(),
+                arn: "arn:aws:sts::999999999999:assumed-role/x/y".to_owned(),
+            }),
+            _ => Err("AccessDenied assuming arn:aws:iam::210987654321:role/deploy".to_owned()),
+        }
+    }
+}
+
+#[test]
+fn validate_reports_every_problem_at_once() {
+    let mut h = harness(FULL);
+    h.ctx.ports.credentials = Some(Arc::new(Checker));
+    std::fs::create_dir_all(h.checkout().join("lib")).unwrap();
+    std::fs::write(h.checkout().join("lib/app.ts"), "").unwrap();
+    std::fs::write(
+        h.checkout().join("cdk.json"),
+        r#"{"app": "node bin/app.js", "context": {"vpcId": "vpc-1"}}"#,
+    )
+    .unwrap();
+    let err = rt().block_on(validate::run(&h.ctx)).unwrap_err();
+    let StageError::Invalid(problems) = &err else {
+        panic!("{err}")
+    };
+    let text = problems.join("\n");
+    assert_eq!(problems.len(), 5, "{text}");
+    assert!(
+        text.contains("environments[0] dev: credentials reach account 999999999999"),
+        "{text}"
+    );
+    assert!(text.contains("environments[1] prod: AccessDenied"), "{text}");
+    assert!(
+        text.contains("environments[0].requiredContext[1]: CDK context key `hostedZone`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("build.commands[0]: `definitely-not-a-program-xyz`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("environments[0].stacks[1].path: `lib/data.ts` (stack DataStack)"),
+        "{text}"
+    );
+    assert!(err.to_string().starts_with("5 problems found:\n  - "), "{err}");
+}
+
+#[test]
+fn validate_passes_and_says_when_credentials_were_not_checked() {
+    let h = harness(MINIMAL);
+    std::fs::write(h.checkout().join("app.ts"), "").unwrap();
+    let mut ctx = h.ctx.clone();
+    ctx.config.environments[0].synth = Some("true".to_owned());
+    rt().block_on(validate::run(&ctx)).unwrap();
+    assert!(h.log().contains("credentials not checked"), "{}", h.log());
+}
+
+const WITH_GITHUB: &str = r#"
+version: "1.0"
+pipeline:
+  name: shop
+  github: { owner: acme, repo: shop }
+build: { commands: ["true"] }
+environments:
+  - { name: dev, region: us-east-1, account: "123456789012", stacks: [{ name: A, path: a.ts }] }
+"#;
+
+#[test]
+fn pipeline_applies_manifests_and_logs_the_topology_diff() {
+    let h = harness(WITH_GITHUB);
+    let rt = rt();
+    rt.block_on(pipeline::run(&h.ctx)).unwrap();
+    let wt = h.state().join("cluster/argo/workflowtemplate/shop.json");
+    assert!(wt.exists());
+    assert!(h.state().join("cluster/argo-events/sensor").exists());
+    assert!(
+        h.log()
+            .contains("first apply of the pipeline: stages validate -> build -> pipeline -> deploy-dev"),
+        "{}",
+        h.log()
+    );
+    assert!(
+        h.log().contains("WorkflowTemplate argo/shop: created"),
+        "{}",
+        h.log()
+    );
+
+    // Same config: nothing changes.
+    let h2 = harness(WITH_GITHUB);
+    let mut ctx = h2.ctx.clone();
+    ctx.ports = h.ctx.ports.clone();
+    rt.block_on(pipeline::run(&ctx)).unwrap();
+    assert!(h2.log().contains("no topology change"), "{}", h2.log());
+    assert!(
+        h2.log().contains("WorkflowTemplate argo/shop: unchanged"),
+        "{}",
+        h2.log()
+    );
+
+    // A new environment with an approval gate.
+    let h3 = harness(WITH_GITHUB);
+    let mut ctx = h3.ctx.clone();
+    ctx.ports = h.ctx.ports.clone();
+    let mut prod = ctx.config.environments[0].clone();
+    prod.name = "prod".to_owned();
+    prod.approval = Some(aphex_config::Approval::Manual);
+    ctx.config.environments.push(prod);
+    rt.block_on(pipeline::run(&ctx)).unwrap();
+    let log = h3.log();
+    assert!(log.contains("topology: + environment prod"), "{log}");
+    assert!(log.contains("topology: + stage approve-prod"), "{log}");
+    assert!(log.contains("WorkflowTemplate argo/shop: changed"), "{log}");
+}
+
+struct BrokenApplier;
+
+#[async_trait::async_trait]
+impl aphex_stages::ports::ManifestApplier for BrokenApplier {
+    fn describe(&self) -> String {
+        "a broken cluster".to_owned()
+    }
+    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, PortError> {
+        Ok(None)
+    }
+    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), PortError> {
+        Err(PortError::NotFound {
+            what: "CRD workflowtemplates.argoproj.io".to_owned(),
+        })
+    }
+}
+
+#[test]
+fn pipeline_failure_halts_or_continues_as_configured() {
+    let mut h = harness(WITH_GITHUB);
+    h.ctx.ports.applier = Arc::new(BrokenApplier);
+    let err = rt().block_on(pipeline::run(&h.ctx)).unwrap_err().to_string();
+    assert!(
+        err.contains("applying to a broken cluster: CRD workflowtemplates.argoproj.io not found"),
+        "{err}"
+    );
+
+    h.ctx.config.pipeline.as_mut().unwrap().self_update = Some(aphex_config::SelfUpdate {
+        on_failure: Some(aphex_config::OnSelfUpdateFailure::Continue),
+    });
+    let outcome = rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    assert!(
+        outcome
+            .warning
+            .unwrap()
+            .contains("continuing with the topology already applied")
+    );
+}
+
+#[derive(Default)]
+struct Recorded(Mutex<Vec<RunRecord>>);
+
+#[async_trait::async_trait]
+impl Notifier for Recorded {
+    async fn notify(&self, run: &RunRecord) -> Result<(), PortError> {
+        self.0.lock().unwrap().push(run.clone());
+        Ok(())
+    }
+}
+
+fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
+    RunRecord {
+        id: "r1".to_owned(),
+        pipeline: "aphex".to_owned(),
+        commit: SHA.to_owned(),
+        branch: None,
+        started_at: "2026-01-01T00:00:00Z".to_owned(),
+        ended_at: None,
+        status: Status::Running,
+        stages: vec![
+            StageRecord {
+                name: "build".to_owned(),
+                started_at: "2026-01-01T00:00:00Z".to_owned(),
+                ended_at: Some("2026-01-01T00:00:30Z".to_owned()),
+                status: Status::Succeeded,
+                error: None,
+                stacks: vec![],
+                artifact_bytes: Some(1234),
+            },
+            StageRecord {
+                name: "deploy-dev".to_owned(),
+                started_at: "2026-01-01T00:00:30Z".to_owned(),
+                ended_at: Some("2026-01-01T00:01:30Z".to_owned()),
+                status,
+                error: error.map(str::to_owned),
+                stacks: vec![StackResult {
+                    name: "AppStack".to_owned(),
+                    stack_name: "AppStack".to_owned(),
+                    status,
+                    changed: None,
+                    millis: 2500,
+                    error: None,
+                }],
+                artifact_bytes: None,
+            },
+        ],
+    }
+}
+
+fn ports_with(h: &Harness, notifier: Arc<Recorded>) -> Ports {
+    Ports {
+        notifier,
+        ..h.ctx.ports.clone()
+    }
+}
+
+#[test]
+fn finalize_records_measures_and_notifies() {
+    let h = harness(MINIMAL);
+    let notes = Arc::new(Recorded::default());
+    let ports = ports_with(&h, notes.clone());
+    let reporter = CollectingReporter::default();
+    let redactor = Redactor::new().with_values(["hunter2-secret"]);
+    let run = finished_run(Status::Failed, Some("password hunter2-secret refused"));
+    let rt = rt();
+    let (done, _) = rt
+        .block_on(finalize::run(&ports, &reporter, &redactor, run, false))
+        .unwrap();
+    assert_eq!(done.status, Status::Failed);
+    assert!(done.ended_at.is_some());
+    let stored = rt.block_on(ports.runs.load("aphex", "r1")).unwrap().unwrap();
+    assert_eq!(stored, done);
+    assert_eq!(stored.stages[1].error.as_deref(), Some("password *** refused"));
+    assert_eq!(notes.0.lock().unwrap().len(), 1);
+
+    let metrics = std::fs::read_to_string(h.state().join("metrics.jsonl")).unwrap();
+    let names: Vec<String> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "StageDuration",
+            "ArtifactSize",
+            "StageDuration",
+            "DeploymentFailure",
+            "StackDeployDuration",
+            "Run"
+        ]
+    );
+    assert!(metrics.contains(r#"["stack","AppStack"]"#), "{metrics}");
+    assert!(metrics.contains(r#""value":60.0"#), "{metrics}");
+}
+
+#[test]
+fn finalize_skips_the_notification_of_a_success_when_only_failures_notify() {
+    let h = harness(MINIMAL);
+    let notes = Arc::new(Recorded::default());
+    let ports = ports_with(&h, notes.clone());
+    let run = finished_run(Status::Succeeded, None);
+    let (done, _) = rt()
+        .block_on(finalize::run(
+            &ports,
+            &CollectingReporter::default(),
+            &Redactor::new(),
+            run,
+            true,
+        ))
+        .unwrap();
+    assert_eq!(done.status, Status::Succeeded);
+    assert!(notes.0.lock().unwrap().is_empty());
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn checkout_gets_exactly_the_commit_and_refuses_bad_or_unknown_shas() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("f"), "one").unwrap();
+    git(&repo, &["add", "f"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    std::fs::write(repo.join("f"), "two").unwrap();
+    git(&repo, &["commit", "-q", "-am", "two"]);
+
+    let rt = rt();
+    let dest = dir.path().join("co");
+    rt.block_on(checkout(repo.to_str().unwrap(), &first, &dest))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(dest.join("f")).unwrap(), "one");
+    assert_eq!(git(&dest, &["rev-parse", "HEAD"]), first);
+
+    let err = rt
+        .block_on(checkout(
+            repo.to_str().unwrap(),
+            &first[..12],
+            &dir.path().join("co2"),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::BadSha { .. }), "{err}");
+
+    let unknown = "1111111111111111111111111111111111111111";
+    let err = rt
+        .block_on(checkout(repo.to_str().unwrap(), unknown, &dir.path().join("co3")))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::UnknownCommit { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("commit {unknown} is not in ")),
+        "{err}"
+    );
+
+    let err = rt
+        .block_on(checkout(repo.to_str().unwrap(), &first, &dest))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::NotFresh(_)), "{err}");
+}
