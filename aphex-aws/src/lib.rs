@@ -6,5 +6,10 @@
 //!
 //! Architecture invariant: knows nothing of Argo or Kubernetes.
 
+pub mod client;
+pub mod cloudwatch;
 pub mod deployer;
+pub mod discovery;
 pub mod pipeline_stack;
+pub mod s3;
+pub mod sts;

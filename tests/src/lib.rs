@@ -1,2 +1,94 @@
 //! End-to-end tests across the Aphex crates live in `tests/tests/`; this
 //! library holds their shared helpers.
+pub mod bootstrap;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::Credentials;
+
+/// The variable `cargo xtask test` sets to the local AWS emulator's endpoint.
+pub const ENDPOINT_VAR: &str = "APHEX_TEST_AWS_ENDPOINT";
+
+/// The region every emulator test uses.
+pub const REGION: &str = "us-east-1";
+
+/// The account the emulator's default credentials act in.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+
+/// The local AWS emulator started by `cargo xtask test`.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    endpoint: String,
+}
+
+/// The emulator of this test run. Panics, never skips, when there is none:
+/// a test that needs AWS must not pass by doing nothing.
+pub fn emulator() -> Emulator {
+    match std::env::var(ENDPOINT_VAR) {
+        Ok(endpoint) if !endpoint.is_empty() => Emulator { endpoint },
+        _ => panic!(
+            "{ENDPOINT_VAR} is not set: these tests need the local AWS emulator: run `cargo xtask test` \
+             (or `cargo xtask emulator` in another shell and export what it prints; see docs/testing.md)"
+        ),
+    }
+}
+
+impl Emulator {
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// An SDK configuration for the emulator, acting in [`DEFAULT_ACCOUNT`]
+    /// in [`REGION`], with Aphex's retry policy.
+    pub async fn aws_config(&self) -> SdkConfig {
+        self.aws_config_with(Credentials::new("test", "test", None, None, "aphex-tests"))
+            .await
+    }
+
+    /// An SDK configuration acting directly in `account` (the emulator takes
+    /// a 12-digit access key ID as the account ID).
+    pub async fn aws_config_in(&self, account: &str) -> SdkConfig {
+        self.aws_config_with(Credentials::new(account, "test", None, None, "aphex-tests"))
+            .await
+    }
+
+    /// An SDK configuration for the emulator with the given credentials.
+    pub async fn aws_config_with(&self, credentials: Credentials) -> SdkConfig {
+        aphex_aws::client::loader()
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+
+    /// The variables pointing a child process (`aphex`, `aphex-runner`) at
+    /// the emulator through the standard AWS environment.
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", REGION.into()),
+        ]
+    }
+}
+
+/// A name no other test (in this run or an earlier one) uses: the emulator's
+/// S3 storage is shared, so buckets, prefixes and stacks need their own.
+/// Lowercase letters, digits and dashes: valid for buckets and stacks.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{:x}-{}",
+        std::process::id(),
+        nanos % 0xffff_ffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

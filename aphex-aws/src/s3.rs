@@ -1,0 +1,568 @@
+//! S3 adapters: the artifact store and the run recorder.
+//!
+//! Layout in the bucket (DESIGN §6):
+//! - `<pipeline>/<commit-sha>/artifacts.tar.zst`: the archive, tagged
+//!   `commit-sha` and `timestamp`, its SHA-256 also in the object metadata;
+//! - `<pipeline>/<commit-sha>/metadata.json`: [`ArtifactMetadata`], written
+//!   after the archive, so its presence means the archive is complete;
+//! - `<pipeline>/runs/<newest-first-key>_<run-id>.json`: one [`RunRecord`] per
+//!   run; the key starts with `9999999999999` minus the start time in
+//!   milliseconds, so S3's lexicographic listing is newest first.
+//!
+//! Large archives go up as a multipart upload with parts in parallel; every
+//! download is checked against the SHA-256 recorded at upload.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, PortError, RunRecorder};
+use aphex_stages::record::RunRecord;
+
+use crate::client::{self, AwsError};
+
+/// The archive's object name under `<pipeline>/<commit-sha>/`.
+pub const ARCHIVE_NAME: &str = "artifacts.tar.zst";
+/// The metadata's object name under `<pipeline>/<commit-sha>/`.
+pub const METADATA_NAME: &str = "metadata.json";
+
+/// Archives at least this large go up as a multipart upload.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Part size of a multipart upload (S3's minimum is 5 MiB).
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Parts uploaded at once: bounds memory and connections.
+pub const DEFAULT_PART_CONCURRENCY: usize = 4;
+/// S3's smallest part (except the last).
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// Build artifacts in S3.
+#[derive(Debug, Clone)]
+pub struct S3ArtifactStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    multipart_threshold: u64,
+    part_size: u64,
+    part_concurrency: usize,
+}
+
+impl S3ArtifactStore {
+    /// A store in `bucket`, with the default multipart settings.
+    pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Self {
+        S3ArtifactStore {
+            client: client::s3(config),
+            bucket: bucket.into(),
+            multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+            part_size: DEFAULT_PART_SIZE,
+            part_concurrency: DEFAULT_PART_CONCURRENCY,
+        }
+    }
+
+    /// Uses multipart uploads from `threshold` bytes, in parts of `part_size`
+    /// (raised to S3's 5 MiB minimum), `concurrency` at a time.
+    pub fn with_multipart(mut self, threshold: u64, part_size: u64, concurrency: usize) -> Self {
+        self.multipart_threshold = threshold;
+        self.part_size = part_size.max(MIN_PART_SIZE);
+        self.part_concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The archive's key for `pipeline` at `commit_sha`.
+    pub fn archive_key(pipeline: &str, commit_sha: &str) -> String {
+        format!("{pipeline}/{commit_sha}/{ARCHIVE_NAME}")
+    }
+
+    /// The metadata's key for `pipeline` at `commit_sha`.
+    pub fn metadata_key(pipeline: &str, commit_sha: &str) -> String {
+        format!("{pipeline}/{commit_sha}/{METADATA_NAME}")
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    async fn put_whole(&self, archive: &Path, key: &str, tags: &str, sha256: &str) -> Result<(), PortError> {
+        let body = ByteStream::from_path(archive)
+            .await
+            .map_err(|e| other(format!("reading {}", archive.display()), e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body)
+            .tagging(tags)
+            .metadata("sha256", sha256)
+            .content_type("application/zstd")
+            .send()
+            .await
+            .map_err(|e| other(format!("uploading {}", self.url(key)), AwsError::new(e)))?;
+        Ok(())
+    }
+
+    async fn put_multipart(
+        &self,
+        archive: &Path,
+        size: u64,
+        key: &str,
+        tags: &str,
+        sha256: &str,
+    ) -> Result<(), PortError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tags)
+            .metadata("sha256", sha256)
+            .content_type("application/zstd")
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|e| {
+                other(
+                    format!("starting the multipart upload of {}", self.url(key)),
+                    AwsError::new(e),
+                )
+            })?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        match self.upload_parts(archive, size, key, &upload_id).await {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        other(
+                            format!("completing the upload of {}", self.url(key)),
+                            AwsError::new(e),
+                        )
+                    })?;
+                Ok(())
+            }
+            Err(e) => {
+                // Leaving the parts would keep paying for them; the error that
+                // matters is the upload's, so an abort failure is only logged.
+                if let Err(abort) = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await
+                {
+                    tracing::warn!(key, error = %AwsError::new(abort), "aborting a failed multipart upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Uploads every part, `part_concurrency` at a time, each streamed from
+    /// its range of the file (memory stays small whatever the archive size).
+    async fn upload_parts(
+        &self,
+        archive: &Path,
+        size: u64,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, PortError> {
+        let count = size.div_ceil(self.part_size).max(1);
+        let mut parts: Vec<CompletedPart> = futures::stream::iter(0..count)
+            .map(|index| {
+                let offset = index * self.part_size;
+                let length = self.part_size.min(size - offset);
+                self.upload_part(archive, key, upload_id, index as i32 + 1, offset, length)
+            })
+            .buffer_unordered(self.part_concurrency)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
+    }
+
+    async fn upload_part(
+        &self,
+        archive: &Path,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        offset: u64,
+        length: u64,
+    ) -> Result<CompletedPart, PortError> {
+        let body = ByteStream::read_from()
+            .path(archive)
+            .offset(offset)
+            .length(Length::Exact(length))
+            .build()
+            .await
+            .map_err(|e| other(format!("reading {}", archive.display()), e))?;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                other(
+                    format!("uploading part {number} of {}", self.url(key)),
+                    AwsError::new(e),
+                )
+            })?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+            .build())
+    }
+
+    /// Downloads `key` into `dest` (through a temporary file next to it) and
+    /// returns the SHA-256 and size of what was read.
+    async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64), PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| not_found_or(e, self.url(key), "downloading"))?;
+        let partial = partial_path(dest);
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| other(format!("creating {}", partial.display()), e))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| other(format!("downloading {}", self.url(key)), e))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| other(format!("writing {}", partial.display()), e))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| other(format!("writing {}", partial.display()), e))?;
+        drop(file);
+        tokio::fs::rename(&partial, dest)
+            .await
+            .map_err(|e| other(format!("moving {} to {}", partial.display(), dest.display()), e))?;
+        Ok((hex::encode(hasher.finalize()), size))
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for S3ArtifactStore {
+    fn location(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+
+    async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), PortError> {
+        let size = tokio::fs::metadata(archive)
+            .await
+            .map_err(|e| other(format!("reading {}", archive.display()), e))?
+            .len();
+        let tags = tag_set(&[
+            ("commit-sha", &metadata.commit_sha),
+            ("timestamp", &metadata.timestamp),
+        ]);
+        let archive_key = Self::archive_key(&metadata.pipeline, &metadata.commit_sha);
+        if size >= self.multipart_threshold {
+            self.put_multipart(archive, size, &archive_key, &tags, &metadata.sha256)
+                .await?;
+        } else {
+            self.put_whole(archive, &archive_key, &tags, &metadata.sha256)
+                .await?;
+        }
+        let metadata_key = Self::metadata_key(&metadata.pipeline, &metadata.commit_sha);
+        let json =
+            serde_json::to_vec_pretty(metadata).map_err(|e| other("serializing the artifact metadata", e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&metadata_key)
+            .body(ByteStream::from(json))
+            .tagging(&tags)
+            .content_type("application/json")
+            .send()
+            .await
+            .map_err(|e| other(format!("uploading {}", self.url(&metadata_key)), AwsError::new(e)))?;
+        tracing::info!(location = %self.url(&archive_key), size, "artifact stored");
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        pipeline: &str,
+        commit_sha: &str,
+        dest: &Path,
+    ) -> Result<ArtifactMetadata, PortError> {
+        let metadata_key = Self::metadata_key(pipeline, commit_sha);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&metadata_key)
+            .send()
+            .await
+            .map_err(|e| not_found_or(e, self.url(&metadata_key), "downloading"))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| other(format!("downloading {}", self.url(&metadata_key)), e))?
+            .into_bytes();
+        let metadata: ArtifactMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+            other(
+                format!("reading {} (not artifact metadata)", self.url(&metadata_key)),
+                e,
+            )
+        })?;
+        let archive_key = Self::archive_key(pipeline, commit_sha);
+        let (actual, size) = self.download(&archive_key, dest).await?;
+        if actual != metadata.sha256 || size != metadata.size {
+            // A corrupt archive must never be unpacked by mistake.
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(PortError::Corrupt {
+                what: self.url(&archive_key),
+                expected: metadata.sha256,
+                actual,
+            });
+        }
+        Ok(metadata)
+    }
+}
+
+/// Run records in S3, one JSON object per run.
+#[derive(Debug, Clone)]
+pub struct S3RunRecorder {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+/// The largest start time the newest-first key can hold (year 2286).
+const KEY_CLOCK_MAX: i128 = 9_999_999_999_999;
+
+impl S3RunRecorder {
+    /// A recorder in `bucket`.
+    pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Self {
+        S3RunRecorder {
+            client: client::s3(config),
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The folder of `pipeline`'s runs.
+    pub fn runs_prefix(pipeline: &str) -> String {
+        format!("{pipeline}/runs/")
+    }
+
+    /// The key of `run`: newer runs sort first.
+    pub fn run_key(run: &RunRecord) -> String {
+        let millis =
+            time::OffsetDateTime::parse(&run.started_at, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(0)
+                .clamp(0, KEY_CLOCK_MAX);
+        format!(
+            "{}{:013}_{}.json",
+            Self::runs_prefix(&run.pipeline),
+            KEY_CLOCK_MAX - millis,
+            run.id
+        )
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// Keys under `pipeline`'s runs, in listing order (newest first), at most `limit`.
+    async fn keys(&self, pipeline: &str, limit: usize) -> Result<Vec<String>, PortError> {
+        let prefix = Self::runs_prefix(pipeline);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().filter(|k| k.ends_with(".json")) {
+                    keys.push(key.to_owned());
+                    if keys.len() >= limit {
+                        return Ok(keys);
+                    }
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn read(&self, key: &str) -> Result<RunRecord, PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| not_found_or(e, self.url(key), "reading"))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| other(format!("reading {}", self.url(key)), e))?
+            .into_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| other(format!("reading {} (not a run record)", self.url(key)), e))
+    }
+}
+
+#[async_trait]
+impl RunRecorder for S3RunRecorder {
+    async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
+        let key = Self::run_key(run);
+        let json = serde_json::to_vec_pretty(run).map_err(|e| other("serializing the run record", e))?;
+        // One PutObject replaces the whole object at once: readers never see half a record.
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(json))
+            .content_type("application/json")
+            .send()
+            .await
+            .map_err(|e| other(format!("writing {}", self.url(&key)), AwsError::new(e)))?;
+        Ok(())
+    }
+
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+        let suffix = format!("_{id}.json");
+        let keys = self.keys(pipeline, usize::MAX).await?;
+        match keys.iter().find(|k| k.ends_with(&suffix)) {
+            Some(key) => self.read(key).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys(pipeline, limit).await?;
+        // Boxed so the futures' lifetimes do not trip async-trait's `Send` bound.
+        let reads: Vec<_> = keys
+            .into_iter()
+            .map(|key| Box::pin(async move { self.read(&key).await }))
+            .collect();
+        futures::stream::iter(reads).buffered(8).try_collect().await
+    }
+}
+
+/// `key=value&...` with both sides percent-encoded, as S3's `Tagging` wants.
+fn tag_set(tags: &[(&str, &str)]) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    dest.with_file_name(name)
+}
+
+fn other(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> PortError {
+    PortError::Other {
+        context: context.into(),
+        source: Box::new(source),
+    }
+}
+
+/// `NotFound` for a missing key (or bucket), `Other` for anything else.
+fn not_found_or<R>(
+    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, R>,
+    what: String,
+    doing: &str,
+) -> PortError
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
+    if missing {
+        return PortError::NotFound { what };
+    }
+    other(format!("{doing} {what}"), AwsError::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aphex_stages::record::Status;
+
+    fn run(id: &str, started_at: &str) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            pipeline: "shop".into(),
+            commit: "abc".into(),
+            branch: None,
+            started_at: started_at.into(),
+            ended_at: None,
+            status: Status::Running,
+            stages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn run_keys_sort_newest_first() {
+        let older = S3RunRecorder::run_key(&run("r1", "2026-01-01T00:00:00Z"));
+        let newer = S3RunRecorder::run_key(&run("r2", "2026-01-01T00:00:00.001Z"));
+        assert!(newer < older, "{newer} should sort before {older}");
+        assert!(older.starts_with("shop/runs/") && older.ends_with("_r1.json"));
+    }
+
+    #[test]
+    fn tags_are_percent_encoded() {
+        assert_eq!(
+            tag_set(&[("commit-sha", "ab12"), ("timestamp", "2026-01-01T00:00:00+01:00")]),
+            "commit-sha=ab12&timestamp=2026-01-01T00%3A00%3A00%2B01%3A00"
+        );
+    }
+}
