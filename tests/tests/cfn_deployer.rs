@@ -600,3 +600,177 @@ async fn the_pipeline_stack_deploys_from_a_template_string_and_skips_when_unchan
     assert!(!second.changed);
     assert_eq!(second.outputs, first.outputs);
 }
+
+/// The `assets` fixture: a real `cdk synth` output (see tests/cdk-apps).
+fn synthesized_assets() -> CloudAssembly {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../aphex-stages/tests/fixtures/assets");
+    aphex_stages::assembly::read(&dir).expect("read the assets fixture (cargo xtask fixtures)")
+}
+
+fn synthesized_stack(assembly: &CloudAssembly, id: &str) -> StackArtifact {
+    assembly
+        .stacks
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no stack {id} in the fixture"))
+        .clone()
+}
+
+#[tokio::test]
+async fn a_synthesized_cdk_stack_deploys_with_its_assets_tags_and_protection() {
+    prepare_bootstrap(DEFAULT_ACCOUNT, REGION)
+        .await
+        .expect("bootstrap");
+    let assembly = synthesized_assets();
+    let mut stack = synthesized_stack(&assembly, "FileAssets");
+    // Its own name, so reruns against one emulator never meet.
+    stack.stack_name = unique_name("aphex-cfn-synth");
+    let request = DeployRequest {
+        pipeline: "e2e",
+        environment: &environment(DEFAULT_ACCOUNT, None),
+        assembly: &assembly,
+        stack: &stack,
+    };
+    let progress = Recorder::default();
+    let outcome = deployer()
+        .await
+        .deploy(request, &progress)
+        .await
+        .expect("deploy the synthesized stack");
+    assert!(outcome.changed);
+    assert_eq!(
+        output(&outcome, "SiteUrl").export_name.as_deref(),
+        Some("SiteUrl")
+    );
+
+    let config = emulator().aws_config().await;
+    let bucket = assets_bucket(DEFAULT_ACCOUNT, REGION);
+    for asset in &stack.assets.files {
+        let destination = &asset.destinations[0];
+        let published = object(&config, &bucket, &destination.object_key).await;
+        match asset.packaging {
+            Packaging::File => assert_eq!(published, std::fs::read(&asset.path).unwrap(), "{}", asset.id),
+            Packaging::Zip => {
+                let mut zip = std::io::Cursor::new(Vec::new());
+                deterministic_zip(&asset.path, &mut zip).unwrap();
+                assert_eq!(published, zip.into_inner(), "{}", asset.id);
+            }
+        }
+    }
+    let described = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name(&stack.stack_name)
+        .send()
+        .await
+        .unwrap();
+    let deployed = &described.stacks()[0];
+    assert_eq!(deployed.enable_termination_protection(), Some(true));
+    assert!(
+        deployed
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("purpose") && t.value() == Some("fixture"))
+    );
+    assert!(
+        progress
+            .events()
+            .iter()
+            .any(|e| e.logical_id == "ConfigLocation84ED0695" && e.status == "CREATE_COMPLETE")
+    );
+}
+
+#[tokio::test]
+async fn a_synthesized_docker_image_asset_is_refused_naming_it() {
+    let assembly = synthesized_assets();
+    let mut stack = synthesized_stack(&assembly, "DockerAssets");
+    stack.stack_name = unique_name("aphex-cfn-synth-docker");
+    let image = stack
+        .assets
+        .docker_images
+        .first()
+        .expect("the fixture has a docker image asset")
+        .id
+        .clone();
+    let request = DeployRequest {
+        pipeline: "e2e",
+        environment: &environment(DEFAULT_ACCOUNT, None),
+        assembly: &assembly,
+        stack: &stack,
+    };
+    let err = deployer()
+        .await
+        .deploy(request, &Recorder::default())
+        .await
+        .expect_err("images are not published");
+    assert!(err.to_string().contains(&image), "{err}");
+    assert_eq!(
+        stack_status(&emulator().aws_config().await, &stack.stack_name).await,
+        None
+    );
+}
+
+/// A template whose create takes a while: a chain of parameters, each
+/// waiting for the one before.
+fn slow_template(count: usize) -> serde_json::Value {
+    let resources: serde_json::Map<String, serde_json::Value> = (0..count)
+        .map(|i| {
+            let mut resource = json!({
+                "Type": "AWS::SSM::Parameter",
+                "Properties": { "Type": "String", "Value": format!("step {i}") }
+            });
+            if i > 0 {
+                resource["DependsOn"] = json!(format!("Step{}", i - 1));
+            }
+            (format!("Step{i}"), resource)
+        })
+        .collect();
+    json!({ "Resources": resources })
+}
+
+#[tokio::test]
+async fn a_stack_mid_operation_is_waited_for_before_the_next_change_set() {
+    let name = unique_name("aphex-cfn-busy");
+    let config = emulator().aws_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    // Someone else starts a create and does not wait for it.
+    cfn.create_stack()
+        .stack_name(&name)
+        .template_body(slow_template(40).to_string())
+        .send()
+        .await
+        .expect("start a create");
+    let busy = stack_status(&config, &name).await;
+    assert_eq!(
+        busy.as_deref(),
+        Some("CREATE_IN_PROGRESS"),
+        "the create ended before the deploy started"
+    );
+
+    let fx = fixture(&name, &parameter_template("after", &format!("{name}-Export")));
+    let progress = Recorder::default();
+    let outcome = deploy(
+        &deployer().await,
+        &environment(DEFAULT_ACCOUNT, None),
+        &fx,
+        &progress,
+    )
+    .await
+    .expect("deploy after waiting");
+    assert!(outcome.changed);
+    assert_eq!(
+        stack_status(&config, &name).await.as_deref(),
+        Some("UPDATE_COMPLETE")
+    );
+    let events = progress.events();
+    // The in-flight create was followed to its end, then the update ran.
+    let created = events
+        .iter()
+        .position(|e| e.logical_id == name && e.status == "CREATE_COMPLETE");
+    let updated = events
+        .iter()
+        .position(|e| e.logical_id == name && e.status == "UPDATE_COMPLETE");
+    assert!(
+        matches!((created, updated), (Some(c), Some(u)) if c < u),
+        "{events:#?}"
+    );
+}
