@@ -240,7 +240,7 @@ fn read_assembly(outdir: &Path, env: &Environment) -> Result<CloudAssembly, Stag
             outdir.display()
         )));
     }
-    super::assembly_min::read(outdir)
+    crate::assembly::read(outdir)
         .map_err(|e| StageError::Failed(format!("reading the cloud assembly in {}: {e}", outdir.display())))
 }
 

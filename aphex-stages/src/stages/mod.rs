@@ -3,7 +3,6 @@
 //! (`aphex run --local`). Each stage returns a [`StageOutcome`] the run
 //! record keeps, or a [`StageError`] saying what failed and how to fix it.
 
-mod assembly_min;
 pub mod build;
 pub mod deploy;
 pub mod finalize;
