@@ -103,7 +103,7 @@ impl EventTail {
                     continue;
                 }
                 self.seen.insert(id.to_owned());
-                fresh.push(convert(&self.stack, event));
+                fresh.push((event.timestamp().copied(), convert(&self.stack, event)));
             }
             // Events come newest first: once a page reaches known events,
             // older pages hold nothing new.
@@ -112,10 +112,11 @@ impl EventTail {
                 _ => break,
             }
         }
-        // RFC 3339 in UTC sorts as time; a stable sort keeps the service's
-        // order for equal timestamps (reversed, since it is newest first).
+        // Oldest first; a stable sort keeps the service's order for equal
+        // timestamps (reversed, since it lists newest first).
         fresh.reverse();
-        fresh.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+        fresh.sort_by_key(|(at, _)| *at);
+        let fresh: Vec<StackEvent> = fresh.into_iter().map(|(_, event)| event).collect();
         for event in &fresh {
             progress.event(event);
         }
