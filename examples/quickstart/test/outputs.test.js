@@ -45,7 +45,7 @@ const outputs = JSON.parse(fs.readFileSync(file, 'utf8'));
 
 for (const [stack, keys] of Object.entries(EXPECTED)) {
   for (const key of keys) {
-    check(`${stack}.${key} is in ${file} and in ${envName(stack, key)}`, () => {
+    check(`${stack}.${key} (${envName(stack, key)})`, () => {
       const value = outputs[stack]?.[key];
       assert.ok(value, `missing from APHEX_OUTPUTS_JSON (stacks there: ${Object.keys(outputs).join(', ') || 'none'})`);
       assert.equal(process.env[envName(stack, key)], value);
