@@ -98,6 +98,7 @@ impl CloudFormationDeployer {
             root_causes: vec![],
         };
         refuse_docker_images(stack).map_err(fail)?;
+        check_target(stack, env).map_err(fail)?;
 
         let target = assets::Target {
             account: &env.account,
@@ -174,6 +175,22 @@ fn deploy_role(
         arn: target.resolve(arn),
         external_id: stack.assume_role_external_id.clone(),
     })
+}
+
+/// A stack synthesized for a concrete account or region other than the
+/// environment's would act on the wrong account: its role ARNs and asset
+/// buckets name that account, placeholders or not.
+fn check_target(stack: &StackArtifact, env: &aphex_config::Environment) -> Result<(), String> {
+    let synthesized = &stack.environment;
+    let account_differs = synthesized.account != "unknown-account" && synthesized.account != env.account;
+    let region_differs = synthesized.region != "unknown-region" && synthesized.region != env.region;
+    if !account_differs && !region_differs {
+        return Ok(());
+    }
+    Err(format!(
+        "the stack was synthesized for aws://{}/{} but environment {} deploys to aws://{}/{}; let the CDK app take its account and region from CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION (Aphex sets them per environment) or fix the environment in aphex-config.yaml",
+        synthesized.account, synthesized.region, env.name, env.account, env.region
+    ))
 }
 
 fn refuse_docker_images(stack: &StackArtifact) -> Result<(), String> {

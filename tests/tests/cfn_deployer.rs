@@ -774,3 +774,32 @@ async fn a_stack_mid_operation_is_waited_for_before_the_next_change_set() {
         "{events:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_stack_synthesized_for_another_account_is_refused_before_anything_deploys() {
+    let name = unique_name("aphex-cfn-wrong-account");
+    let mut fx = fixture(&name, &parameter_template("x", &format!("{name}-Export")));
+    fx.stack.environment = AwsEnvironment {
+        account: DEFAULT_ACCOUNT.into(),
+        region: REGION.into(),
+    };
+    let err = deploy(
+        &deployer().await,
+        &environment(OTHER_ACCOUNT, None),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect_err("the stack targets another account");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("aws://{DEFAULT_ACCOUNT}/{REGION}"))
+            && message.contains(&format!("aws://{OTHER_ACCOUNT}/{REGION}")),
+        "{message}"
+    );
+    assert_eq!(
+        stack_status(&account_config(OTHER_ACCOUNT, REGION).await, &name).await,
+        None
+    );
+    assert_eq!(stack_status(&emulator().aws_config().await, &name).await, None);
+}
