@@ -29,6 +29,10 @@ enum Command {
     Render(commands::render::Args),
     /// Work with GitHub webhooks (simulate what a delivery triggers).
     Webhook(commands::webhook::Args),
+    /// Run the pipeline's stages on this machine (`--local`).
+    Run(commands::run::Args),
+    /// List recorded runs, newest first.
+    History(commands::history::Args),
 }
 
 fn main() {
@@ -40,6 +44,8 @@ fn main() {
         Command::Plan(args) => commands::plan::run(args),
         Command::Render(args) => commands::render::run(args),
         Command::Webhook(args) => commands::webhook::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::History(args) => commands::history::run(args),
     };
     std::process::exit(code.into());
 }

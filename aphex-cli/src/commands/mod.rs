@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod history;
 pub mod init;
 pub mod plan;
 pub mod render;
+pub mod run;
 pub mod schema;
 pub mod validate;
 pub mod webhook;

@@ -1,0 +1,365 @@
+//! `aphex run --local [PATH] [--repo DIR] [--commit SHA] [--env NAME] [--yes]
+//! [--deployer cloudformation|fake]`: runs the pipeline's stages on this
+//! machine with the local adapters under `<repo>/.aphex/`. The run itself is
+//! `aphex_stages::executor::run_local`; this file parses, wires adapters
+//! ([`adapters`]), draws progress and prints the summary.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aphex_stages::context::Ports;
+use aphex_stages::executor::{Approver, LocalRun, new_run_id, run_dir, run_local};
+use aphex_stages::local::{
+    DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
+};
+use aphex_stages::ports::{CredentialChecker, Notifier, StackDeployer};
+use aphex_stages::process::{Cancel, Exec};
+use aphex_stages::record::{RunRecord, Status};
+use aphex_stages::redact::Redactor;
+use aphex_stages::report::{Event, Reporter};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::exit::Exit;
+
+/// Which `StackDeployer` a local run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployerKind {
+    /// CloudFormation in the accounts of the config, with the usual AWS credentials.
+    Cloudformation,
+    /// Records what would be deployed and deploys nothing (outputs are made up).
+    Fake,
+}
+
+/// Arguments of `aphex run`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    aphex run --local --deployer fake\n  \
+    aphex run --local --env dev --yes\n  \
+    aphex run --local --repo ../shop --commit $(git -C ../shop rev-parse HEAD)\n\n\
+    State (artifacts, run records, logs, the directory cluster, metrics) lives in <repo>/.aphex/.\n\
+    Set APHEX_SLACK_WEBHOOK_URL to send the run notification to a Slack-compatible webhook.\n\n\
+    Exit status: 0 succeeded, 1 a stage failed, 2 usage or setup error, 130 interrupted.")]
+pub struct Args {
+    /// Run on this machine (the only mode: in a cluster, pushes start runs).
+    #[arg(long)]
+    pub local: bool,
+    /// The configuration file, relative to the repository root.
+    #[arg(default_value = "aphex-config.yaml")]
+    pub path: PathBuf,
+    /// The repository (default: the one containing the current directory).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// The full commit SHA to run (default: HEAD; uncommitted changes are never part of a run).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Run only this environment's approve, deploy and test stages.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Approve manual gates without asking (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// The stack deployer.
+    #[arg(long, value_enum, default_value_t = DeployerKind::Cloudformation)]
+    pub deployer: DeployerKind,
+}
+
+/// The adapters of a local run: directories under `state`, and the chosen
+/// deployer. Swapping an adapter is a change here only.
+pub async fn adapters(state: &Path, deployer: DeployerKind, redactor: &Redactor) -> Ports {
+    let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) = match deployer
+    {
+        DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
+        DeployerKind::Cloudformation => {
+            let base = aphex_aws::client::load().await;
+            (
+                Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
+                Some(Arc::new(aphex_aws::sts::StsCredentialChecker::new(base))),
+            )
+        }
+    };
+    let notifier: Arc<dyn Notifier> = match std::env::var("APHEX_SLACK_WEBHOOK_URL") {
+        Ok(url) if !url.is_empty() => Arc::new(WebhookNotifier::new(url, redactor.clone())),
+        _ => Arc::new(NoopNotifier),
+    };
+    Ports {
+        artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
+        runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
+        deployer,
+        applier: Arc::new(DirCluster::new(state.join("cluster"))),
+        metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
+        notifier,
+        credentials,
+    }
+}
+
+/// Plain lines on stderr, for logs and pipes.
+struct PlainReporter;
+
+impl Reporter for PlainReporter {
+    fn event(&self, event: &Event) {
+        eprintln!("{}", event.to_line());
+    }
+}
+
+/// A spinner for the running stage, with output lines printed above it.
+struct TerminalReporter {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl TerminalReporter {
+    fn println(&self, line: &str) {
+        match self.bar.lock().expect("bar lock").as_ref() {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::StageStarted { stage } => {
+                let bar = ProgressBar::new_spinner();
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {elapsed} {wide_msg}")
+                        .expect("static template"),
+                );
+                bar.set_prefix(stage.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                eprintln!("{}", event.to_line());
+                *self.bar.lock().expect("bar lock") = Some(bar);
+            }
+            Event::StageFinished { .. } => {
+                if let Some(bar) = self.bar.lock().expect("bar lock").take() {
+                    bar.finish_and_clear();
+                }
+                eprintln!("{}", event.to_line());
+            }
+            Event::CommandStarted { prefix, command, .. } => {
+                if let Some(bar) = self.bar.lock().expect("bar lock").as_ref() {
+                    bar.set_message(format!("{prefix}: {command}"));
+                }
+                self.println(&event.to_line());
+            }
+            _ => self.println(&event.to_line()),
+        }
+    }
+}
+
+impl TerminalReporter {
+    fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.bar.lock().expect("bar lock").as_ref() {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+}
+
+/// Asks on the terminal, or takes `--yes`.
+struct CliApprover {
+    yes: bool,
+    terminal: Option<Arc<TerminalReporter>>,
+}
+
+impl Approver for CliApprover {
+    fn approve(&self, env: &str) -> Result<bool, String> {
+        if self.yes {
+            eprintln!("deploy to {env} approved by --yes");
+            return Ok(true);
+        }
+        let Some(term) = &self.terminal else {
+            return Err(format!(
+                "environment {env} needs a manual approval and nobody can be asked (not a terminal): pass --yes to approve"
+            ));
+        };
+        term.suspend(|| {
+            eprint!("Deploy to {env}? [y/N] ");
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut answer)
+                .map_err(|e| format!("reading the approval for {env}: {e}"))?;
+            Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+        })
+    }
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Running => "running",
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::Interrupted => "interrupted",
+        Status::Skipped => "skipped",
+    }
+}
+
+fn print_summary(run: &RunRecord, state: &Path) {
+    let short = run.commit.get(..12).unwrap_or(&run.commit);
+    let branch = run
+        .branch
+        .as_deref()
+        .map(|b| format!(" on {b}"))
+        .unwrap_or_default();
+    println!(
+        "run {} {} (commit {short}{branch})",
+        run.id,
+        status_word(run.status)
+    );
+    for s in &run.stages {
+        let secs = s
+            .ended_at
+            .as_deref()
+            .map(|e| format!("{:.1}s", aphex_stages::time::seconds_between(&s.started_at, e)))
+            .unwrap_or_default();
+        println!("  {:<20} {:<12} {secs}", s.name, status_word(s.status));
+        for st in &s.stacks {
+            println!("    stack {:<24} {}", st.name, status_word(st.status));
+        }
+        if let Some(e) = &s.error {
+            for line in e.lines() {
+                println!("    {line}");
+            }
+        }
+    }
+    let dir = run_dir(state, &run.pipeline, &run.id);
+    println!("record: {}.json", dir.display());
+    println!("logs:   {}", dir.join("logs").display());
+}
+
+/// Runs `aphex run`.
+pub fn run(args: Args) -> Exit {
+    if !args.local {
+        eprintln!("error: only local runs are supported: pass --local");
+        eprintln!("  help: in a cluster, pushes to the watched branch start runs");
+        return Exit::Usage;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return Exit::Usage;
+        }
+    };
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> Exit {
+    let start = args.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+    let repo = match aphex_stages::workspace::toplevel(&start).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {} is not inside a git repository: {e}", start.display());
+            eprintln!("  help: run from your application repository, or pass --repo DIR");
+            return Exit::Usage;
+        }
+    };
+    let head = aphex_stages::workspace::head_commit(&repo).await.ok();
+    let commit = match (&args.commit, &head) {
+        (Some(c), _) => {
+            if let Err(e) = aphex_stages::workspace::check_sha(c) {
+                eprintln!("error: --commit {e}");
+                return Exit::Usage;
+            }
+            c.to_ascii_lowercase()
+        }
+        (None, Some(h)) => h.clone(),
+        (None, None) => {
+            eprintln!(
+                "error: {} has no commits yet: commit your app first",
+                repo.display()
+            );
+            return Exit::Usage;
+        }
+    };
+    let branch = if head.as_deref() == Some(commit.as_str()) {
+        aphex_stages::workspace::current_branch(&repo).await
+    } else {
+        None
+    };
+    let config_file = match args.path.strip_prefix(&repo) {
+        Ok(rel) => rel.to_path_buf(),
+        Err(_) if args.path.is_absolute() => {
+            eprintln!("error: {} is not inside {}", args.path.display(), repo.display());
+            return Exit::Usage;
+        }
+        Err(_) => args.path.clone(),
+    };
+    let state = repo.join(".aphex");
+    let redactor = Redactor::from_env();
+    let ports = adapters(&state, args.deployer, &redactor).await;
+    let terminal = std::io::stderr().is_terminal();
+    let term = terminal.then(|| {
+        Arc::new(TerminalReporter {
+            bar: Mutex::new(None),
+        })
+    });
+    let reporter: Arc<dyn Reporter> = match &term {
+        Some(t) => t.clone(),
+        None => Arc::new(PlainReporter),
+    };
+    let cancel = Cancel::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupting: stopping the running command (Ctrl-C again to quit at once)");
+            on_signal.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(Exit::Interrupted.into());
+            }
+        }
+    });
+    eprintln!(
+        "aphex run --local: commit {commit}{} of {}",
+        if args.commit.is_none() {
+            " (HEAD; uncommitted changes are not part of the run)"
+        } else {
+            ""
+        },
+        repo.display()
+    );
+    eprintln!("deployer: {}", ports.deployer.describe());
+    eprintln!("state: {}", state.display());
+    let opts = LocalRun {
+        id: new_run_id(),
+        repo: repo.display().to_string(),
+        commit,
+        branch,
+        config_file: config_file.display().to_string(),
+        state: state.clone(),
+        only_env: args.env.clone(),
+    };
+    let approver = CliApprover {
+        yes: args.yes,
+        terminal: term,
+    };
+    let exec = Exec {
+        reporter,
+        redactor: redactor.clone(),
+        cancel,
+    };
+    match run_local(&opts, ports, exec, &approver).await {
+        Ok(record) => {
+            print_summary(&record, &state);
+            if args.deployer == DeployerKind::Fake && record.stages.iter().any(|s| !s.stacks.is_empty()) {
+                println!("note: the fake deployer deployed nothing; stack results are recorded requests");
+            }
+            match record.status {
+                Status::Succeeded => Exit::Ok,
+                Status::Interrupted => Exit::Interrupted,
+                _ => Exit::Failure,
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}", redactor.redact(&e.to_string()));
+            if e.is_interrupted() {
+                Exit::Interrupted
+            } else {
+                Exit::Failure
+            }
+        }
+    }
+}

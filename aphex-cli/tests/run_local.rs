@@ -1,0 +1,245 @@
+//! End to end: `aphex run --local --deployer fake` on a git repository made
+//! by the test, checking the run record, the stored artifacts, the applied
+//! manifests, the stage order, the outputs reaching tests, and `aphex history`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const CONFIG: &str = r#"
+version: "1.0"
+build:
+  commands:
+    - mkdir -p dist && echo "built $APHEX_COMMIT_SHA" > dist/app.txt
+  artifacts: [dist]
+environments:
+  - name: dev
+    region: us-east-1
+    account: "123456789012"
+    synth: cp -r fake-cdk-out/. "$CDK_OUTDIR"/
+    stacks:
+      - { name: AppStack, path: lib/app.ts }
+    tests:
+      commands:
+        - test "$APHEX_OUTPUT_APPSTACK_URL" = "https://app.example"
+        - grep -q built dist/app.txt
+  - name: prod
+    region: eu-west-1
+    account: "210987654321"
+    approval: manual
+    synth: cp -r fake-cdk-out/. "$CDK_OUTDIR"/
+    stacks:
+      - { name: AppStack, path: lib/app.ts }
+"#;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A repository with a config, a stack source and a hand-made cloud assembly.
+fn example_repo(config: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("app");
+    std::fs::create_dir_all(repo.join("lib")).unwrap();
+    std::fs::create_dir_all(repo.join("fake-cdk-out")).unwrap();
+    std::fs::write(repo.join("aphex-config.yaml"), config).unwrap();
+    std::fs::write(repo.join("lib/app.ts"), "// the app stack\n").unwrap();
+    std::fs::write(
+        repo.join("fake-cdk-out/manifest.json"),
+        r#"{"version": "55.0.0", "artifacts": {"AppStack": {"type": "aws:cloudformation:stack",
+            "environment": "aws://unknown-account/unknown-region",
+            "properties": {"templateFile": "AppStack.template.json"}, "displayName": "AppStack"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("fake-cdk-out/AppStack.template.json"),
+        r#"{"Resources": {}, "Outputs": {"Url": {"Value": "https://app.example"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(repo.join(".gitignore"), ".aphex/\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "app"]);
+    let sha = git(&repo, &["rev-parse", "HEAD"]);
+    (dir, repo, sha)
+}
+
+fn aphex(repo: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(args)
+        .current_dir(repo)
+        .env_remove("APHEX_SLACK_WEBHOOK_URL")
+        .output()
+        .expect("aphex runs")
+}
+
+fn only_record(repo: &Path) -> serde_json::Value {
+    let dir = repo.join(".aphex/runs/aphex");
+    let records: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap()
+}
+
+fn stage_names(record: &serde_json::Value) -> Vec<(String, String)> {
+    record["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn run_local_executes_every_stage_with_the_fake_deployer() {
+    let (_dir, repo, sha) = example_repo(CONFIG);
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("deployer: the fake deployer (records each request; deploys nothing to AWS)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains(" succeeded (commit "), "{stdout}");
+
+    let record = only_record(&repo);
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["commit"], sha.as_str());
+    assert_eq!(record["branch"], "main");
+    let ok = |n: &str| (n.to_owned(), "succeeded".to_owned());
+    assert_eq!(
+        stage_names(&record),
+        [
+            ok("validate"),
+            ok("build"),
+            ok("pipeline"),
+            ok("deploy-dev"),
+            ok("test-dev"),
+            ok("approve-prod"),
+            ok("deploy-prod")
+        ]
+    );
+    assert_eq!(record["stages"][3]["stacks"][0]["name"], "AppStack");
+    assert!(record["stages"][1]["artifactBytes"].as_u64().unwrap() > 0);
+
+    // Artifacts stored under the commit, with its metadata.
+    let art = repo.join(".aphex/artifacts/aphex").join(&sha);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(art.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["commitSha"], sha.as_str());
+    assert_eq!(meta["paths"], serde_json::json!(["dist"]));
+    assert!(art.join("artifacts.tar.zst").exists());
+
+    // Manifests applied to the directory cluster.
+    let wt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join(".aphex/cluster/argo/workflowtemplate/aphex.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(wt["kind"], "WorkflowTemplate");
+
+    // Logs per stage, outputs per environment, metrics.
+    let run_dir = repo
+        .join(".aphex/runs/aphex")
+        .join(record["id"].as_str().unwrap());
+    let test_log = std::fs::read_to_string(run_dir.join("logs/test-dev.log")).unwrap();
+    assert!(test_log.contains("exit 0"), "{test_log}");
+    let outputs = std::fs::read_to_string(run_dir.join("outputs/dev/outputs.json")).unwrap();
+    assert!(outputs.contains("https://app.example"), "{outputs}");
+    assert!(repo.join(".aphex/metrics.jsonl").exists());
+
+    // The checkout is gone after a successful run; history shows the run.
+    assert!(
+        !repo
+            .join(".aphex/work")
+            .join(record["id"].as_str().unwrap())
+            .exists()
+    );
+    let hist = aphex(&repo, &["history", "--limit", "5"]);
+    let listed = String::from_utf8_lossy(&hist.stdout);
+    assert!(hist.status.success());
+    assert!(
+        listed.contains(record["id"].as_str().unwrap()) && listed.contains("succeeded"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn manual_approval_without_a_terminal_needs_yes() {
+    let (_dir, repo, _) = example_repo(CONFIG);
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = only_record(&repo);
+    assert_eq!(record["status"], "failed");
+    let stages = stage_names(&record);
+    assert_eq!(stages[5], ("approve-prod".to_owned(), "failed".to_owned()));
+    assert_eq!(stages[6], ("deploy-prod".to_owned(), "skipped".to_owned()));
+    assert!(
+        record["stages"][5]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pass --yes to approve"),
+        "{record}"
+    );
+}
+
+#[test]
+fn a_failing_build_stops_the_run_and_skips_the_rest() {
+    let (_dir, repo, _) = example_repo(&CONFIG.replace(
+        "mkdir -p dist && echo \"built $APHEX_COMMIT_SHA\" > dist/app.txt",
+        "echo compiling; exit 4",
+    ));
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("build.commands[0]: `echo compiling; exit 4` exited with code 4"),
+        "{stdout}"
+    );
+    let record = only_record(&repo);
+    let stages = stage_names(&record);
+    assert_eq!(stages[1], ("build".to_owned(), "failed".to_owned()));
+    assert!(stages[2..].iter().all(|(_, s)| s == "skipped"), "{stages:?}");
+}
+
+#[test]
+fn run_without_local_or_with_a_short_sha_is_a_usage_error() {
+    let (_dir, repo, sha) = example_repo(CONFIG);
+    assert_eq!(aphex(&repo, &["run"]).status.code(), Some(2));
+    let out = aphex(
+        &repo,
+        &["run", "--local", "--deployer", "fake", "--commit", &sha[..8]],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a full commit SHA"));
+}
