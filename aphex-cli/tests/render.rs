@@ -300,3 +300,22 @@ fn webhook_signatures_are_verified() {
     );
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn plan_compare_shows_the_topology_diff() {
+    let dir = project();
+    let old = CONFIG.replace("    approval: manual\n", "");
+    std::fs::write(dir.path().join("old.yaml"), old).unwrap();
+    let o = aphex(dir.path(), &["plan", "--compare", "old.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "~ environment prod: approval: none -> manual\n+ stage approve-prod\n"
+    );
+    let o = aphex(
+        dir.path(),
+        &["plan", "--compare", "aphex-config.yaml", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["environmentsAdded"], serde_json::json!([]));
+}

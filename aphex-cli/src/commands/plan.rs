@@ -1,9 +1,9 @@
 //! `aphex plan`: the pipeline's stages, and per environment the stack order
 //! and waves, as text, Mermaid, Graphviz dot or JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use aphex_template::{Plan, plan_format};
+use aphex_template::{Plan, PlanDiff, plan_format};
 
 use super::render::load_config;
 use crate::exit::Exit;
@@ -33,21 +33,45 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Print what changed from this older config instead (environments and
+    /// stages added, removed or changed); text or json.
+    #[arg(long, value_name = "OLD")]
+    pub compare: Option<PathBuf>,
+}
+
+fn make_plan(path: &Path) -> Result<Plan, Exit> {
+    let config = load_config(path)?;
+    Plan::new(&config).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        Exit::Failure
+    })
 }
 
 /// Runs `aphex plan`.
 pub fn run(args: Args) -> Exit {
-    let config = match load_config(&args.path) {
-        Ok(c) => c,
+    let plan = match make_plan(&args.path) {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    let plan = match Plan::new(&config) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {}: {e}", args.path.display());
-            return Exit::Failure;
+    if let Some(old) = &args.compare {
+        let old = match make_plan(old) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        let diff = PlanDiff::between(&old, &plan);
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&diff).expect("diffs serialize")
+            ),
+            Format::Text => print!("{diff}"),
+            Format::Mermaid | Format::Dot => {
+                eprintln!("error: --compare prints text or json");
+                return Exit::Usage;
+            }
         }
-    };
+        return Exit::Ok;
+    }
     let out = match args.format {
         Format::Text => plan_format::to_text(&plan),
         Format::Mermaid => plan_format::to_mermaid(&plan),
