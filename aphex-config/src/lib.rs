@@ -17,6 +17,7 @@ pub mod model;
 mod rules;
 pub mod schema;
 pub mod secrets;
+mod starter;
 mod suggest;
 pub mod tree;
 
@@ -28,6 +29,7 @@ pub use graph::{GraphError, StackGraph};
 pub use model::*;
 pub use rules::KNOWN_REGIONS;
 pub use schema::{SCHEMA_URL, schema, schema_text};
+pub use starter::starter;
 
 /// The largest configuration file accepted. A 100-environment, 50-stack
 /// configuration is well under a megabyte; anything near this is not a

@@ -202,8 +202,9 @@ fn describe(
                 .and_then(Json::as_str)
                 .map(|d| format!(" ({})", first_sentence(d)))
                 .unwrap_or_default();
+            // The path names the missing field; its position is the parent's.
             vec![Described {
-                at: At::Value(path.clone()),
+                at: At::Value(missing),
                 message: format!("missing field `{name}` in {}", describe_path(path)),
                 help: Some(format!("add `{name}:`{desc}")),
             }]

@@ -100,7 +100,7 @@ fn cases() -> Vec<Case> {
             "version is required",
             "version: \"1.0\"\n",
             "",
-            ("", 1, 1, "missing field `version` in the document"),
+            ("version", 1, 1, "missing field `version` in the document"),
         ),
         case(
             "build commands not empty",
@@ -239,7 +239,7 @@ fn cases() -> Vec<Case> {
             "    account: \"123456789012\"\n",
             "",
             (
-                "environments[0]",
+                "environments[0].account",
                 5,
                 5,
                 "missing field `account` in `environments[0]`",
@@ -576,7 +576,7 @@ fn every_problem_in_one_run() {
         paths,
         [
             "version",
-            "environments[0]",
+            "environments[0].region",
             "environments[0].regoin",
             "environments[0].account",
             "environments[0].stacks[1].dependsOn[0]"

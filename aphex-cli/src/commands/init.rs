@@ -1,13 +1,59 @@
-//! `aphex init`.
+//! `aphex init [PATH] [--force]`: writes the commented starter configuration
+//! (its first line points editors at the schema); never overwrites a file
+//! unless told to.
+
+use std::io::Write as _;
+use std::path::PathBuf;
 
 use crate::exit::Exit;
 
 /// Arguments of `aphex init`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+    aphex init\n  \
+    aphex init infra/aphex-config.yaml\n  \
+    aphex init --force    # replace an existing file")]
+pub struct Args {
+    /// Where to write the configuration.
+    #[arg(default_value = "aphex-config.yaml")]
+    pub path: PathBuf,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// Runs `aphex init`.
-pub fn run(_args: Args) -> Exit {
-    eprintln!("aphex init: not implemented yet");
-    Exit::Usage
+pub fn run(args: Args) -> Exit {
+    let path = &args.path;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if args.force {
+        options.create(true).truncate(true);
+    } else {
+        // create_new: the check and the creation are one step, so a file
+        // appearing in between is never clobbered.
+        options.create_new(true);
+    }
+    let result = options
+        .open(path)
+        .and_then(|mut f| f.write_all(aphex_config::starter().as_bytes()));
+    match result {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            println!(
+                "next: set your account IDs, regions and stacks, then run `aphex validate {}`",
+                path.display()
+            );
+            Exit::Ok
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("error: {} already exists", path.display());
+            eprintln!("  help: pass --force to overwrite it, or choose another path");
+            Exit::Usage
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            Exit::Usage
+        }
+    }
 }

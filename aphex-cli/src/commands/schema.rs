@@ -1,13 +1,17 @@
-//! `aphex schema`.
+//! `aphex schema`: prints the JSON Schema of `aphex-config.yaml` (the same
+//! bytes as the committed `aphex-config.schema.json`).
 
 use crate::exit::Exit;
 
 /// Arguments of `aphex schema`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    aphex schema > aphex-config.schema.json\n  \
+    aphex schema | jq '.properties | keys'")]
 pub struct Args {}
 
 /// Runs `aphex schema`.
 pub fn run(_args: Args) -> Exit {
-    eprintln!("aphex schema: not implemented yet");
-    Exit::Usage
+    print!("{}", aphex_config::schema_text());
+    Exit::Ok
 }

@@ -1,13 +1,113 @@
-//! `aphex validate`.
+//! `aphex validate [PATH] [--format human|json]`: loads the configuration and
+//! reports every problem, rustc-style or as JSON. Exit 0 valid, 1 invalid,
+//! 2 usage or IO error.
+
+use std::path::{Path, PathBuf};
+
+use aphex_config::Config;
 
 use crate::exit::Exit;
 
+/// Output formats of `aphex validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// rustc-like diagnostics on stderr (source line, caret, help).
+    Human,
+    /// `{"errors": [...]}` on stdout (empty list when valid).
+    Json,
+}
+
 /// Arguments of `aphex validate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+    aphex validate\n  \
+    aphex validate path/to/aphex-config.yaml\n  \
+    aphex validate --format json | jq '.errors[].path'\n\n\
+    Exit status: 0 valid, 1 invalid, 2 usage or IO error (e.g. missing file).")]
+pub struct Args {
+    /// The configuration file.
+    #[arg(default_value = "aphex-config.yaml")]
+    pub path: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// What loading a file gave: the config, or the diagnostics and the text
+/// they point into.
+enum Outcome {
+    Valid(Box<Config>),
+    Invalid(Vec<aphex_config::Diagnostic>, String),
+}
+
+fn load(path: &Path) -> Result<Outcome, Exit> {
+    let bytes = aphex_config::read_file(path).map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!("  help: pass the path of an aphex-config.yaml, or create one with `aphex init`");
+        Exit::Usage
+    })?;
+    let name = path.display().to_string();
+    Ok(match aphex_config::load_bytes(&name, &bytes) {
+        Ok(config) => Outcome::Valid(Box::new(config)),
+        Err(diags) => Outcome::Invalid(diags, String::from_utf8_lossy(&bytes).into_owned()),
+    })
+}
+
+fn print_human(diags: &[aphex_config::Diagnostic], source: &str, path: &Path) {
+    eprint!("{}", aphex_config::render(diags, source));
+    let n = diags.len();
+    eprintln!(
+        "error: {} is invalid: {n} problem{}",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+/// Loads and validates `path` for commands that need a valid config:
+/// prints the diagnostics rustc-style and returns the exit code on failure.
+#[allow(dead_code)]
+pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
+    match load(path)? {
+        Outcome::Valid(config) => Ok(*config),
+        Outcome::Invalid(diags, source) => {
+            print_human(&diags, &source, path);
+            Err(Exit::Failure)
+        }
+    }
+}
 
 /// Runs `aphex validate`.
-pub fn run(_args: Args) -> Exit {
-    eprintln!("aphex validate: not implemented yet");
-    Exit::Usage
+pub fn run(args: Args) -> Exit {
+    let outcome = match load(&args.path) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    match (args.format, outcome) {
+        (Format::Json, outcome) => {
+            let (diags, code) = match outcome {
+                Outcome::Valid(_) => (Vec::new(), Exit::Ok),
+                Outcome::Invalid(d, _) => (d, Exit::Failure),
+            };
+            let mut s =
+                serde_json::to_string_pretty(&aphex_config::to_json(&diags)).expect("JSON values serialize");
+            s.push('\n');
+            print!("{s}");
+            code
+        }
+        (Format::Human, Outcome::Valid(config)) => {
+            let stacks: usize = config.environments.iter().map(|e| e.stacks.len()).sum();
+            println!(
+                "{} is valid: {} environment{}, {stacks} stack{}",
+                args.path.display(),
+                config.environments.len(),
+                if config.environments.len() == 1 { "" } else { "s" },
+                if stacks == 1 { "" } else { "s" },
+            );
+            Exit::Ok
+        }
+        (Format::Human, Outcome::Invalid(diags, source)) => {
+            print_human(&diags, &source, &args.path);
+            Exit::Failure
+        }
+    }
 }

@@ -1,0 +1,188 @@
+//! The `aphex` binary end to end: validate, schema, init (exit codes,
+//! output formats, help). Each test gets a fresh temporary directory.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn aphex(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the aphex binary runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn seed() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/seed/aphex-config.yaml"
+    ))
+    .unwrap()
+}
+
+const INVALID: &str = r#"version: "1.0"
+build:
+  commands: []
+environments:
+  - name: Dev
+    regoin: us-east-1
+    account: 123456789012
+    stacks:
+      - { name: A, path: lib/a.ts, dependsOn: [B] }
+      - { name: B, path: lib/b.ts, dependsOn: [A] }
+"#;
+
+#[test]
+fn validate_accepts_the_seed_example() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aphex-config.yaml"), seed()).unwrap();
+    let o = aphex(dir.path(), &["validate"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "aphex-config.yaml is valid: 3 environments, 3 stacks\n"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_like_rustc() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aphex-config.yaml"), INVALID).unwrap();
+    let o = aphex(dir.path(), &["validate"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(text(&o.stderr));
+}
+
+#[test]
+fn validate_json_lists_errors_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), INVALID).unwrap();
+    let o = aphex(dir.path(), &["validate", "c.yaml", "--format", "json"]);
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    let errors = v["errors"].as_array().unwrap();
+    let account = errors
+        .iter()
+        .find(|e| e["path"] == "environments[0].account")
+        .expect("the account error");
+    assert_eq!(account["file"], "c.yaml");
+    assert_eq!(account["line"], 7);
+    assert_eq!(account["column"], 14);
+    assert!(account["message"].as_str().unwrap().contains("YAML number"));
+    assert!(account["help"].as_str().unwrap().contains("quote it"));
+    assert_eq!(errors.len(), 6, "{v:#}");
+
+    std::fs::write(dir.path().join("ok.yaml"), seed()).unwrap();
+    let o = aphex(dir.path(), &["validate", "ok.yaml", "--format", "json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(),
+        serde_json::json!({"errors": []})
+    );
+}
+
+#[test]
+fn validate_never_prints_a_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+    let src = seed().replace(
+        "npm run build",
+        &format!("curl -u x:{secret} https://api.github.com"),
+    );
+    std::fs::write(dir.path().join("aphex-config.yaml"), src).unwrap();
+    for format in ["human", "json"] {
+        let o = aphex(dir.path(), &["validate", "--format", format]);
+        assert_eq!(code(&o), 1);
+        let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        assert!(all.contains("a GitHub token"), "{all}");
+        assert!(!all.contains(secret), "{all}");
+    }
+}
+
+#[test]
+fn validate_exit_2_on_missing_file_or_bad_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = aphex(dir.path(), &["validate"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("cannot read aphex-config.yaml"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(code(&aphex(dir.path(), &["validate", "--format", "xml"])), 2);
+    assert_eq!(code(&aphex(dir.path(), &["validate", "a.yaml", "b.yaml"])), 2);
+}
+
+#[test]
+fn validate_rejects_binary_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aphex-config.yaml"), b"\x7fELF\x02\x01\x01\0\0\0").unwrap();
+    let o = aphex(dir.path(), &["validate"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o.stderr).contains("NUL byte"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = aphex(dir.path(), &["schema"]);
+    assert_eq!(code(&o), 0);
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../aphex-config.schema.json"
+    ))
+    .unwrap();
+    assert_eq!(text(&o.stdout), committed);
+}
+
+#[test]
+fn init_writes_a_valid_starter_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = aphex(dir.path(), &["init"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let written = std::fs::read_to_string(dir.path().join("aphex-config.yaml")).unwrap();
+    assert!(written.starts_with("# yaml-language-server: $schema="));
+    assert_eq!(code(&aphex(dir.path(), &["validate"])), 0);
+
+    std::fs::write(dir.path().join("aphex-config.yaml"), "mine").unwrap();
+    let o = aphex(dir.path(), &["init"]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("aphex-config.yaml")).unwrap(),
+        "mine"
+    );
+
+    assert_eq!(code(&aphex(dir.path(), &["init", "--force"])), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("aphex-config.yaml")).unwrap(),
+        written
+    );
+
+    std::fs::create_dir(dir.path().join("infra")).unwrap();
+    assert_eq!(code(&aphex(dir.path(), &["init", "infra/aphex.yaml"])), 0);
+    assert_eq!(code(&aphex(dir.path(), &["validate", "infra/aphex.yaml"])), 0);
+}
+
+#[test]
+fn every_command_has_an_example_in_its_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["validate", "schema", "init"] {
+        let o = aphex(dir.path(), &[cmd, "--help"]);
+        assert_eq!(code(&o), 0);
+        let help = text(&o.stdout);
+        assert!(
+            help.contains("Examples:") && help.contains(&format!("aphex {cmd}")),
+            "{cmd}: {help}"
+        );
+    }
+}
