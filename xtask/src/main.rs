@@ -107,6 +107,9 @@ fn test() -> Result<()> {
     // packages (tests/cdk-apps shares them through NODE_PATH).
     npm::ensure(&root())?;
     cargo(&["test", "--workspace", "--all-targets", "--no-run"])?;
+    // The reader's fixtures must be what `cdk synth` writes today (runs while
+    // the emulator finishes booting).
+    fixtures::run(true)?;
     emulator
         .wait_healthy()
         .context("starting the local AWS emulator the tests need")?;
