@@ -145,7 +145,7 @@ pub(crate) async fn deploy(
             ))
         })?;
 
-    let stack = wait_for_stack(cfn, name, &mut tail, progress, options)
+    let stack = wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options)
         .await
         .map_err(fail)?;
     let Some(stack) = stack else {
@@ -212,7 +212,7 @@ async fn settle(
             );
             let id = stack.stack_id().unwrap_or(name);
             let mut tail = EventTail::start_at(cfn, name, id).await.map_err(fail)?;
-            wait_for_stack(cfn, name, &mut tail, progress, options)
+            wait_for_stack(cfn, name, &mut tail, Operation::Running, progress, options)
                 .await
                 .map_err(fail)?;
             continue;
@@ -254,7 +254,7 @@ async fn recreate_from_rollback(
                 sdk_error_text(&err)
             )
         })?;
-        match wait_for_stack(cfn, name, &mut tail, progress, options).await? {
+        match wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options).await? {
             None => return Ok(None),
             Some(after) => {
                 last = format!(
@@ -275,12 +275,24 @@ async fn recreate_from_rollback(
     ))
 }
 
+/// What [`wait_for_stack`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// One found in progress.
+    Running,
+    /// One just requested (execute, delete): until the stack's own
+    /// `*_IN_PROGRESS` event shows it began, the status may still be the
+    /// one from before, which must not be taken as the result.
+    Requested,
+}
+
 /// Polls until the stack is no longer in progress (or is gone), streaming
 /// events; fails after the wait bound.
 async fn wait_for_stack(
     cfn: &Client,
     name: &str,
     tail: &mut EventTail,
+    operation: Operation,
     progress: &dyn DeployProgress,
     options: &DeployOptions,
 ) -> Result<Option<Stack>, String> {
@@ -293,18 +305,20 @@ async fn wait_for_stack(
         if tail.poll(cfn, progress).await? > 0 {
             backoff.reset();
         }
-        match stack {
-            Some(stack) if is_in_progress(status_of(&stack)) => {
-                if started.elapsed() > options.wait_timeout {
-                    return Err(format!(
-                        "still {} after {} s; wait for the operation to finish (or cancel it in the CloudFormation console) and deploy again",
-                        status_of(&stack),
-                        options.wait_timeout.as_secs()
-                    ));
-                }
-            }
-            Some(stack) if status_of(&stack) == "DELETE_COMPLETE" => return Ok(None),
-            other => return Ok(other),
+        let begun = operation == Operation::Running || tail.saw_stack_operation_begin();
+        let Some(stack) = stack else { return Ok(None) };
+        let status = status_of(&stack);
+        if status == "DELETE_COMPLETE" {
+            return Ok(None);
+        }
+        if !is_in_progress(status) && begun {
+            return Ok(Some(stack));
+        }
+        if started.elapsed() > options.wait_timeout {
+            return Err(format!(
+                "still {status} after {} s; wait for the operation to finish (or cancel it in the CloudFormation console) and deploy again",
+                options.wait_timeout.as_secs()
+            ));
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }

@@ -125,6 +125,14 @@ impl EventTail {
         Ok(count)
     }
 
+    /// Whether the stack's own `*_IN_PROGRESS` event has been seen: the
+    /// operation requested has begun.
+    pub(crate) fn saw_stack_operation_begin(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| is_stack_itself(e) && e.status.ends_with("_IN_PROGRESS"))
+    }
+
     /// Every event reported so far, oldest first.
     pub(crate) fn events(&self) -> &[StackEvent] {
         &self.events
