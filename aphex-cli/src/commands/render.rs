@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aphex_config::{Config, Diagnostic};
+use aphex_config::Config;
 use aphex_template::{RenderOptions, render};
 
 use crate::exit::Exit;
@@ -30,21 +30,6 @@ pub struct Args {
     pub role_arn: Option<String>,
 }
 
-/// Prints diagnostics as `file:line:column: error: message` with an indented help line.
-fn print_diagnostics(diagnostics: &[Diagnostic]) {
-    for d in diagnostics {
-        let at = if d.path.is_empty() {
-            String::new()
-        } else {
-            format!(" (at {})", d.path)
-        };
-        eprintln!("{}:{}:{}: error: {}{at}", d.file, d.line, d.column, d.message);
-        if let Some(help) = &d.help {
-            eprintln!("  help: {help}");
-        }
-    }
-}
-
 /// Reads and validates a config; on failure prints why and returns the exit code.
 pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
     let source = std::fs::read_to_string(path).map_err(|e| {
@@ -52,7 +37,8 @@ pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
         Exit::Usage
     })?;
     aphex_config::load_str(&path.display().to_string(), &source).map_err(|diagnostics| {
-        print_diagnostics(&diagnostics);
+        // The same rustc-like rendering as `aphex validate` (credentials masked).
+        eprint!("{}", aphex_config::render(&diagnostics, &source));
         eprintln!(
             "error: {} is invalid ({} problem(s))",
             path.display(),
