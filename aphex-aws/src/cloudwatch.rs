@@ -22,6 +22,7 @@ pub const BATCH_SIZE: usize = 500;
 pub struct CloudWatchMetrics {
     client: aws_sdk_cloudwatch::Client,
     namespace: String,
+    batch_size: usize,
 }
 
 impl CloudWatchMetrics {
@@ -30,7 +31,14 @@ impl CloudWatchMetrics {
         CloudWatchMetrics {
             client: aws_sdk_cloudwatch::Client::new(config),
             namespace: NAMESPACE.to_owned(),
+            batch_size: BATCH_SIZE,
         }
+    }
+
+    /// Sends at most `size` data points per call (at least 1, at most CloudWatch's 1,000).
+    pub fn with_batch_size(mut self, size: usize) -> Self {
+        self.batch_size = size.clamp(1, 1_000);
+        self
     }
 
     /// The namespace written to.
@@ -43,7 +51,7 @@ impl CloudWatchMetrics {
 impl MetricsSink for CloudWatchMetrics {
     async fn emit(&self, metrics: &[Metric]) -> Result<(), PortError> {
         let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
-        for batch in metrics.chunks(BATCH_SIZE) {
+        for batch in metrics.chunks(self.batch_size) {
             let data: Vec<MetricDatum> = batch.iter().map(|m| datum(m, now)).collect();
             self.client
                 .put_metric_data()

@@ -483,6 +483,35 @@ impl RunRecorder for S3RunRecorder {
     }
 }
 
+/// A `--store` value that is not `s3://BUCKET`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{url}` is not an S3 store: expected `s3://BUCKET` (a bucket name of 3-63 lowercase letters, \
+     digits, dots and dashes, without a key)"
+)]
+pub struct StoreUrlError {
+    /// What was given.
+    pub url: String,
+}
+
+/// The bucket of a `--store s3://BUCKET` value (a trailing `/` is allowed).
+pub fn parse_store_url(url: &str) -> Result<String, StoreUrlError> {
+    let error = || StoreUrlError { url: url.to_owned() };
+    let bucket = url.strip_prefix("s3://").ok_or_else(error)?;
+    let bucket = bucket.strip_suffix('/').unwrap_or(bucket);
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.as_bytes()[0].is_ascii_alphanumeric()
+        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric();
+    if valid {
+        Ok(bucket.to_owned())
+    } else {
+        Err(error())
+    }
+}
+
 /// `key=value&...` with both sides percent-encoded, as S3's `Tagging` wants.
 fn tag_set(tags: &[(&str, &str)]) -> String {
     tags.iter()
@@ -556,6 +585,23 @@ mod tests {
         let newer = S3RunRecorder::run_key(&run("r2", "2026-01-01T00:00:00.001Z"));
         assert!(newer < older, "{newer} should sort before {older}");
         assert!(older.starts_with("shop/runs/") && older.ends_with("_r1.json"));
+    }
+
+    #[test]
+    fn store_urls_name_a_bucket() {
+        assert_eq!(parse_store_url("s3://my-artifacts").unwrap(), "my-artifacts");
+        assert_eq!(parse_store_url("s3://my.artifacts/").unwrap(), "my.artifacts");
+        for bad in [
+            "my-artifacts",
+            "s3://",
+            "s3://ab",
+            "s3://Bucket",
+            "s3://bucket/key",
+            "s3://-bucket",
+        ] {
+            let err = parse_store_url(bad).expect_err(bad);
+            assert!(err.to_string().contains("s3://BUCKET"), "{err}");
+        }
     }
 
     #[test]
