@@ -587,6 +587,26 @@ mod tests {
         assert!(older.starts_with("shop/runs/") && older.ends_with("_r1.json"));
     }
 
+    fn rfc3339(millis: i64) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap();
+        t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        // Property: of two runs, the one that started later (to the millisecond)
+        // has the smaller key, so S3's lexicographic listing is newest first.
+        #[test]
+        fn later_runs_sort_first(a in 0i64..8_000_000_000_000, b in 0i64..8_000_000_000_000) {
+            let (ka, kb) = (S3RunRecorder::run_key(&run("ra", &rfc3339(a))), S3RunRecorder::run_key(&run("rb", &rfc3339(b))));
+            if a > b {
+                proptest::prop_assert!(ka < kb, "{} < {}", ka, kb);
+            } else if a < b {
+                proptest::prop_assert!(kb < ka, "{} < {}", kb, ka);
+            }
+        }
+    }
+
     #[test]
     fn store_urls_name_a_bucket() {
         assert_eq!(parse_store_url("s3://my-artifacts").unwrap(), "my-artifacts");
