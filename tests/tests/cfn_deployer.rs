@@ -803,3 +803,35 @@ async fn a_stack_synthesized_for_another_account_is_refused_before_anything_depl
     );
     assert_eq!(stack_status(&emulator().aws_config().await, &name).await, None);
 }
+
+#[tokio::test]
+async fn a_stack_busy_past_the_wait_bound_fails_saying_so() {
+    let name = unique_name("aphex-cfn-bound");
+    let config = emulator().aws_config().await;
+    aws_sdk_cloudformation::Client::new(&config)
+        .create_stack()
+        .stack_name(&name)
+        .template_body(slow_template(40).to_string())
+        .send()
+        .await
+        .expect("start a create");
+    // No patience at all: the first poll that still sees the create running gives up.
+    let impatient = CloudFormationDeployer::new(config.clone()).with_options(DeployOptions {
+        wait_timeout: Duration::ZERO,
+        ..options()
+    });
+    let fx = fixture(&name, &parameter_template("after", &format!("{name}-Export")));
+    let err = deploy(
+        &impatient,
+        &environment(DEFAULT_ACCOUNT, None),
+        &fx,
+        &Recorder::default(),
+    )
+    .await
+    .expect_err("the bound is zero");
+    assert_eq!(err.stack, name);
+    assert!(
+        err.message.contains("still CREATE_IN_PROGRESS after 0 s"),
+        "{err}"
+    );
+}

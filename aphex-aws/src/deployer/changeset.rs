@@ -227,11 +227,30 @@ async fn settle(
                 .await
                 .map_err(fail);
         }
+        if let Some(fix) = stuck_fix(status, name) {
+            let reason = stack.stack_status_reason().unwrap_or("no reason given");
+            return Err(fail(format!(
+                "the stack is in {status} ({reason}) and CloudFormation cannot change it; {fix}"
+            )));
+        }
         return Ok(Some(stack));
     }
     Err(fail(
         "the stack kept changing state while Aphex waited for it to settle".to_owned(),
     ))
+}
+
+/// How to free a stack stuck in a state no change set can start from.
+fn stuck_fix(status: &str, name: &str) -> Option<String> {
+    match status {
+        "UPDATE_ROLLBACK_FAILED" => Some(format!(
+            "continue the rollback (`aws cloudformation continue-update-rollback --stack-name {name}`, skipping the resources that cannot roll back) and deploy again"
+        )),
+        "ROLLBACK_FAILED" | "DELETE_FAILED" => Some(format!(
+            "delete it (`aws cloudformation delete-stack --stack-name {name}`, retaining the resources that fail to delete) and deploy again"
+        )),
+        _ => None,
+    }
 }
 
 /// Deletes a stack whose first create rolled back (it holds nothing worth
@@ -458,6 +477,26 @@ mod tests {
         assert!(is_in_progress("ROLLBACK_IN_PROGRESS"));
         assert!(!is_in_progress("REVIEW_IN_PROGRESS"));
         assert!(!is_in_progress("UPDATE_ROLLBACK_COMPLETE"));
+    }
+
+    #[test]
+    fn stuck_stacks_get_a_way_out_and_others_none() {
+        let fix = stuck_fix("UPDATE_ROLLBACK_FAILED", "App").unwrap();
+        assert!(fix.contains("continue-update-rollback --stack-name App"), "{fix}");
+        assert!(
+            stuck_fix("DELETE_FAILED", "App")
+                .unwrap()
+                .contains("delete-stack --stack-name App")
+        );
+        assert!(stuck_fix("ROLLBACK_FAILED", "App").is_some());
+        for fine in [
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "REVIEW_IN_PROGRESS",
+        ] {
+            assert_eq!(stuck_fix(fine, "App"), None, "{fine}");
+        }
     }
 
     #[test]
