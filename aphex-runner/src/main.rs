@@ -1,7 +1,354 @@
 //! `aphex-runner`: runs one pipeline stage inside a workflow pod, wiring the
-//! stages of `aphex-stages` to the AWS adapters. Holds no stage logic itself.
+//! stages of `aphex-stages` to the AWS adapters (or, with `--state-dir`, to
+//! the local ones). Holds no stage logic itself: the flow around a stage is
+//! `aphex_stages::single`. Exit codes are documented in docs/stages.md.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aphex_config::Config;
+use aphex_stages::context::{Ports, RunInfo, StageContext};
+use aphex_stages::local::{
+    DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
+};
+use aphex_stages::ports::{CredentialChecker, ManifestApplier, Notifier, PortError, StackDeployer};
+use aphex_stages::process::{Cancel, Exec};
+use aphex_stages::record::Status;
+use aphex_stages::redact::Redactor;
+use aphex_stages::report::{Reporter, TracingReporter};
+use aphex_stages::single::{self, RunnerStage};
+use aphex_stages::stages::StageError;
+use clap::{Parser, ValueEnum};
+
+/// Exit codes (docs/stages.md).
+mod exit {
+    pub const OK: i32 = 0;
+    pub const STAGE_FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const SETUP: i32 = 3;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    Validate,
+    Build,
+    Pipeline,
+    Deploy,
+    Test,
+    Synth,
+    Finalize,
+}
+
+impl From<Stage> for RunnerStage {
+    fn from(s: Stage) -> Self {
+        match s {
+            Stage::Validate => RunnerStage::Validate,
+            Stage::Build => RunnerStage::Build,
+            Stage::Pipeline => RunnerStage::Pipeline,
+            Stage::Deploy => RunnerStage::Deploy,
+            Stage::Test => RunnerStage::Test,
+            Stage::Synth => RunnerStage::Synth,
+            Stage::Finalize => RunnerStage::Finalize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeployerKind {
+    /// CloudFormation, with the pod's AWS credentials.
+    Cloudformation,
+    /// Records requests, deploys nothing (tests).
+    Fake,
+}
+
+/// Runs one stage of an Aphex pipeline at one commit.
+#[derive(Debug, Parser)]
+#[command(name = "aphex-runner", version, about)]
+struct Args {
+    /// The stage to run.
+    #[arg(value_enum)]
+    stage: Stage,
+    /// Environment of deploy, test and synth (an empty value means none).
+    #[arg(long, env = "APHEX_ENV")]
+    env: Option<String>,
+    /// Full 40-hex commit SHA.
+    #[arg(long, env = "APHEX_COMMIT_SHA")]
+    commit_sha: String,
+    /// Repository to check out (URL or path).
+    #[arg(long, env = "APHEX_REPO_URL")]
+    repo_url: String,
+    /// Branch of the run.
+    #[arg(long, env = "APHEX_BRANCH")]
+    branch: Option<String>,
+    /// Run id (the Argo workflow name).
+    #[arg(long, env = "APHEX_WORKFLOW_ID")]
+    workflow_id: String,
+    /// Config file, relative to the repository root.
+    #[arg(long, env = "APHEX_CONFIG_FILE", default_value = "aphex-config.yaml")]
+    config: String,
+    /// Where checkouts and scratch files go.
+    #[arg(long, env = "APHEX_WORK_DIR", default_value = "/tmp/aphex/work")]
+    work_dir: PathBuf,
+    /// Where Argo output-parameter files go.
+    #[arg(long, env = "APHEX_OUTPUTS_DIR", default_value = "/tmp/aphex/outputs")]
+    outputs_dir: PathBuf,
+    /// Use the local adapters in this directory instead of AWS (tests, dry runs).
+    #[arg(long, env = "APHEX_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The stack deployer.
+    #[arg(long, env = "APHEX_DEPLOYER", value_enum, default_value_t = DeployerKind::Cloudformation)]
+    deployer: DeployerKind,
+}
+
+/// Stands in for the Kubernetes applier until `aphex-k8s` has one: fails
+/// clearly instead of pretending manifests were applied.
+struct UnwiredApplier;
+
+#[async_trait::async_trait]
+impl ManifestApplier for UnwiredApplier {
+    fn describe(&self) -> String {
+        "no Kubernetes applier (not wired in this aphex-runner build)".to_owned()
+    }
+    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, PortError> {
+        Err(unwired())
+    }
+    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), PortError> {
+        Err(unwired())
+    }
+}
+
+fn unwired() -> PortError {
+    PortError::Other {
+        context: "applying manifests".to_owned(),
+        source: "this aphex-runner has no Kubernetes applier yet; apply `aphex render` output with kubectl"
+            .into(),
+    }
+}
+
+fn notifier(redactor: &Redactor) -> Arc<dyn Notifier> {
+    match std::env::var("APHEX_SLACK_WEBHOOK_URL") {
+        Ok(url) if !url.is_empty() => Arc::new(WebhookNotifier::new(url, redactor.clone())),
+        _ => Arc::new(NoopNotifier),
+    }
+}
+
+async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> anyhow::Result<Ports> {
+    let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
+        match args.deployer {
+            DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
+            DeployerKind::Cloudformation => {
+                let base = aphex_aws::client::load().await;
+                (
+                    Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
+                    Some(Arc::new(aphex_aws::sts::StsCredentialChecker::new(base))),
+                )
+            }
+        };
+    if let Some(state) = &args.state_dir {
+        return Ok(Ports {
+            artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
+            runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
+            deployer,
+            applier: Arc::new(DirCluster::new(state.join("cluster"))),
+            metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
+            notifier: notifier(redactor),
+            credentials,
+        });
+    }
+    let bucket = config
+        .and_then(|c| c.settings().artifacts.as_ref().and_then(|a| a.bucket.clone()))
+        .or_else(|| std::env::var("APHEX_ARTIFACT_BUCKET").ok().filter(|b| !b.is_empty()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no artifact bucket: set pipeline.artifacts.bucket in the config or APHEX_ARTIFACT_BUCKET (the pipeline stack's ArtifactBucketName output)"
+            )
+        })?;
+    let base = aphex_aws::client::load().await;
+    Ok(Ports {
+        artifacts: Arc::new(aphex_aws::s3::S3ArtifactStore::new(&base, &bucket)),
+        runs: Arc::new(aphex_aws::s3::S3RunRecorder::new(&base, &bucket)),
+        deployer,
+        applier: Arc::new(UnwiredApplier),
+        metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
+        notifier: notifier(redactor),
+        credentials,
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APHEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    if std::io::stdout().is_terminal() {
+        builder.init();
+    } else {
+        // Pods: one JSON object per line, for log collectors.
+        builder.json().flatten_event(true).with_current_span(false).init();
+    }
+}
+
+fn cancel_on_signals(cancel: Cancel) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("signal received: stopping the running command");
+        cancel.cancel();
+    });
+}
+
+fn fresh_work_dir(base: &Path, stage: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    base.join(format!("{stage}-{}-{nanos}", std::process::id()))
+}
+
+async fn run(args: Args) -> i32 {
+    let stage = RunnerStage::from(args.stage);
+    let env = args.env.clone().filter(|e| !e.is_empty());
+    if stage.needs_env() && env.is_none() {
+        eprintln!("error: `aphex-runner {:?}` needs --env NAME", args.stage);
+        return exit::USAGE;
+    }
+    if let Err(e) = aphex_stages::workspace::check_sha(&args.commit_sha) {
+        eprintln!("error: --commit-sha {e}");
+        return exit::USAGE;
+    }
+    let redactor = Redactor::from_env();
+    let cancel = Cancel::new();
+    cancel_on_signals(cancel.clone());
+    let name = stage.record_name(env.as_deref());
+    let work = fresh_work_dir(&args.work_dir, &name);
+    let started = aphex_stages::time::now_rfc3339();
+    tracing::info!(stage = %name, commit = %args.commit_sha, "checking out {}", redactor.redact(&args.repo_url));
+    let prepared = single::prepare(&args.repo_url, &args.commit_sha, &work, &args.config).await;
+    let (checkout, config) = match prepared {
+        Ok((checkout, config)) => (Some(checkout), config),
+        Err(e) => (None, Err(vec![e.to_string()])),
+    };
+    let pipeline = std::env::var("APHEX_PIPELINE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .or_else(|| config.as_ref().ok().map(|c| c.pipeline_name().to_owned()))
+        .unwrap_or_else(|| "aphex".to_owned());
+    let run_info = RunInfo {
+        id: args.workflow_id.clone(),
+        pipeline,
+        commit: args.commit_sha.to_ascii_lowercase(),
+        branch: args.branch.clone().filter(|b| !b.is_empty()),
+        repo: args.repo_url.clone(),
+    };
+    let ports = match ports(&args, config.as_ref().ok(), &redactor).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{}", redactor.redact(&format!("{e:#}")));
+            return exit::SETUP;
+        }
+    };
+    tracing::info!("deployer: {}", ports.deployer.describe());
+    let reporter: Arc<dyn Reporter> = Arc::new(TracingReporter);
+
+    if stage == RunnerStage::Finalize {
+        let only_on_failure = config
+            .as_ref()
+            .map(|c| c.settings().notify_only_on_failure())
+            .unwrap_or(false);
+        let status = std::env::var("APHEX_WORKFLOW_STATUS").ok();
+        return match single::finalize_run(
+            &ports,
+            &*reporter,
+            &redactor,
+            &run_info,
+            status.as_deref(),
+            only_on_failure,
+        )
+        .await
+        {
+            Ok(record) => {
+                tracing::info!(status = ?record.status, "run {} recorded", record.id);
+                exit::OK
+            }
+            Err(e) => {
+                tracing::error!("finalize failed: {}", redactor.redact(&e.to_string()));
+                exit::STAGE_FAILED
+            }
+        };
+    }
+
+    let result = match (checkout, config) {
+        (Some(checkout), Ok(config)) => {
+            let ctx = StageContext {
+                run: run_info.clone(),
+                config,
+                config_file: args.config.clone(),
+                checkout,
+                work: work.join("scratch"),
+                logs: work.join("logs"),
+                ports: ports.clone(),
+                exec: Exec {
+                    reporter: reporter.clone(),
+                    redactor: redactor.clone(),
+                    cancel: cancel.clone(),
+                },
+            };
+            let stack_outputs = std::env::var("APHEX_STACK_OUTPUTS").ok();
+            single::run_stage(
+                &ctx,
+                stage,
+                env.as_deref(),
+                &args.outputs_dir,
+                stack_outputs.as_deref(),
+            )
+            .await
+        }
+        (_, Err(problems)) => Err(StageError::Invalid(problems)),
+        (None, Ok(_)) => Err(StageError::Failed("the checkout failed".to_owned())),
+    };
+    let record = single::stage_record(&name, started, &result, &redactor);
+    let status = record.status;
+    if let Err(e) = single::record_stage(&ports, &run_info, record).await {
+        tracing::warn!("{}", redactor.redact(&e.to_string()));
+    }
+    match result {
+        Ok(_) => {
+            tracing::info!(stage = %name, "stage succeeded");
+            exit::OK
+        }
+        Err(e) => {
+            tracing::error!(stage = %name, "stage failed: {}", redactor.redact(&e.to_string()));
+            if status == Status::Interrupted {
+                exit::INTERRUPTED
+            } else {
+                exit::STAGE_FAILED
+            }
+        }
+    }
+}
 
 fn main() {
-    eprintln!("aphex-runner: no stages are wired yet");
-    std::process::exit(2);
+    let args = Args::parse();
+    init_logging();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(exit::SETUP);
+        }
+    };
+    let code = rt.block_on(run(args));
+    std::process::exit(code);
 }

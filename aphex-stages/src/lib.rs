@@ -15,6 +15,7 @@ pub mod local;
 pub mod ports;
 pub mod process;
 pub mod record;
+pub mod single;
 pub mod redact;
 pub mod report;
 pub mod stages;

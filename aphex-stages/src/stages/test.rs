@@ -1,4 +1,5 @@
-//! The test stage of one environment: the test commands in order, with the
+//! The test stage of one environment: the build artifacts restored (as in
+//! deploy), then the test commands in order, with the
 //! stack outputs in their environment (`APHEX_OUTPUTS_JSON`, the path of the
 //! outputs document, and `APHEX_OUTPUT_<STACK>_<KEY>` per output), stopping
 //! at the first failure.
@@ -53,6 +54,9 @@ pub async fn run(
         .iter()
         .position(|e| e.name == env.name)
         .unwrap_or_default();
+    // A test pod starts from a fresh checkout too: tests often need what the
+    // build produced (compiled test code, bundles).
+    super::deploy::restore_artifacts(ctx, &stage).await?;
     let outputs = read_outputs(outputs_file)?;
     let mut vars = env_vars(ctx, env);
     vars.extend(output_vars(outputs_file, &outputs));

@@ -1,0 +1,229 @@
+//! One stage in one pod: what `aphex-runner <stage>` does around a stage.
+//! Check out the commit into a fresh directory, load its config, run the
+//! stage, pass stack outputs through files (Argo output parameters), and
+//! add the stage to the run record so `finalize` (the workflow's exit
+//! handler, in another pod) can close it.
+//!
+//! Concurrent stages of one run (the `synth-<env>` tasks of `validate-pr`)
+//! update the record read-modify-write; a store without conditional writes
+//! may then keep only one of them. The stage logs remain in the pod logs.
+
+use std::path::{Path, PathBuf};
+
+use aphex_config::Config;
+
+use crate::context::{Ports, RunInfo, StageContext, load_config};
+use crate::record::{RunRecord, StageRecord, Status};
+use crate::redact::Redactor;
+use crate::report::Reporter;
+use crate::stages::{self, StageError, StageOutcome};
+
+/// File name of the deploy stage's outputs under the outputs directory
+/// (Argo reads `/tmp/aphex/outputs/stack-outputs.json`).
+pub const STACK_OUTPUTS_FILE: &str = "stack-outputs.json";
+
+/// The stages a runner can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerStage {
+    /// Checks before anything runs.
+    Validate,
+    /// Build and package.
+    Build,
+    /// Self-update.
+    Pipeline,
+    /// Deploy one environment.
+    Deploy,
+    /// Test one environment.
+    Test,
+    /// Synthesize and match one environment, no deploy (`validate-pr`).
+    Synth,
+    /// Close the run record, metrics, notification.
+    Finalize,
+}
+
+impl RunnerStage {
+    /// Whether the stage needs `--env`.
+    pub fn needs_env(self) -> bool {
+        matches!(self, RunnerStage::Deploy | RunnerStage::Test | RunnerStage::Synth)
+    }
+
+    /// The stage's name in the run record (`deploy-dev`, `build`, ...).
+    pub fn record_name(self, env: Option<&str>) -> String {
+        let base = match self {
+            RunnerStage::Validate => "validate",
+            RunnerStage::Build => "build",
+            RunnerStage::Pipeline => "pipeline",
+            RunnerStage::Deploy => "deploy",
+            RunnerStage::Test => "test",
+            RunnerStage::Synth => "synth",
+            RunnerStage::Finalize => "finalize",
+        };
+        match env {
+            Some(e) if self.needs_env() => format!("{base}-{e}"),
+            _ => base.to_owned(),
+        }
+    }
+}
+
+/// A fresh checkout of the commit under `work` and its config (or every
+/// problem with it).
+pub async fn prepare(
+    repo: &str,
+    commit: &str,
+    work: &Path,
+    config_file: &str,
+) -> Result<(PathBuf, Result<Config, Vec<String>>), StageError> {
+    let checkout = work.join("checkout");
+    crate::workspace::checkout(repo, commit, &checkout).await?;
+    let config = load_config(&checkout, config_file);
+    Ok((checkout, config))
+}
+
+/// Runs `stage` (not finalize) in `ctx`. Deploy writes its outputs to
+/// `outputs_dir/stack-outputs.json`; test reads `stack_outputs` (the JSON
+/// Argo passes in `APHEX_STACK_OUTPUTS`) or, when absent, that file.
+pub async fn run_stage(
+    ctx: &StageContext,
+    stage: RunnerStage,
+    env: Option<&str>,
+    outputs_dir: &Path,
+    stack_outputs: Option<&str>,
+) -> Result<StageOutcome, StageError> {
+    let env_name = || {
+        env.ok_or_else(|| {
+            StageError::Failed(format!(
+                "the {} stage needs --env NAME (one of: {})",
+                stage.record_name(None),
+                ctx.config
+                    .environments
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    };
+    let outputs_file = outputs_dir.join(STACK_OUTPUTS_FILE);
+    match stage {
+        RunnerStage::Validate => stages::validate::run(ctx).await,
+        RunnerStage::Build => stages::build::run(ctx).await,
+        RunnerStage::Pipeline => stages::pipeline::run(ctx).await,
+        RunnerStage::Deploy => stages::deploy::run(ctx, env_name()?, &outputs_file).await,
+        RunnerStage::Synth => stages::deploy::synth_check(ctx, env_name()?).await,
+        RunnerStage::Test => {
+            let env = env_name()?;
+            let file = match stack_outputs.map(str::trim).filter(|s| !s.is_empty()) {
+                Some(json) => {
+                    let outputs = stages::deploy::parse_outputs(json)
+                        .map_err(|e| StageError::Failed(format!("APHEX_STACK_OUTPUTS: {e}")))?;
+                    let file = ctx
+                        .work
+                        .join("outputs")
+                        .join(env)
+                        .join(stages::deploy::OUTPUTS_FILE);
+                    stages::deploy::write_outputs(&file, &outputs)?;
+                    file
+                }
+                None => outputs_file,
+            };
+            stages::test::run(ctx, env, &file).await
+        }
+        RunnerStage::Finalize => Err(StageError::Failed(
+            "finalize is not a stage of the plan; use finalize_run".to_owned(),
+        )),
+    }
+}
+
+/// The stage record of a finished stage.
+pub fn stage_record(
+    name: &str,
+    started_at: String,
+    result: &Result<StageOutcome, StageError>,
+    redactor: &Redactor,
+) -> StageRecord {
+    let (status, error, stacks, artifact_bytes) = match result {
+        Ok(o) => (
+            Status::Succeeded,
+            o.warning.clone(),
+            o.stacks.clone(),
+            o.artifact_bytes,
+        ),
+        Err(e) => (
+            if e.is_interrupted() {
+                Status::Interrupted
+            } else {
+                Status::Failed
+            },
+            Some(redactor.redact(&e.to_string())),
+            e.stacks().to_vec(),
+            None,
+        ),
+    };
+    StageRecord {
+        name: name.to_owned(),
+        started_at,
+        ended_at: Some(crate::time::now_rfc3339()),
+        status,
+        error,
+        stacks,
+        artifact_bytes,
+    }
+}
+
+fn new_record(run: &RunInfo) -> RunRecord {
+    RunRecord {
+        id: run.id.clone(),
+        pipeline: run.pipeline.clone(),
+        commit: run.commit.clone(),
+        branch: run.branch.clone(),
+        started_at: crate::time::now_rfc3339(),
+        ended_at: None,
+        status: Status::Running,
+        stages: Vec::new(),
+    }
+}
+
+/// Adds (or replaces, on a retry) `stage` in the record of `run`.
+pub async fn record_stage(ports: &Ports, run: &RunInfo, stage: StageRecord) -> Result<(), StageError> {
+    let mut record = ports
+        .runs
+        .load(&run.pipeline, &run.id)
+        .await
+        .map_err(StageError::port("loading the run record"))?
+        .unwrap_or_else(|| new_record(run));
+    match record.stages.iter_mut().find(|s| s.name == stage.name) {
+        Some(existing) => *existing = stage,
+        None => record.stages.push(stage),
+    }
+    ports
+        .runs
+        .record(&record)
+        .await
+        .map_err(StageError::port("recording the run"))
+}
+
+/// Closes the record of `run` (creating it when no stage got to write one):
+/// the overall status comes from the stages, and a workflow Argo reports as
+/// `Failed` or `Error` is never recorded as succeeded.
+pub async fn finalize_run(
+    ports: &Ports,
+    reporter: &dyn Reporter,
+    redactor: &Redactor,
+    run: &RunInfo,
+    workflow_status: Option<&str>,
+    only_on_failure: bool,
+) -> Result<RunRecord, StageError> {
+    let mut record = ports
+        .runs
+        .load(&run.pipeline, &run.id)
+        .await
+        .map_err(StageError::port("loading the run record"))?
+        .unwrap_or_else(|| new_record(run));
+    let mut status = stages::finalize::overall_status(&record.stages);
+    if status == Status::Succeeded && matches!(workflow_status, Some("Failed" | "Error")) {
+        status = Status::Failed;
+    }
+    record.status = status;
+    let (record, _) = stages::finalize::run(ports, reporter, redactor, record, only_on_failure).await?;
+    Ok(record)
+}
