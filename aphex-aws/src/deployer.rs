@@ -51,8 +51,10 @@ pub struct DeployOptions {
 impl Default for DeployOptions {
     fn default() -> Self {
         Self {
-            poll_initial: Duration::from_secs(1),
-            poll_max: Duration::from_secs(10),
+            // Quick enough that a short operation is not padded by the poll,
+            // slow enough (with the backoff) to stay clear of API throttling.
+            poll_initial: Duration::from_millis(500),
+            poll_max: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(60 * 60),
         }
     }
