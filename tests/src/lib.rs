@@ -26,12 +26,35 @@ pub struct Emulator {
 /// a test that needs AWS must not pass by doing nothing.
 pub fn emulator() -> Emulator {
     match std::env::var(ENDPOINT_VAR) {
-        Ok(endpoint) if !endpoint.is_empty() => Emulator { endpoint },
+        Ok(endpoint) if !endpoint.is_empty() => {
+            assert_reachable(&endpoint);
+            Emulator { endpoint }
+        }
         _ => panic!(
             "{ENDPOINT_VAR} is not set: these tests need the local AWS emulator: run `cargo xtask test` \
              (or `cargo xtask emulator` in another shell and export what it prints; see docs/testing.md)"
         ),
     }
+}
+
+/// Fails fast, and clearly, when the endpoint is set but nothing listens
+/// there (an emulator stopped since its exports were pasted), instead of
+/// every SDK call retrying into a connection error.
+fn assert_reachable(endpoint: &str) {
+    use std::net::ToSocketAddrs;
+    let authority = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    let reachable = authority.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs.any(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok())
+    });
+    assert!(
+        reachable,
+        "{ENDPOINT_VAR}={endpoint}, but nothing answers there: the local AWS emulator is not running; \
+         run `cargo xtask test`, or restart `cargo xtask emulator` and export what it prints"
+    );
 }
 
 impl Emulator {
