@@ -80,10 +80,6 @@ impl Emulator {
         let mut attempts = 1;
         let mut deadline = Instant::now() + timeout;
         loop {
-            if health_ok(self.port) {
-                eprintln!("xtask: AWS emulator ready at {}", self.endpoint());
-                return Ok(());
-            }
             let child = self.child.as_mut().expect("child present until drop");
             if let Some(status) = child.try_wait().context("checking the emulator process")? {
                 let log = log_tail(&self.state);
@@ -101,6 +97,12 @@ impl Emulator {
                     "the local AWS emulator exited during start-up ({status}); its log is {}:\n{log}",
                     self.state.join("server.log").display()
                 );
+            }
+            // Checked after the exit status: a port taken by another emulator
+            // must not pass for ours.
+            if health_ok(self.port) {
+                eprintln!("xtask: AWS emulator ready at {}", self.endpoint());
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 self.keep_state = true;
