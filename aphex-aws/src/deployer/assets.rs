@@ -181,6 +181,9 @@ async fn exists(s3: &aws_sdk_s3::Client, object: &S3Object) -> Result<bool, Stri
     {
         Ok(_) => Ok(true),
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+        // Without s3:ListBucket, S3 answers 403 for a missing key: upload,
+        // and let the upload say whether writing is allowed.
+        Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 403) => Ok(false),
         Err(err) => Err(format!(
             "checking whether it exists failed: {}",
             sdk_error_text(&err)
