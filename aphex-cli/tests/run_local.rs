@@ -243,3 +243,43 @@ fn run_without_local_or_with_a_short_sha_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a full commit SHA"));
 }
+
+#[test]
+fn ctrl_c_stops_the_command_and_records_an_interrupted_run() {
+    use std::io::BufRead;
+    let (_dir, repo, _) = example_repo(&CONFIG.replace(
+        "mkdir -p dist && echo \"built $APHEX_COMMIT_SHA\" > dist/app.txt",
+        "echo started; sleep 300",
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(["run", "--local", "--deployer", "fake", "--yes"])
+        .current_dir(&repo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the build command's first line, then interrupt like Ctrl-C.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    for line in lines.by_ref() {
+        if line.unwrap().ends_with("| started") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
+    let record = only_record(&repo);
+    assert_eq!(record["status"], "interrupted");
+    let stages = stage_names(&record);
+    assert_eq!(stages[1], ("build".to_owned(), "interrupted".to_owned()));
+    assert!(stages[2..].iter().all(|(_, s)| s == "skipped"), "{stages:?}");
+}
