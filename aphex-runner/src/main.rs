@@ -318,7 +318,11 @@ async fn run(args: Args) -> i32 {
         (_, Err(problems)) => Err(StageError::Invalid(problems)),
         (None, Ok(_)) => Err(StageError::Failed("the checkout failed".to_owned())),
     };
-    let record = single::stage_record(&name, started, &result, &redactor);
+    let mut record = single::stage_record(&name, started, &result, &redactor);
+    if result.is_err() && cancel.is_cancelled() {
+        // Failed because it was cut short: interrupted, whatever the error.
+        record.status = Status::Interrupted;
+    }
     let status = record.status;
     if let Err(e) = single::record_stage(&ports, &run_info, record).await {
         tracing::warn!("{}", redactor.redact(&e.to_string()));

@@ -286,7 +286,9 @@ fn finish_stage(
     let (status, error, outcome) = match result {
         Ok(o) => (Status::Succeeded, o.warning.clone(), o),
         Err(e) => {
-            let status = if e.is_interrupted() {
+            // A stage that failed while the run was being cancelled (a deploy
+            // cut short) was interrupted, whatever error it came back with.
+            let status = if e.is_interrupted() || exec.cancel.is_cancelled() {
                 Status::Interrupted
             } else {
                 Status::Failed
