@@ -411,3 +411,44 @@ pub fn serve() -> Result<()> {
         emulator.state.join("server.log").display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-shot HTTP server on 127.0.0.1 answering `status_line`.
+    fn server(status_line: &'static str) -> u16 {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 512];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(format!("{status_line}\r\ncontent-length: 2\r\n\r\n{{}}").as_bytes());
+        });
+        port
+    }
+
+    #[test]
+    fn health_needs_a_200() {
+        assert!(health_ok(server("HTTP/1.1 200 OK")));
+        assert!(!health_ok(server("HTTP/1.1 503 Service Unavailable")));
+        assert!(
+            !health_ok(free_port().unwrap()),
+            "nothing listening is not healthy"
+        );
+    }
+
+    #[test]
+    fn stale_states_of_dead_processes_are_swept() {
+        let runs = tempfile::tempdir().unwrap();
+        let alive = runs.path().join(format!("{}-1234", std::process::id()));
+        // Far above any pid_max: no such process.
+        let dead = runs.path().join("999999999-1234");
+        fs::create_dir_all(&alive).unwrap();
+        fs::create_dir_all(&dead).unwrap();
+        sweep_stale_states(runs.path());
+        assert!(alive.exists(), "a live xtask keeps its state");
+        assert!(!dead.exists(), "a dead one's state is removed");
+    }
+}
