@@ -23,6 +23,10 @@ pub const TAIL_LINES: usize = 20;
 /// How long a cancelled command gets to exit after SIGTERM before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// How long background processes a finished command left holding its
+/// output open may go on before they are stopped.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
+
 /// A cancellation signal shared by everything one run starts. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<CancelInner>);
@@ -205,8 +209,21 @@ impl Exec {
                 },
                 status = child.wait() => {
                     // Drain what the pipes still hold before reporting the exit.
-                    while let Some((stream, raw)) = rx.recv().await {
-                        self.output(spec, &redactor, &mut tail, stream, &raw);
+                    // A background process left behind keeps them open: it
+                    // gets a grace period, then the group is stopped.
+                    let drained = tokio::time::timeout(LEFTOVER_GRACE, async {
+                        while let Some((stream, raw)) = rx.recv().await {
+                            self.output(spec, &redactor, &mut tail, stream, &raw);
+                        }
+                    })
+                    .await;
+                    if drained.is_err() {
+                        if let Some(pid) = pid {
+                            signal_group(pid, "-KILL");
+                        }
+                        while let Some((stream, raw)) = rx.recv().await {
+                            self.output(spec, &redactor, &mut tail, stream, &raw);
+                        }
                     }
                     break status;
                 }
@@ -295,17 +312,18 @@ async fn read_lines<R: AsyncRead + Unpin>(
 /// SIGTERM to the group, then SIGKILL if it has not exited in time. Uses the
 /// `kill` program: the crate forbids `unsafe`, and so a direct `kill(2)`.
 async fn stop_group(pid: u32, child: &mut tokio::process::Child) {
-    let signal = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .args([sig, "--", &format!("-{pid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    };
-    signal("-TERM");
+    signal_group(pid, "-TERM");
     if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
-        signal("-KILL");
+        signal_group(pid, "-KILL");
     }
+}
+
+fn signal_group(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([signal, "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Whether `program` (the first word of `command`) can be found: on PATH, or

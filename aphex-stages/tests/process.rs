@@ -227,3 +227,13 @@ proptest! {
         prop_assert!(reporter.text().contains("***"));
     }
 }
+
+#[test]
+fn background_processes_left_holding_the_output_do_not_hang_the_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = exec(Arc::new(CollectingReporter::default()), Redactor::new());
+    let started = std::time::Instant::now();
+    let result = rt().block_on(e.run(&spec(dir.path(), "echo hi; sleep 300 &", vec![])));
+    assert!(result.is_ok(), "{result:?}");
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}
