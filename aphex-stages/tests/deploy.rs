@@ -275,3 +275,37 @@ proptest! {
         prop_assert!(!h.checkout().join("hooks").exists());
     }
 }
+
+#[test]
+fn a_real_cdk_assembly_is_matched_and_ordered_by_its_own_dependencies() {
+    // Listed App first; the assembly (a real `cdk synth` fixture) says App
+    // needs Shared through a cross-stack reference: Shared deploys first.
+    let mut h = harness(
+        r#"
+version: "1.0"
+build: { commands: ["true"] }
+environments:
+  - name: dev
+    region: us-east-1
+    account: "123456789012"
+    stacks:
+      - { name: QuickstartApp, path: app.ts }
+      - { name: QuickstartShared, path: shared.ts }
+      - { name: QuickstartAudit, path: audit.ts }
+"#,
+    );
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quickstart");
+    h.ctx.config.environments[0].synth = Some(format!("cp -r '{}'/. \"$CDK_OUTDIR\"/", fixture.display()));
+    let outputs_file = h.dir.path().join("o.json");
+    let outcome = rt().block_on(deploy::run(&h.ctx, "dev", &outputs_file)).unwrap();
+    let calls: Vec<String> = h.deployer.calls().into_iter().map(|c| c.artifact_id).collect();
+    assert_eq!(calls, ["QuickstartShared", "QuickstartApp", "QuickstartAudit"]);
+    let names: Vec<&str> = outcome.stacks.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["QuickstartShared", "QuickstartApp", "QuickstartAudit"]);
+    let outputs = deploy::read_outputs(&outputs_file).unwrap();
+    assert_eq!(
+        outputs.keys().collect::<Vec<_>>(),
+        ["QuickstartApp", "QuickstartAudit", "QuickstartShared"]
+    );
+    assert!(outputs.values().all(|o| !o.is_empty()), "{outputs:?}");
+}
