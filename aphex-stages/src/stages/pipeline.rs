@@ -16,14 +16,13 @@ use crate::context::StageContext;
 
 const STAGE: &str = "pipeline";
 
-/// The manifests of a config: the WorkflowTemplate, and the EventSource and
-/// Sensor when GitHub is configured. One place to add renderers as they land.
+/// The manifests the pipeline rewrites at every run: its WorkflowTemplate
+/// (the topology). RBAC, the EventSource and the Sensor are applied by
+/// `aphex bootstrap`; the executor's Role lets stage pods patch this one
+/// WorkflowTemplate and nothing else.
 pub fn render_manifests(config: &Config) -> Result<Vec<Value>, String> {
     let plan = Plan::new(config).map_err(|e| e.to_string())?;
-    let mut manifests = vec![aphex_template::workflow::workflow_template(config, &plan)];
-    manifests.extend(aphex_template::events::event_source(config));
-    manifests.extend(aphex_template::events::sensor(config));
-    Ok(manifests)
+    Ok(vec![aphex_template::workflow::workflow_template(config, &plan)])
 }
 
 /// Runs the pipeline stage.
