@@ -397,6 +397,29 @@ impl S3RunRecorder {
         format!("s3://{}/{key}", self.bucket)
     }
 
+    /// The pipelines with a top-level folder in the bucket (`aphex history
+    /// --store` lists the runs of each; one without runs lists none).
+    pub async fn pipelines(&self) -> Result<Vec<String>, PortError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| other(format!("listing {}", self.url("")), AwsError::new(e)))?;
+            names.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix())
+                    .map(|p| p.trim_end_matches('/').to_owned()),
+            );
+        }
+        Ok(names)
+    }
+
     /// Keys under `pipeline`'s runs, in listing order (newest first), at most `limit`.
     async fn keys(&self, pipeline: &str, limit: usize) -> Result<Vec<String>, PortError> {
         let prefix = Self::runs_prefix(pipeline);

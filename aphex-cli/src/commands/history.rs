@@ -1,5 +1,6 @@
-//! `aphex history [--limit N] [--repo DIR] [--format human|json]`: the runs
-//! recorded by the local run recorder (`<repo>/.aphex/runs/`), newest first,
+//! `aphex history [--limit N] [--repo DIR] [--store s3://BUCKET] [--format
+//! human|json]`: the runs recorded by the local run recorder
+//! (`<repo>/.aphex/runs/`), or in an S3 bucket with `--store`, newest first,
 //! across every pipeline found there.
 
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Read the run records in this S3 bucket (`s3://BUCKET`, as given to
+    /// `aphex run --local --store`) instead of `<repo>/.aphex/runs/`.
+    #[arg(long, value_name = "s3://BUCKET")]
+    pub store: Option<String>,
 }
 
 fn status_word(s: Status) -> &'static str {
@@ -78,18 +83,44 @@ pub fn run(args: Args) -> Exit {
         }
     };
     rt.block_on(async {
-        let start = args.repo.clone().unwrap_or_else(|| PathBuf::from("."));
-        let root = aphex_stages::workspace::toplevel(&start).await.unwrap_or(start);
-        let runs_dir = root.join(".aphex").join("runs");
-        let recorder = DirRunRecorder::new(&runs_dir);
-        let pipelines: Vec<String> = match std::fs::read_dir(&runs_dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let (recorder, pipelines, location): (Box<dyn RunRecorder>, Vec<String>, String) =
+            match args.store.as_deref() {
+                Some(url) => {
+                    let bucket = match aphex_aws::s3::parse_store_url(url) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            eprintln!("error: --store {e}");
+                            return Exit::Usage;
+                        }
+                    };
+                    let config = aphex_aws::client::load().await;
+                    let recorder = aphex_aws::s3::S3RunRecorder::new(&config, &bucket);
+                    let pipelines = match recorder.pipelines().await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            eprintln!("  help: check the bucket exists and your AWS credentials may list it");
+                            return Exit::Usage;
+                        }
+                    };
+                    (Box::new(recorder), pipelines, format!("s3://{bucket}/"))
+                }
+                None => {
+                    let start = args.repo.clone().unwrap_or_else(|| PathBuf::from("."));
+                    let root = aphex_stages::workspace::toplevel(&start).await.unwrap_or(start);
+                    let runs_dir = root.join(".aphex").join("runs");
+                    let pipelines: Vec<String> = match std::fs::read_dir(&runs_dir) {
+                        Ok(entries) => entries
+                            .filter_map(Result::ok)
+                            .filter(|e| e.path().is_dir())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    let location = runs_dir.display().to_string();
+                    (Box::new(DirRunRecorder::new(runs_dir)), pipelines, location)
+                }
+            };
         let mut runs = Vec::new();
         for p in pipelines {
             match recorder.list(&p, args.limit).await {
@@ -108,10 +139,7 @@ pub fn run(args: Args) -> Exit {
                 serde_json::to_string_pretty(&runs).expect("records serialize")
             ),
             Format::Human if runs.is_empty() => {
-                eprintln!(
-                    "no runs recorded in {} (start one with `aphex run --local`)",
-                    runs_dir.display()
-                )
+                eprintln!("no runs recorded in {location} (start one with `aphex run --local`)")
             }
             Format::Human => {
                 for r in &runs {

@@ -1,6 +1,7 @@
 //! `aphex run --local [PATH] [--repo DIR] [--commit SHA] [--env NAME] [--yes]
-//! [--deployer cloudformation|fake]`: runs the pipeline's stages on this
-//! machine with the local adapters under `<repo>/.aphex/`. The run itself is
+//! [--deployer cloudformation|fake] [--store s3://BUCKET]`: runs the
+//! pipeline's stages on this machine, with artifacts, run records and metrics
+//! under `<repo>/.aphex/`, or in S3 and CloudWatch with `--store`. The run itself is
 //! `aphex_stages::executor::run_local`; this file parses, wires adapters
 //! ([`adapters`]), draws progress and prints the summary.
 
@@ -14,7 +15,9 @@ use aphex_stages::executor::{Approver, LocalRun, new_run_id, run_dir, run_local}
 use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
-use aphex_stages::ports::{CredentialChecker, Notifier, StackDeployer};
+use aphex_stages::ports::{
+    ArtifactStore, CredentialChecker, MetricsSink, Notifier, RunRecorder, StackDeployer,
+};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::{RunRecord, Status};
 use aphex_stages::redact::Redactor;
@@ -38,7 +41,10 @@ pub enum DeployerKind {
     aphex run --local --deployer fake\n  \
     aphex run --local --env dev --yes\n  \
     aphex run --local --repo ../shop --commit $(git -C ../shop rev-parse HEAD)\n\n\
-    State (artifacts, run records, logs, the directory cluster, metrics) lives in <repo>/.aphex/.\n\
+    State (artifacts, run records, logs, the directory cluster, metrics) lives in <repo>/.aphex/;\n\
+    with --store s3://BUCKET, artifacts and run records go to that bucket and metrics to CloudWatch\n\
+    (logs, outputs and the directory cluster stay in <repo>/.aphex/).\n\
+    AWS credentials, region and endpoint come from the standard AWS environment.\n\
     Set APHEX_SLACK_WEBHOOK_URL to send the run notification to a Slack-compatible webhook.\n\n\
     Exit status: 0 succeeded, 1 a stage failed, 2 usage or setup error, 130 interrupted.")]
 pub struct Args {
@@ -63,16 +69,32 @@ pub struct Args {
     /// The stack deployer.
     #[arg(long, value_enum, default_value_t = DeployerKind::Cloudformation)]
     pub deployer: DeployerKind,
+    /// Keep artifacts and run records in this S3 bucket (`s3://BUCKET`) and
+    /// send metrics to CloudWatch, instead of `<repo>/.aphex/`.
+    #[arg(long, value_name = "s3://BUCKET")]
+    pub store: Option<String>,
 }
 
-/// The adapters of a local run: directories under `state`, and the chosen
-/// deployer. Swapping an adapter is a change here only.
-pub async fn adapters(state: &Path, deployer: DeployerKind, redactor: &Redactor) -> Ports {
+/// The adapters of a local run: directories under `state` (or, with a
+/// `store` bucket, S3 for artifacts and run records and CloudWatch for
+/// metrics), and the chosen deployer. Swapping an adapter is a change here only.
+pub async fn adapters(
+    state: &Path,
+    deployer: DeployerKind,
+    store: Option<&str>,
+    redactor: &Redactor,
+) -> Ports {
+    // Loaded once: the default chain (env, profile, AWS_ENDPOINT_URL) is the
+    // same for every adapter.
+    let base = match (deployer, store) {
+        (DeployerKind::Fake, None) => None,
+        _ => Some(aphex_aws::client::load().await),
+    };
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) = match deployer
     {
         DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
         DeployerKind::Cloudformation => {
-            let base = aphex_aws::client::load().await;
+            let base = base.clone().expect("loaded for the CloudFormation deployer");
             (
                 Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
                 Some(Arc::new(aphex_aws::sts::StsCredentialChecker::new(base))),
@@ -83,14 +105,44 @@ pub async fn adapters(state: &Path, deployer: DeployerKind, redactor: &Redactor)
         Ok(url) if !url.is_empty() => Arc::new(WebhookNotifier::new(url, redactor.clone())),
         _ => Arc::new(NoopNotifier),
     };
+    let (artifacts, runs, metrics): (Arc<dyn ArtifactStore>, Arc<dyn RunRecorder>, Arc<dyn MetricsSink>) =
+        match (store, &base) {
+            (Some(bucket), Some(base)) => (
+                Arc::new(aphex_aws::s3::S3ArtifactStore::new(base, bucket)),
+                Arc::new(aphex_aws::s3::S3RunRecorder::new(base, bucket)),
+                Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(base)),
+            ),
+            _ => (
+                Arc::new(DirArtifactStore::new(state.join("artifacts"))),
+                Arc::new(DirRunRecorder::new(state.join("runs"))),
+                Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
+            ),
+        };
     Ports {
-        artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
-        runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
+        artifacts,
+        runs,
         deployer,
         applier: Arc::new(DirCluster::new(state.join("cluster"))),
-        metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
+        metrics,
         notifier,
         credentials,
+    }
+}
+
+/// The config file to run: `path` relative to the repository root (or an
+/// absolute path inside it); a directory means its `aphex-config.yaml`.
+fn config_file(path: &Path, repo: &Path) -> Result<PathBuf, String> {
+    let rel = match path.strip_prefix(repo) {
+        Ok(rel) => rel.to_path_buf(),
+        Err(_) if path.is_absolute() => {
+            return Err(format!("{} is not inside {}", path.display(), repo.display()));
+        }
+        Err(_) => path.to_path_buf(),
+    };
+    if repo.join(&rel).is_dir() {
+        Ok(rel.join("aphex-config.yaml"))
+    } else {
+        Ok(rel)
     }
 }
 
@@ -197,7 +249,7 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn print_summary(run: &RunRecord, state: &Path) {
+fn print_summary(run: &RunRecord, state: &Path, store: Option<&str>) {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
     let branch = run
         .branch
@@ -217,7 +269,15 @@ fn print_summary(run: &RunRecord, state: &Path) {
             .unwrap_or_default();
         println!("  {:<20} {:<12} {secs}", s.name, status_word(s.status));
         for st in &s.stacks {
-            println!("    stack {:<24} {}", st.name, status_word(st.status));
+            let what = match (st.status, st.changed) {
+                (Status::Succeeded, Some(true)) => "deployed",
+                (Status::Succeeded, Some(false)) => "no changes",
+                (status, _) => status_word(status),
+            };
+            println!("    stack {:<24} {what:<11} {}", st.name, st.stack_name);
+        }
+        if !s.stacks.is_empty() && s.stacks.iter().all(|st| st.changed == Some(false)) {
+            println!("    nothing deployed: every stack was already up to date");
         }
         if let Some(e) = &s.error {
             for line in e.lines() {
@@ -226,8 +286,18 @@ fn print_summary(run: &RunRecord, state: &Path) {
         }
     }
     let dir = run_dir(state, &run.pipeline, &run.id);
-    println!("record: {}.json", dir.display());
+    match store {
+        Some(bucket) => println!(
+            "record: s3://{bucket}/{}",
+            aphex_aws::s3::S3RunRecorder::run_key(run)
+        ),
+        None => println!("record: {}.json", dir.display()),
+    }
     println!("logs:   {}", dir.join("logs").display());
+    let outputs = dir.join("outputs");
+    if outputs.is_dir() {
+        println!("outputs: {}", outputs.display());
+    }
 }
 
 /// Runs `aphex run`.
@@ -280,17 +350,28 @@ async fn run_async(args: Args) -> Exit {
     } else {
         None
     };
-    let config_file = match args.path.strip_prefix(&repo) {
-        Ok(rel) => rel.to_path_buf(),
-        Err(_) if args.path.is_absolute() => {
-            eprintln!("error: {} is not inside {}", args.path.display(), repo.display());
+    let config_file = match config_file(&args.path, &repo) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
             return Exit::Usage;
         }
-        Err(_) => args.path.clone(),
+    };
+    let store = match args
+        .store
+        .as_deref()
+        .map(aphex_aws::s3::parse_store_url)
+        .transpose()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --store {e}");
+            return Exit::Usage;
+        }
     };
     let state = repo.join(".aphex");
     let redactor = Redactor::from_env();
-    let ports = adapters(&state, args.deployer, &redactor).await;
+    let ports = adapters(&state, args.deployer, store.as_deref(), &redactor).await;
     let terminal = std::io::stderr().is_terminal();
     let term = terminal.then(|| {
         Arc::new(TerminalReporter {
@@ -322,7 +403,13 @@ async fn run_async(args: Args) -> Exit {
         repo.display()
     );
     eprintln!("deployer: {}", ports.deployer.describe());
-    eprintln!("state: {}", state.display());
+    match &store {
+        Some(bucket) => eprintln!(
+            "state: artifacts and run records in s3://{bucket}/, metrics in CloudWatch, logs in {}",
+            state.display()
+        ),
+        None => eprintln!("state: {}", state.display()),
+    }
     let opts = LocalRun {
         id: new_run_id(),
         repo: repo.display().to_string(),
@@ -343,7 +430,7 @@ async fn run_async(args: Args) -> Exit {
     };
     match run_local(&opts, ports, exec, &approver).await {
         Ok(record) => {
-            print_summary(&record, &state);
+            print_summary(&record, &state, store.as_deref());
             if args.deployer == DeployerKind::Fake && record.stages.iter().any(|s| !s.stacks.is_empty()) {
                 println!("note: the fake deployer deployed nothing; stack results are recorded requests");
             }
