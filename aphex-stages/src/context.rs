@@ -57,7 +57,8 @@ pub struct StageContext {
     pub config: Config,
     /// The config file, relative to the checkout (for messages).
     pub config_file: String,
-    /// The checkout of the commit.
+    /// The app's folder in the checkout of the commit ([`app_root`]: the
+    /// repository root unless the config file is in a subfolder).
     pub checkout: PathBuf,
     /// Scratch space of this run (synth output, archives); may be shared by stages.
     pub work: PathBuf,
@@ -104,7 +105,21 @@ impl StageContext {
 
     /// The config file's path in the checkout.
     pub fn config_path(&self) -> PathBuf {
-        self.checkout.join(&self.config_file)
+        match Path::new(&self.config_file).file_name() {
+            Some(name) => self.checkout.join(name),
+            None => self.checkout.join(&self.config_file),
+        }
+    }
+}
+
+/// The app's folder in a checkout: the config file's folder. Commands run
+/// there and the config's paths (stacks, artifacts) are relative to it, so an
+/// app in a subfolder of a repository (`examples/quickstart/aphex-config.yaml`)
+/// runs as it would at the root.
+pub fn app_root(checkout: &Path, config_file: &str) -> PathBuf {
+    match Path::new(config_file).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => checkout.join(dir),
+        _ => checkout.to_path_buf(),
     }
 }
 

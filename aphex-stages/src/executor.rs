@@ -164,7 +164,7 @@ pub async fn run_local(
                 },
                 config,
                 config_file: opts.config_file.clone(),
-                checkout: checkout.clone(),
+                checkout: crate::context::app_root(&checkout, &opts.config_file),
                 work: work.join("scratch"),
                 logs: logs.clone(),
                 ports: ports.clone(),

@@ -65,8 +65,8 @@ impl RunnerStage {
     }
 }
 
-/// A fresh checkout of the commit under `work` and its config (or every
-/// problem with it).
+/// A fresh checkout of the commit under `work`, returned as its app folder
+/// ([`crate::context::app_root`]), and its config (or every problem with it).
 pub async fn prepare(
     repo: &str,
     commit: &str,
@@ -76,7 +76,7 @@ pub async fn prepare(
     let checkout = work.join("checkout");
     crate::workspace::checkout(repo, commit, &checkout).await?;
     let config = load_config(&checkout, config_file);
-    Ok((checkout, config))
+    Ok((crate::context::app_root(&checkout, config_file), config))
 }
 
 /// Runs `stage` (not finalize) in `ctx`. Deploy writes its outputs to
