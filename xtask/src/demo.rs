@@ -1,10 +1,207 @@
-//! `cargo xtask demo`: the README's main job. Today it validates the seed
-//! configuration with the real `aphex` binary; it grows into the quick-start
-//! pipeline run end to end against the local AWS emulator.
+//! `cargo xtask demo`: the README's main job. Starts the local AWS emulator,
+//! prepares what `cdk bootstrap` leaves in both of the quick start's accounts,
+//! installs the quick start's npm packages, runs the real `aphex` binary
+//! (`aphex run --local examples/quickstart --yes`) against the emulator, and
+//! prints the captured stack outputs and the run summary. The emulator stops
+//! when the demo ends, fails, or is interrupted (Ctrl-C: the emulator's
+//! watchdog stops it once xtask is gone).
 
-use anyhow::Result;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::emulator::Emulator;
+
+/// The quick start's accounts (`examples/quickstart/aphex-config.yaml`).
+const ACCOUNTS: [&str; 2] = ["000000000000", "111111111111"];
+
+/// The quick start's region.
+const REGION: &str = "us-east-1";
+
+/// The CDK's default bootstrap qualifier.
+const QUALIFIER: &str = "hnb659fds";
 
 /// Runs the demo.
 pub fn run() -> Result<()> {
-    crate::cargo(&["run", "--quiet", "--package", "aphex-cli", "--", "validate", "examples/seed/aphex-config.yaml"])
+    let root = crate::root();
+    // The emulator boots (about 35 s cold) while the packages install and
+    // `aphex` builds; dropping `emulator` stops it, whatever happens below.
+    let mut emulator = Emulator::spawn().context("starting the local AWS emulator")?;
+    crate::npm::ensure(&root)?;
+    crate::cargo(&["build", "--quiet", "--package", "aphex-cli"])?;
+    emulator
+        .wait_healthy()
+        .context("starting the local AWS emulator")?;
+    for account in ACCOUNTS {
+        bootstrap(&emulator, account)?;
+    }
+    let aphex = target_dir(&root).join("debug/aphex");
+    let summary = run_aphex(&root, &aphex, &emulator)?;
+    print_outputs(&summary.outputs)?;
+    println!();
+    println!("== run summary");
+    print!("{}", summary.stdout);
+    if !summary.status.success() {
+        bail!(
+            "aphex run --local failed ({}); the log of every stage is under the `logs:` folder above",
+            summary.status
+        );
+    }
+    println!();
+    println!(
+        "The quick start deployed to two accounts of a local AWS emulator, which stops now. \
+         Run it again, or `aphex history` to list the recorded runs."
+    );
+    Ok(())
+}
+
+/// What `cargo build` writes binaries under (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Puts the bootstrap version parameter and creates the assets bucket in
+/// `account` (the emulator takes a 12-digit access key ID as the account).
+fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
+    let bucket = format!("cdk-{QUALIFIER}-assets-{account}-{REGION}");
+    aws(
+        emulator,
+        account,
+        &[
+            "ssm",
+            "put-parameter",
+            "--name",
+            &format!("/cdk-bootstrap/{QUALIFIER}/version"),
+            "--value",
+            "30",
+            "--type",
+            "String",
+            "--overwrite",
+        ],
+    )
+    .with_context(|| format!("putting the CDK bootstrap version parameter in account {account}"))?;
+    aws(
+        emulator,
+        account,
+        &["s3api", "create-bucket", "--bucket", &bucket],
+    )
+    .with_context(|| format!("creating the CDK assets bucket {bucket} in account {account}"))?;
+    eprintln!(
+        "xtask: account {account} bootstrapped (SSM /cdk-bootstrap/{QUALIFIER}/version, s3://{bucket})"
+    );
+    Ok(())
+}
+
+/// Runs the emulator venv's AWS CLI as `account`.
+fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<()> {
+    let cli = emulator.aws_cli();
+    let output = aws_env(&mut Command::new(&cli), emulator)
+        .args(args)
+        .args(["--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", account)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", cli.display()))?;
+    if !output.status.success() {
+        bail!(
+            "aws {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Points `cmd` at the emulator (endpoint, credentials, region), with
+/// nothing from the user's own AWS setup that could send it elsewhere.
+fn aws_env<'c>(cmd: &'c mut Command, emulator: &Emulator) -> &'c mut Command {
+    for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(emulator.env())
+        // The AWS CLI v1 reads the region from AWS_DEFAULT_REGION only.
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+}
+
+/// What the `aphex` run left.
+struct Summary {
+    status: std::process::ExitStatus,
+    /// Its stdout: the run summary.
+    stdout: String,
+    /// The run's outputs folder (`outputs: ...` in the summary), when it has one.
+    outputs: Option<PathBuf>,
+}
+
+/// `aphex run --local examples/quickstart --yes` from the repository root;
+/// progress (stderr) goes straight to the terminal, the summary is kept.
+fn run_aphex(root: &Path, aphex: &Path, emulator: &Emulator) -> Result<Summary> {
+    let args = ["run", "--local", crate::npm::QUICKSTART, "--yes"];
+    eprintln!("xtask: aphex {}", args.join(" "));
+    let mut child = aws_env(&mut Command::new(aphex), emulator)
+        .args(args)
+        .current_dir(root)
+        // The quick start's deps.js finds the packages through NODE_PATH
+        // (the checkout aphex makes has no node_modules).
+        .envs(crate::npm::node_env(root))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", aphex.display()))?;
+    let mut stdout = String::new();
+    let mut outputs = None;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line.context("reading aphex's output")?;
+        if let Some(dir) = line.strip_prefix("outputs: ") {
+            outputs = Some(PathBuf::from(dir.trim()));
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = child.wait().context("waiting for aphex")?;
+    Ok(Summary {
+        status,
+        stdout,
+        outputs,
+    })
+}
+
+/// Prints every environment's captured outputs (`<env>/outputs.json`).
+fn print_outputs(dir: &Option<PathBuf>) -> Result<()> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let mut envs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("outputs.json").is_file())
+        .collect();
+    // The config's order (dev before prod) is not on disk; names are stable.
+    envs.sort();
+    for env in envs {
+        let file = env.join("outputs.json");
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let outputs: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        let name = env.file_name().unwrap_or_default().to_string_lossy();
+        println!();
+        println!("== stack outputs of {name}");
+        for (stack, values) in outputs.as_object().into_iter().flatten() {
+            for (key, value) in values.as_object().into_iter().flatten() {
+                // CDK's generated export outputs are plumbing, not results.
+                if key.starts_with("ExportsOutput") {
+                    continue;
+                }
+                println!("  {stack}.{key} = {}", value.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
 }

@@ -119,6 +119,12 @@ impl Emulator {
         }
     }
 
+    /// The AWS CLI installed in the emulator's venv (its requirements pin
+    /// `awscli`): what the demo prepares accounts with, without building the SDK.
+    pub fn aws_cli(&self) -> PathBuf {
+        self.venv_python.with_file_name("aws")
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
