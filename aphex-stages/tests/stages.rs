@@ -282,10 +282,11 @@ fn finalize_records_measures_and_notifies() {
         names,
         [
             "StageDuration",
-            "ArtifactSize",
+            "ArtifactBytes",
             "StageDuration",
-            "DeploymentFailure",
+            "DeploymentFailed",
             "StackDeployDuration",
+            "WorkflowDuration",
             "Run"
         ]
     );

@@ -39,7 +39,7 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
         }
         if let Some(bytes) = s.artifact_bytes {
             out.push(Metric {
-                name: "ArtifactSize".to_owned(),
+                name: "ArtifactBytes".to_owned(),
                 value: bytes as f64,
                 unit: MetricUnit::Bytes,
                 dimensions: base.clone(),
@@ -48,8 +48,8 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
         let env = s.name.strip_prefix("deploy-").unwrap_or(&s.name);
         for st in &s.stacks {
             let name = match st.status {
-                Status::Succeeded => "DeploymentSuccess",
-                Status::Failed => "DeploymentFailure",
+                Status::Succeeded => "DeploymentSucceeded",
+                Status::Failed => "DeploymentFailed",
                 _ => continue,
             };
             let mut dims = base.clone();
@@ -71,6 +71,14 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
     }
     let mut dims = base;
     dims.push(("status".to_owned(), format!("{:?}", run.status).to_lowercase()));
+    if let Some(end) = &run.ended_at {
+        out.push(Metric {
+            name: "WorkflowDuration".to_owned(),
+            value: crate::time::seconds_between(&run.started_at, end),
+            unit: MetricUnit::Seconds,
+            dimensions: dims.clone(),
+        });
+    }
     out.push(Metric {
         name: "Run".to_owned(),
         value: 1.0,
