@@ -55,21 +55,12 @@ pub fn rbac(config: &Config, role_arn: Option<&str>) -> Vec<Value> {
             json!([
                 // The Argo executor reports outputs through these (Argo >= 3.4).
                 {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
-                // The pipeline stage rewrites this pipeline's template, and only it.
+                // The pipeline stage rewrites this pipeline's template, and only
+                // it: RBAC and the Argo Events objects stay with bootstrap.
                 {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "resourceNames": [name], "verbs": ["get", "patch"]},
             ]),
         ),
         binding(config, &executor_role, ns, &executor, ns),
-        role(
-            config,
-            &executor_role,
-            events_ns,
-            json!([
-                {"apiGroups": ["argoproj.io"], "resources": ["eventsources"], "resourceNames": [crate::events::event_source_name(config)], "verbs": ["get", "patch"]},
-                {"apiGroups": ["argoproj.io"], "resources": ["sensors"], "resourceNames": [name], "verbs": ["get", "patch"]},
-            ]),
-        ),
-        binding(config, &executor_role, events_ns, &executor, ns),
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(config, &sensor, events_ns)}),
         role(
             config,
