@@ -4,7 +4,7 @@
 //! app's own dependencies with [`StackGraph::add_dependency`] and re-checks.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -14,6 +14,9 @@ use crate::model::Environment;
 #[derive(Debug, Clone)]
 pub struct StackGraph {
     graph: DiGraph<String, ()>,
+    /// Name to node index (the first stack of that name), so lookups stay
+    /// O(1) on hostile inputs with many stacks.
+    index: HashMap<String, usize>,
 }
 
 /// A graph problem, named in terms of stack names.
@@ -43,10 +46,13 @@ impl StackGraph {
         S: Into<String>,
     {
         let mut graph = DiGraph::new();
+        let mut index = HashMap::new();
         for n in names {
-            graph.add_node(n.into());
+            let n: String = n.into();
+            let i = graph.add_node(n.clone()).index();
+            index.entry(n).or_insert(i);
         }
-        StackGraph { graph }
+        StackGraph { graph, index }
     }
 
     /// The graph of an environment's stacks and their `dependsOn` edges.
@@ -78,10 +84,7 @@ impl StackGraph {
 
     /// Index of `name` in list order.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.graph
-            .node_indices()
-            .find(|i| self.graph[*i] == name)
-            .map(|i| i.index())
+        self.index.get(name).copied()
     }
 
     /// Records that `stack` must deploy after `depends_on`. Idempotent.
@@ -178,24 +181,27 @@ impl StackGraph {
     /// One dependency cycle, if any, as `[A, B, A]` (A deploys after B, which
     /// deploys after A), starting from the earliest stack in list order.
     pub fn find_cycle(&self) -> Option<Vec<String>> {
-        let mut sccs: Vec<Vec<NodeIndex>> = petgraph::algo::tarjan_scc(&self.graph)
+        let mut sccs: Vec<Vec<NodeIndex>> = petgraph::algo::kosaraju_scc(&self.graph)
             .into_iter()
             .filter(|scc| scc.len() > 1 || self.graph.find_edge(scc[0], scc[0]).is_some())
             .collect();
-        // Tarjan's order depends on the graph's shape; list order is what users see.
+        // Kosaraju, not Tarjan: petgraph's Tarjan recurses per node and
+        // overflows the stack on a long chain; Kosaraju's DFS is iterative.
+        // Component order depends on the graph's shape; list order is what users see.
         sccs.sort_by_key(|scc| scc.iter().min().copied());
         if let Some(scc) = sccs.into_iter().next() {
             let start = *scc.iter().min()?;
+            let members: HashSet<NodeIndex> = scc.iter().copied().collect();
             // Breadth-first over "depends on" edges inside the component: the
             // shortest way back to `start` is the cycle we show.
-            let mut parent: std::collections::HashMap<NodeIndex, NodeIndex> = Default::default();
+            let mut parent: HashMap<NodeIndex, NodeIndex> = Default::default();
             let mut queue = std::collections::VecDeque::from([start]);
             let mut last = None;
             'search: while let Some(cur) = queue.pop_front() {
                 let mut next: Vec<NodeIndex> = self
                     .graph
                     .neighbors_directed(cur, petgraph::Direction::Incoming)
-                    .filter(|n| scc.contains(n))
+                    .filter(|n| members.contains(n))
                     .collect();
                 next.sort();
                 for n in next {

@@ -32,9 +32,14 @@ pub use schema::{SCHEMA_URL, schema, schema_text};
 pub use starter::starter;
 
 /// The largest configuration file accepted. A 100-environment, 50-stack
-/// configuration is well under a megabyte; anything near this is not a
-/// configuration, and refusing it keeps time and memory bounded.
-pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+/// configuration is about 400 KiB written verbosely; anything near this is
+/// not a configuration, and refusing it keeps time (well under a second in a
+/// release build) and memory bounded.
+pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The most diagnostics one load reports; past this, one more says how many
+/// were left out. Real files never get near it; hostile ones stay bounded.
+pub const MAX_DIAGNOSTICS: usize = 500;
 
 /// Reading a configuration file failed (before its content was looked at).
 #[derive(Debug, thiserror::Error)]
@@ -199,14 +204,38 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
     Err(finish(all, &checker.secrets))
 }
 
-/// Scrubs secrets from every message, sorts by position and drops duplicates.
+/// Sorts by position, drops duplicates, bounds the count and scrubs
+/// secrets from every message.
 fn finish(mut all: Vec<Diagnostic>, secrets_found: &[String]) -> Vec<Diagnostic> {
+    all.sort_by_key(|d| (d.line, d.column));
+    let mut seen = HashSet::new();
+    all.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
+    if all.len() > MAX_DIAGNOSTICS {
+        let more = all.len() - MAX_DIAGNOSTICS;
+        all.truncate(MAX_DIAGNOSTICS);
+        let file = all[0].file.clone();
+        all.push(Diagnostic {
+            path: String::new(),
+            file,
+            line: 0,
+            column: 0,
+            message: format!("{more} more problems not shown"),
+            help: Some("fix the ones above and validate again".to_owned()),
+        });
+    }
+    // Token-shaped secrets are masked by pattern; the exact strings cover the
+    // key-dependent kinds (passwords, secret keys), which are few in real files.
+    let mut unique = HashSet::new();
+    let exact: Vec<&str> = secrets_found
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty() && unique.insert(*s))
+        .take(1000)
+        .collect();
     let scrub = |s: &str| {
         let mut s = s.to_owned();
-        for secret in secrets_found {
-            if !secret.is_empty() {
-                s = s.replace(secret.as_str(), "<redacted>");
-            }
+        for secret in &exact {
+            s = s.replace(secret, "<redacted>");
         }
         secrets::redact(&s)
     };
@@ -215,9 +244,6 @@ fn finish(mut all: Vec<Diagnostic>, secrets_found: &[String]) -> Vec<Diagnostic>
         d.message = scrub(&d.message);
         d.help = d.help.as_deref().map(scrub);
     }
-    all.sort_by_key(|d| (d.line, d.column));
-    let mut seen = HashSet::new();
-    all.retain(|d| seen.insert((d.path.clone(), d.line, d.column, d.message.clone())));
     all
 }
 

@@ -3,7 +3,7 @@
 //! Each rule is tolerant of missing or mistyped fields: the schema reports
 //! those.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -16,7 +16,7 @@ use crate::model::{
 };
 use crate::secrets;
 use crate::suggest::did_you_mean;
-use crate::tree::{Node, Path, Pos, Value};
+use crate::tree::{Node, Path, Pos, Seg, Value};
 
 /// Regions AWS has announced, used for "did you mean" (any identifier of the
 /// right shape in a known partition is accepted, so new regions work before
@@ -110,6 +110,8 @@ pub(crate) struct Checker<'a> {
     /// Secrets found in values (for de-duplicating the raw-text scan and
     /// scrubbing every message). Never printed.
     pub(crate) secrets: Vec<String>,
+    /// Byte offset of each line's start, for positions and source tokens.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Checker<'a> {
@@ -120,6 +122,9 @@ impl<'a> Checker<'a> {
             out: Vec::new(),
             credentials: Vec::new(),
             secrets: Vec::new(),
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
         }
     }
 
@@ -136,7 +141,12 @@ impl<'a> Checker<'a> {
 
     /// The token starting at `pos` as written in the source (for "quote it" help).
     fn raw_token(&self, pos: Pos) -> Option<&'a str> {
-        let line = self.source.lines().nth(pos.line.checked_sub(1)?)?;
+        let start = *self.line_starts.get(pos.line.checked_sub(1)?)?;
+        let end = self
+            .line_starts
+            .get(pos.line)
+            .map_or(self.source.len(), |e| e - 1);
+        let line = self.source.get(start..end)?;
         let start = line.char_indices().nth(pos.column.checked_sub(1)?)?.0;
         let rest = &line[start..];
         let end = rest.find([' ', '\t', ',', ']', '}', '#']).unwrap_or(rest.len());
@@ -162,7 +172,7 @@ impl<'a> Checker<'a> {
         if let Some(envs) = root.get("environments") {
             self.environments(&top.key("environments"), envs);
         }
-        self.credentials(&top, root, "");
+        self.credentials(&mut Vec::new(), root, "");
         self.credentials_in_comments();
     }
 
@@ -567,6 +577,7 @@ impl<'a> Checker<'a> {
             .iter()
             .map(|s| s.get("name").and_then(Node::as_str))
             .collect();
+        let known: HashSet<&str> = names.iter().flatten().copied().collect();
         let mut seen: HashMap<&str, Pos> = HashMap::new();
         for (i, s) in items.iter().enumerate() {
             let sp = path.index(i);
@@ -593,15 +604,23 @@ impl<'a> Checker<'a> {
             let Some(deps) = s.get("dependsOn") else { continue };
             for (j, d) in deps.items().iter().enumerate() {
                 let Some(dep) = d.as_str() else { continue };
-                if !names.contains(&Some(dep)) {
+                if !known.contains(dep) {
                     let stack = names[i].unwrap_or("?");
-                    let help = match did_you_mean(dep, names.iter().flatten().copied()) {
+                    // Suggestions compare against every name; bounded so a
+                    // hostile file with many stacks stays fast.
+                    let suggestion = if names.len() <= 500 {
+                        did_you_mean(dep, names.iter().flatten().copied())
+                    } else {
+                        None
+                    };
+                    let help = match suggestion {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!(
                             "dependsOn names stacks of the same environment: {}",
                             names
                                 .iter()
                                 .flatten()
+                                .take(10)
                                 .map(|n| format!("`{n}`"))
                                 .collect::<Vec<_>>()
                                 .join(", ")
@@ -622,12 +641,13 @@ impl<'a> Checker<'a> {
     fn cycles(&mut self, path: &Path, items: &[Node], names: &[Option<&str>]) {
         // Only well-formed, uniquely named stacks take part; the other rules
         // report the rest.
-        let mut unique: Vec<&str> = Vec::new();
-        for n in names.iter().flatten() {
-            if !unique.contains(n) {
-                unique.push(n);
-            }
-        }
+        let mut seen = HashSet::new();
+        let unique: Vec<&str> = names
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|n| seen.insert(*n))
+            .collect();
         let mut graph = StackGraph::new(unique.iter().copied());
         for (i, s) in items.iter().enumerate() {
             let Some(name) = names[i] else { continue };
@@ -654,28 +674,41 @@ impl<'a> Checker<'a> {
     }
 
     /// Every string value and key in the document.
-    fn credentials(&mut self, path: &Path, node: &Node, key: &str) {
+    /// Every string value and key in the document. The path is a stack
+    /// (pushed and popped), turned into a [`Path`] only for a finding: this
+    /// walk visits every node, so it must not allocate per node.
+    fn credentials(&mut self, path: &mut Vec<Seg>, node: &Node, key: &str) {
         match &node.value {
             Value::Str(s) => self.credential_in(path, node.pos, key, s),
-            Value::Int(i) => self.credential_in(path, node.pos, key, &i.to_string()),
+            Value::Int(i) if secrets::is_password_key(key) => {
+                self.credential_in(path, node.pos, key, &i.to_string())
+            }
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.credentials(&path.index(i), item, key);
+                    path.push(Seg::Index(i));
+                    self.credentials(path, item, key);
+                    path.pop();
                 }
             }
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    let kp = path.key(&k.name);
-                    self.credential_in(&kp, k.pos, "", &k.name);
-                    self.credentials(&kp, v, &k.name);
+                    path.push(Seg::Key(k.name.clone()));
+                    self.credential_in(path, k.pos, "", &k.name);
+                    self.credentials(path, v, &k.name);
+                    path.pop();
                 }
             }
             _ => {}
         }
     }
 
-    fn credential_in(&mut self, path: &Path, pos: Pos, key: &str, text: &str) {
-        for f in secrets::find_in_field(key, text) {
+    fn credential_in(&mut self, path: &[Seg], pos: Pos, key: &str, text: &str) {
+        let findings = secrets::find_in_field(key, text);
+        if findings.is_empty() {
+            return;
+        }
+        let path = &Path(path.to_vec());
+        for f in findings {
             self.secrets.push(text[f.range].to_owned());
             let field = if path.0.is_empty() {
                 "the document".to_owned()
@@ -696,28 +729,28 @@ impl<'a> Checker<'a> {
 
     /// Token-shaped secrets in the raw text that no value holds: comments.
     fn credentials_in_comments(&mut self) {
+        // The same secret as a value holds, compared without the indentation
+        // and escapes that YAML adds around multi-line text.
+        let bare = |s: &str| s.replace("\\n", "").replace(char::is_whitespace, "");
+        let held: HashSet<String> = self.secrets.iter().map(|s| bare(s)).collect();
         let mut found = Vec::new();
-        for f in secrets::find_in_text(self.source) {
-            if f.kind == secrets::CredentialKind::Password {
-                continue;
-            }
+        for f in secrets::find_tokens(self.source) {
             let secret = &self.source[f.range.clone()];
-            // The same secret as a value holds, compared without the
-            // indentation and escapes that YAML adds around multi-line text.
-            let bare = |s: &str| s.replace("\\n", "").replace(char::is_whitespace, "");
             let raw = bare(secret);
-            if self.secrets.iter().any(|s| {
-                let s = bare(s);
-                s.contains(&raw) || raw.contains(&s)
-            }) {
-                continue;
+            // Exact match first; the containment scan only on small files.
+            let dup = held.contains(&raw)
+                || (held.len() <= 100
+                    && held
+                        .iter()
+                        .any(|s| !s.is_empty() && (s.contains(&raw) || raw.contains(s.as_str()))));
+            if !dup {
+                found.push((f, secret.to_owned()));
             }
-            found.push((f, secret.to_owned()));
         }
         for (f, secret) in found {
-            let before = &self.source[..f.range.start];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+            let line = self.line_starts.partition_point(|s| *s <= f.range.start);
+            let start = self.line_starts[line - 1];
+            let column = self.source[start..f.range.start].chars().count() + 1;
             self.secrets.push(secret);
             self.push(
                 &Path::root(),

@@ -103,7 +103,8 @@ fn compiled() -> &'static Compiled {
 /// Validates `tree` against the schema, appending one diagnostic per problem.
 pub(crate) fn check(file: &str, tree: &Node, json: &Json, out: &mut Vec<Diagnostic>) {
     let c = compiled();
-    for err in c.validator.iter_errors(json) {
+    // Bounded: a hostile file can hold a hundred thousand bad fields.
+    for err in c.validator.iter_errors(json).take(crate::MAX_DIAGNOSTICS + 1) {
         let path = Path(
             err.instance_path()
                 .iter()
@@ -181,6 +182,7 @@ fn describe(
                 .unwrap_or_default();
             unexpected
                 .iter()
+                .take(crate::MAX_DIAGNOSTICS + 1)
                 .map(|name| {
                     let help = match did_you_mean(name, known.iter().map(String::as_str)) {
                         Some(s) => format!("did you mean `{s}`?"),

@@ -75,18 +75,46 @@ fn patterns() -> &'static Patterns {
     })
 }
 
-/// Credentials that look the same wherever they appear (token formats and
-/// private keys), and passwords written inline (`--password=...`, URLs).
+/// Token-shaped credentials (access key IDs, GitHub tokens, private keys):
+/// the same wherever they appear, comments included.
+pub fn find_tokens(text: &str) -> Vec<Finding> {
+    let p = patterns();
+    // Cheap literal checks first: this runs on every string of a file.
+    let triggers: [&[&str]; 3] = [
+        &["AKIA", "ASIA", "ABIA", "ACCA"],
+        &["gh", "github_pat_"],
+        &["PRIVATE KEY"],
+    ];
+    let mut out = Vec::new();
+    for ((kind, re), lits) in p.tokens.iter().zip(triggers) {
+        if lits.iter().any(|l| text.contains(l)) {
+            out.extend(re.find_iter(text).map(|m| Finding {
+                kind: *kind,
+                range: m.range(),
+            }));
+        }
+    }
+    out
+}
+
+/// Credentials that look the same wherever they appear ([`find_tokens`]),
+/// and passwords written inline (`--password=...`, URLs).
 pub fn find_in_text(text: &str) -> Vec<Finding> {
     let p = patterns();
-    let mut out = Vec::new();
-    for (kind, re) in &p.tokens {
-        out.extend(re.find_iter(text).map(|m| Finding {
-            kind: *kind,
-            range: m.range(),
-        }));
+    let mut out = find_tokens(text);
+    let lower_has = |needles: &[&str]| {
+        text.as_bytes()
+            .windows(4)
+            .any(|w| needles.iter().any(|n| w.eq_ignore_ascii_case(&n.as_bytes()[..4])))
+    };
+    let mut inline = Vec::new();
+    if text.contains("://") {
+        inline.push(&p.url_password);
     }
-    for re in [&p.inline_password, &p.url_password] {
+    if text.len() >= 4 && lower_has(&["pass", "pwd=", "pwd:", "pwd "]) {
+        inline.push(&p.inline_password);
+    }
+    for re in inline {
         for c in re.captures_iter(text) {
             if let Some(m) = c.get(1) {
                 out.push(Finding {
@@ -100,12 +128,28 @@ pub fn find_in_text(text: &str) -> Vec<Finding> {
     out
 }
 
+/// Whether a field called `key` holds a password (`password`, `dbPassword`, `pwd`, ...).
+pub fn is_password_key(key: &str) -> bool {
+    // Every spelling has a `p`; most keys do not, and this runs per value.
+    if !key.bytes().any(|b| b.eq_ignore_ascii_case(&b'p')) {
+        return false;
+    }
+    let name: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .flat_map(|c| c.to_lowercase())
+        .collect();
+    name.ends_with("password") || name.ends_with("passwd") || name == "pwd"
+}
+
 /// Credentials in the value of a field called `key`: everything
 /// [`find_in_text`] finds, plus secret access keys under secret-ish names and
 /// any `password:` value.
 pub fn find_in_field(key: &str, value: &str) -> Vec<Finding> {
     let mut out = find_in_text(value);
-    if !out.is_empty() {
+    let trimmed = value.trim();
+    // Only a 40-character value can be a secret key; passwords need their key.
+    if !out.is_empty() || trimmed.is_empty() || (trimmed.len() != 40 && !is_password_key(key)) {
         return out;
     }
     let name: String = key
@@ -113,7 +157,6 @@ pub fn find_in_field(key: &str, value: &str) -> Vec<Finding> {
         .filter(char::is_ascii_alphanumeric)
         .flat_map(|c| c.to_lowercase())
         .collect();
-    let trimmed = value.trim();
     let start = value.len() - value.trim_start().len();
     let range = start..start + trimmed.len();
     let secretish = [
@@ -134,10 +177,7 @@ pub fn find_in_field(key: &str, value: &str) -> Vec<Finding> {
             kind: CredentialKind::AwsSecretAccessKey,
             range,
         });
-    } else if (name.ends_with("password") || name.ends_with("passwd") || name == "pwd")
-        && !trimmed.is_empty()
-        && !trimmed.starts_with('$')
-    {
+    } else if is_password_key(key) && !trimmed.is_empty() && !trimmed.starts_with('$') {
         out.push(Finding {
             kind: CredentialKind::Password,
             range,

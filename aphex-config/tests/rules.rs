@@ -621,7 +621,7 @@ fn hostile_input_is_rejected_with_a_clear_error() {
         ("alias bomb", alias_bomb.into(), "invalid YAML"),
         ("deep flow nesting", deep_flow.into(), "invalid YAML"),
         ("deep block nesting", deep_block.into(), "invalid YAML"),
-        ("huge file", huge.into(), "larger than 4 MiB"),
+        ("huge file", huge.into(), "larger than 2 MiB"),
         ("binary", vec![0x7f, b'E', b'L', b'F', 0, 1, 2], "NUL byte"),
         (
             "invalid UTF-8",
@@ -640,5 +640,54 @@ fn hostile_input_is_rejected_with_a_clear_error() {
             diags.iter().any(|d| d.message.contains(want)),
             "{what}: {diags:#?}"
         );
+    }
+}
+
+/// Inputs shaped to make a careless validator quadratic: each must finish
+/// quickly with bounded output (the budget is generous for debug builds; a
+/// quadratic pass would take minutes).
+#[test]
+fn large_hostile_configs_stay_fast_and_bounded() {
+    let head = "version: \"1.0\"\nbuild: {commands: [x]}\nenvironments:\n  - {name: dev, region: us-east-1, account: \"123456789012\", stacks: [\n";
+    let chain: String = (0..20_000)
+        .map(|i| format!("    {{name: s{i}, path: p, dependsOn: [s{}]}},\n", i.max(1) - 1))
+        .collect();
+    let missing: String = (0..20_000)
+        .map(|i| format!("    {{name: s{i}, path: p, dependsOn: [nope{i}]}},\n"))
+        .collect();
+    let unknown_keys: String = (0..60_000).map(|i| format!("k{i}: 1\n")).collect();
+    let numbers: String = (0..20_000)
+        .map(|i| format!("  - {{name: e{i}, region: us-east-1, account: {i}, stacks: []}}\n"))
+        .collect();
+    let tokens: String = (0..20_000).map(|i| format!("  - AKIA{i:016}\n")).collect();
+    let inputs = [
+        ("long chain with a cycle", format!("{head}{chain}]}}\n")),
+        ("many unknown dependsOn", format!("{head}{missing}]}}\n")),
+        ("many unknown keys", unknown_keys),
+        (
+            "many numeric accounts",
+            format!("version: \"1.0\"\nbuild: {{commands: [x]}}\nenvironments:\n{numbers}"),
+        ),
+        (
+            "many credentials",
+            format!("version: \"1.0\"\nenvironments: []\nbuild:\n commands:\n{tokens}"),
+        ),
+    ];
+    for (what, src) in inputs {
+        assert!(
+            src.len() < aphex_config::MAX_FILE_BYTES,
+            "{what} fits the size limit"
+        );
+        let start = std::time::Instant::now();
+        let diags = load_str("f", &src).expect_err(what);
+        let took = start.elapsed();
+        assert!(took.as_secs() < 20, "{what} took {took:?}");
+        assert!(
+            diags.len() <= aphex_config::MAX_DIAGNOSTICS + 1,
+            "{what}: {} diagnostics",
+            diags.len()
+        );
+        let shown = aphex_config::render(&diags, &src);
+        assert!(!shown.contains("AKIA0000"), "{what} echoed a key");
     }
 }
