@@ -13,6 +13,9 @@ use crate::yaml::{YamlError, to_yaml, to_yaml_documents};
 pub struct RenderOptions {
     /// The pipeline stack's `WorkflowExecutionRoleArn` output; a placeholder when `None`.
     pub executor_role_arn: Option<String>,
+    /// The pipeline stack's `ArtifactBucketName` output: when known, a
+    /// ConfigMap `<pipeline>-pipeline-stack` carrying it is rendered too.
+    pub artifact_bucket: Option<String>,
 }
 
 /// One Kubernetes object.
@@ -72,10 +75,35 @@ pub struct Rendered {
 /// File name of the pipeline stack's template in `--out` directories.
 pub const PIPELINE_STACK_FILE: &str = "pipeline-stack.template.json";
 
+/// The ConfigMap the stage pods read the pipeline stack's outputs from.
+fn stack_outputs(config: &Config, bucket: &str, role_arn: Option<&str>) -> Value {
+    let mut data = serde_json::json!({"ArtifactBucketName": bucket});
+    if let Some(arn) = role_arn {
+        data["WorkflowExecutionRoleArn"] = serde_json::json!(arn);
+    }
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": crate::workflow::stack_outputs_config_map(config),
+            "namespace": config.settings().namespace(),
+            "labels": crate::workflow::labels(config),
+        },
+        "data": data,
+    })
+}
+
 /// Renders every object of a validated config.
 pub fn render(config: &Config, options: &RenderOptions) -> Result<Rendered, PlanError> {
     let plan = Plan::new(config)?;
     let mut values = crate::rbac::rbac(config, options.executor_role_arn.as_deref());
+    if let Some(bucket) = &options.artifact_bucket {
+        values.push(stack_outputs(
+            config,
+            bucket,
+            options.executor_role_arn.as_deref(),
+        ));
+    }
     values.push(crate::workflow::workflow_template(config, &plan));
     values.extend(crate::events::event_source(config));
     values.extend(crate::events::sensor(config));

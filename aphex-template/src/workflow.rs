@@ -222,6 +222,12 @@ fn run_args() -> Vec<Value> {
     ]
 }
 
+/// The ConfigMap holding the pipeline stack's outputs (written by bootstrap,
+/// or rendered with [`crate::RenderOptions::artifact_bucket`]).
+pub fn stack_outputs_config_map(config: &Config) -> String {
+    format!("{}-pipeline-stack", config.pipeline_name())
+}
+
 /// Run metadata the runner reads from its environment (free text, so it
 /// stays out of argv parsing entirely).
 fn run_env(config: &Config) -> Vec<Value> {
@@ -229,6 +235,14 @@ fn run_env(config: &Config) -> Vec<Value> {
         json!({"name": "APHEX_PIPELINE", "value": config.pipeline_name()}),
         json!({"name": "APHEX_PUSHER", "value": "{{workflow.parameters.pusher}}"}),
         json!({"name": "APHEX_COMMIT_MESSAGE", "value": "{{workflow.parameters.message}}"}),
+        // The created bucket's name is known only once the pipeline stack
+        // exists; reading it from a ConfigMap keeps this template a pure
+        // function of the config (`pipeline.artifacts.bucket` wins when set).
+        json!({"name": "APHEX_ARTIFACT_BUCKET", "valueFrom": {"configMapKeyRef": {
+            "name": stack_outputs_config_map(config),
+            "key": "ArtifactBucketName",
+            "optional": true,
+        }}}),
     ]
 }
 

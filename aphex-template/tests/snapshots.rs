@@ -31,6 +31,7 @@ fn rendering_is_deterministic() {
 fn the_executor_role_arn_reaches_the_service_account() {
     let options = RenderOptions {
         executor_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
+        artifact_bucket: None,
     };
     let r = render(&config("seed.yaml"), &options).unwrap();
     let sa = r.get("ServiceAccount").unwrap();
@@ -38,6 +39,21 @@ fn the_executor_role_arn_reaches_the_service_account() {
         sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/exec"
     );
+    assert!(r.get("ConfigMap").is_none());
+}
+
+#[test]
+fn a_known_bucket_is_published_in_the_config_map_the_pods_read() {
+    let options = RenderOptions {
+        executor_role_arn: None,
+        artifact_bucket: Some("aphex-artifacts-x".into()),
+    };
+    let r = render(&config("seed.yaml"), &options).unwrap();
+    let cm = r.get("ConfigMap").unwrap();
+    assert_eq!(cm["metadata"]["name"], "aphex-pipeline-stack");
+    assert_eq!(cm["data"]["ArtifactBucketName"], "aphex-artifacts-x");
+    let wt = serde_json::to_string(r.get("WorkflowTemplate").unwrap()).unwrap();
+    assert!(wt.contains(r#""configMapKeyRef":{"name":"aphex-pipeline-stack","key":"ArtifactBucketName""#));
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub struct Args {
     /// IRSA annotation (a placeholder otherwise).
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
+    /// The pipeline stack's ArtifactBucketName output: also renders the
+    /// ConfigMap `<pipeline>-pipeline-stack` the stage pods read it from.
+    #[arg(long, value_name = "NAME")]
+    pub artifact_bucket: Option<String>,
 }
 
 /// Reads and validates a config; on failure prints why and returns the exit code.
@@ -56,6 +60,7 @@ pub fn run(args: Args) -> Exit {
     };
     let options = RenderOptions {
         executor_role_arn: args.role_arn,
+        artifact_bucket: args.artifact_bucket,
     };
     let rendered = match render(&config, &options) {
         Ok(r) => r,
