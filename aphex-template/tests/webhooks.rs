@@ -9,6 +9,7 @@ use aphex_template::events::sensor;
 use aphex_template::simulate::{Outcome, simulate};
 use aphex_template::triggers::{as_gjson_string, lookup};
 use common::{config, webhook};
+use proptest::prelude::*;
 use serde_json::{Value, json};
 
 const HEAD_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
@@ -132,6 +133,71 @@ fn a_branch_name_with_regex_characters_matches_only_itself() {
             expected,
             "{branch}"
         );
+    }
+}
+
+fn with_branch(branch: &str) -> Config {
+    let mut cfg = master();
+    let gh = cfg
+        .pipeline
+        .as_mut()
+        .and_then(|p| p.github.as_mut())
+        .expect("GitHub settings");
+    gh.branch = Some(branch.to_owned());
+    cfg
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    // Property: on any push, the rendered Sensor (as Argo Events evaluates
+    // it) and the simulator fire the same trigger with the same parameters.
+    #[test]
+    fn sensor_and_simulator_agree_on_pushes(
+        branch in "[a-z0-9.+_/-]{1,12}",
+        other in "[a-z0-9.+_/-]{0,12}",
+        kind in 0usize..3,
+        deleted: bool,
+    ) {
+        let cfg = with_branch(&branch);
+        let (_, mut payload) = webhook("push-with-new-branch.json");
+        payload["ref"] = json!(match kind {
+            0 => format!("refs/heads/{branch}"),
+            1 => format!("refs/heads/{other}"),
+            _ => format!("refs/tags/{branch}"),
+        });
+        if deleted {
+            payload["after"] = json!("0000000000000000000000000000000000000000");
+        }
+        let out = simulate(&cfg, "push", &payload);
+        let rendered = rendered_sensor_outcome(&cfg, "push", &payload);
+        prop_assert_eq!(rendered.0, out.trigger);
+        prop_assert_eq!(rendered.1, out.parameters.into_iter().collect::<Vec<_>>());
+        let expect_deploy = !deleted && (kind == 0 || (kind == 1 && other == branch));
+        prop_assert_eq!(out.trigger == "deploy", expect_deploy);
+    }
+
+    // Property: on any pull request event, the rendered Sensor and the
+    // simulator agree.
+    #[test]
+    fn sensor_and_simulator_agree_on_pull_requests(
+        action in prop::sample::select(vec!["opened", "reopened", "synchronize", "closed", "edited", "opened2"]),
+        base in prop::sample::select(vec!["master", "main", "master.x", "mas+ter"]),
+        fork: bool,
+    ) {
+        let cfg = master();
+        let (_, mut payload) = webhook("pull_request-opened.json");
+        payload["action"] = json!(action);
+        payload["pull_request"]["base"]["ref"] = json!(base);
+        if fork {
+            payload["pull_request"]["head"]["repo"]["full_name"] = json!("someone/Hello-World");
+        }
+        let out = simulate(&cfg, "pull_request", &payload);
+        let rendered = rendered_sensor_outcome(&cfg, "pull_request", &payload);
+        prop_assert_eq!(rendered.0, out.trigger);
+        prop_assert_eq!(rendered.1, out.parameters.into_iter().collect::<Vec<_>>());
+        let expect = ["opened", "reopened", "synchronize"].contains(&action) && base == "master" && !fork;
+        prop_assert_eq!(out.trigger == "validate", expect);
     }
 }
 
