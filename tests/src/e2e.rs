@@ -1,0 +1,273 @@
+//! Helpers of the end-to-end tests that drive the real `aphex` binary
+//! against the emulator: an application repository made from the quick start
+//! or a `tests/cdk-apps` variant (a fresh git repository per test), running
+//! `aphex` in it, and reading back what CloudFormation saw.
+//!
+//! The binary is `target/debug/aphex` next to the test executable, built by
+//! `cargo test --workspace` (what `cargo xtask test` runs): driving the binary
+//! covers the CLI's wiring (`--store`, the summary) that the library alone
+//! would not. Building it from inside a test would unify features
+//! differently and rebuild the dependencies, so a missing binary is a clear
+//! failure instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use aws_config::SdkConfig;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// `target/debug/aphex`, next to this test executable's `deps/` folder.
+pub fn aphex_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let debug = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executables live in target/<profile>/deps/");
+    let bin = debug.join("aphex");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p aphex-cli` (or run `cargo xtask test`, \
+         which builds every binary before the tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// The quick start's shared npm install (`cargo xtask npm`).
+pub fn node_modules() -> PathBuf {
+    let dir = workspace().join("examples/quickstart/node_modules");
+    assert!(
+        dir.join("aws-cdk-lib").is_dir(),
+        "{} has no aws-cdk-lib: run `cargo xtask npm` (`cargo xtask test` does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A 12-digit account of its own for one test: the emulator takes any
+/// 12-digit access key ID as an account, so stacks, exports and parameters of
+/// different tests (and of earlier runs on a long-lived emulator) never meet.
+pub fn unique_account() -> String {
+    let name = crate::unique_name("a");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // Starts with 2..9: never one of the fixed accounts the other tests use.
+    format!("{}{:011}", 2 + hash % 8, (hash >> 3) % 100_000_000_000)
+}
+
+/// An application repository in a temporary folder, committed once.
+pub struct AppRepo {
+    dir: tempfile::TempDir,
+    /// The commit's full SHA.
+    pub commit: String,
+}
+
+impl AppRepo {
+    /// The quick start, with `aphex-config.yaml` edited by `edit`.
+    pub fn quickstart(edit: impl FnOnce(String) -> String) -> AppRepo {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        copy_tree(&workspace().join("examples/quickstart"), dir.path());
+        edit_file(&dir.path().join("aphex-config.yaml"), edit);
+        AppRepo::commit(dir)
+    }
+
+    /// The `tests/cdk-apps` app with `configs/<variant>.yaml` as its config,
+    /// edited by `edit`.
+    pub fn cdk_app(variant: &str, edit: impl FnOnce(String) -> String) -> AppRepo {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let src = workspace().join("tests/cdk-apps");
+        copy_tree(&src, dir.path());
+        let _ = std::fs::remove_dir_all(dir.path().join("configs"));
+        let config = std::fs::read_to_string(src.join(format!("configs/{variant}.yaml")))
+            .expect("the variant's config");
+        std::fs::write(dir.path().join("aphex-config.yaml"), edit(config)).expect("writing the config");
+        AppRepo::commit(dir)
+    }
+
+    fn commit(dir: tempfile::TempDir) -> AppRepo {
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "app"]);
+        let commit = String::from_utf8(git(dir.path(), &["rev-parse", "HEAD"]).stdout)
+            .expect("a SHA")
+            .trim()
+            .to_owned();
+        AppRepo { dir, commit }
+    }
+
+    /// The repository's folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `aphex <args>` in the repository, pointed at the emulator with
+    /// the default account's credentials and the shared npm install.
+    pub fn aphex(&self, args: &[&str]) -> Run {
+        let emulator = crate::emulator();
+        let mut cmd = Command::new(aphex_bin());
+        for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"] {
+            cmd.env_remove(var);
+        }
+        let output = cmd
+            .args(args)
+            .current_dir(self.path())
+            .envs(emulator.child_env())
+            .env("AWS_DEFAULT_REGION", crate::REGION)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("NODE_PATH", node_modules())
+            .env("CDK_DISABLE_CLI_TELEMETRY", "true")
+            .env("CDK_DISABLE_VERSION_CHECK", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running aphex");
+        Run::from(output)
+    }
+}
+
+/// What one `aphex` process did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: Option<i32>,
+    /// Standard output (the summary).
+    pub stdout: String,
+    /// Standard error (progress).
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Both streams, for assertion messages.
+    pub fn text(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// The value of the summary's `<label>: ` line.
+    pub fn summary_line(&self, label: &str) -> String {
+        let prefix = format!("{label}: ");
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in the summary:\n{}", self.text()))
+            .trim()
+            .to_owned()
+    }
+
+    /// The run record of a run without `--store` (its `record:` file).
+    pub fn local_record(&self) -> serde_json::Value {
+        let path = self.summary_line("record");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        serde_json::from_str(&text).expect("a JSON run record")
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let output = Command::new("git")
+        .args([
+            "-c",
+            "user.name=aphex-tests",
+            "-c",
+            "user.email=tests@aphex.invalid",
+        ])
+        .args(["-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running git");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Copies `src` into `dest`, without installed packages or local state.
+fn copy_tree(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).expect("creating a folder");
+    for entry in std::fs::read_dir(src).expect("reading a source folder") {
+        let entry = entry.expect("a folder entry");
+        let name = entry.file_name();
+        if ["node_modules", ".aphex", "cdk.out"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let to = dest.join(&name);
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).expect("copying a file");
+        }
+    }
+}
+
+fn edit_file(path: &Path, edit: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(path).expect("reading a file to edit");
+    std::fs::write(path, edit(text)).expect("writing an edited file");
+}
+
+/// The time range (seconds since the epoch) of a stack's CloudFormation
+/// events: when its deploy started and when it ended, as CloudFormation saw it.
+pub async fn event_range(config: &SdkConfig, stack: &str) -> (f64, f64) {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let mut pages = cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .into_paginator()
+        .send();
+    let mut times = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap_or_else(|e| panic!("DescribeStackEvents of {stack}: {e:?}"));
+        times.extend(
+            page.stack_events()
+                .iter()
+                .filter_map(|e| e.timestamp())
+                .map(|t| t.as_secs_f64()),
+        );
+    }
+    assert!(!times.is_empty(), "stack {stack} has no events");
+    let start = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let end = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (start, end)
+}
+
+/// The stack's status, or `None` when it does not exist.
+pub async fn stack_status(config: &SdkConfig, stack: &str) -> Option<String> {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => out
+            .stacks()
+            .first()
+            .and_then(|s| s.stack_status())
+            .map(|s| s.as_str().to_owned()),
+        Err(e) => {
+            let text = format!("{e:?}");
+            assert!(
+                text.contains("does not exist"),
+                "DescribeStacks of {stack} failed for another reason: {text}"
+            );
+            None
+        }
+    }
+}
