@@ -60,7 +60,9 @@ fn deploy_synthesizes_once_deploys_in_order_and_writes_outputs() {
     let outcome = rt().block_on(deploy::run(&h.ctx, "dev", &outputs)).unwrap();
 
     // Property of the stage: one synth, with the environment's account and region.
-    assert_eq!(synth_runs(&h), ["123456789012/eu-west-1"]);
+    // AWS_REGION/AWS_DEFAULT_REGION are the environment's, whatever the
+    // caller's shell had (tools in synth and hooks then talk to its region).
+    assert_eq!(synth_runs(&h), ["123456789012/eu-west-1 aws=eu-west-1,eu-west-1"]);
     let calls: Vec<String> = h.deployer.calls().into_iter().map(|c| c.stack_name).collect();
     assert_eq!(calls, ["NetworkStack", "dev-app"]);
     assert!(outcome.stacks.iter().all(|s| s.status == Status::Succeeded));

@@ -176,13 +176,14 @@ pub fn write_assembly(dir: &Path, stacks: &[FakeStack<'_>]) {
 
 /// Prepares `fake-assembly/` in the checkout and returns a synth command
 /// that copies it into `$CDK_OUTDIR` and appends a line to `synth-count`
-/// (outside the checkout, so artifacts do not carry it).
+/// (outside the checkout, so artifacts do not carry it): the account and
+/// region it saw, as the CDK and the AWS SDKs/CLI read them.
 pub fn fake_synth(h: &Harness, stacks: &[FakeStack<'_>]) -> String {
     let src = h.dir.path().join("fake-assembly");
     write_assembly(&src, stacks);
     let count = h.dir.path().join("synth-count");
     format!(
-        "echo \"$CDK_DEFAULT_ACCOUNT/$CDK_DEFAULT_REGION\" >> '{}' && cp -r '{}'/. \"$CDK_OUTDIR\"/",
+        "echo \"$CDK_DEFAULT_ACCOUNT/$CDK_DEFAULT_REGION aws=$AWS_REGION,$AWS_DEFAULT_REGION\" >> '{}' && cp -r '{}'/. \"$CDK_OUTDIR\"/",
         count.display(),
         src.display()
     )
