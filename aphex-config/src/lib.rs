@@ -247,42 +247,27 @@ fn finish(mut all: Vec<Diagnostic>, secrets_found: &[String]) -> Vec<Diagnostic>
     all
 }
 
-fn parse_error(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
-    let (line, column) = e
-        .location()
-        .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
-    let text = e.without_snippet().to_string();
-    let mut message = text.lines().next().unwrap_or("invalid YAML").to_owned();
-    // The position is shown separately.
-    if let Some(i) = message.find(" at line ") {
-        message.truncate(i);
-    }
-    if let Some(i) = message.find(", set DuplicateKeyPolicy") {
-        message.truncate(i);
-    }
-    let lower = message.to_lowercase();
-    if lower.contains("recursion limit") || lower.contains("depth") || lower.contains("nesting") {
-        message = "the document is nested too deeply for a configuration".to_owned();
-    }
-    let help = if lower.contains("budget")
+fn parse_error(file: &str, e: &tree::ParseError) -> Diagnostic {
+    let lower = e.message.to_lowercase();
+    let help = if lower.contains("nested")
         || lower.contains("alias")
-        || lower.contains("depth")
-        || lower.contains("recursion")
-        || lower.contains("nesting")
+        || lower.contains("nodes")
         || lower.contains("limit")
     {
         "the file exceeds the limits of a configuration (nesting, aliases or size); simplify it"
-    } else if lower.contains("duplicate") {
+    } else if lower.contains("duplicate key") {
         "remove one of the duplicate keys"
+    } else if lower.contains("document") {
+        "keep one configuration per file"
     } else {
         "fix the YAML syntax here (indentation, quotes, `:` after keys)"
     };
     Diagnostic {
         path: String::new(),
         file: file.to_owned(),
-        line,
-        column,
-        message: secrets::redact(&format!("invalid YAML: {message}")),
+        line: e.pos.line,
+        column: e.pos.column,
+        message: secrets::redact(&format!("invalid YAML: {}", e.message)),
         help: Some(help.to_owned()),
     }
 }

@@ -112,6 +112,8 @@ pub(crate) struct Checker<'a> {
     pub(crate) secrets: Vec<String>,
     /// Byte offset of each line's start, for positions and source tokens.
     line_starts: Vec<usize>,
+    /// Whether values need the text search (see [`Checker::check`]).
+    scan_values: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -122,6 +124,7 @@ impl<'a> Checker<'a> {
             out: Vec::new(),
             credentials: Vec::new(),
             secrets: Vec::new(),
+            scan_values: true,
             line_starts: std::iter::once(0)
                 .chain(source.match_indices('\n').map(|(i, _)| i + 1))
                 .collect(),
@@ -172,6 +175,9 @@ impl<'a> Checker<'a> {
         if let Some(envs) = root.get("environments") {
             self.environments(&top.key("environments"), envs);
         }
+        // Text patterns can only match a value if they match the file (or
+        // the value was written with escapes); checking once saves a search per value.
+        self.scan_values = self.source.contains('\\') || secrets::any_in_text(self.source);
         self.credentials(&mut Vec::new(), root, "");
         self.credentials_in_comments();
     }
@@ -229,7 +235,7 @@ impl<'a> Checker<'a> {
     }
 
     fn non_blank(&mut self, path: &Path, node: &Node) {
-        if node.as_str().is_some_and(|s| s.trim().is_empty()) {
+        if is_blank(node) {
             self.push(
                 path,
                 node.pos,
@@ -580,16 +586,19 @@ impl<'a> Checker<'a> {
         let known: HashSet<&str> = names.iter().flatten().copied().collect();
         let mut seen: HashMap<&str, Pos> = HashMap::new();
         for (i, s) in items.iter().enumerate() {
-            let sp = path.index(i);
+            // Paths are built only for a finding: this loop runs per stack.
+            let sp = || path.index(i);
             for key in ["name", "path"] {
-                if let Some(n) = s.get(key) {
-                    self.non_blank(&sp.key(key), n);
+                if let Some(n) = s.get(key)
+                    && is_blank(n)
+                {
+                    self.non_blank(&sp().key(key), n);
                 }
             }
             if let (Some(name), Some(n)) = (names[i], s.get("name")) {
                 if let Some(first) = seen.get(name) {
                     self.push(
-                        &sp.key("name"),
+                        &sp().key("name"),
                         n.pos,
                         format!("duplicate stack name `{name}` in environment `{env_name}`"),
                         format!(
@@ -627,7 +636,7 @@ impl<'a> Checker<'a> {
                         ),
                     };
                     self.push(
-                        &sp.key("dependsOn").index(j),
+                        &sp().key("dependsOn").index(j),
                         d.pos,
                         format!("stack `{stack}` depends on `{dep}`, which is not a stack of environment `{env_name}`"),
                         help,
@@ -674,10 +683,10 @@ impl<'a> Checker<'a> {
     }
 
     /// Every string value and key in the document.
-    /// Every string value and key in the document. The path is a stack
-    /// (pushed and popped), turned into a [`Path`] only for a finding: this
-    /// walk visits every node, so it must not allocate per node.
-    fn credentials(&mut self, path: &mut Vec<Seg>, node: &Node, key: &str) {
+    /// Every string value and key in the document. The path is a stack of
+    /// borrowed steps (pushed and popped), turned into a [`Path`] only for a
+    /// finding: this walk visits every node, so it must not allocate per node.
+    fn credentials<'t>(&mut self, path: &mut Vec<Step<'t>>, node: &'t Node, key: &str) {
         match &node.value {
             Value::Str(s) => self.credential_in(path, node.pos, key, s),
             Value::Int(i) if secrets::is_password_key(key) => {
@@ -685,14 +694,14 @@ impl<'a> Checker<'a> {
             }
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    path.push(Seg::Index(i));
+                    path.push(Step::Index(i));
                     self.credentials(path, item, key);
                     path.pop();
                 }
             }
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    path.push(Seg::Key(k.name.clone()));
+                    path.push(Step::Key(&k.name));
                     self.credential_in(path, k.pos, "", &k.name);
                     self.credentials(path, v, &k.name);
                     path.pop();
@@ -702,12 +711,24 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn credential_in(&mut self, path: &[Seg], pos: Pos, key: &str, text: &str) {
-        let findings = secrets::find_in_field(key, text);
+    fn credential_in(&mut self, steps: &[Step<'_>], pos: Pos, key: &str, text: &str) {
+        let findings = if self.scan_values {
+            secrets::find_in_field(key, text)
+        } else {
+            secrets::find_by_key(key, text, false)
+        };
         if findings.is_empty() {
             return;
         }
-        let path = &Path(path.to_vec());
+        let path = &Path(
+            steps
+                .iter()
+                .map(|s| match s {
+                    Step::Key(k) => Seg::Key((*k).to_owned()),
+                    Step::Index(i) => Seg::Index(*i),
+                })
+                .collect(),
+        );
         for f in findings {
             self.secrets.push(text[f.range].to_owned());
             let field = if path.0.is_empty() {
@@ -764,6 +785,18 @@ impl<'a> Checker<'a> {
             self.credentials.extend(self.out.pop());
         }
     }
+}
+
+/// One step of a borrowed path (see [`Checker::credentials`]).
+#[derive(Clone, Copy)]
+enum Step<'t> {
+    Key(&'t str),
+    Index(usize),
+}
+
+/// A string of only whitespace (an empty value is a mistake, not a default).
+fn is_blank(node: &Node) -> bool {
+    node.as_str().is_some_and(|s| s.trim().is_empty())
 }
 
 /// `name` made into a DNS label, when something is left of it.

@@ -130,8 +130,10 @@ pub fn find_in_text(text: &str) -> Vec<Finding> {
 
 /// Whether a field called `key` holds a password (`password`, `dbPassword`, `pwd`, ...).
 pub fn is_password_key(key: &str) -> bool {
-    // Every spelling has a `p`; most keys do not, and this runs per value.
-    if !key.bytes().any(|b| b.eq_ignore_ascii_case(&b'p')) {
+    // Every spelling contains `pass` or `pwd`; most keys do not, and this
+    // runs per value, so check before allocating.
+    let has = |n: &[u8]| key.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    if !has(b"pass") && !has(b"pwd") {
         return false;
     }
     let name: String = key
@@ -142,14 +144,30 @@ pub fn is_password_key(key: &str) -> bool {
     name.ends_with("password") || name.ends_with("passwd") || name == "pwd"
 }
 
+/// Whether `text` holds anything [`find_in_text`] would find. One pass of
+/// each pattern over a whole file is far cheaper than one per value, so a
+/// file without any skips the per-value text search.
+pub fn any_in_text(text: &str) -> bool {
+    let p = patterns();
+    !find_tokens(text).is_empty() || p.url_password.is_match(text) || p.inline_password.is_match(text)
+}
+
 /// Credentials in the value of a field called `key`: everything
 /// [`find_in_text`] finds, plus secret access keys under secret-ish names and
 /// any `password:` value.
 pub fn find_in_field(key: &str, value: &str) -> Vec<Finding> {
     let mut out = find_in_text(value);
+    out.extend(find_by_key(key, value, !out.is_empty()));
+    out
+}
+
+/// The credentials only the field name reveals: a secret access key under a
+/// secret-ish name, a `password:` value. Empty when `found` already.
+pub(crate) fn find_by_key(key: &str, value: &str, found: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
     let trimmed = value.trim();
     // Only a 40-character value can be a secret key; passwords need their key.
-    if !out.is_empty() || trimmed.is_empty() || (trimmed.len() != 40 && !is_password_key(key)) {
+    if found || trimmed.is_empty() || (trimmed.len() != 40 && !is_password_key(key)) {
         return out;
     }
     let name: String = key

@@ -517,7 +517,7 @@ fn cases() -> Vec<Case> {
             "duplicate keys",
             "region: us-east-1",
             "region: us-east-1\n    region: us-east-2",
-            ("", 7, 5, "invalid YAML: duplicate mapping key: region"),
+            ("", 7, 5, "invalid YAML: duplicate key `region` (first on line 6)"),
         ),
     ]
 }
