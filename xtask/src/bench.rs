@@ -63,5 +63,21 @@ pub fn run() -> Result<()> {
         times[times.len() / 2].as_secs_f64() * 1e3,
         times[0].as_secs_f64() * 1e3,
     );
+    // The YAML parse alone, to show how much of the above is the parser.
+    let mut parse: Vec<Duration> = (0..30)
+        .map(|_| {
+            let start = Instant::now();
+            let tree = aphex_config::tree::parse(&source);
+            let t = start.elapsed();
+            assert!(tree.is_ok());
+            t
+        })
+        .collect();
+    parse.sort();
+    println!(
+        "  of which YAML parse into the positioned tree: median {:.2} ms, best {:.2} ms",
+        parse[parse.len() / 2].as_secs_f64() * 1e3,
+        parse[0].as_secs_f64() * 1e3,
+    );
     crate::bench_render::run()
 }
