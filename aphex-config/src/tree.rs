@@ -434,6 +434,14 @@ impl Builder {
             ));
         }
         if anchor != 0 {
+            // Keeping a copy costs as much as the node: it counts too, so
+            // many anchors on large nodes cannot run away either.
+            self.nodes += count(&node);
+            if self.nodes > MAX_NODES {
+                return Err(format!(
+                    "more than {MAX_NODES} nodes (an alias bomb, or not a configuration)"
+                ));
+            }
             self.anchors.insert(anchor, node.clone());
         }
         let Some(top) = self.stack.last_mut() else {
