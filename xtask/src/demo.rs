@@ -1,14 +1,13 @@
 //! `cargo xtask demo`: the README's main job. Starts the local AWS emulator,
 //! prepares what `cdk bootstrap` leaves in both of the quick start's accounts,
 //! installs the quick start's npm packages, runs the real `aphex` binary
-//! (`aphex run --local examples/quickstart --yes`) against the emulator, and
-//! prints the captured stack outputs and the run summary. The emulator stops
+//! (`aphex run --local examples/quickstart --yes`) against the emulator, which
+//! prints the run summary, and prints the captured stack outputs. The emulator stops
 //! when the demo ends, fails, or is interrupted (Ctrl-C: the emulator's
 //! watchdog stops it once xtask is gone).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -38,15 +37,19 @@ pub fn run() -> Result<()> {
         bootstrap(&emulator, account)?;
     }
     let aphex = target_dir(&root).join("debug/aphex");
-    let summary = run_aphex(&root, &aphex, &emulator)?;
-    print_outputs(&summary.outputs)?;
-    println!();
-    println!("== run summary");
-    print!("{}", summary.stdout);
-    if !summary.status.success() {
+    let runs = root.join(".aphex/runs/aphex");
+    let before = run_dirs(&runs);
+    let status = run_aphex(&root, &aphex, &emulator)?;
+    let new: Vec<PathBuf> = run_dirs(&runs)
+        .into_iter()
+        .filter(|d| !before.contains(d))
+        .collect();
+    if let [run] = new.as_slice() {
+        print_outputs(&run.join("outputs"))?;
+    }
+    if !status.success() {
         bail!(
-            "aphex run --local failed ({}); the log of every stage is under the `logs:` folder above",
-            summary.status
+            "aphex run --local failed ({status}); the log of every stage is under the `logs:` folder above"
         );
     }
     println!();
@@ -131,53 +134,40 @@ fn aws_env<'c>(cmd: &'c mut Command, emulator: &Emulator) -> &'c mut Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
 }
 
-/// What the `aphex` run left.
-struct Summary {
-    status: std::process::ExitStatus,
-    /// Its stdout: the run summary.
-    stdout: String,
-    /// The run's outputs folder (`outputs: ...` in the summary), when it has one.
-    outputs: Option<PathBuf>,
+/// The run folders of the quick start's pipeline (`aphex`, the default name).
+fn run_dirs(runs: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(runs)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// `aphex run --local examples/quickstart --yes` from the repository root;
-/// progress (stderr) goes straight to the terminal, the summary is kept.
-fn run_aphex(root: &Path, aphex: &Path, emulator: &Emulator) -> Result<Summary> {
+/// `aphex run --local examples/quickstart --yes` from the repository root.
+/// Its output goes straight to the terminal (not through a pipe that would
+/// break if xtask died first on Ctrl-C, while aphex records the interruption).
+fn run_aphex(root: &Path, aphex: &Path, emulator: &Emulator) -> Result<ExitStatus> {
     let args = ["run", "--local", crate::npm::QUICKSTART, "--yes"];
     eprintln!("xtask: aphex {}", args.join(" "));
-    let mut child = aws_env(&mut Command::new(aphex), emulator)
+    aws_env(&mut Command::new(aphex), emulator)
         .args(args)
         .current_dir(root)
         // The quick start's deps.js finds the packages through NODE_PATH
         // (the checkout aphex makes has no node_modules).
         .envs(crate::npm::node_env(root))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {}", aphex.display()))?;
-    let mut stdout = String::new();
-    let mut outputs = None;
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line.context("reading aphex's output")?;
-        if let Some(dir) = line.strip_prefix("outputs: ") {
-            outputs = Some(PathBuf::from(dir.trim()));
-        }
-        stdout.push_str(&line);
-        stdout.push('\n');
-    }
-    let status = child.wait().context("waiting for aphex")?;
-    Ok(Summary {
-        status,
-        stdout,
-        outputs,
-    })
+        .status()
+        .with_context(|| format!("running {}", aphex.display()))
 }
 
 /// Prints every environment's captured outputs (`<env>/outputs.json`).
-fn print_outputs(dir: &Option<PathBuf>) -> Result<()> {
-    let Some(dir) = dir else {
+fn print_outputs(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
         return Ok(());
-    };
+    }
     let mut envs: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
