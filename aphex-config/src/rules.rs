@@ -485,10 +485,15 @@ impl<'a> Checker<'a> {
             let ap = path.key("account");
             match &n.value {
                 Value::Int(_) | Value::Float(_) => {
-                    let raw = self.raw_token(n.pos).unwrap_or("123456789012").to_owned();
-                    let padded = match n.value {
-                        Value::Int(i) if (0..1_000_000_000_000).contains(&i) => format!("{i:012}"),
-                        _ => raw,
+                    // The digits as written (leading zeros included); failing
+                    // that, the number padded back to 12 digits.
+                    let raw = self
+                        .raw_token(n.pos)
+                        .filter(|t| t.bytes().all(|b| b.is_ascii_digit()));
+                    let padded = match (raw, &n.value) {
+                        (Some(t), _) => t.to_owned(),
+                        (None, Value::Int(i)) if (0..1_000_000_000_000).contains(i) => format!("{i:012}"),
+                        _ => "123456789012".to_owned(),
                     };
                     self.push(
                         &ap,

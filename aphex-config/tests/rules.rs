@@ -564,6 +564,18 @@ fn secrets_are_never_echoed() {
 }
 
 #[test]
+fn quote_it_keeps_the_digits_as_written() {
+    for (written, suggested) in [("012345678901", "012345678901"), ("123456789012", "123456789012")] {
+        let src = BASE.replacen("\"123456789012\"", written, 1);
+        let diags = load_str("f", &src).unwrap_err();
+        assert_eq!(
+            diags[0].help.as_deref(),
+            Some(format!("quote it: `account: \"{suggested}\"` (quotes keep leading zeros)").as_str())
+        );
+    }
+}
+
+#[test]
 fn every_problem_in_one_run() {
     let src = BASE
         .replacen("version: \"1.0\"", "version: \"2\"", 1)
