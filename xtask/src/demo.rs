@@ -61,7 +61,7 @@ pub fn run() -> Result<()> {
 }
 
 /// What `cargo build` writes binaries under (`CARGO_TARGET_DIR` or `target/`).
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),
@@ -70,7 +70,7 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// Puts the bootstrap version parameter and creates the assets bucket in
 /// `account` (the emulator takes a 12-digit access key ID as the account).
-fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
+pub(crate) fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
     let bucket = format!("cdk-{QUALIFIER}-assets-{account}-{REGION}");
     aws(
         emulator,
@@ -101,7 +101,7 @@ fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
 }
 
 /// Runs the emulator venv's AWS CLI as `account`.
-fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<()> {
     let cli = emulator.aws_cli();
     let output = aws_env(&mut Command::new(&cli), emulator)
         .args(args)
@@ -123,7 +123,7 @@ fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<()> {
 
 /// Points `cmd` at the emulator (endpoint, credentials, region), with
 /// nothing from the user's own AWS setup that could send it elsewhere.
-fn aws_env<'c>(cmd: &'c mut Command, emulator: &Emulator) -> &'c mut Command {
+pub(crate) fn aws_env<'c>(cmd: &'c mut Command, emulator: &Emulator) -> &'c mut Command {
     for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"] {
         cmd.env_remove(var);
     }
