@@ -47,6 +47,9 @@ pub fn run() -> Result<()> {
     if let [run] = new.as_slice() {
         print_outputs(&run.join("outputs"))?;
     }
+    if status.code() == Some(130) {
+        bail!("interrupted: aphex recorded the run as interrupted; the emulator stops with the demo");
+    }
     if !status.success() {
         bail!(
             "aphex run --local failed ({status}); the log of every stage is under the `logs:` folder above"
