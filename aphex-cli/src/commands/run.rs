@@ -450,3 +450,26 @@ async fn run_async(args: Args) -> Exit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_folder_means_its_aphex_config_yaml() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("app")).unwrap();
+        let file = |p: &Path| config_file(p, repo.path());
+        assert_eq!(
+            file(Path::new("app")).unwrap(),
+            Path::new("app/aphex-config.yaml")
+        );
+        assert_eq!(
+            file(&repo.path().join("app")).unwrap(),
+            Path::new("app/aphex-config.yaml")
+        );
+        assert_eq!(file(Path::new("ci.yaml")).unwrap(), Path::new("ci.yaml"));
+        let outside = file(Path::new("/elsewhere/aphex-config.yaml")).unwrap_err();
+        assert!(outside.contains("is not inside"), "{outside}");
+    }
+}
