@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use aphex_template::{Plan, PlanDiff, plan_format};
 
-use super::render::load_config;
+use super::validate::load_config;
 use crate::exit::Exit;
 
 /// Output formats of `aphex plan`.

@@ -2,9 +2,8 @@
 //! file per object in `--out DIR` together with the pipeline stack template),
 //! and the shared config loading of the commands that start from a config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use aphex_config::Config;
 use aphex_template::{RenderOptions, render};
 
 use crate::exit::Exit;
@@ -34,27 +33,9 @@ pub struct Args {
     pub artifact_bucket: Option<String>,
 }
 
-/// Reads and validates a config; on failure prints why and returns the exit code.
-pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
-        Exit::Usage
-    })?;
-    aphex_config::load_str(&path.display().to_string(), &source).map_err(|diagnostics| {
-        // The same rustc-like rendering as `aphex validate` (credentials masked).
-        eprint!("{}", aphex_config::render(&diagnostics, &source));
-        eprintln!(
-            "error: {} is invalid ({} problem(s))",
-            path.display(),
-            diagnostics.len()
-        );
-        Exit::Failure
-    })
-}
-
 /// Runs `aphex render`.
 pub fn run(args: Args) -> Exit {
-    let config = match load_config(&args.path) {
+    let config = match super::validate::load_config(&args.path) {
         Ok(c) => c,
         Err(code) => return code,
     };

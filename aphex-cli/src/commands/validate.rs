@@ -65,7 +65,6 @@ fn print_human(diags: &[aphex_config::Diagnostic], source: &str, path: &Path) {
 
 /// Loads and validates `path` for commands that need a valid config:
 /// prints the diagnostics rustc-style and returns the exit code on failure.
-#[allow(dead_code)]
 pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
     match load(path)? {
         Outcome::Valid(config) => Ok(*config),

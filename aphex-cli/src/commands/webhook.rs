@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use aphex_template::simulate::{simulate, verify_signature};
 
-use super::render::load_config;
+use super::validate::load_config;
 use crate::exit::Exit;
 
 /// Arguments of `aphex webhook`.
