@@ -644,10 +644,8 @@ fn hostile_input_is_rejected_with_a_clear_error() {
         ("not a mapping", b"- 1\n- 2\n".to_vec(), "must be a mapping"),
     ];
     for (what, bytes, want) in inputs {
-        let start = std::time::Instant::now();
+        // How fast this is belongs to `cargo xtask bench` (hostile inputs), not to a test.
         let diags: Vec<Diagnostic> = load_bytes("f", &bytes).expect_err(what);
-        // Generous for debug builds on a busy machine; release takes milliseconds.
-        assert!(start.elapsed().as_secs() < 5, "{what} took {:?}", start.elapsed());
         assert!(
             diags.iter().any(|d| d.message.contains(want)),
             "{what}: {diags:#?}"
@@ -655,9 +653,9 @@ fn hostile_input_is_rejected_with_a_clear_error() {
     }
 }
 
-/// Inputs shaped to make a careless validator quadratic: each must finish
-/// quickly with bounded output (the budget is generous for debug builds; a
-/// quadratic pass would take minutes).
+/// Inputs shaped to make a careless validator quadratic or chatty: each is
+/// rejected with bounded output and never echoes a credential. Their timing
+/// is measured by `cargo xtask bench`, not asserted here.
 #[test]
 fn large_hostile_configs_stay_fast_and_bounded() {
     let head = "version: \"1.0\"\nbuild: {commands: [x]}\nenvironments:\n  - {name: dev, region: us-east-1, account: \"123456789012\", stacks: [\n";
@@ -690,10 +688,7 @@ fn large_hostile_configs_stay_fast_and_bounded() {
             src.len() < aphex_config::MAX_FILE_BYTES,
             "{what} fits the size limit"
         );
-        let start = std::time::Instant::now();
         let diags = load_str("f", &src).expect_err(what);
-        let took = start.elapsed();
-        assert!(took.as_secs() < 20, "{what} took {took:?}");
         assert!(
             diags.len() <= aphex_config::MAX_DIAGNOSTICS + 1,
             "{what}: {} diagnostics",
