@@ -36,12 +36,41 @@ pub fn generate(envs: usize, stacks: usize) -> String {
     y
 }
 
-/// Runs the benchmark and prints the median and best of the timed runs.
-pub fn run() -> Result<()> {
+/// The parts of `cargo xtask bench` (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Loading and validating the 100 x 50 configuration.
+    Config,
+    /// Rendering it (in process and the whole `aphex render`).
+    Render,
+    /// `aphex-runner deploy` on the emulator: concurrency 1 vs 3, peak memory.
+    Deploy,
+}
+
+/// Runs the benchmark (every part, or `only` one) and prints the figures.
+pub fn run(only: Option<Part>) -> Result<()> {
     if cfg!(debug_assertions) {
         // Timings of a debug build mean nothing; measure the release build.
-        return crate::cargo(&["run", "--release", "--quiet", "--package", "xtask", "--", "bench"]);
+        let mut args = vec!["run", "--release", "--quiet", "--package", "xtask", "--", "bench"];
+        let part = only.map(|p| format!("--only={}", format!("{p:?}").to_lowercase()));
+        args.extend(part.as_deref());
+        return crate::cargo(&args);
     }
+    let wants = |p: Part| only.is_none_or(|o| o == p);
+    if wants(Part::Config) {
+        config()?;
+    }
+    if wants(Part::Render) {
+        crate::bench_render::run()?;
+    }
+    if wants(Part::Deploy) {
+        crate::bench_deploy::run()?;
+    }
+    Ok(())
+}
+
+/// Loading and validating, with the YAML parse alone.
+fn config() -> Result<()> {
     let source = generate(ENVIRONMENTS, STACKS);
     // Warm up (the schema is compiled once per process, on first use).
     if let Err(d) = aphex_config::load_str("bench.yaml", &source) {
@@ -79,5 +108,5 @@ pub fn run() -> Result<()> {
         parse[parse.len() / 2].as_secs_f64() * 1e3,
         parse[0].as_secs_f64() * 1e3,
     );
-    crate::bench_render::run()
+    Ok(())
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_deploy;
 mod bench_render;
 mod demo;
 mod emulator;
@@ -44,8 +45,13 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// Time loading and validating a 100 environments x 50 stacks config (release build).
-    Bench,
+    /// Time loading and validating a 100 environments x 50 stacks config
+    /// and rendering it (release build), and deploying on the emulator.
+    Bench {
+        /// Run only this part.
+        #[arg(long, value_enum)]
+        only: Option<bench::Part>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +63,7 @@ fn main() -> ExitCode {
         Task::Npm => npm::run(),
         Task::Fixtures { check } => fixtures::run(check),
         Task::Schema { check } => schema::run(check),
-        Task::Bench => bench::run(),
+        Task::Bench { only } => bench::run(only),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
