@@ -119,6 +119,10 @@ fn test() -> Result<()> {
     emulator
         .wait_healthy()
         .context("starting the local AWS emulator the tests need")?;
-    cargo_with_env(&["test", "--workspace", "--all-targets"], &emulator.env())?;
+    // Every failing suite is reported in one run, not just the first.
+    cargo_with_env(
+        &["test", "--workspace", "--all-targets", "--no-fail-fast"],
+        &emulator.env(),
+    )?;
     Ok(())
 }
