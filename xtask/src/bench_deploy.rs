@@ -29,7 +29,7 @@ const ACCOUNT: &str = "000000000000";
 const BUCKET: &str = "aphex-bench-artifacts";
 
 /// Timed runs per concurrency (after one untimed warm-up run).
-const RUNS: usize = 2;
+const RUNS: usize = 3;
 
 /// What one `aphex-runner deploy` did.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ struct Measure {
     wall: Duration,
     /// From the "deploying e2e with ..." line to "stack outputs written".
     stacks: Duration,
+    /// Each stack's own deploy time in seconds, as the runner logged it.
+    per_stack: Vec<f64>,
     /// The runner's own `VmHWM`, KiB.
     own_kib: u64,
     /// Each descendant command's largest `VmHWM` seen, KiB.
@@ -103,7 +105,6 @@ fn measure_all(root: &Path, runner: &Path, emulator: &Emulator, dir: &Path) -> R
     let median = |c: u32, f: fn(&Measure) -> Duration| -> f64 {
         let mut v: Vec<f64> = by[&c].iter().map(|m| f(m).as_secs_f64()).collect();
         v.sort_by(f64::total_cmp);
-        // Lower median for an even count: RUNS is small.
         v[(v.len() - 1) / 2]
     };
     let (s1, s3) = (median(1, |m| m.wall), median(3, |m| m.wall));
@@ -116,6 +117,14 @@ fn measure_all(root: &Path, runner: &Path, emulator: &Emulator, dir: &Path) -> R
         "  of which the stack phase (after synth): concurrency 1 {k1:.1} s, concurrency 3 {k3:.1} s, ratio {:.2}x",
         k1 / k3
     );
+    for c in [1, 3] {
+        let times: Vec<f64> = by[&c].iter().flat_map(|m| m.per_stack.iter().copied()).collect();
+        println!(
+            "  one stack's deploy with concurrency {c}: mean {:.2} s ({} stacks)",
+            times.iter().sum::<f64>() / times.len() as f64,
+            times.len()
+        );
+    }
     for c in [1, 3] {
         let own = by[&c].iter().map(|m| m.own_kib).max().unwrap_or_default();
         let mut children: BTreeMap<&str, u64> = BTreeMap::new();
@@ -224,7 +233,8 @@ fn deploy_once(
         if let Some(kib) = vm_hwm(pid) {
             own_kib = own_kib.max(kib);
         }
-        for (child_pid, name) in descendants(pid) {
+        // A child still named aphex-runner is a fork before its exec.
+        for (child_pid, name) in descendants(pid).into_iter().filter(|(_, n)| n != "aphex-runner") {
             if let Some(kib) = vm_hwm(child_pid) {
                 let e = children_kib.entry(name).or_default();
                 *e = (*e).max(kib);
@@ -249,7 +259,15 @@ fn deploy_once(
     if !status.success() {
         bail!("aphex-runner deploy ({id}) failed ({status}):\n{}", text());
     }
-    let deployed = lines.iter().filter(|(_, l)| l.contains(": deployed in ")).count();
+    let per_stack: Vec<f64> = lines
+        .iter()
+        .filter_map(|(_, l)| {
+            let rest = &l[l.find(": deployed in ")? + ": deployed in ".len()..];
+            let end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+            rest[..end].parse().ok()
+        })
+        .collect();
+    let deployed = per_stack.len();
     if deployed != 6 {
         bail!(
             "aphex-runner deploy ({id}) deployed {deployed} stacks, not 6:\n{}",
@@ -266,6 +284,7 @@ fn deploy_once(
     Ok(Measure {
         wall,
         stacks: to - from,
+        per_stack,
         own_kib,
         children_kib,
     })
