@@ -401,3 +401,27 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_read_for_a_process_and_its_descendants() {
+        assert!(vm_hwm(std::process::id()).is_some_and(|k| k > 0), "our own VmHWM");
+        // A child that waits on its stdin until we close it.
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let found = descendants(std::process::id());
+        let pid = child.id();
+        drop(child.stdin.take());
+        let _ = child.wait();
+        assert!(
+            found.iter().any(|(p, name)| *p == pid && name == "cat"),
+            "cat (pid {pid}) among our descendants: {found:?}"
+        );
+    }
+}
