@@ -59,6 +59,7 @@ pub fn run(only: Option<Part>) -> Result<()> {
     let wants = |p: Part| only.is_none_or(|o| o == p);
     if wants(Part::Config) {
         config()?;
+        hostile();
     }
     if wants(Part::Render) {
         crate::bench_render::run()?;
@@ -109,4 +110,48 @@ fn config() -> Result<()> {
         parse[0].as_secs_f64() * 1e3,
     );
     Ok(())
+}
+
+/// Hostile inputs (an alias bomb, deep nesting, a file over the size limit,
+/// invalid UTF-8, binary): each must be refused with a clear error well
+/// within a second. Measured here rather than asserted in a test.
+fn hostile() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!(
+            "{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n",
+            (b'a' + i) as char,
+            (b'a' + i) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char,
+            (b'a' + i - 1) as char
+        ));
+    }
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("alias bomb (10^12 nodes expanded)", bomb.into_bytes()),
+        ("nesting 100,000 deep", "[".repeat(100_000).into_bytes()),
+        ("64 MiB file", vec![b'#'; 64 << 20]),
+        ("invalid UTF-8", b"version: \"1.0\"\nbuild: \xff\xfe\n".to_vec()),
+        ("binary (NUL bytes)", vec![0u8; 1 << 20]),
+    ];
+    for (what, bytes) in inputs {
+        let start = Instant::now();
+        let result = aphex_config::load_bytes("hostile.yaml", &bytes);
+        let took = start.elapsed();
+        let first = match &result {
+            Ok(_) => "ACCEPTED (unexpected)".to_owned(),
+            Err(d) => d.first().map(|d| d.message.clone()).unwrap_or_default(),
+        };
+        println!(
+            "hostile input, {what}: refused in {:.2} ms: {first}",
+            took.as_secs_f64() * 1e3
+        );
+    }
 }
