@@ -11,6 +11,8 @@ pub enum Exit {
     Usage,
     /// Interrupted by the user (Ctrl-C).
     Interrupted,
+    /// Stdout's reader went away (`aphex render | head`).
+    BrokenPipe,
 }
 
 impl From<Exit> for i32 {
@@ -20,6 +22,7 @@ impl From<Exit> for i32 {
             Exit::Failure => 1,
             Exit::Usage => 2,
             Exit::Interrupted => 130,
+            Exit::BrokenPipe => 141,
         }
     }
 }

@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
@@ -48,4 +49,23 @@ fn main() {
         Command::History(args) => commands::history::run(args),
     };
     std::process::exit(code.into());
+}
+
+/// `println!` panics when stdout's reader has gone (`aphex render | head`).
+/// For a command-line tool that is a normal end, not a crash: exit as a
+/// shell reports a process killed by SIGPIPE (128 + 13), without a backtrace.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(exit::Exit::BrokenPipe.into());
+        }
+        default(info);
+    }));
 }
