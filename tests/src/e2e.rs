@@ -271,3 +271,38 @@ pub async fn stack_status(config: &SdkConfig, stack: &str) -> Option<String> {
         }
     }
 }
+
+/// Sum and sample count of `Aphex` metric `name` with exactly `dimensions`,
+/// over the hour around now, read back with `GetMetricStatistics`.
+pub async fn metric_statistics(config: &SdkConfig, name: &str, dimensions: &[(&str, &str)]) -> (f64, f64) {
+    let now = std::time::SystemTime::now();
+    let hour = std::time::Duration::from_secs(3600);
+    let dimensions = dimensions
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name(*k)
+                .value(*v)
+                .build()
+        })
+        .collect();
+    let out = aws_sdk_cloudwatch::Client::new(config)
+        .get_metric_statistics()
+        .namespace(aphex_aws::cloudwatch::NAMESPACE)
+        .metric_name(name)
+        .set_dimensions(Some(dimensions))
+        .start_time((now - hour).into())
+        .end_time((now + hour).into())
+        .period(7200)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::SampleCount)
+        .send()
+        .await
+        .expect("GetMetricStatistics");
+    out.datapoints().iter().fold((0.0, 0.0), |(sum, count), d| {
+        (
+            sum + d.sum().unwrap_or(0.0),
+            count + d.sample_count().unwrap_or(0.0),
+        )
+    })
+}

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use aphex_aws::cloudwatch::{CloudWatchMetrics, NAMESPACE};
+use aphex_aws::cloudwatch::CloudWatchMetrics;
 use aphex_aws::discovery::{self, DiscoveryError};
 use aphex_aws::s3::{S3ArtifactStore, S3RunRecorder};
 use aphex_aws::sts::StsCredentialChecker;
@@ -399,37 +399,7 @@ async fn sts_check_fails_clearly_when_the_role_cannot_be_assumed() {
 }
 
 async fn metric_sum(config: &SdkConfig, name: &str, dimensions: &[(&str, &str)]) -> (f64, f64) {
-    let now = std::time::SystemTime::now();
-    let hour = std::time::Duration::from_secs(3600);
-    let out = aws_sdk_cloudwatch::Client::new(config)
-        .get_metric_statistics()
-        .namespace(NAMESPACE)
-        .metric_name(name)
-        .set_dimensions(Some(
-            dimensions
-                .iter()
-                .map(|(k, v)| {
-                    aws_sdk_cloudwatch::types::Dimension::builder()
-                        .name(*k)
-                        .value(*v)
-                        .build()
-                })
-                .collect(),
-        ))
-        .start_time((now - hour).into())
-        .end_time((now + hour).into())
-        .period(7200)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::SampleCount)
-        .send()
-        .await
-        .expect("GetMetricStatistics");
-    out.datapoints().iter().fold((0.0, 0.0), |(sum, count), d| {
-        (
-            sum + d.sum().unwrap_or(0.0),
-            count + d.sample_count().unwrap_or(0.0),
-        )
-    })
+    aphex_tests::e2e::metric_statistics(config, name, dimensions).await
 }
 
 #[tokio::test]

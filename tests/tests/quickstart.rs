@@ -31,31 +31,9 @@ fn quickstart(pipeline: &str, dev: &str, prod: &str) -> AppRepo {
 
 async fn metric_sum(name: &str, dimensions: &[(&str, &str)]) -> f64 {
     let config = emulator().aws_config().await;
-    let now = std::time::SystemTime::now();
-    let hour = std::time::Duration::from_secs(3600);
-    let out = aws_sdk_cloudwatch::Client::new(&config)
-        .get_metric_statistics()
-        .namespace(aphex_aws::cloudwatch::NAMESPACE)
-        .metric_name(name)
-        .set_dimensions(Some(
-            dimensions
-                .iter()
-                .map(|(k, v)| {
-                    aws_sdk_cloudwatch::types::Dimension::builder()
-                        .name(*k)
-                        .value(*v)
-                        .build()
-                })
-                .collect(),
-        ))
-        .start_time((now - hour).into())
-        .end_time((now + hour).into())
-        .period(7200)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
+    aphex_tests::e2e::metric_statistics(&config, name, dimensions)
         .await
-        .expect("GetMetricStatistics");
-    out.datapoints().iter().map(|d| d.sum().unwrap_or(0.0)).sum()
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread")]
