@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use aphex_testkit::git;
+
 const CONFIG: &str = r#"
 version: "1.0"
 build:
@@ -30,28 +32,6 @@ environments:
     stacks:
       - { name: AppStack, path: lib/app.ts }
 "#;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A repository with a config, a stack source and a hand-made cloud assembly.
 fn example_repo(config: &str) -> (tempfile::TempDir, PathBuf, String) {

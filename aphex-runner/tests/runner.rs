@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use aphex_testkit::git;
+
 const CONFIG: &str = r#"
 version: "1.0"
 pipeline: { name: shop }
@@ -23,28 +25,6 @@ environments:
         - test "$APHEX_OUTPUT_APPSTACK_URL" = "https://app.example"
         - test -f dist/app.txt
 "#;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn repo(dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("lib")).unwrap();

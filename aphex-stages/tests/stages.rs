@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use aphex_stages::context::Ports;
@@ -13,6 +12,7 @@ use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::{StageError, finalize, pipeline, validate};
 use aphex_stages::workspace::{CheckoutError, checkout};
+use aphex_testkit::git;
 use support::*;
 
 const FULL: &str = r#"
@@ -311,28 +311,6 @@ fn finalize_skips_the_notification_of_a_success_when_only_failures_notify() {
         .unwrap();
     assert_eq!(done.status, Status::Succeeded);
     assert!(notes.0.lock().unwrap().is_empty());
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]

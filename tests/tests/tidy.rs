@@ -127,6 +127,12 @@ fn dependencies_point_one_way() {
             assert!(!closures[*krate].contains(*n), "{krate} must not depend on {n}");
         }
     }
+    for (krate, deps) in &closures {
+        assert!(
+            !deps.contains("aphex-testkit"),
+            "{krate} depends on aphex-testkit outside [dev-dependencies]: it is for tests only"
+        );
+    }
     let bad: Vec<&String> = closures["aphex-stages"]
         .iter()
         .filter(|d| is_aws_sdk(d) || d.starts_with("kube"))
@@ -151,6 +157,7 @@ fn every_source_file_opens_with_a_module_doc() {
         "aphex-runner",
         "xtask",
         "tests",
+        "testkit",
     ] {
         for entry in walk(&root.join(krate)) {
             let text = std::fs::read_to_string(&entry).unwrap();

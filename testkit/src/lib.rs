@@ -1,0 +1,29 @@
+//! `aphex-testkit` holds helpers that several crates' tests share, so each
+//! suite does not carry its own copy. It is only ever a dev-dependency.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `git args` in `dir` with a throwaway identity and no signing, and
+/// returns its trimmed stdout; panics with git's stderr when it fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
