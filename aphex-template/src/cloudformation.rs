@@ -5,7 +5,15 @@
 //! stack's `<exportPrefix>OIDCProviderArn` export, for exactly
 //! `system:serviceaccount:<namespace>:<serviceAccount>`. IAM condition keys
 //! name the provider (`<issuer>:sub`), and CloudFormation cannot compute a
-//! JSON key, so the trust policy is a JSON string built with `Fn::Sub`.
+//! JSON key, so the trust policy has two forms:
+//!
+//! - offline ([`pipeline_stack`], what `aphex render` prints): the provider
+//!   is not known yet, so the policy is a JSON *string* built with `Fn::Sub`;
+//! - discovered ([`pipeline_stack_for`] with the provider's ARN, what a
+//!   deploy uses): the issuer is written literally and the policy is a plain
+//!   JSON object, which every CloudFormation implementation accepts (LocalStack
+//!   rejects the string form). `Principal.Federated` stays an import of the
+//!   export in both, so the cluster stack cannot drop an export in use.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -14,6 +22,38 @@ use serde_json::{Value, json};
 pub const METRICS_NAMESPACE: &str = "Aphex";
 /// Days before incomplete multipart uploads are aborted.
 const ABORT_UPLOADS_DAYS: u32 = 7;
+
+/// The role's trust policy: the offline `Fn::Sub` string, or a plain object
+/// with the discovered issuer written into the condition keys.
+fn trust_policy(subject: &str, provider: Option<&OidcProviderArn>) -> Value {
+    // The principal is imported in both forms: CloudFormation then refuses to
+    // delete or change the cluster's export while this stack uses it.
+    let provider_arn = json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterExportPrefix}OIDCProviderArn"}});
+    match provider {
+        Some(provider) => {
+            let issuer = provider.issuer();
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"StringEquals": {
+                        (format!("{issuer}:sub")): subject,
+                        (format!("{issuer}:aud")): "sts.amazonaws.com",
+                    }},
+                }],
+            })
+        }
+        None => {
+            let trust = format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"${{ProviderArn}}"}},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{{"StringEquals":{{"${{Issuer}}:sub":"{subject}","${{Issuer}}:aud":"sts.amazonaws.com"}}}}}}]}}"#
+            );
+            let issuer = json!({"Fn::Select": [1, {"Fn::Split": ["oidc-provider/", provider_arn.clone()]}]});
+            json!({"Fn::Sub": [trust, {"ProviderArn": provider_arn, "Issuer": issuer}]})
+        }
+    }
+}
 
 /// The `aphex:pipeline` tag on every resource.
 fn tags(config: &Config) -> Value {
@@ -32,8 +72,65 @@ fn bucket_name_setting(config: &Config) -> Option<String> {
     config.settings().artifacts.as_ref()?.bucket.clone()
 }
 
-/// The whole template.
+/// An IAM OIDC provider ARN
+/// (`arn:<partition>:iam::<account>:oidc-provider/<issuer>`), checked once so
+/// the template can name its issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProviderArn {
+    arn: String,
+    issuer_at: usize,
+}
+
+/// An ARN that is not an IAM OIDC provider's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not an IAM OIDC provider ARN (expected arn:<partition>:iam::<account>:oidc-provider/<issuer>); \
+     check the cluster stack's OIDCProviderArn export"
+)]
+pub struct InvalidOidcProviderArn(pub String);
+
+impl OidcProviderArn {
+    /// Checks `arn`'s shape: an IAM ARN whose resource is
+    /// `oidc-provider/<issuer>` with a non-empty issuer.
+    pub fn parse(arn: &str) -> Result<Self, InvalidOidcProviderArn> {
+        const MARKER: &str = ":oidc-provider/";
+        let invalid = || InvalidOidcProviderArn(arn.to_owned());
+        let at = arn.find(MARKER).ok_or_else(invalid)?;
+        let fields: Vec<&str> = arn[..at].split(':').collect();
+        let is_iam = matches!(fields.as_slice(), ["arn", partition, "iam", "", account]
+            if !partition.is_empty() && !account.is_empty());
+        let issuer_at = at + MARKER.len();
+        if !is_iam || arn[issuer_at..].is_empty() || arn[issuer_at..].contains(char::is_whitespace) {
+            return Err(invalid());
+        }
+        Ok(Self {
+            arn: arn.to_owned(),
+            issuer_at,
+        })
+    }
+
+    /// The whole ARN.
+    pub fn as_str(&self) -> &str {
+        &self.arn
+    }
+
+    /// The issuer: what follows `oidc-provider/`, e.g.
+    /// `oidc.eks.us-east-1.amazonaws.com/id/ABC`; IAM condition keys start with it.
+    pub fn issuer(&self) -> &str {
+        &self.arn[self.issuer_at..]
+    }
+}
+
+/// The offline template (`aphex render`): the OIDC provider is not known, so
+/// the trust policy is computed by CloudFormation (`Fn::Sub` string).
 pub fn pipeline_stack(config: &Config) -> Value {
+    pipeline_stack_for(config, None)
+}
+
+/// The template, with the trust policy as a plain object naming `provider`'s
+/// issuer when the cluster's OIDC provider has been discovered (deploys), or
+/// the offline `Fn::Sub` string form without it.
+pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -> Value {
     let settings = config.settings();
     let name = config.pipeline_name();
     let subject = format!(
@@ -64,11 +161,7 @@ pub fn pipeline_stack(config: &Config) -> Value {
         }),
     );
 
-    let trust = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"${{ProviderArn}}"}},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{{"StringEquals":{{"${{Issuer}}:sub":"{subject}","${{Issuer}}:aud":"sts.amazonaws.com"}}}}}}]}}"#
-    );
-    let provider_arn = json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterExportPrefix}OIDCProviderArn"}});
-    let issuer = json!({"Fn::Select": [1, {"Fn::Split": ["oidc-provider/", provider_arn.clone()]}]});
+    let trust = trust_policy(&subject, provider);
 
     let mut assumable = vec![json!("arn:*:iam::*:role/cdk-*")];
     for env in &config.environments {
@@ -195,7 +288,7 @@ pub fn pipeline_stack(config: &Config) -> Value {
             "Type": "AWS::IAM::Role",
             "Properties": {
                 "Description": format!("Aphex pipeline {name}: the workflow pods' role (IRSA)"),
-                "AssumeRolePolicyDocument": {"Fn::Sub": [trust, {"ProviderArn": provider_arn, "Issuer": issuer}]},
+                "AssumeRolePolicyDocument": trust,
                 "MaxSessionDuration": 43200,
                 "Policies": [{"PolicyName": "aphex-pipeline", "PolicyDocument": policy}],
                 "Tags": tags(config),

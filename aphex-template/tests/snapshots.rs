@@ -1,9 +1,11 @@
 //! Every rendered object, pinned byte for byte: the seed example, a
 //! multi-environment config using every optional field, and a cross-account
-//! config. Review changes with `cargo insta review`.
+//! config; and the pipeline stack in its discovered form (the OIDC provider
+//! known). Review changes with `cargo insta review`.
 
 mod common;
 
+use aphex_template::cloudformation::{OidcProviderArn, pipeline_stack, pipeline_stack_for};
 use aphex_template::{RenderOptions, plan_format, render};
 use common::{CONFIGS, config};
 
@@ -75,5 +77,92 @@ fn yaml_round_trips_to_the_same_objects() {
                 .unwrap_or_else(|| r.pipeline_stack.clone());
             assert_eq!(back, original, "{name}: {file}");
         }
+    }
+}
+
+const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC";
+
+fn without_trust_policy(mut template: serde_json::Value) -> serde_json::Value {
+    let props = &mut template["Resources"]["WorkflowExecutionRole"]["Properties"];
+    props
+        .as_object_mut()
+        .expect("the role has properties")
+        .remove("AssumeRolePolicyDocument")
+        .expect("the role has a trust policy");
+    template
+}
+
+#[test]
+fn the_discovered_form_trusts_the_provider_with_a_plain_policy_and_literal_issuer_keys() {
+    let provider = OidcProviderArn::parse(PROVIDER).unwrap();
+    let discovered = pipeline_stack_for(&config("full.yaml"), Some(&provider));
+    insta::assert_snapshot!(
+        "full.pipeline-stack-discovered",
+        serde_json::to_string_pretty(&discovered).unwrap()
+    );
+    let trust = &discovered["Resources"]["WorkflowExecutionRole"]["Properties"]["AssumeRolePolicyDocument"];
+    assert!(trust.is_object(), "a JSON object, not an Fn::Sub string: {trust}");
+    let statement = &trust["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Federated"],
+        serde_json::json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterExportPrefix}OIDCProviderArn"}}),
+        "still imported, so the cluster stack cannot drop the export in use"
+    );
+    let keys = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        keys["oidc.eks.us-east-1.amazonaws.com/id/ABC:sub"],
+        "system:serviceaccount:argo:aphex-my-app"
+    );
+    assert_eq!(
+        keys["oidc.eks.us-east-1.amazonaws.com/id/ABC:aud"],
+        "sts.amazonaws.com"
+    );
+}
+
+#[test]
+fn the_two_forms_differ_only_in_the_trust_policy_and_render_keeps_the_offline_one() {
+    let provider = OidcProviderArn::parse(PROVIDER).unwrap();
+    for name in CONFIGS {
+        let config = config(name);
+        let offline = pipeline_stack(&config);
+        assert_eq!(
+            render(&config, &RenderOptions::default()).unwrap().pipeline_stack,
+            offline,
+            "{name}"
+        );
+        assert!(
+            offline["Resources"]["WorkflowExecutionRole"]["Properties"]["AssumeRolePolicyDocument"]
+                .get("Fn::Sub")
+                .is_some(),
+            "{name}: the offline form is computed by CloudFormation"
+        );
+        assert_eq!(
+            without_trust_policy(pipeline_stack_for(&config, Some(&provider))),
+            without_trust_policy(offline),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn oidc_provider_arns_are_checked() {
+    let p = OidcProviderArn::parse(PROVIDER).unwrap();
+    assert_eq!(p.issuer(), "oidc.eks.us-east-1.amazonaws.com/id/ABC");
+    assert_eq!(p.as_str(), PROVIDER);
+    let cn = "arn:aws-cn:iam::123456789012:oidc-provider/oidc.eks.cn-north-1.amazonaws.com.cn/id/X";
+    assert_eq!(
+        OidcProviderArn::parse(cn).unwrap().issuer(),
+        "oidc.eks.cn-north-1.amazonaws.com.cn/id/X"
+    );
+    for bad in [
+        "",
+        "oidc.eks.us-east-1.amazonaws.com/id/ABC",
+        "arn:aws:iam::123456789012:role/x",
+        "arn:aws:iam::123456789012:oidc-provider/",
+        "arn:aws:s3:::bucket:oidc-provider/x",
+        "arn:aws:iam::123456789012:oidc-provider/a b",
+    ] {
+        let err = OidcProviderArn::parse(bad).unwrap_err();
+        assert!(err.to_string().contains("OIDCProviderArn export"), "{err}");
     }
 }
