@@ -155,6 +155,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
             metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
             notifier: notifier(redactor),
             credentials,
+            pipeline_stack: None,
         });
     }
     let bucket = config
@@ -174,6 +175,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
         metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
         notifier: notifier(redactor),
         credentials,
+        pipeline_stack: None,
     })
 }
 

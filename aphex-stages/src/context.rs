@@ -8,7 +8,8 @@ use std::sync::Arc;
 use aphex_config::Config;
 
 use crate::ports::{
-    ArtifactStore, CredentialChecker, ManifestApplier, MetricsSink, Notifier, RunRecorder, StackDeployer,
+    ArtifactStore, CredentialChecker, ManifestApplier, MetricsSink, Notifier, PipelineStackUpdater,
+    RunRecorder, StackDeployer,
 };
 use crate::process::Exec;
 use crate::report::{Event, Reporter};
@@ -31,6 +32,10 @@ pub struct Ports {
     /// Credential checks; `None` says "not wired" and validate reports that
     /// the check was skipped rather than pretending it passed.
     pub credentials: Option<Arc<dyn CredentialChecker>>,
+    /// The pipeline's own AWS stack (the pipeline stage); `None` says "not
+    /// wired" and the stage reports that this run does not manage the stack
+    /// rather than pretending it deployed.
+    pub pipeline_stack: Option<Arc<dyn PipelineStackUpdater>>,
 }
 
 /// Who and what a run is about.

@@ -168,6 +168,21 @@ pub trait StackDeployer: Send + Sync {
     ) -> Result<StackOutcome, DeployError>;
 }
 
+/// Deploys the pipeline's own AWS stack (artifact bucket, workflow
+/// execution role) for the pipeline stage.
+#[async_trait]
+pub trait PipelineStackUpdater: Send + Sync {
+    /// Where it deploys, for the output (e.g. `CloudFormation (us-east-1)`).
+    fn describe(&self) -> String;
+    /// Creates or updates the pipeline stack rendered from `config`; an
+    /// unchanged stack (empty change set) is `Ok` with `changed: false`.
+    async fn update(
+        &self,
+        config: &aphex_config::Config,
+        progress: &dyn DeployProgress,
+    ) -> Result<StackOutcome, DeployError>;
+}
+
 /// The identity an environment's credentials resolve to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -1,5 +1,6 @@
-//! validate, pipeline and finalize against the local adapters, and the git
-//! checkout against repositories made by the test.
+//! validate, pipeline (with a recording pipeline stack updater) and finalize
+//! against the local adapters, and the git checkout against repositories
+//! made by the test.
 
 mod support;
 
@@ -190,6 +191,159 @@ fn pipeline_failure_halts_or_continues_as_configured() {
             .unwrap()
             .contains("continuing with the topology already applied")
     );
+}
+
+const WITH_CLUSTER: &str = r#"
+version: "1.0"
+pipeline:
+  name: shop
+  cluster: { name: demo }
+build: { commands: ["true"] }
+environments:
+  - { name: dev, region: us-east-1, account: "123456789012", stacks: [{ name: A, path: a.ts }] }
+"#;
+
+fn workflow_template(h: &Harness) -> std::path::PathBuf {
+    h.state().join("cluster/argo/workflowtemplate/shop.json")
+}
+
+#[test]
+fn pipeline_deploys_its_own_stack_first_then_applies_the_manifests() {
+    let mut h = harness(WITH_CLUSTER);
+    let updater = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
+    h.ctx.ports.pipeline_stack = Some(updater.clone());
+    rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    assert_eq!(updater.calls(), ["shop"]);
+    let log = h.log();
+    let deployed = log
+        .find("pipeline stack aphex-shop (aphex-shop): deployed")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        log.contains("aphex-shop WorkflowExecutionRole (AWS::IAM::Role) CREATE_IN_PROGRESS"),
+        "stack events are progress: {log}"
+    );
+    assert!(
+        log.contains("pipeline stack output ArtifactBucketName = aphex-artifacts-bucket"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "pipeline stack output WorkflowExecutionRoleArn = arn:aws:iam::123456789012:role/aphex-exec"
+        ),
+        "{log}"
+    );
+    let applied = log
+        .find("WorkflowTemplate argo/shop: created")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(deployed < applied, "the stack comes before the manifests: {log}");
+    assert!(workflow_template(&h).exists());
+
+    // An unchanged stack says so.
+    let mut h = harness(WITH_CLUSTER);
+    h.ctx.ports.pipeline_stack = Some(RecordingStackUpdater::new(StackAnswer::Deployed {
+        changed: false,
+    }));
+    rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    assert!(
+        h.log()
+            .contains("pipeline stack aphex-shop (aphex-shop): unchanged"),
+        "{}",
+        h.log()
+    );
+}
+
+#[test]
+fn pipeline_without_a_cluster_skips_its_stack_saying_why() {
+    let mut h = harness(WITH_GITHUB);
+    let updater = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
+    h.ctx.ports.pipeline_stack = Some(updater.clone());
+    rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    assert!(updater.calls().is_empty(), "nothing to trust, nothing deployed");
+    let log = h.log();
+    let reason = "pipeline stack aphex-shop: not deployed: the config has no `pipeline.cluster`";
+    assert_eq!(log.matches(reason).count(), 1, "one line says why: {log}");
+    assert!(workflow_template(&h).exists(), "the manifests still apply");
+    assert_eq!(
+        pipeline::stack_action(&h.ctx.config),
+        pipeline::StackAction::Skip(
+            log.lines()
+                .find(|l| l.contains(reason))
+                .map(|l| l[l.find("pipeline stack").unwrap()..].to_owned())
+                .unwrap()
+        )
+    );
+}
+
+#[test]
+fn pipeline_without_a_stack_updater_says_the_stack_is_not_managed() {
+    let h = harness(WITH_CLUSTER);
+    assert!(h.ctx.ports.pipeline_stack.is_none());
+    rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    let log = h.log();
+    assert!(
+        log.contains("pipeline stack aphex-shop: not managed by this run"),
+        "{log}"
+    );
+    assert!(!log.contains(": deployed"), "never pretends it deployed: {log}");
+    assert!(workflow_template(&h).exists());
+}
+
+#[test]
+fn pipeline_stack_failure_halts_or_continues_as_configured() {
+    let mut h = harness(WITH_CLUSTER);
+    let updater = RecordingStackUpdater::new(StackAnswer::Fails("CREATE ended in ROLLBACK_COMPLETE: Bad"));
+    h.ctx.ports.pipeline_stack = Some(updater.clone());
+    let err = rt().block_on(pipeline::run(&h.ctx)).unwrap_err().to_string();
+    assert!(
+        err.contains("updating the pipeline stack aphex-shop: stack aphex-shop failed: CREATE ended in ROLLBACK_COMPLETE: Bad"),
+        "{err}"
+    );
+    assert!(
+        !workflow_template(&h).exists(),
+        "nothing applied after the failure"
+    );
+
+    h.ctx.config.pipeline.as_mut().unwrap().self_update = Some(aphex_config::SelfUpdate {
+        on_failure: Some(aphex_config::OnSelfUpdateFailure::Continue),
+    });
+    let outcome = rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    let warning = outcome.warning.expect("a warning in the record");
+    assert!(
+        warning.contains("continuing with the topology already applied"),
+        "{warning}"
+    );
+    assert!(warning.contains("ROLLBACK_COMPLETE: Bad"), "{warning}");
+    assert!(!workflow_template(&h).exists(), "the old topology stays");
+    assert_eq!(updater.calls().len(), 2);
+}
+
+#[test]
+fn pipeline_stack_update_stops_when_the_run_is_cancelled() {
+    let mut h = harness(WITH_CLUSTER);
+    // Even with `continue`, an interruption is not a failure to go past.
+    h.ctx.config.pipeline.as_mut().unwrap().self_update = Some(aphex_config::SelfUpdate {
+        on_failure: Some(aphex_config::OnSelfUpdateFailure::Continue),
+    });
+    let updater = RecordingStackUpdater::new(StackAnswer::Hangs);
+    h.ctx.ports.pipeline_stack = Some(updater.clone());
+    let cancel = h.ctx.exec.cancel.clone();
+    let (result, ()) = rt().block_on(async {
+        tokio::join!(pipeline::run(&h.ctx), async {
+            updater.started.notified().await;
+            cancel.cancel();
+        })
+    });
+    let err = result.unwrap_err();
+    assert!(err.is_interrupted(), "{err}");
+    assert!(!workflow_template(&h).exists());
+
+    // Cancelled before the stage: the stack is not touched.
+    let mut h = harness(WITH_CLUSTER);
+    let updater = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
+    h.ctx.ports.pipeline_stack = Some(updater.clone());
+    h.ctx.exec.cancel.cancel();
+    assert!(rt().block_on(pipeline::run(&h.ctx)).unwrap_err().is_interrupted());
+    assert!(updater.calls().is_empty());
 }
 
 #[derive(Default)]

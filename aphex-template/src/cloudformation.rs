@@ -72,6 +72,11 @@ fn bucket_name_setting(config: &Config) -> Option<String> {
     config.settings().artifacts.as_ref()?.bucket.clone()
 }
 
+/// The pipeline stack's CloudFormation stack name: `aphex-<pipeline>`.
+pub fn pipeline_stack_name(config: &Config) -> String {
+    format!("aphex-{}", config.pipeline_name())
+}
+
 /// An IAM OIDC provider ARN
 /// (`arn:<partition>:iam::<account>:oidc-provider/<issuer>`), checked once so
 /// the template can name its issuer.

@@ -126,6 +126,7 @@ pub async fn adapters(
         metrics,
         notifier,
         credentials,
+        pipeline_stack: None,
     }
 }
 

@@ -1,20 +1,49 @@
-//! The pipeline stage (self-modification): render the manifests from the
+//! The pipeline stage (self-modification): deploy the pipeline's own AWS
+//! stack through the `PipelineStackUpdater` when the config names a cluster
+//! (an unchanged stack is a no-op), then render the manifests from the
 //! commit's config, log what changes against what is applied (objects, and
 //! environments/stages added or removed), apply them through the
 //! `ManifestApplier`. A failure halts the run, or with
-//! `selfUpdate.onFailure: continue` leaves the old topology in place and
-//! lets the run go on.
+//! `selfUpdate.onFailure: continue` leaves the old stack and topology in
+//! place and lets the run go on.
 
 use std::collections::BTreeSet;
 
 use aphex_config::{Config, OnSelfUpdateFailure};
 use aphex_template::Plan;
+use aphex_template::cloudformation::pipeline_stack_name;
 use serde_json::Value;
 
 use super::{StageError, StageOutcome};
 use crate::context::StageContext;
+use crate::ports::{DeployError, DeployProgress, StackEvent};
 
 const STAGE: &str = "pipeline";
+
+/// What the stage does about the pipeline's own AWS stack, decided from the
+/// config alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackAction {
+    /// Deploy it (a change set; an unchanged stack is a no-op).
+    Deploy,
+    /// Leave it alone; the reason is logged as one line.
+    Skip(String),
+}
+
+/// Whether the pipeline stack is deployed: only when `pipeline.cluster` is
+/// set, because its workflow role trusts that cluster's OIDC provider and
+/// without a cluster there is nothing to trust.
+pub fn stack_action(config: &Config) -> StackAction {
+    if config.settings().cluster.is_some() {
+        return StackAction::Deploy;
+    }
+    StackAction::Skip(format!(
+        "pipeline stack {}: not deployed: the config has no `pipeline.cluster`, so there is no cluster \
+         OIDC provider for the workflow role to trust and no role to create; set `pipeline.cluster` \
+         (or create the stack with `aphex bootstrap --cluster NAME`)",
+        pipeline_stack_name(config)
+    ))
+}
 
 /// The manifests the pipeline rewrites at every run: its WorkflowTemplate
 /// (the topology). RBAC, the EventSource and the Sensor are applied by
@@ -47,6 +76,75 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
 }
 
 async fn update(ctx: &StageContext) -> Result<(), StageError> {
+    update_stack(ctx).await?;
+    apply_manifests(ctx).await
+}
+
+/// Deploys the pipeline stack when wired and the config names a cluster;
+/// otherwise says, in one line, why not.
+async fn update_stack(ctx: &StageContext) -> Result<(), StageError> {
+    let name = pipeline_stack_name(&ctx.config);
+    let Some(updater) = &ctx.ports.pipeline_stack else {
+        ctx.info(
+            STAGE,
+            format!(
+                "pipeline stack {name}: not managed by this run (no pipeline stack deployer is wired, as with \
+                 `--deployer fake`); nothing was deployed"
+            ),
+        );
+        return Ok(());
+    };
+    if let StackAction::Skip(reason) = stack_action(&ctx.config) {
+        ctx.info(STAGE, reason);
+        return Ok(());
+    }
+    if ctx.exec.cancel.is_cancelled() {
+        return Err(StageError::Interrupted);
+    }
+    ctx.info(
+        STAGE,
+        format!("pipeline stack {name}: deploying with {}", updater.describe()),
+    );
+    let progress = ProgressToStage { ctx };
+    let outcome = tokio::select! {
+        r = updater.update(&ctx.config, &progress) => r,
+        _ = ctx.exec.cancel.cancelled() => return Err(StageError::Interrupted),
+    }
+    // The deployer's message already carries the root-cause events.
+    .map_err(|e: DeployError| StageError::Failed(format!("updating the pipeline stack {name}: {e}")))?;
+    let what = if outcome.changed { "deployed" } else { "unchanged" };
+    ctx.info(
+        STAGE,
+        format!("pipeline stack {name} ({}): {what}", outcome.stack_name),
+    );
+    for output in &outcome.outputs {
+        ctx.info(
+            STAGE,
+            format!("pipeline stack output {} = {}", output.key, output.value),
+        );
+    }
+    Ok(())
+}
+
+/// Stack events as the stage's progress lines.
+struct ProgressToStage<'a> {
+    ctx: &'a StageContext,
+}
+
+impl DeployProgress for ProgressToStage<'_> {
+    fn event(&self, e: &StackEvent) {
+        let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        self.ctx.info(
+            STAGE,
+            format!(
+                "{} {} ({}) {}{reason}",
+                e.stack, e.logical_id, e.resource_type, e.status
+            ),
+        );
+    }
+}
+
+async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
     let applier = &ctx.ports.applier;
     let manifests = render_manifests(&ctx.config)
         .map_err(|e| StageError::Failed(format!("rendering the pipeline manifests: {e}")))?;

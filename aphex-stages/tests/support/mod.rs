@@ -1,15 +1,18 @@
 //! Test support shared by the stage tests: a stage context over the local
 //! adapters in a temp directory, a collecting reporter, the recording
-//! deployer, and a fake synth command that writes a hand-made cloud
-//! assembly and counts its own runs.
+//! deployer, a recording pipeline stack updater, and a fake synth command
+//! that writes a hand-made cloud assembly and counts its own runs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aphex_stages::context::{Ports, RunInfo, StageContext};
 use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::local::{DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
+use aphex_stages::ports::{
+    DeployError, DeployProgress, PipelineStackUpdater, StackEvent, StackOutcome, StackOutput,
+};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
@@ -73,6 +76,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
         metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
         notifier: Arc::new(NoopNotifier),
         credentials: None,
+        pipeline_stack: None,
     };
     let ctx = StageContext {
         run: RunInfo {
@@ -204,4 +208,89 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// How the recording pipeline stack updater answers.
+pub enum StackAnswer {
+    /// Succeeds (`changed: false` is an unchanged stack) with the two outputs
+    /// of the real pipeline stack.
+    Deployed { changed: bool },
+    /// Fails with this message.
+    Fails(&'static str),
+    /// Says it started (through `started`), then never finishes.
+    Hangs,
+}
+
+/// A [`PipelineStackUpdater`] that records the pipeline of each call and
+/// answers as told, reporting one stack event per call.
+pub struct RecordingStackUpdater {
+    pub answer: StackAnswer,
+    pub calls: Mutex<Vec<String>>,
+    pub started: tokio::sync::Notify,
+}
+
+impl RecordingStackUpdater {
+    pub fn new(answer: StackAnswer) -> Arc<Self> {
+        Arc::new(RecordingStackUpdater {
+            answer,
+            calls: Mutex::new(Vec::new()),
+            started: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The pipeline name of every call so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl PipelineStackUpdater for RecordingStackUpdater {
+    fn describe(&self) -> String {
+        "a recording pipeline stack updater".to_owned()
+    }
+
+    async fn update(
+        &self,
+        config: &aphex_config::Config,
+        progress: &dyn DeployProgress,
+    ) -> Result<StackOutcome, DeployError> {
+        let stack_name = format!("aphex-{}", config.pipeline_name());
+        self.calls.lock().unwrap().push(config.pipeline_name().to_owned());
+        progress.event(&StackEvent {
+            stack: stack_name.clone(),
+            logical_id: "WorkflowExecutionRole".to_owned(),
+            resource_type: "AWS::IAM::Role".to_owned(),
+            status: "CREATE_IN_PROGRESS".to_owned(),
+            reason: None,
+            timestamp: "2026-01-01T00:00:00Z".to_owned(),
+        });
+        match self.answer {
+            StackAnswer::Deployed { changed } => Ok(StackOutcome {
+                stack_name,
+                changed,
+                outputs: vec![
+                    StackOutput {
+                        key: "ArtifactBucketName".to_owned(),
+                        value: "aphex-artifacts-bucket".to_owned(),
+                        export_name: None,
+                    },
+                    StackOutput {
+                        key: "WorkflowExecutionRoleArn".to_owned(),
+                        value: "arn:aws:iam::123456789012:role/aphex-exec".to_owned(),
+                        export_name: None,
+                    },
+                ],
+            }),
+            StackAnswer::Fails(message) => Err(DeployError {
+                stack: stack_name,
+                message: message.to_owned(),
+                root_causes: vec![],
+            }),
+            StackAnswer::Hangs => {
+                self.started.notify_one();
+                std::future::pending().await
+            }
+        }
+    }
 }
