@@ -38,6 +38,37 @@ pub enum GraphError {
     },
 }
 
+/// Whether the "before -> after" `edges` over nodes `0..n` have no cycle.
+/// Kahn's algorithm on plain indices: configuration checks run it for every
+/// environment, so it must not allocate per node; [`StackGraph::find_cycle`]
+/// names the cycle when there is one.
+pub(crate) fn is_acyclic(n: usize, mut edges: Vec<(usize, usize)>) -> bool {
+    edges.sort_unstable();
+    edges.dedup();
+    let mut indegree = vec![0usize; n];
+    // Edges are sorted by source: `out[v]..out[v + 1]` are v's.
+    let mut out = vec![0usize; n + 1];
+    for &(from, to) in &edges {
+        indegree[to] += 1;
+        out[from + 1] += 1;
+    }
+    for v in 0..n {
+        out[v + 1] += out[v];
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
+    let mut done = 0;
+    while let Some(v) = ready.pop() {
+        done += 1;
+        for &(_, to) in &edges[out[v]..out[v + 1]] {
+            indegree[to] -= 1;
+            if indegree[to] == 0 {
+                ready.push(to);
+            }
+        }
+    }
+    done == n
+}
+
 impl StackGraph {
     /// A graph of `names` (in list order) with no edges.
     pub fn new<I, S>(names: I) -> Self
@@ -242,6 +273,26 @@ mod tests {
             g.add_dependency(stack, dep).unwrap();
         }
         g
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        // Property: the allocation-light check the rules run per environment
+        // agrees with the cycle search on every graph (self-loops, repeated
+        // edges and disconnected parts included).
+        #[test]
+        fn is_acyclic_agrees_with_find_cycle(
+            n in 1usize..12,
+            raw in proptest::collection::vec((0usize..12, 0usize..12), 0..30),
+        ) {
+            let edges: Vec<(usize, usize)> = raw.into_iter().map(|(a, b)| (a % n, b % n)).collect();
+            let names: Vec<String> = (0..n).map(|i| format!("S{i}")).collect();
+            let mut g = StackGraph::new(names.iter().cloned());
+            for &(before, after) in &edges {
+                g.add_dependency(&names[after], &names[before]).unwrap();
+            }
+            proptest::prop_assert_eq!(is_acyclic(n, edges), g.find_cycle().is_none());
+        }
     }
 
     #[test]

@@ -588,71 +588,89 @@ impl<'a> Checker<'a> {
             .iter()
             .map(|s| s.get("name").and_then(Node::as_str))
             .collect();
-        let known: HashSet<&str> = names.iter().flatten().copied().collect();
-        let mut seen: HashMap<&str, Pos> = HashMap::new();
+        // Name -> index of the first stack with it. This runs for every
+        // environment, so one map serves the duplicate check, the `dependsOn`
+        // lookups and the cycle check.
+        let mut first: HashMap<&str, usize> = HashMap::with_capacity(items.len());
         for (i, s) in items.iter().enumerate() {
-            // Paths are built only for a finding: this loop runs per stack.
-            let sp = || path.index(i);
             for key in ["name", "path"] {
                 if let Some(n) = s.get(key)
                     && is_blank(n)
                 {
-                    self.non_blank(&sp().key(key), n);
+                    self.non_blank(&path.index(i).key(key), n);
                 }
             }
-            if let (Some(name), Some(n)) = (names[i], s.get("name")) {
-                if let Some(first) = seen.get(name) {
+            let (Some(name), Some(n)) = (names[i], s.get("name")) else {
+                continue;
+            };
+            match first.get(name) {
+                Some(&f) => {
+                    let line = items[f].get("name").map_or(items[f].pos, |n| n.pos).line;
                     self.push(
-                        &sp().key("name"),
+                        &path.index(i).key("name"),
                         n.pos,
                         format!("duplicate stack name `{name}` in environment `{env_name}`"),
                         format!(
-                            "stack names must be unique in an environment; `{name}` is first used on line {}",
-                            first.line
+                            "stack names must be unique in an environment; `{name}` is first used on line {line}"
                         ),
                     );
-                } else {
-                    seen.insert(name, n.pos);
                 }
-            }
-            let Some(deps) = s.get("dependsOn") else { continue };
-            for (j, d) in deps.items().iter().enumerate() {
-                let Some(dep) = d.as_str() else { continue };
-                if !known.contains(dep) {
-                    let stack = names[i].unwrap_or("?");
-                    // Suggestions compare against every name; bounded so a
-                    // hostile file with many stacks stays fast.
-                    let suggestion = if names.len() <= 500 {
-                        did_you_mean(dep, names.iter().flatten().copied())
-                    } else {
-                        None
-                    };
-                    let help = match suggestion {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!(
-                            "dependsOn names stacks of the same environment: {}",
-                            names
-                                .iter()
-                                .flatten()
-                                .take(10)
-                                .map(|n| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
-                    self.push(
-                        &sp().key("dependsOn").index(j),
-                        d.pos,
-                        format!("stack `{stack}` depends on `{dep}`, which is not a stack of environment `{env_name}`"),
-                        help,
-                    );
+                None => {
+                    first.insert(name, i);
                 }
             }
         }
-        self.cycles(path, items, &names);
+        // "Must deploy before" edges between first stacks of each name;
+        // unknown names are reported here and take no part.
+        let mut edges = Vec::new();
+        for (i, s) in items.iter().enumerate() {
+            let Some(deps) = s.get("dependsOn") else { continue };
+            let to = names[i].and_then(|n| first.get(n).copied());
+            for (j, d) in deps.items().iter().enumerate() {
+                let Some(dep) = d.as_str() else { continue };
+                if let Some(&from) = first.get(dep) {
+                    edges.extend(to.map(|to| (from, to)));
+                    continue;
+                }
+                let stack = names[i].unwrap_or("?");
+                // Suggestions compare against every name; bounded so a
+                // hostile file with many stacks stays fast.
+                let suggestion = if names.len() <= 500 {
+                    did_you_mean(dep, names.iter().flatten().copied())
+                } else {
+                    None
+                };
+                let help = match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "dependsOn names stacks of the same environment: {}",
+                        names
+                            .iter()
+                            .flatten()
+                            .take(10)
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.push(
+                    &path.index(i).key("dependsOn").index(j),
+                    d.pos,
+                    format!(
+                        "stack `{stack}` depends on `{dep}`, which is not a stack of environment `{env_name}`"
+                    ),
+                    help,
+                );
+            }
+        }
+        if !crate::graph::is_acyclic(items.len(), edges) {
+            self.cycle(path, items, &names);
+        }
     }
 
-    fn cycles(&mut self, path: &Path, items: &[Node], names: &[Option<&str>]) {
+    /// Reports the cycle (the graph has one): the slower, exact search that
+    /// names its stacks runs only then.
+    fn cycle(&mut self, path: &Path, items: &[Node], names: &[Option<&str>]) {
         // Only well-formed, uniquely named stacks take part; the other rules
         // report the rest.
         let mut seen = HashSet::new();

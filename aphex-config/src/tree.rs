@@ -1,5 +1,5 @@
 //! The YAML document as a tree of nodes that keep their source line and
-//! column, parsed by serde-saphyr's YAML parser under tight resource budgets. Schema and
+//! column, parsed by libyaml-safer under tight resource budgets. Schema and
 //! semantic validation both read this tree, so every problem can be placed.
 //! Knows nothing of the configuration's meaning.
 
@@ -136,23 +136,6 @@ impl Node {
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match &self.value {
-            Value::Null => J::Null,
-            Value::Bool(b) => J::Bool(*b),
-            Value::Int(i) => {
-                if let Ok(v) = i64::try_from(*i) {
-                    J::from(v)
-                } else if let Ok(v) = u64::try_from(*i) {
-                    J::from(v)
-                } else {
-                    serde_json::Number::from_f64(*i as f64).map_or(J::Null, J::Number)
-                }
-            }
-            // JSON Schema counts 2.0 as an integer; so does the model then.
-            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(*f as i64),
-            Value::Float(f) => {
-                serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number)
-            }
-            Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
                 entries
@@ -160,7 +143,32 @@ impl Node {
                     .map(|(k, v)| (k.name.clone(), v.to_json()))
                     .collect(),
             ),
+            scalar => scalar_json(scalar),
         }
+    }
+}
+
+/// The JSON of a scalar (collections are `null`; callers handle them).
+fn scalar_json(value: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        Value::Null | Value::Seq(_) | Value::Map(_) => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(i) => {
+            if let Ok(v) = i64::try_from(*i) {
+                J::from(v)
+            } else if let Ok(v) = u64::try_from(*i) {
+                J::from(v)
+            } else {
+                serde_json::Number::from_f64(*i as f64).map_or(J::Null, J::Number)
+            }
+        }
+        // JSON Schema counts 2.0 as an integer; so does the model then.
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(*f as i64),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number)
+        }
+        Value::Str(s) => J::String(s.clone()),
     }
 }
 
@@ -241,106 +249,184 @@ pub struct ParseError {
 }
 
 /// Parses `source` into a tree.
-///
-/// Built straight from the events of granit-parser (the YAML parser under
-/// serde-saphyr) rather than through serde: deserializing every node as a
-/// `Spanned` value was more than half of the loading time, and the events
-/// carry the positions already. Plain scalars are resolved with the YAML 1.2
-/// core schema, as serde-saphyr does; anchors, aliases and `<<` merge keys
-/// are supported within the budgets above; duplicate keys are errors.
 pub fn parse(source: &str) -> Result<Node, ParseError> {
-    use serde_saphyr::granit_parser::{Event, Parser};
+    parse_with_json(source).map(|(node, _)| node)
+}
 
-    let options = serde_saphyr::granit_parser::options! {
-        flow_nesting_limit: MAX_DEPTH + 1,
-        block_nesting_limit: MAX_DEPTH + 1,
-        emit_comments: false,
+/// Events handed from the parser thread to the builder at a time.
+const BATCH: usize = 512;
+/// Batches in flight: the parser runs at most this far ahead of the builder,
+/// so a refused document stops it within a few batches.
+const IN_FLIGHT: usize = 4;
+
+type Batch = Vec<Result<libyaml_safer::Event, ParseError>>;
+
+/// Parses `source` into a tree and the same document as JSON (what the
+/// schema and the typed model read), built side by side.
+///
+/// The events come from `libyaml-safer` (a safe-Rust port of libyaml, the
+/// reference YAML parser) rather than through serde: the events carry the
+/// positions, and a 100 x 50 configuration parses in half the time
+/// serde-saphyr's parser takes (see docs/architecture.md, "Decisions").
+/// The parser runs on its own thread and hands events over in batches; this
+/// thread builds both trees meanwhile, so building costs no wall time. The
+/// parser only produces events; every budget (depth, nodes, aliases) is ours
+/// and enforced as the tree grows, so hostile input stops early. Plain
+/// scalars are resolved with the YAML 1.2 core schema, as serde-saphyr does;
+/// anchors, aliases and `<<` merge keys are supported within the budgets;
+/// duplicate keys are errors.
+pub(crate) fn parse_with_json(source: &str) -> Result<(Node, serde_json::Value), ParseError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(IN_FLIGHT);
+        scope.spawn(move || produce(source, &tx));
+        // Returning drops `rx`: the parser's next send fails and it stops.
+        build(rx.iter().flatten())
+    })
+}
+
+/// The parser thread: events in batches until the end, an error, or the
+/// builder hanging up.
+fn produce(source: &str, tx: &std::sync::mpsc::SyncSender<Batch>) {
+    let mut input = source.as_bytes();
+    let mut parser = libyaml_safer::Parser::new();
+    parser.set_input_string(&mut input);
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let (item, last) = match parser.parse() {
+            Ok(event) => {
+                let end = matches!(event.data, libyaml_safer::EventData::StreamEnd);
+                (Ok(event), end)
+            }
+            Err(e) => (Err(syntax_error(&e)), true),
+        };
+        batch.push(item);
+        if (last || batch.len() == BATCH)
+            && tx
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .is_err()
+        {
+            return;
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// libyaml's error as ours: "did not find expected key (while parsing a
+/// block mapping that starts on line 3)": the problem, then what was open.
+fn syntax_error(e: &libyaml_safer::Error) -> ParseError {
+    let message = match (e.context(), e.context_mark()) {
+        (Some(context), Some(at)) => format!(
+            "{} ({context} that starts on line {})",
+            e.problem(),
+            mark_pos(at).line
+        ),
+        (Some(context), None) => format!("{} ({context})", e.problem()),
+        _ => e.problem().to_owned(),
     };
-    let mut parser = Parser::new_from_str_with_options(source, options);
+    ParseError {
+        message,
+        pos: e.problem_mark().map_or(Pos { line: 1, column: 1 }, mark_pos),
+    }
+}
+
+/// Builds the tree and its JSON from the events.
+fn build(
+    events: impl Iterator<Item = Result<libyaml_safer::Event, ParseError>>,
+) -> Result<(Node, serde_json::Value), ParseError> {
+    use libyaml_safer::EventData;
+    use serde_json::Value as J;
+
     let mut b = Builder::default();
     let mut documents = 0;
-    loop {
-        let (event, span) = match parser.next_event() {
-            None => break,
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
-                let m = e.marker();
-                return Err(ParseError {
-                    message: e.info(),
-                    pos: Pos {
-                        line: m.line(),
-                        column: m.col() + 1,
-                    },
-                });
-            }
+    for event in events {
+        let event = event?;
+        let pos = mark_pos(event.start_mark);
+        let placed = |b: &Builder, message: String| ParseError {
+            message,
+            pos: b.error_at.unwrap_or(pos),
         };
-        let pos = Pos {
-            line: span.start.line(),
-            column: span.start.col() + 1,
-        };
-        let fail = |message: String| Err(ParseError { message, pos });
-        match event {
-            Event::DocumentStart(..) => {
+        match event.data {
+            EventData::StreamEnd => break,
+            EventData::DocumentStart { .. } => {
                 documents += 1;
                 if documents > 1 {
-                    return fail(
-                        "more than one YAML document (`---`); a configuration is one document".into(),
-                    );
+                    return Err(ParseError {
+                        message: "more than one YAML document (`---`); a configuration is one document"
+                            .into(),
+                        pos,
+                    });
                 }
             }
-            Event::Scalar(text, style, anchor, tag) => {
-                let value = resolve(&text, style, tag.as_deref());
-                b.add(Node { pos, value }, anchor).map_err(|m| ParseError {
-                    message: m,
-                    pos: b.error_at.unwrap_or(pos),
-                })?;
+            EventData::Scalar {
+                anchor,
+                tag,
+                value,
+                style,
+                ..
+            } => {
+                let value = resolve(value, style, tag.as_deref());
+                let json = scalar_json(&value);
+                b.add(Node { pos, value }, json, anchor)
+                    .map_err(|m| placed(&b, m))?;
             }
-            Event::SequenceStart(_, anchor, _) => {
-                b.open(pos, Value::Seq(Vec::new()), anchor)
-                    .map_err(|m| ParseError {
-                        message: m,
-                        pos: b.error_at.unwrap_or(pos),
-                    })?
-            }
-            Event::MappingStart(_, anchor, _) => {
-                b.open(pos, Value::Map(Vec::new()), anchor)
-                    .map_err(|m| ParseError {
-                        message: m,
-                        pos: b.error_at.unwrap_or(pos),
-                    })?
-            }
-            Event::SequenceEnd | Event::MappingEnd => b.close().map_err(|m| ParseError {
-                message: m,
-                pos: b.error_at.unwrap_or(pos),
-            })?,
-            Event::Alias(id) => {
+            EventData::SequenceStart { anchor, .. } => b
+                .open(pos, Value::Seq(Vec::new()), J::Array(Vec::new()), anchor)
+                .map_err(|m| placed(&b, m))?,
+            EventData::MappingStart { anchor, .. } => b
+                .open(
+                    pos,
+                    Value::Map(Vec::new()),
+                    J::Object(serde_json::Map::new()),
+                    anchor,
+                )
+                .map_err(|m| placed(&b, m))?,
+            EventData::SequenceEnd | EventData::MappingEnd => b.close().map_err(|m| placed(&b, m))?,
+            EventData::Alias { anchor } => {
                 b.aliases += 1;
                 if b.aliases > MAX_ALIASES {
-                    return fail(format!("more than {MAX_ALIASES} aliases"));
+                    return Err(ParseError {
+                        message: format!("more than {MAX_ALIASES} aliases"),
+                        pos,
+                    });
                 }
-                let Some(node) = b.anchors.get(&id).cloned() else {
-                    return fail("alias to an unknown anchor".into());
+                let Some(node) = b.anchors.get(&anchor).cloned() else {
+                    return Err(ParseError {
+                        message: format!("alias `*{anchor}` to an unknown anchor"),
+                        pos,
+                    });
                 };
                 b.nodes += count(&node);
+                let json = node.to_json();
                 b.add(
                     Node {
                         pos,
                         value: node.value,
                     },
-                    0,
+                    json,
+                    None,
                 )
-                .map_err(|m| ParseError {
-                    message: m,
-                    pos: b.error_at.unwrap_or(pos),
-                })?;
+                .map_err(|m| placed(&b, m))?;
             }
-            _ => {}
+            EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
         }
     }
-    Ok(b.root.unwrap_or(Node {
-        pos: Pos { line: 1, column: 1 },
-        value: Value::Null,
-    }))
+    Ok(b.root.unwrap_or((
+        Node {
+            pos: Pos { line: 1, column: 1 },
+            value: Value::Null,
+        },
+        J::Null,
+    )))
+}
+
+/// libyaml's marks are 0-based and count characters; ours are 1-based.
+fn mark_pos(m: libyaml_safer::Mark) -> Pos {
+    Pos {
+        line: usize::try_from(m.line).unwrap_or(usize::MAX).saturating_add(1),
+        column: usize::try_from(m.column).unwrap_or(usize::MAX).saturating_add(1),
+    }
 }
 
 /// Nodes in a subtree (iterative: depth is bounded, but cheap to be safe).
@@ -358,22 +444,61 @@ fn count(node: &Node) -> usize {
     n
 }
 
+/// Mappings with more keys than this get a hash index for duplicate
+/// detection; smaller ones (nearly all) are scanned, which is cheaper.
+const INDEX_FROM: usize = 16;
+
 /// An open collection: the node, its anchor, and for a mapping the key
 /// waiting for its value and the `<<` merges to apply at the end.
 struct Open {
     node: Node,
-    anchor: usize,
+    /// The same collection as JSON.
+    json: serde_json::Value,
+    anchor: Option<String>,
     key: Option<Node>,
     merges: Vec<Node>,
-    /// Keys so far and where (duplicate detection in O(1) per key).
-    seen: std::collections::HashMap<String, Pos>,
+    /// Key -> entry, once the mapping is large (duplicate detection in O(1)).
+    index: Option<std::collections::HashMap<String, usize>>,
+}
+
+impl Open {
+    /// Where `name` is already a key of this mapping.
+    fn find(&self, name: &str) -> Option<Pos> {
+        let entries = self.node.entries();
+        match &self.index {
+            Some(index) => index.get(name).map(|&i| entries[i].0.pos),
+            None => entries.iter().find(|(k, _)| k.name == name).map(|(k, _)| k.pos),
+        }
+    }
+
+    fn push(&mut self, key: Key, value: Node, json: Option<serde_json::Value>) {
+        let Value::Map(entries) = &mut self.node.value else {
+            return;
+        };
+        if let (Some(json), serde_json::Value::Object(map)) = (json, &mut self.json) {
+            map.insert(key.name.clone(), json);
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.name.clone(), entries.len());
+        }
+        entries.push((key, value));
+        if self.index.is_none() && entries.len() >= INDEX_FROM {
+            self.index = Some(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.name.clone(), i))
+                    .collect(),
+            );
+        }
+    }
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    root: Option<Node>,
-    anchors: std::collections::HashMap<usize, Node>,
+    root: Option<(Node, serde_json::Value)>,
+    anchors: std::collections::HashMap<String, Node>,
     nodes: usize,
     aliases: usize,
     /// Where an error belongs when it is not at the current event (a duplicate key).
@@ -381,16 +506,23 @@ struct Builder {
 }
 
 impl Builder {
-    fn open(&mut self, pos: Pos, value: Value, anchor: usize) -> Result<(), String> {
+    fn open(
+        &mut self,
+        pos: Pos,
+        value: Value,
+        json: serde_json::Value,
+        anchor: Option<String>,
+    ) -> Result<(), String> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(format!("nested more than {MAX_DEPTH} levels deep"));
         }
         self.stack.push(Open {
             node: Node { pos, value },
+            json,
             anchor,
             key: None,
             merges: Vec::new(),
-            seen: Default::default(),
+            index: None,
         });
         Ok(())
     }
@@ -399,41 +531,44 @@ impl Builder {
         let Some(mut open) = self.stack.pop() else {
             return Err("unbalanced collection end".into());
         };
-        if let Value::Map(entries) = &mut open.node.value {
-            // Explicit keys win over merged ones, whatever their order.
-            for merged in std::mem::take(&mut open.merges) {
-                let maps = match merged.value {
-                    Value::Map(m) => vec![m],
-                    Value::Seq(items) => items
-                        .into_iter()
-                        .filter_map(|n| match n.value {
-                            Value::Map(m) => Some(m),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => return Err("`<<` merges a mapping or a list of mappings".into()),
-                };
-                for m in maps {
-                    for (k, v) in m {
-                        if !open.seen.contains_key(&k.name) {
-                            open.seen.insert(k.name.clone(), k.pos);
-                            entries.push((k, v));
-                        }
+        // Explicit keys win over merged ones, whatever their order.
+        let merges = std::mem::take(&mut open.merges);
+        let merged_any = !merges.is_empty();
+        for merged in merges {
+            let maps = match merged.value {
+                Value::Map(m) => vec![m],
+                Value::Seq(items) => items
+                    .into_iter()
+                    .filter_map(|n| match n.value {
+                        Value::Map(m) => Some(m),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => return Err("`<<` merges a mapping or a list of mappings".into()),
+            };
+            for m in maps {
+                for (k, v) in m {
+                    if open.find(&k.name).is_none() {
+                        open.push(k, v, None);
                     }
                 }
             }
         }
-        self.add(open.node, open.anchor)
+        if merged_any {
+            // Rare: the JSON is rebuilt from the merged mapping.
+            open.json = open.node.to_json();
+        }
+        self.add(open.node, open.json, open.anchor)
     }
 
-    fn add(&mut self, node: Node, anchor: usize) -> Result<(), String> {
+    fn add(&mut self, node: Node, json: serde_json::Value, anchor: Option<String>) -> Result<(), String> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             return Err(format!(
                 "more than {MAX_NODES} nodes (an alias bomb, or not a configuration)"
             ));
         }
-        if anchor != 0 {
+        if let Some(anchor) = anchor {
             // Keeping a copy costs as much as the node: it counts too, so
             // many anchors on large nodes cannot run away either.
             self.nodes += count(&node);
@@ -445,23 +580,28 @@ impl Builder {
             self.anchors.insert(anchor, node.clone());
         }
         let Some(top) = self.stack.last_mut() else {
-            self.root = Some(node);
+            self.root = Some((node, json));
             return Ok(());
         };
         match &mut top.node.value {
-            Value::Seq(items) => items.push(node),
-            Value::Map(entries) => match top.key.take() {
+            Value::Seq(items) => {
+                items.push(node);
+                if let serde_json::Value::Array(a) = &mut top.json {
+                    a.push(json);
+                }
+            }
+            Value::Map(_) => match top.key.take() {
                 None => top.key = Some(node),
                 Some(key) => {
-                    let name = key_text(&key)?;
+                    let pos = key.pos;
+                    let name = key_text(key.value)?;
                     if name == "<<" {
                         top.merges.push(node);
-                    } else if let Some(first) = top.seen.get(&name) {
-                        self.error_at = Some(key.pos);
+                    } else if let Some(first) = top.find(&name) {
+                        self.error_at = Some(pos);
                         return Err(format!("duplicate key `{name}` (first on line {})", first.line));
                     } else {
-                        top.seen.insert(name.clone(), key.pos);
-                        entries.push((Key { name, pos: key.pos }, node));
+                        top.push(Key { name, pos }, node, Some(json));
                     }
                 }
             },
@@ -472,36 +612,29 @@ impl Builder {
 }
 
 /// A key as text; collections cannot be keys.
-fn key_text(key: &Node) -> Result<String, String> {
-    Ok(match &key.value {
+fn key_text(key: Value) -> Result<String, String> {
+    Ok(match key {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s,
         Value::Seq(_) | Value::Map(_) => return Err("a list or mapping cannot be a mapping key".into()),
     })
 }
 
 /// The value of a scalar: quoted and block scalars are strings; plain ones
-/// follow the YAML 1.2 core schema; core tags (`!!str`, `!!int`, ...) force a type.
-fn resolve(
-    text: &str,
-    style: serde_saphyr::granit_parser::ScalarStyle,
-    tag: Option<&serde_saphyr::granit_parser::Tag>,
-) -> Value {
-    use serde_saphyr::granit_parser::ScalarStyle;
-    if let Some(t) = tag.filter(|t| t.is_yaml_core_schema()) {
-        match t.suffix() {
-            "str" => return Value::Str(text.to_owned()),
-            "null" => return Value::Null,
-            _ => {}
-        }
+/// follow the YAML 1.2 core schema; core tags (`!!str`, `!!null`) force a type.
+fn resolve(text: String, style: libyaml_safer::ScalarStyle, tag: Option<&str>) -> Value {
+    match tag.and_then(|t| t.strip_prefix("tag:yaml.org,2002:")) {
+        Some("str") => return Value::Str(text),
+        Some("null") => return Value::Null,
+        _ => {}
     }
-    if style != ScalarStyle::Plain {
-        return Value::Str(text.to_owned());
+    if style != libyaml_safer::ScalarStyle::Plain {
+        return Value::Str(text);
     }
-    match text {
+    match text.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
@@ -512,9 +645,9 @@ fn resolve(
     }
     let first = text.as_bytes()[0];
     if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
-        return Value::Str(text.to_owned());
+        return Value::Str(text);
     }
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
     if !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
         && let Ok(i) = text.parse::<i128>()
@@ -538,7 +671,7 @@ fn resolve(
     if is_float && let Ok(f) = text.parse::<f64>() {
         return Value::Float(f);
     }
-    Value::Str(text.to_owned())
+    Value::Str(text)
 }
 
 #[cfg(test)]
@@ -589,6 +722,53 @@ mod tests {
             t.get("list").unwrap().items()[0].get("account").unwrap().as_str(),
             Some("1")
         );
+    }
+
+    #[test]
+    fn json_built_beside_the_tree_is_the_trees_json() {
+        for src in [
+            "a: 1\nb: [x, \"y\", 2.5, ~, true]\nc: {d: {e: -3}}\n",
+            "base: &b {region: us-east-1, account: \"1\"}\nenv:\n  <<: *b\n  account: \"2\"\nlist: [*b, *b]\n",
+            "m:\n  <<: [{a: 1}, {b: 2}]\n  a: 3\n",
+            "big: 1e400\nnan: .nan\nhuge: 123456789012345678901234567890\n",
+            "",
+            "just a scalar",
+        ] {
+            let (tree, json) = parse_with_json(src).unwrap();
+            assert_eq!(json, tree.to_json(), "for {src:?}");
+        }
+    }
+
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value as J;
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            any::<i64>().prop_map(J::from),
+            "[ -~]{0,12}".prop_map(J::String),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(J::Array),
+                proptest::collection::vec(("[a-zA-Z][a-zA-Z0-9_-]{0,8}", inner), 0..6)
+                    .prop_map(|kv| J::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        // Property: for any JSON-shaped document written as YAML, the JSON
+        // built beside the tree equals both the tree's own JSON and the
+        // document that was written (the two builders never drift apart).
+        #[test]
+        fn json_beside_the_tree_round_trips(doc in any_json()) {
+            let yaml = serde_saphyr::to_string(&doc).unwrap();
+            let (tree, json) = parse_with_json(&yaml).unwrap();
+            proptest::prop_assert_eq!(&json, &tree.to_json());
+            proptest::prop_assert_eq!(&json, &doc, "YAML was {}", yaml);
+        }
     }
 
     #[test]

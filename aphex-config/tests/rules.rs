@@ -511,7 +511,12 @@ fn cases() -> Vec<Case> {
             "YAML syntax",
             "region: us-east-1",
             "region: [us-east-1",
-            ("", 7, 12, "invalid YAML: illegal placement of ':' indicator"),
+            (
+                "",
+                7,
+                12,
+                "invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence that starts on line 6)",
+            ),
         ),
         case(
             "duplicate keys",
