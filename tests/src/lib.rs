@@ -1,6 +1,7 @@
 //! End-to-end tests across the Aphex crates live in `tests/tests/`; this
 //! library holds their shared helpers.
 pub mod bootstrap;
+pub mod cluster;
 pub mod e2e;
 
 use std::sync::atomic::{AtomicU32, Ordering};

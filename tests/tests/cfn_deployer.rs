@@ -584,6 +584,7 @@ async fn the_pipeline_stack_deploys_from_a_template_string_and_skips_when_unchan
         parameters: BTreeMap::from([("Greeting".to_owned(), "salut".to_owned())]),
         tags: BTreeMap::from([("aphex:pipeline".to_owned(), "e2e".to_owned())]),
         template_bucket: None,
+        execution_role_arn: None,
     };
     let progress = Recorder::default();
     let first = deployer
