@@ -107,6 +107,11 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
         "{stderr}"
     );
     assert!(stdout.contains(" succeeded (commit "), "{stdout}");
+    // The fake wires no pipeline stack updater: the stage says so.
+    assert!(
+        stderr.contains("pipeline stack aphex-aphex: not managed by this run"),
+        "{stderr}"
+    );
 
     let record = only_record(&repo);
     assert_eq!(record["status"], "succeeded");

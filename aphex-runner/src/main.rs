@@ -12,7 +12,9 @@ use aphex_stages::context::{Ports, RunInfo, StageContext};
 use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
-use aphex_stages::ports::{CredentialChecker, ManifestApplier, Notifier, PortError, StackDeployer};
+use aphex_stages::ports::{
+    CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError, StackDeployer,
+};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
@@ -146,6 +148,13 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
                 )
             }
         };
+    // The fake deploys nothing, the pipeline's own stack included.
+    let pipeline_stack: Option<Arc<dyn PipelineStackUpdater>> = match args.deployer {
+        DeployerKind::Fake => None,
+        DeployerKind::Cloudformation => Some(Arc::new(
+            aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await),
+        )),
+    };
     if let Some(state) = &args.state_dir {
         return Ok(Ports {
             artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
@@ -155,7 +164,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
             metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
             notifier: notifier(redactor),
             credentials,
-            pipeline_stack: None,
+            pipeline_stack: pipeline_stack.clone(),
         });
     }
     let bucket = config
@@ -175,7 +184,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
         metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
         notifier: notifier(redactor),
         credentials,
-        pipeline_stack: None,
+        pipeline_stack,
     })
 }
 

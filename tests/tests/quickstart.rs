@@ -1,30 +1,37 @@
 //! The quick start end to end: the real `aphex run --local --store s3://...`
-//! against the emulator deploys both environments in dependency order, the
+//! against the emulator deploys the pipeline's own stack (from a stand-in
+//! cluster's exports), then both environments in dependency order, the
 //! outputs reach the tests, the run record, artifact and metrics are stored,
 //! a second run of the same commit deploys nothing, and an environment whose
 //! account is not the one its credentials reach fails validate before any
 //! deploy. Each test works in accounts of its own (`unique_account`), so the
-//! quick start's fixed stack and parameter names never collide.
+//! quick start's fixed stack and parameter names never collide; the pipeline's
+//! own stack and its cluster's exports live in the default account `aphex`
+//! runs as, under names of the test's own.
 
 use aphex_aws::s3::{S3ArtifactStore, S3RunRecorder};
 use aphex_stages::ports::RunRecorder;
 use aphex_stages::record::Status;
 use aphex_tests::bootstrap::prepare_bootstrap;
+use aphex_tests::cluster::prepare_cluster;
 use aphex_tests::e2e::{AppRepo, event_range, stack_status, unique_account};
-use aphex_tests::{REGION, emulator, unique_name};
+use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
 use sha2::{Digest, Sha256};
 
-/// The quick start in accounts `dev` and `prod`, pipeline `pipeline`.
-fn quickstart(pipeline: &str, dev: &str, prod: &str) -> AppRepo {
+/// The quick start in accounts `dev` and `prod`, pipeline `pipeline` on
+/// cluster `cluster`.
+fn quickstart(pipeline: &str, cluster: &str, dev: &str, prod: &str) -> AppRepo {
     AppRepo::quickstart(|config| {
         let config = config
             .replace("000000000000", dev)
             .replace("111111111111", prod)
+            .replace("\n  name: quickstart\n", &format!("\n  name: {pipeline}\n"))
             .replace(
-                "version: \"1.0\"\n",
-                &format!("version: \"1.0\"\npipeline:\n  name: {pipeline}\n"),
+                "cluster: { name: demo }",
+                &format!("cluster: {{ name: {cluster} }}"),
             );
         assert!(config.contains(pipeline), "the config names the pipeline");
+        assert!(config.contains(cluster), "the config names the cluster");
         config
     })
 }
@@ -52,11 +59,43 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
         .await
         .expect("creating the store bucket");
     let pipeline = unique_name("qs");
-    let repo = quickstart(&pipeline, &dev, &prod);
+    // The pipeline's home is the account of the credentials `aphex` runs with
+    // (the default one): its cluster's exports and its own stack live there,
+    // under names of this test's own.
+    let cluster = unique_name("cluster");
+    prepare_bootstrap(DEFAULT_ACCOUNT, REGION)
+        .await
+        .expect("bootstrapping the home account");
+    prepare_cluster(&base, DEFAULT_ACCOUNT, &cluster)
+        .await
+        .expect("the cluster's exports");
+    let repo = quickstart(&pipeline, &cluster, &dev, &prod);
     let store = format!("s3://{bucket}");
 
     let first = repo.aphex(&["run", "--local", "--yes", "--store", &store]);
     assert_eq!(first.code, Some(0), "{}", first.text());
+
+    // The pipeline stage deployed the pipeline's own stack first, in the home
+    // account, and logged its outputs.
+    let pipeline_stack = format!("aphex-{pipeline}");
+    assert!(
+        first.stderr.contains(&format!(
+            "pipeline stack {pipeline_stack} ({pipeline_stack}): deployed"
+        )),
+        "{}",
+        first.text()
+    );
+    assert_eq!(
+        stack_status(&base, &pipeline_stack).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    for key in ["ArtifactBucketName", "WorkflowExecutionRoleArn"] {
+        assert!(
+            first.stderr.contains(&format!("pipeline stack output {key} = ")),
+            "{key}: {}",
+            first.text()
+        );
+    }
 
     // Every stack deployed, in each account, in a correct order: Shared
     // (exports the queue ARN) before App (imports it), App before Audit
@@ -221,6 +260,13 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
     // The same commit again: every stack is a no-op, and the summary says so.
     let second = repo.aphex(&["run", "--local", "--yes", "--store", &store]);
     assert_eq!(second.code, Some(0), "{}", second.text());
+    assert!(
+        second.stderr.contains(&format!(
+            "pipeline stack {pipeline_stack} ({pipeline_stack}): unchanged"
+        )),
+        "{}",
+        second.text()
+    );
     assert_eq!(
         second
             .stdout

@@ -1,13 +1,15 @@
 //! `cargo xtask demo`: the README's main job. Starts the local AWS emulator,
-//! prepares what `cdk bootstrap` leaves in both of the quick start's accounts,
-//! installs the quick start's npm packages, runs the real `aphex` binary
+//! prepares what `cdk bootstrap` leaves in both of the quick start's accounts
+//! and a stand-in for the shared cluster's stack (its exports only), installs
+//! the quick start's npm packages, runs the real `aphex` binary
 //! (`aphex run --local examples/quickstart --yes`) against the emulator, which
-//! prints the run summary, and prints the captured stack outputs. The emulator stops
-//! when the demo ends, fails, or is interrupted (Ctrl-C: the emulator's
-//! watchdog stops it once xtask is gone).
+//! prints the run summary, and prints the captured stack outputs and the
+//! pipeline stack's. The emulator stops when the demo ends, fails, or is
+//! interrupted (Ctrl-C: the emulator's watchdog stops it once xtask is gone).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -36,8 +38,17 @@ pub fn run() -> Result<()> {
     for account in ACCOUNTS {
         bootstrap(&emulator, account)?;
     }
+    let config_path = root.join(crate::npm::QUICKSTART).join("aphex-config.yaml");
+    let config = aphex_config::load_file(&config_path)
+        .map_err(|d| anyhow::anyhow!("{} is invalid: {d:?}", config_path.display()))?;
+    let cluster = config
+        .settings()
+        .cluster
+        .clone()
+        .context("the quick start's config names no `pipeline.cluster`")?;
+    prepare_cluster(&emulator, ACCOUNTS[0], &cluster)?;
     let aphex = target_dir(&root).join("debug/aphex");
-    let runs = root.join(".aphex/runs/aphex");
+    let runs = root.join(".aphex/runs").join(config.pipeline_name());
     let before = run_dirs(&runs);
     let status = run_aphex(&root, &aphex, &emulator)?;
     let new: Vec<PathBuf> = run_dirs(&runs)
@@ -47,6 +58,11 @@ pub fn run() -> Result<()> {
     if let [run] = new.as_slice() {
         print_outputs(&run.join("outputs"))?;
     }
+    print_pipeline_stack(
+        &emulator,
+        ACCOUNTS[0],
+        &aphex_template::cloudformation::pipeline_stack_name(&config),
+    )?;
     if status.code() == Some(130) {
         bail!("interrupted: aphex recorded the run as interrupted; the emulator stops with the demo");
     }
@@ -57,8 +73,9 @@ pub fn run() -> Result<()> {
     }
     println!();
     println!(
-        "The quick start deployed to two accounts of a local AWS emulator, which stops now. \
-         Run it again, or `aphex history` to list the recorded runs."
+        "The quick start deployed its pipeline stack and two environments' stacks to two accounts \
+         of a local AWS emulator, which stops now. Run it again, or `aphex history` to list the \
+         recorded runs."
     );
     Ok(())
 }
@@ -103,8 +120,120 @@ pub(crate) fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
     Ok(())
 }
 
+/// Creates the stand-in for the shared EKS cluster's stack in `account`: no
+/// cluster, only the exports `<prefix>ClusterName`, `<prefix>OIDCProviderArn`
+/// and `<prefix>KubectlRoleArn` that discovery reads and the pipeline stack
+/// imports. Waits (bounded) until the stack is complete.
+fn prepare_cluster(emulator: &Emulator, account: &str, cluster: &aphex_config::Cluster) -> Result<()> {
+    let prefix = cluster.export_prefix();
+    let name = &cluster.name;
+    let values = [
+        ("ClusterName", name.clone()),
+        (
+            "OIDCProviderArn",
+            format!(
+                "arn:aws:iam::{account}:oidc-provider/oidc.eks.{REGION}.amazonaws.com/id/{}",
+                name.to_ascii_uppercase()
+            ),
+        ),
+        (
+            "KubectlRoleArn",
+            format!("arn:aws:iam::{account}:role/{name}-kubectl"),
+        ),
+    ];
+    let outputs: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .map(|(suffix, value)| {
+            (
+                (*suffix).to_owned(),
+                serde_json::json!({ "Value": value, "Export": { "Name": format!("{prefix}{suffix}") } }),
+            )
+        })
+        .collect();
+    let template = serde_json::json!({
+        "Description": format!("Stand-in for the EKS cluster {name} (demo): its exports only"),
+        "Resources": { "Marker": { "Type": "AWS::SSM::Parameter", "Properties": { "Type": "String", "Value": name } } },
+        "Outputs": outputs,
+    });
+    let stack = format!("aphex-cluster-{name}");
+    aws(
+        emulator,
+        account,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            &stack,
+            "--template-body",
+            &template.to_string(),
+        ],
+    )
+    .with_context(|| format!("creating the stand-in cluster stack {stack} in account {account}"))?;
+    // The CLI's own waiter polls every 30 s; the emulator takes about one.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = stack_description(emulator, account, &stack)?
+            .and_then(|s| s["StackStatus"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        match status.as_str() {
+            "CREATE_COMPLETE" => break,
+            s if s.ends_with("_IN_PROGRESS") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            s => {
+                bail!("the stand-in cluster stack {stack} in account {account} is `{s}`, not CREATE_COMPLETE")
+            }
+        }
+    }
+    eprintln!("xtask: cluster {name} stands in as stack {stack} (exports {prefix}*) in account {account}");
+    Ok(())
+}
+
+/// The stack as `DescribeStacks` shows it, or `None` when it does not exist.
+fn stack_description(emulator: &Emulator, account: &str, stack: &str) -> Result<Option<serde_json::Value>> {
+    let text = match aws_output(
+        emulator,
+        account,
+        &["cloudformation", "describe-stacks", "--stack-name", stack],
+    ) {
+        Ok(text) => text,
+        Err(e) if format!("{e:#}").contains("does not exist") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let described: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing describe-stacks of {stack}"))?;
+    Ok(described["Stacks"].get(0).cloned())
+}
+
+/// Prints the pipeline stack's outputs (the pipeline stage deployed it).
+fn print_pipeline_stack(emulator: &Emulator, account: &str, stack: &str) -> Result<()> {
+    let Some(described) = stack_description(emulator, account, stack)? else {
+        println!();
+        println!("== the pipeline stack {stack} was not deployed (see the pipeline stage's log)");
+        return Ok(());
+    };
+    println!();
+    println!(
+        "== pipeline stack {stack} ({})",
+        described["StackStatus"].as_str().unwrap_or_default()
+    );
+    for output in described["Outputs"].as_array().into_iter().flatten() {
+        println!(
+            "  {} = {}",
+            output["OutputKey"].as_str().unwrap_or_default(),
+            output["OutputValue"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// Runs the emulator venv's AWS CLI as `account`.
 pub(crate) fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<()> {
+    aws_output(emulator, account, args).map(drop)
+}
+
+/// Runs the emulator venv's AWS CLI as `account`; its standard output.
+fn aws_output(emulator: &Emulator, account: &str, args: &[&str]) -> Result<String> {
     let cli = emulator.aws_cli();
     let output = aws_env(&mut Command::new(&cli), emulator)
         .args(args)
@@ -121,7 +250,7 @@ pub(crate) fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<(
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Points `cmd` at the emulator (endpoint, credentials, region), with

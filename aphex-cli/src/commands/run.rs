@@ -16,7 +16,7 @@ use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
 use aphex_stages::ports::{
-    ArtifactStore, CredentialChecker, MetricsSink, Notifier, RunRecorder, StackDeployer,
+    ArtifactStore, CredentialChecker, MetricsSink, Notifier, PipelineStackUpdater, RunRecorder, StackDeployer,
 };
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::{RunRecord, Status};
@@ -90,6 +90,13 @@ pub async fn adapters(
         (DeployerKind::Fake, None) => None,
         _ => Some(aphex_aws::client::load().await),
     };
+    // The fake deploys nothing, the pipeline's own stack included.
+    let pipeline_stack: Option<Arc<dyn PipelineStackUpdater>> = match (deployer, &base) {
+        (DeployerKind::Cloudformation, Some(base)) => Some(Arc::new(
+            aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(base.clone()),
+        )),
+        _ => None,
+    };
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) = match deployer
     {
         DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
@@ -126,7 +133,7 @@ pub async fn adapters(
         metrics,
         notifier,
         credentials,
-        pipeline_stack: None,
+        pipeline_stack,
     }
 }
 
