@@ -328,4 +328,29 @@ mod tests {
             roles.deploy_role
         );
     }
+
+    #[test]
+    fn a_refused_deploy_role_says_the_home_account_must_be_bootstrapped() {
+        let role = "arn:aws:iam::123456789012:role/cdk-hnb659fds-deploy-role-123456789012-eu-west-1";
+        let err = PipelineStackError::DeployRole {
+            account: "123456789012".to_owned(),
+            region: "eu-west-1".to_owned(),
+            source: Box::new(AssumeRoleError {
+                role_arn: role.to_owned(),
+                code: "AccessDenied".to_owned(),
+                message: "not authorized to perform sts:AssumeRole".to_owned(),
+                source: aws_sdk_sts::error::SdkError::construction_failure("refused"),
+            }),
+        };
+        let text = err.to_string();
+        assert!(text.contains(role), "{text}");
+        assert!(
+            text.contains("AWS error code AccessDenied: not authorized"),
+            "{text}"
+        );
+        assert!(
+            text.contains("must be CDK-bootstrapped: run `cdk bootstrap aws://123456789012/eu-west-1`"),
+            "{text}"
+        );
+    }
 }
