@@ -216,7 +216,7 @@ fn pipeline_deploys_its_own_stack_first_then_applies_the_manifests() {
     assert_eq!(updater.calls(), ["shop"]);
     let log = h.log();
     let deployed = log
-        .find("pipeline stack aphex-shop (aphex-shop): deployed")
+        .find("pipeline stack aphex-shop: deployed")
         .unwrap_or_else(|| panic!("{log}"));
     assert!(
         log.contains("aphex-shop WorkflowExecutionRole (AWS::IAM::Role) CREATE_IN_PROGRESS"),
@@ -245,8 +245,7 @@ fn pipeline_deploys_its_own_stack_first_then_applies_the_manifests() {
     }));
     rt().block_on(pipeline::run(&h.ctx)).unwrap();
     assert!(
-        h.log()
-            .contains("pipeline stack aphex-shop (aphex-shop): unchanged"),
+        h.log().contains("pipeline stack aphex-shop: unchanged"),
         "{}",
         h.log()
     );

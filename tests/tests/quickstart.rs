@@ -79,9 +79,9 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
     // account, and logged its outputs.
     let pipeline_stack = format!("aphex-{pipeline}");
     assert!(
-        first.stderr.contains(&format!(
-            "pipeline stack {pipeline_stack} ({pipeline_stack}): deployed"
-        )),
+        first
+            .stderr
+            .contains(&format!("pipeline stack {pipeline_stack}: deployed")),
         "{}",
         first.text()
     );
@@ -261,9 +261,9 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
     let second = repo.aphex(&["run", "--local", "--yes", "--store", &store]);
     assert_eq!(second.code, Some(0), "{}", second.text());
     assert!(
-        second.stderr.contains(&format!(
-            "pipeline stack {pipeline_stack} ({pipeline_stack}): unchanged"
-        )),
+        second
+            .stderr
+            .contains(&format!("pipeline stack {pipeline_stack}: unchanged")),
         "{}",
         second.text()
     );

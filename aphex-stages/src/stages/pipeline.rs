@@ -113,10 +113,7 @@ async fn update_stack(ctx: &StageContext) -> Result<(), StageError> {
     // The deployer's message already carries the root-cause events.
     .map_err(|e: DeployError| StageError::Failed(format!("updating the pipeline stack {name}: {e}")))?;
     let what = if outcome.changed { "deployed" } else { "unchanged" };
-    ctx.info(
-        STAGE,
-        format!("pipeline stack {name} ({}): {what}", outcome.stack_name),
-    );
+    ctx.info(STAGE, format!("pipeline stack {}: {what}", outcome.stack_name));
     for output in &outcome.outputs {
         ctx.info(
             STAGE,
