@@ -99,6 +99,14 @@ fn stages_hand_over_through_the_store_the_record_and_output_files() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         }
+        if stage == "pipeline" {
+            // The fake deployer wires no pipeline stack updater: said, not pretended.
+            let log = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                log.contains("pipeline stack aphex-shop: not managed by this run"),
+                "{log}"
+            );
+        }
     }
     let (out, deploy_pod) = pod.run("deploy", "dev", &[]);
     assert_eq!(
