@@ -4,6 +4,12 @@
 
 use clap::{Parser, Subcommand};
 
+// mimalloc: loading and rendering a large configuration allocates tens of
+// thousands of small values in a fresh process; glibc's malloc made that
+// process about a third slower (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod exit;
 

@@ -162,7 +162,13 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
     if source.contains('\0') {
         return load_bytes(file, source.as_bytes());
     }
-    let (tree, json) = match tree::parse_with_json(source) {
+    // Each environment is checked as soon as the parser has closed it, on
+    // this thread while the parser thread reads on (see `tree`).
+    let mut checker = rules::Checker::new(file, source);
+    let parsed = tree::parse_watching(source, "environments", &mut |i, env| {
+        checker.environment_item(i, env);
+    });
+    let (tree, json) = match parsed {
         Ok(t) => t,
         Err(e) => return Err(vec![parse_error(file, &e)]),
     };
@@ -174,25 +180,9 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
             "start from `aphex init`, or add `version`, `build` and `environments`",
         )]);
     }
-    // The semantic rules and the schema (then the typed model) read the same
-    // tree independently: they run side by side.
-    let (checker, mut from_schema, typed) = std::thread::scope(|scope| {
-        let rules = scope.spawn(|| {
-            let mut checker = rules::Checker::new(file, source);
-            checker.check(&tree);
-            checker
-        });
-        let mut from_schema = Vec::new();
-        schema::check(file, &tree, &json, &mut from_schema);
-        // Decoded ahead of the rules' verdict: wasted only on a bad file.
-        let typed = from_schema
-            .is_empty()
-            .then(|| serde_json::from_value::<Config>(json));
-        let checker = rules
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (checker, from_schema, typed)
-    });
+    checker.check(&tree);
+    let mut from_schema = Vec::new();
+    schema::check(file, &tree, &json, &mut from_schema);
 
     // A semantic rule says it better than the schema; the schema speaks where
     // no rule did (wrong types, unknown and missing fields, ...).
@@ -203,17 +193,16 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
     all.extend(checker.credentials.iter().cloned());
 
     if all.is_empty() {
-        match typed {
-            Some(Ok(config)) => return Ok(config),
+        match serde_json::from_value::<Config>(json) {
+            Ok(config) => return Ok(config),
             // The schema is derived from the model, so this is a bug; still,
             // say what serde said rather than accept a half-read file.
-            Some(Err(e)) => all.push(whole(
+            Err(e) => all.push(whole(
                 1,
                 1,
                 format!("the configuration does not match the model: {e}"),
                 "please report this: the schema accepted what the model rejects",
             )),
-            None => unreachable!("the model is decoded whenever the schema found nothing"),
         }
     }
     Err(finish(all, &checker.secrets))

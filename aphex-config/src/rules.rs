@@ -112,8 +112,11 @@ pub(crate) struct Checker<'a> {
     pub(crate) secrets: Vec<String>,
     /// Byte offset of each line's start, for positions and source tokens.
     line_starts: Vec<usize>,
-    /// Whether values need the text search (see [`Checker::check`]).
+    /// Whether values need the text search (see [`Checker::new`]).
     scan_values: bool,
+    /// `environments[i]` already checked while the file was being parsed
+    /// (see [`Checker::environment_item`]).
+    checked_early: Vec<bool>,
 }
 
 impl<'a> Checker<'a> {
@@ -124,7 +127,11 @@ impl<'a> Checker<'a> {
             out: Vec::new(),
             credentials: Vec::new(),
             secrets: Vec::new(),
-            scan_values: true,
+            // Text patterns can only match a value if they match the file (or
+            // the value was written with escapes); checking once saves a
+            // search per value.
+            scan_values: source.contains('\\') || secrets::any_in_text(source),
+            checked_early: Vec::new(),
             line_starts: std::iter::once(0)
                 .chain(source.match_indices('\n').map(|(i, _)| i + 1))
                 .collect(),
@@ -156,6 +163,24 @@ impl<'a> Checker<'a> {
         Some(&rest[..end]).filter(|t| !t.is_empty())
     }
 
+    /// The rules of one environment and the credential scan of its values,
+    /// run on `environments[index]` as soon as the parser has closed it, so
+    /// this work overlaps with parsing the rest of the file.
+    /// [`Checker::check`] then skips what was done here.
+    pub(crate) fn environment_item(&mut self, index: usize, env: &Node) {
+        if self.checked_early.len() <= index {
+            self.checked_early.resize(index + 1, false);
+        }
+        self.checked_early[index] = true;
+        self.environment(&Path::root().key("environments").index(index), env);
+        let mut steps = vec![Step::Key("environments"), Step::Index(index)];
+        self.credentials(&mut steps, env, "environments");
+    }
+
+    fn was_checked_early(&self, path: &[Step<'_>]) -> bool {
+        matches!(path, [Step::Key("environments"), Step::Index(i)] if self.checked_early.get(*i) == Some(&true))
+    }
+
     /// Every rule, on the whole document.
     pub(crate) fn check(&mut self, root: &Node) {
         let top = Path::root();
@@ -175,9 +200,6 @@ impl<'a> Checker<'a> {
         if let Some(envs) = root.get("environments") {
             self.environments(&top.key("environments"), envs);
         }
-        // Text patterns can only match a value if they match the file (or
-        // the value was written with escapes); checking once saves a search per value.
-        self.scan_values = self.source.contains('\\') || secrets::any_in_text(self.source);
         self.credentials(&mut Vec::new(), root, "");
         self.credentials_in_comments();
     }
@@ -475,7 +497,9 @@ impl<'a> Checker<'a> {
                     seen.insert(name, n.pos);
                 }
             }
-            self.environment(&ep, env);
+            if self.checked_early.get(i) != Some(&true) {
+                self.environment(&ep, env);
+            }
         }
     }
 
@@ -718,7 +742,9 @@ impl<'a> Checker<'a> {
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     path.push(Step::Index(i));
-                    self.credentials(path, item, key);
+                    if !self.was_checked_early(path) {
+                        self.credentials(path, item, key);
+                    }
                     path.pop();
                 }
             }

@@ -253,11 +253,9 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
     parse_with_json(source).map(|(node, _)| node)
 }
 
-/// Events handed from the parser thread to the builder at a time.
-const BATCH: usize = 512;
-/// Batches in flight: the parser runs at most this far ahead of the builder,
-/// so a refused document stops it within a few batches.
-const IN_FLIGHT: usize = 4;
+/// Events handed from the parser thread to the builder at a time (16 KiB:
+/// small enough to stay out of the allocator's large-object path).
+const BATCH: usize = 128;
 
 type Batch = Vec<Result<libyaml_safer::Event, ParseError>>;
 
@@ -276,17 +274,41 @@ type Batch = Vec<Result<libyaml_safer::Event, ParseError>>;
 /// anchors, aliases and `<<` merge keys are supported within the budgets;
 /// duplicate keys are errors.
 pub(crate) fn parse_with_json(source: &str) -> Result<(Node, serde_json::Value), ParseError> {
+    parse_watching(source, "", &mut |_, _| {})
+}
+
+/// [`parse_with_json`], calling `on_item(i, node)` as soon as item `i` of
+/// the sequence under the root key `watch` is complete (so callers can check
+/// it while the rest of the file is still being parsed).
+pub(crate) fn parse_watching(
+    source: &str,
+    watch: &str,
+    on_item: &mut dyn FnMut(usize, &Node),
+) -> Result<(Node, serde_json::Value), ParseError> {
+    use std::sync::mpsc::TryRecvError;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(IN_FLIGHT);
+        // Unbounded: the parser never waits for the builder. It stops at its
+        // next send once the builder has returned (an error) and dropped `rx`.
+        let (tx, rx) = std::sync::mpsc::channel::<Batch>();
         scope.spawn(move || produce(source, &tx));
-        // Returning drops `rx`: the parser's next send fails and it stops.
-        build(rx.iter().flatten())
+        // The builder waits by yielding, not by sleeping: waking a sleeping
+        // thread took milliseconds on small VMs, as long as the parse itself.
+        let batches = std::iter::from_fn(|| {
+            loop {
+                match rx.try_recv() {
+                    Ok(batch) => return Some(batch),
+                    Err(TryRecvError::Empty) => std::thread::yield_now(),
+                    Err(TryRecvError::Disconnected) => return None,
+                }
+            }
+        });
+        build(batches.flatten(), watch, on_item)
     })
 }
 
 /// The parser thread: events in batches until the end, an error, or the
 /// builder hanging up.
-fn produce(source: &str, tx: &std::sync::mpsc::SyncSender<Batch>) {
+fn produce(source: &str, tx: &std::sync::mpsc::Sender<Batch>) {
     let mut input = source.as_bytes();
     let mut parser = libyaml_safer::Parser::new();
     parser.set_input_string(&mut input);
@@ -334,11 +356,16 @@ fn syntax_error(e: &libyaml_safer::Error) -> ParseError {
 /// Builds the tree and its JSON from the events.
 fn build(
     events: impl Iterator<Item = Result<libyaml_safer::Event, ParseError>>,
+    watch: &str,
+    on_item: &mut dyn FnMut(usize, &Node),
 ) -> Result<(Node, serde_json::Value), ParseError> {
     use libyaml_safer::EventData;
     use serde_json::Value as J;
 
-    let mut b = Builder::default();
+    let mut b = Builder {
+        watch: watch.to_owned(),
+        ..Builder::default()
+    };
     let mut documents = 0;
     for event in events {
         let event = event?;
@@ -410,6 +437,11 @@ fn build(
                 .map_err(|m| placed(&b, m))?;
             }
             EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
+        }
+        if let Some(i) = b.completed.take()
+            && let Some(item) = b.stack.get(1).and_then(|seq| seq.node.items().get(i))
+        {
+            on_item(i, item);
         }
     }
     Ok(b.root.unwrap_or((
@@ -503,6 +535,10 @@ struct Builder {
     aliases: usize,
     /// Where an error belongs when it is not at the current event (a duplicate key).
     error_at: Option<Pos>,
+    /// The root key whose sequence items are reported when complete ("" for none).
+    watch: String,
+    /// The index of such an item completed by the last event.
+    completed: Option<usize>,
 }
 
 impl Builder {
@@ -588,6 +624,13 @@ impl Builder {
                 items.push(node);
                 if let serde_json::Value::Array(a) = &mut top.json {
                     a.push(json);
+                }
+                let depth = self.stack.len();
+                if depth == 2
+                    && !self.watch.is_empty()
+                    && self.stack[0].key.as_ref().and_then(Node::as_str) == Some(self.watch.as_str())
+                {
+                    self.completed = Some(self.stack[1].node.items().len() - 1);
                 }
             }
             Value::Map(_) => match top.key.take() {

@@ -703,3 +703,29 @@ fn large_hostile_configs_stay_fast_and_bounded() {
         assert!(!shown.contains("AKIA0000"), "{what} echoed a key");
     }
 }
+
+#[test]
+fn environments_arriving_through_a_merge_get_every_rule() {
+    // Environments are checked as the parser closes each one; those that
+    // arrive through a `<<` merge are checked after parsing instead. Both
+    // ways must report the same problems, each once.
+    let direct = BASE
+        .replacen("\"123456789012\"", "\"12345\"", 1)
+        .replacen("[Network]", "[Nope]", 1)
+        .replacen("name: dev", "name: Dev_1", 1);
+    let (head, rest) = direct.split_once("environments:\n").unwrap();
+    let indented: String = rest.lines().map(|l| format!("  {l}\n")).collect();
+    let merged = format!("{head}<<:\n  environments:\n{indented}");
+    let summary = |src: &str| {
+        let mut d: Vec<(String, String)> = load_str("f.yaml", src)
+            .unwrap_err()
+            .into_iter()
+            .map(|d| (d.path, d.message))
+            .collect();
+        d.sort();
+        d
+    };
+    let (a, b) = (summary(&direct), summary(&merged));
+    assert_eq!(a.len(), 3, "{a:#?}");
+    assert_eq!(a, b);
+}

@@ -6,6 +6,11 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+// The in-process benchmarks measure with the allocator the `aphex` binary
+// uses, so their figures are the CLI's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_deploy;
 mod bench_render;
