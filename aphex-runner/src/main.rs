@@ -129,10 +129,27 @@ fn unwired() -> PortError {
     }
 }
 
-fn notifier(redactor: &Redactor) -> Arc<dyn Notifier> {
-    match std::env::var("APHEX_SLACK_WEBHOOK_URL") {
+fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
+    match std::env::var(aphex_template::workflow::SLACK_WEBHOOK_ENV) {
         Ok(url) if !url.is_empty() => Arc::new(WebhookNotifier::new(url, redactor.clone())),
-        _ => Arc::new(NoopNotifier),
+        _ => {
+            // The template reads the Secret optionally (a missing Secret must
+            // not cost the run record), so say here why nothing is sent.
+            if let Some(secret) = config.and_then(|c| {
+                c.settings()
+                    .notifications
+                    .clone()
+                    .and_then(|n| n.slack_webhook_secret)
+            }) {
+                tracing::warn!(
+                    "notifications.slackWebhookSecret is `{secret}` but {} is empty: no notification is sent; \
+                     create the Secret `{secret}` with key `{}` in the workflow's namespace",
+                    aphex_template::workflow::SLACK_WEBHOOK_ENV,
+                    aphex_template::workflow::SLACK_WEBHOOK_SECRET_KEY,
+                );
+            }
+            Arc::new(NoopNotifier)
+        }
     }
 }
 
@@ -162,7 +179,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
             deployer,
             applier: Arc::new(DirCluster::new(state.join("cluster"))),
             metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
-            notifier: notifier(redactor),
+            notifier: notifier(redactor, config),
             credentials,
             pipeline_stack: pipeline_stack.clone(),
         });
@@ -182,7 +199,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
         deployer,
         applier: Arc::new(UnwiredApplier),
         metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
-        notifier: notifier(redactor),
+        notifier: notifier(redactor, config),
         credentials,
         pipeline_stack,
     })

@@ -31,6 +31,10 @@ const STAGE_TEMPLATE: &str = "stage";
 const APPROVAL_TEMPLATE: &str = "approval";
 /// The exit handler.
 const FINALIZE_TEMPLATE: &str = "finalize";
+/// The variable the runner reads the notification webhook URL from.
+pub const SLACK_WEBHOOK_ENV: &str = "APHEX_SLACK_WEBHOOK_URL";
+/// The key of `notifications.slackWebhookSecret` that holds the URL.
+pub const SLACK_WEBHOOK_SECRET_KEY: &str = "url";
 /// The runner binary in both images.
 const RUNNER: &str = "aphex-runner";
 
@@ -298,6 +302,22 @@ fn finalize_template(config: &Config) -> Value {
     args.extend(run_args());
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_WORKFLOW_STATUS", "value": "{{workflow.status}}"}));
+    // Only finalize sends notifications, so only its pod sees the webhook
+    // URL: build and test pods run the repository's own commands. Optional,
+    // so a missing Secret costs the notification (the runner warns), never
+    // the run record.
+    if let Some(secret) = config
+        .settings()
+        .notifications
+        .as_ref()
+        .and_then(|n| n.slack_webhook_secret.as_deref())
+    {
+        env.push(json!({"name": SLACK_WEBHOOK_ENV, "valueFrom": {"secretKeyRef": {
+            "name": secret,
+            "key": SLACK_WEBHOOK_SECRET_KEY,
+            "optional": true,
+        }}}));
+    }
     json!({
         "name": FINALIZE_TEMPLATE,
         "activeDeadlineSeconds": 600,

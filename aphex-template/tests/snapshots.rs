@@ -166,3 +166,29 @@ fn oidc_provider_arns_are_checked() {
         assert!(err.to_string().contains("OIDCProviderArn export"), "{err}");
     }
 }
+
+#[test]
+fn the_notification_webhook_reaches_only_the_finalize_pod() {
+    // Build and test pods run the repository's own commands; the webhook URL
+    // (a credential) must not be in their environment.
+    let wt = aphex_template::render(&config("full.yaml"), &aphex_template::RenderOptions::default())
+        .unwrap()
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    let with_url: Vec<&str> = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["container"]["env"].as_array().is_some_and(|env| {
+                env.iter().any(|e| {
+                    e["name"] == aphex_template::workflow::SLACK_WEBHOOK_ENV
+                        && e["valueFrom"]["secretKeyRef"]["name"] == "slack-url"
+                })
+            })
+        })
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(with_url, ["finalize"]);
+}
