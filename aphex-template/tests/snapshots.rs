@@ -171,7 +171,7 @@ fn oidc_provider_arns_are_checked() {
 fn the_notification_webhook_reaches_only_the_finalize_pod() {
     // Build and test pods run the repository's own commands; the webhook URL
     // (a credential) must not be in their environment.
-    let wt = aphex_template::render(&config("full.yaml"), &aphex_template::RenderOptions::default())
+    let wt = render(&config("full.yaml"), &RenderOptions::default())
         .unwrap()
         .get("WorkflowTemplate")
         .unwrap()
