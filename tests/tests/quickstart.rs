@@ -4,7 +4,8 @@
 //! outputs reach the tests, the run record, artifact and metrics are stored,
 //! a second run of the same commit deploys nothing, and an environment whose
 //! account is not the one its credentials reach fails validate before any
-//! deploy. Each test works in accounts of its own (`unique_account`), so the
+//! deploy. The main test deploys prod to the quick start's own 111111111111;
+//! otherwise each test works in accounts of its own (`unique_account`), so the
 //! quick start's fixed stack and parameter names never collide; the pipeline's
 //! own stack and its cluster's exports live in the default account `aphex`
 //! runs as, under names of the test's own.
@@ -17,6 +18,9 @@ use aphex_tests::cluster::prepare_cluster;
 use aphex_tests::e2e::{AppRepo, event_range, stack_status, unique_account};
 use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
 use sha2::{Digest, Sha256};
+
+/// The quick start's second account (reached by assuming a role).
+const PROD_ACCOUNT: &str = "111111111111";
 
 /// The quick start in accounts `dev` and `prod`, pipeline `pipeline` on
 /// cluster `cluster`.
@@ -46,10 +50,20 @@ async fn metric_sum(name: &str, dimensions: &[(&str, &str)]) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_changes_nothing() {
     let emulator = emulator();
-    let (dev, prod) = (unique_account(), unique_account());
+    // prod is the quick start's own second account, as in the demo: the
+    // only test that deploys there, so its fixed stack names are free on
+    // the fresh emulator `cargo xtask test` starts.
+    let (dev, prod) = (unique_account(), PROD_ACCOUNT.to_owned());
     for account in [&dev, &prod] {
         prepare_bootstrap(account, REGION).await.expect("bootstrapping");
     }
+    let prod_config = aphex_tests::bootstrap::account_config(&prod, REGION).await;
+    assert_eq!(
+        stack_status(&prod_config, "QuickstartApp").await,
+        None,
+        "account {prod} already holds the quick start's stacks: this test needs a fresh emulator \
+         (`cargo xtask test` starts one)"
+    );
     let base = emulator.aws_config().await;
     let bucket = unique_name("aphex-qs-store");
     aphex_aws::client::s3(&base)
