@@ -5,9 +5,15 @@
 //!   `commit-sha` and `timestamp`, its SHA-256 also in the object metadata;
 //! - `<pipeline>/<commit-sha>/metadata.json`: [`ArtifactMetadata`], written
 //!   after the archive, so its presence means the archive is complete;
-//! - `<pipeline>/runs/<newest-first-key>_<run-id>.json`: one [`RunRecord`] per
-//!   run; the key starts with `9999999999999` minus the start time in
-//!   milliseconds, so S3's lexicographic listing is newest first.
+//! - `<pipeline>/runs/<newest-first-key>_<run-id>.json`: the run object, one
+//!   [`RunRecord`] per run, written by `finalize`; the key starts with
+//!   `9999999999999` minus the start time in milliseconds, so S3's
+//!   lexicographic listing is newest first;
+//! - `<pipeline>/runs/<run-id>/stages/<stage>.json`: one stage object per
+//!   stage (a partial [`RunRecord`] with that one stage), written by the
+//!   stage's own pod, so stages running in parallel never write the same
+//!   object. Loading a run merges them into its run object; a run with stage
+//!   objects only (no `finalize` yet) is listed as running.
 //!
 //! Large archives go up as a multipart upload with parts in parallel; every
 //! download is checked against the SHA-256 recorded at upload.
@@ -23,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, PortError, RunRecorder};
-use aphex_stages::record::RunRecord;
+use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
 
@@ -420,9 +426,57 @@ impl S3RunRecorder {
         Ok(names)
     }
 
-    /// Keys under `pipeline`'s runs, in listing order (newest first), at most `limit`.
-    async fn keys(&self, pipeline: &str, limit: usize) -> Result<Vec<String>, PortError> {
+    /// The folder of run `id`'s stage objects.
+    pub fn stages_prefix(pipeline: &str, id: &str) -> String {
+        format!("{}{id}/stages/", Self::runs_prefix(pipeline))
+    }
+
+    /// The key of `stage`'s object in run `id`.
+    pub fn stage_key(pipeline: &str, id: &str, stage: &str) -> String {
+        format!("{}{stage}.json", Self::stages_prefix(pipeline, id))
+    }
+
+    /// The run id in a run object's key (`<13 digits>_<id>.json` under the
+    /// runs prefix), `None` for anything else.
+    fn run_id_of(prefix: &str, key: &str) -> Option<String> {
+        let (clock, id) = key.strip_prefix(prefix)?.strip_suffix(".json")?.split_once('_')?;
+        let clock_ok = clock.len() == 13 && clock.bytes().all(|b| b.is_ascii_digit());
+        (clock_ok && !id.is_empty()).then(|| id.to_owned())
+    }
+
+    /// One level of `pipeline`'s runs folder: the run objects in listing
+    /// order (newest first) with their ids, and the ids that have a folder
+    /// of stage objects. The `/` delimiter keeps stage objects out of the
+    /// first list whatever they are named.
+    async fn runs_level(&self, pipeline: &str) -> Result<RunsLevel, PortError> {
         let prefix = Self::runs_prefix(pipeline);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut level = RunsLevel::default();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                if let Some(id) = Self::run_id_of(&prefix, key) {
+                    level.runs.push((key.to_owned(), id));
+                }
+            }
+            level.staged.extend(page.common_prefixes().iter().filter_map(|p| {
+                let id = p.prefix()?.strip_prefix(&prefix)?.strip_suffix('/')?;
+                Some(id.to_owned())
+            }));
+        }
+        Ok(level)
+    }
+
+    /// The stage objects of run `id`.
+    async fn stage_objects(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, PortError> {
+        let prefix = Self::stages_prefix(pipeline, id);
         let mut pages = self
             .client
             .list_objects_v2()
@@ -433,16 +487,46 @@ impl S3RunRecorder {
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
-            for object in page.contents() {
-                if let Some(key) = object.key().filter(|k| k.ends_with(".json")) {
-                    keys.push(key.to_owned());
-                    if keys.len() >= limit {
-                        return Ok(keys);
-                    }
-                }
-            }
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| k.ends_with(".json"))
+                    .map(str::to_owned),
+            );
         }
-        Ok(keys)
+        self.read_all(keys).await
+    }
+
+    /// Reads `keys`, eight at a time, in order.
+    async fn read_all(&self, keys: Vec<String>) -> Result<Vec<RunRecord>, PortError> {
+        // Boxed so the futures' lifetimes do not trip async-trait's `Send` bound.
+        let reads: Vec<_> = keys
+            .into_iter()
+            .map(|key| Box::pin(async move { self.read(&key).await }))
+            .collect();
+        futures::stream::iter(reads).buffered(8).try_collect().await
+    }
+
+    /// Run `id` from its run object (at `key`, when there is one) and its
+    /// stage objects (when `staged`).
+    async fn assemble(
+        &self,
+        pipeline: &str,
+        id: &str,
+        key: Option<&str>,
+        staged: bool,
+    ) -> Result<Option<RunRecord>, PortError> {
+        let run = match key {
+            Some(key) => Some(self.read(key).await?),
+            None => None,
+        };
+        let parts = if staged {
+            self.stage_objects(pipeline, id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(record::merge_stage_objects(run, parts))
     }
 
     async fn read(&self, key: &str) -> Result<RunRecord, PortError> {
@@ -483,27 +567,88 @@ impl RunRecorder for S3RunRecorder {
         Ok(())
     }
 
-    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
-        let suffix = format!("_{id}.json");
-        let keys = self.keys(pipeline, usize::MAX).await?;
-        match keys.iter().find(|k| k.ends_with(&suffix)) {
-            Some(key) => self.read(key).await.map(Some),
-            None => Ok(None),
+    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {
+        for (kind, name) in [("run id", &header.id), ("stage name", &stage.name)] {
+            if !record::is_plain_segment(name) {
+                return Err(other(
+                    format!("recording {kind} `{name}`"),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("a {kind} must be one key segment (no `/`, `\\`, `.` or `..`)"),
+                    ),
+                ));
+            }
         }
+        let key = Self::stage_key(&header.pipeline, &header.id, &stage.name);
+        let object = RunRecord::stage_object(header, stage);
+        let json =
+            serde_json::to_vec_pretty(&object).map_err(|e| other("serializing the stage record", e))?;
+        // Its own key per stage: parallel stages never replace each other's
+        // object, and a retry of the same stage replaces its own.
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(json))
+            .content_type("application/json")
+            .send()
+            .await
+            .map_err(|e| other(format!("writing {}", self.url(&key)), AwsError::new(e)))?;
+        Ok(())
+    }
+
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+        let level = self.runs_level(pipeline).await?;
+        let key = level.runs.iter().find(|(_, i)| i == id).map(|(k, _)| k.as_str());
+        self.assemble(pipeline, id, key, level.staged.contains(id)).await
     }
 
     async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = self.keys(pipeline, limit).await?;
-        // Boxed so the futures' lifetimes do not trip async-trait's `Send` bound.
-        let reads: Vec<_> = keys
-            .into_iter()
-            .map(|key| Box::pin(async move { self.read(&key).await }))
+        let level = self.runs_level(pipeline).await?;
+        let finalized: std::collections::HashSet<&str> =
+            level.runs.iter().map(|(_, id)| id.as_str()).collect();
+        // The newest `limit` run objects, and every run that has stage
+        // objects only (still running, or its finalize never ran): run
+        // objects past the first `limit` are older than those, so the newest
+        // `limit` runs are among these.
+        let mut wanted: Vec<(Option<&str>, &str)> = level
+            .runs
+            .iter()
+            .take(limit)
+            .map(|(key, id)| (Some(key.as_str()), id.as_str()))
             .collect();
-        futures::stream::iter(reads).buffered(8).try_collect().await
+        wanted.extend(
+            level
+                .staged
+                .iter()
+                .filter(|id| !finalized.contains(id.as_str()))
+                .map(|id| (None, id.as_str())),
+        );
+        let staged = &level.staged;
+        let loads: Vec<_> = wanted
+            .into_iter()
+            .map(|(key, id)| {
+                Box::pin(async move { self.assemble(pipeline, id, key, staged.contains(id)).await })
+            })
+            .collect();
+        let runs: Vec<Option<RunRecord>> = futures::stream::iter(loads).buffered(8).try_collect().await?;
+        let mut runs: Vec<RunRecord> = runs.into_iter().flatten().collect();
+        record::sort_newest_first(&mut runs);
+        runs.truncate(limit);
+        Ok(runs)
     }
+}
+
+/// One level of a pipeline's runs folder ([`S3RunRecorder::runs_level`]).
+#[derive(Debug, Default)]
+struct RunsLevel {
+    /// Run objects: key and run id, newest first.
+    runs: Vec<(String, String)>,
+    /// Ids of runs with a folder of stage objects.
+    staged: std::collections::BTreeSet<String>,
 }
 
 /// A `--store` value that is not `s3://BUCKET`.
@@ -608,6 +753,24 @@ mod tests {
         let newer = S3RunRecorder::run_key(&run("r2", "2026-01-01T00:00:00.001Z"));
         assert!(newer < older, "{newer} should sort before {older}");
         assert!(older.starts_with("shop/runs/") && older.ends_with("_r1.json"));
+    }
+
+    #[test]
+    fn only_run_object_keys_name_runs() {
+        let prefix = S3RunRecorder::runs_prefix("shop");
+        let key = S3RunRecorder::run_key(&run("wf-a_b", "2026-01-01T00:00:00Z"));
+        assert_eq!(S3RunRecorder::run_id_of(&prefix, &key).as_deref(), Some("wf-a_b"));
+        let stage = S3RunRecorder::stage_key("shop", "wf-a", "synth-dev");
+        assert_eq!(stage, "shop/runs/wf-a/stages/synth-dev.json");
+        for not_a_run in [
+            stage.as_str(),
+            "shop/runs/wf-a.json",
+            "shop/runs/12_wf-a.json",
+            "shop/runs/8234567890123_.json",
+            "other/runs/8234567890123_wf-a.json",
+        ] {
+            assert_eq!(S3RunRecorder::run_id_of(&prefix, not_a_run), None, "{not_a_run}");
+        }
     }
 
     fn rfc3339(millis: i64) -> String {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::assembly::{CloudAssembly, StackArtifact};
-use crate::record::RunRecord;
+use crate::record::{RunRecord, StageRecord};
 
 /// A failure inside an adapter, with the object it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -71,14 +71,25 @@ pub trait ArtifactStore: Send + Sync {
     -> Result<ArtifactMetadata, PortError>;
 }
 
-/// Where run records are kept.
+/// Where run records are kept: a run object per run, and a stage object per
+/// stage of it (see [`crate::record`]), so that stages running at the same
+/// time in different pods never write the same object.
 #[async_trait]
 pub trait RunRecorder: Send + Sync {
-    /// Writes (or replaces) the record of one run, atomically.
+    /// Writes (or replaces) the run object of one run, atomically (`finalize`
+    /// and the local executor: the consolidated record).
     async fn record(&self, run: &RunRecord) -> Result<(), PortError>;
-    /// The record of run `id`, if any.
+    /// Writes (or replaces, on a retry) the stage object of `stage` in the
+    /// run `header` names, atomically, without reading anything first. Of
+    /// `header` only id, pipeline, commit, branch and start time are kept
+    /// ([`RunRecord::stage_object`]).
+    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError>;
+    /// The record of run `id`, if any: its run object with its stage objects
+    /// merged in ([`crate::record::merge_stage_objects`]); a run with stage
+    /// objects only is still running.
     async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError>;
-    /// The newest `limit` runs, newest first.
+    /// The newest `limit` runs, newest first, each loaded as [`Self::load`]
+    /// does (stage objects are never listed as runs of their own).
     async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError>;
 }
 

@@ -1,5 +1,11 @@
 //! The run record: what happened in one pipeline run, written by the
 //! `RunRecorder` port and listed by `aphex history`.
+//!
+//! A record is stored as a run object (header, status, and the stages known
+//! when it was written) plus one stage object per stage, because stages of
+//! one run may finish at the same time in different pods. A stage object is
+//! a partial record (the run's header and that one stage), so it parses like
+//! any other record; [`merge_stage_objects`] puts the pieces back together.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,4 +87,78 @@ pub struct StackResult {
     /// The error (redacted), when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// The stage object of `stage` in the run of `header`: a partial record
+    /// holding the header (id, pipeline, commit, branch, start) and that one
+    /// stage. Anything else `header` carries is left out.
+    pub fn stage_object(header: &RunRecord, stage: &StageRecord) -> RunRecord {
+        RunRecord {
+            id: header.id.clone(),
+            pipeline: header.pipeline.clone(),
+            commit: header.commit.clone(),
+            branch: header.branch.clone(),
+            started_at: header.started_at.clone(),
+            ended_at: None,
+            status: Status::Running,
+            stages: vec![stage.clone()],
+        }
+    }
+}
+
+/// The whole record of a run from its run object (if one was written) and
+/// its stage objects. A stage object replaces the run object's entry of the
+/// same name (it is what that stage's own pod wrote last). Without a run
+/// object (no `finalize` yet) the header comes from the earliest stage
+/// object, and the run is still running. When stage objects were merged in,
+/// stages are ordered by start time, then name; a run object alone is
+/// returned as it was stored.
+pub fn merge_stage_objects(run: Option<RunRecord>, parts: Vec<RunRecord>) -> Option<RunRecord> {
+    let mut record = match run {
+        Some(run) => run,
+        None => {
+            let earliest = parts
+                .iter()
+                .min_by(|a, b| by_time(&a.started_at, &b.started_at))?;
+            RunRecord {
+                ended_at: None,
+                status: Status::Running,
+                stages: Vec::new(),
+                ..earliest.clone()
+            }
+        }
+    };
+    if parts.is_empty() {
+        return Some(record);
+    }
+    for stage in parts.into_iter().flat_map(|p| p.stages) {
+        match record.stages.iter_mut().find(|s| s.name == stage.name) {
+            Some(existing) => *existing = stage,
+            None => record.stages.push(stage),
+        }
+    }
+    record
+        .stages
+        .sort_by(|a, b| by_time(&a.started_at, &b.started_at).then_with(|| a.name.cmp(&b.name)));
+    Some(record)
+}
+
+/// Sorts runs newest first by start time (the id breaks ties).
+pub fn sort_newest_first(runs: &mut [RunRecord]) {
+    runs.sort_by(|a, b| by_time(&b.started_at, &a.started_at).then_with(|| b.id.cmp(&a.id)));
+}
+
+/// Whether `name` can be one segment of a path or key (a run id, a stage
+/// name): not empty, no separator, not `.` or `..`.
+pub fn is_plain_segment(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
+}
+
+/// Orders RFC 3339 timestamps by the instant they name. Strings would not
+/// do: `00:00:00.5Z` sorts before `00:00:00Z`. Unparsable ones go first,
+/// among themselves as strings.
+fn by_time(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+    parse(a).cmp(&parse(b)).then_with(|| a.cmp(b))
 }

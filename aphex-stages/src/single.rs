@@ -4,9 +4,10 @@
 //! add the stage to the run record so `finalize` (the workflow's exit
 //! handler, in another pod) can close it.
 //!
-//! Concurrent stages of one run (the `synth-<env>` tasks of `validate-pr`)
-//! update the record read-modify-write; a store without conditional writes
-//! may then keep only one of them. The stage logs remain in the pod logs.
+//! Each stage writes its own stage object and reads nothing first, so
+//! concurrent stages of one run (the `synth-<env>` tasks of `validate-pr`)
+//! never overwrite each other; `finalize` reads them all back and writes the
+//! consolidated record.
 
 use std::path::{Path, PathBuf};
 
@@ -183,23 +184,20 @@ fn new_record(run: &RunInfo) -> RunRecord {
     }
 }
 
-/// Adds (or replaces, on a retry) `stage` in the record of `run`.
+/// Adds (or replaces, on a retry) `stage` in the record of `run`: one
+/// write of the stage's own object, no read. The header it carries starts
+/// when the stage did; a run without a run object yet starts with its
+/// earliest stage.
 pub async fn record_stage(ports: &Ports, run: &RunInfo, stage: StageRecord) -> Result<(), StageError> {
-    let mut record = ports
-        .runs
-        .load(&run.pipeline, &run.id)
-        .await
-        .map_err(StageError::port("loading the run record"))?
-        .unwrap_or_else(|| new_record(run));
-    match record.stages.iter_mut().find(|s| s.name == stage.name) {
-        Some(existing) => *existing = stage,
-        None => record.stages.push(stage),
-    }
+    let header = RunRecord {
+        started_at: stage.started_at.clone(),
+        ..new_record(run)
+    };
     ports
         .runs
-        .record(&record)
+        .record_stage(&header, &stage)
         .await
-        .map_err(StageError::port("recording the run"))
+        .map_err(StageError::port(format!("recording stage {}", stage.name)))
 }
 
 /// Closes the record of `run` (creating it when no stage got to write one):

@@ -1,13 +1,16 @@
 //! The directory run recorder: one JSON document per run at
-//! `<root>/<pipeline>/<run-id>.json`, replaced atomically on every update.
+//! `<root>/<pipeline>/<run-id>.json` (the run object, replaced atomically by
+//! `finalize` and the local executor), and one per stage at
+//! `<root>/<pipeline>/<run-id>/stages/<stage>.json` (the stage objects each
+//! stage writes for itself, so stages finishing together lose nothing).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
 use super::{io_err, write_atomic};
 use crate::ports::{PortError, RunRecorder};
-use crate::record::RunRecord;
+use crate::record::{self, RunRecord, StageRecord};
 
 /// Run records in a directory.
 #[derive(Debug, Clone)]
@@ -21,33 +24,103 @@ impl DirRunRecorder {
         DirRunRecorder { root: root.into() }
     }
 
-    /// The file of run `id`.
+    /// The file of run `id` (its run object).
     pub fn path_of(&self, pipeline: &str, id: &str) -> PathBuf {
         self.root.join(pipeline).join(format!("{id}.json"))
     }
-}
 
-fn parse(path: &std::path::Path, bytes: &[u8]) -> Result<RunRecord, PortError> {
-    serde_json::from_slice(bytes).map_err(|e| PortError::Other {
-        context: format!("parsing run record {}", path.display()),
-        source: Box::new(e),
-    })
-}
-
-#[async_trait]
-impl RunRecorder for DirRunRecorder {
-    async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
-        let bytes = serde_json::to_vec_pretty(run).expect("run record serializes");
-        write_atomic(&self.path_of(&run.pipeline, &run.id), &bytes)
+    /// The folder of run `id`'s stage objects.
+    pub fn stages_dir(&self, pipeline: &str, id: &str) -> PathBuf {
+        self.root.join(pipeline).join(id).join("stages")
     }
 
-    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+    /// The run object of `id`, if written.
+    fn read_run(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
         let path = self.path_of(pipeline, id);
         match std::fs::read(&path) {
             Ok(b) => parse(&path, &b).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
         }
+    }
+
+    /// The stage objects of `id` (none when its folder does not exist).
+    fn read_stages(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, PortError> {
+        let dir = self.stages_dir(pipeline, id);
+        json_files(&dir)?
+            .iter()
+            .map(|path| {
+                let bytes = std::fs::read(path).map_err(io_err(format!("reading {}", path.display())))?;
+                parse(path, &bytes)
+            })
+            .collect()
+    }
+
+    fn load_sync(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+        let run = self.read_run(pipeline, id)?;
+        Ok(record::merge_stage_objects(run, self.read_stages(pipeline, id)?))
+    }
+}
+
+/// The `*.json` files directly in `dir` (none when it does not exist); temp
+/// files of writes in progress have no such extension.
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>, PortError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(io_err(format!("listing {}", dir.display())))?
+            .path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<RunRecord, PortError> {
+    serde_json::from_slice(bytes).map_err(|e| PortError::Other {
+        context: format!("parsing run record {}", path.display()),
+        source: Box::new(e),
+    })
+}
+
+/// Refuses a run id or stage name that would escape its folder.
+fn plain(kind: &str, name: &str) -> Result<(), PortError> {
+    if record::is_plain_segment(name) {
+        return Ok(());
+    }
+    Err(PortError::Other {
+        context: format!("recording {kind} `{name}`"),
+        source: format!("a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)").into(),
+    })
+}
+
+#[async_trait]
+impl RunRecorder for DirRunRecorder {
+    async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
+        plain("run id", &run.id)?;
+        let bytes = serde_json::to_vec_pretty(run).expect("run record serializes");
+        write_atomic(&self.path_of(&run.pipeline, &run.id), &bytes)
+    }
+
+    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {
+        plain("run id", &header.id)?;
+        plain("stage name", &stage.name)?;
+        let object = RunRecord::stage_object(header, stage);
+        let bytes = serde_json::to_vec_pretty(&object).expect("run record serializes");
+        let path = self
+            .stages_dir(&header.pipeline, &header.id)
+            .join(format!("{}.json", stage.name));
+        write_atomic(&path, &bytes)
+    }
+
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+        self.load_sync(pipeline, id)
     }
 
     async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
@@ -57,18 +130,28 @@ impl RunRecorder for DirRunRecorder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
         };
-        let mut runs = Vec::new();
+        // A run is `<id>.json`, or a `<id>/stages/` folder with stage objects
+        // and no run object yet. A run folder may also hold the local
+        // executor's logs and outputs, which are not runs.
+        let mut ids = std::collections::BTreeSet::new();
         for entry in entries {
             let path = entry
                 .map_err(io_err(format!("listing {}", dir.display())))?
                 .path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let bytes = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-                runs.push(parse(&path, &bytes)?);
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(id) = name.strip_suffix(".json").filter(|_| path.is_file()) {
+                ids.insert(id.to_owned());
+            } else if path.is_dir() && !json_files(&path.join("stages"))?.is_empty() {
+                ids.insert(name.to_owned());
             }
         }
-        // RFC 3339 UTC timestamps sort as strings; the id breaks ties.
-        runs.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            runs.extend(self.load_sync(pipeline, id)?);
+        }
+        record::sort_newest_first(&mut runs);
         runs.truncate(limit);
         Ok(runs)
     }
