@@ -4,7 +4,7 @@
 //! those.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -69,34 +69,40 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "eusc-de-east-1",
 ];
 
+// Each pattern compiles on first use: most files never need most of them,
+// and compiling them all cost every `aphex` command about a millisecond.
 struct Res {
-    dns_label: Regex,
-    dns_subdomain: Regex,
-    account: Regex,
-    region: Regex,
-    role_arn: Regex,
-    bucket: Regex,
-    gh_owner: Regex,
-    gh_repo: Regex,
-    url: Regex,
+    dns_label: LazyLock<Regex>,
+    dns_subdomain: LazyLock<Regex>,
+    account: LazyLock<Regex>,
+    region: LazyLock<Regex>,
+    role_arn: LazyLock<Regex>,
+    bucket: LazyLock<Regex>,
+    gh_owner: LazyLock<Regex>,
+    gh_repo: LazyLock<Regex>,
+    url: LazyLock<Regex>,
 }
 
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("valid rule pattern")
+}
+
+static RES: Res = Res {
+    dns_label: LazyLock::new(|| re(DNS_LABEL_PATTERN)),
+    dns_subdomain: LazyLock::new(|| re(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")),
+    account: LazyLock::new(|| re(ACCOUNT_PATTERN)),
+    region: LazyLock::new(|| re(REGION_PATTERN)),
+    role_arn: LazyLock::new(|| {
+        re(r"^arn:aws(-cn|-us-gov|-iso|-iso-[a-z]|-eusc)?:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+    }),
+    bucket: LazyLock::new(|| re(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")),
+    gh_owner: LazyLock::new(|| re(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,38})$")),
+    gh_repo: LazyLock::new(|| re(r"^[A-Za-z0-9._-]{1,100}$")),
+    url: LazyLock::new(|| re(r"^https?://[^\s/]+\S*$")),
+};
+
 fn res() -> &'static Res {
-    static R: OnceLock<Res> = OnceLock::new();
-    R.get_or_init(|| {
-        let re = |s: &str| Regex::new(s).expect("valid rule pattern");
-        Res {
-            dns_label: re(DNS_LABEL_PATTERN),
-            dns_subdomain: re(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
-            account: re(ACCOUNT_PATTERN),
-            region: re(REGION_PATTERN),
-            role_arn: re(r"^arn:aws(-cn|-us-gov|-iso|-iso-[a-z]|-eusc)?:iam::[0-9]{12}:role/[\w+=,.@/-]+$"),
-            bucket: re(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
-            gh_owner: re(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,38})$"),
-            gh_repo: re(r"^[A-Za-z0-9._-]{1,100}$"),
-            url: re(r"^https?://[^\s/]+\S*$"),
-        }
-    })
+    &RES
 }
 
 /// Collects diagnostics for one file.

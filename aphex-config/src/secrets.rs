@@ -4,7 +4,7 @@
 //! secrets in text that is about to be shown.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -44,35 +44,46 @@ pub struct Finding {
     pub range: std::ops::Range<usize>,
 }
 
+// Each pattern compiles on first use (see `rules::Res`); the token patterns
+// only once their literal trigger is in the text.
 struct Patterns {
-    tokens: Vec<(CredentialKind, Regex)>,
-    inline_password: Regex,
-    url_password: Regex,
-    aws_secret: Regex,
+    tokens: [(CredentialKind, LazyLock<Regex>); 3],
+    inline_password: LazyLock<Regex>,
+    url_password: LazyLock<Regex>,
+    aws_secret: LazyLock<Regex>,
 }
 
+// Literal patterns, checked by the unit tests below.
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("valid credential pattern")
+}
+
+static PATTERNS: Patterns = Patterns {
+    tokens: [
+        (
+            CredentialKind::AwsAccessKeyId,
+            LazyLock::new(|| re("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}")),
+        ),
+        (
+            CredentialKind::GitHubToken,
+            LazyLock::new(|| re("(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})")),
+        ),
+        (
+            CredentialKind::PrivateKey,
+            LazyLock::new(|| {
+                re(
+                    r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)",
+                )
+            }),
+        ),
+    ],
+    inline_password: LazyLock::new(|| re(r#"(?i)(?:password|passwd|pwd)\s*[=:]\s*["']?([^\s"'$][^\s"']*)"#)),
+    url_password: LazyLock::new(|| re(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@$][^/\s@]*)@")),
+    aws_secret: LazyLock::new(|| re("^[A-Za-z0-9/+=]{40}$")),
+};
+
 fn patterns() -> &'static Patterns {
-    static P: OnceLock<Patterns> = OnceLock::new();
-    P.get_or_init(|| {
-        // Literal patterns, checked by the unit tests below.
-        let re = |s: &str| Regex::new(s).expect("valid credential pattern");
-        Patterns {
-            tokens: vec![
-                (CredentialKind::AwsAccessKeyId, re("(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}")),
-                (
-                    CredentialKind::GitHubToken,
-                    re("(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,})"),
-                ),
-                (
-                    CredentialKind::PrivateKey,
-                    re(r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\z)"),
-                ),
-            ],
-            inline_password: re(r#"(?i)(?:password|passwd|pwd)\s*[=:]\s*["']?([^\s"'$][^\s"']*)"#),
-            url_password: re(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:([^/\s@$][^/\s@]*)@"),
-            aws_secret: re("^[A-Za-z0-9/+=]{40}$"),
-        }
-    })
+    &PATTERNS
 }
 
 /// Token-shaped credentials (access key IDs, GitHub tokens, private keys):
@@ -149,7 +160,17 @@ pub fn is_password_key(key: &str) -> bool {
 /// file without any skips the per-value text search.
 pub fn any_in_text(text: &str) -> bool {
     let p = patterns();
-    !find_tokens(text).is_empty() || p.url_password.is_match(text) || p.inline_password.is_match(text)
+    if !find_tokens(text).is_empty() {
+        return true;
+    }
+    // Literal checks first, so a file without them never compiles the patterns.
+    if text.contains("://") && p.url_password.is_match(text) {
+        return true;
+    }
+    // `(?i)` folds Unicode: U+017F (long s) matches `s` too.
+    let lower = text.to_ascii_lowercase();
+    (lower.contains("pass") || lower.contains("pwd") || text.contains('\u{17f}'))
+        && p.inline_password.is_match(text)
 }
 
 /// Credentials in the value of a field called `key`: everything
@@ -251,6 +272,47 @@ mod tests {
 
     const AKIA: &str = "AKIAIOSFODNN7EXAMPLE";
     const GHP: &str = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+
+    #[test]
+    fn literal_checks_never_hide_a_password() {
+        for text in [
+            "PASSWORD=hunter22",
+            "Pwd: s3cret-x",
+            "pa\u{17f}\u{17f}word: hunter22",
+            "db: https://u:hunter22@h",
+        ] {
+            assert!(any_in_text(text), "{text}");
+        }
+        assert!(!any_in_text("name: dev\nregion: us-east-1\n"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        // Property: the literal checks in `any_in_text` only skip work: its
+        // answer is the patterns' own on any text.
+        #[test]
+        fn any_in_text_is_the_patterns_answer(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("password".to_owned()),
+                    proptest::strategy::Just("PaSs".to_owned()),
+                    proptest::strategy::Just("pwd".to_owned()),
+                    proptest::strategy::Just("\u{17f}".to_owned()),
+                    proptest::strategy::Just("://".to_owned()),
+                    proptest::strategy::Just("@".to_owned()),
+                    "[ :=a-z0-9\"'/$]{0,6}",
+                ],
+                0..12,
+            )
+        ) {
+            let text = parts.concat();
+            let p = patterns();
+            let direct = !find_tokens(&text).is_empty()
+                || p.url_password.is_match(&text)
+                || p.inline_password.is_match(&text);
+            proptest::prop_assert_eq!(any_in_text(&text), direct, "{:?}", text);
+        }
+    }
 
     #[test]
     fn finds_each_kind() {
