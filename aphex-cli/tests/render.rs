@@ -112,6 +112,53 @@ fn render_out_writes_one_file_per_object_and_the_stack_template() {
 }
 
 #[test]
+fn render_out_removes_its_own_files_that_are_no_longer_rendered_and_nothing_else() {
+    let dir = project();
+    let o = aphex(dir.path(), &["render", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    let events: Vec<&String> = before
+        .iter()
+        .filter(|n| n.contains("-eventsource-") || n.contains("-sensor-"))
+        .collect();
+    assert!(!events.is_empty(), "{before:?}");
+    // Files that are not ours, or do not look like ours, stay.
+    std::fs::write(out.join("99-notes.yaml"), "kind: ConfigMap\n").unwrap();
+    std::fs::write(out.join("README.md"), "mine\n").unwrap();
+
+    // Without `github` there is no EventSource or Sensor any more.
+    let config = CONFIG.replace(
+        "  github: { owner: Codertocat, repo: Hello-World, branch: master }\n",
+        "",
+    );
+    std::fs::write(dir.path().join("aphex-config.yaml"), config).unwrap();
+    let o = aphex(dir.path(), &["render", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let after = listing();
+    for name in &events {
+        assert!(!after.contains(name), "{name} should be gone: {after:?}");
+        assert!(
+            stderr(&o).contains(&format!("removed out/{name} (no longer rendered)")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    for mine in ["99-notes.yaml", "README.md"] {
+        assert!(after.contains(&mine.to_owned()), "{mine} kept: {after:?}");
+    }
+    assert_eq!(after.len(), stdout(&o).lines().count() + 2, "{after:?}");
+}
+
+#[test]
 fn render_pipeline_stack_prints_the_cloudformation_json() {
     let dir = project();
     let o = aphex(dir.path(), &["render", "--pipeline-stack"]);

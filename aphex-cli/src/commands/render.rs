@@ -83,6 +83,7 @@ pub fn run(args: Args) -> Exit {
         eprintln!("error: cannot create {}: {e}", dir.display());
         return Exit::Usage;
     }
+    let written: std::collections::HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
     for (name, contents) in files {
         let path = dir.join(name);
         if let Err(e) = std::fs::write(&path, contents) {
@@ -91,5 +92,51 @@ pub fn run(args: Args) -> Exit {
         }
         println!("{}", path.display());
     }
-    Exit::Ok
+    // `kubectl apply -f DIR` would re-create an object the config no longer
+    // has (an EventSource after `github` was removed, a renumbered file), so
+    // files of ours that this render did not write go.
+    match prune_stale(&dir, &written) {
+        Ok(removed) => {
+            for path in removed {
+                eprintln!("removed {} (no longer rendered)", path.display());
+            }
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Usage
+        }
+    }
+}
+
+/// Removes files in `dir` that an earlier `aphex render --out` wrote and
+/// this one did not: numbered manifests (`NN-....yaml`) that carry our
+/// `app.kubernetes.io/managed-by: aphex` label. Anything else is left alone.
+fn prune_stale(
+    dir: &std::path::Path,
+    written: &std::collections::HashSet<String>,
+) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let numbered = name.split_once('-').is_some_and(|(n, rest)| {
+            n.len() >= 2 && n.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
+        });
+        if written.contains(&name) || !numbered || !name.ends_with(".yaml") {
+            continue;
+        }
+        let path = entry.path();
+        let ours = std::fs::read_to_string(&path)
+            .is_ok_and(|text| text.contains("app.kubernetes.io/managed-by: aphex"));
+        if ours {
+            std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
