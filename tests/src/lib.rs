@@ -117,3 +117,15 @@ pub fn unique_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// A new S3 bucket of one test's own, named from `prefix` (see [`unique_name`]).
+pub async fn new_bucket(config: &SdkConfig, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    aphex_aws::client::s3(config)
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    name
+}

@@ -14,22 +14,10 @@ use aphex_stages::ports::{
     RunRecorder,
 };
 use aphex_stages::record::{RunRecord, Status};
-use aphex_tests::{Emulator, emulator, unique_name};
+use aphex_tests::{Emulator, emulator, new_bucket, unique_name};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use sha2::{Digest, Sha256};
-
-/// A bucket of its own for one test.
-async fn bucket(config: &SdkConfig) -> String {
-    let name = unique_name("aphex-test");
-    aphex_aws::client::s3(config)
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create bucket");
-    name
-}
 
 /// `len` bytes that do not compress and differ between seeds.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -92,7 +80,7 @@ async fn round_trip(store: &S3ArtifactStore, dir: &Path, bytes: &[u8], meta: &Ar
 #[tokio::test]
 async fn artifact_round_trip_is_bit_identical_and_tagged() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-test").await;
     let store = S3ArtifactStore::new(&config, &bucket);
     assert_eq!(store.location(), format!("s3://{bucket}"));
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +112,7 @@ async fn artifact_round_trip_is_bit_identical_and_tagged() {
 #[tokio::test]
 async fn large_archive_goes_up_as_a_multipart_upload() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-test").await;
     let part = 5 * 1024 * 1024;
     let store = S3ArtifactStore::new(&config, &bucket).with_multipart(part, part, 3);
     let dir = tempfile::tempdir().unwrap();
@@ -157,7 +145,7 @@ async fn large_archive_goes_up_as_a_multipart_upload() {
 #[tokio::test]
 async fn corrupt_archive_is_detected_and_named() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-test").await;
     let store = S3ArtifactStore::new(&config, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let bytes = noise(10_000, 3);
@@ -210,7 +198,7 @@ async fn corrupt_archive_is_detected_and_named() {
 #[tokio::test]
 async fn missing_artifact_is_not_found() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-test").await;
     let store = S3ArtifactStore::new(&config, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let err = store
@@ -239,7 +227,7 @@ fn run(pipeline: &str, id: &str, started_at: &str, status: Status) -> RunRecord 
 #[tokio::test]
 async fn run_recorder_lists_newest_first() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-test").await;
     let recorder = S3RunRecorder::new(&config, &bucket);
     // Recorded out of order, one of them twice (running, then succeeded).
     recorder

@@ -15,22 +15,11 @@ use aphex_stages::record::{RunRecord, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::single;
-use aphex_tests::{emulator, unique_name};
+use aphex_tests::{emulator, new_bucket};
 use aws_config::SdkConfig;
 
 /// How many stages start together.
 const STAGES: usize = 8;
-
-async fn bucket(config: &SdkConfig) -> String {
-    let name = unique_name("aphex-runs");
-    aphex_aws::client::s3(config)
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create bucket");
-    name
-}
 
 /// Every key under `prefix`.
 async fn keys(config: &SdkConfig, bucket: &str, prefix: &str) -> Vec<String> {
@@ -94,7 +83,7 @@ fn ports(state: &std::path::Path, runs: S3RunRecorder) -> Ports {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_them() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-runs").await;
     let dir = tempfile::tempdir().unwrap();
     let ports = ports(dir.path(), S3RunRecorder::new(&config, &bucket));
     let run = RunInfo {
@@ -175,7 +164,7 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
 #[tokio::test]
 async fn s3_list_counts_runs_and_never_stage_objects() {
     let config = emulator().aws_config().await;
-    let bucket = bucket(&config).await;
+    let bucket = new_bucket(&config, "aphex-runs").await;
     let recorder = S3RunRecorder::new(&config, &bucket);
     // A run object as older runners wrote it (stages inside), then a newer
     // runner's retry of its build: the stage object wins.
