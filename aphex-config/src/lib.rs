@@ -4,9 +4,11 @@
 //! the field path, file, line and column.
 //!
 //! Loading is one pipeline: bytes are checked (size, binary, UTF-8), parsed by
-//! serde-saphyr under resource budgets into a positioned [`tree`], validated
-//! against the schema and by the semantic rules (every problem collected,
-//! each placed by its field path), and only then deserialized into [`Config`].
+//! libyaml-safer (on its own thread) under our resource budgets into a
+//! positioned [`tree`] and its JSON, validated by the semantic rules (each
+//! environment as soon as the parser has closed it) and against the schema
+//! (every problem collected, each placed by its field path), and only then
+//! deserialized into [`Config`].
 //!
 //! Architecture invariant: this crate is pure. It reads only the text (or the
 //! one file) it is given, and knows nothing of AWS, Kubernetes or Argo.
