@@ -60,6 +60,8 @@ fn main() {
 /// `println!` panics when stdout's reader has gone (`aphex render | head`).
 /// For a command-line tool that is a normal end, not a crash: exit as a
 /// shell reports a process killed by SIGPIPE (128 + 13), without a backtrace.
+/// Also keeps the panic hook quiet for the YAML parser thread (see
+/// `aphex_config::tree::PARSER_THREAD`).
 fn exit_quietly_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -71,6 +73,11 @@ fn exit_quietly_on_broken_pipe() {
             .unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
             std::process::exit(exit::Exit::BrokenPipe.into());
+        }
+        // The config loader turns a YAML parser panic into a diagnostic;
+        // the panic's own message would only look like a crash.
+        if std::thread::current().name() == Some(aphex_config::tree::PARSER_THREAD) {
+            return;
         }
         default(info);
     }));

@@ -132,6 +132,24 @@ fn validate_rejects_binary_input() {
 }
 
 #[test]
+fn validate_reports_yaml_the_parser_chokes_on_without_a_panic_message() {
+    // libyaml-safer 0.3 panics on a tag followed by `,`; that is a
+    // diagnostic like any other syntax error, and nothing reads as a crash.
+    let dir = tempfile::tempdir().unwrap();
+    let config = seed().replacen("[\"npm install\",", "[!t, \"npm install\",", 1);
+    assert!(config.contains("[!t,"));
+    std::fs::write(dir.path().join("aphex-config.yaml"), config).unwrap();
+    let o = aphex(dir.path(), &["validate"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(code(&o), 1, "{stderr}");
+    assert!(
+        stderr.contains("the YAML parser cannot read what follows this point"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn schema_prints_the_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
     let o = aphex(dir.path(), &["schema"]);
