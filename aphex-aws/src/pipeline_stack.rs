@@ -286,9 +286,7 @@ impl BootstrapRoles {
             .nth(1)
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| crate::sts::partition(region));
-        let role = |kind: &str| {
-            format!("arn:{partition}:iam::{account}:role/cdk-{CDK_QUALIFIER}-{kind}-{account}-{region}")
-        };
+        let role = |kind: &str| crate::sts::bootstrap_role(partition, kind, account, region);
         Self {
             deploy_role: role("deploy-role"),
             execution_role: role("cfn-exec-role"),

@@ -371,6 +371,21 @@ pub struct S3RunRecorder {
 const KEY_CLOCK_MAX: i128 = 9_999_999_999_999;
 
 impl S3RunRecorder {
+    /// Writes `record` as JSON at `key`. One PutObject replaces the whole
+    /// object at once: readers never see half a record.
+    async fn put_record(&self, key: &str, record: &RunRecord) -> Result<(), PortError> {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| other("serializing the run record", e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(json))
+            .content_type("application/json")
+            .send()
+            .await
+            .map_err(|e| other(format!("writing {}", self.url(key)), AwsError::new(e)))?;
+        Ok(())
+    }
     /// A recorder in `bucket`.
     pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Self {
         S3RunRecorder {
@@ -552,49 +567,17 @@ impl S3RunRecorder {
 #[async_trait]
 impl RunRecorder for S3RunRecorder {
     async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
-        let key = Self::run_key(run);
-        let json = serde_json::to_vec_pretty(run).map_err(|e| other("serializing the run record", e))?;
-        // One PutObject replaces the whole object at once: readers never see half a record.
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from(json))
-            .content_type("application/json")
-            .send()
-            .await
-            .map_err(|e| other(format!("writing {}", self.url(&key)), AwsError::new(e)))?;
-        Ok(())
+        self.put_record(&Self::run_key(run), run).await
     }
 
     async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {
-        for (kind, name) in [("run id", &header.id), ("stage name", &stage.name)] {
-            if !record::is_plain_segment(name) {
-                return Err(other(
-                    format!("recording {kind} `{name}`"),
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("a {kind} must be one key segment (no `/`, `\\`, `.` or `..`)"),
-                    ),
-                ));
-            }
-        }
-        let key = Self::stage_key(&header.pipeline, &header.id, &stage.name);
-        let object = RunRecord::stage_object(header, stage);
-        let json =
-            serde_json::to_vec_pretty(&object).map_err(|e| other("serializing the stage record", e))?;
+        record::check_segment("run id", &header.id)?;
+        record::check_segment("stage name", &stage.name)?;
         // Its own key per stage: parallel stages never replace each other's
         // object, and a retry of the same stage replaces its own.
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from(json))
-            .content_type("application/json")
-            .send()
+        let key = Self::stage_key(&header.pipeline, &header.id, &stage.name);
+        self.put_record(&key, &RunRecord::stage_object(header, stage))
             .await
-            .map_err(|e| other(format!("writing {}", self.url(&key)), AwsError::new(e)))?;
-        Ok(())
     }
 
     async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {

@@ -54,10 +54,13 @@ pub fn partition(region: &str) -> &'static str {
 
 /// The CDK bootstrap deploy role of `account` in `region`.
 pub fn bootstrap_deploy_role(account: &str, region: &str) -> String {
-    format!(
-        "arn:{}:iam::{account}:role/cdk-{CDK_QUALIFIER}-deploy-role-{account}-{region}",
-        partition(region)
-    )
+    bootstrap_role(partition(region), "deploy-role", account, region)
+}
+
+/// The ARN of the CDK bootstrap role `kind` (`deploy-role`, `cfn-exec-role`,
+/// ...) of `account` in `region`, in `partition`.
+pub fn bootstrap_role(partition: &str, kind: &str, account: &str, region: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/cdk-{CDK_QUALIFIER}-{kind}-{account}-{region}")
 }
 
 /// The role Aphex assumes for `env`: its `roleArn`, else the CDK bootstrap

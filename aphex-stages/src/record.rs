@@ -155,6 +155,18 @@ pub fn is_plain_segment(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
 }
 
+/// Refuses a run id or stage name (`kind`) that would escape its folder or
+/// key prefix: the check every run recorder makes before writing.
+pub fn check_segment(kind: &str, name: &str) -> Result<(), crate::ports::PortError> {
+    if is_plain_segment(name) {
+        return Ok(());
+    }
+    Err(crate::ports::PortError::Other {
+        context: format!("recording {kind} `{name}`"),
+        source: format!("a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)").into(),
+    })
+}
+
 /// Orders RFC 3339 timestamps by the instant they name. Strings would not
 /// do: `00:00:00.5Z` sorts before `00:00:00Z`. Unparsable ones go first,
 /// among themselves as strings.

@@ -89,28 +89,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<RunRecord, PortError> {
     })
 }
 
-/// Refuses a run id or stage name that would escape its folder.
-fn plain(kind: &str, name: &str) -> Result<(), PortError> {
-    if record::is_plain_segment(name) {
-        return Ok(());
-    }
-    Err(PortError::Other {
-        context: format!("recording {kind} `{name}`"),
-        source: format!("a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)").into(),
-    })
-}
-
 #[async_trait]
 impl RunRecorder for DirRunRecorder {
     async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
-        plain("run id", &run.id)?;
+        record::check_segment("run id", &run.id)?;
         let bytes = serde_json::to_vec_pretty(run).expect("run record serializes");
         write_atomic(&self.path_of(&run.pipeline, &run.id), &bytes)
     }
 
     async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {
-        plain("run id", &header.id)?;
-        plain("stage name", &stage.name)?;
+        record::check_segment("run id", &header.id)?;
+        record::check_segment("stage name", &stage.name)?;
         let object = RunRecord::stage_object(header, stage);
         let bytes = serde_json::to_vec_pretty(&object).expect("run record serializes");
         let path = self
