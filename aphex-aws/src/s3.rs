@@ -491,6 +491,41 @@ impl S3RunRecorder {
 
     /// The stage objects of run `id`.
     async fn stage_objects(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, PortError> {
+        let keys = self.stage_keys(pipeline, id).await?;
+        self.read_all(keys).await
+    }
+
+    /// Removes run `id`'s stage objects. Best effort: the run object already
+    /// holds their content (a pipeline stack without `s3:DeleteObject`, from
+    /// an older Aphex, only leaves them in place), so a failure is a warning.
+    async fn delete_stage_objects(&self, pipeline: &str, id: &str) {
+        let keys = match self.stage_keys(pipeline, id).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!("stage objects of run {id} left in place: {e}");
+                return;
+            }
+        };
+        for key in keys {
+            if let Err(e) = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                tracing::warn!(
+                    "stage object {} left in place: {}",
+                    self.url(&key),
+                    client::describe(&AwsError::new(e))
+                );
+            }
+        }
+    }
+
+    /// The keys of run `id`'s stage objects.
+    async fn stage_keys(&self, pipeline: &str, id: &str) -> Result<Vec<String>, PortError> {
         let prefix = Self::stages_prefix(pipeline, id);
         let mut pages = self
             .client
@@ -510,7 +545,7 @@ impl S3RunRecorder {
                     .map(str::to_owned),
             );
         }
-        self.read_all(keys).await
+        Ok(keys)
     }
 
     /// Reads `keys`, eight at a time, in order.
@@ -567,7 +602,14 @@ impl S3RunRecorder {
 #[async_trait]
 impl RunRecorder for S3RunRecorder {
     async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
-        self.put_record(&Self::run_key(run), run).await
+        self.put_record(&Self::run_key(run), run).await?;
+        // A closed run's object holds every stage (finalize wrote it from
+        // the merged record), so its stage objects are spent: removing them
+        // leaves one JSON object per run. Loading merges them if they stay.
+        if run.ended_at.is_some() {
+            self.delete_stage_objects(&run.pipeline, &run.id).await;
+        }
+        Ok(())
     }
 
     async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {

@@ -184,7 +184,8 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
             {
                 "Sid": "ArtifactObjects",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"],
+                // DeleteObject: finalize removes a run's spent stage objects.
+                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
                 "Resource": [object_arn],
             },
             {

@@ -153,7 +153,12 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         .into_iter()
         .filter(|k| !k.contains("/stages/"))
         .collect();
-    assert_eq!(top, [run_key]);
+    assert_eq!(top, std::slice::from_ref(&run_key));
+    assert_eq!(
+        keys(&config, &bucket, "shop/runs/").await,
+        [run_key],
+        "finalize leaves one JSON object per run: the spent stage objects are gone"
+    );
     assert_eq!(
         ports.runs.load("shop", &run.id).await.unwrap(),
         Some(done.clone())
