@@ -116,8 +116,9 @@ pub(crate) struct Checker<'a> {
     /// Secrets found in values (for de-duplicating the raw-text scan and
     /// scrubbing every message). Never printed.
     pub(crate) secrets: Vec<String>,
-    /// Byte offset of each line's start, for positions and source tokens.
-    line_starts: Vec<usize>,
+    /// Byte offset of each line's start, for positions and source tokens
+    /// (made when first needed: only problems need it).
+    line_starts: std::cell::OnceCell<Vec<usize>>,
     /// Whether values need the text search (see [`Checker::new`]).
     scan_values: bool,
     /// `environments[i]` already checked while the file was being parsed
@@ -127,21 +128,44 @@ pub(crate) struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(file: &'a str, source: &'a str) -> Self {
+        Checker::reading(file, source, &[source])
+    }
+
+    /// A checker for the values written in `texts` (parts of `source`):
+    /// only those decide whether values need the text search.
+    pub(crate) fn reading(file: &'a str, source: &'a str, texts: &[&str]) -> Self {
         Checker {
             file,
             source,
             out: Vec::new(),
             credentials: Vec::new(),
             secrets: Vec::new(),
-            // Text patterns can only match a value if they match the file (or
-            // the value was written with escapes); checking once saves a
-            // search per value.
-            scan_values: source.contains('\\') || secrets::any_in_text(source),
+            // Text patterns can only match a value if they match the text it
+            // is written in (or the value was written with escapes); checking
+            // once saves a search per value.
+            scan_values: texts.iter().any(|t| t.contains('\\') || secrets::any_in_text(t)),
             checked_early: Vec::new(),
-            line_starts: std::iter::once(0)
-                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
-                .collect(),
+            line_starts: std::cell::OnceCell::new(),
         }
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
+    }
+
+    /// Whether nothing was found.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.out.is_empty() && self.credentials.is_empty()
+    }
+
+    /// Marks the first `n` environments as checked (by other checkers,
+    /// each of which was clean).
+    pub(crate) fn assume_checked_early(&mut self, n: usize) {
+        self.checked_early = vec![true; n];
     }
 
     fn push(&mut self, path: &Path, pos: Pos, message: String, help: impl Into<Option<String>>) {
@@ -157,11 +181,9 @@ impl<'a> Checker<'a> {
 
     /// The token starting at `pos` as written in the source (for "quote it" help).
     fn raw_token(&self, pos: Pos) -> Option<&'a str> {
-        let start = *self.line_starts.get(pos.line.checked_sub(1)?)?;
-        let end = self
-            .line_starts
-            .get(pos.line)
-            .map_or(self.source.len(), |e| e - 1);
+        let starts = self.line_starts();
+        let start = *starts.get(pos.line.checked_sub(1)?)?;
+        let end = starts.get(pos.line).map_or(self.source.len(), |e| e - 1);
         let line = self.source.get(start..end)?;
         let start = line.char_indices().nth(pos.column.checked_sub(1)?)?.0;
         let rest = &line[start..];
@@ -824,8 +846,8 @@ impl<'a> Checker<'a> {
             }
         }
         for (f, secret) in found {
-            let line = self.line_starts.partition_point(|s| *s <= f.range.start);
-            let start = self.line_starts[line - 1];
+            let line = self.line_starts().partition_point(|s| *s <= f.range.start);
+            let start = self.line_starts()[line - 1];
             let column = self.source[start..f.range.start].chars().count() + 1;
             self.secrets.push(secret);
             self.push(

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 use crate::Diagnostic;
 use crate::model::Config;
 use crate::suggest::did_you_mean;
+use crate::tree::view::Yaml;
 use crate::tree::{Node, Path, Seg};
 
 /// Where editors find the published schema (the `$id` of the schema and the
@@ -86,25 +87,77 @@ impl Transform for NoNull {
 
 struct Compiled {
     schema: Json,
-    validator: jsonschema::Validator,
+    validator: jsonschema::Validator<Yaml>,
+}
+
+/// A validator of our tree (no JSON copy; see `tree::view`).
+fn validator(schema: &Json) -> jsonschema::Validator<Yaml> {
+    // The schema is generated from our own types; failing to compile it is a
+    // bug caught by every test, not a user error.
+    jsonschema::options_for::<Yaml>()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(schema)
+        .expect("the derived schema compiles")
 }
 
 fn compiled() -> &'static Compiled {
     static C: OnceLock<Compiled> = OnceLock::new();
     C.get_or_init(|| {
-        let schema = schema();
-        // The schema is generated from our own types; failing to compile it
-        // is a bug caught by every test, not a user error.
-        let validator = jsonschema::draft202012::new(&schema).expect("the derived schema compiles");
+        let schema = schema_json().clone();
+        let validator = validator(&schema);
         Compiled { schema, validator }
     })
 }
 
+/// The schema, made once per process.
+fn schema_json() -> &'static Json {
+    static S: OnceLock<Json> = OnceLock::new();
+    S.get_or_init(schema)
+}
+
+// The schema cut in two for loading in parts: the root with any item in
+// `environments`, and one environment. Together they accept exactly what
+// the whole schema accepts, because the root's `environments` is an array
+// whose every item is `#/$defs/Environment` (a test checks both). Each is
+// compiled on first use, by whichever thread needs it first.
+
+fn root_without_environments() -> &'static jsonschema::Validator<Yaml> {
+    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
+    V.get_or_init(|| {
+        let mut schema = schema_json().clone();
+        schema["properties"]["environments"]["items"] = Json::Bool(true);
+        validator(&schema)
+    })
+}
+
+fn one_environment() -> &'static jsonschema::Validator<Yaml> {
+    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
+    V.get_or_init(|| {
+        let full = schema_json();
+        validator(&serde_json::json!({
+            "$schema": full["$schema"],
+            "$ref": "#/$defs/Environment",
+            "$defs": full["$defs"],
+        }))
+    })
+}
+
+/// Whether `environment` is a valid environment.
+pub(crate) fn environment_is_valid(environment: &Node) -> bool {
+    one_environment().is_valid(environment)
+}
+
+/// Whether `root` is valid when each of its environments is (see
+/// [`environment_is_valid`]).
+pub(crate) fn valid_but_environments(root: &Node) -> bool {
+    root_without_environments().is_valid(root)
+}
+
 /// Validates `tree` against the schema, appending one diagnostic per problem.
-pub(crate) fn check(file: &str, tree: &Node, json: &Json, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check(file: &str, tree: &Node, out: &mut Vec<Diagnostic>) {
     let c = compiled();
     // Bounded: a hostile file can hold a hundred thousand bad fields.
-    for err in c.validator.iter_errors(json).take(crate::MAX_DIAGNOSTICS + 1) {
+    for err in c.validator.iter_errors(tree).take(crate::MAX_DIAGNOSTICS + 1) {
         let path = Path(
             err.instance_path()
                 .iter()

@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+mod de;
+pub(crate) mod parts;
+pub(crate) mod view;
+
 /// Where a node starts in the source (1-based; 0 when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
@@ -250,7 +254,7 @@ pub struct ParseError {
 
 /// Parses `source` into a tree.
 pub fn parse(source: &str) -> Result<Node, ParseError> {
-    parse_with_json(source).map(|(node, _)| node)
+    parse_watching(source, "", &mut |_, _| {})
 }
 
 /// Events handed from the parser thread to the builder at a time (16 KiB:
@@ -259,32 +263,26 @@ const BATCH: usize = 128;
 
 type Batch = Vec<Result<libyaml_safer::Event, ParseError>>;
 
-/// Parses `source` into a tree and the same document as JSON (what the
-/// schema and the typed model read), built side by side.
+/// Parses `source` into a tree, calling `on_item(i, node)` as soon as item
+/// `i` of the sequence under the root key `watch` is complete (so callers
+/// can check it while the rest of the file is still being parsed).
 ///
 /// The events come from `libyaml-safer` (a safe-Rust port of libyaml, the
 /// reference YAML parser) rather than through serde: the events carry the
 /// positions, and a 100 x 50 configuration parses in half the time
 /// serde-saphyr's parser takes (see docs/architecture.md, "Decisions").
 /// The parser runs on its own thread and hands events over in batches; this
-/// thread builds both trees meanwhile, so building costs no wall time. The
+/// thread builds the tree meanwhile, so building costs no wall time. The
 /// parser only produces events; every budget (depth, nodes, aliases) is ours
 /// and enforced as the tree grows, so hostile input stops early. Plain
 /// scalars are resolved with the YAML 1.2 core schema, as serde-saphyr does;
 /// anchors, aliases and `<<` merge keys are supported within the budgets;
 /// duplicate keys are errors.
-pub(crate) fn parse_with_json(source: &str) -> Result<(Node, serde_json::Value), ParseError> {
-    parse_watching(source, "", &mut |_, _| {})
-}
-
-/// [`parse_with_json`], calling `on_item(i, node)` as soon as item `i` of
-/// the sequence under the root key `watch` is complete (so callers can check
-/// it while the rest of the file is still being parsed).
 pub(crate) fn parse_watching(
     source: &str,
     watch: &str,
     on_item: &mut dyn FnMut(usize, &Node),
-) -> Result<(Node, serde_json::Value), ParseError> {
+) -> Result<Node, ParseError> {
     use std::sync::mpsc::TryRecvError;
     std::thread::scope(|scope| {
         // Unbounded: the parser never waits for the builder. It stops at its
@@ -308,7 +306,16 @@ pub(crate) fn parse_watching(
                 }
             }
         });
-        build(batches.flatten(), watch, on_item)
+        let watch = if watch.is_empty() {
+            Watch::Nothing
+        } else {
+            Watch::RootKey(watch.to_owned())
+        };
+        let mut on_item = |i: usize, node: &Node| {
+            on_item(i, node);
+            true
+        };
+        build(batches.flatten(), Builder::new(watch, 0), &mut on_item).map(|built| built.root)
     })
 }
 
@@ -320,25 +327,49 @@ pub const PARSER_THREAD: &str = "aphex-yaml-parser";
 /// The parser thread: events in batches until the end, an error, or the
 /// builder hanging up.
 fn produce(source: &str, tx: &std::sync::mpsc::Sender<Batch>) {
-    let mut input = source.as_bytes();
-    let mut parser = libyaml_safer::Parser::new();
-    parser.set_input_string(&mut input);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut events = events(source).peekable();
+    while let Some(item) = events.next() {
+        batch.push(item);
+        let last = events.peek().is_none();
+        if (last || batch.len() == BATCH)
+            && tx
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The events of `source`, ending after the stream's end or the first error.
+pub(crate) fn events(source: &str) -> impl Iterator<Item = Result<libyaml_safer::Event, ParseError>> + '_ {
+    // `&[u8]` is a `BufRead` the parser can own, so the iterator owns both.
+    let mut parser = libyaml_safer::Parser::<&[u8]>::new();
+    parser.set_input(source.as_bytes());
+    let mut done = false;
     // Where the last event ended: where a parser failure is reported.
     let mut at = Pos { line: 1, column: 1 };
-    loop {
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
         // libyaml-safer 0.3 still panics on a few inputs it has not ported
         // (a `!tag` followed directly by `,` in a flow collection); the file
         // is then refused like any other unreadable YAML, never a crash.
         let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse()));
-        let (item, last) = match parsed {
+        let item = match parsed {
             Ok(Ok(event)) => {
                 at = mark_pos(event.end_mark);
-                let end = matches!(event.data, libyaml_safer::EventData::StreamEnd);
-                (Ok(event), end)
+                done = matches!(event.data, libyaml_safer::EventData::StreamEnd);
+                Ok(event)
             }
-            Ok(Err(e)) => (Err(syntax_error(&e)), true),
+            Ok(Err(e)) => {
+                done = true;
+                Err(syntax_error(&e))
+            }
             Err(panic) => {
+                done = true;
                 let why = panic
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
@@ -348,21 +379,11 @@ fn produce(source: &str, tx: &std::sync::mpsc::Sender<Batch>) {
                     "the YAML parser cannot read what follows this point (libyaml-safer stopped: {why}); \
                      check the syntax here, e.g. put a space between a `!tag` and a `,`"
                 );
-                (Err(ParseError { message, pos: at }), true)
+                Err(ParseError { message, pos: at })
             }
         };
-        batch.push(item);
-        if (last || batch.len() == BATCH)
-            && tx
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                .is_err()
-        {
-            return;
-        }
-        if last {
-            return;
-        }
-    }
+        Some(item)
+    })
 }
 
 /// libyaml's error as ours: "did not find expected key (while parsing a
@@ -383,23 +404,41 @@ fn syntax_error(e: &libyaml_safer::Error) -> ParseError {
     }
 }
 
-/// Builds the tree and its JSON from the events.
-fn build(
-    events: impl Iterator<Item = Result<libyaml_safer::Event, ParseError>>,
-    watch: &str,
-    on_item: &mut dyn FnMut(usize, &Node),
-) -> Result<(Node, serde_json::Value), ParseError> {
-    use libyaml_safer::EventData;
-    use serde_json::Value as J;
+/// Which sequence's items [`build`] reports as each is completed.
+pub(crate) enum Watch {
+    /// None.
+    Nothing,
+    /// The sequence under this root key.
+    RootKey(String),
+    /// The root itself (a part of a longer list; see `parts`).
+    Root,
+}
 
-    let mut b = Builder {
-        watch: watch.to_owned(),
-        ..Builder::default()
-    };
+/// What [`build`] made: the document, and what it spent of the budgets.
+pub(crate) struct Built {
+    /// The root node.
+    pub root: Node,
+    /// Nodes made, alias copies included.
+    pub nodes: usize,
+    /// Aliases used.
+    pub aliases: usize,
+    /// Whether the root mapping had `<<` merge keys.
+    pub root_merged: bool,
+}
+
+/// Builds the tree from the events, calling `on_item` for each completed
+/// item of the watched sequence; it returns whether to go on.
+pub(crate) fn build(
+    events: impl Iterator<Item = Result<libyaml_safer::Event, ParseError>>,
+    mut b: Builder,
+    on_item: &mut dyn FnMut(usize, &Node) -> bool,
+) -> Result<Built, ParseError> {
+    use libyaml_safer::EventData;
+
     let mut documents = 0;
     for event in events {
         let event = event?;
-        let pos = mark_pos(event.start_mark);
+        let pos = b.pos(event.start_mark);
         let placed = |b: &Builder, message: String| ParseError {
             message,
             pos: b.error_at.unwrap_or(pos),
@@ -424,20 +463,13 @@ fn build(
                 ..
             } => {
                 let value = resolve(value, style, tag.as_deref());
-                let json = scalar_json(&value);
-                b.add(Node { pos, value }, json, anchor)
-                    .map_err(|m| placed(&b, m))?;
+                b.add(Node { pos, value }, anchor).map_err(|m| placed(&b, m))?;
             }
             EventData::SequenceStart { anchor, .. } => b
-                .open(pos, Value::Seq(Vec::new()), J::Array(Vec::new()), anchor)
+                .open(pos, Value::Seq(Vec::new()), anchor)
                 .map_err(|m| placed(&b, m))?,
             EventData::MappingStart { anchor, .. } => b
-                .open(
-                    pos,
-                    Value::Map(Vec::new()),
-                    J::Object(serde_json::Map::new()),
-                    anchor,
-                )
+                .open(pos, Value::Map(Vec::new()), anchor)
                 .map_err(|m| placed(&b, m))?,
             EventData::SequenceEnd | EventData::MappingEnd => b.close().map_err(|m| placed(&b, m))?,
             EventData::Alias { anchor } => {
@@ -455,13 +487,11 @@ fn build(
                     });
                 };
                 b.nodes += count(&node);
-                let json = node.to_json();
                 b.add(
                     Node {
                         pos,
                         value: node.value,
                     },
-                    json,
                     None,
                 )
                 .map_err(|m| placed(&b, m))?;
@@ -469,18 +499,25 @@ fn build(
             EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
         }
         if let Some(i) = b.completed.take()
-            && let Some(item) = b.stack.get(1).and_then(|seq| seq.node.items().get(i))
+            && let Some(item) = b.stack.last().and_then(|seq| seq.node.items().get(i))
+            && !on_item(b.index_base + i, item)
         {
-            on_item(i, item);
+            return Err(ParseError {
+                message: "stopped by the caller".into(),
+                pos,
+            });
         }
     }
-    Ok(b.root.unwrap_or((
-        Node {
-            pos: Pos { line: 1, column: 1 },
-            value: Value::Null,
-        },
-        J::Null,
-    )))
+    let root = b.root.take().unwrap_or(Node {
+        pos: Pos { line: 1, column: 1 },
+        value: Value::Null,
+    });
+    Ok(Built {
+        root,
+        nodes: b.nodes,
+        aliases: b.aliases,
+        root_merged: b.root_merged,
+    })
 }
 
 /// libyaml's marks are 0-based and count characters; ours are 1-based.
@@ -514,8 +551,6 @@ const INDEX_FROM: usize = 16;
 /// waiting for its value and the `<<` merges to apply at the end.
 struct Open {
     node: Node,
-    /// The same collection as JSON.
-    json: serde_json::Value,
     anchor: Option<String>,
     key: Option<Node>,
     merges: Vec<Node>,
@@ -533,13 +568,10 @@ impl Open {
         }
     }
 
-    fn push(&mut self, key: Key, value: Node, json: Option<serde_json::Value>) {
+    fn push(&mut self, key: Key, value: Node) {
         let Value::Map(entries) = &mut self.node.value else {
             return;
         };
-        if let (Some(json), serde_json::Value::Object(map)) = (json, &mut self.json) {
-            map.insert(key.name.clone(), json);
-        }
         if let Some(index) = &mut self.index {
             index.insert(key.name.clone(), entries.len());
         }
@@ -556,35 +588,73 @@ impl Open {
     }
 }
 
-#[derive(Default)]
-struct Builder {
+pub(crate) struct Builder {
     stack: Vec<Open>,
-    root: Option<(Node, serde_json::Value)>,
+    root: Option<Node>,
     anchors: std::collections::HashMap<String, Node>,
     nodes: usize,
     aliases: usize,
     /// Where an error belongs when it is not at the current event (a duplicate key).
     error_at: Option<Pos>,
-    /// The root key whose sequence items are reported when complete ("" for none).
-    watch: String,
+    /// Whose items are reported when complete.
+    watch: Watch,
     /// The index of such an item completed by the last event.
     completed: Option<usize>,
+    /// Added to reported item indices (the items before this part of a list).
+    index_base: usize,
+    /// Lines before the text parsed (0 for a whole file).
+    line_base: usize,
+    /// Whether the root mapping had `<<` merge keys.
+    root_merged: bool,
+    /// Levels above the text parsed (its root is that deep in the file).
+    depth_base: usize,
 }
 
 impl Builder {
-    fn open(
-        &mut self,
-        pos: Pos,
-        value: Value,
-        json: serde_json::Value,
-        anchor: Option<String>,
-    ) -> Result<(), String> {
-        if self.stack.len() >= MAX_DEPTH {
+    /// A builder reporting the items of `watch`, for text that starts after
+    /// `line_base` lines of the file.
+    pub(crate) fn new(watch: Watch, line_base: usize) -> Builder {
+        Builder {
+            stack: Vec::new(),
+            root: None,
+            anchors: std::collections::HashMap::new(),
+            nodes: 0,
+            aliases: 0,
+            error_at: None,
+            watch,
+            completed: None,
+            index_base: 0,
+            line_base,
+            root_merged: false,
+            depth_base: 0,
+        }
+    }
+
+    /// The text's root is `depth` levels deep in the file (depth counts
+    /// against [`MAX_DEPTH`] as in the whole file).
+    pub(crate) fn depth_from(mut self, depth: usize) -> Builder {
+        self.depth_base = depth;
+        self
+    }
+
+    /// Reported item indices start at `base`.
+    pub(crate) fn indices_from(mut self, base: usize) -> Builder {
+        self.index_base = base;
+        self
+    }
+
+    fn pos(&self, mark: libyaml_safer::Mark) -> Pos {
+        let mut pos = mark_pos(mark);
+        pos.line = pos.line.saturating_add(self.line_base);
+        pos
+    }
+
+    fn open(&mut self, pos: Pos, value: Value, anchor: Option<String>) -> Result<(), String> {
+        if self.stack.len() + self.depth_base >= MAX_DEPTH {
             return Err(format!("nested more than {MAX_DEPTH} levels deep"));
         }
         self.stack.push(Open {
             node: Node { pos, value },
-            json,
             anchor,
             key: None,
             merges: Vec::new(),
@@ -615,19 +685,16 @@ impl Builder {
             for m in maps {
                 for (k, v) in m {
                     if open.find(&k.name).is_none() {
-                        open.push(k, v, None);
+                        open.push(k, v);
                     }
                 }
             }
         }
-        if merged_any {
-            // Rare: the JSON is rebuilt from the merged mapping.
-            open.json = open.node.to_json();
-        }
-        self.add(open.node, open.json, open.anchor)
+        self.root_merged |= merged_any && self.stack.is_empty();
+        self.add(open.node, open.anchor)
     }
 
-    fn add(&mut self, node: Node, json: serde_json::Value, anchor: Option<String>) -> Result<(), String> {
+    fn add(&mut self, node: Node, anchor: Option<String>) -> Result<(), String> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             return Err(format!(
@@ -646,21 +713,23 @@ impl Builder {
             self.anchors.insert(anchor, node.clone());
         }
         let Some(top) = self.stack.last_mut() else {
-            self.root = Some((node, json));
+            self.root = Some(node);
             return Ok(());
         };
         match &mut top.node.value {
             Value::Seq(items) => {
                 items.push(node);
-                if let serde_json::Value::Array(a) = &mut top.json {
-                    a.push(json);
-                }
-                let depth = self.stack.len();
-                if depth == 2
-                    && !self.watch.is_empty()
-                    && self.stack[0].key.as_ref().and_then(Node::as_str) == Some(self.watch.as_str())
-                {
-                    self.completed = Some(self.stack[1].node.items().len() - 1);
+                let last = items.len() - 1;
+                let watched = match &self.watch {
+                    Watch::Nothing => false,
+                    Watch::Root => self.stack.len() == 1,
+                    Watch::RootKey(key) => {
+                        self.stack.len() == 2
+                            && self.stack[0].key.as_ref().and_then(Node::as_str) == Some(key.as_str())
+                    }
+                };
+                if watched {
+                    self.completed = Some(last);
                 }
             }
             Value::Map(_) => match top.key.take() {
@@ -674,7 +743,7 @@ impl Builder {
                         self.error_at = Some(pos);
                         return Err(format!("duplicate key `{name}` (first on line {})", first.line));
                     } else {
-                        top.push(Key { name, pos }, node, Some(json));
+                        top.push(Key { name, pos }, node);
                     }
                 }
             },
@@ -797,18 +866,27 @@ mod tests {
         );
     }
 
+    /// What the schema and the model read from a tree, both ways: through
+    /// the tree itself, and through its JSON.
+    fn both_ways(tree: &Node) -> (serde_json::Value, serde_json::Value) {
+        use serde::Deserialize as _;
+        let direct = serde_json::Value::deserialize(tree).unwrap();
+        (direct, tree.to_json())
+    }
+
     #[test]
-    fn json_built_beside_the_tree_is_the_trees_json() {
+    fn the_tree_reads_as_its_json() {
         for src in [
             "a: 1\nb: [x, \"y\", 2.5, ~, true]\nc: {d: {e: -3}}\n",
             "base: &b {region: us-east-1, account: \"1\"}\nenv:\n  <<: *b\n  account: \"2\"\nlist: [*b, *b]\n",
             "m:\n  <<: [{a: 1}, {b: 2}]\n  a: 3\n",
-            "big: 1e400\nnan: .nan\nhuge: 123456789012345678901234567890\n",
+            "big: 1e400\nnan: .nan\nhuge: 123456789012345678901234567890\nwhole: 2.0\n",
             "",
             "just a scalar",
         ] {
-            let (tree, json) = parse_with_json(src).unwrap();
-            assert_eq!(json, tree.to_json(), "for {src:?}");
+            let tree = parse(src).unwrap();
+            let (direct, json) = both_ways(&tree);
+            assert_eq!(direct, json, "for {src:?}");
         }
     }
 
@@ -819,6 +897,7 @@ mod tests {
             Just(J::Null),
             any::<bool>().prop_map(J::Bool),
             any::<i64>().prop_map(J::from),
+            (-1.0e6f64..1.0e6).prop_map(J::from),
             "[ -~]{0,12}".prop_map(J::String),
         ];
         leaf.prop_recursive(4, 64, 6, |inner| {
@@ -830,17 +909,41 @@ mod tests {
         })
     }
 
+    /// Schemas using the keywords the configuration schema uses.
+    fn schemas() -> Vec<serde_json::Value> {
+        use serde_json::json;
+        vec![
+            json!({"type": "object", "additionalProperties": {"type": ["string", "integer", "array"]}}),
+            json!({"type": "object", "required": ["a"], "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 100}}}),
+            json!({"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5}}}}),
+            json!({"anyOf": [{"type": "null"}, {"type": "boolean"}, {"type": "number", "exclusiveMinimum": 1.5}, {"enum": ["x", "y"]}]}),
+            json!({"$defs": {"s": {"type": "string", "minLength": 2}}, "type": "object", "propertyNames": {"pattern": "^[a-m]"}, "additionalProperties": {"$ref": "#/$defs/s"}}),
+        ]
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
-        // Property: for any JSON-shaped document written as YAML, the JSON
-        // built beside the tree equals both the tree's own JSON and the
-        // document that was written (the two builders never drift apart).
+        // Property: for any JSON-shaped document written as YAML, the tree
+        // holds that document (its JSON is what was written), the model's
+        // deserializer reads the same, and every schema accepts the tree
+        // exactly when it accepts the JSON, with the same error paths.
         #[test]
-        fn json_beside_the_tree_round_trips(doc in any_json()) {
+        fn the_tree_is_the_document_for_serde_and_the_schema(doc in any_json()) {
             let yaml = serde_saphyr::to_string(&doc).unwrap();
-            let (tree, json) = parse_with_json(&yaml).unwrap();
-            proptest::prop_assert_eq!(&json, &tree.to_json());
+            let tree = parse(&yaml).unwrap();
+            let (direct, json) = both_ways(&tree);
             proptest::prop_assert_eq!(&json, &doc, "YAML was {}", yaml);
+            proptest::prop_assert_eq!(&direct, &doc);
+            for (i, schema) in schemas().iter().enumerate() {
+                let on_tree = jsonschema::options_for::<view::Yaml>()
+                    .with_draft(jsonschema::Draft::Draft202012)
+                    .build(schema)
+                    .unwrap();
+                let on_json = jsonschema::draft202012::new(schema).unwrap();
+                let via_tree: Vec<String> = on_tree.iter_errors(&tree).map(|e| e.instance_path().to_string()).collect();
+                let via_json: Vec<String> = on_json.iter_errors(&json).map(|e| e.instance_path().to_string()).collect();
+                proptest::prop_assert_eq!(via_tree, via_json, "schema {}", i);
+            }
         }
     }
 

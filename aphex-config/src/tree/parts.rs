@@ -1,0 +1,386 @@
+//! Parsing a large file's long list (the environments) in parts, one thread
+//! each.
+//!
+//! Why: libyaml reads about 60 MB/s on one core, so a 400 KiB configuration
+//! spends most of its load in the parser, and the parser cannot be split.
+//! The file can: items of a block sequence are independent texts.
+//!
+//! How it stays exact:
+//! 1. [`plan`] scans the lines (no YAML) and proposes where the list's items
+//!    start: lines at the list's indentation that begin with `- `, under a
+//!    root key written `key:` at the start of a line.
+//! 2. [`parse`] parses each part as a YAML document of its own, from a
+//!    proposed item start to the next part's; the first part is the file's
+//!    start, the last part ends where the list ends, and whatever follows
+//!    the list (more root keys) is a part of its own.
+//! 3. Every item must start exactly on a proposed line, the first part's
+//!    root must end with the list, and the parts together must keep every
+//!    budget. An alias can only name an anchor of its own part (one that
+//!    names another part's anchor is an error there). Anything else (a
+//!    mismatch, any error) and [`parse`] declines: the caller then parses
+//!    the whole file as one, so errors and their positions are always the
+//!    one-pass parser's.
+//!
+//! Why a part reads the same alone as in the file: where a `-` starts a
+//! line at the list's column, outside any flow collection or scalar (which
+//! item starts on the proposed lines prove), libyaml is at "next entry of
+//! this block sequence"; everything inside an item is indented deeper than
+//! the list, so it is read the same whatever holds the list. A part is cut
+//! at a line start, so columns are unchanged and lines shift by a known
+//! count (the plan refuses line breaks other than `\n` and `\r\n`, so
+//! libyaml counts lines as the plan does).
+
+use super::{Builder, Built, MAX_ALIASES, MAX_NODES, Node, Value, Watch, build, events};
+
+/// Where the parts are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Byte offset and 0-based line of each item's first line.
+    items: Vec<(usize, usize)>,
+    /// Byte offset and 0-based line of the first line after the list, when
+    /// something follows it.
+    tail: Option<(usize, usize)>,
+    /// The first item of each part after the first (which starts the file).
+    cuts: Vec<usize>,
+}
+
+impl Plan {
+    /// The text before the list's first item and after its end.
+    pub(crate) fn outside<'s>(&self, source: &'s str) -> (&'s str, &'s str) {
+        let start = self.items.first().map_or(source.len(), |(at, _)| *at);
+        let end = self.tail.map_or(source.len(), |(at, _)| at);
+        (&source[..start], &source[end..])
+    }
+}
+
+/// Proposes how to cut `source` into `parts` parts along the items of the
+/// block sequence under the root key `key`; `None` when the text does not
+/// have the plain shape this needs (or is too short to share).
+pub(crate) fn plan(source: &str, key: &str, parts: usize) -> Option<Plan> {
+    if parts < 2 {
+        return None;
+    }
+    // libyaml also ends lines at a lone `\r` and at NEL, LS and PS.
+    if !source.is_ascii() && source.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return None;
+    }
+    if source
+        .match_indices('\r')
+        .any(|(i, _)| source.as_bytes().get(i + 1) != Some(&b'\n'))
+    {
+        return None;
+    }
+    let mut items = Vec::new();
+    let mut tail = None;
+    let mut seen_key = false;
+    let mut column = None;
+    let mut offset = 0;
+    for (n, text) in source.split_inclusive('\n').enumerate() {
+        let start = offset;
+        offset += text.len();
+        let body = text.trim_end_matches(['\n', '\r']);
+        let content = body.trim_start_matches(' ');
+        let indent = body.len() - content.len();
+        let blank = content.is_empty() || content.starts_with('#');
+        if !seen_key {
+            // Directives (`%TAG`) would change how every part reads tags.
+            if body.starts_with('%') {
+                return None;
+            }
+            seen_key = is_key_line(body, key);
+            continue;
+        }
+        if blank {
+            continue;
+        }
+        // Tabs, and document markers inside the list, are left to the
+        // one-pass parser.
+        if content.starts_with('\t') || body.starts_with("---") || body.starts_with("...") {
+            return None;
+        }
+        let Some(c) = column else {
+            if !is_entry(content) {
+                return None;
+            }
+            column = Some(indent);
+            items.push((start, n));
+            continue;
+        };
+        if indent == c && is_entry(content) {
+            items.push((start, n));
+        } else if indent == 0 && !content.starts_with('-') {
+            tail = Some((start, n));
+            break;
+        } else if indent <= c {
+            return None;
+        }
+    }
+    // An alias in the list may name another part's anchor, which that part
+    // finds only when it gets there: both ways would be paid. Such files
+    // (rare) are read in one pass from the start.
+    let list = &source[items.first()?.0..tail.map_or(source.len(), |(at, _)| at)];
+    if list
+        .match_indices('*')
+        .any(|(i, _)| i == 0 || matches!(list.as_bytes()[i - 1], b' ' | b'\t' | b'[' | b'{' | b',' | b'\n'))
+    {
+        return None;
+    }
+    // Balanced by bytes; the first part also holds what precedes the list.
+    let mut cuts: Vec<usize> = Vec::with_capacity(parts - 1);
+    for k in 1..parts {
+        let target = source.len() * k / parts;
+        let cut = items.partition_point(|(at, _)| *at < target).max(1);
+        if cut < items.len() && cuts.last().is_none_or(|last| *last < cut) {
+            cuts.push(cut);
+        }
+    }
+    if cuts.is_empty() {
+        return None;
+    }
+    Some(Plan { items, tail, cuts })
+}
+
+/// `key:` at the start of a line, with nothing after it but a comment.
+fn is_key_line(body: &str, key: &str) -> bool {
+    let Some(rest) = body.strip_prefix(key).and_then(|r| r.strip_prefix(':')) else {
+        return false;
+    };
+    rest.is_empty()
+        || (rest.starts_with(' ') && matches!(rest.trim_start_matches(' ').chars().next(), None | Some('#')))
+}
+
+/// A block sequence entry: `-` then a space or the line's end.
+fn is_entry(content: &str) -> bool {
+    content == "-" || content.starts_with("- ")
+}
+
+/// One part's result: its document, and its caller's state.
+struct Done<S> {
+    built: Built,
+    state: S,
+}
+
+/// What every part's thread shares.
+struct Job<'a, S> {
+    source: &'a str,
+    key: &'a str,
+    plan: &'a Plan,
+    init: &'a (dyn Fn(&str) -> S + Sync),
+    on_item: &'a (dyn Fn(&mut S, usize, &Node) -> bool + Sync),
+    /// Set once a part has failed: the others stop at their next item.
+    failed: std::sync::atomic::AtomicBool,
+}
+
+/// Parses `source` in the parts of `plan`, one thread each. For each part,
+/// `init(text)` makes the caller's state from the part's text, and
+/// `on_item(state, i, item)` sees each completed item `i` of the list
+/// (returning whether to go on). Returns the whole document as the
+/// one-pass parser builds it, and the parts' states in order; or `None`
+/// when the parts do not provably make up the file (see the module
+/// documentation), and then the caller parses the file as one.
+pub(crate) fn parse<S: Send>(
+    source: &str,
+    key: &str,
+    plan: &Plan,
+    init: &(dyn Fn(&str) -> S + Sync),
+    on_item: &(dyn Fn(&mut S, usize, &Node) -> bool + Sync),
+) -> Option<(Node, Vec<S>)> {
+    use std::sync::atomic::Ordering;
+    let job = Job {
+        source,
+        key,
+        plan,
+        init,
+        on_item,
+        failed: std::sync::atomic::AtomicBool::new(false),
+    };
+    let job = &job;
+    let parts = plan.cuts.len() + 1;
+    let results: Vec<Option<(Done<S>, Option<Built>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..parts)
+            .map(|k| {
+                std::thread::Builder::new()
+                    .name(super::PARSER_THREAD.to_owned())
+                    .spawn_scoped(scope, move || {
+                        let done = part(job, k);
+                        if done.is_none() {
+                            job.failed.store(true, Ordering::Relaxed);
+                        }
+                        // The last part's thread also reads what follows the list.
+                        let tail = match plan.tail {
+                            Some((at, line)) if k + 1 == parts => {
+                                let built = build(
+                                    events(&source[at..]),
+                                    Builder::new(Watch::Nothing, line),
+                                    &mut |_, _| true,
+                                );
+                                Some(built.ok()?)
+                            }
+                            _ => None,
+                        };
+                        Some((done?, tail))
+                    })
+                    .ok()
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h?.join() {
+                Ok(result) => result,
+                // Our own code panicked (libyaml's panics are caught): a bug to surface.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    let mut done = Vec::with_capacity(parts);
+    let mut tail = None;
+    for result in results {
+        let (d, t) = result?;
+        done.push(d);
+        tail = tail.or(t);
+    }
+    let built = done.iter().map(|d| &d.built).chain(tail.as_ref());
+    let (nodes, aliases) = built.fold((0, 0), |(n, a), b| (n + b.nodes, a + b.aliases));
+    if nodes > MAX_NODES || aliases > MAX_ALIASES {
+        return None;
+    }
+    let mut done = done.into_iter();
+    let first = done.next()?;
+    let mut states = vec![first.state];
+    let mut root = first.built.root;
+    let Value::Map(entries) = &mut root.value else {
+        return None;
+    };
+    let (_, list) = entries.last_mut()?;
+    let Value::Seq(items) = &mut list.value else {
+        return None;
+    };
+    for d in done {
+        let Value::Seq(more) = d.built.root.value else {
+            return None;
+        };
+        items.extend(more);
+        states.push(d.state);
+    }
+    if let Some(tail) = tail {
+        let Value::Map(more) = tail.root.value else {
+            return None;
+        };
+        if tail.root_merged {
+            return None;
+        }
+        for (k, v) in more {
+            // A key both before and after the list: the one-pass parser
+            // says where (a duplicate key).
+            if entries.iter().any(|(have, _)| have.name == k.name) {
+                return None;
+            }
+            entries.push((k, v));
+        }
+    }
+    Some((root, states))
+}
+
+/// Parses part `k`: the file's start for the first part, else from its
+/// first item; up to the next part, or the list's end.
+fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
+    let plan = job.plan;
+    let first = if k == 0 { 0 } else { plan.cuts[k - 1] };
+    let next = plan.cuts.get(k).copied();
+    let from = if k == 0 { 0 } else { plan.items[first].0 };
+    let to = next.map_or(plan.tail.map_or(job.source.len(), |(at, _)| at), |n| {
+        plan.items[n].0
+    });
+    let text = &job.source[from..to];
+    let (watch, line_base, depth) = if k == 0 {
+        (Watch::RootKey(job.key.to_owned()), 0, 0)
+    } else {
+        // The part's root is the list, one level below the file's root.
+        (Watch::Root, plan.items[first].1, 1)
+    };
+    let mut state = (job.init)(text);
+    let builder = Builder::new(watch, line_base)
+        .indices_from(first)
+        .depth_from(depth);
+    let built = build(events(text), builder, &mut |i, node| {
+        !job.failed.load(std::sync::atomic::Ordering::Relaxed) && (job.on_item)(&mut state, i, node)
+    })
+    .ok()?;
+    // Every item starts on its proposed line, and the first part ends with the list.
+    let items = match (&built.root.value, k) {
+        (Value::Map(entries), 0) if !built.root_merged => match entries.last() {
+            Some((name, list)) if name.name == job.key => list.items(),
+            _ => return None,
+        },
+        (Value::Seq(items), _) if k > 0 => items,
+        _ => return None,
+    };
+    let expected = &plan.items[first..next.unwrap_or(plan.items.len())];
+    if items.len() != expected.len()
+        || items
+            .iter()
+            .zip(expected)
+            .any(|(item, (_, line))| item.pos.line != line + 1)
+    {
+        return None;
+    }
+    Some(Done { built, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(source: &str) -> Option<Node> {
+        super::super::parse(source).ok()
+    }
+
+    /// Parses in `parts` parts, listing the items each part saw.
+    fn in_parts(source: &str, parts: usize) -> Option<(Node, Vec<usize>)> {
+        let plan = plan(source, "environments", parts)?;
+        let seen = |count: &mut Vec<usize>, i: usize, _: &Node| {
+            count.push(i);
+            true
+        };
+        let (node, states) = parse(source, "environments", &plan, &|_| Vec::new(), &seen)?;
+        Some((node, states.into_iter().flatten().collect()))
+    }
+
+    const ENVS: &str = "version: \"1.0\"\nbuild:\n  commands: [make]\nenvironments:\n  - name: a\n    stacks:\n      - {name: S, path: s}\n  - name: b\n    notes: |\n      - not an item\n    stacks: [x]\n  # a comment\n  - name: c\n    region: us-east-1\n  - name: d\n";
+
+    #[test]
+    fn parts_make_the_same_document_as_one_pass() {
+        for parts in 2..=4 {
+            let (node, seen) = in_parts(ENVS, parts).expect("this plain file is parsed in parts");
+            assert_eq!(node, whole(ENVS).unwrap());
+            assert_eq!(seen, vec![0, 1, 2, 3], "every item is reported once, in order");
+        }
+    }
+
+    #[test]
+    fn keys_after_the_list_join_the_root() {
+        let src = format!("{ENVS}pipeline:\n  name: x\n# end\n");
+        let (node, _) = in_parts(&src, 2).expect("parsed in parts");
+        assert_eq!(node, whole(&src).unwrap());
+        assert_eq!(plan(&src, "environments", 2).unwrap().tail.map(|t| t.1), Some(15));
+    }
+
+    #[test]
+    fn shapes_it_leaves_to_the_one_pass_parser() {
+        let declined = |src: &str| in_parts(src, 2).is_none();
+        // A multi-line quoted scalar holding what looks like an item.
+        assert!(declined("environments:\n- a\n- \"x\n- y\"\n- b\n"));
+        // An alias to another part's anchor.
+        assert!(declined("environments:\n- &e {name: a}\n- b\n- *e\n"));
+        // A key both before and after the list.
+        assert!(declined("version: 1\nenvironments:\n- a\n- b\n- c\nversion: 2\n"));
+        // Document markers, lone carriage returns, directives.
+        assert!(declined("environments:\n- a\n...\n- b\n"));
+        assert!(declined("environments:\n- a\r- b\n- c\n"));
+        assert!(declined("%YAML 1.1\n---\nenvironments:\n- a\n- b\n"));
+        // An item whose content starts on the next line.
+        assert!(declined("environments:\n-\n  name: a\n- b\n- c\n"));
+        // A syntax error anywhere.
+        assert!(declined("environments:\n- a\n- b: [\n- c\n"));
+    }
+}
