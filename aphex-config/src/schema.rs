@@ -142,6 +142,12 @@ fn one_environment() -> &'static jsonschema::Validator<Yaml> {
     })
 }
 
+/// Compiles both halves now (ahead of their first use).
+pub(crate) fn prepare_halves() {
+    one_environment();
+    root_without_environments();
+}
+
 /// Whether `environment` is a valid environment.
 pub(crate) fn environment_is_valid(environment: &Node) -> bool {
     one_environment().is_valid(environment)

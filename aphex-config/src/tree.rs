@@ -410,8 +410,6 @@ pub(crate) enum Watch {
     Nothing,
     /// The sequence under this root key.
     RootKey(String),
-    /// The root itself (a part of a longer list; see `parts`).
-    Root,
 }
 
 /// What [`build`] made: the document, and what it spent of the budgets.
@@ -500,7 +498,7 @@ pub(crate) fn build(
         }
         if let Some(i) = b.completed.take()
             && let Some(item) = b.stack.last().and_then(|seq| seq.node.items().get(i))
-            && !on_item(b.index_base + i, item)
+            && !on_item(i, item)
         {
             return Err(ParseError {
                 message: "stopped by the caller".into(),
@@ -600,8 +598,6 @@ pub(crate) struct Builder {
     watch: Watch,
     /// The index of such an item completed by the last event.
     completed: Option<usize>,
-    /// Added to reported item indices (the items before this part of a list).
-    index_base: usize,
     /// Lines before the text parsed (0 for a whole file).
     line_base: usize,
     /// Whether the root mapping had `<<` merge keys.
@@ -623,7 +619,6 @@ impl Builder {
             error_at: None,
             watch,
             completed: None,
-            index_base: 0,
             line_base,
             root_merged: false,
             depth_base: 0,
@@ -634,12 +629,6 @@ impl Builder {
     /// against [`MAX_DEPTH`] as in the whole file).
     pub(crate) fn depth_from(mut self, depth: usize) -> Builder {
         self.depth_base = depth;
-        self
-    }
-
-    /// Reported item indices start at `base`.
-    pub(crate) fn indices_from(mut self, base: usize) -> Builder {
-        self.index_base = base;
         self
     }
 
@@ -722,7 +711,6 @@ impl Builder {
                 let last = items.len() - 1;
                 let watched = match &self.watch {
                     Watch::Nothing => false,
-                    Watch::Root => self.stack.len() == 1,
                     Watch::RootKey(key) => {
                         self.stack.len() == 2
                             && self.stack[0].key.as_ref().and_then(Node::as_str) == Some(key.as_str())
@@ -870,7 +858,7 @@ mod tests {
     /// the tree itself, and through its JSON.
     fn both_ways(tree: &Node) -> (serde_json::Value, serde_json::Value) {
         use serde::Deserialize as _;
-        let direct = serde_json::Value::deserialize(tree).unwrap();
+        let direct = serde_json::Value::deserialize(tree.clone()).unwrap();
         (direct, tree.to_json())
     }
 

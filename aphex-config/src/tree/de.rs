@@ -1,36 +1,35 @@
-//! Typed decoding straight from the tree (no JSON copy): `T::deserialize(&node)`
+//! Typed decoding straight from the tree (no JSON copy): `T::deserialize(node)`
 //! gives what `serde_json::from_value::<T>(node.to_json())` gives (a test
-//! checks this), so the model reads exactly what the schema validated.
+//! checks this), so the model reads exactly what the schema validated. The
+//! tree is consumed: its strings move into the model, uncopied.
 
-use serde::de::value::{BorrowedStrDeserializer, Error};
+use serde::de::value::{Error, StringDeserializer};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
 use super::{Key, Node, Value, scalar_json};
 
-impl<'de> de::Deserializer<'de> for &'de Node {
+impl<'de> de::Deserializer<'de> for Node {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match &self.value {
-            Value::Str(s) => visitor.visit_borrowed_str(s),
+        match self.value {
+            Value::Str(s) => visitor.visit_string(s),
             Value::Seq(items) => {
-                let mut seq = Items(items.iter());
+                let len = items.len();
+                let mut seq = Items(items.into_iter());
                 let value = visitor.visit_seq(&mut seq)?;
                 match seq.0.len() {
                     0 => Ok(value),
-                    _ => Err(de::Error::invalid_length(
-                        items.len(),
-                        &"fewer elements in the list",
-                    )),
+                    _ => Err(de::Error::invalid_length(len, &"fewer elements in the list")),
                 }
             }
             Value::Map(entries) => visitor.visit_map(Entries {
-                entries: entries.iter(),
+                entries: entries.into_iter(),
                 value: None,
             }),
             // Numbers, booleans and null read exactly as their JSON does.
-            scalar => scalar_json(scalar)
+            scalar => scalar_json(&scalar)
                 .deserialize_any(visitor)
                 .map_err(de::Error::custom),
         }
@@ -49,10 +48,10 @@ impl<'de> de::Deserializer<'de> for &'de Node {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        match &self.value {
+        match self.value {
             // The model's enums are unit variants, written as strings.
-            Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
-            _ => scalar_json(&self.value)
+            Value::Str(s) => visitor.visit_enum(s.into_deserializer()),
+            other => scalar_json(&other)
                 .deserialize_enum(name, variants, visitor)
                 .map_err(de::Error::custom),
         }
@@ -65,9 +64,9 @@ impl<'de> de::Deserializer<'de> for &'de Node {
     }
 }
 
-struct Items<'de>(std::slice::Iter<'de, Node>);
+struct Items(std::vec::IntoIter<Node>);
 
-impl<'de> de::SeqAccess<'de> for Items<'de> {
+impl<'de> de::SeqAccess<'de> for Items {
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
@@ -79,12 +78,12 @@ impl<'de> de::SeqAccess<'de> for Items<'de> {
     }
 }
 
-struct Entries<'de> {
-    entries: std::slice::Iter<'de, (Key, Node)>,
-    value: Option<&'de Node>,
+struct Entries {
+    entries: std::vec::IntoIter<(Key, Node)>,
+    value: Option<Node>,
 }
 
-impl<'de> de::MapAccess<'de> for Entries<'de> {
+impl<'de> de::MapAccess<'de> for Entries {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
@@ -92,8 +91,8 @@ impl<'de> de::MapAccess<'de> for Entries<'de> {
             return Ok(None);
         };
         self.value = Some(value);
-        seed.deserialize(BorrowedStrDeserializer::new(&key.name))
-            .map(Some)
+        let key: StringDeserializer<Error> = key.name.into_deserializer();
+        seed.deserialize(key).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {

@@ -160,38 +160,42 @@ struct Done<S> {
     state: S,
 }
 
+/// A part's check: its text, the index of its first item, its items
+/// (which it may take apart: see [`parse`]).
+pub(crate) type Check<'a, S> = dyn Fn(&str, usize, &mut [Node]) -> Option<S> + Sync + 'a;
+
 /// What every part's thread shares.
 struct Job<'a, S> {
     source: &'a str,
     key: &'a str,
     plan: &'a Plan,
-    init: &'a (dyn Fn(&str) -> S + Sync),
-    on_item: &'a (dyn Fn(&mut S, usize, &Node) -> bool + Sync),
-    /// Set once a part has failed: the others stop at their next item.
+    check: &'a Check<'a, S>,
+    /// Set once a part has failed: the others skip their checks.
     failed: std::sync::atomic::AtomicBool,
 }
 
-/// Parses `source` in the parts of `plan`, one thread each. For each part,
-/// `init(text)` makes the caller's state from the part's text, and
-/// `on_item(state, i, item)` sees each completed item `i` of the list
-/// (returning whether to go on). Returns the whole document as the
-/// one-pass parser builds it, and the parts' states in order; or `None`
-/// when the parts do not provably make up the file (see the module
-/// documentation), and then the caller parses the file as one.
+/// Parses `source` in the parts of `plan`, one thread each, while the
+/// calling thread runs `meanwhile`. Each part's thread then calls
+/// `check(text, first, items)` on the part's text and its items (the
+/// first being item `first` of the whole list); `None` fails the part.
+/// Returns the whole document as the one-pass parser builds it (with each
+/// item as the check left it), and what
+/// the checks returned, in order; or `None` when a check failed or the
+/// parts do not provably make up the file (see the module documentation),
+/// and then the caller parses the file as one.
 pub(crate) fn parse<S: Send>(
     source: &str,
     key: &str,
     plan: &Plan,
-    init: &(dyn Fn(&str) -> S + Sync),
-    on_item: &(dyn Fn(&mut S, usize, &Node) -> bool + Sync),
+    check: &Check<'_, S>,
+    meanwhile: impl FnOnce(),
 ) -> Option<(Node, Vec<S>)> {
     use std::sync::atomic::Ordering;
     let job = Job {
         source,
         key,
         plan,
-        init,
-        on_item,
+        check,
         failed: std::sync::atomic::AtomicBool::new(false),
     };
     let job = &job;
@@ -223,6 +227,7 @@ pub(crate) fn parse<S: Send>(
                     .ok()
             })
             .collect();
+        meanwhile();
         handles
             .into_iter()
             .map(|h| match h?.join() {
@@ -292,24 +297,21 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
         plan.items[n].0
     });
     let text = &job.source[from..to];
-    let (watch, line_base, depth) = if k == 0 {
-        (Watch::RootKey(job.key.to_owned()), 0, 0)
+    let (line_base, depth) = if k == 0 {
+        (0, 0)
     } else {
         // The part's root is the list, one level below the file's root.
-        (Watch::Root, plan.items[first].1, 1)
+        (plan.items[first].1, 1)
     };
-    let mut state = (job.init)(text);
-    let builder = Builder::new(watch, line_base)
-        .indices_from(first)
-        .depth_from(depth);
-    let built = build(events(text), builder, &mut |i, node| {
-        !job.failed.load(std::sync::atomic::Ordering::Relaxed) && (job.on_item)(&mut state, i, node)
-    })
-    .ok()?;
+    let builder = Builder::new(Watch::Nothing, line_base).depth_from(depth);
+    let mut built = build(events(text), builder, &mut |_, _| true).ok()?;
     // Every item starts on its proposed line, and the first part ends with the list.
-    let items = match (&built.root.value, k) {
-        (Value::Map(entries), 0) if !built.root_merged => match entries.last() {
-            Some((name, list)) if name.name == job.key => list.items(),
+    let items = match (&mut built.root.value, k) {
+        (Value::Map(entries), 0) if !built.root_merged => match entries.last_mut() {
+            Some((name, list)) if name.name == job.key => match &mut list.value {
+                Value::Seq(items) => items,
+                _ => return None,
+            },
             _ => return None,
         },
         (Value::Seq(items), _) if k > 0 => items,
@@ -324,6 +326,10 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
     {
         return None;
     }
+    if job.failed.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let state = (job.check)(text, first, items)?;
     Some(Done { built, state })
 }
 
@@ -335,14 +341,13 @@ mod tests {
         super::super::parse(source).ok()
     }
 
-    /// Parses in `parts` parts, listing the items each part saw.
+    /// Parses in `parts` parts, listing the items each part checked.
     fn in_parts(source: &str, parts: usize) -> Option<(Node, Vec<usize>)> {
         let plan = plan(source, "environments", parts)?;
-        let seen = |count: &mut Vec<usize>, i: usize, _: &Node| {
-            count.push(i);
-            true
+        let check = |_: &str, first: usize, items: &mut [Node]| {
+            Some((first..first + items.len()).collect::<Vec<_>>())
         };
-        let (node, states) = parse(source, "environments", &plan, &|_| Vec::new(), &seen)?;
+        let (node, states) = parse(source, "environments", &plan, &check, || {})?;
         Some((node, states.into_iter().flatten().collect()))
     }
 
