@@ -91,7 +91,38 @@ fn config() -> Result<()> {
     load_timed(
         "  the same read in one pass (an alias across environments)",
         &one_pass,
-    )
+    )?;
+    machine_reference(&source);
+    Ok(())
+}
+
+/// The speed of this machine right now, as the YAML parser alone sees it:
+/// libyaml-safer producing (and dropping) every event of `source` on one
+/// thread. This VM's speed swings by 1.5x from one quarter-hour to the next;
+/// this figure says which state the figures above were taken in.
+fn machine_reference(source: &str) {
+    let mut times: Vec<Duration> = (0..30)
+        .map(|_| {
+            let start = Instant::now();
+            let mut parser = libyaml_safer::Parser::<&[u8]>::new();
+            parser.set_input(source.as_bytes());
+            let mut events = 0usize;
+            while let Ok(event) = parser.parse() {
+                events += 1;
+                if matches!(event.data, libyaml_safer::EventData::StreamEnd) {
+                    break;
+                }
+            }
+            assert!(events > 1000, "the parser read the file");
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "  machine reference: libyaml-safer alone, events of the same file on one thread: median {:.2} ms, best {:.2} ms",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+    );
 }
 
 /// Times `aphex_config::load_str` on `source` (after one warm-up load, which
