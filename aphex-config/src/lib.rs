@@ -3,12 +3,14 @@
 //! schema and semantic validation, secret detection, and diagnostics that name
 //! the field path, file, line and column.
 //!
-//! Loading is one pipeline: bytes are checked (size, binary, UTF-8), parsed by
-//! libyaml-safer (on its own thread) under our resource budgets into a
-//! positioned [`tree`] and its JSON, validated by the semantic rules (each
-//! environment as soon as the parser has closed it) and against the schema
-//! (every problem collected, each placed by its field path), and only then
-//! deserialized into [`Config`].
+//! Loading: bytes are checked (size, binary, UTF-8), parsed by
+//! libyaml-safer under our resource budgets into a positioned [`tree`],
+//! validated by the semantic rules and against the schema (every problem
+//! collected, each placed by its field path), and only then deserialized
+//! into [`Config`], straight from the tree. Large files are first tried in
+//! parts, one thread each (see `tree::parts`); any file with a problem is
+//! read in one pass, where the parser has its own thread and each
+//! environment is checked as soon as it is closed.
 //!
 //! Architecture invariant: this crate is pure. It reads only the text (or the
 //! one file) it is given, and knows nothing of AWS, Kubernetes or Argo.
