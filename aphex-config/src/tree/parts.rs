@@ -95,7 +95,12 @@ pub(crate) fn plan(source: &str, key: &str, parts: usize) -> Option<Plan> {
         }
         // Tabs, and document markers inside the list, are left to the
         // one-pass parser.
-        if content.starts_with('\t') || body.starts_with("---") || body.starts_with("...") {
+        // A directive after the list would open the tail's own document.
+        if content.starts_with('\t')
+            || body.starts_with("---")
+            || body.starts_with("...")
+            || body.starts_with('%')
+        {
             return None;
         }
         let Some(c) = column else {
@@ -370,6 +375,73 @@ mod tests {
         assert_eq!(plan(&src, "environments", 2).unwrap().tail.map(|t| t.1), Some(15));
     }
 
+    /// Lines to build hostile documents from: items and their content at
+    /// several indentations, and everything that changes how later lines read.
+    const LINES: &[&str] = &[
+        "- a",
+        "  - b",
+        "- name: c",
+        "  - name: d",
+        "    k: v",
+        "  k: v",
+        "- |",
+        "- |+",
+        "      text",
+        "  text",
+        "- \"open",
+        "close\"",
+        "- 'open",
+        "close'",
+        "- [x,",
+        "  y]",
+        "- {k: v",
+        "  }",
+        "# note",
+        "  # note",
+        "",
+        "---",
+        "...",
+        "%YAML 1.2",
+        "%TAG !e! tag:e,2000:",
+        "tail: x",
+        "environments:",
+        "- &a x",
+        "- *a",
+        "  <<: {m: 1}",
+        "<<: {m: 1}",
+        "-",
+        "\t- t",
+        "- !e!x y",
+        "? k",
+        ": v",
+        "- >-",
+        "-x: 1",
+        "version: 1",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+        // Property: whatever the text, a document read in parts is exactly
+        // the document one pass reads; when one pass refuses the text, the
+        // parts never accept it.
+        #[test]
+        fn parts_never_disagree_with_one_pass(
+            // Half the lines are plain items and content, so that many
+            // documents are read in parts at all.
+            lines in proptest::collection::vec(0..2 * LINES.len(), 0..40),
+            parts in 2usize..5,
+        ) {
+            let mut text = String::from("environments:\n- first\n");
+            for i in lines {
+                text.push_str(LINES.get(i).unwrap_or(&LINES[i % 5]));
+                text.push('\n');
+            }
+            if let Some((node, _)) = in_parts(&text, parts) {
+                proptest::prop_assert_eq!(Some(node), whole(&text), "for {:?}", text);
+            }
+        }
+    }
+
     #[test]
     fn shapes_it_leaves_to_the_one_pass_parser() {
         let declined = |src: &str| in_parts(src, 2).is_none();
@@ -383,6 +455,9 @@ mod tests {
         assert!(declined("environments:\n- a\n...\n- b\n"));
         assert!(declined("environments:\n- a\r- b\n- c\n"));
         assert!(declined("%YAML 1.1\n---\nenvironments:\n- a\n- b\n"));
+        let directive_after = "environments:\n- a\n- b\n- c\n%YAML 1.2\nbuild: x\n";
+        assert!(whole(directive_after).is_none(), "one pass refuses it");
+        assert!(declined(directive_after));
         // An item whose content starts on the next line.
         assert!(declined("environments:\n-\n  name: a\n- b\n- c\n"));
         // A syntax error anywhere.
