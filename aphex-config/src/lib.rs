@@ -80,7 +80,13 @@ pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, ReadError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let mut bytes = Vec::new();
+    // Sized once from the file's length (growing by doubling copied a large
+    // file several times); the limit still holds if the file grows meanwhile.
+    let size = file
+        .metadata()
+        .map_or(0, |m| m.len())
+        .min(MAX_FILE_BYTES as u64 + 1);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
     file.take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
@@ -113,7 +119,7 @@ pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Config, Vec<Diagnostic>> {
         ));
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if let Some(at) = bytes.iter().position(|b| *b == 0) {
+    if let Some(at) = memchr::memchr(0, bytes) {
         let (line, column) = line_col_of(bytes, at);
         return Err(vec![Diagnostic {
             line,
