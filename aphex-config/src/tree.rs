@@ -311,11 +311,7 @@ pub(crate) fn parse_watching(
         } else {
             Watch::RootKey(watch.to_owned())
         };
-        let mut on_item = |i: usize, node: &Node| {
-            on_item(i, node);
-            true
-        };
-        build(batches.flatten(), Builder::new(watch, 0), &mut on_item).map(|built| built.root)
+        build(batches.flatten(), Builder::new(watch, 0), on_item).map(|built| built.root)
     })
 }
 
@@ -425,11 +421,11 @@ pub(crate) struct Built {
 }
 
 /// Builds the tree from the events, calling `on_item` for each completed
-/// item of the watched sequence; it returns whether to go on.
+/// item of the watched sequence.
 pub(crate) fn build(
     events: impl Iterator<Item = Result<libyaml_safer::Event, ParseError>>,
     mut b: Builder,
-    on_item: &mut dyn FnMut(usize, &Node) -> bool,
+    on_item: &mut dyn FnMut(usize, &Node),
 ) -> Result<Built, ParseError> {
     use libyaml_safer::EventData;
 
@@ -498,12 +494,8 @@ pub(crate) fn build(
         }
         if let Some(i) = b.completed.take()
             && let Some(item) = b.stack.last().and_then(|seq| seq.node.items().get(i))
-            && !on_item(i, item)
         {
-            return Err(ParseError {
-                message: "stopped by the caller".into(),
-                pos,
-            });
+            on_item(i, item);
         }
     }
     let root = b.root.take().unwrap_or(Node {

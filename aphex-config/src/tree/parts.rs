@@ -221,7 +221,7 @@ pub(crate) fn parse<S: Send>(
                                 let built = build(
                                     events(&source[at..]),
                                     Builder::new(Watch::Nothing, line),
-                                    &mut |_, _| true,
+                                    &mut |_, _| {},
                                 );
                                 Some(built.ok()?)
                             }
@@ -309,7 +309,7 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
         (plan.items[first].1, 1)
     };
     let builder = Builder::new(Watch::Nothing, line_base).depth_from(depth);
-    let mut built = build(events(text), builder, &mut |_, _| true).ok()?;
+    let mut built = build(events(text), builder, &mut |_, _| {}).ok()?;
     // Every item starts on its proposed line, and the first part ends with the list.
     let items = match (&mut built.root.value, k) {
         (Value::Map(entries), 0) if !built.root_merged => match entries.last_mut() {
