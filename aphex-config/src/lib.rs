@@ -160,10 +160,8 @@ fn line_col_of(bytes: &[u8], at: usize) -> (usize, usize) {
 /// diagnostics. Returns every problem found, not just the first, sorted by
 /// position.
 pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
-    if source.len() > MAX_FILE_BYTES {
-        return load_bytes(file, source.as_bytes());
-    }
-    if source.contains('\0') {
+    // Too large or binary: `load_bytes` says which, where.
+    if source.len() > MAX_FILE_BYTES || source.contains('\0') {
         return load_bytes(file, source.as_bytes());
     }
     if source.len() >= PARTS_FROM_BYTES
@@ -260,7 +258,7 @@ fn load_in_parts(file: &str, source: &str, parts: usize) -> Option<Config> {
             }
             // The rest of the rules need only the name: the item's strings
             // move into the model, and the rest is freed on this thread.
-            let name = env.entries().iter().find(|(k, _)| k.name == "name").cloned();
+            let name = env.entry("name").cloned();
             let only_name = tree::Node {
                 pos: env.pos,
                 value: tree::Value::Map(name.into_iter().collect()),
@@ -284,11 +282,7 @@ fn load_in_parts(file: &str, source: &str, parts: usize) -> Option<Config> {
         return None;
     }
     // The environments are decoded already: the root is decoded without them.
-    let tree::Value::Map(entries) = &mut tree.value else {
-        return None;
-    };
-    let (_, list) = entries.iter_mut().find(|(k, _)| k.name == "environments")?;
-    list.value = tree::Value::Seq(Vec::new());
+    tree.get_mut("environments")?.value = tree::Value::Seq(Vec::new());
     let mut config = Config::deserialize(tree).ok()?;
     config.environments = environments;
     Some(config)

@@ -85,11 +85,6 @@ impl Transform for NoNull {
     }
 }
 
-struct Compiled {
-    schema: Json,
-    validator: jsonschema::Validator<Yaml>,
-}
-
 /// A validator of our tree (no JSON copy; see `tree::view`).
 fn validator(schema: &Json) -> jsonschema::Validator<Yaml> {
     // The schema is generated from our own types; failing to compile it is a
@@ -100,13 +95,10 @@ fn validator(schema: &Json) -> jsonschema::Validator<Yaml> {
         .expect("the derived schema compiles")
 }
 
-fn compiled() -> &'static Compiled {
-    static C: OnceLock<Compiled> = OnceLock::new();
-    C.get_or_init(|| {
-        let schema = schema_json().clone();
-        let validator = validator(&schema);
-        Compiled { schema, validator }
-    })
+/// The whole schema's validator (the one-pass path's).
+fn whole() -> &'static jsonschema::Validator<Yaml> {
+    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
+    V.get_or_init(|| validator(schema_json()))
 }
 
 /// The schema, made once per process.
@@ -161,9 +153,8 @@ pub(crate) fn valid_but_environments(root: &Node) -> bool {
 
 /// Validates `tree` against the schema, appending one diagnostic per problem.
 pub(crate) fn check(file: &str, tree: &Node, out: &mut Vec<Diagnostic>) {
-    let c = compiled();
     // Bounded: a hostile file can hold a hundred thousand bad fields.
-    for err in c.validator.iter_errors(tree).take(crate::MAX_DIAGNOSTICS + 1) {
+    for err in whole().iter_errors(tree).take(crate::MAX_DIAGNOSTICS + 1) {
         let path = Path(
             err.instance_path()
                 .iter()
@@ -173,7 +164,7 @@ pub(crate) fn check(file: &str, tree: &Node, out: &mut Vec<Diagnostic>) {
                 })
                 .collect(),
         );
-        for d in describe(&c.schema, tree, &path, err.kind()) {
+        for d in describe(schema_json(), tree, &path, err.kind()) {
             let pos = match &d.at {
                 At::Key(p) => {
                     let parent = Path(p.0[..p.0.len() - 1].to_vec());

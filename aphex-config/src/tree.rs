@@ -70,14 +70,27 @@ impl Value {
 }
 
 impl Node {
+    /// The entry (key and value) of `key`, when this node is a mapping that has it.
+    pub fn entry(&self, key: &str) -> Option<&(Key, Node)> {
+        self.entries().iter().find(|(k, _)| k.name == key)
+    }
+
     /// The value under `key`, when this node is a mapping that has it.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries().iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// The value under `key`, to change, when this node is a mapping that has it.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        match &mut self.value {
+            Value::Map(m) => m.iter_mut().find(|(k, _)| k.name == key).map(|(_, v)| v),
+            _ => None,
+        }
     }
 
     /// The key `key`, when this node is a mapping that has it.
     pub fn key(&self, key: &str) -> Option<&Key> {
-        self.entries().iter().find(|(k, _)| k.name == key).map(|(k, _)| k)
+        self.entry(key).map(|(k, _)| k)
     }
 
     /// Mapping entries (empty when this is not a mapping).

@@ -211,10 +211,10 @@ pub(crate) fn parse<S: Send>(
                 std::thread::Builder::new()
                     .name(super::PARSER_THREAD.to_owned())
                     .spawn_scoped(scope, move || {
-                        let done = part(job, k);
-                        if done.is_none() {
+                        let Some(done) = part(job, k) else {
                             job.failed.store(true, Ordering::Relaxed);
-                        }
+                            return None;
+                        };
                         // The last part's thread also reads what follows the list.
                         let tail = match plan.tail {
                             Some((at, line)) if k + 1 == parts => {
@@ -227,7 +227,7 @@ pub(crate) fn parse<S: Send>(
                             }
                             _ => None,
                         };
-                        Some((done?, tail))
+                        Some((done, tail))
                     })
                     .ok()
             })
@@ -258,13 +258,7 @@ pub(crate) fn parse<S: Send>(
     let first = done.next()?;
     let mut states = vec![first.state];
     let mut root = first.built.root;
-    let Value::Map(entries) = &mut root.value else {
-        return None;
-    };
-    let (_, list) = entries.last_mut()?;
-    let Value::Seq(items) = &mut list.value else {
-        return None;
-    };
+    let items = last_list(&mut root, key)?;
     for d in done {
         let Value::Seq(more) = d.built.root.value else {
             return None;
@@ -273,7 +267,7 @@ pub(crate) fn parse<S: Send>(
         states.push(d.state);
     }
     if let Some(tail) = tail {
-        let Value::Map(more) = tail.root.value else {
+        let (Value::Map(entries), Value::Map(more)) = (&mut root.value, tail.root.value) else {
             return None;
         };
         if tail.root_merged {
@@ -289,6 +283,24 @@ pub(crate) fn parse<S: Send>(
         }
     }
     Some((root, states))
+}
+
+/// The items of the sequence under `key`, when it is `root`'s last entry
+/// (as in the first part, which ends with the list).
+fn last_list<'n>(root: &'n mut Node, key: &str) -> Option<&'n mut Vec<Node>> {
+    match &mut root.value {
+        Value::Map(entries) => match entries.last_mut() {
+            Some((
+                name,
+                Node {
+                    value: Value::Seq(items),
+                    ..
+                },
+            )) if name.name == key => Some(items),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Parses part `k`: the file's start for the first part, else from its
@@ -311,15 +323,9 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
     let builder = Builder::new(Watch::Nothing, line_base).depth_from(depth);
     let mut built = build(events(text), builder, &mut |_, _| {}).ok()?;
     // Every item starts on its proposed line, and the first part ends with the list.
-    let items = match (&mut built.root.value, k) {
-        (Value::Map(entries), 0) if !built.root_merged => match entries.last_mut() {
-            Some((name, list)) if name.name == job.key => match &mut list.value {
-                Value::Seq(items) => items,
-                _ => return None,
-            },
-            _ => return None,
-        },
-        (Value::Seq(items), _) if k > 0 => items,
+    let items = match &mut built.root.value {
+        _ if k == 0 && !built.root_merged => last_list(&mut built.root, job.key)?,
+        Value::Seq(items) if k > 0 => items,
         _ => return None,
     };
     let expected = &plan.items[first..next.unwrap_or(plan.items.len())];
