@@ -30,7 +30,7 @@
 //! count (the plan refuses line breaks other than `\n` and `\r\n`, so
 //! libyaml counts lines as the plan does).
 
-use super::{Builder, Built, MAX_ALIASES, MAX_NODES, Node, Value, Watch, build, events};
+use super::{Builder, Built, MAX_ALIASES, MAX_NODES, Node, Value, Watch, read};
 
 /// Where the parts are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,11 +218,8 @@ pub(crate) fn parse<S: Send>(
                         // The last part's thread also reads what follows the list.
                         let tail = match plan.tail {
                             Some((at, line)) if k + 1 == parts => {
-                                let built = build(
-                                    events(&source[at..]),
-                                    Builder::new(Watch::Nothing, line),
-                                    &mut |_, _| {},
-                                );
+                                let built =
+                                    read(&source[at..], Builder::new(Watch::Nothing, line), &mut |_, _| {});
                                 Some(built.ok()?)
                             }
                             _ => None,
@@ -321,7 +318,7 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
         (plan.items[first].1, 1)
     };
     let builder = Builder::new(Watch::Nothing, line_base).depth_from(depth);
-    let mut built = build(events(text), builder, &mut |_, _| {}).ok()?;
+    let mut built = read(text, builder, &mut |_, _| {}).ok()?;
     // Every item starts on its proposed line, and the first part ends with the list.
     let items = match &mut built.root.value {
         _ if k == 0 && !built.root_merged => last_list(&mut built.root, job.key)?,
