@@ -503,25 +503,21 @@ pub(crate) struct Built {
     pub root_merged: bool,
 }
 
-/// Builds the tree of `text`: from the subset reader's events when the
-/// text is in its subset, else from libyaml's.
-pub(crate) fn read(
-    text: &str,
-    b: Builder,
-    on_item: &mut dyn FnMut(usize, &Node),
-) -> Result<Built, ParseError> {
-    if subset::fits(text) {
-        return read_subset(text, b, on_item);
+/// Builds the tree of `text` with a builder from `builder`: from the
+/// subset reader's events when the text is in its subset, else from
+/// libyaml's (with a fresh builder, when the subset reader declined late).
+pub(crate) fn read(text: &str, builder: &dyn Fn() -> Builder) -> Result<Built, ParseError> {
+    let mut b = builder();
+    match subset::read(text, &mut |ev| b.feed(ev, &mut |_, _| {}).map(drop)) {
+        Ok(()) => Ok(b.finish()),
+        Err(subset::Stop::Sink(e)) => Err(e),
+        Err(subset::Stop::Declined) => build(events(text), builder(), &mut |_, _| {}),
     }
-    build(events(text), b, on_item)
 }
 
-/// Builds the tree of `text`, which [`subset::fits`].
-fn read_subset(
-    text: &str,
-    mut b: Builder,
-    on_item: &mut dyn FnMut(usize, &Node),
-) -> Result<Built, ParseError> {
+/// Builds the tree of `text`, which [`subset::fits`], calling `on_item`
+/// (a first pass made sure it is never called for a text then declined).
+fn read_subset(text: &str, mut b: Builder, on_item: &mut dyn FnMut(usize, &Node)) -> Result<Built, ParseError> {
     match subset::read(text, &mut |ev| b.feed(ev, on_item).map(drop)) {
         Ok(()) => Ok(b.finish()),
         Err(subset::Stop::Sink(e)) => Err(e),

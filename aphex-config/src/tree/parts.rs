@@ -219,7 +219,7 @@ pub(crate) fn parse<S: Send>(
                         let tail = match plan.tail {
                             Some((at, line)) if k + 1 == parts => {
                                 let built =
-                                    read(&source[at..], Builder::new(Watch::Nothing, line), &mut |_, _| {});
+                                    read(&source[at..], &|| Builder::new(Watch::Nothing, line));
                                 Some(built.ok()?)
                             }
                             _ => None,
@@ -317,8 +317,8 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
         // The part's root is the list, one level below the file's root.
         (plan.items[first].1, 1)
     };
-    let builder = Builder::new(Watch::Nothing, line_base).depth_from(depth);
-    let mut built = read(text, builder, &mut |_, _| {}).ok()?;
+    let builder = || Builder::new(Watch::Nothing, line_base).depth_from(depth);
+    let mut built = read(text, &builder).ok()?;
     // Every item starts on its proposed line, and the first part ends with the list.
     let items = match &mut built.root.value {
         _ if k == 0 && !built.root_merged => last_list(&mut built.root, job.key)?,

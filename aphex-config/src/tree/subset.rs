@@ -104,8 +104,8 @@ struct Reader<'t, 's, E> {
 impl<'t, E> Reader<'t, '_, E> {
     fn start_at(&mut self, at: usize) {
         self.start = at;
-        self.end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
-        self.next = (self.end + 1).min(self.text.len().max(self.end + 1));
+        self.end = memchr::memchr(b'\n', &self.text.as_bytes()[at..]).map_or(self.text.len(), |i| at + i);
+        self.next = self.end + 1;
     }
 
     fn at_end(&self) -> bool {
@@ -118,8 +118,7 @@ impl<'t, E> Reader<'t, '_, E> {
     }
 
     fn indent(&self) -> usize {
-        let body = self.body();
-        body.len() - body.trim_start_matches(' ').len()
+        spaces(self.body().as_bytes())
     }
 
     /// Moves to the next line.
@@ -136,8 +135,8 @@ impl<'t, E> Reader<'t, '_, E> {
     /// Moves past blank and comment-only lines.
     fn skip_blank(&mut self) {
         while !self.at_end() {
-            let content = self.body().trim_start_matches(' ');
-            if !content.is_empty() && !content.starts_with('#') {
+            let body = self.body().as_bytes();
+            if body.get(spaces(body)).is_some_and(|&c| c != b'#') {
                 return;
             }
             self.advance();
@@ -153,7 +152,9 @@ impl<'t, E> Reader<'t, '_, E> {
         }
         let body = self.body();
         // Document markers and directives end or change the document.
-        if body.starts_with("---") || body.starts_with("...") || body.starts_with('%') {
+        if matches!(body.as_bytes()[0], b'-' | b'.' | b'%')
+            && (body.starts_with("---") || body.starts_with("...") || body.starts_with('%'))
+        {
             return Err(Stop::Declined);
         }
         Ok(Some(self.indent()))
@@ -197,9 +198,8 @@ impl<'t, E> Reader<'t, '_, E> {
         loop {
             let body = self.body();
             let after = indent + 1;
-            let rest = &body[after..];
-            let content = rest.trim_start_matches(' ');
-            let at = after + (rest.len() - content.len());
+            let at = after + spaces(&body.as_bytes()[after..]);
+            let content = &body[at..];
             // An empty item, a nested `- -`: libyaml's.
             if content.is_empty() || content.starts_with('#') || is_entry(content) {
                 return Err(Stop::Declined);
@@ -240,8 +240,9 @@ impl<'t, E> Reader<'t, '_, E> {
             };
             let key = &body[indent..indent + len];
             self.emit(indent, scalar(Cow::Borrowed(key), true))?;
-            let rest = &body[indent + len + 1..];
-            let content = rest.trim_start_matches(' ');
+            let after = indent + len + 1;
+            let at = after + spaces(&body.as_bytes()[after..]);
+            let content = &body[at..];
             if content.is_empty() || content.starts_with('#') {
                 // The value is on the lines below.
                 match self.next_content()? {
@@ -252,7 +253,7 @@ impl<'t, E> Reader<'t, '_, E> {
                     _ => return Err(Stop::Declined),
                 }
             } else {
-                self.inline(indent + len + 1 + (rest.len() - content.len()))?;
+                self.inline(at)?;
                 if self.next_content()?.is_some_and(|n| n > indent) {
                     return Err(Stop::Declined);
                 }
@@ -317,7 +318,7 @@ impl<'t, E> Reader<'t, '_, E> {
         self.emit(at, Event::SequenceStart { anchor: None })?;
         let body = self.body();
         let mut i = at + 1;
-        let skip = |i: usize| i + body[i..].len() - body[i..].trim_start_matches(' ').len();
+        let skip = |i: usize| i + spaces(&body.as_bytes()[i..]);
         i = skip(i);
         if body.as_bytes().get(i) != Some(&b']') {
             loop {
@@ -386,8 +387,14 @@ fn key_len(content: &str) -> Option<usize> {
 
 /// Spaces, then a comment or nothing.
 fn comment_or_nothing(rest: &str) -> bool {
-    let content = rest.trim_start_matches(' ');
-    content.is_empty() || (content.starts_with('#') && content.len() < rest.len())
+    let b = rest.as_bytes();
+    let n = spaces(b);
+    n == b.len() || (b[n] == b'#' && n > 0)
+}
+
+/// How many spaces `b` starts with.
+fn spaces(b: &[u8]) -> usize {
+    b.iter().position(|&c| c != b' ').unwrap_or(b.len())
 }
 
 /// A one-line quoted scalar at the start of `rest`: its value and length
@@ -396,14 +403,14 @@ fn quoted(rest: &str) -> Option<(Cow<'_, str>, usize)> {
     let quote = rest.as_bytes()[0];
     let inner = &rest[1..];
     if quote == b'"' {
-        let close = inner.find(['"', '\\'])?;
+        let close = memchr::memchr2(b'"', b'\\', inner.as_bytes())?;
         return (inner.as_bytes()[close] == b'"').then(|| (Cow::Borrowed(&inner[..close]), close + 2));
     }
     // Single quotes: `''` is one `'`.
     let mut value: Option<String> = None;
     let mut from = 0;
     loop {
-        let close = from + inner[from..].find('\'')?;
+        let close = from + memchr::memchr(b'\'', &inner.as_bytes()[from..])?;
         if inner.as_bytes().get(close + 1) == Some(&b'\'') {
             value
                 .get_or_insert_with(String::new)
@@ -440,8 +447,19 @@ fn plain_block(rest: &str) -> Option<&str> {
     if !plain_start(b[0], b.get(1).copied()) {
         return None;
     }
-    let text = rest.find(" #").map_or(rest, |i| &rest[..i]).trim_end_matches(' ');
-    (!text.contains(": ") && !text.ends_with(':')).then_some(text)
+    // Up to a comment (` #`); refused at `: ` or a final `:`.
+    let mut end = b.len();
+    for i in memchr::memchr2_iter(b':', b'#', b) {
+        match b[i] {
+            b'#' if b[i - 1] == b' ' => {
+                end = i;
+                break;
+            }
+            b':' if matches!(b.get(i + 1), None | Some(b' ')) => return None,
+            _ => {}
+        }
+    }
+    Some(rest[..end].trim_end_matches(' '))
 }
 
 /// A plain scalar in a flow list: up to `,` or `]`, without trailing
