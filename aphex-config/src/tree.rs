@@ -517,7 +517,11 @@ pub(crate) fn read(text: &str, builder: &dyn Fn() -> Builder) -> Result<Built, P
 
 /// Builds the tree of `text`, which [`subset::fits`], calling `on_item`
 /// (a first pass made sure it is never called for a text then declined).
-fn read_subset(text: &str, mut b: Builder, on_item: &mut dyn FnMut(usize, &Node)) -> Result<Built, ParseError> {
+fn read_subset(
+    text: &str,
+    mut b: Builder,
+    on_item: &mut dyn FnMut(usize, &Node),
+) -> Result<Built, ParseError> {
     match subset::read(text, &mut |ev| b.feed(ev, on_item).map(drop)) {
         Ok(()) => Ok(b.finish()),
         Err(subset::Stop::Sink(e)) => Err(e),

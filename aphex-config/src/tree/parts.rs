@@ -218,8 +218,7 @@ pub(crate) fn parse<S: Send>(
                         // The last part's thread also reads what follows the list.
                         let tail = match plan.tail {
                             Some((at, line)) if k + 1 == parts => {
-                                let built =
-                                    read(&source[at..], &|| Builder::new(Watch::Nothing, line));
+                                let built = read(&source[at..], &|| Builder::new(Watch::Nothing, line));
                                 Some(built.ok()?)
                             }
                             _ => None,

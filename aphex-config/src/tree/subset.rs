@@ -297,7 +297,7 @@ impl<'t, E> Reader<'t, '_, E> {
                 self.emit(at, scalar(value, false))?;
                 len
             }
-            b'[' => self.flow(at)?,
+            b'[' | b'{' => self.flow(at)?,
             _ => {
                 let value = plain_block(rest).ok_or(Stop::Declined)?;
                 self.emit(at, scalar(Cow::Borrowed(value), true))?;
@@ -311,38 +311,41 @@ impl<'t, E> Reader<'t, '_, E> {
         }
     }
 
-    /// A flow sequence of scalars starting at `at` (its `[`) and closing on
-    /// this line; returns its length.
+    /// A flow collection (`[...]` or `{...}`) starting at `at` and closing
+    /// on this line; returns its length. Its items are scalars or flow
+    /// collections; a mapping's keys are plain names followed by `: `.
     fn flow(&mut self, at: usize) -> Result<usize, Stop<E>> {
         self.open()?;
-        self.emit(at, Event::SequenceStart { anchor: None })?;
         let body = self.body();
-        let mut i = at + 1;
-        let skip = |i: usize| i + spaces(&body.as_bytes()[i..]);
-        i = skip(i);
-        if body.as_bytes().get(i) != Some(&b']') {
+        let b = body.as_bytes();
+        let map = b[at] == b'{';
+        let close = if map { b'}' } else { b']' };
+        let start = if map {
+            Event::MappingStart { anchor: None }
+        } else {
+            Event::SequenceStart { anchor: None }
+        };
+        self.emit(at, start)?;
+        let skip = |i: usize| i + spaces(&b[i..]);
+        let mut i = skip(at + 1);
+        if b.get(i) != Some(&close) {
             loop {
-                let rest = &body[i..];
-                let len = match rest.as_bytes().first() {
-                    Some(b'"' | b'\'') => {
-                        let (value, len) = quoted(rest).ok_or(Stop::Declined)?;
-                        self.emit(i, scalar(value, false))?;
-                        len
+                if map {
+                    let len = key_len(&body[i..]).ok_or(Stop::Declined)?;
+                    self.emit(i, scalar(Cow::Borrowed(&body[i..i + len]), true))?;
+                    // `{a: }`, `{a:b}`: libyaml's.
+                    if b.get(i + len + 1) != Some(&b' ') {
+                        return Err(Stop::Declined);
                     }
-                    Some(_) => {
-                        let value = plain_flow(rest).ok_or(Stop::Declined)?;
-                        self.emit(i, scalar(Cow::Borrowed(value), true))?;
-                        value.len()
-                    }
-                    None => return Err(Stop::Declined),
-                };
-                i = skip(i + len);
-                match body.as_bytes().get(i) {
-                    Some(b']') => break,
+                    i = skip(i + len + 1);
+                }
+                i = skip(i + self.flow_item(i)?);
+                match b.get(i) {
+                    Some(&c) if c == close => break,
                     Some(b',') => {
                         i = skip(i + 1);
                         // `[a, ]` and `[a,,b]`: libyaml's.
-                        if matches!(body.as_bytes().get(i), None | Some(b']' | b',')) {
+                        if matches!(b.get(i), None | Some(b']' | b'}' | b',')) {
                             return Err(Stop::Declined);
                         }
                     }
@@ -353,6 +356,25 @@ impl<'t, E> Reader<'t, '_, E> {
         self.depth -= 1;
         self.emit(i, Event::End)?;
         Ok(i + 1 - at)
+    }
+
+    /// One item of a flow collection at `i`; returns its length.
+    fn flow_item(&mut self, i: usize) -> Result<usize, Stop<E>> {
+        let rest = &self.body()[i..];
+        match rest.as_bytes().first() {
+            Some(b'"' | b'\'') => {
+                let (value, len) = quoted(rest).ok_or(Stop::Declined)?;
+                self.emit(i, scalar(value, false))?;
+                Ok(len)
+            }
+            Some(b'[' | b'{') => self.flow(i),
+            Some(_) => {
+                let value = plain_flow(rest).ok_or(Stop::Declined)?;
+                self.emit(i, scalar(Cow::Borrowed(value), true))?;
+                Ok(value.len())
+            }
+            None => Err(Stop::Declined),
+        }
     }
 }
 
@@ -462,7 +484,7 @@ fn plain_block(rest: &str) -> Option<&str> {
     Some(rest[..end].trim_end_matches(' '))
 }
 
-/// A plain scalar in a flow list: up to `,` or `]`, without trailing
+/// A plain scalar in a flow collection: up to `,`, `]` or `}`, without trailing
 /// spaces, made only of characters that mean nothing in flow context.
 fn plain_flow(rest: &str) -> Option<&str> {
     let b = rest.as_bytes();
@@ -479,7 +501,7 @@ fn plain_flow(rest: &str) -> Option<&str> {
                 ))
         })
         .unwrap_or(b.len());
-    if !matches!(b.get(len), Some(b',' | b']')) {
+    if !matches!(b.get(len), Some(b',' | b']' | b'}')) {
         return None;
     }
     Some(rest[..len].trim_end_matches(' '))
@@ -525,8 +547,18 @@ mod tests {
     #[test]
     fn reads_the_shapes_configurations_have() {
         let seed = include_str!("../../../examples/seed/aphex-config.yaml");
+        let quickstart = include_str!("../../../examples/quickstart/aphex-config.yaml");
+        let full = include_str!("../../../aphex-template/tests/data/full.yaml");
         let big = "version: \"1.0\"\nbuild:\n  commands: [\"npm ci\", 'a ''b''', make]\nenvironments:\n  - name: env-0 # first\n    account: \"100000000000\"\n    concurrency: 2\n    stacks:\n      - name: S0\n        path: lib/s-0.ts\n      - name: S1\n        dependsOn: [S0]\n    tests:\n      commands: []\n  # between\n  - name: env-1\n    stacks:\n    - name: S0\n      path: x\n";
-        for text in [seed, big, "a: 1", "- a\n- b\n", "  k: v\n  l: [ ]\n"] {
+        for text in [
+            seed,
+            quickstart,
+            full,
+            big,
+            "a: 1",
+            "- a\n- b\n",
+            "  k: v\n  l: [ ]\n",
+        ] {
             assert!(agrees(text).unwrap(), "the subset reads {text:?}");
         }
     }
@@ -539,7 +571,10 @@ mod tests {
             "a: &x 1\nb: *x\n",
             "a: !!str 1\n",
             "a: |\n  text\n",
-            "a: {b: 1}\n",
+            "a: {b: 1,}\n",
+            "a: {b}\n",
+            "a: {b:1}\n",
+            "a: {\"b\": 1}\n",
             "a: \"x\\ty\"\n",
             "a: b\n  c\n",
             "a:\n",
@@ -553,7 +588,7 @@ mod tests {
             "a: 1\n...\n",
             "\"a\": 1\n",
             "a: b: c\n",
-            "a: [b, [c]]\n",
+            "a: [b, [c]\n",
             "a: [b,]\n",
             "a: 'open\n  close'\n",
             "? a\n: b\n",
@@ -580,7 +615,8 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Doc {
         Scalar(String),
-        Flow(Vec<String>),
+        /// A one-line flow collection, written out.
+        Flow(String),
         Seq(Vec<Doc>),
         Map(Vec<(String, Doc)>),
     }
@@ -606,10 +642,38 @@ mod tests {
         ]
     }
 
+    /// Flow lists and mappings of scalars and of each other, spaced
+    /// several ways.
+    fn flow() -> impl Strategy<Value = String> {
+        let gap = || prop_oneof!["", " ", "  "];
+        let joined = |items: Vec<(String, String, String)>, open: &str, close: &str| {
+            let inner: Vec<String> = items
+                .into_iter()
+                .map(|(a, item, b)| format!("{a}{item}{b}"))
+                .collect();
+            format!("{open}{}{close}", inner.join(","))
+        };
+        scalar().prop_recursive(3, 12, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec((gap(), inner.clone(), gap()), 0..4)
+                    .prop_map(move |items| joined(items, "[", "]")),
+                proptest::collection::vec(
+                    (
+                        gap(),
+                        ("[a-z][a-z0-9]{0,4}", inner).prop_map(|(k, v)| format!("{k}: {v}")),
+                        gap()
+                    ),
+                    0..4
+                )
+                .prop_map(move |items| joined(items, "{", "}")),
+            ]
+        })
+    }
+
     fn doc() -> impl Strategy<Value = Doc> {
         let leaf = prop_oneof![
             4 => scalar().prop_map(Doc::Scalar),
-            1 => proptest::collection::vec(scalar(), 0..4).prop_map(Doc::Flow),
+            1 => flow().prop_map(Doc::Flow),
         ];
         leaf.prop_recursive(5, 60, 5, |inner| {
             prop_oneof![
@@ -633,7 +697,7 @@ mod tests {
     fn inline(value: &Doc) -> Option<String> {
         match value {
             Doc::Scalar(s) => Some(s.clone()),
-            Doc::Flow(items) => Some(format!("[{}]", items.join(", "))),
+            Doc::Flow(text) => Some(text.clone()),
             _ => None,
         }
     }
