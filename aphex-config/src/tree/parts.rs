@@ -74,13 +74,19 @@ pub(crate) fn plan(source: &str, key: &str, parts: usize) -> Option<Plan> {
     let mut tail = None;
     let mut seen_key = false;
     let mut column = None;
-    let mut offset = 0;
-    for (n, text) in source.split_inclusive('\n').enumerate() {
-        let start = offset;
-        offset += text.len();
-        let body = text.trim_end_matches(['\n', '\r']);
-        let content = body.trim_start_matches(' ');
-        let indent = body.len() - content.len();
+    let bytes = source.as_bytes();
+    let mut next = 0;
+    for n in 0.. {
+        if next >= bytes.len() {
+            break;
+        }
+        let start = next;
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        next = end + 1;
+        let line = &source[start..end];
+        let body = line.strip_suffix('\r').unwrap_or(line);
+        let indent = body.bytes().position(|b| b != b' ').unwrap_or(body.len());
+        let content = &body[indent..];
         let blank = content.is_empty() || content.starts_with('#');
         if !seen_key {
             // Directives (`%TAG`) would change how every part reads tags.
