@@ -60,8 +60,8 @@ fn main() {
 /// `println!` panics when stdout's reader has gone (`aphex render | head`).
 /// For a command-line tool that is a normal end, not a crash: exit as a
 /// shell reports a process killed by SIGPIPE (128 + 13), without a backtrace.
-/// Also keeps the panic hook quiet for the YAML parser thread (see
-/// `aphex_config::tree::PARSER_THREAD`).
+/// Also keeps the panic hook quiet for the YAML parser's panics (see
+/// `aphex_config::tree::is_parser_panic`).
 fn exit_quietly_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -76,7 +76,7 @@ fn exit_quietly_on_broken_pipe() {
         }
         // The config loader turns a YAML parser panic into a diagnostic;
         // the panic's own message would only look like a crash.
-        if std::thread::current().name() == Some(aphex_config::tree::PARSER_THREAD) {
+        if aphex_config::tree::is_parser_panic(info) {
             return;
         }
         default(info);

@@ -150,6 +150,29 @@ fn validate_reports_yaml_the_parser_chokes_on_without_a_panic_message() {
 }
 
 #[test]
+fn a_large_file_the_parser_chokes_on_reports_without_a_panic_message() {
+    // Large files are read in parts, the first on the main thread: the
+    // parser's panic there is as quiet as on the parser thread.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = seed().replacen("[\"npm install\",", "[!t, \"npm install\",", 1);
+    for i in 0..2000 {
+        config.push_str(&format!(
+            "  - name: extra-{i}\n    region: us-east-1\n    account: \"123456789012\"\n    stacks:\n      - name: S\n        path: s.ts\n"
+        ));
+    }
+    assert!(config.len() > 128 * 1024, "large enough to be read in parts");
+    std::fs::write(dir.path().join("aphex-config.yaml"), config).unwrap();
+    let o = aphex(dir.path(), &["validate"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(code(&o), 1, "{stderr}");
+    assert!(
+        stderr.contains("the YAML parser cannot read what follows this point"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn schema_prints_the_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
     let o = aphex(dir.path(), &["schema"]);

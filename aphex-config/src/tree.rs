@@ -333,10 +333,20 @@ pub(crate) fn parse_watching(
     })
 }
 
-/// The name of the thread that runs the YAML parser. A panic there is
-/// already turned into a [`ParseError`]; binaries may keep the default panic
-/// hook quiet for it (the `aphex` CLI and `aphex-runner` do).
+/// The name of the thread that runs the YAML parser (see [`is_parser_panic`]).
 pub const PARSER_THREAD: &str = "aphex-yaml-parser";
+
+/// Whether a panic is the YAML parser's, which the loader already turns
+/// into a [`ParseError`]: binaries keep their panic hook quiet for it (the
+/// `aphex` CLI and `aphex-runner` do), since its own message would only
+/// look like a crash. Such a panic is raised in libyaml-safer, on the
+/// parser thread or wherever a part of a large file is read.
+pub fn is_parser_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    std::thread::current().name() == Some(PARSER_THREAD)
+        || info
+            .location()
+            .is_some_and(|at| at.file().contains("libyaml-safer"))
+}
 
 /// The parser thread: events in batches until the end, an error, or the
 /// builder hanging up.

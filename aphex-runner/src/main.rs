@@ -376,7 +376,7 @@ fn main() {
     // panic's own message would only look like a crash in the pod's log.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some(aphex_config::tree::PARSER_THREAD) {
+        if !aphex_config::tree::is_parser_panic(info) {
             default_hook(info);
         }
     }));

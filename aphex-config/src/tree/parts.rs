@@ -211,37 +211,40 @@ pub(crate) fn parse<S: Send>(
     };
     let job = &job;
     let parts = plan.cuts.len() + 1;
+    let run = move |k: usize| {
+        let Some(done) = part(job, k) else {
+            job.failed.store(true, Ordering::Relaxed);
+            return None;
+        };
+        // The last part also reads what follows the list.
+        let tail = match plan.tail {
+            Some((at, line)) if k + 1 == parts => {
+                let built = read(&source[at..], &|| Builder::new(Watch::Nothing, line));
+                Some(built.ok()?)
+            }
+            _ => None,
+        };
+        Some((done, tail))
+    };
+    // Part 0 is read on this thread, after `meanwhile`: as many threads as
+    // parts, so none waits for a core, and one thread fewer to start.
     let results: Vec<Option<(Done<S>, Option<Built>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..parts)
+        let handles: Vec<_> = (1..parts)
             .map(|k| {
                 std::thread::Builder::new()
                     .name(super::PARSER_THREAD.to_owned())
-                    .spawn_scoped(scope, move || {
-                        let Some(done) = part(job, k) else {
-                            job.failed.store(true, Ordering::Relaxed);
-                            return None;
-                        };
-                        // The last part's thread also reads what follows the list.
-                        let tail = match plan.tail {
-                            Some((at, line)) if k + 1 == parts => {
-                                let built = read(&source[at..], &|| Builder::new(Watch::Nothing, line));
-                                Some(built.ok()?)
-                            }
-                            _ => None,
-                        };
-                        Some((done, tail))
-                    })
+                    .spawn_scoped(scope, move || run(k))
                     .ok()
             })
             .collect();
         meanwhile();
-        handles
-            .into_iter()
-            .map(|h| match h?.join() {
+        let first = run(0);
+        std::iter::once(first)
+            .chain(handles.into_iter().map(|h| match h?.join() {
                 Ok(result) => result,
                 // Our own code panicked (libyaml's panics are caught): a bug to surface.
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
+            }))
             .collect()
     });
     let mut done = Vec::with_capacity(parts);
