@@ -128,14 +128,20 @@ fn schema_draft07() -> Json {
         .to_value()
 }
 
+static ROOT_WITHOUT_ENVIRONMENTS: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
+static ONE_ENVIRONMENT: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
+
 fn root_without_environments() -> &'static jsonschema::Validator<Yaml> {
-    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
-    V.get_or_init(|| validator(&halves().0, jsonschema::Draft::Draft7))
+    ROOT_WITHOUT_ENVIRONMENTS.get_or_init(|| validator(&halves().0, jsonschema::Draft::Draft7))
 }
 
 fn one_environment() -> &'static jsonschema::Validator<Yaml> {
-    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
-    V.get_or_init(|| validator(&halves().1, jsonschema::Draft::Draft7))
+    ONE_ENVIRONMENT.get_or_init(|| validator(&halves().1, jsonschema::Draft::Draft7))
+}
+
+/// Whether both halves are compiled already (later loads in a process).
+pub(crate) fn halves_ready() -> bool {
+    ROOT_WITHOUT_ENVIRONMENTS.get().is_some() && ONE_ENVIRONMENT.get().is_some()
 }
 
 /// The root with any item in `environments`, and one environment.

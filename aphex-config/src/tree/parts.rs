@@ -55,8 +55,10 @@ impl Plan {
 
 /// Proposes how to cut `source` into `parts` parts along the items of the
 /// block sequence under the root key `key`; `None` when the text does not
-/// have the plain shape this needs (or is too short to share).
-pub(crate) fn plan(source: &str, key: &str, parts: usize) -> Option<Plan> {
+/// have the plain shape this needs (or is too short to share). The first
+/// part's thread has other work worth `lead` percent of a part (see
+/// [`parse`]'s `meanwhile`), so its part is that much smaller.
+pub(crate) fn plan(source: &str, key: &str, parts: usize, lead: usize) -> Option<Plan> {
     if parts < 2 {
         return None;
     }
@@ -137,9 +139,10 @@ pub(crate) fn plan(source: &str, key: &str, parts: usize) -> Option<Plan> {
         return None;
     }
     // Balanced by bytes; the first part also holds what precedes the list.
+    let lead = lead.min(90);
     let mut cuts: Vec<usize> = Vec::with_capacity(parts - 1);
     for k in 1..parts {
-        let target = source.len() * k / parts;
+        let target = source.len() * (100 * k - lead) / (100 * parts - lead);
         let cut = items.partition_point(|(at, _)| *at < target).max(1);
         if cut < items.len() && cuts.last().is_none_or(|last| *last < cut) {
             cuts.push(cut);
@@ -359,7 +362,12 @@ mod tests {
 
     /// Parses in `parts` parts, listing the items each part checked.
     fn in_parts(source: &str, parts: usize) -> Option<(Node, Vec<usize>)> {
-        let plan = plan(source, "environments", parts)?;
+        in_parts_led(source, parts, 0)
+    }
+
+    /// [`in_parts`] with a first part `lead` percent smaller.
+    fn in_parts_led(source: &str, parts: usize, lead: usize) -> Option<(Node, Vec<usize>)> {
+        let plan = plan(source, "environments", parts, lead)?;
         let check = |_: &str, first: usize, items: &mut [Node]| {
             Some((first..first + items.len()).collect::<Vec<_>>())
         };
@@ -383,7 +391,10 @@ mod tests {
         let src = format!("{ENVS}pipeline:\n  name: x\n# end\n");
         let (node, _) = in_parts(&src, 2).expect("parsed in parts");
         assert_eq!(node, whole(&src).unwrap());
-        assert_eq!(plan(&src, "environments", 2).unwrap().tail.map(|t| t.1), Some(15));
+        assert_eq!(
+            plan(&src, "environments", 2, 0).unwrap().tail.map(|t| t.1),
+            Some(15)
+        );
     }
 
     /// Lines to build hostile documents from: items and their content at
@@ -441,13 +452,14 @@ mod tests {
             // documents are read in parts at all.
             lines in proptest::collection::vec(0..2 * LINES.len(), 0..40),
             parts in 2usize..5,
+            lead in 0usize..=100,
         ) {
             let mut text = String::from("environments:\n- first\n");
             for i in lines {
                 text.push_str(LINES.get(i).unwrap_or(&LINES[i % 5]));
                 text.push('\n');
             }
-            if let Some((node, _)) = in_parts(&text, parts) {
+            if let Some((node, _)) = in_parts_led(&text, parts, lead) {
                 proptest::prop_assert_eq!(Some(node), whole(&text), "for {:?}", text);
             }
         }
