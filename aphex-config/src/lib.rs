@@ -3,14 +3,15 @@
 //! schema and semantic validation, secret detection, and diagnostics that name
 //! the field path, file, line and column.
 //!
-//! Loading: bytes are checked (size, binary, UTF-8), parsed by
-//! libyaml-safer under our resource budgets into a positioned [`tree`],
+//! Loading: bytes are checked (size, binary, UTF-8), parsed (by our reader
+//! of the common block shape, else by libyaml-safer) under our resource
+//! budgets into a positioned [`tree`],
 //! validated by the semantic rules and against the schema (every problem
 //! collected, each placed by its field path), and only then deserialized
 //! into [`Config`], straight from the tree. Large files are first tried in
 //! parts, one thread each (see `tree::parts`); any file with a problem is
-//! read in one pass, where the parser has its own thread and each
-//! environment is checked as soon as it is closed.
+//! read in one pass, where each environment is checked as soon as it is
+//! closed.
 //!
 //! Architecture invariant: this crate is pure. It reads only the text (or the
 //! one file) it is given, and knows nothing of AWS, Kubernetes or Argo.

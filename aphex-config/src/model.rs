@@ -66,7 +66,7 @@ pub struct PipelineSettings {
     /// Namespace of the Argo Events objects. Default "argo-events".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events_namespace: Option<String>,
-    /// Service account the workflow pods run as. Default "aphex-<name>".
+    /// Service account the workflow pods run as. Default `aphex-<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
     /// Artifact bucket settings.
@@ -89,7 +89,7 @@ pub struct PipelineSettings {
 pub struct Cluster {
     /// Cluster name.
     pub name: String,
-    /// Prefix of the cluster's CloudFormation exports. Default "AphexCluster-<name>-".
+    /// Prefix of the cluster's CloudFormation exports. Default `AphexCluster-<name>-`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_prefix: Option<String>,
 }
@@ -108,7 +108,7 @@ pub struct GitHub {
     /// Kubernetes Secret holding the GitHub API token (key "token"). Default "github-token".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret: Option<String>,
-    /// Kubernetes Secret holding the webhook secret (key "secret"). Default "<name>-webhook".
+    /// Kubernetes Secret holding the webhook secret (key "secret"). Default `<name>-webhook`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
     /// Public URL of the webhook; when set, Argo Events registers the webhook on GitHub.
@@ -307,7 +307,7 @@ impl PipelineSettings {
     pub fn events_namespace(&self) -> &str {
         self.events_namespace.as_deref().unwrap_or("argo-events")
     }
-    /// Service account of the workflow pods ("aphex-<pipeline>" unless set).
+    /// Service account of the workflow pods (`aphex-<pipeline>` unless set).
     pub fn service_account(&self, pipeline_name: &str) -> String {
         self.service_account
             .clone()
@@ -351,7 +351,7 @@ impl PipelineSettings {
 }
 
 impl Cluster {
-    /// Prefix of the cluster's exports ("AphexCluster-<name>-" unless set).
+    /// Prefix of the cluster's exports (`AphexCluster-<name>-` unless set).
     pub fn export_prefix(&self) -> String {
         self.export_prefix
             .clone()
@@ -368,7 +368,7 @@ impl GitHub {
     pub fn token_secret(&self) -> &str {
         self.token_secret.as_deref().unwrap_or("github-token")
     }
-    /// Secret with the webhook secret ("<pipeline>-webhook" unless set).
+    /// Secret with the webhook secret (`<pipeline>-webhook` unless set).
     pub fn webhook_secret(&self, pipeline_name: &str) -> String {
         self.webhook_secret
             .clone()

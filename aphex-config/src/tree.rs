@@ -1,7 +1,7 @@
 //! The YAML document as a tree of nodes that keep their source line and
-//! column, parsed by libyaml-safer under tight resource budgets. Schema and
-//! semantic validation both read this tree, so every problem can be placed.
-//! Knows nothing of the configuration's meaning.
+//! column, parsed by our subset reader or by libyaml-safer under tight
+//! resource budgets. Schema and semantic validation both read this tree, so
+//! every problem can be placed. Knows nothing of the configuration's meaning.
 
 use std::fmt;
 

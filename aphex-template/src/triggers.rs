@@ -1,7 +1,7 @@
 //! The one description of what a GitHub webhook triggers: for each Sensor
 //! trigger, the event it listens to, the filters an event must pass and how
 //! workflow parameters are taken from the payload. The Sensor renderer
-//! ([`crate::sensor`]) turns it into Argo Events filters, and the simulator
+//! ([`crate::events::sensor`]) turns it into Argo Events filters, and the simulator
 //! ([`crate::simulate`]) evaluates it on a payload, so the two cannot drift.
 //!
 //! Argo Events evaluates a string data filter as an unanchored regular
