@@ -131,6 +131,19 @@ fn validate_rejects_binary_input() {
     assert!(text(&o.stderr).contains("NUL byte"), "{}", text(&o.stderr));
 }
 
+/// `aphex validate` in `dir` exits 1 with the parser's placed error, and
+/// nothing reads as a crash.
+fn rejected_as_unreadable_without_a_panic(dir: &std::path::Path) {
+    let o = aphex(dir, &["validate"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(code(&o), 1, "{stderr}");
+    assert!(
+        stderr.contains("the YAML parser cannot read what follows this point"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn validate_reports_yaml_the_parser_chokes_on_without_a_panic_message() {
     // libyaml-safer 0.3 panics on a tag followed by `,`; that is a
@@ -139,14 +152,7 @@ fn validate_reports_yaml_the_parser_chokes_on_without_a_panic_message() {
     let config = seed().replacen("[\"npm install\",", "[!t, \"npm install\",", 1);
     assert!(config.contains("[!t,"));
     std::fs::write(dir.path().join("aphex-config.yaml"), config).unwrap();
-    let o = aphex(dir.path(), &["validate"]);
-    let stderr = text(&o.stderr);
-    assert_eq!(code(&o), 1, "{stderr}");
-    assert!(
-        stderr.contains("the YAML parser cannot read what follows this point"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    rejected_as_unreadable_without_a_panic(dir.path());
 }
 
 #[test]
@@ -162,14 +168,7 @@ fn a_large_file_the_parser_chokes_on_reports_without_a_panic_message() {
     }
     assert!(config.len() > 128 * 1024, "large enough to be read in parts");
     std::fs::write(dir.path().join("aphex-config.yaml"), config).unwrap();
-    let o = aphex(dir.path(), &["validate"]);
-    let stderr = text(&o.stderr);
-    assert_eq!(code(&o), 1, "{stderr}");
-    assert!(
-        stderr.contains("the YAML parser cannot read what follows this point"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    rejected_as_unreadable_without_a_panic(dir.path());
 }
 
 #[test]

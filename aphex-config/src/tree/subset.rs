@@ -208,10 +208,7 @@ impl<'t, E> Reader<'t, '_, E> {
                 // `- key: value` opens a mapping at the key's column.
                 self.mapping(at)?;
             } else {
-                self.inline(at)?;
-                if self.next_content()?.is_some_and(|n| n > indent) {
-                    return Err(Stop::Declined);
-                }
+                self.inline_then_next(at, indent)?;
             }
             if self.at_end() {
                 break;
@@ -253,10 +250,7 @@ impl<'t, E> Reader<'t, '_, E> {
                     _ => return Err(Stop::Declined),
                 }
             } else {
-                self.inline(at)?;
-                if self.next_content()?.is_some_and(|n| n > indent) {
-                    return Err(Stop::Declined);
-                }
+                self.inline_then_next(at, indent)?;
             }
             if self.at_end() {
                 break;
@@ -285,6 +279,17 @@ impl<'t, E> Reader<'t, '_, E> {
         }
         let indent = self.indent();
         self.emit(indent, Event::End)
+    }
+
+    /// [`Reader::inline`], then on to the next line with content, which must
+    /// not be deeper than the collection at `indent` (that line would
+    /// continue a multi-line scalar, or be an error).
+    fn inline_then_next(&mut self, at: usize, indent: usize) -> Result<(), Stop<E>> {
+        self.inline(at)?;
+        if self.next_content()?.is_some_and(|n| n > indent) {
+            return Err(Stop::Declined);
+        }
+        Ok(())
     }
 
     /// A value that starts at `at` on the current line and ends with it.
