@@ -133,7 +133,7 @@ fn validate_rejects_binary_input() {
 
 /// `aphex validate` in `dir` exits 1 with the parser's placed error, and
 /// nothing reads as a crash.
-fn rejected_as_unreadable_without_a_panic(dir: &std::path::Path) {
+fn rejected_as_unreadable_without_a_panic(dir: &Path) {
     let o = aphex(dir, &["validate"]);
     let stderr = text(&o.stderr);
     assert_eq!(code(&o), 1, "{stderr}");
