@@ -175,12 +175,89 @@ impl EnvironmentPlan {
     }
 }
 
+/// The stage graph alone: what the WorkflowTemplate is rendered from. It
+/// needs no stack resolved, so rendering stays cheap for thousands of stacks.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    graph: DiGraph<Stage, ()>,
+}
+
+impl Stages {
+    /// `validate -> build -> pipeline ->` per environment in list order
+    /// `[approve] -> deploy -> [test]`, each stage after its predecessor.
+    pub fn new(config: &Config) -> Self {
+        let mut graph = DiGraph::new();
+        let mut prev: Option<NodeIndex> = None;
+        let mut push = |stage: Stage| {
+            let n = graph.add_node(stage);
+            if let Some(p) = prev {
+                graph.add_edge(p, n, ());
+            }
+            prev = Some(n);
+        };
+        push(Stage::global(StageKind::Validate));
+        push(Stage::global(StageKind::Build));
+        push(Stage::global(StageKind::Pipeline));
+        for env in &config.environments {
+            if env.needs_approval() {
+                push(Stage::of_env(StageKind::Approve, &env.name));
+            }
+            push(Stage::of_env(StageKind::Deploy, &env.name));
+            if !env.test_commands().is_empty() {
+                push(Stage::of_env(StageKind::Test, &env.name));
+            }
+        }
+        Stages { graph }
+    }
+
+    /// Stages in execution order (a topological order of the stage graph).
+    pub fn all(&self) -> Vec<&Stage> {
+        // Nodes are added in execution order and every edge points forward,
+        // so index order is a topological order.
+        self.graph.node_weights().collect()
+    }
+
+    /// Every stage in execution order with the stages it waits for directly.
+    pub fn with_dependencies(&self) -> Vec<(&Stage, Vec<&Stage>)> {
+        self.graph
+            .node_indices()
+            .map(|n| (&self.graph[n], self.dependencies_of(n)))
+            .collect()
+    }
+
+    /// The stages `stage` waits for directly.
+    pub fn dependencies(&self, stage: &Stage) -> Vec<&Stage> {
+        match self.graph.node_indices().find(|n| &self.graph[*n] == stage) {
+            Some(n) => self.dependencies_of(n),
+            None => Vec::new(),
+        }
+    }
+
+    fn dependencies_of(&self, n: NodeIndex) -> Vec<&Stage> {
+        let mut deps: Vec<NodeIndex> = self
+            .graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .collect();
+        deps.sort();
+        deps.into_iter().map(|d| &self.graph[d]).collect()
+    }
+
+    /// Every edge `(before, after)` of the stage graph, in order.
+    pub fn edges(&self) -> Vec<(&Stage, &Stage)> {
+        self.graph
+            .raw_edges()
+            .iter()
+            .map(|e| (&self.graph[e.source()], &self.graph[e.target()]))
+            .collect()
+    }
+}
+
 /// The whole pipeline: stages in order, and each environment's plan.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Pipeline name.
     pub pipeline: String,
-    stages: DiGraph<Stage, ()>,
+    stages: Stages,
     /// Environments in list (deploy) order.
     pub environments: Vec<EnvironmentPlan>,
 }
@@ -221,62 +298,31 @@ fn environment_plans(envs: &[Environment]) -> Result<Vec<EnvironmentPlan>, PlanE
 impl Plan {
     /// The plan of a validated config.
     pub fn new(config: &Config) -> Result<Self, PlanError> {
-        let environments = environment_plans(&config.environments)?;
-        let mut stages = DiGraph::new();
-        let mut prev: Option<NodeIndex> = None;
-        let mut push = |stage: Stage| {
-            let n = stages.add_node(stage);
-            if let Some(p) = prev {
-                stages.add_edge(p, n, ());
-            }
-            prev = Some(n);
-        };
-        push(Stage::global(StageKind::Validate));
-        push(Stage::global(StageKind::Build));
-        push(Stage::global(StageKind::Pipeline));
-        for env in &environments {
-            if env.approval {
-                push(Stage::of_env(StageKind::Approve, &env.name));
-            }
-            push(Stage::of_env(StageKind::Deploy, &env.name));
-            if env.tests {
-                push(Stage::of_env(StageKind::Test, &env.name));
-            }
-        }
         Ok(Plan {
             pipeline: config.pipeline_name().to_owned(),
-            stages,
-            environments,
+            stages: Stages::new(config),
+            environments: environment_plans(&config.environments)?,
         })
+    }
+
+    /// The stage graph.
+    pub fn stage_graph(&self) -> &Stages {
+        &self.stages
     }
 
     /// Stages in execution order (a topological order of the stage graph).
     pub fn stages(&self) -> Vec<&Stage> {
-        // Nodes are added in execution order and every edge points forward,
-        // so index order is a topological order.
-        self.stages.node_weights().collect()
+        self.stages.all()
     }
 
     /// The stages `stage` waits for directly.
     pub fn dependencies(&self, stage: &Stage) -> Vec<&Stage> {
-        let Some(n) = self.stages.node_indices().find(|n| &self.stages[*n] == stage) else {
-            return Vec::new();
-        };
-        let mut deps: Vec<NodeIndex> = self
-            .stages
-            .neighbors_directed(n, petgraph::Direction::Incoming)
-            .collect();
-        deps.sort();
-        deps.into_iter().map(|d| &self.stages[d]).collect()
+        self.stages.dependencies(stage)
     }
 
     /// Every edge `(before, after)` of the stage graph, in order.
     pub fn edges(&self) -> Vec<(&Stage, &Stage)> {
-        self.stages
-            .raw_edges()
-            .iter()
-            .map(|e| (&self.stages[e.source()], &self.stages[e.target()]))
-            .collect()
+        self.stages.edges()
     }
 
     /// The plan of the environment called `name`.

@@ -136,10 +136,11 @@ pub fn to_dot(plan: &Plan) -> String {
 /// JSON: `{"pipeline", "stages": [{"name", "kind", "env"?, "dependsOn"}], "environments": [...]}`.
 pub fn to_json(plan: &Plan) -> Value {
     let stages: Vec<Value> = plan
-        .stages()
+        .stage_graph()
+        .with_dependencies()
         .into_iter()
-        .map(|s| {
-            let deps: Vec<String> = plan.dependencies(s).iter().map(|d| d.task_name()).collect();
+        .map(|(s, deps)| {
+            let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();
             let mut v = json!({"name": s.task_name(), "kind": s.kind});
             if let Some(env) = &s.env {
                 v["env"] = json!(env);

@@ -5,7 +5,6 @@
 use aphex_config::Config;
 use serde_json::Value;
 
-use crate::plan::{Plan, PlanError};
 use crate::yaml::{YamlError, to_yaml, to_yaml_documents};
 
 /// Inputs a renderer cannot derive from the config.
@@ -64,8 +63,6 @@ impl Manifest {
 /// Everything rendered for one config.
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    /// The plan the manifests were rendered from.
-    pub plan: Plan,
     /// Kubernetes objects, in apply order.
     pub manifests: Vec<Manifest>,
     /// The pipeline's CloudFormation template.
@@ -93,9 +90,10 @@ fn stack_outputs(config: &Config, bucket: &str, role_arn: Option<&str>) -> Value
     })
 }
 
-/// Renders every object of a validated config.
-pub fn render(config: &Config, options: &RenderOptions) -> Result<Rendered, PlanError> {
-    let plan = Plan::new(config)?;
+/// Renders every object of a validated config. Nothing here resolves stack
+/// order (the WorkflowTemplate has one task per stage, not per stack), so a
+/// config that loaded always renders.
+pub fn render(config: &Config, options: &RenderOptions) -> Rendered {
     let mut values = crate::rbac::rbac(config, options.executor_role_arn.as_deref());
     if let Some(bucket) = &options.artifact_bucket {
         values.push(stack_outputs(
@@ -104,14 +102,13 @@ pub fn render(config: &Config, options: &RenderOptions) -> Result<Rendered, Plan
             options.executor_role_arn.as_deref(),
         ));
     }
-    values.push(crate::workflow::workflow_template(config, &plan));
+    values.push(crate::workflow::workflow_template(config));
     values.extend(crate::events::event_source(config));
     values.extend(crate::events::sensor(config));
-    Ok(Rendered {
-        plan,
+    Rendered {
         manifests: values.into_iter().map(Manifest::new).collect(),
         pipeline_stack: crate::cloudformation::pipeline_stack(config),
-    })
+    }
 }
 
 impl Rendered {

@@ -13,7 +13,7 @@
 use aphex_config::Config;
 use serde_json::{Value, json};
 
-use crate::plan::{Plan, Stage, StageKind};
+use crate::plan::{Stage, StageKind, Stages};
 
 /// The API version of every Argo Workflows object.
 pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
@@ -63,8 +63,10 @@ pub fn repo_url(config: &Config) -> Option<String> {
     Some(format!("https://github.com/{}/{}.git", gh.owner, gh.repo))
 }
 
-/// The WorkflowTemplate named after the pipeline.
-pub fn workflow_template(config: &Config, plan: &Plan) -> Value {
+/// The WorkflowTemplate named after the pipeline: its DAG mirrors the
+/// plan's stages ([`Stages`]).
+pub fn workflow_template(config: &Config) -> Value {
+    let stages = Stages::new(config);
     let settings = config.settings();
     let name = config.pipeline_name();
     let branch = settings.github.as_ref().map(|g| g.branch()).unwrap_or("main");
@@ -78,7 +80,7 @@ pub fn workflow_template(config: &Config, plan: &Plan) -> Value {
             _ => json!({"name": p, "value": ""}),
         })
         .collect();
-    json!({
+    let mut template = json!({
         "apiVersion": ARGO_WORKFLOWS_API,
         "kind": "WorkflowTemplate",
         "metadata": {
@@ -99,15 +101,17 @@ pub fn workflow_template(config: &Config, plan: &Plan) -> Value {
                 "secondsAfterFailure": TTL_AFTER_FAILURE_SECONDS,
             },
             "workflowMetadata": {"labels": labels(config)},
-            "templates": [
-                main_dag(config, plan),
-                validate_pr_dag(config, plan),
-                stage_template(config),
-                approval_template(),
-                finalize_template(config),
-            ],
         },
-    })
+    });
+    // Moved in after `json!`, which would copy them value by value.
+    template["spec"]["templates"] = Value::Array(vec![
+        main_dag(config, &stages),
+        validate_pr_dag(config),
+        stage_template(config),
+        approval_template(),
+        finalize_template(config),
+    ]);
+    template
 }
 
 /// The image a stage runs in: the builder for build and test (they run the
@@ -131,7 +135,9 @@ fn stage_task(config: &Config, name: &str, stage: &str, kind: StageKind, env: Op
     if img != config.settings().deployer_image() {
         args.push(json!({"name": "image", "value": img}));
     }
-    json!({"name": name, "template": STAGE_TEMPLATE, "arguments": {"parameters": args}})
+    let mut task = json!({"name": name, "template": STAGE_TEMPLATE, "arguments": {}});
+    task["arguments"]["parameters"] = Value::Array(args);
+    task
 }
 
 fn task_for(config: &Config, stage: &Stage) -> Value {
@@ -163,7 +169,8 @@ fn with_dependencies(mut task: Value, deps: &[String]) -> Value {
         for (k, v) in rest {
             obj.insert(k.clone(), v);
             if k == "name" {
-                obj.insert("dependencies".into(), json!(deps));
+                let deps = deps.iter().map(|d| Value::String(d.clone())).collect();
+                obj.insert("dependencies".into(), Value::Array(deps));
             }
         }
     }
@@ -171,27 +178,29 @@ fn with_dependencies(mut task: Value, deps: &[String]) -> Value {
 }
 
 /// `main`: the plan's stages as a DAG, each task depending on its predecessor.
-fn main_dag(config: &Config, plan: &Plan) -> Value {
-    let tasks: Vec<Value> = plan
-        .stages()
+fn main_dag(config: &Config, stages: &Stages) -> Value {
+    let tasks: Vec<Value> = stages
+        .with_dependencies()
         .into_iter()
-        .map(|s| {
-            let deps: Vec<String> = plan.dependencies(s).iter().map(|d| d.task_name()).collect();
+        .map(|(s, deps)| {
+            let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();
             with_dependencies(task_for(config, s), &deps)
         })
         .collect();
-    json!({
+    let mut dag = json!({
         "name": MAIN_ENTRYPOINT,
         // Runs of one pipeline queue here rather than on the whole workflow,
         // so a deploy waiting for an approval does not hold up the
         // validate-pr runs of open pull requests.
         "synchronization": {"mutexes": [{"name": config.pipeline_name()}]},
-        "dag": {"tasks": tasks},
-    })
+        "dag": {},
+    });
+    dag["dag"]["tasks"] = Value::Array(tasks);
+    dag
 }
 
 /// `validate-pr`: validate, build, then a synth-only check per environment.
-fn validate_pr_dag(config: &Config, plan: &Plan) -> Value {
+fn validate_pr_dag(config: &Config) -> Value {
     let mut tasks = vec![
         stage_task(config, "validate", "validate", StageKind::Validate, None),
         with_dependencies(
@@ -199,7 +208,7 @@ fn validate_pr_dag(config: &Config, plan: &Plan) -> Value {
             &["validate".to_owned()],
         ),
     ];
-    for env in &plan.environments {
+    for env in &config.environments {
         let task = stage_task(
             config,
             &format!("synth-{}", env.name),
@@ -209,11 +218,13 @@ fn validate_pr_dag(config: &Config, plan: &Plan) -> Value {
         );
         tasks.push(with_dependencies(task, &["build".to_owned()]));
     }
-    json!({
+    let mut dag = json!({
         "name": VALIDATE_PR_ENTRYPOINT,
         "parallelism": VALIDATE_PR_PARALLELISM,
-        "dag": {"tasks": tasks},
-    })
+        "dag": {},
+    });
+    dag["dag"]["tasks"] = Value::Array(tasks);
+    dag
 }
 
 /// Arguments every runner invocation gets: the run's identity.

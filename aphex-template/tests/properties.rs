@@ -135,7 +135,7 @@ proptest! {
     // Property: N environments give exactly N deploy tasks, one per environment.
     #[test]
     fn one_deploy_task_per_environment(cfg in arb_config()) {
-        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let r = render(&cfg, &RenderOptions::default());
         let tasks = main_tasks(r.get("WorkflowTemplate").unwrap());
         let deploys: Vec<String> = tasks.iter()
             .map(|t| t["name"].as_str().unwrap().to_owned())
@@ -149,7 +149,7 @@ proptest! {
     // depends on that environment's deploy.
     #[test]
     fn test_tasks_follow_their_deploy(cfg in arb_config()) {
-        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let r = render(&cfg, &RenderOptions::default());
         let tasks = main_tasks(r.get("WorkflowTemplate").unwrap());
         for env in &cfg.environments {
             let test = tasks.iter().find(|t| t["name"] == format!("test-{}", env.name));
@@ -168,14 +168,14 @@ proptest! {
     // a failure stops everything after it; the chain starts at validate.
     #[test]
     fn every_task_depends_on_its_predecessor(cfg in arb_config()) {
-        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let r = render(&cfg, &RenderOptions::default());
         let tasks = main_tasks(r.get("WorkflowTemplate").unwrap());
         prop_assert_eq!(&tasks[0]["name"], "validate");
         prop_assert!(deps_of(&tasks[0]).is_empty());
         for pair in tasks.windows(2) {
             prop_assert_eq!(deps_of(&pair[1]), vec![pair[0]["name"].as_str().unwrap().to_owned()]);
         }
-        let plan_order: Vec<String> = r.plan.stages().iter().map(|s| s.task_name()).collect();
+        let plan_order: Vec<String> = Plan::new(&cfg).unwrap().stages().iter().map(|s| s.task_name()).collect();
         let dag_order: Vec<String> = tasks.iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
         prop_assert_eq!(plan_order, dag_order);
     }
@@ -184,7 +184,7 @@ proptest! {
     // the static reference check.
     #[test]
     fn generated_templates_are_valid(cfg in arb_config()) {
-        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let r = render(&cfg, &RenderOptions::default());
         let wt = r.get("WorkflowTemplate").unwrap();
         assert_schema_valid(Kind::WorkflowTemplate, wt, "generated config");
         let problems = check_references(wt);
@@ -290,7 +290,7 @@ fn one_hundred_environments_of_fifty_stacks_render_small() {
         )
     };
     let total = |cfg: &Config| {
-        let r = render(cfg, &RenderOptions::default()).unwrap();
+        let r = render(cfg, &RenderOptions::default());
         let files = r.files().unwrap();
         let wt = files
             .iter()

@@ -15,7 +15,7 @@ use serde_json::json;
 fn rendered_objects_pass_the_strict_schemas() {
     for name in CONFIGS {
         let cfg = config(name);
-        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let r = render(&cfg, &RenderOptions::default());
         assert_schema_valid(Kind::WorkflowTemplate, r.get("WorkflowTemplate").unwrap(), name);
         for rule in rules(&cfg) {
             assert_schema_valid(Kind::Workflow, &workflow_for(&cfg, &rule), name);
@@ -36,7 +36,6 @@ fn the_strict_schema_catches_a_misspelled_field() {
     // Guards the test itself: a validator that accepts everything would pass above.
     let cfg = config("seed.yaml");
     let mut wt = render(&cfg, &RenderOptions::default())
-        .unwrap()
         .get("WorkflowTemplate")
         .unwrap()
         .clone();
@@ -46,7 +45,6 @@ fn the_strict_schema_catches_a_misspelled_field() {
 
     let cfg = config("full.yaml");
     let mut sensor = render(&cfg, &RenderOptions::default())
-        .unwrap()
         .get("Sensor")
         .unwrap()
         .clone();
@@ -59,7 +57,7 @@ fn the_strict_schema_catches_a_misspelled_field() {
 fn the_workflow_template_references_resolve() {
     for name in CONFIGS {
         let cfg = config(name);
-        let r = render(&cfg, &RenderOptions::default()).unwrap();
+        let r = render(&cfg, &RenderOptions::default());
         let problems = check_references(r.get("WorkflowTemplate").unwrap());
         assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
     }

@@ -6,25 +6,29 @@
 mod common;
 
 use aphex_template::cloudformation::{OidcProviderArn, pipeline_stack, pipeline_stack_for};
-use aphex_template::{RenderOptions, plan_format, render};
+use aphex_template::{Plan, RenderOptions, plan_format, render};
 use common::{CONFIGS, config};
 
 #[test]
 fn rendered_manifests() {
     for name in CONFIGS {
-        let r = render(&config(name), &RenderOptions::default()).unwrap();
+        let config = config(name);
+        let r = render(&config, &RenderOptions::default());
         let stem = name.trim_end_matches(".yaml");
         insta::assert_snapshot!(format!("{stem}.manifests"), r.manifests_yaml().unwrap());
         insta::assert_snapshot!(format!("{stem}.pipeline-stack"), r.pipeline_stack_json());
-        insta::assert_snapshot!(format!("{stem}.plan"), plan_format::to_text(&r.plan));
+        insta::assert_snapshot!(
+            format!("{stem}.plan"),
+            plan_format::to_text(&Plan::new(&config).unwrap())
+        );
     }
 }
 
 #[test]
 fn rendering_is_deterministic() {
     for name in CONFIGS {
-        let a = render(&config(name), &RenderOptions::default()).unwrap();
-        let b = render(&config(name), &RenderOptions::default()).unwrap();
+        let a = render(&config(name), &RenderOptions::default());
+        let b = render(&config(name), &RenderOptions::default());
         assert_eq!(a.files().unwrap(), b.files().unwrap(), "{name}");
     }
 }
@@ -35,7 +39,7 @@ fn the_executor_role_arn_reaches_the_service_account() {
         executor_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
         artifact_bucket: None,
     };
-    let r = render(&config("seed.yaml"), &options).unwrap();
+    let r = render(&config("seed.yaml"), &options);
     let sa = r.get("ServiceAccount").unwrap();
     assert_eq!(
         sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
@@ -50,7 +54,7 @@ fn a_known_bucket_is_published_in_the_config_map_the_pods_read() {
         executor_role_arn: None,
         artifact_bucket: Some("aphex-artifacts-x".into()),
     };
-    let r = render(&config("seed.yaml"), &options).unwrap();
+    let r = render(&config("seed.yaml"), &options);
     let cm = r.get("ConfigMap").unwrap();
     assert_eq!(cm["metadata"]["name"], "aphex-pipeline-stack");
     assert_eq!(cm["data"]["ArtifactBucketName"], "aphex-artifacts-x");
@@ -61,7 +65,7 @@ fn a_known_bucket_is_published_in_the_config_map_the_pods_read() {
 #[test]
 fn yaml_round_trips_to_the_same_objects() {
     for name in CONFIGS {
-        let r = render(&config(name), &RenderOptions::default()).unwrap();
+        let r = render(&config(name), &RenderOptions::default());
         for (file, text) in r.files().unwrap() {
             let back: serde_json::Value = if file.ends_with(".json") {
                 serde_json::from_str(&text).unwrap()
@@ -126,7 +130,7 @@ fn the_two_forms_differ_only_in_the_trust_policy_and_render_keeps_the_offline_on
         let config = config(name);
         let offline = pipeline_stack(&config);
         assert_eq!(
-            render(&config, &RenderOptions::default()).unwrap().pipeline_stack,
+            render(&config, &RenderOptions::default()).pipeline_stack,
             offline,
             "{name}"
         );
@@ -172,7 +176,6 @@ fn the_notification_webhook_reaches_only_the_finalize_pod() {
     // Build and test pods run the repository's own commands; the webhook URL
     // (a credential) must not be in their environment.
     let wt = render(&config("full.yaml"), &RenderOptions::default())
-        .unwrap()
         .get("WorkflowTemplate")
         .unwrap()
         .clone();

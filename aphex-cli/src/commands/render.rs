@@ -35,8 +35,8 @@ pub struct Args {
 
 /// Runs `aphex render`.
 pub fn run(args: Args) -> Exit {
-    // The process ends right after this command: freeing the config, plan
-    // and manifests (tens of thousands of allocations for 100 x 50) would only
+    // The process ends right after this command: freeing the config and
+    // manifests (tens of thousands of allocations for 100 x 50) would only
     // delay the exit, so they are left to the OS.
     let config = match super::validate::load_config(&args.path) {
         Ok(c) => std::mem::ManuallyDrop::new(c),
@@ -46,13 +46,7 @@ pub fn run(args: Args) -> Exit {
         executor_role_arn: args.role_arn,
         artifact_bucket: args.artifact_bucket,
     };
-    let rendered = match render(&config, &options) {
-        Ok(r) => std::mem::ManuallyDrop::new(r),
-        Err(e) => {
-            eprintln!("error: {}: {e}", args.path.display());
-            return Exit::Failure;
-        }
-    };
+    let rendered = std::mem::ManuallyDrop::new(render(&config, &options));
     if config.settings().github.is_none() {
         eprintln!(
             "note: no `pipeline.github` in {}: the EventSource and Sensor are not rendered",

@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 
 use aphex_config::{Config, OnSelfUpdateFailure};
-use aphex_template::Plan;
 use aphex_template::cloudformation::pipeline_stack_name;
 use serde_json::Value;
 
@@ -49,9 +48,8 @@ pub fn stack_action(config: &Config) -> StackAction {
 /// (the topology). RBAC, the EventSource and the Sensor are applied by
 /// `aphex bootstrap`; the executor's Role lets stage pods patch this one
 /// WorkflowTemplate and nothing else.
-pub fn render_manifests(config: &Config) -> Result<Vec<Value>, String> {
-    let plan = Plan::new(config).map_err(|e| e.to_string())?;
-    Ok(vec![aphex_template::workflow::workflow_template(config, &plan)])
+pub fn render_manifests(config: &Config) -> Vec<Value> {
+    vec![aphex_template::workflow::workflow_template(config)]
 }
 
 /// Runs the pipeline stage.
@@ -143,8 +141,7 @@ impl DeployProgress for ProgressToStage<'_> {
 
 async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
     let applier = &ctx.ports.applier;
-    let manifests = render_manifests(&ctx.config)
-        .map_err(|e| StageError::Failed(format!("rendering the pipeline manifests: {e}")))?;
+    let manifests = render_manifests(&ctx.config);
     let mut changes = Vec::new();
     for m in &manifests {
         let (kind, ns, name) = identity(m);
