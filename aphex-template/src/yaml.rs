@@ -25,12 +25,14 @@ pub fn to_yaml(value: &Value) -> Result<String, YamlError> {
 
 /// Several documents separated by `---`.
 pub fn to_yaml_documents(values: &[&Value]) -> Result<String, YamlError> {
+    // Written into one string: a string per document, copied in, grew and
+    // copied the largest (the WorkflowTemplate) twice.
     let mut out = String::new();
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&to_yaml(v)?);
+        serde_saphyr::to_fmt_writer_with_options(&mut out, v, options()).map_err(YamlError::Serialize)?;
     }
     Ok(out)
 }
