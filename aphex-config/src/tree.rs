@@ -277,8 +277,8 @@ const BATCH: usize = 128;
 
 type Batch<'t> = Vec<Result<Ev<'t>, ParseError>>;
 
-/// Parses `source` into a tree, calling `on_item(i, node)` as soon as item
-/// `i` of the sequence under the root key `watch` is complete (so callers
+/// Parses `source` into a tree, calling `on_item(i, items)` as soon as item
+/// `items[i]` of the sequence under the root key `watch` is complete (so callers
 /// can check it while the rest of the file is still being parsed).
 ///
 /// Text in the common shape is read by [`subset`] (several times faster
@@ -296,7 +296,7 @@ type Batch<'t> = Vec<Result<Ev<'t>, ParseError>>;
 pub(crate) fn parse_watching(
     source: &str,
     watch: &str,
-    on_item: &mut dyn FnMut(usize, &Node),
+    on_item: &mut dyn FnMut(usize, &mut [Node]),
 ) -> Result<Node, ParseError> {
     use std::sync::mpsc::TryRecvError;
     let watch = if watch.is_empty() {
@@ -499,6 +499,8 @@ pub(crate) enum Watch {
     Nothing,
     /// The sequence under this root key.
     RootKey(String),
+    /// The root sequence (a part of a list, read on its own).
+    RootSeq,
 }
 
 /// What [`build`] made: the document, and what it spent of the budgets.
@@ -513,15 +515,21 @@ pub(crate) struct Built {
     pub root_merged: bool,
 }
 
-/// Builds the tree of `text` with a builder from `builder`: from the
-/// subset reader's events when the text is in its subset, else from
-/// libyaml's (with a fresh builder, when the subset reader declined late).
-pub(crate) fn read(text: &str, builder: &dyn Fn() -> Builder) -> Result<Built, ParseError> {
+/// Builds the tree of `text` with a builder from `builder`, calling
+/// `on_item` as [`parse_watching`] does: from the subset reader's events
+/// when the text is in its subset, else from libyaml's (with a fresh
+/// builder when the subset reader declined late, so the items are then
+/// reported again from the first).
+pub(crate) fn read(
+    text: &str,
+    builder: &dyn Fn() -> Builder,
+    on_item: &mut dyn FnMut(usize, &mut [Node]),
+) -> Result<Built, ParseError> {
     let mut b = builder();
-    match subset::read(text, &mut |ev| b.feed(ev, &mut |_, _| {}).map(drop)) {
+    match subset::read(text, &mut |ev| b.feed(ev, on_item).map(drop)) {
         Ok(()) => Ok(b.finish()),
         Err(subset::Stop::Sink(e)) => Err(e),
-        Err(subset::Stop::Declined) => build(events(text), builder(), &mut |_, _| {}),
+        Err(subset::Stop::Declined) => build(events(text), builder(), on_item),
     }
 }
 
@@ -530,7 +538,7 @@ pub(crate) fn read(text: &str, builder: &dyn Fn() -> Builder) -> Result<Built, P
 fn read_subset(
     text: &str,
     mut b: Builder,
-    on_item: &mut dyn FnMut(usize, &Node),
+    on_item: &mut dyn FnMut(usize, &mut [Node]),
 ) -> Result<Built, ParseError> {
     match subset::read(text, &mut |ev| b.feed(ev, on_item).map(drop)) {
         Ok(()) => Ok(b.finish()),
@@ -548,7 +556,7 @@ fn read_subset(
 pub(crate) fn build<'t>(
     events: impl Iterator<Item = Result<Ev<'t>, ParseError>>,
     mut b: Builder,
-    on_item: &mut dyn FnMut(usize, &Node),
+    on_item: &mut dyn FnMut(usize, &mut [Node]),
 ) -> Result<Built, ParseError> {
     for event in events {
         if !b.feed(event?, on_item)? {
@@ -676,7 +684,7 @@ impl Builder {
     }
 
     /// Takes one event; `false` after the stream's end.
-    fn feed(&mut self, ev: Ev<'_>, on_item: &mut dyn FnMut(usize, &Node)) -> Result<bool, ParseError> {
+    fn feed(&mut self, ev: Ev<'_>, on_item: &mut dyn FnMut(usize, &mut [Node])) -> Result<bool, ParseError> {
         let pos = Pos {
             line: ev.line.saturating_add(self.line_base),
             column: ev.column,
@@ -740,9 +748,9 @@ impl Builder {
             }
         }
         if let Some(i) = self.completed.take()
-            && let Some(item) = self.stack.last().and_then(|seq| seq.node.items().get(i))
+            && let Some(Value::Seq(items)) = self.stack.last_mut().map(|seq| &mut seq.node.value)
         {
-            on_item(i, item);
+            on_item(i, items);
         }
         Ok(true)
     }
@@ -834,6 +842,7 @@ impl Builder {
                 let last = items.len() - 1;
                 let watched = match &self.watch {
                     Watch::Nothing => false,
+                    Watch::RootSeq => self.stack.len() == 1,
                     Watch::RootKey(key) => {
                         self.stack.len() == 2
                             && self.stack[0].key.as_ref().and_then(Node::as_str) == Some(key.as_str())

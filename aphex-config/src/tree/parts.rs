@@ -174,9 +174,20 @@ struct Done<S> {
     state: S,
 }
 
-/// A part's check: its text, the index of its first item, its items
-/// (which it may take apart: see [`parse`]).
-pub(crate) type Check<'a, S> = dyn Fn(&str, usize, &mut [Node]) -> Option<S> + Sync + 'a;
+/// How each part's items are checked, one by one as soon as each is read,
+/// so an item's tree is checked while it is still in the cache and can be
+/// taken apart before the next is built (the part's trees never pile up).
+pub(crate) struct Check<'a, S> {
+    /// A part's state, from the part's text.
+    pub start: &'a (dyn Fn(&str) -> S + Sync),
+    /// Checks item `index` (of the whole list) into the state; it may take
+    /// the item apart. `false` fails the part.
+    pub item: &'a (dyn Fn(&mut S, usize, &mut Node) -> bool + Sync),
+    /// Whether `item` would run without waiting (on the schema being
+    /// compiled by another thread); until then items are held back, and
+    /// checked as soon as it would, or once the part is read.
+    pub ready: &'a (dyn Fn() -> bool + Sync),
+}
 
 /// What every part's thread shares.
 struct Job<'a, S> {
@@ -189,12 +200,10 @@ struct Job<'a, S> {
 }
 
 /// Parses `source` in the parts of `plan`, one thread each, while the
-/// calling thread runs `meanwhile`. Each part's thread then calls
-/// `check(text, first, items)` on the part's text and its items (the
-/// first being item `first` of the whole list); `None` fails the part.
-/// Returns the whole document as the one-pass parser builds it (with each
-/// item as the check left it), and what
-/// the checks returned, in order; or `None` when a check failed or the
+/// calling thread runs `meanwhile`. Each part's thread checks its items
+/// with `check` (see [`Check`]). Returns the whole document as the
+/// one-pass parser builds it (with each item as the check left it), and
+/// each part's final state, in order; or `None` when a check failed or the
 /// parts do not provably make up the file (see the module documentation),
 /// and then the caller parses the file as one.
 pub(crate) fn parse<S: Send>(
@@ -222,7 +231,11 @@ pub(crate) fn parse<S: Send>(
         // The last part also reads what follows the list.
         let tail = match plan.tail {
             Some((at, line)) if k + 1 == parts => {
-                let built = read(&source[at..], &|| Builder::new(Watch::Nothing, line));
+                let built = read(
+                    &source[at..],
+                    &|| Builder::new(Watch::Nothing, line),
+                    &mut |_, _| {},
+                );
                 Some(built.ok()?)
             }
             _ => None,
@@ -328,8 +341,41 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
         // The part's root is the list, one level below the file's root.
         (plan.items[first].1, 1)
     };
-    let builder = || Builder::new(Watch::Nothing, line_base).depth_from(depth);
-    let mut built = read(text, &builder).ok()?;
+    let watch = || {
+        if k == 0 {
+            Watch::RootKey(job.key.to_owned())
+        } else {
+            Watch::RootSeq
+        }
+    };
+    let builder = || Builder::new(watch(), line_base).depth_from(depth);
+    let check = job.check;
+    let mut state = (check.start)(text);
+    // Items `..checked` of the part went through `check.item`.
+    let mut checked = 0;
+    let mut failed = false;
+    let mut check_up_to = |state: &mut S, checked: &mut usize, end: usize, items: &mut [Node]| {
+        while *checked < end && !failed {
+            if job.failed.load(std::sync::atomic::Ordering::Relaxed)
+                || !(check.item)(state, first + *checked, &mut items[*checked])
+            {
+                failed = true;
+                job.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            *checked += 1;
+        }
+    };
+    let mut built = read(text, &builder, &mut |i, items| {
+        if i < checked {
+            // libyaml re-reads a text the subset reader declined late.
+            state = (check.start)(text);
+            checked = 0;
+        }
+        if (check.ready)() {
+            check_up_to(&mut state, &mut checked, i + 1, items);
+        }
+    })
+    .ok()?;
     // Every item starts on its proposed line, and the first part ends with the list.
     let items = match &mut built.root.value {
         _ if k == 0 && !built.root_merged => last_list(&mut built.root, job.key)?,
@@ -345,10 +391,10 @@ fn part<S>(job: &Job<'_, S>, k: usize) -> Option<Done<S>> {
     {
         return None;
     }
-    if job.failed.load(std::sync::atomic::Ordering::Relaxed) {
+    check_up_to(&mut state, &mut checked, items.len(), items);
+    if failed {
         return None;
     }
-    let state = (job.check)(text, first, items)?;
     Some(Done { built, state })
 }
 
@@ -365,11 +411,22 @@ mod tests {
         in_parts_led(source, parts, 0)
     }
 
-    /// [`in_parts`] with a first part `lead` percent smaller.
+    /// [`in_parts`] with a first part `lead` percent smaller. Checks are
+    /// ready only every other time they are asked, so items are held back
+    /// and caught up with along the way.
     fn in_parts_led(source: &str, parts: usize, lead: usize) -> Option<(Node, Vec<usize>)> {
         let plan = plan(source, "environments", parts, lead)?;
-        let check = |_: &str, first: usize, items: &mut [Node]| {
-            Some((first..first + items.len()).collect::<Vec<_>>())
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let ready = || asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 1;
+        let start = |_: &str| Vec::new();
+        let item = |seen: &mut Vec<usize>, index: usize, _: &mut Node| {
+            seen.push(index);
+            true
+        };
+        let check = Check {
+            start: &start,
+            item: &item,
+            ready: &ready,
         };
         let (node, states) = parse(source, "environments", &plan, &check, || {})?;
         Some((node, states.into_iter().flatten().collect()))
@@ -444,8 +501,8 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
         // Property: whatever the text, a document read in parts is exactly
-        // the document one pass reads; when one pass refuses the text, the
-        // parts never accept it.
+        // the document one pass reads, and every item was checked once, in
+        // order; when one pass refuses the text, the parts never accept it.
         #[test]
         fn parts_never_disagree_with_one_pass(
             // Half the lines are plain items and content, so that many
@@ -459,7 +516,9 @@ mod tests {
                 text.push_str(LINES.get(i).unwrap_or(&LINES[i % 5]));
                 text.push('\n');
             }
-            if let Some((node, _)) = in_parts_led(&text, parts, lead) {
+            if let Some((node, seen)) = in_parts_led(&text, parts, lead) {
+                let items = node.get("environments").map_or(0, |l| l.items().len());
+                proptest::prop_assert_eq!(seen, (0..items).collect::<Vec<_>>(), "for {:?}", text);
                 proptest::prop_assert_eq!(Some(node), whole(&text), "for {:?}", text);
             }
         }
