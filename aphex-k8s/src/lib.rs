@@ -1,5 +1,229 @@
-//! `aphex-k8s` will own the Kubernetes adapters: server-side apply of rendered
-//! manifests, CRD presence checks, live-versus-rendered diff, and submitting
-//! and listing Workflows. Nothing is here yet.
+//! `aphex-k8s`: the Kubernetes adapters. [`KubeApplier`] is the
+//! [`ManifestApplier`] port on a real API server: it checks that the cluster
+//! serves each kind (an Argo CRD missing is the usual first failure), reads
+//! the live object, and applies manifests with server-side apply.
+//!
+//! Still to come here (DESIGN §2): the live-versus-rendered diff, and
+//! submitting and listing Workflows.
 //!
 //! Architecture invariant: knows nothing of AWS.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use aphex_stages::ports::{ManifestApplier, PortError};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// The field manager of every apply: the fields aphex sets are owned by
+/// `aphex` in `metadata.managedFields`.
+pub const FIELD_MANAGER: &str = "aphex";
+
+/// The API version of each kind aphex renders. The port names objects by
+/// kind alone, and these are all a pipeline ever applies.
+const KINDS: &[(&str, &str)] = &[
+    ("WorkflowTemplate", "argoproj.io/v1alpha1"),
+    ("EventSource", "argoproj.io/v1alpha1"),
+    ("Sensor", "argoproj.io/v1alpha1"),
+    ("ServiceAccount", "v1"),
+    ("ConfigMap", "v1"),
+    ("Role", "rbac.authorization.k8s.io/v1"),
+    ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+];
+
+/// How the cluster serves one kind, from its discovery document.
+#[derive(Debug, Clone)]
+struct Served {
+    resource: ApiResource,
+    namespaced: bool,
+}
+
+/// Applies manifests to a Kubernetes API server.
+pub struct KubeApplier {
+    client: Client,
+    /// What discovery said, by `apiVersion` and kind: asked once per kind.
+    served: Mutex<BTreeMap<(String, String), Served>>,
+}
+
+impl KubeApplier {
+    /// An applier on `client` (its default namespace is used for objects
+    /// that name none).
+    pub fn new(client: Client) -> Self {
+        KubeApplier {
+            client,
+            served: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// An applier from the environment: the pod's service account inside a
+    /// cluster, else `KUBECONFIG` or `~/.kube/config`. Contacts nothing yet.
+    pub async fn infer() -> Result<Self, kube::Error> {
+        Ok(KubeApplier::new(Client::try_default().await?))
+    }
+
+    /// How the cluster serves `kind` of `api_version`, asking its discovery
+    /// document the first time; an error that says what to install when the
+    /// cluster does not serve it.
+    async fn served(&self, api_version: &str, kind: &str) -> Result<Served, PortError> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        if let Some(s) = self.served.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(s.clone());
+        }
+        let list = if api_version.contains('/') {
+            self.client.list_api_group_resources(api_version).await
+        } else {
+            self.client.list_core_api_resources(api_version).await
+        };
+        let not_served = || PortError::Other {
+            context: format!("finding {kind} ({api_version}) on the cluster"),
+            source: format!(
+                "the cluster does not serve {kind} in {api_version}{}",
+                install_hint(kind)
+            )
+            .into(),
+        };
+        let list = match list {
+            Ok(l) => l,
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Err(not_served()),
+            Err(e) => {
+                return Err(port_error(
+                    format!("finding {kind} ({api_version}) on the cluster"),
+                    e,
+                ));
+            }
+        };
+        // Subresources (`workflowtemplates/status`) share the kind.
+        let Some(r) = list
+            .resources
+            .iter()
+            .find(|r| r.kind == kind && !r.name.contains('/'))
+        else {
+            return Err(not_served());
+        };
+        let gvk = match api_version.split_once('/') {
+            Some((group, version)) => GroupVersionKind::gvk(group, version, kind),
+            None => GroupVersionKind::gvk("", api_version, kind),
+        };
+        let served = Served {
+            resource: ApiResource::from_gvk_with_plural(&gvk, &r.name),
+            namespaced: r.namespaced,
+        };
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, served.clone());
+        Ok(served)
+    }
+
+    fn api(&self, served: &Served, namespace: &str) -> Api<DynamicObject> {
+        let client = self.client.clone();
+        match (served.namespaced, namespace) {
+            (false, _) => Api::all_with(client, &served.resource),
+            (true, "") => Api::default_namespaced_with(client, &served.resource),
+            (true, ns) => Api::namespaced_with(client, ns, &served.resource),
+        }
+    }
+
+    async fn apply_one(&self, manifest: &Value) -> Result<(), PortError> {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let (api_version, kind) = (s(&manifest["apiVersion"]), s(&manifest["kind"]));
+        let (namespace, name) = (
+            s(&manifest["metadata"]["namespace"]),
+            s(&manifest["metadata"]["name"]),
+        );
+        if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(PortError::Other {
+                context: "applying a manifest".to_owned(),
+                source: "it has no apiVersion, kind or metadata.name".into(),
+            });
+        }
+        let served = self.served(&api_version, &kind).await?;
+        // Force: the pipeline owns its objects, so fields another manager
+        // (a hand-run `kubectl apply`) set are taken over rather than left
+        // to block every self-update with a conflict.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.api(&served, &namespace)
+            .patch(&name, &params, &Patch::Apply(manifest))
+            .await
+            .map(drop)
+            .map_err(|e| port_error(format!("applying {kind} {}", object(&namespace, &name)), e))
+    }
+}
+
+#[async_trait::async_trait]
+impl ManifestApplier for KubeApplier {
+    fn describe(&self) -> String {
+        format!(
+            "the Kubernetes API server (default namespace {})",
+            self.client.default_namespace()
+        )
+    }
+
+    async fn current(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, PortError> {
+        let Some((_, api_version)) = KINDS.iter().find(|(k, _)| *k == kind) else {
+            return Err(PortError::Other {
+                context: format!("reading {kind} {}", object(namespace, name)),
+                source: format!("aphex does not know the API version of kind {kind}").into(),
+            });
+        };
+        let served = self.served(api_version, kind).await?;
+        let live = self
+            .api(&served, namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| port_error(format!("reading {kind} {}", object(namespace, name)), e))?;
+        live.map(|o| {
+            serde_json::to_value(o).map_err(|e| PortError::Other {
+                context: format!("reading {kind} {}", object(namespace, name)),
+                source: Box::new(e),
+            })
+        })
+        .transpose()
+    }
+
+    /// Applies in order and stops at the first failure, which names the
+    /// object: the manifests before it are applied, those after are not.
+    async fn apply(&self, manifests: &[Value]) -> Result<(), PortError> {
+        for m in manifests {
+            self.apply_one(m).await?;
+        }
+        Ok(())
+    }
+}
+
+fn object(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+fn install_hint(kind: &str) -> &'static str {
+    match kind {
+        "WorkflowTemplate" | "Workflow" => ": is Argo Workflows installed (its CRDs, `*.argoproj.io`)?",
+        "EventSource" | "Sensor" => ": is Argo Events installed (its CRDs, `*.argoproj.io`)?",
+        _ => "",
+    }
+}
+
+/// A kube error as a port error, with what to do for the usual API statuses.
+fn port_error(context: String, e: kube::Error) -> PortError {
+    let source: Box<dyn std::error::Error + Send + Sync> = match &e {
+        kube::Error::Api(status) => {
+            let hint = match status.code {
+                401 => " (the credentials were refused: in a pod, is the service account token mounted?)",
+                403 => {
+                    " (the service account may not do this: the executor's Role from `aphex render` allows get and patch on the pipeline's WorkflowTemplate only)"
+                }
+                409 => " (a conflicting change: run the stage again)",
+                422 => " (the API server rejected the object: compare it with `aphex render`)",
+                _ => "",
+            };
+            format!("{} {}: {}{hint}", status.code, status.reason, status.message).into()
+        }
+        _ => Box::new(e),
+    };
+    PortError::Other { context, source }
+}

@@ -104,28 +104,43 @@ struct Args {
     deployer: DeployerKind,
 }
 
-/// Stands in for the Kubernetes applier until `aphex-k8s` has one: fails
-/// clearly instead of pretending manifests were applied.
-struct UnwiredApplier;
+/// Stands in for the Kubernetes applier when no client could be made (no
+/// service account token in the pod, no kubeconfig outside one): fails
+/// clearly, and only in the stage that applies, instead of pretending
+/// manifests were applied.
+struct UnwiredApplier(String);
 
 #[async_trait::async_trait]
 impl ManifestApplier for UnwiredApplier {
     fn describe(&self) -> String {
-        "no Kubernetes applier (not wired in this aphex-runner build)".to_owned()
+        "no Kubernetes API server".to_owned()
     }
     async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, PortError> {
-        Err(unwired())
+        Err(self.unwired())
     }
     async fn apply(&self, _: &[serde_json::Value]) -> Result<(), PortError> {
-        Err(unwired())
+        Err(self.unwired())
     }
 }
 
-fn unwired() -> PortError {
-    PortError::Other {
-        context: "applying manifests".to_owned(),
-        source: "this aphex-runner has no Kubernetes applier yet; apply `aphex render` output with kubectl"
+impl UnwiredApplier {
+    fn unwired(&self) -> PortError {
+        PortError::Other {
+            context: "connecting to the Kubernetes API server".to_owned(),
+            source: format!(
+                "{}: in a pod, mount the service account token (automountServiceAccountToken); elsewhere set KUBECONFIG",
+                self.0
+            )
             .into(),
+        }
+    }
+}
+
+/// The Kubernetes applier: made now, connecting only when a stage applies.
+async fn applier() -> Arc<dyn ManifestApplier> {
+    match aphex_k8s::KubeApplier::infer().await {
+        Ok(a) => Arc::new(a),
+        Err(e) => Arc::new(UnwiredApplier(e.to_string())),
     }
 }
 
@@ -197,7 +212,7 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
         artifacts: Arc::new(aphex_aws::s3::S3ArtifactStore::new(&base, &bucket)),
         runs: Arc::new(aphex_aws::s3::S3RunRecorder::new(&base, &bucket)),
         deployer,
-        applier: Arc::new(UnwiredApplier),
+        applier: applier().await,
         metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
         notifier: notifier(redactor, config),
         credentials,

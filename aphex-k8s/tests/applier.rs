@@ -1,0 +1,405 @@
+//! `KubeApplier` against an in-process fake API server, at the HTTP level
+//! (kube-rs's own way: a `Client` over a tower service). The fake answers
+//! discovery, GET and server-side-apply PATCH the way the API server does,
+//! and records every request so the tests can check what was sent.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aphex_k8s::{FIELD_MANAGER, KubeApplier};
+use aphex_stages::ports::ManifestApplier;
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+/// A request as the fake received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+#[derive(Default)]
+struct State {
+    /// Group versions the cluster serves (`argoproj.io/v1alpha1`, `v1`).
+    served: Vec<&'static str>,
+    /// Objects by their URL path.
+    objects: BTreeMap<String, Value>,
+    /// Names whose PATCH is refused with 403.
+    forbidden: Vec<String>,
+    seen: Vec<Seen>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<State>>);
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    reply(code, &body)
+}
+
+fn reply(code: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn discovery(group_version: &str) -> Value {
+    let resources = match group_version {
+        "argoproj.io/v1alpha1" => json!([
+            {"name": "workflowtemplates", "singularName": "workflowtemplate", "namespaced": true, "kind": "WorkflowTemplate", "verbs": ["get", "patch"]},
+            {"name": "workflowtemplates/status", "singularName": "", "namespaced": true, "kind": "WorkflowTemplate", "verbs": ["get"]},
+            {"name": "sensors", "singularName": "sensor", "namespaced": true, "kind": "Sensor", "verbs": ["get", "patch"]},
+        ]),
+        _ => json!([
+            {"name": "serviceaccounts", "singularName": "serviceaccount", "namespaced": true, "kind": "ServiceAccount", "verbs": ["get", "patch"]},
+        ]),
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+impl Fake {
+    fn serving(served: &[&'static str]) -> Self {
+        let fake = Fake::default();
+        fake.0.lock().unwrap().served = served.to_vec();
+        fake
+    }
+
+    fn client(&self) -> Client {
+        let fake = self.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let fake = fake.clone();
+            async move { Ok::<_, std::convert::Infallible>(fake.handle(req).await) }
+        });
+        Client::new(service, "aphex")
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.0.lock().unwrap().seen.clone()
+    }
+
+    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect_bytes().await.unwrap();
+        let seen = Seen {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            content_type: parts
+                .headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default(),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        };
+        let mut state = self.0.lock().unwrap();
+        state.seen.push(seen.clone());
+        let path = seen.path.as_str();
+        // Discovery: /api/v1 and /apis/<group>/<version>.
+        let group_version = path
+            .strip_prefix("/apis/")
+            .or_else(|| path.strip_prefix("/api/"))
+            .filter(|gv| gv.split('/').count() <= 2);
+        if let Some(gv) = group_version {
+            return if state.served.contains(&gv) {
+                reply(StatusCode::OK, &discovery(gv))
+            } else {
+                status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            };
+        }
+        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+        match seen.method {
+            Method::GET => match state.objects.get(path) {
+                Some(o) => reply(StatusCode::OK, o),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("\"{name}\" not found"),
+                ),
+            },
+            Method::PATCH => {
+                if state.forbidden.contains(&name) {
+                    return status(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        &format!("cannot patch resource \"workflowtemplates\" named \"{name}\""),
+                    );
+                }
+                // What a real server adds to an applied object.
+                let generation = state
+                    .objects
+                    .get(path)
+                    .map_or(0, |o| o["metadata"]["generation"].as_u64().unwrap());
+                let mut object = seen.body.clone();
+                let meta = object["metadata"].as_object_mut().unwrap();
+                meta.insert("uid".into(), json!("0d9b7f5e-uid"));
+                meta.insert("generation".into(), json!(generation + 1));
+                meta.insert("resourceVersion".into(), json!((generation + 1).to_string()));
+                meta.insert("creationTimestamp".into(), json!("2026-11-22T00:00:00Z"));
+                meta.insert(
+                    "managedFields".into(),
+                    json!([{"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "argoproj.io/v1alpha1"}]),
+                );
+                state.objects.insert(path.to_owned(), object.clone());
+                reply(StatusCode::OK, &object)
+            }
+            _ => status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "not in the fake",
+            ),
+        }
+    }
+}
+
+/// The WorkflowTemplate the pipeline stage applies, rendered from the seed
+/// example.
+fn workflow_template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed/aphex-config.yaml");
+    let config = aphex_config::load_file(std::path::Path::new(path)).expect("the seed example loads");
+    aphex_stages::stages::pipeline::render_manifests(&config).remove(0)
+}
+
+fn id(m: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap().to_owned();
+    (
+        s(&m["kind"]),
+        s(&m["metadata"]["namespace"]),
+        s(&m["metadata"]["name"]),
+    )
+}
+
+#[tokio::test]
+async fn applies_with_server_side_apply_then_reads_back_what_it_applied() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    let applier = KubeApplier::new(fake.client());
+    let wt = workflow_template();
+    let (kind, ns, name) = id(&wt);
+
+    assert_eq!(
+        applier.current(&kind, &ns, &name).await.unwrap(),
+        None,
+        "nothing applied yet"
+    );
+    applier.apply(std::slice::from_ref(&wt)).await.unwrap();
+
+    let patch = fake
+        .seen()
+        .into_iter()
+        .find(|s| s.method == Method::PATCH)
+        .expect("a PATCH was sent");
+    assert_eq!(
+        patch.path,
+        format!("/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflowtemplates/{name}")
+    );
+    assert_eq!(patch.content_type, "application/apply-patch+yaml");
+    assert!(patch.query.contains("fieldManager=aphex"), "{}", patch.query);
+    assert!(patch.query.contains("force=true"), "{}", patch.query);
+    assert_eq!(patch.body, wt, "the manifest is sent as rendered");
+
+    let live = applier
+        .current(&kind, &ns, &name)
+        .await
+        .unwrap()
+        .expect("applied");
+    assert_eq!(
+        live["metadata"]["uid"], "0d9b7f5e-uid",
+        "the live object, server fields and all"
+    );
+    assert_eq!(live["spec"], wt["spec"]);
+}
+
+#[tokio::test]
+async fn discovery_is_asked_once_per_kind() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    let applier = KubeApplier::new(fake.client());
+    let wt = workflow_template();
+    let (kind, ns, name) = id(&wt);
+    applier.current(&kind, &ns, &name).await.unwrap();
+    applier.apply(&[wt.clone(), wt]).await.unwrap();
+    let discoveries = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/apis/argoproj.io/v1alpha1")
+        .count();
+    assert_eq!(discoveries, 1);
+    let patches = fake.seen().iter().filter(|s| s.method == Method::PATCH).count();
+    assert_eq!(patches, 2);
+}
+
+#[tokio::test]
+async fn a_cluster_without_argo_says_what_to_install() {
+    let fake = Fake::serving(&["v1"]);
+    let applier = KubeApplier::new(fake.client());
+    let wt = workflow_template();
+    let (kind, ns, name) = id(&wt);
+    for err in [
+        applier.current(&kind, &ns, &name).await.unwrap_err(),
+        applier.apply(&[wt]).await.unwrap_err(),
+    ] {
+        let text = format!("{err}");
+        assert!(
+            text.contains("does not serve WorkflowTemplate in argoproj.io/v1alpha1"),
+            "{text}"
+        );
+        assert!(text.contains("is Argo Workflows installed"), "{text}");
+    }
+    assert!(
+        fake.seen().iter().all(|s| s.method != Method::PATCH),
+        "nothing applied"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_apply_names_the_object_and_the_role() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1", "v1"]);
+    let wt = workflow_template();
+    let (_, ns, name) = id(&wt);
+    fake.0.lock().unwrap().forbidden.push(name.clone());
+    let applier = KubeApplier::new(fake.client());
+    let sa =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "after", "namespace": ns}});
+    let err = applier.apply(&[wt, sa]).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("applying WorkflowTemplate {ns}/{name}")),
+        "{err}"
+    );
+    assert!(err.contains("403 Forbidden"), "{err}");
+    assert!(err.contains("executor's Role"), "{err}");
+    let patched: Vec<String> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == Method::PATCH)
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(patched.len(), 1, "it stops at the first failure: {patched:?}");
+}
+
+#[tokio::test]
+async fn an_object_without_a_namespace_goes_to_the_clients_default_one() {
+    let fake = Fake::serving(&["v1"]);
+    let applier = KubeApplier::new(fake.client());
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "runner"}});
+    applier.apply(&[sa]).await.unwrap();
+    let patch = fake
+        .seen()
+        .into_iter()
+        .find(|s| s.method == Method::PATCH)
+        .unwrap();
+    assert_eq!(patch.path, "/api/v1/namespaces/aphex/serviceaccounts/runner");
+}
+
+#[tokio::test]
+async fn a_manifest_without_a_name_is_refused_before_any_request() {
+    let fake = Fake::serving(&["v1"]);
+    let applier = KubeApplier::new(fake.client());
+    let err = applier
+        .apply(&[json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {}})])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no apiVersion, kind or metadata.name"), "{err}");
+    assert!(fake.seen().is_empty());
+}
+
+/// The pipeline stage itself, applying through `KubeApplier` to the fake:
+/// its log says what a re-run and a changed config do to the live template.
+mod pipeline_stage {
+    use std::sync::Arc;
+
+    use aphex_stages::context::{Ports, RunInfo, StageContext};
+    use aphex_stages::fake::RecordingDeployer;
+    use aphex_stages::local::{DirArtifactStore, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
+    use aphex_stages::process::{Cancel, Exec};
+    use aphex_stages::redact::Redactor;
+    use aphex_stages::report::CollectingReporter;
+    use aphex_stages::stages::pipeline;
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+version: "1.0"
+pipeline: { name: shop, namespace: argo }
+build: { commands: ["true"] }
+environments:
+  - { name: dev, region: us-east-1, account: "123456789012", stacks: [{ name: A, path: a.ts }] }
+"#;
+
+    /// Runs the pipeline stage on `config` against `fake`; its log.
+    async fn run(fake: &Fake, config: aphex_config::Config) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let reporter = Arc::new(CollectingReporter::default());
+        let ctx = StageContext {
+            run: RunInfo {
+                id: "run-1".to_owned(),
+                pipeline: config.pipeline_name().to_owned(),
+                commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+                branch: Some("main".to_owned()),
+                repo: "https://github.com/acme/shop.git".to_owned(),
+            },
+            config,
+            config_file: "aphex-config.yaml".to_owned(),
+            checkout: dir.path().join("checkout"),
+            work: dir.path().join("work"),
+            logs: dir.path().join("logs"),
+            ports: Ports {
+                artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
+                runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
+                deployer: Arc::new(RecordingDeployer::new()),
+                applier: Arc::new(KubeApplier::new(fake.client())),
+                metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
+                notifier: Arc::new(NoopNotifier),
+                credentials: None,
+                pipeline_stack: None,
+            },
+            exec: Exec {
+                reporter: reporter.clone(),
+                redactor: Redactor::new(),
+                cancel: Cancel::new(),
+            },
+        };
+        pipeline::run(&ctx).await.expect("the pipeline stage succeeds");
+        reporter.text()
+    }
+
+    #[tokio::test]
+    async fn creates_then_leaves_unchanged_then_changes_the_live_template() {
+        let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+        let config = aphex_config::load_str("aphex-config.yaml", CONFIG).unwrap();
+
+        let log = run(&fake, config.clone()).await;
+        assert!(log.contains("WorkflowTemplate argo/shop: created"), "{log}");
+        assert!(
+            log.contains("applied 1 manifests to the Kubernetes API server"),
+            "{log}"
+        );
+
+        // The live object carries server fields; the stage must not call
+        // that a change.
+        let log = run(&fake, config.clone()).await;
+        assert!(log.contains("WorkflowTemplate argo/shop: unchanged"), "{log}");
+        assert!(log.contains("no topology change"), "{log}");
+
+        let mut grown = config;
+        let mut prod = grown.environments[0].clone();
+        prod.name = "prod".to_owned();
+        grown.environments.push(prod);
+        let log = run(&fake, grown).await;
+        assert!(log.contains("WorkflowTemplate argo/shop: changed"), "{log}");
+        assert!(log.contains("topology: + environment prod"), "{log}");
+    }
+}
