@@ -8,6 +8,8 @@
 //!
 //! Architecture invariant: knows nothing of AWS.
 
+pub mod fake;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -28,6 +30,7 @@ const KINDS: &[(&str, &str)] = &[
     ("Sensor", "argoproj.io/v1alpha1"),
     ("ServiceAccount", "v1"),
     ("ConfigMap", "v1"),
+    ("Secret", "v1"),
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("RoleBinding", "rbac.authorization.k8s.io/v1"),
 ];

@@ -1,169 +1,11 @@
-//! `KubeApplier` against an in-process fake API server, at the HTTP level
-//! (kube-rs's own way: a `Client` over a tower service). The fake answers
-//! discovery, GET and server-side-apply PATCH the way the API server does,
-//! and records every request so the tests can check what was sent.
+//! `KubeApplier` against the in-process fake API server
+//! (`aphex_k8s::fake`), checking what was sent at the HTTP level.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use aphex_k8s::{FIELD_MANAGER, KubeApplier};
+use aphex_k8s::KubeApplier;
+use aphex_k8s::fake::Fake;
 use aphex_stages::ports::ManifestApplier;
-use http::{Method, Request, Response, StatusCode};
-use kube::Client;
-use kube::client::Body;
+use http::Method;
 use serde_json::{Value, json};
-
-/// A request as the fake received it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-#[derive(Default)]
-struct State {
-    /// Group versions the cluster serves (`argoproj.io/v1alpha1`, `v1`).
-    served: Vec<&'static str>,
-    /// Objects by their URL path.
-    objects: BTreeMap<String, Value>,
-    /// Names whose PATCH is refused with 403.
-    forbidden: Vec<String>,
-    seen: Vec<Seen>,
-}
-
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<State>>);
-
-fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
-    });
-    reply(code, &body)
-}
-
-fn reply(code: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn discovery(group_version: &str) -> Value {
-    let resources = match group_version {
-        "argoproj.io/v1alpha1" => json!([
-            {"name": "workflowtemplates", "singularName": "workflowtemplate", "namespaced": true, "kind": "WorkflowTemplate", "verbs": ["get", "patch"]},
-            {"name": "workflowtemplates/status", "singularName": "", "namespaced": true, "kind": "WorkflowTemplate", "verbs": ["get"]},
-            {"name": "sensors", "singularName": "sensor", "namespaced": true, "kind": "Sensor", "verbs": ["get", "patch"]},
-        ]),
-        _ => json!([
-            {"name": "serviceaccounts", "singularName": "serviceaccount", "namespaced": true, "kind": "ServiceAccount", "verbs": ["get", "patch"]},
-        ]),
-    };
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
-}
-
-impl Fake {
-    fn serving(served: &[&'static str]) -> Self {
-        let fake = Fake::default();
-        fake.0.lock().unwrap().served = served.to_vec();
-        fake
-    }
-
-    fn client(&self) -> Client {
-        let fake = self.clone();
-        let service = tower::service_fn(move |req: Request<Body>| {
-            let fake = fake.clone();
-            async move { Ok::<_, std::convert::Infallible>(fake.handle(req).await) }
-        });
-        Client::new(service, "aphex")
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().seen.clone()
-    }
-
-    async fn handle(&self, req: Request<Body>) -> Response<Body> {
-        let (parts, body) = req.into_parts();
-        let bytes = body.collect_bytes().await.unwrap();
-        let seen = Seen {
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().unwrap_or_default().to_owned(),
-            content_type: parts
-                .headers
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default(),
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        };
-        let mut state = self.0.lock().unwrap();
-        state.seen.push(seen.clone());
-        let path = seen.path.as_str();
-        // Discovery: /api/v1 and /apis/<group>/<version>.
-        let group_version = path
-            .strip_prefix("/apis/")
-            .or_else(|| path.strip_prefix("/api/"))
-            .filter(|gv| gv.split('/').count() <= 2);
-        if let Some(gv) = group_version {
-            return if state.served.contains(&gv) {
-                reply(StatusCode::OK, &discovery(gv))
-            } else {
-                status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                )
-            };
-        }
-        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-        match seen.method {
-            Method::GET => match state.objects.get(path) {
-                Some(o) => reply(StatusCode::OK, o),
-                None => status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    &format!("\"{name}\" not found"),
-                ),
-            },
-            Method::PATCH => {
-                if state.forbidden.contains(&name) {
-                    return status(
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        &format!("cannot patch resource \"workflowtemplates\" named \"{name}\""),
-                    );
-                }
-                // What a real server adds to an applied object.
-                let generation = state
-                    .objects
-                    .get(path)
-                    .map_or(0, |o| o["metadata"]["generation"].as_u64().unwrap());
-                let mut object = seen.body.clone();
-                let meta = object["metadata"].as_object_mut().unwrap();
-                meta.insert("uid".into(), json!("0d9b7f5e-uid"));
-                meta.insert("generation".into(), json!(generation + 1));
-                meta.insert("resourceVersion".into(), json!((generation + 1).to_string()));
-                meta.insert("creationTimestamp".into(), json!("2026-11-22T00:00:00Z"));
-                meta.insert(
-                    "managedFields".into(),
-                    json!([{"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "argoproj.io/v1alpha1"}]),
-                );
-                state.objects.insert(path.to_owned(), object.clone());
-                reply(StatusCode::OK, &object)
-            }
-            _ => status(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                "not in the fake",
-            ),
-        }
-    }
-}
 
 /// The WorkflowTemplate the pipeline stage applies, rendered from the seed
 /// example.
@@ -268,7 +110,7 @@ async fn a_refused_apply_names_the_object_and_the_role() {
     let fake = Fake::serving(&["argoproj.io/v1alpha1", "v1"]);
     let wt = workflow_template();
     let (_, ns, name) = id(&wt);
-    fake.0.lock().unwrap().forbidden.push(name.clone());
+    fake.forbid(&name);
     let applier = KubeApplier::new(fake.client());
     let sa =
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "after", "namespace": ns}});
