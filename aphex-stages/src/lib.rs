@@ -8,6 +8,7 @@
 
 pub mod artifact;
 pub mod assembly;
+pub mod bootstrap;
 pub mod context;
 pub mod executor;
 pub mod fake;

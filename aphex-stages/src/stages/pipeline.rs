@@ -154,7 +154,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
             )))?;
         let change = match &current {
             None => "created",
-            Some(c) if strip_server_fields(c) == strip_server_fields(m) => "unchanged",
+            Some(c) if !differs(c, m) => "unchanged",
             Some(_) => "changed",
         };
         changes.push(format!("{kind} {ns}/{name}: {change}"));
@@ -188,7 +188,12 @@ fn identity(m: &Value) -> (String, String, String) {
     )
 }
 
-// What a real cluster adds to an object is not a change we made.
+/// Whether the live object `live` differs from `rendered`, ignoring what a
+/// real cluster adds to an object (not a change we made).
+pub(crate) fn differs(live: &Value, rendered: &Value) -> bool {
+    strip_server_fields(live) != strip_server_fields(rendered)
+}
+
 fn strip_server_fields(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {

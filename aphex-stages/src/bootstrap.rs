@@ -1,0 +1,273 @@
+//! `aphex bootstrap`: puts one pipeline onto a cluster that runs Argo
+//! Workflows and Argo Events, through the same ports as the pipeline stage.
+//!
+//! In order, each step needing the one before:
+//! 1. check the cluster serves the Argo kinds (reading the live
+//!    WorkflowTemplate), before anything is created in AWS;
+//! 2. deploy the pipeline's own AWS stack (bucket, workflow role);
+//! 3. render every manifest with the stack's outputs (the role ARN for the
+//!    IRSA annotation, the bucket for the stack-outputs ConfigMap);
+//! 4. make sure the webhook Secret exists: created with a random value the
+//!    first time, never replaced (GitHub holds the same value);
+//! 5. apply every manifest, in render order (RBAC first).
+//!
+//! Running it again is safe: an unchanged stack and unchanged objects are
+//! no-ops, and the webhook secret is kept.
+
+use aphex_config::Config;
+use aphex_template::cloudformation::pipeline_stack_name;
+use aphex_template::render::{RenderOptions, render};
+use serde_json::{Value, json};
+
+use crate::ports::{DeployProgress, ManifestApplier, PipelineStackUpdater, StackOutcome};
+use crate::stages::pipeline::{StackAction, differs, stack_action};
+
+/// The key of the webhook secret in its Secret (what the EventSource reads).
+pub const WEBHOOK_SECRET_KEY: &str = "secret";
+/// The key of the GitHub token in its Secret.
+pub const TOKEN_KEY: &str = "token";
+
+/// The adapters bootstrap works through.
+pub struct Ports<'a> {
+    /// Deploys the pipeline's own stack.
+    pub stack: &'a dyn PipelineStackUpdater,
+    /// Applies the manifests.
+    pub applier: &'a dyn ManifestApplier,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// It did not exist.
+    Created,
+    /// It existed and differed.
+    Changed,
+    /// It existed as rendered.
+    Unchanged,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Change::Created => "created",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// The webhook secret's Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    /// Namespace (Argo Events').
+    pub namespace: String,
+    /// Secret name.
+    pub name: String,
+    /// The value, when this run created it (to enter on GitHub); `None` when
+    /// it existed and was kept.
+    pub created: Option<String>,
+}
+
+/// What bootstrap did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The pipeline stack after the deploy.
+    pub stack: StackOutcome,
+    /// Each applied object (`Kind namespace/name`) and what happened to it.
+    pub objects: Vec<(String, Change)>,
+    /// The webhook secret, when the config has `pipeline.github`.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Where GitHub delivers: `pipeline.github.webhookUrl`, when set.
+    pub webhook_url: Option<String>,
+    /// The webhook's path on the EventSource's server (`/<pipeline>`).
+    pub webhook_endpoint: Option<String>,
+    /// Things to do by hand (a missing GitHub token Secret), one line each.
+    pub todo: Vec<String>,
+}
+
+/// Why bootstrap stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The config names no cluster for the workflow role to trust.
+    #[error(
+        "bootstrap needs a cluster: the workflow role trusts that cluster's OIDC provider. Set `pipeline.cluster` in the config or pass `--cluster NAME`"
+    )]
+    NoCluster,
+    /// A step failed; the message says which and why.
+    #[error("{step}: {message}")]
+    Step {
+        /// The step (`checking the cluster`, `deploying the pipeline stack aphex-shop`, ...).
+        step: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn step(step: impl Into<String>) -> impl FnOnce(String) -> BootstrapError {
+    let step = step.into();
+    move |message| BootstrapError::Step { step, message }
+}
+
+/// Bootstraps the pipeline of `config`; `new_secret` makes the webhook
+/// secret when there is none yet.
+pub async fn bootstrap(
+    config: &Config,
+    ports: Ports<'_>,
+    progress: &dyn DeployProgress,
+    new_secret: &dyn Fn() -> Result<String, String>,
+) -> Result<Report, BootstrapError> {
+    if let StackAction::Skip(_) = stack_action(config) {
+        return Err(BootstrapError::NoCluster);
+    }
+    let settings = config.settings();
+    let name = config.pipeline_name();
+    let applier = ports.applier;
+
+    // 1. The cluster first: a missing CRD or a wrong kubeconfig must not
+    //    leave a stack behind.
+    applier
+        .current("WorkflowTemplate", settings.namespace(), name)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(step(format!("checking the cluster ({})", applier.describe())))?;
+
+    // 2. The pipeline stack.
+    let stack_name = pipeline_stack_name(config);
+    let stack = ports
+        .stack
+        .update(config, progress)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(step(format!("deploying the pipeline stack {stack_name}")))?;
+    let output = |key: &str| {
+        stack
+            .outputs
+            .iter()
+            .find(|o| o.key == key)
+            .map(|o| o.value.clone())
+    };
+    let role_arn = output("WorkflowExecutionRoleArn").ok_or_else(|| BootstrapError::Step {
+        step: format!("reading the pipeline stack {stack_name}"),
+        message: "it has no WorkflowExecutionRoleArn output".to_owned(),
+    })?;
+
+    // 3. Every manifest, with the stack's outputs.
+    let rendered = render(
+        config,
+        &RenderOptions {
+            executor_role_arn: Some(role_arn),
+            artifact_bucket: output("ArtifactBucketName"),
+        },
+    );
+    let mut manifests: Vec<Value> = Vec::new();
+    let mut todo = Vec::new();
+
+    // 4. The webhook secret, kept when it exists.
+    let webhook_secret = match &settings.github {
+        None => None,
+        Some(gh) => {
+            let namespace = settings.events_namespace().to_owned();
+            let secret_name = gh.webhook_secret(name);
+            let exists = read(applier, "Secret", &namespace, &secret_name).await?.is_some();
+            let created = if exists {
+                None
+            } else {
+                let value = new_secret().map_err(step("making the webhook secret"))?;
+                manifests.push(secret(
+                    config,
+                    &namespace,
+                    &secret_name,
+                    WEBHOOK_SECRET_KEY,
+                    &value,
+                ));
+                Some(value)
+            };
+            if read(applier, "Secret", &namespace, gh.token_secret())
+                .await?
+                .is_none()
+            {
+                todo.push(format!(
+                    "create the GitHub token Secret the EventSource reads: kubectl -n {namespace} create secret generic {} --from-literal={TOKEN_KEY}=<a token that may manage the repository's webhooks>",
+                    gh.token_secret()
+                ));
+            }
+            Some(WebhookSecret {
+                namespace,
+                name: secret_name,
+                created,
+            })
+        }
+    };
+
+    // 5. Apply, noting what each object was before.
+    manifests.extend(rendered.manifests.into_iter().map(|m| m.value));
+    let mut objects = Vec::with_capacity(manifests.len());
+    for m in &manifests {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let (kind, namespace, object) = (
+            s(&m["kind"]),
+            s(&m["metadata"]["namespace"]),
+            s(&m["metadata"]["name"]),
+        );
+        let change = match read(applier, &kind, &namespace, &object).await? {
+            None => Change::Created,
+            // A Secret's live data is base64 where the manifest has
+            // stringData: only new ones are applied, so call it kept.
+            Some(_) if kind == "Secret" => Change::Unchanged,
+            Some(live) if differs(&live, m) => Change::Changed,
+            Some(_) => Change::Unchanged,
+        };
+        objects.push((format!("{kind} {namespace}/{object}"), change));
+    }
+    applier
+        .apply(&manifests)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(step(format!("applying to {}", applier.describe())))?;
+
+    Ok(Report {
+        stack,
+        objects,
+        webhook_secret,
+        webhook_url: settings.github.as_ref().and_then(|g| g.webhook_url.clone()),
+        webhook_endpoint: settings
+            .github
+            .as_ref()
+            .map(|_| aphex_template::events::webhook_endpoint(config)),
+        todo,
+    })
+}
+
+async fn read(
+    applier: &dyn ManifestApplier,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, BootstrapError> {
+    applier
+        .current(kind, namespace, name)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(step(format!("reading {kind} {namespace}/{name}")))
+}
+
+fn secret(config: &Config, namespace: &str, name: &str, key: &str, value: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": aphex_template::workflow::labels(config),
+        },
+        "type": "Opaque",
+        "stringData": {key: value},
+    })
+}
+
+/// A new webhook secret: 32 random bytes from the operating system, as hex.
+pub fn random_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the operating system: {e}"))?;
+    Ok(hex::encode(bytes))
+}
