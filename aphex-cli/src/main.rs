@@ -39,6 +39,8 @@ enum Command {
     Run(commands::run::Args),
     /// List recorded runs, newest first.
     History(commands::history::Args),
+    /// Put the pipeline onto its cluster: its AWS stack, every manifest, the webhook secret.
+    Bootstrap(commands::bootstrap::Args),
 }
 
 fn main() {
@@ -53,6 +55,7 @@ fn main() {
         Command::Webhook(args) => commands::webhook::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::History(args) => commands::history::run(args),
+        Command::Bootstrap(args) => commands::bootstrap::run(args),
     };
     std::process::exit(code.into());
 }

@@ -226,3 +226,45 @@ fn every_command_has_an_example_in_its_help() {
         );
     }
 }
+
+#[test]
+fn bootstrap_without_a_cluster_or_a_kubeconfig_says_what_to_set_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_cluster = "version: \"1.0\"\nbuild: { commands: [\"true\"] }\nenvironments:\n  - { name: dev, region: us-east-1, account: \"123456789012\", stacks: [{ name: A, path: a.ts }] }\n";
+    std::fs::write(dir.path().join("aphex-config.yaml"), no_cluster).unwrap();
+    let out = aphex(dir.path(), &["bootstrap"]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bootstrap needs a cluster"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("--cluster NAME"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // With a cluster but no kubeconfig: a usage error naming KUBECONFIG,
+    // before any AWS call (no endpoint or credentials are set here).
+    let out = Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(["bootstrap", "--cluster", "demo"])
+        .current_dir(dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no Kubernetes client"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("set KUBECONFIG"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bootstrap;
 pub mod history;
 pub mod init;
 pub mod plan;

@@ -1,0 +1,150 @@
+//! `aphex bootstrap [PATH] [--cluster NAME]`: puts the pipeline onto the
+//! cluster (`aphex_stages::bootstrap`) with the AWS adapters and the
+//! Kubernetes applier, and prints what it did, the webhook and what is left
+//! to do by hand.
+
+use std::path::PathBuf;
+
+use aphex_stages::bootstrap::{BootstrapError, Ports, Report, bootstrap, random_secret};
+use aphex_stages::ports::{DeployProgress, StackEvent};
+use aphex_stages::stages::pipeline::{StackAction, stack_action};
+use aphex_template::events::{WEBHOOK_PORT, event_source_name};
+
+use crate::exit::Exit;
+
+/// Arguments of `aphex bootstrap`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    aphex bootstrap\n  \
+    aphex bootstrap --cluster platform-prod\n\n\
+    Needs AWS credentials for the pipeline's home account (the standard AWS environment) and a\n\
+    kubeconfig for the cluster (KUBECONFIG or ~/.kube/config) that may create RBAC objects,\n\
+    Secrets and Argo objects in the Argo namespaces. Running it again is safe: unchanged objects\n\
+    stay as they are and the webhook secret is kept.\n\n\
+    Exit status: 0 bootstrapped, 1 invalid config or a failed step, 2 usage or setup error.")]
+pub struct Args {
+    /// The configuration file.
+    #[arg(default_value = "aphex-config.yaml")]
+    pub path: PathBuf,
+    /// The cluster to run on, when the config has no `pipeline.cluster`
+    /// (its CloudFormation exports are `AphexCluster-<NAME>-*`).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+}
+
+/// Stack events as lines on stderr.
+struct Progress;
+
+impl DeployProgress for Progress {
+    fn event(&self, e: &StackEvent) {
+        let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        eprintln!(
+            "  {} {} ({}) {}{reason}",
+            e.stack, e.logical_id, e.resource_type, e.status
+        );
+    }
+}
+
+/// Runs `aphex bootstrap`.
+pub fn run(args: Args) -> Exit {
+    let mut config = match super::validate::load_config(&args.path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(name) = args.cluster {
+        let settings = config.pipeline.get_or_insert_with(Default::default);
+        if let Some(c) = &settings.cluster
+            && c.name != name
+        {
+            eprintln!(
+                "note: --cluster {name} replaces pipeline.cluster `{}` of {}",
+                c.name,
+                args.path.display()
+            );
+        }
+        settings.cluster = Some(aphex_config::Cluster {
+            name,
+            export_prefix: None,
+        });
+    }
+    // Before any client is made: nothing to connect to without a cluster.
+    if let StackAction::Skip(_) = stack_action(&config) {
+        eprintln!("error: {}", BootstrapError::NoCluster);
+        return Exit::Failure;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return Exit::Usage;
+        }
+    };
+    rt.block_on(async {
+        let applier = match aphex_k8s::KubeApplier::infer().await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!(
+                    "error: no Kubernetes client: {e}\n  = help: set KUBECONFIG (or ~/.kube/config) to the cluster's kubeconfig"
+                );
+                return Exit::Usage;
+            }
+        };
+        let stack = aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await);
+        let ports = Ports {
+            stack: &stack,
+            applier: &applier,
+        };
+        eprintln!("bootstrapping pipeline {}", config.pipeline_name());
+        match bootstrap(&config, ports, &Progress, &random_secret).await {
+            Ok(report) => {
+                print_report(&config, &report);
+                Exit::Ok
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Failure
+            }
+        }
+    })
+}
+
+fn print_report(config: &aphex_config::Config, report: &Report) {
+    let stack = &report.stack;
+    let what = if stack.changed { "deployed" } else { "unchanged" };
+    println!("pipeline stack {}: {what}", stack.stack_name);
+    for o in &stack.outputs {
+        println!("  {} = {}", o.key, o.value);
+    }
+    for (object, change) in &report.objects {
+        println!("{object}: {change}");
+    }
+    if let Some(endpoint) = &report.webhook_endpoint {
+        match &report.webhook_url {
+            Some(url) => println!("webhook: {url} (Argo Events registers it on GitHub)"),
+            None => println!(
+                "webhook: not exposed yet: route a public URL to port {WEBHOOK_PORT}, path {endpoint}, of the service \
+                 {}-eventsource-svc, then set pipeline.github.webhookUrl (or add the webhook on GitHub yourself)",
+                event_source_name(config)
+            ),
+        }
+    }
+    if let Some(secret) = &report.webhook_secret {
+        match &secret.created {
+            Some(value) => println!(
+                "webhook secret (new, in Secret {}/{}): {value}",
+                secret.namespace, secret.name
+            ),
+            None => println!(
+                "webhook secret: kept in Secret {ns}/{name} (kubectl -n {ns} get secret {name} -o jsonpath='{{.data.secret}}' | base64 -d)",
+                ns = secret.namespace,
+                name = secret.name
+            ),
+        }
+    }
+    if !report.todo.is_empty() {
+        println!("to do:");
+        for t in &report.todo {
+            println!("  - {t}");
+        }
+    }
+}
