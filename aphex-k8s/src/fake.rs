@@ -33,6 +33,8 @@ struct State {
     objects: BTreeMap<String, Value>,
     /// Names whose PATCH is refused with 403.
     forbidden: Vec<String>,
+    /// Namespaces that do not exist (a PATCH into one is a 404).
+    missing_namespaces: Vec<String>,
     seen: Vec<Seen>,
 }
 
@@ -109,6 +111,15 @@ impl Fake {
         self.0.lock().unwrap().forbidden.push(name.to_owned());
     }
 
+    /// Makes `namespace` missing: objects cannot be applied into it.
+    pub fn without_namespace(&self, namespace: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .missing_namespaces
+            .push(namespace.to_owned());
+    }
+
     /// The stored object at this URL path, if any.
     pub fn object(&self, path: &str) -> Option<Value> {
         self.0.lock().unwrap().objects.get(path).cloned()
@@ -158,6 +169,18 @@ impl Fake {
                 ),
             },
             Method::PATCH => {
+                let namespace = path
+                    .split("/namespaces/")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or_default();
+                if state.missing_namespaces.iter().any(|n| n == namespace) {
+                    return status(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        &format!("namespaces \"{namespace}\" not found"),
+                    );
+                }
                 if state.forbidden.contains(&name) {
                     return status(
                         StatusCode::FORBIDDEN,

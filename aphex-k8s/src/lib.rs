@@ -220,6 +220,8 @@ fn port_error(context: String, e: kube::Error) -> PortError {
                 403 => {
                     " (the service account may not do this: the executor's Role from `aphex render` allows get and patch on the pipeline's WorkflowTemplate only)"
                 }
+                // Discovery found the kind, so on apply a 404 is the namespace.
+                404 => " (does the namespace exist? Argo's installation makes its namespaces)",
                 409 => " (a conflicting change: run the stage again)",
                 422 => " (the API server rejected the object: compare it with `aphex render`)",
                 _ => "",

@@ -245,3 +245,21 @@ environments:
         assert!(log.contains("topology: + environment prod"), "{log}");
     }
 }
+
+#[tokio::test]
+async fn a_missing_namespace_is_named_as_the_likely_cause() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    let wt = workflow_template();
+    let (_, ns, name) = id(&wt);
+    fake.without_namespace(&ns);
+    let err = KubeApplier::new(fake.client())
+        .apply(&[wt])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("applying WorkflowTemplate {ns}/{name}: 404 NotFound")),
+        "{err}"
+    );
+    assert!(err.contains("does the namespace exist?"), "{err}");
+}
