@@ -39,6 +39,8 @@ enum Command {
     Run(commands::run::Args),
     /// List recorded runs, newest first.
     History(commands::history::Args),
+    /// Show what applying the rendered manifests would change on the cluster.
+    Diff(commands::diff::Args),
     /// Put the pipeline onto its cluster: its AWS stack, every manifest, the webhook secret.
     Bootstrap(commands::bootstrap::Args),
 }
@@ -56,6 +58,7 @@ fn main() {
         Command::Run(args) => commands::run::run(args),
         Command::History(args) => commands::history::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args),
+        Command::Diff(args) => commands::diff::run(args),
     };
     std::process::exit(code.into());
 }

@@ -268,3 +268,24 @@ fn bootstrap_without_a_cluster_or_a_kubeconfig_says_what_to_set_and_touches_noth
     );
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
 }
+
+#[test]
+fn diff_without_a_kubeconfig_is_a_usage_error_naming_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aphex-config.yaml"), seed()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(["diff"])
+        .current_dir(dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no Kubernetes client"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+}

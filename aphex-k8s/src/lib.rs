@@ -3,11 +3,12 @@
 //! serves each kind (an Argo CRD missing is the usual first failure), reads
 //! the live object, and applies manifests with server-side apply.
 //!
-//! Still to come here (DESIGN §2): the live-versus-rendered diff, and
-//! submitting and listing Workflows.
+//! [`diff`] compares rendered objects with the live ones (`aphex diff`).
+//! Still to come here (DESIGN §2): submitting and listing Workflows.
 //!
 //! Architecture invariant: knows nothing of AWS.
 
+pub mod diff;
 pub mod fake;
 
 use std::collections::BTreeMap;

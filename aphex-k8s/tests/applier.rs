@@ -263,3 +263,44 @@ async fn a_missing_namespace_is_named_as_the_likely_cause() {
     );
     assert!(err.contains("does the namespace exist?"), "{err}");
 }
+
+#[tokio::test]
+async fn diff_says_missing_then_same_then_changed_ignoring_server_fields() {
+    use aphex_k8s::diff::{ObjectDiff, diff};
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    let applier = KubeApplier::new(fake.client());
+    let wt = workflow_template();
+    let object = format!("WorkflowTemplate {}/{}", id(&wt).1, id(&wt).2);
+
+    let before = diff(&applier, std::slice::from_ref(&wt)).await.unwrap();
+    assert!(matches!(&before[..], [ObjectDiff::Missing { .. }]), "{before:?}");
+    assert_eq!(before[0].object(), object);
+
+    applier.apply(std::slice::from_ref(&wt)).await.unwrap();
+    let after = diff(&applier, std::slice::from_ref(&wt)).await.unwrap();
+    assert_eq!(
+        after,
+        [ObjectDiff::Same {
+            object: object.clone()
+        }],
+        "server fields are not a change"
+    );
+
+    let mut edited = wt.clone();
+    edited["spec"]["activeDeadlineSeconds"] = json!(60);
+    let changed = diff(&applier, &[edited]).await.unwrap();
+    match &changed[..] {
+        [ObjectDiff::Changed { live, rendered, .. }] => {
+            assert_eq!(rendered["spec"]["activeDeadlineSeconds"], 60);
+            assert_eq!(
+                live["spec"]["activeDeadlineSeconds"],
+                wt["spec"]["activeDeadlineSeconds"]
+            );
+            assert!(
+                live["metadata"].get("uid").is_none(),
+                "server fields are stripped: {live}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

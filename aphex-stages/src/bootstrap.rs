@@ -20,7 +20,7 @@ use aphex_template::render::{RenderOptions, render};
 use serde_json::{Value, json};
 
 use crate::ports::{DeployProgress, ManifestApplier, PipelineStackUpdater, StackOutcome};
-use crate::stages::pipeline::{StackAction, differs, stack_action};
+use crate::stages::pipeline::{StackAction, differs, identity, stack_action};
 
 /// The key of the webhook secret in its Secret (what the EventSource reads).
 pub const WEBHOOK_SECRET_KEY: &str = "secret";
@@ -203,17 +203,10 @@ pub async fn bootstrap(
     manifests.extend(rendered.manifests.into_iter().map(|m| m.value));
     let mut objects = Vec::with_capacity(manifests.len());
     for m in &manifests {
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let (kind, namespace, object) = (
-            s(&m["kind"]),
-            s(&m["metadata"]["namespace"]),
-            s(&m["metadata"]["name"]),
-        );
+        let (kind, namespace, object) = identity(m);
+        // (The webhook Secret is only ever in the list when it is new.)
         let change = match read(applier, &kind, &namespace, &object).await? {
             None => Change::Created,
-            // A Secret's live data is base64 where the manifest has
-            // stringData: only new ones are applied, so call it kept.
-            Some(_) if kind == "Secret" => Change::Unchanged,
             Some(live) if differs(&live, m) => Change::Changed,
             Some(_) => Change::Unchanged,
         };

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bootstrap;
+pub mod diff;
 pub mod history;
 pub mod init;
 pub mod plan;

@@ -179,7 +179,8 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
     Ok(())
 }
 
-fn identity(m: &Value) -> (String, String, String) {
+/// `(kind, namespace, name)` of a rendered manifest.
+pub(crate) fn identity(m: &Value) -> (String, String, String) {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     (
         s(&m["kind"]),
@@ -194,7 +195,9 @@ pub(crate) fn differs(live: &Value, rendered: &Value) -> bool {
     strip_server_fields(live) != strip_server_fields(rendered)
 }
 
-fn strip_server_fields(v: &Value) -> Value {
+/// `v` without what a real cluster adds to an object (ids, versions,
+/// timestamps, managed fields, status): not a change we made.
+pub fn strip_server_fields(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in [
