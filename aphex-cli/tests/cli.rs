@@ -247,25 +247,24 @@ fn bootstrap_without_a_cluster_or_a_kubeconfig_says_what_to_set_and_touches_noth
 
     // With a cluster but no kubeconfig: a usage error naming KUBECONFIG,
     // before any AWS call (no endpoint or credentials are set here).
+    assert_no_kubernetes_client(dir.path(), &["bootstrap", "--cluster", "demo"]);
+}
+
+/// Runs `aphex ARGS` in `dir` with no kubeconfig anywhere and outside any
+/// cluster: a usage error naming KUBECONFIG, and nothing on stdout.
+fn assert_no_kubernetes_client(dir: &Path, args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_aphex"))
-        .args(["bootstrap", "--cluster", "demo"])
-        .current_dir(dir.path())
-        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .args(args)
+        .current_dir(dir)
+        .env("KUBECONFIG", dir.join("no-such-kubeconfig"))
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("HOME", dir.path())
+        .env("HOME", dir)
         .output()
         .unwrap();
-    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("no Kubernetes client"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("set KUBECONFIG"),
-        "{}",
-        text(&out.stderr)
-    );
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 2, "{stderr}");
+    assert!(stderr.contains("no Kubernetes client"), "{stderr}");
+    assert!(stderr.contains("set KUBECONFIG"), "{stderr}");
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
 }
 
@@ -273,19 +272,5 @@ fn bootstrap_without_a_cluster_or_a_kubeconfig_says_what_to_set_and_touches_noth
 fn diff_without_a_kubeconfig_is_a_usage_error_naming_kubeconfig() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("aphex-config.yaml"), seed()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_aphex"))
-        .args(["diff"])
-        .current_dir(dir.path())
-        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("no Kubernetes client"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert_no_kubernetes_client(dir.path(), &["diff"]);
 }

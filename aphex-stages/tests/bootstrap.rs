@@ -4,9 +4,9 @@
 
 mod support;
 
-use aphex_stages::bootstrap::{BootstrapError, Change, Ports, bootstrap};
+use aphex_stages::bootstrap::{BootstrapError, Change, Ports, Report, bootstrap};
 use aphex_stages::local::DirCluster;
-use aphex_stages::ports::{DeployProgress, ManifestApplier, PortError, StackEvent};
+use aphex_stages::ports::{DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackEvent};
 use serde_json::{Value, json};
 use support::*;
 
@@ -26,6 +26,19 @@ impl DeployProgress for NoProgress {
     fn event(&self, _: &StackEvent) {}
 }
 
+/// Bootstraps `yaml` with these adapters; a new webhook secret is `secret`.
+fn run(
+    yaml: &str,
+    stack: &dyn PipelineStackUpdater,
+    applier: &dyn ManifestApplier,
+    secret: &str,
+) -> Result<Report, BootstrapError> {
+    let ports = Ports { stack, applier };
+    rt().block_on(bootstrap(&config(yaml), ports, &NoProgress, &|| {
+        Ok(secret.to_owned())
+    }))
+}
+
 fn config(yaml: &str) -> aphex_config::Config {
     aphex_config::load_str("aphex-config.yaml", yaml).expect("valid test config")
 }
@@ -41,17 +54,8 @@ fn first_run_creates_everything_and_a_second_keeps_the_webhook_secret() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = DirCluster::new(dir.path());
     let stack = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
-    let config = config(CONFIG);
-    let ports = || Ports {
-        stack: stack.as_ref(),
-        applier: &cluster,
-    };
 
-    let first = rt()
-        .block_on(bootstrap(&config, ports(), &NoProgress, &|| {
-            Ok("first-secret".to_owned())
-        }))
-        .unwrap();
+    let first = run(CONFIG, stack.as_ref(), &cluster, "first-secret").unwrap();
     assert_eq!(first.stack.stack_name, "aphex-shop");
     let secret = first.webhook_secret.as_ref().unwrap();
     assert_eq!(
@@ -113,11 +117,7 @@ fn first_run_creates_everything_and_a_second_keeps_the_webhook_secret() {
         "stringData": {"token": "ghp_x"},
     })]))
     .unwrap();
-    let second = rt()
-        .block_on(bootstrap(&config, ports(), &NoProgress, &|| {
-            Ok("second-secret".to_owned())
-        }))
-        .unwrap();
+    let second = run(CONFIG, stack.as_ref(), &cluster, "second-secret").unwrap();
     assert_eq!(second.webhook_secret.unwrap().created, None, "the secret is kept");
     assert_eq!(secret_value(&cluster, "shop-webhook"), "first-secret");
     assert!(
@@ -135,17 +135,7 @@ fn without_a_cluster_nothing_is_touched() {
     let cluster = DirCluster::new(dir.path().join("cluster"));
     let stack = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
     let no_cluster = CONFIG.replace("  cluster: { name: demo }\n", "");
-    let err = rt()
-        .block_on(bootstrap(
-            &config(&no_cluster),
-            Ports {
-                stack: stack.as_ref(),
-                applier: &cluster,
-            },
-            &NoProgress,
-            &|| Ok("s".to_owned()),
-        ))
-        .unwrap_err();
+    let err = run(&no_cluster, stack.as_ref(), &cluster, "s").unwrap_err();
     assert!(matches!(err, BootstrapError::NoCluster), "{err}");
     assert!(err.to_string().contains("--cluster NAME"), "{err}");
     assert!(stack.calls().is_empty());
@@ -174,16 +164,7 @@ impl ManifestApplier for Unreachable {
 #[test]
 fn an_unreadable_cluster_stops_before_the_stack_is_deployed() {
     let stack = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
-    let err = rt()
-        .block_on(bootstrap(
-            &config(CONFIG),
-            Ports {
-                stack: stack.as_ref(),
-                applier: &Unreachable,
-            },
-            &NoProgress,
-            &|| Ok("s".to_owned()),
-        ))
+    let err = run(CONFIG, stack.as_ref(), &Unreachable, "s")
         .unwrap_err()
         .to_string();
     assert!(
@@ -199,16 +180,7 @@ fn a_failed_stack_applies_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = DirCluster::new(dir.path().join("cluster"));
     let stack = RecordingStackUpdater::new(StackAnswer::Fails("ROLLBACK_COMPLETE: role name taken"));
-    let err = rt()
-        .block_on(bootstrap(
-            &config(CONFIG),
-            Ports {
-                stack: stack.as_ref(),
-                applier: &cluster,
-            },
-            &NoProgress,
-            &|| Ok("s".to_owned()),
-        ))
+    let err = run(CONFIG, stack.as_ref(), &cluster, "s")
         .unwrap_err()
         .to_string();
     assert!(

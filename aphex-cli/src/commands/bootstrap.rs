@@ -72,22 +72,14 @@ pub fn run(args: Args) -> Exit {
         eprintln!("error: {}", BootstrapError::NoCluster);
         return Exit::Failure;
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return Exit::Usage;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
-        let applier = match aphex_k8s::KubeApplier::infer().await {
+        let applier = match super::kube_applier().await {
             Ok(a) => a,
-            Err(e) => {
-                eprintln!(
-                    "error: no Kubernetes client: {e}\n  = help: set KUBECONFIG (or ~/.kube/config) to the cluster's kubeconfig"
-                );
-                return Exit::Usage;
-            }
+            Err(code) => return code,
         };
         let stack = aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await);
         let ports = Ports {

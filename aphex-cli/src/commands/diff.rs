@@ -38,22 +38,14 @@ pub fn run(args: Args) -> Exit {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return Exit::Usage;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
-        let applier = match aphex_k8s::KubeApplier::infer().await {
+        let applier = match super::kube_applier().await {
             Ok(a) => a,
-            Err(e) => {
-                eprintln!(
-                    "error: no Kubernetes client: {e}\n  = help: set KUBECONFIG (or ~/.kube/config) to the cluster's kubeconfig"
-                );
-                return Exit::Usage;
-            }
+            Err(code) => return code,
         };
         match compare(&config, &applier).await {
             Ok(diffs) => {

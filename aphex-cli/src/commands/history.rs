@@ -75,12 +75,9 @@ pub fn line(run: &RunRecord) -> String {
 
 /// Runs `aphex history`.
 pub fn run(args: Args) -> Exit {
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return Exit::Usage;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         let (recorder, pipelines, location): (Box<dyn RunRecorder>, Vec<String>, String) =

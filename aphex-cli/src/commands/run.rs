@@ -315,12 +315,9 @@ pub fn run(args: Args) -> Exit {
         eprintln!("  help: in a cluster, pushes to the watched branch start runs");
         return Exit::Usage;
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return Exit::Usage;
-        }
+        Err(code) => return code,
     };
     rt.block_on(run_async(args))
 }
