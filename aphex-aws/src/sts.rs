@@ -1,6 +1,7 @@
 //! STS: assuming roles (cross-account deploys) and the credential checker the
 //! validate stage runs per environment (after assuming the environment's role,
-//! `GetCallerIdentity` must report the environment's account).
+//! `GetCallerIdentity` must report the environment's account), which also
+//! lends a cross-account synth the credentials of its environment's account.
 //!
 //! Messages name the environment, the role, the accounts and the AWS error
 //! code; they never contain a credential.
@@ -11,7 +12,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use aphex_config::Environment;
-use aphex_stages::ports::{CredentialChecker, Identity};
+use aphex_stages::ports::{CredentialChecker, Identity, SynthCredentials};
 
 use crate::client;
 
@@ -81,10 +82,28 @@ pub async fn assume_role(
     session_name: &str,
 ) -> Result<SdkConfig, AssumeRoleError> {
     let session_name = sanitize_session_name(session_name);
-    aws_sdk_sts::Client::new(config)
+    assume_role_once(config, role_arn, &session_name).await?;
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name(session_name)
+        .configure(config)
+        .build()
+        .await;
+    Ok(config
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
+}
+
+/// One `AssumeRole` call: the session's temporary credentials.
+async fn assume_role_once(
+    config: &SdkConfig,
+    role_arn: &str,
+    session_name: &str,
+) -> Result<aws_sdk_sts::types::Credentials, AssumeRoleError> {
+    let out = aws_sdk_sts::Client::new(config)
         .assume_role()
         .role_arn(role_arn)
-        .role_session_name(&session_name)
+        .role_session_name(session_name)
         .send()
         .await
         .map_err(|source| AssumeRoleError {
@@ -96,15 +115,21 @@ pub async fn assume_role(
                 .unwrap_or_else(|| client::describe(&source)),
             source,
         })?;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-        .session_name(session_name)
-        .configure(config)
-        .build()
-        .await;
-    Ok(config
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(provider))
-        .build())
+    out.credentials.ok_or_else(|| AssumeRoleError {
+        role_arn: role_arn.to_owned(),
+        code: "NoCredentials".to_owned(),
+        message: "AssumeRole answered without credentials".to_owned(),
+        source: aws_sdk_sts::error::SdkError::construction_failure("AssumeRole answered without credentials"),
+    })
+}
+
+/// The role an environment's synth acts as: its `roleArn`, else the CDK
+/// bootstrap lookup role of its account, which exists for synth-time lookups
+/// (read-only) and which `cdk bootstrap --trust` opens to the pipeline's account.
+pub fn synth_role(env: &Environment) -> String {
+    env.role_arn
+        .clone()
+        .unwrap_or_else(|| bootstrap_role(partition(&env.region), "lookup-role", &env.account, &env.region))
 }
 
 /// STS allows `[\w+=,.@-]{2,64}` in a session name.
@@ -161,6 +186,15 @@ impl StsCredentialChecker {
     }
 }
 
+impl StsCredentialChecker {
+    fn in_region(&self, env: &Environment) -> SdkConfig {
+        self.base
+            .to_builder()
+            .region(aws_config::Region::new(env.region.clone()))
+            .build()
+    }
+}
+
 #[async_trait]
 impl CredentialChecker for StsCredentialChecker {
     async fn check(&self, env: &Environment) -> Result<Identity, String> {
@@ -170,11 +204,7 @@ impl CredentialChecker for StsCredentialChecker {
         } else {
             "bootstrap the account with `cdk bootstrap`, or set the environment's `roleArn`"
         };
-        let config = self
-            .base
-            .to_builder()
-            .region(aws_config::Region::new(env.region.clone()))
-            .build();
+        let config = self.in_region(env);
         let assumed = assume_role(&config, &role, &format!("aphex-validate-{}", env.name))
             .await
             .map_err(|e| {
@@ -199,6 +229,48 @@ impl CredentialChecker for StsCredentialChecker {
         }
         Ok(identity)
     }
+
+    async fn synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, String> {
+        let config = self.in_region(env);
+        let home = caller_identity(&config).await.map_err(|e| {
+            format!(
+                "environment `{}`: cannot tell which account this runner is in: {e}",
+                env.name
+            )
+        })?;
+        if home.account == env.account {
+            return Ok(None);
+        }
+        let role = synth_role(env);
+        let fix = if env.role_arn.is_some() {
+            "check the environment's `roleArn` and that the current credentials may assume it".to_owned()
+        } else {
+            format!(
+                "bootstrap account {} with `cdk bootstrap --trust {}` (which lets that account use the lookup role), or set the environment's `roleArn`",
+                env.account, home.account
+            )
+        };
+        let credentials = assume_role_once(
+            &config,
+            &role,
+            &sanitize_session_name(&format!("aphex-synth-{}", env.name)),
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "environment `{}`: cannot assume role {role} for its synth (AWS error code {}: {}); {fix}",
+                env.name, e.code, e.message
+            )
+        })?;
+        Ok(Some(SynthCredentials {
+            role_arn: role,
+            vars: vec![
+                ("AWS_ACCESS_KEY_ID".to_owned(), credentials.access_key_id),
+                ("AWS_SECRET_ACCESS_KEY".to_owned(), credentials.secret_access_key),
+                ("AWS_SESSION_TOKEN".to_owned(), credentials.session_token),
+            ],
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +289,23 @@ mod tests {
         );
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
         assert_eq!(partition("il-central-1"), "aws");
+    }
+
+    #[test]
+    fn synth_acts_as_the_role_arn_else_the_bootstrap_lookup_role() {
+        let mut env: Environment = serde_json::from_value(serde_json::json!({
+            "name": "prod",
+            "account": "111111111111",
+            "region": "eu-west-1",
+            "stacks": [{ "name": "App", "path": "app.js" }]
+        }))
+        .expect("an environment");
+        assert_eq!(
+            synth_role(&env),
+            "arn:aws:iam::111111111111:role/cdk-hnb659fds-lookup-role-111111111111-eu-west-1"
+        );
+        env.role_arn = Some("arn:aws:iam::111111111111:role/deployer".to_owned());
+        assert_eq!(synth_role(&env), "arn:aws:iam::111111111111:role/deployer");
     }
 
     #[test]

@@ -203,12 +203,46 @@ pub struct Identity {
     pub arn: String,
 }
 
-/// Checks that an environment's credentials reach its account.
+/// Temporary credentials acting in an environment's account, for its synth.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SynthCredentials {
+    /// The role they belong to (for the log).
+    pub role_arn: String,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+    pub vars: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for SynthCredentials {
+    // Never print the secrets, not even in a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.vars.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("SynthCredentials")
+            .field("role_arn", &self.role_arn)
+            .field("vars", &names)
+            .finish()
+    }
+}
+
+/// Checks that an environment's credentials reach its account, and lends
+/// them to its synth.
 #[async_trait]
 pub trait CredentialChecker: Send + Sync {
     /// The identity used for `env`, after assuming its role; an `Err` is a
     /// message naming environment, role and AWS error code (never a credential).
     async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, String>;
+
+    /// Credentials in `env`'s account for its synth command, or `None` when
+    /// the runner's own credentials are already in that account. The `cdk`
+    /// CLI sets `CDK_DEFAULT_ACCOUNT` to the account of the credentials it
+    /// finds, whatever the caller set, so a cross-account `cdk synth` with
+    /// the runner's credentials would name the pipeline's account. An `Err`
+    /// says why none could be had (never a credential); the default lends none.
+    async fn synth_credentials(
+        &self,
+        _env: &aphex_config::Environment,
+    ) -> Result<Option<SynthCredentials>, String> {
+        Ok(None)
+    }
 }
 
 /// Applies rendered manifests to a cluster (or a directory standing in for one).

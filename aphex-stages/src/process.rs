@@ -82,6 +82,8 @@ pub struct CommandSpec {
     pub cwd: PathBuf,
     /// Variables added to the inherited environment.
     pub env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    pub unset: Vec<String>,
 }
 
 /// How a command ended successfully.
@@ -176,7 +178,11 @@ impl Exec {
             command: shown.clone(),
         });
         let started = Instant::now();
-        let mut child = tokio::process::Command::new("bash")
+        let mut command = tokio::process::Command::new("bash");
+        for name in &spec.unset {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(["-e", "-u", "-o", "pipefail", "-c", &spec.command])
             .current_dir(&spec.cwd)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))

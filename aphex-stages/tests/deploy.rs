@@ -311,3 +311,85 @@ environments:
     );
     assert!(outputs.values().all(|o| !o.is_empty()), "{outputs:?}");
 }
+
+/// Lends `dev` the credentials of a role in its account, or refuses.
+struct Lender {
+    refuse: bool,
+}
+
+#[async_trait::async_trait]
+impl aphex_stages::ports::CredentialChecker for Lender {
+    async fn check(&self, _: &aphex_config::Environment) -> Result<aphex_stages::ports::Identity, String> {
+        unreachable!("the deploy stage checks no credentials")
+    }
+
+    async fn synth_credentials(
+        &self,
+        env: &aphex_config::Environment,
+    ) -> Result<Option<aphex_stages::ports::SynthCredentials>, String> {
+        if self.refuse {
+            return Err(format!(
+                "environment `{}`: cannot assume role lookup (AccessDenied)",
+                env.name
+            ));
+        }
+        Ok(Some(aphex_stages::ports::SynthCredentials {
+            role_arn: format!("arn:aws:iam::{}:role/lookup", env.account),
+            vars: vec![
+                ("AWS_ACCESS_KEY_ID".to_owned(), "ASIALENTKEY000000000".to_owned()),
+                (
+                    "AWS_SECRET_ACCESS_KEY".to_owned(),
+                    "lent-secret-access-key".to_owned(),
+                ),
+                ("AWS_SESSION_TOKEN".to_owned(), "lent-session-token".to_owned()),
+            ],
+        }))
+    }
+}
+
+/// A synth that records the key it ran with, and prints the secret.
+fn credential_harness(refuse: bool) -> Harness {
+    let mut h = two_stack_harness(RecordingDeployer::new());
+    h.ctx.ports.credentials = Some(std::sync::Arc::new(Lender { refuse }));
+    let seen = h.dir.path().join("synth-key");
+    let synth = h.ctx.config.environments[0].synth.clone().unwrap();
+    h.ctx.config.environments[0].synth = Some(format!(
+        "echo \"${{AWS_ACCESS_KEY_ID:-none}}\" > '{}'; echo \"secret=${{AWS_SECRET_ACCESS_KEY:-none}}\"; {synth}",
+        seen.display()
+    ));
+    h
+}
+
+#[test]
+fn a_cross_account_synth_runs_with_the_credentials_its_environment_lends() {
+    let h = credential_harness(false);
+    rt().block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap();
+    let seen = std::fs::read_to_string(h.dir.path().join("synth-key")).unwrap();
+    assert_eq!(seen.trim(), "ASIALENTKEY000000000");
+    let log = h.log();
+    assert!(
+        log.contains("synthesizing dev as arn:aws:iam::123456789012:role/lookup (account 123456789012)"),
+        "{log}"
+    );
+    // The lent secret is masked in the synth's own output.
+    assert!(log.contains("secret=***"), "{log}");
+    assert!(
+        !log.contains("lent-secret-access-key") && !log.contains("ASIALENTKEY"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_synth_whose_credentials_cannot_be_lent_warns_and_runs_with_the_runners() {
+    let h = credential_harness(true);
+    rt().block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap();
+    let seen = std::fs::read_to_string(h.dir.path().join("synth-key")).unwrap();
+    assert_ne!(seen.trim(), "ASIALENTKEY000000000");
+    let log = h.log();
+    assert!(
+        log.contains("cannot assume role lookup (AccessDenied); synthesizing dev with this runner's credentials, so a `cdk synth` sets CDK_DEFAULT_ACCOUNT to their account rather than 123456789012"),
+        "{log}"
+    );
+}

@@ -20,6 +20,7 @@ fn spec(cwd: &std::path::Path, command: &str, env: Vec<(String, String)>) -> Com
         command: command.to_owned(),
         cwd: cwd.to_owned(),
         env,
+        unset: Vec::new(),
     }
 }
 
@@ -236,4 +237,18 @@ fn background_processes_left_holding_the_output_do_not_hang_the_stage() {
     let result = rt().block_on(e.run(&spec(dir.path(), "echo hi; sleep 300 &", vec![])));
     assert!(result.is_ok(), "{result:?}");
     assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}
+
+#[test]
+fn unset_variables_are_removed_from_the_inherited_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(std::env::var_os("HOME").is_some(), "the test process has HOME");
+    let e = exec(Arc::new(CollectingReporter::default()), Redactor::new());
+    let inherited = spec(dir.path(), "test -n \"${HOME:-}\"", vec![]);
+    rt().block_on(e.run(&inherited)).expect("HOME is inherited");
+    let removed = CommandSpec {
+        unset: vec!["HOME".to_owned()],
+        ..spec(dir.path(), "test -z \"${HOME:-}\"", vec![])
+    };
+    rt().block_on(e.run(&removed)).expect("HOME is gone");
 }

@@ -2,11 +2,13 @@
 //! --local` against the emulator: a failing stack stops its environment with
 //! the root cause and nothing after it is created; a template over 51,200
 //! bytes deploys through S3; independent stacks overlap with `concurrency: 2`
-//! and never with `concurrency: 1`. Stack names carry a prefix of their own
-//! (`--prefix`), so the suites sharing the emulator never collide.
+//! and never with `concurrency: 1`; a `cdk synth` for another account than
+//! the runner's names that account. Stack names carry a prefix of their own
+//! (`--prefix`), or the account is the test's own, so the suites sharing the
+//! emulator never collide.
 
 use aphex_tests::bootstrap::{account_config, assets_bucket, prepare_bootstrap};
-use aphex_tests::e2e::{AppRepo, event_range, stack_status};
+use aphex_tests::e2e::{AppRepo, event_range, stack_status, unique_account};
 use aphex_tests::{DEFAULT_ACCOUNT, REGION, unique_name};
 
 /// The variant's app with its stack names prefixed by `prefix` and the
@@ -174,4 +176,30 @@ async fn independent_stacks_deploy_together_with_concurrency_2_and_one_at_a_time
         !any_overlap(&one),
         "with concurrency 1 no two stacks overlap: {one:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cdk_cli_synth_for_another_account_names_that_account_and_deploys_there() {
+    // The runner's credentials are in DEFAULT_ACCOUNT; the environment is not.
+    let account = unique_account();
+    prepare_bootstrap(&account, REGION).await.expect("bootstrapping");
+    let repo = AppRepo::cdk_app("cross-account", |config| config.replace("222222222222", &account));
+    let run = repo.aphex(&["run", "--local", "--yes"]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let lookup_role = format!("arn:aws:iam::{account}:role/cdk-hnb659fds-lookup-role-{account}-{REGION}");
+    assert!(
+        run.stderr
+            .contains(&format!("synthesizing e2e as {lookup_role} (account {account})")),
+        "{}",
+        run.text()
+    );
+    // Without the lent credentials the CLI would have written DEFAULT_ACCOUNT
+    // into the assembly and the deployer would have refused the stack.
+    let there = account_config(&account, REGION).await;
+    assert_eq!(
+        stack_status(&there, "Single").await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    let home = account_config(DEFAULT_ACCOUNT, REGION).await;
+    assert_eq!(stack_status(&home, "Single").await, None);
 }

@@ -204,6 +204,31 @@ pub async fn synth(ctx: &StageContext, stage: &str, env: &Environment) -> Result
         .map_err(StageError::io("creating the synth output directory"))?;
     let mut vars = env_vars(ctx, env);
     vars.push(("CDK_OUTDIR".to_owned(), outdir.display().to_string()));
+    let mut unset = Vec::new();
+    if let Some(checker) = &ctx.ports.credentials {
+        match checker.synth_credentials(env).await {
+            Ok(None) => {}
+            Ok(Some(credentials)) => {
+                ctx.info(
+                    stage,
+                    format!(
+                        "synthesizing {} as {} (account {}), so that the `cdk` CLI's CDK_DEFAULT_ACCOUNT and its lookups are the environment's",
+                        env.name, credentials.role_arn, env.account
+                    ),
+                );
+                vars.extend(credentials.vars);
+                // A profile would win over these in the AWS SDKs for JavaScript.
+                unset.extend(["AWS_PROFILE", "AWS_DEFAULT_PROFILE"].map(str::to_owned));
+            }
+            Err(why) => ctx.warn(
+                stage,
+                format!(
+                    "{why}; synthesizing {} with this runner's credentials, so a `cdk synth` sets CDK_DEFAULT_ACCOUNT to their account rather than {}",
+                    env.name, env.account
+                ),
+            ),
+        }
+    }
     let command = synth_command(env.synth());
     ctx.info(
         stage,
@@ -221,6 +246,7 @@ pub async fn synth(ctx: &StageContext, stage: &str, env: &Environment) -> Result
         command,
         cwd: ctx.checkout.clone(),
         env: vars,
+        unset,
     };
     ctx.exec.run(&spec).await.map_err(|source| match source {
         ProcessError::Interrupted { .. } => StageError::Interrupted,

@@ -146,6 +146,7 @@ pub(crate) async fn run_commands(
             command: command.clone(),
             cwd: ctx.checkout.clone(),
             env: env.to_vec(),
+            unset: Vec::new(),
         };
         ctx.exec.run(&spec).await.map_err(|source| match source {
             ProcessError::Interrupted { .. } => StageError::Interrupted,

@@ -43,6 +43,11 @@ function large(app, opts) {
   stack.templateOptions.metadata = { 'Aphex::Padding': padding };
 }
 
+/** Single: one stack, for the cross-account synth test. */
+function single(app, opts) {
+  parameterStack(app, 'Single', opts, 'single');
+}
+
 /** Parallel1..Parallel6: independent stacks for the concurrency tests. */
 function parallel(app, opts) {
   for (let i = 1; i <= 6; i += 1) {
@@ -86,4 +91,4 @@ function assets(app, opts) {
   parameterStack(stage, 'Inner', opts, 'inside a stage');
 }
 
-module.exports = { failing, large, parallel, assets };
+module.exports = { failing, large, single, parallel, assets };
