@@ -9,6 +9,8 @@ pub enum Exit {
     Failure,
     /// Usage or IO error: bad arguments, missing file.
     Usage,
+    /// `aphex diff --exit-code` found differences.
+    Differs,
     /// Interrupted by the user (Ctrl-C).
     Interrupted,
     /// Stdout's reader went away (`aphex render | head`).
@@ -21,6 +23,7 @@ impl From<Exit> for i32 {
             Exit::Ok => 0,
             Exit::Failure => 1,
             Exit::Usage => 2,
+            Exit::Differs => 1,
             Exit::Interrupted => 130,
             Exit::BrokenPipe => 141,
         }

@@ -274,3 +274,48 @@ fn diff_without_a_kubeconfig_is_a_usage_error_naming_kubeconfig() {
     std::fs::write(dir.path().join("aphex-config.yaml"), seed()).unwrap();
     assert_no_kubernetes_client(dir.path(), &["diff"]);
 }
+
+#[test]
+fn diff_exit_code_never_takes_an_unreachable_cluster_for_a_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aphex-config.yaml"), seed()).unwrap();
+    // A cluster on a loopback port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: gone\n\
+             clusters: [{{name: gone, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
+             users: [{{name: me, user: {{token: t}}}}]\n\
+             contexts: [{{name: gone, context: {{cluster: gone, user: me}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let diff = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aphex"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap()
+    };
+    let plain = diff(&["diff"]);
+    assert_eq!(code(&plain), 1, "{}", text(&plain.stderr));
+    // The error names the server and what to check, not just "Connect".
+    let stderr = text(&plain.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(&format!("cannot reach http://127.0.0.1:{port}/")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Connection refused") && stderr.contains("current context"),
+        "{stderr}"
+    );
+    let scripted = diff(&["diff", "--exit-code"]);
+    assert_eq!(code(&scripted), 2, "{}", text(&scripted.stderr));
+    assert!(text(&scripted.stdout).is_empty(), "{}", text(&scripted.stdout));
+}

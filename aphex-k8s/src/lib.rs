@@ -46,6 +46,8 @@ struct Served {
 /// Applies manifests to a Kubernetes API server.
 pub struct KubeApplier {
     client: Client,
+    /// The API server's URL, when known, for errors that cannot reach it.
+    server: Option<String>,
     /// What discovery said, by `apiVersion` and kind: asked once per kind.
     served: Mutex<BTreeMap<(String, String), Served>>,
 }
@@ -56,6 +58,7 @@ impl KubeApplier {
     pub fn new(client: Client) -> Self {
         KubeApplier {
             client,
+            server: None,
             served: Mutex::new(BTreeMap::new()),
         }
     }
@@ -63,7 +66,12 @@ impl KubeApplier {
     /// An applier from the environment: the pod's service account inside a
     /// cluster, else `KUBECONFIG` or `~/.kube/config`. Contacts nothing yet.
     pub async fn infer() -> Result<Self, kube::Error> {
-        Ok(KubeApplier::new(Client::try_default().await?))
+        let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+        let server = config.cluster_url.to_string();
+        Ok(KubeApplier {
+            server: Some(server),
+            ..KubeApplier::new(Client::try_from(config)?)
+        })
     }
 
     /// How the cluster serves `kind` of `api_version`, asking its discovery
@@ -91,10 +99,7 @@ impl KubeApplier {
             Ok(l) => l,
             Err(kube::Error::Api(status)) if status.is_not_found() => return Err(not_served()),
             Err(e) => {
-                return Err(port_error(
-                    format!("finding {kind} ({api_version}) on the cluster"),
-                    e,
-                ));
+                return Err(self.port_error(format!("finding {kind} ({api_version}) on the cluster"), e));
             }
         };
         // Subresources (`workflowtemplates/status`) share the kind.
@@ -151,7 +156,7 @@ impl KubeApplier {
             .patch(&name, &params, &Patch::Apply(manifest))
             .await
             .map(drop)
-            .map_err(|e| port_error(format!("applying {kind} {}", object(&namespace, &name)), e))
+            .map_err(|e| self.port_error(format!("applying {kind} {}", object(&namespace, &name)), e))
     }
 }
 
@@ -176,7 +181,7 @@ impl ManifestApplier for KubeApplier {
             .api(&served, namespace)
             .get_opt(name)
             .await
-            .map_err(|e| port_error(format!("reading {kind} {}", object(namespace, name)), e))?;
+            .map_err(|e| self.port_error(format!("reading {kind} {}", object(namespace, name)), e))?;
         live.map(|o| {
             serde_json::to_value(o).map_err(|e| PortError::Other {
                 context: format!("reading {kind} {}", object(namespace, name)),
@@ -212,9 +217,45 @@ fn install_hint(kind: &str) -> &'static str {
     }
 }
 
-/// A kube error as a port error, with what to do for the usual API statuses.
-fn port_error(context: String, e: kube::Error) -> PortError {
-    let source: Box<dyn std::error::Error + Send + Sync> = match &e {
+impl KubeApplier {
+    /// A kube error as a port error, with what to do for the usual API
+    /// statuses and for a server that cannot be reached.
+    fn port_error(&self, context: String, e: kube::Error) -> PortError {
+        let source = match &e {
+            kube::Error::Service(_) | kube::Error::HyperError(_) => {
+                let server = self.server.as_deref().unwrap_or("the API server");
+                format!(
+                    "cannot reach {server}: {} (is the cluster running, and is the kubeconfig's current context the right one?)",
+                    error_chain(&e)
+                )
+                .into()
+            }
+            _ => api_error(e),
+        };
+        PortError::Other { context, source }
+    }
+}
+
+/// An error and its causes on one line: "client error (Connect): tcp
+/// connect error: Connection refused (os error 111)".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        // Some layers repeat their cause in their own message.
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// A kube error, with what to do for the usual API statuses.
+fn api_error(e: kube::Error) -> Box<dyn std::error::Error + Send + Sync> {
+    match &e {
         kube::Error::Api(status) => {
             let hint = match status.code {
                 401 => " (the credentials were refused: in a pod, is the service account token mounted?)",
@@ -230,6 +271,5 @@ fn port_error(context: String, e: kube::Error) -> PortError {
             format!("{} {}: {}{hint}", status.code, status.reason, status.message).into()
         }
         _ => Box::new(e),
-    };
-    PortError::Other { context, source }
+    }
 }

@@ -21,8 +21,8 @@ use crate::exit::Exit;
     Reads the cluster of the current kubeconfig (KUBECONFIG or ~/.kube/config). The pipeline\n\
     stack's outputs (the executor's role, the artifact bucket) come from the ConfigMap\n\
     <pipeline>-pipeline-stack that `aphex bootstrap` applied.\n\n\
-    Exit status: 0 compared (with --exit-code: 0 no difference, 1 differences), 1 invalid config\n\
-    or the cluster could not be read, 2 usage error or no Kubernetes client.")]
+    Exit status: 0 compared, 1 invalid config or the cluster could not be read, 2 usage error or\n\
+    no Kubernetes client. With --exit-code (as diff(1)): 0 no difference, 1 differences, 2 any error.")]
 pub struct Args {
     /// The configuration file.
     #[arg(default_value = "aphex-config.yaml")]
@@ -34,6 +34,16 @@ pub struct Args {
 
 /// Runs `aphex diff`.
 pub fn run(args: Args) -> Exit {
+    let exit_code = args.exit_code;
+    match compare_and_print(args) {
+        // With --exit-code, 1 means "differs": a script must not take an
+        // invalid config or an unreachable cluster for a difference.
+        Exit::Failure if exit_code => Exit::Usage,
+        code => code,
+    }
+}
+
+fn compare_and_print(args: Args) -> Exit {
     let config = match super::validate::load_config(&args.path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -52,7 +62,7 @@ pub fn run(args: Args) -> Exit {
                 print!("{}", format(&diffs));
                 let differs = diffs.iter().any(|d| !matches!(d, ObjectDiff::Same { .. }));
                 if args.exit_code && differs {
-                    Exit::Failure
+                    Exit::Differs
                 } else {
                     Exit::Ok
                 }
