@@ -212,8 +212,16 @@ fn pipeline_deploys_its_own_stack_first_then_applies_the_manifests() {
     let mut h = harness(WITH_CLUSTER);
     let updater = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
     h.ctx.ports.pipeline_stack = Some(updater.clone());
-    rt().block_on(pipeline::run(&h.ctx)).unwrap();
+    let outcome = rt().block_on(pipeline::run(&h.ctx)).unwrap();
     assert_eq!(updater.calls(), ["shop"]);
+    // The stack's result is in the stage's record, as an environment's are.
+    let [stack] = &outcome.stacks[..] else {
+        panic!("{:?}", outcome.stacks)
+    };
+    assert_eq!(
+        (stack.stack_name.as_str(), stack.status, stack.changed),
+        ("aphex-shop", Status::Succeeded, Some(true))
+    );
     let log = h.log();
     let deployed = log
         .find("pipeline stack aphex-shop: deployed")
@@ -292,7 +300,13 @@ fn pipeline_stack_failure_halts_or_continues_as_configured() {
     let mut h = harness(WITH_CLUSTER);
     let updater = RecordingStackUpdater::new(StackAnswer::Fails("CREATE ended in ROLLBACK_COMPLETE: Bad"));
     h.ctx.ports.pipeline_stack = Some(updater.clone());
-    let err = rt().block_on(pipeline::run(&h.ctx)).unwrap_err().to_string();
+    let err = rt().block_on(pipeline::run(&h.ctx)).unwrap_err();
+    let [stack] = err.stacks() else {
+        panic!("the failed stack is kept for the record: {:?}", err.stacks())
+    };
+    assert_eq!((stack.name.as_str(), stack.status), ("aphex-shop", Status::Failed));
+    assert!(stack.error.as_deref().unwrap_or_default().contains("ROLLBACK_COMPLETE: Bad"), "{stack:?}");
+    let err = err.to_string();
     assert!(
         err.contains("updating the pipeline stack aphex-shop: stack aphex-shop failed: CREATE ended in ROLLBACK_COMPLETE: Bad"),
         "{err}"
@@ -312,6 +326,8 @@ fn pipeline_stack_failure_halts_or_continues_as_configured() {
         "{warning}"
     );
     assert!(warning.contains("ROLLBACK_COMPLETE: Bad"), "{warning}");
+    assert_eq!(outcome.stacks.len(), 1, "the failed stack is in the record");
+    assert_eq!(outcome.stacks[0].status, Status::Failed);
     assert!(!workflow_template(&h).exists(), "the old topology stays");
     assert_eq!(updater.calls().len(), 2);
 }
@@ -510,4 +526,43 @@ fn checkout_gets_exactly_the_commit_and_refuses_bad_or_unknown_shas() {
         .block_on(checkout(repo.to_str().unwrap(), &first, &dest))
         .unwrap_err();
     assert!(matches!(err, CheckoutError::NotFresh(_)), "{err}");
+}
+
+#[test]
+fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environment() {
+    let mut run = finished_run(Status::Succeeded, None);
+    run.stages.insert(
+        1,
+        StageRecord {
+            name: "pipeline".to_owned(),
+            started_at: "2026-01-01T00:00:30Z".to_owned(),
+            ended_at: Some("2026-01-01T00:00:40Z".to_owned()),
+            status: Status::Succeeded,
+            error: None,
+            stacks: vec![StackResult {
+                name: "aphex-aphex".to_owned(),
+                stack_name: "aphex-aphex".to_owned(),
+                status: Status::Succeeded,
+                changed: Some(false),
+                millis: 900,
+                error: None,
+            }],
+            artifact_bytes: None,
+        },
+    );
+    let deployed: Vec<Vec<(String, String)>> = finalize::metrics_of(&run)
+        .into_iter()
+        .filter(|m| m.name == "DeploymentSucceeded")
+        .map(|m| m.dimensions)
+        .collect();
+    let dims = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(
+        deployed,
+        [
+            dims(&[("pipeline", "aphex"), ("stage", "pipeline"), ("stack", "aphex-aphex")]),
+            dims(&[("pipeline", "aphex"), ("environment", "dev"), ("stack", "AppStack")]),
+        ]
+    );
 }

@@ -45,7 +45,12 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
                 dimensions: base.clone(),
             });
         }
-        let env = s.name.strip_prefix("deploy-").unwrap_or(&s.name);
+        // An environment's stacks are counted by environment; the pipeline
+        // stage's own stack by its stage (no environment is called that).
+        let place = match s.name.strip_prefix("deploy-") {
+            Some(env) => ("environment", env),
+            None => ("stage", s.name.as_str()),
+        };
         for st in &s.stacks {
             let name = match st.status {
                 Status::Succeeded => "DeploymentSucceeded",
@@ -53,7 +58,7 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
                 _ => continue,
             };
             let mut dims = base.clone();
-            dims.push(("environment".to_owned(), env.to_owned()));
+            dims.push((place.0.to_owned(), place.1.to_owned()));
             dims.push(("stack".to_owned(), st.name.clone()));
             out.push(Metric {
                 name: name.to_owned(),

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use super::{StageError, StageOutcome};
 use crate::context::StageContext;
-use crate::ports::{DeployError, DeployProgress, StackEvent};
+use crate::ports::{DeployProgress, StackEvent};
+use crate::record::{StackResult, Status};
 
 const STAGE: &str = "pipeline";
 
@@ -52,19 +53,30 @@ pub fn render_manifests(config: &Config) -> Vec<Value> {
     vec![aphex_template::workflow::workflow_template(config)]
 }
 
-/// Runs the pipeline stage.
+/// Runs the pipeline stage. The pipeline stack's result, when it was
+/// deployed, goes into the stage's record (and so into the run's metrics)
+/// like an environment's stacks, whether the stage succeeds or not.
 pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
-    match update(ctx).await {
-        Ok(()) => Ok(StageOutcome::default()),
+    let mut stacks = Vec::new();
+    match update(ctx, &mut stacks).await {
+        Ok(()) => Ok(StageOutcome {
+            stacks,
+            ..StageOutcome::default()
+        }),
         Err(e) if e.is_interrupted() => Err(e),
         Err(e) => match ctx.config.settings().on_self_update_failure() {
-            OnSelfUpdateFailure::Halt => Err(e),
+            OnSelfUpdateFailure::Halt if stacks.is_empty() => Err(e),
+            OnSelfUpdateFailure::Halt => Err(StageError::Deploy {
+                message: e.to_string(),
+                stacks,
+            }),
             OnSelfUpdateFailure::Continue => {
                 let warning = format!(
                     "self-update failed, continuing with the topology already applied (selfUpdate.onFailure: continue): {e}"
                 );
                 ctx.warn(STAGE, &warning);
                 Ok(StageOutcome {
+                    stacks,
                     warning: Some(ctx.exec.redactor.redact(&warning)),
                     ..StageOutcome::default()
                 })
@@ -73,14 +85,14 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
     }
 }
 
-async fn update(ctx: &StageContext) -> Result<(), StageError> {
-    update_stack(ctx).await?;
+async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<(), StageError> {
+    update_stack(ctx, stacks).await?;
     apply_manifests(ctx).await
 }
 
-/// Deploys the pipeline stack when wired and the config names a cluster;
-/// otherwise says, in one line, why not.
-async fn update_stack(ctx: &StageContext) -> Result<(), StageError> {
+/// Deploys the pipeline stack when wired and the config names a cluster,
+/// adding its result to `stacks`; otherwise says, in one line, why not.
+async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<(), StageError> {
     let name = pipeline_stack_name(&ctx.config);
     let Some(updater) = &ctx.ports.pipeline_stack else {
         ctx.info(
@@ -104,12 +116,39 @@ async fn update_stack(ctx: &StageContext) -> Result<(), StageError> {
         format!("pipeline stack {name}: deploying with {}", updater.describe()),
     );
     let progress = ProgressToStage { ctx };
-    let outcome = tokio::select! {
+    let started = std::time::Instant::now();
+    let result = tokio::select! {
         r = updater.update(&ctx.config, &progress) => r,
         _ = ctx.exec.cancel.cancelled() => return Err(StageError::Interrupted),
-    }
-    // The deployer's message already carries the root-cause events.
-    .map_err(|e: DeployError| StageError::Failed(format!("updating the pipeline stack {name}: {e}")))?;
+    };
+    let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // The deployer's message already carries the root-cause events.
+            let message = ctx
+                .exec
+                .redactor
+                .redact(&format!("updating the pipeline stack {name}: {e}"));
+            stacks.push(StackResult {
+                name: name.clone(),
+                stack_name: name,
+                status: Status::Failed,
+                changed: None,
+                millis,
+                error: Some(message.clone()),
+            });
+            return Err(StageError::Failed(message));
+        }
+    };
+    stacks.push(StackResult {
+        name,
+        stack_name: outcome.stack_name.clone(),
+        status: Status::Succeeded,
+        changed: Some(outcome.changed),
+        millis,
+        error: None,
+    });
     let what = if outcome.changed { "deployed" } else { "unchanged" };
     ctx.info(STAGE, format!("pipeline stack {}: {what}", outcome.stack_name));
     for output in &outcome.outputs {
