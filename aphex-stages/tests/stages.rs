@@ -304,8 +304,18 @@ fn pipeline_stack_failure_halts_or_continues_as_configured() {
     let [stack] = err.stacks() else {
         panic!("the failed stack is kept for the record: {:?}", err.stacks())
     };
-    assert_eq!((stack.name.as_str(), stack.status), ("aphex-shop", Status::Failed));
-    assert!(stack.error.as_deref().unwrap_or_default().contains("ROLLBACK_COMPLETE: Bad"), "{stack:?}");
+    assert_eq!(
+        (stack.name.as_str(), stack.status),
+        ("aphex-shop", Status::Failed)
+    );
+    assert!(
+        stack
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ROLLBACK_COMPLETE: Bad"),
+        "{stack:?}"
+    );
     let err = err.to_string();
     assert!(
         err.contains("updating the pipeline stack aphex-shop: stack aphex-shop failed: CREATE ended in ROLLBACK_COMPLETE: Bad"),
@@ -556,13 +566,24 @@ fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environmen
         .map(|m| m.dimensions)
         .collect();
     let dims = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     assert_eq!(
         deployed,
         [
-            dims(&[("pipeline", "aphex"), ("stage", "pipeline"), ("stack", "aphex-aphex")]),
-            dims(&[("pipeline", "aphex"), ("environment", "dev"), ("stack", "AppStack")]),
+            dims(&[
+                ("pipeline", "aphex"),
+                ("stage", "pipeline"),
+                ("stack", "aphex-aphex")
+            ]),
+            dims(&[
+                ("pipeline", "aphex"),
+                ("environment", "dev"),
+                ("stack", "AppStack")
+            ]),
         ]
     );
 }
