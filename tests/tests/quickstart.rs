@@ -145,8 +145,8 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
         );
     }
     assert!(
-        first.stdout.matches(" deployed ").count().eq(&6),
-        "six stacks deployed:\n{}",
+        first.stdout.matches(" deployed ").count().eq(&7),
+        "seven stacks deployed, the pipeline's own and three per environment:\n{}",
         first.text()
     );
 
@@ -259,6 +259,14 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
             "{env}/{stack}"
         );
     }
+    // The pipeline's own stack, deployed by the pipeline stage, is measured
+    // by that stage.
+    let dims = [
+        ("pipeline", pipeline.as_str()),
+        ("stage", "pipeline"),
+        ("stack", pipeline_stack.as_str()),
+    ];
+    assert_eq!(metric_sum("DeploymentSucceeded", &dims).await, 1.0);
     let dims = [("pipeline", pipeline.as_str()), ("stage", "deploy-prod")];
     assert!(metric_sum("StageDuration", &dims).await > 0.0);
     let dims = [("pipeline", pipeline.as_str()), ("status", "succeeded")];
@@ -286,8 +294,8 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
             .stdout
             .matches("nothing deployed: every stack was already up to date")
             .count(),
-        2,
-        "{}",
+        3,
+        "the pipeline stage and both deploy stages: {}",
         second.text()
     );
     let runs = recorder.list(&pipeline, 10).await.expect("listing runs");
@@ -295,7 +303,7 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
     let latest = &runs[0];
     assert_ne!(latest.id, record.id, "newest first");
     let stacks: Vec<_> = latest.stages.iter().flat_map(|s| &s.stacks).collect();
-    assert_eq!(stacks.len(), 6);
+    assert_eq!(stacks.len(), 7);
     for st in stacks {
         assert_eq!(st.status, Status::Succeeded, "{st:?}");
         assert_eq!(st.changed, Some(false), "{} changed on the second run", st.name);
