@@ -109,6 +109,37 @@ fn validate_never_prints_a_credential() {
 }
 
 #[test]
+fn a_directory_argument_means_its_aphex_config_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("infra")).unwrap();
+    let o = aphex(dir.path(), &["validate", "infra"]);
+    assert_eq!(code(&o), 2);
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("cannot read infra/aphex-config.yaml"), "{stderr}");
+
+    std::fs::write(dir.path().join("infra/aphex-config.yaml"), seed()).unwrap();
+    let o = aphex(dir.path(), &["validate", "infra"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "infra/aphex-config.yaml is valid: 3 environments, 3 stacks\n"
+    );
+    let o = aphex(dir.path(), &["plan", "infra"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("deploy-staging"), "{}", text(&o.stdout));
+
+    std::fs::write(dir.path().join("infra/aphex-config.yaml"), INVALID).unwrap();
+    let o = aphex(dir.path(), &["render", "infra"]);
+    assert_eq!(code(&o), 1);
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("--> infra/aphex-config.yaml:"), "{stderr}");
+    assert!(
+        stderr.contains("error: infra/aphex-config.yaml is invalid"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_exit_2_on_missing_file_or_bad_usage() {
     let dir = tempfile::tempdir().unwrap();
     let o = aphex(dir.path(), &["validate"]);

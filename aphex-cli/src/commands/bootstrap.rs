@@ -23,7 +23,7 @@ use crate::exit::Exit;
     stay as they are and the webhook secret is kept.\n\n\
     Exit status: 0 bootstrapped, 1 invalid config or a failed step, 2 usage or setup error.")]
 pub struct Args {
-    /// The configuration file.
+    /// The configuration file (a directory means its aphex-config.yaml).
     #[arg(default_value = "aphex-config.yaml")]
     pub path: PathBuf,
     /// The cluster to run on, when the config has no `pipeline.cluster`

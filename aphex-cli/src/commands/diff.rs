@@ -24,7 +24,7 @@ use crate::exit::Exit;
     Exit status: 0 compared, 1 invalid config or the cluster could not be read, 2 usage error or\n\
     no Kubernetes client. With --exit-code (as diff(1)): 0 no difference, 1 differences, 2 any error.")]
 pub struct Args {
-    /// The configuration file.
+    /// The configuration file (a directory means its aphex-config.yaml).
     #[arg(default_value = "aphex-config.yaml")]
     pub path: PathBuf,
     /// Exit 1 when the cluster differs from what is rendered (as `git diff --exit-code`).

@@ -27,7 +27,7 @@ pub enum Format {
     after_help = "Examples:\n  aphex plan\n  aphex plan --format dot | dot -Tsvg > plan.svg\n  aphex plan path/to/aphex-config.yaml --format json"
 )]
 pub struct Args {
-    /// The configuration file.
+    /// The configuration file (a directory means its aphex-config.yaml).
     #[arg(default_value = "aphex-config.yaml")]
     pub path: PathBuf,
     /// Output format.

@@ -14,7 +14,7 @@ use crate::exit::Exit;
     after_help = "Examples:\n  aphex render | kubectl apply -f -\n  aphex render --out manifests/\n  aphex render --pipeline-stack > pipeline.template.json"
 )]
 pub struct Args {
-    /// The configuration file.
+    /// The configuration file (a directory means its aphex-config.yaml).
     #[arg(default_value = "aphex-config.yaml")]
     pub path: PathBuf,
     /// Write one file per object, plus pipeline-stack.template.json, into this directory.

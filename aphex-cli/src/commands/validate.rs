@@ -2,6 +2,7 @@
 //! reports every problem, rustc-style or as JSON. Exit 0 valid, 1 invalid,
 //! 2 usage or IO error.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use aphex_config::Config;
@@ -25,7 +26,7 @@ pub enum Format {
     aphex validate --format json | jq '.errors[].path'\n\n\
     Exit status: 0 valid, 1 invalid, 2 usage or IO error (e.g. missing file).")]
 pub struct Args {
-    /// The configuration file.
+    /// The configuration file (a directory means its aphex-config.yaml).
     #[arg(default_value = "aphex-config.yaml")]
     pub path: PathBuf,
     /// Output format.
@@ -38,6 +39,16 @@ pub struct Args {
 enum Outcome {
     Valid(Box<Config>),
     Invalid(Vec<aphex_config::Diagnostic>, String),
+}
+
+/// The file a PATH argument names: a directory means its `aphex-config.yaml`,
+/// as for `aphex run --local`.
+fn config_file(path: &Path) -> Cow<'_, Path> {
+    if path.is_dir() {
+        Cow::Owned(path.join("aphex-config.yaml"))
+    } else {
+        Cow::Borrowed(path)
+    }
 }
 
 fn load(path: &Path) -> Result<Outcome, Exit> {
@@ -66,6 +77,7 @@ fn print_human(diags: &[aphex_config::Diagnostic], source: &str, path: &Path) {
 /// Loads and validates `path` for commands that need a valid config:
 /// prints the diagnostics rustc-style and returns the exit code on failure.
 pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
+    let path = &config_file(path);
     match load(path)? {
         Outcome::Valid(config) => Ok(*config),
         Outcome::Invalid(diags, source) => {
@@ -77,7 +89,8 @@ pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
 
 /// Runs `aphex validate`.
 pub fn run(args: Args) -> Exit {
-    let outcome = match load(&args.path) {
+    let path = &config_file(&args.path);
+    let outcome = match load(path) {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -97,7 +110,7 @@ pub fn run(args: Args) -> Exit {
             let stacks: usize = config.environments.iter().map(|e| e.stacks.len()).sum();
             println!(
                 "{} is valid: {} environment{}, {stacks} stack{}",
-                args.path.display(),
+                path.display(),
                 config.environments.len(),
                 if config.environments.len() == 1 { "" } else { "s" },
                 if stacks == 1 { "" } else { "s" },
@@ -105,7 +118,7 @@ pub fn run(args: Args) -> Exit {
             Exit::Ok
         }
         (Format::Human, Outcome::Invalid(diags, source)) => {
-            print_human(&diags, &source, &args.path);
+            print_human(&diags, &source, path);
             Exit::Failure
         }
     }

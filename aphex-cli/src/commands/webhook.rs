@@ -43,7 +43,7 @@ pub struct SimulateArgs {
     /// The delivery's JSON body.
     #[arg(long, value_name = "FILE")]
     pub payload: PathBuf,
-    /// The configuration file.
+    /// The configuration file (a directory means its aphex-config.yaml).
     #[arg(long, value_name = "PATH", default_value = "aphex-config.yaml")]
     pub config: PathBuf,
     /// File holding the webhook secret (one trailing newline is ignored).
