@@ -260,7 +260,9 @@ fn api_error(e: kube::Error) -> Box<dyn std::error::Error + Send + Sync> {
             let hint = match status.code {
                 401 => " (the credentials were refused: in a pod, is the service account token mounted?)",
                 403 => {
-                    " (the service account may not do this: the executor's Role from `aphex render` allows get and patch on the pipeline's WorkflowTemplate only)"
+                    // Both callers: the pipeline stage in a pod, and an
+                    // operator's `aphex bootstrap`/`aphex diff`.
+                    " (these credentials may not do this: in a pod, the executor's Role from `aphex render` allows get and patch on the pipeline's WorkflowTemplate only; `aphex bootstrap` needs a kubeconfig that may create RBAC objects, Secrets and Argo objects in both Argo namespaces)"
                 }
                 // Discovery found the kind, so on apply a 404 is the namespace.
                 404 => " (does the namespace exist? Argo's installation makes its namespaces)",

@@ -120,7 +120,8 @@ async fn a_refused_apply_names_the_object_and_the_role() {
         "{err}"
     );
     assert!(err.contains("403 Forbidden"), "{err}");
-    assert!(err.contains("executor's Role"), "{err}");
+    assert!(err.contains("in a pod, the executor's Role"), "{err}");
+    assert!(err.contains("`aphex bootstrap` needs a kubeconfig"), "{err}");
     let patched: Vec<String> = fake
         .seen()
         .into_iter()
