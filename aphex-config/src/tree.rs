@@ -1077,6 +1077,14 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(e.pos.line, 2, "{e:?}");
+        // The same in a flow mapping, as the fuzzer found it.
+        let e = parse("s:\n  - { name: !etwork, path: lib/a.ts }\n").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("the YAML parser cannot read what follows this point"),
+            "{e:?}"
+        );
+        assert_eq!(e.pos.line, 2, "{e:?}");
     }
 
     #[test]
