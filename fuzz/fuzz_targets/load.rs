@@ -14,10 +14,7 @@ fuzz_target!(
         // Any other panic, ours included, still aborts as a crash.
         let abort = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let in_parser = info
-                .location()
-                .is_some_and(|at| at.file().contains("libyaml-safer"));
-            if !in_parser {
+            if !aphex_config::tree::raised_in_libyaml(info) {
                 abort(info);
             }
         }));
