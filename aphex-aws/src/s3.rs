@@ -1,10 +1,14 @@
 //! S3 adapters: the artifact store and the run recorder.
 //!
-//! Layout in the bucket (DESIGN §6):
-//! - `<pipeline>/<commit-sha>/artifacts.tar.zst`: the archive, tagged
-//!   `commit-sha` and `timestamp`, its SHA-256 also in the object metadata;
-//! - `<pipeline>/<commit-sha>/metadata.json`: [`ArtifactMetadata`], written
-//!   after the archive, so its presence means the archive is complete;
+//! Layout in the bucket (DESIGN §6, keyed by run since issue 15):
+//! - `<pipeline>/artifacts/<run-id>/artifacts.tar.zst`: the archive of one
+//!   run's build, tagged `commit-sha`, `run-id` and `timestamp`, its SHA-256
+//!   also in the object metadata. Keyed by run, not commit: another run
+//!   building the same commit (a retry, a pull-request check) writes its own
+//!   key and can never change what this run's deploy restores;
+//! - `<pipeline>/artifacts/<run-id>/metadata.json`: [`ArtifactMetadata`],
+//!   written after the archive, so its presence means the archive is
+//!   complete, and checked against it (size, SHA-256) on every download;
 //! - `<pipeline>/runs/<newest-first-key>_<run-id>.json`: the run object, one
 //!   [`RunRecord`] per run, written by `finalize`; the key starts with
 //!   `9999999999999` minus the start time in milliseconds, so S3's
@@ -33,9 +37,9 @@ use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
 
-/// The archive's object name under `<pipeline>/<commit-sha>/`.
+/// The archive's object name under `<pipeline>/artifacts/<run-id>/`.
 pub const ARCHIVE_NAME: &str = "artifacts.tar.zst";
-/// The metadata's object name under `<pipeline>/<commit-sha>/`.
+/// The metadata's object name under `<pipeline>/artifacts/<run-id>/`.
 pub const METADATA_NAME: &str = "metadata.json";
 
 /// Archives at least this large go up as a multipart upload.
@@ -83,14 +87,19 @@ impl S3ArtifactStore {
         &self.bucket
     }
 
-    /// The archive's key for `pipeline` at `commit_sha`.
-    pub fn archive_key(pipeline: &str, commit_sha: &str) -> String {
-        format!("{pipeline}/{commit_sha}/{ARCHIVE_NAME}")
+    /// The folder of run `run_id`'s artifacts.
+    pub fn artifacts_prefix(pipeline: &str, run_id: &str) -> String {
+        format!("{pipeline}/artifacts/{run_id}/")
     }
 
-    /// The metadata's key for `pipeline` at `commit_sha`.
-    pub fn metadata_key(pipeline: &str, commit_sha: &str) -> String {
-        format!("{pipeline}/{commit_sha}/{METADATA_NAME}")
+    /// The archive's key for run `run_id` of `pipeline`.
+    pub fn archive_key(pipeline: &str, run_id: &str) -> String {
+        format!("{}{ARCHIVE_NAME}", Self::artifacts_prefix(pipeline, run_id))
+    }
+
+    /// The metadata's key for run `run_id` of `pipeline`.
+    pub fn metadata_key(pipeline: &str, run_id: &str) -> String {
+        format!("{}{METADATA_NAME}", Self::artifacts_prefix(pipeline, run_id))
     }
 
     fn url(&self, key: &str) -> String {
@@ -289,11 +298,13 @@ impl ArtifactStore for S3ArtifactStore {
             .await
             .map_err(|e| other(format!("reading {}", archive.display()), e))?
             .len();
+        record::check_segment("run id", &metadata.run_id)?;
         let tags = tag_set(&[
             ("commit-sha", &metadata.commit_sha),
+            ("run-id", &metadata.run_id),
             ("timestamp", &metadata.timestamp),
         ]);
-        let archive_key = Self::archive_key(&metadata.pipeline, &metadata.commit_sha);
+        let archive_key = Self::archive_key(&metadata.pipeline, &metadata.run_id);
         if size >= self.multipart_threshold {
             self.put_multipart(archive, size, &archive_key, &tags, &metadata.sha256)
                 .await?;
@@ -301,7 +312,7 @@ impl ArtifactStore for S3ArtifactStore {
             self.put_whole(archive, &archive_key, &tags, &metadata.sha256)
                 .await?;
         }
-        let metadata_key = Self::metadata_key(&metadata.pipeline, &metadata.commit_sha);
+        let metadata_key = Self::metadata_key(&metadata.pipeline, &metadata.run_id);
         let json =
             serde_json::to_vec_pretty(metadata).map_err(|e| other("serializing the artifact metadata", e))?;
         self.client
@@ -318,13 +329,9 @@ impl ArtifactStore for S3ArtifactStore {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        pipeline: &str,
-        commit_sha: &str,
-        dest: &Path,
-    ) -> Result<ArtifactMetadata, PortError> {
-        let metadata_key = Self::metadata_key(pipeline, commit_sha);
+    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, PortError> {
+        record::check_segment("run id", run_id)?;
+        let metadata_key = Self::metadata_key(pipeline, run_id);
         let out = self
             .client
             .get_object()
@@ -345,7 +352,7 @@ impl ArtifactStore for S3ArtifactStore {
                 e,
             )
         })?;
-        let archive_key = Self::archive_key(pipeline, commit_sha);
+        let archive_key = Self::archive_key(pipeline, run_id);
         let (actual, size) = self.download(&archive_key, dest).await?;
         if actual != metadata.sha256 || size != metadata.size {
             // A corrupt archive must never be unpacked by mistake.
