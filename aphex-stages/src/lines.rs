@@ -10,6 +10,8 @@
 //! it) split across chunks is put back together here, before anything
 //! looks at it.
 
+use crate::redact::LineRedactor;
+
 /// The most bytes of one output line that are shown (and logged).
 pub const LINE_CAP: usize = 64 * 1024;
 
@@ -84,6 +86,19 @@ impl LineSplitter {
             head: std::mem::take(&mut self.head),
             len: std::mem::replace(&mut self.len, 0),
         }
+    }
+}
+
+/// What is reported of `line`: redacted by `redactor` (its stream's), and
+/// when longer than [`LINE_CAP`], redacted with the lookahead in view, then
+/// cut at the cap, with [`cut_marker`].
+pub fn shown(line: &Line, redactor: &mut LineRedactor<'_>) -> String {
+    let text = String::from_utf8_lossy(&line.head);
+    if line.len > LINE_CAP as u64 {
+        let cut = text.floor_char_boundary(LINE_CAP);
+        redactor.line_cut(&text, cut) + &cut_marker(line.len, LINE_CAP)
+    } else {
+        redactor.line(text.trim_end_matches('\r'))
     }
 }
 

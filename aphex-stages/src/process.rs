@@ -5,7 +5,7 @@
 //! pod's SIGTERM) stops the whole process group.
 //!
 //! Output is bounded: each pipe is read in chunks into lines of at most
-//! [`LINE_CAP`] bytes (plus a lookahead for redaction; see [`crate::lines`]),
+//! [`crate::lines::LINE_CAP`] bytes (plus a lookahead for redaction),
 //! and lines wait in a queue of [`LINE_QUEUE`]: when the reporter falls
 //! behind, the readers stop reading and the command blocks on its next
 //! write, rather than the runner buffering its output.
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, mpsc};
 
-use crate::lines::{LINE_CAP, Line, LineSplitter, cut_marker};
+use crate::lines::{Line, LineSplitter, shown};
 use crate::redact::{LineRedactor, Redactor};
 use crate::report::{Event, Reporter, Stream};
 
@@ -293,18 +293,11 @@ impl Exec {
     }
 
     fn output(&self, out: &mut Output<'_, '_>, stream: Stream, line: &Line) {
-        let text = String::from_utf8_lossy(&line.head);
         let redactor = match stream {
             Stream::Stdout => &mut out.stdout,
             Stream::Stderr => &mut out.stderr,
         };
-        let line = if line.len > LINE_CAP as u64 {
-            // Redacted with the lookahead in view, then cut at the cap.
-            let cut = text.floor_char_boundary(LINE_CAP);
-            redactor.line_cut(&text, cut) + &cut_marker(line.len, LINE_CAP)
-        } else {
-            redactor.line(text.trim_end_matches('\r'))
-        };
+        let line = shown(line, redactor);
         if out.tail.len() == TAIL_LINES {
             out.tail.pop_front();
         }
