@@ -45,6 +45,8 @@ pub enum Part {
     Render,
     /// `aphex-runner deploy` on the emulator: concurrency 1 vs 3, peak memory.
     Deploy,
+    /// Peak memory of a build printing without end (runner and `run --local`).
+    Output,
 }
 
 /// Runs the benchmark (every part, or `only` one) and prints the figures.
@@ -66,6 +68,9 @@ pub fn run(only: Option<Part>) -> Result<()> {
     }
     if wants(Part::Deploy) {
         crate::bench_deploy::run()?;
+    }
+    if wants(Part::Output) {
+        crate::bench_output::run()?;
     }
     Ok(())
 }

@@ -312,7 +312,7 @@ fn app_repo(root: &Path, repo: &Path, prefix: &str, concurrency: u32) -> Result<
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let output = Command::new("git")
         .args([
             "-c",
@@ -359,7 +359,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
 }
 
 /// The process's resident-set high-water mark in KiB, while it runs.
-fn vm_hwm(pid: u32) -> Option<u64> {
+pub(crate) fn vm_hwm(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
