@@ -34,6 +34,8 @@ const KINDS: &[(&str, &str)] = &[
     ("Secret", "v1"),
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+    ("ValidatingAdmissionPolicy", "admissionregistration.k8s.io/v1"),
+    ("ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io/v1"),
 ];
 
 /// How the cluster serves one kind, from its discovery document.
@@ -213,6 +215,9 @@ fn install_hint(kind: &str) -> &'static str {
     match kind {
         "WorkflowTemplate" | "Workflow" => ": is Argo Workflows installed (its CRDs, `*.argoproj.io`)?",
         "EventSource" | "Sensor" => ": is Argo Events installed (its CRDs, `*.argoproj.io`)?",
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding" => {
+            ": admission policies are served from Kubernetes 1.30 (EKS 1.30); aphex relies on one to keep each pipeline to its own service accounts (docs/security.md)"
+        }
         _ => "",
     }
 }

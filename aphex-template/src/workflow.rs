@@ -6,6 +6,15 @@
 //! stacks and tests are read by the runner from the config at the commit, so
 //! the template grows with the number of environments, not stacks.
 //!
+//! Pods run as the pipeline's own service accounts with no Kubernetes token
+//! (`automountServiceAccountToken: false`), except the pipeline stage's
+//! (`pipeline-stage`), which patches the WorkflowTemplate; Argo's executor
+//! containers report outputs with the Argo executor account's token
+//! (`executor.serviceAccountName`). `validate-pr` and its exit handler run
+//! as the pull-request account. Every container runs non-root with no
+//! capabilities and no privilege escalation, under the runtime's seccomp
+//! profile. See docs/security.md.
+//!
 //! The runner contract (see docs/pipeline.md): `--env=` with an empty value
 //! means "no environment"; `deploy` writes its captured outputs to
 //! [`STACK_OUTPUTS_PATH`]; `test` receives them in `APHEX_STACK_OUTPUTS`.
@@ -25,8 +34,24 @@ pub const STACK_OUTPUTS_PATH: &str = "/tmp/aphex/outputs/stack-outputs.json";
 pub const MAIN_ENTRYPOINT: &str = "main";
 /// The pull-request entrypoint: validate, build, synth per environment.
 pub const VALIDATE_PR_ENTRYPOINT: &str = "validate-pr";
-/// The shared container template of every stage task.
-const STAGE_TEMPLATE: &str = "stage";
+/// The shared container template of every stage task of a deploy run.
+pub const STAGE_TEMPLATE: &str = "stage";
+/// The pipeline stage's template: the one pod with a Kubernetes token.
+pub const PIPELINE_STAGE_TEMPLATE: &str = "pipeline-stage";
+/// The container template of `validate-pr`'s tasks (the pull-request account).
+pub const PR_STAGE_TEMPLATE: &str = "pr-stage";
+/// The exit handler's DAG: `finalize` or `finalize-pr`, by entrypoint.
+const EXIT_TEMPLATE: &str = "exit";
+/// The exit handler of `validate-pr` runs.
+const FINALIZE_PR_TEMPLATE: &str = "finalize-pr";
+/// What the runner reads its run scope from: `pull-request` makes it keep
+/// everything under the pipeline's `pr/` prefix, the only place the
+/// pull-request role may write.
+pub const RUN_SCOPE_ENV: &str = "APHEX_RUN_SCOPE";
+/// The run scope of `validate-pr`.
+pub const PULL_REQUEST_SCOPE: &str = "pull-request";
+/// The variable the runner reads the workflow's namespace from.
+pub const NAMESPACE_ENV: &str = "APHEX_NAMESPACE";
 /// The shared suspend template of every approval task.
 const APPROVAL_TEMPLATE: &str = "approval";
 /// The exit handler.
@@ -47,6 +72,32 @@ const TTL_AFTER_SUCCESS_SECONDS: u64 = 24 * 3600;
 const TTL_AFTER_FAILURE_SECONDS: u64 = 7 * 24 * 3600;
 /// PR validation synthesizes at most this many environments at once.
 const VALIDATE_PR_PARALLELISM: u64 = 4;
+
+/// The pod security context of every stage pod: non-root, the runtime's
+/// seccomp profile. (The images run as user 10001; see docs/security.md.)
+pub fn pod_security_context() -> Value {
+    json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+/// The security context of every stage container: no privilege
+/// escalation, no capabilities.
+pub fn container_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true,
+    })
+}
+
+/// Requests and limits of a stage container: `pipeline.resources` (CPU is
+/// requested, not limited; memory is both).
+fn resources(config: &Config) -> Value {
+    let settings = config.settings();
+    json!({
+        "requests": {"cpu": settings.cpu(), "memory": settings.memory()},
+        "limits": {"memory": settings.memory()},
+    })
+}
 
 /// The labels every rendered object carries.
 pub fn labels(config: &Config) -> Value {
@@ -90,9 +141,15 @@ pub fn workflow_template(config: &Config) -> Value {
         },
         "spec": {
             "entrypoint": MAIN_ENTRYPOINT,
-            "serviceAccountName": settings.service_account(name),
+            "serviceAccountName": crate::rbac::workflow_service_account(config),
+            // No stage pod gets a Kubernetes token unless its template says
+            // so (only `pipeline-stage`); Argo's executor containers get the
+            // executor account's token instead, to report outputs.
+            "automountServiceAccountToken": false,
+            "executor": {"serviceAccountName": crate::rbac::argo_executor_service_account(config)},
+            "securityContext": pod_security_context(),
             "arguments": {"parameters": parameters},
-            "onExit": FINALIZE_TEMPLATE,
+            "onExit": EXIT_TEMPLATE,
             "activeDeadlineSeconds": WORKFLOW_DEADLINE_SECONDS,
             // Failed pods stay for `kubectl logs`; successful ones go at once.
             "podGC": {"strategy": "OnPodSuccess"},
@@ -107,9 +164,13 @@ pub fn workflow_template(config: &Config) -> Value {
     template["spec"]["templates"] = Value::Array(vec![
         main_dag(config, &stages),
         validate_pr_dag(config),
-        stage_template(config),
+        stage_template(config, StageTemplate::Deploy),
+        stage_template(config, StageTemplate::Pipeline),
+        stage_template(config, StageTemplate::PullRequest),
         approval_template(),
-        finalize_template(config),
+        exit_dag(),
+        finalize_template(config, StageTemplate::Deploy),
+        finalize_template(config, StageTemplate::PullRequest),
     ]);
     template
 }
@@ -126,7 +187,14 @@ fn image(config: &Config, kind: StageKind) -> String {
 
 /// A task of the shared stage template. The image argument is omitted when
 /// it is the template's default (the deployer), which keeps 100 environments small.
-fn stage_task(config: &Config, name: &str, stage: &str, kind: StageKind, env: Option<&str>) -> Value {
+fn stage_task(
+    config: &Config,
+    template: &str,
+    name: &str,
+    stage: &str,
+    kind: StageKind,
+    env: Option<&str>,
+) -> Value {
     let mut args = vec![json!({"name": "stage", "value": stage})];
     if let Some(env) = env {
         args.push(json!({"name": "env", "value": env}));
@@ -135,7 +203,7 @@ fn stage_task(config: &Config, name: &str, stage: &str, kind: StageKind, env: Op
     if img != config.settings().deployer_image() {
         args.push(json!({"name": "image", "value": img}));
     }
-    let mut task = json!({"name": name, "template": STAGE_TEMPLATE, "arguments": {}});
+    let mut task = json!({"name": name, "template": template, "arguments": {}});
     task["arguments"]["parameters"] = Value::Array(args);
     task
 }
@@ -146,7 +214,7 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
     match stage.kind {
         StageKind::Approve => json!({"name": name, "template": APPROVAL_TEMPLATE}),
         StageKind::Test => {
-            let mut task = stage_task(config, &name, "test", stage.kind, env);
+            let mut task = stage_task(config, STAGE_TEMPLATE, &name, "test", stage.kind, env);
             let deploy = format!("deploy-{}", env.unwrap_or_default());
             task["arguments"]["parameters"]
                 .as_array_mut()
@@ -157,7 +225,15 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
                 }));
             task
         }
-        kind => stage_task(config, &name, kind.as_str(), kind, env),
+        StageKind::Pipeline => stage_task(
+            config,
+            PIPELINE_STAGE_TEMPLATE,
+            &name,
+            stage.kind.as_str(),
+            stage.kind,
+            env,
+        ),
+        kind => stage_task(config, STAGE_TEMPLATE, &name, kind.as_str(), kind, env),
     }
 }
 
@@ -202,15 +278,23 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
 /// `validate-pr`: validate, build, then a synth-only check per environment.
 fn validate_pr_dag(config: &Config) -> Value {
     let mut tasks = vec![
-        stage_task(config, "validate", "validate", StageKind::Validate, None),
+        stage_task(
+            config,
+            PR_STAGE_TEMPLATE,
+            "validate",
+            "validate",
+            StageKind::Validate,
+            None,
+        ),
         with_dependencies(
-            stage_task(config, "build", "build", StageKind::Build, None),
+            stage_task(config, PR_STAGE_TEMPLATE, "build", "build", StageKind::Build, None),
             &["validate".to_owned()],
         ),
     ];
     for env in &config.environments {
         let task = stage_task(
             config,
+            PR_STAGE_TEMPLATE,
             &format!("synth-{}", env.name),
             "synth",
             StageKind::Deploy,
@@ -271,16 +355,73 @@ fn retry_strategy() -> Value {
     })
 }
 
-fn stage_template(config: &Config) -> Value {
+/// The container templates: who the pod runs as and what it may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StageTemplate {
+    /// A deploy run's stages: the workflow account, no Kubernetes token.
+    Deploy,
+    /// The pipeline stage: the workflow account with its token.
+    Pipeline,
+    /// `validate-pr`: the pull-request account, no token, `pr/` scope.
+    PullRequest,
+}
+
+/// A stage container with the pod settings of `kind` (service account,
+/// token, security context, resources).
+fn container(config: &Config, kind: StageTemplate, image: &str, args: Vec<Value>, mut env: Vec<Value>) -> Value {
+    match kind {
+        StageTemplate::PullRequest => {
+            env.push(json!({"name": RUN_SCOPE_ENV, "value": PULL_REQUEST_SCOPE}));
+        }
+        StageTemplate::Pipeline => {
+            // The pipeline stage checks that a commit does not move the
+            // pipeline to another namespace.
+            env.push(json!({"name": NAMESPACE_ENV, "value": "{{workflow.namespace}}"}));
+        }
+        StageTemplate::Deploy => {}
+    }
+    json!({
+        "image": image,
+        "command": [RUNNER],
+        "args": args,
+        "env": env,
+        "resources": resources(config),
+        "securityContext": container_security_context(),
+    })
+}
+
+/// The pod-level fields of `kind`'s templates.
+fn pod_settings(config: &Config, template: &mut Value, kind: StageTemplate) {
+    match kind {
+        StageTemplate::Deploy => {}
+        StageTemplate::Pipeline => template["automountServiceAccountToken"] = json!(true),
+        StageTemplate::PullRequest => {
+            template["serviceAccountName"] = json!(crate::rbac::pull_request_service_account(config));
+        }
+    }
+}
+
+fn stage_template(config: &Config, kind: StageTemplate) -> Value {
+    // The token-holding template runs the pipeline stage and nothing else,
+    // whatever a caller passes.
+    let stage = match kind {
+        StageTemplate::Pipeline => json!(StageKind::Pipeline.as_str()),
+        _ => json!("{{inputs.parameters.stage}}"),
+    };
     let mut args = vec![
-        json!("{{inputs.parameters.stage}}"),
+        stage,
         json!("--env={{inputs.parameters.env}}"),
     ];
     args.extend(run_args());
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_STACK_OUTPUTS", "value": "{{inputs.parameters.stack-outputs}}"}));
-    json!({
-        "name": STAGE_TEMPLATE,
+    let name = match kind {
+        StageTemplate::Deploy => STAGE_TEMPLATE,
+        StageTemplate::Pipeline => PIPELINE_STAGE_TEMPLATE,
+        StageTemplate::PullRequest => PR_STAGE_TEMPLATE,
+    };
+    let mut template = json!({
+        "name": name,
         "inputs": {"parameters": [
             {"name": "stage"},
             {"name": "env", "default": ""},
@@ -294,12 +435,23 @@ fn stage_template(config: &Config) -> Value {
         }]},
         "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
         "retryStrategy": retry_strategy(),
-        "container": {
-            "image": "{{inputs.parameters.image}}",
-            "command": [RUNNER],
-            "args": args,
-            "env": env,
-        },
+    });
+    pod_settings(config, &mut template, kind);
+    template["container"] = container(config, kind, "{{inputs.parameters.image}}", args, env);
+    template
+}
+
+/// The exit handler: the pull-request run's `finalize-pr` (its own account
+/// and scope) or a deploy run's `finalize`, whoever submitted the run.
+fn exit_dag() -> Value {
+    let is_pr = format!("'{{{{workflow.mainEntrypoint}}}}' == '{VALIDATE_PR_ENTRYPOINT}'");
+    let is_deploy = format!("'{{{{workflow.mainEntrypoint}}}}' != '{VALIDATE_PR_ENTRYPOINT}'");
+    json!({
+        "name": EXIT_TEMPLATE,
+        "dag": {"tasks": [
+            {"name": FINALIZE_TEMPLATE, "template": FINALIZE_TEMPLATE, "when": is_deploy},
+            {"name": FINALIZE_PR_TEMPLATE, "template": FINALIZE_PR_TEMPLATE, "when": is_pr},
+        ]},
     })
 }
 
@@ -308,7 +460,7 @@ fn approval_template() -> Value {
     json!({"name": APPROVAL_TEMPLATE, "suspend": {}})
 }
 
-fn finalize_template(config: &Config) -> Value {
+fn finalize_template(config: &Config, kind: StageTemplate) -> Value {
     let mut args = vec![json!("finalize")];
     args.extend(run_args());
     let mut env = run_env(config);
@@ -329,15 +481,16 @@ fn finalize_template(config: &Config) -> Value {
             "optional": true,
         }}}));
     }
-    json!({
-        "name": FINALIZE_TEMPLATE,
+    let name = match kind {
+        StageTemplate::PullRequest => FINALIZE_PR_TEMPLATE,
+        _ => FINALIZE_TEMPLATE,
+    };
+    let mut template = json!({
+        "name": name,
         "activeDeadlineSeconds": 600,
         "retryStrategy": retry_strategy(),
-        "container": {
-            "image": config.settings().deployer_image(),
-            "command": [RUNNER],
-            "args": args,
-            "env": env,
-        },
-    })
+    });
+    pod_settings(config, &mut template, kind);
+    template["container"] = container(config, kind, config.settings().deployer_image(), args, env);
+    template
 }

@@ -37,6 +37,7 @@ fn rendering_is_deterministic() {
 fn the_executor_role_arn_reaches_the_service_account() {
     let options = RenderOptions {
         executor_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
+        pr_role_arn: None,
         artifact_bucket: None,
     };
     let r = render(&config("seed.yaml"), &options);
@@ -52,6 +53,7 @@ fn the_executor_role_arn_reaches_the_service_account() {
 fn a_known_bucket_is_published_in_the_config_map_the_pods_read() {
     let options = RenderOptions {
         executor_role_arn: None,
+        pr_role_arn: None,
         artifact_bucket: Some("aphex-artifacts-x".into()),
     };
     let r = render(&config("seed.yaml"), &options);
