@@ -17,7 +17,7 @@ use aphex_stages::ports::{CredentialChecker, Identity, SynthCredentials};
 use crate::client;
 
 /// The CDK bootstrap qualifier Aphex expects (the CDK default).
-pub const CDK_QUALIFIER: &str = "hnb659fds";
+pub const CDK_QUALIFIER: &str = aphex_template::cloudformation::CDK_QUALIFIER;
 
 /// A failed role assumption.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +36,8 @@ pub struct AssumeRoleError {
 
 /// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`, ...).
 pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else if region.starts_with("us-iso-") {
-        "aws-iso"
-    } else if region.starts_with("eu-isoe-") {
-        "aws-iso-e"
-    } else if region.starts_with("us-isof-") {
-        "aws-iso-f"
-    } else {
-        "aws"
-    }
+    aphex_template::cloudformation::partition(region)
+}
 }
 
 /// The CDK bootstrap deploy role of `account` in `region`.

@@ -38,6 +38,23 @@ pub const PULL_REQUEST_PREFIX: &str = "pr";
 /// identity sessions itself, and chained sessions last an hour anyway.
 const MAX_SESSION_SECONDS: u32 = 3600;
 
+/// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`, ...).
+pub fn partition(region: &str) -> &'static str {
+    const PREFIXES: [(&str, &str); 7] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+        ("eusc-", "aws-eusc"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition)
+}
+
 /// The CloudWatch namespace of a pipeline's metrics: `Aphex/<pipeline>`,
 /// pinned by the roles' `cloudwatch:namespace` condition, so one pipeline
 /// cannot write another's.
@@ -162,11 +179,12 @@ fn assumable_roles(config: &Config, kinds: &[&str], with_role_arns: bool) -> Vec
     };
     for env in &config.environments {
         for kind in kinds {
-            push(json!({"Fn::Sub": format!(
-                "arn:${{AWS::Partition}}:iam::{account}:role/cdk-{CDK_QUALIFIER}-{kind}-{account}-{region}",
+            push(json!(format!(
+                "arn:{partition}:iam::{account}:role/cdk-{CDK_QUALIFIER}-{kind}-{account}-{region}",
+                partition = partition(&env.region),
                 account = env.account,
                 region = env.region,
-            )}));
+            )));
         }
         if with_role_arns && let Some(arn) = &env.role_arn {
             push(json!(arn));

@@ -5,15 +5,18 @@
 //!   `aphex-<pipeline>`): the stage pods of deploy runs, with the workflow
 //!   role (IRSA); its Kubernetes token reaches only the pipeline stage's
 //!   pod, whose Role may get and patch this pipeline's WorkflowTemplate;
-//! - the **pull-request** account (`<workflow account>-pr`): the pods of
+//! - the **pull-request** account (`<workflow account>.pr`): the pods of
 //!   `validate-pr`, with the read-only pull-request role (IRSA) and no
 //!   Kubernetes permission at all;
-//! - the **Argo executor** account (`<workflow account>-argo-executor`):
+//! - the **Argo executor** account (`<workflow account>.argo-executor`):
 //!   only Argo's own `wait`/`init` containers get its token (a Secret Argo
 //!   mounts for them, `executor.serviceAccountName`), to report outputs
 //!   through WorkflowTaskResults; the stage's own container never sees it;
 //! - the **Sensor** account (`<pipeline>-sensor`, in the Argo Events
 //!   namespace), allowed to create Workflows.
+//!
+//! The derived names use a `.`, which no pipeline name (a DNS label) has,
+//! so one pipeline's derived account is never another pipeline's account.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -39,12 +42,12 @@ pub fn workflow_service_account(config: &Config) -> String {
 
 /// The pull-request account: `validate-pr`'s pods.
 pub fn pull_request_service_account(config: &Config) -> String {
-    format!("{}-pr", workflow_service_account(config))
+    format!("{}.pr", workflow_service_account(config))
 }
 
 /// The account of Argo's executor containers (outputs reporting).
 pub fn argo_executor_service_account(config: &Config) -> String {
-    format!("{}-argo-executor", workflow_service_account(config))
+    format!("{}.argo-executor", workflow_service_account(config))
 }
 
 /// The Secret holding the Argo executor account's token, named so Argo
@@ -97,7 +100,7 @@ pub fn rbac(config: &Config, role_arn: Option<&str>, pr_role_arn: Option<&str>) 
     let argo_executor = argo_executor_service_account(config);
     let sensor = sensor_service_account(config);
     let pipeline_role = format!("{name}-executor");
-    let argo_executor_role = format!("{name}-argo-executor");
+    let argo_executor_role = format!("{name}.argo-executor");
     let sensor_role = format!("{name}-sensor");
     vec![
         service_account(

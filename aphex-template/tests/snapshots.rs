@@ -89,12 +89,14 @@ fn yaml_round_trips_to_the_same_objects() {
 const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC";
 
 fn without_trust_policy(mut template: serde_json::Value) -> serde_json::Value {
-    let props = &mut template["Resources"]["WorkflowExecutionRole"]["Properties"];
-    props
-        .as_object_mut()
-        .expect("the role has properties")
-        .remove("AssumeRolePolicyDocument")
-        .expect("the role has a trust policy");
+    for role in ["WorkflowExecutionRole", "PullRequestRole"] {
+        let props = &mut template["Resources"][role]["Properties"];
+        props
+            .as_object_mut()
+            .expect("the role has properties")
+            .remove("AssumeRolePolicyDocument")
+            .expect("the role has a trust policy");
+    }
     template
 }
 
@@ -174,9 +176,10 @@ fn oidc_provider_arns_are_checked() {
 }
 
 #[test]
-fn the_notification_webhook_reaches_only_the_finalize_pod() {
+fn the_notification_webhook_reaches_only_the_finalize_pods() {
     // Build and test pods run the repository's own commands; the webhook URL
-    // (a credential) must not be in their environment.
+    // (a credential) must not be in their environment. The two finalize
+    // pods (a deploy run's, a pull request's) run only the runner.
     let wt = render(&config("full.yaml"), &RenderOptions::default())
         .get("WorkflowTemplate")
         .unwrap()
@@ -195,5 +198,5 @@ fn the_notification_webhook_reaches_only_the_finalize_pod() {
         })
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(with_url, ["finalize"]);
+    assert_eq!(with_url, ["finalize", "finalize-pr"]);
 }
