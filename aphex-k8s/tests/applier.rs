@@ -183,6 +183,12 @@ environments:
 
     /// Runs the pipeline stage on `config` against `fake`; its log.
     async fn run(fake: &Fake, config: aphex_config::Config) -> String {
+        run_in(fake, config, None).await.expect("the pipeline stage succeeds")
+    }
+
+    /// Runs the pipeline stage on `config` against `fake`, as a workflow in
+    /// `namespace`; its log, or its error.
+    async fn run_in(fake: &Fake, config: aphex_config::Config, namespace: Option<&str>) -> Result<String, String> {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let reporter = Arc::new(CollectingReporter::default());
@@ -193,6 +199,7 @@ environments:
                 commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
                 branch: Some("main".to_owned()),
                 repo: "https://github.com/acme/shop.git".to_owned(),
+                namespace: namespace.map(str::to_owned),
             },
             config,
             config_file: "aphex-config.yaml".to_owned(),
@@ -215,8 +222,46 @@ environments:
                 cancel: Cancel::new(),
             },
         };
-        pipeline::run(&ctx).await.expect("the pipeline stage succeeds");
-        reporter.text()
+        pipeline::run(&ctx).await.map_err(|e| e.to_string())?;
+        Ok(reporter.text())
+    }
+
+    #[tokio::test]
+    async fn refuses_a_changed_service_account_or_namespace_naming_both() {
+        let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+        let config = aphex_config::load_str("aphex-config.yaml", CONFIG).unwrap();
+        run(&fake, config.clone()).await;
+        let path = "/apis/argoproj.io/v1alpha1/namespaces/argo/workflowtemplates/shop";
+        let patches = || fake.seen().iter().filter(|s| s.method == http::Method::PATCH).count();
+        let before = patches();
+
+        let mut other = config.clone();
+        other.pipeline.as_mut().unwrap().service_account = Some("aphex-billing".to_owned());
+        let err = run_in(&fake, other, Some("argo")).await.unwrap_err();
+        assert!(
+            err.contains("`spec.serviceAccountName` is `aphex-shop` on the cluster but `aphex-billing` in this commit's config"),
+            "{err}"
+        );
+        assert!(err.contains("only `aphex bootstrap` may change"), "{err}");
+        assert_eq!(patches(), before, "nothing was applied");
+        assert_eq!(fake.object(path).unwrap()["spec"]["serviceAccountName"], "aphex-shop");
+
+        let mut moved = config.clone();
+        moved.pipeline.as_mut().unwrap().namespace = Some("ci".to_owned());
+        let err = run_in(&fake, moved, Some("argo")).await.unwrap_err();
+        assert!(
+            err.contains("the pipeline runs in namespace `argo` but this commit's config puts it in `ci`"),
+            "{err}"
+        );
+        assert_eq!(patches(), before, "nothing was applied");
+
+        // A live template without the pod settings (applied by an older
+        // aphex) is refused too: upgrades go through bootstrap.
+        let mut old = fake.object(path).unwrap();
+        old["spec"].as_object_mut().unwrap().remove("securityContext");
+        KubeApplier::new(fake.client()).apply(&[old]).await.unwrap();
+        let err = run_in(&fake, config, Some("argo")).await.unwrap_err();
+        assert!(err.contains("`spec.securityContext` is (not set) on the cluster"), "{err}");
     }
 
     #[tokio::test]

@@ -294,6 +294,9 @@ async fn run(args: Args) -> i32 {
         commit: args.commit_sha.to_ascii_lowercase(),
         branch: args.branch.clone().filter(|b| !b.is_empty()),
         repo: args.repo_url.clone(),
+        namespace: std::env::var(aphex_template::workflow::NAMESPACE_ENV)
+            .ok()
+            .filter(|n| !n.is_empty()),
     };
     let ports = match ports(&args, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,
