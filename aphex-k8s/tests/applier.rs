@@ -232,7 +232,7 @@ environments:
         let config = aphex_config::load_str("aphex-config.yaml", CONFIG).unwrap();
         run(&fake, config.clone()).await;
         let path = "/apis/argoproj.io/v1alpha1/namespaces/argo/workflowtemplates/shop";
-        let patches = || fake.seen().iter().filter(|s| s.method == http::Method::PATCH).count();
+        let patches = || fake.seen().iter().filter(|s| s.method == Method::PATCH).count();
         let before = patches();
 
         let mut other = config.clone();
