@@ -4,7 +4,8 @@
 //!
 //! - the workflow role may assume, per configured environment, only that
 //!   account's CDK bootstrap deploy, file-publishing and lookup roles (in
-//!   that region) and the environment's `roleArn`; it changes only its own
+//!   that region) and the environment's `roleArn`, plus its own account's
+//!   deploy role (the pipeline stage deploys this stack through it); it changes only its own
 //!   stack, writes only under `<pipeline>/` in the bucket, and puts metrics
 //!   only in the namespace `Aphex/<pipeline>` (`cloudwatch:namespace`);
 //! - the pull-request role (what `validate-pr` runs as) may assume only the
@@ -235,7 +236,12 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
 
     let trust = trust_policy(&subject, provider);
 
-    let assumable = assumable_roles(config, &DEPLOY_BOOTSTRAP_ROLES, true);
+    let mut assumable = assumable_roles(config, &DEPLOY_BOOTSTRAP_ROLES, true);
+    // The pipeline stage deploys this stack through its home account's CDK
+    // deploy role (the home account need not be an environment's).
+    assumable.push(json!({"Fn::Sub": format!(
+        "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/cdk-{CDK_QUALIFIER}-deploy-role-${{AWS::AccountId}}-${{AWS::Region}}"
+    )}));
     let pr_assumable = assumable_roles(config, &["lookup-role"], false);
     let pr_subject = format!(
         "system:serviceaccount:{}:{}",

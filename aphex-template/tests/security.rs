@@ -188,15 +188,31 @@ fn every_container_runs_non_root_without_privileges() {
 }
 
 /// Every `sts:AssumeRole` resource of a role's policy.
-fn assumable(stack: &Value, role: &str) -> Vec<String> {
-    stack["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+/// The pipeline stack's own account's deploy role (the pipeline stage
+/// deploys the stack through it).
+const HOME_DEPLOY_ROLE: &str =
+    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}";
+
+/// Every `sts:AssumeRole` resource of a role's policy but the home
+/// account's deploy role, and whether that one was there.
+fn assumable(stack: &Value, role: &str) -> (Vec<String>, bool) {
+    let mut home = false;
+    let arns = stack["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["Action"] == "sts:AssumeRole")
         .flat_map(|s| s["Resource"].as_array().unwrap().iter())
-        .map(|r| r.as_str().expect("a literal ARN").to_owned())
-        .collect()
+        .filter_map(|r| match r.as_str() {
+            Some(arn) => Some(arn.to_owned()),
+            None => {
+                assert_eq!(r, &json!({"Fn::Sub": HOME_DEPLOY_ROLE}), "{role}");
+                home = true;
+                None
+            }
+        })
+        .collect();
+    (arns, home)
 }
 
 #[test]
@@ -209,8 +225,9 @@ fn roles_assume_only_configured_accounts_roles() {
             ("WorkflowExecutionRole", &["deploy-role", "file-publishing-role", "lookup-role"][..]),
             ("PullRequestRole", &["lookup-role"][..]),
         ] {
-            let arns = assumable(&stack, role);
+            let (arns, home) = assumable(&stack, role);
             assert!(!arns.is_empty(), "{name}: {role}");
+            assert_eq!(home, role == "WorkflowExecutionRole", "{name}: {role}");
             for arn in &arns {
                 assert!(!arn.contains('*'), "{name}: {role} may assume a wildcard: {arn}");
                 // arn:<partition>:iam::<account>:role/<name>
