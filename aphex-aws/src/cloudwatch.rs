@@ -39,7 +39,6 @@ impl CloudWatchMetrics {
         self.batch_size = size.clamp(1, 1_000);
         self
     }
-
 }
 
 /// The namespace of `metric`: `Aphex/<pipeline>` from its pipeline
@@ -76,7 +75,12 @@ impl MetricsSink for CloudWatchMetrics {
 }
 
 impl CloudWatchMetrics {
-    async fn send(&self, namespace: &str, metrics: &[&Metric], now: aws_smithy_types::DateTime) -> Result<(), PortError> {
+    async fn send(
+        &self,
+        namespace: &str,
+        metrics: &[&Metric],
+        now: aws_smithy_types::DateTime,
+    ) -> Result<(), PortError> {
         for batch in metrics.chunks(self.batch_size) {
             let data: Vec<MetricDatum> = batch.iter().map(|m| datum(m, now)).collect();
             self.client

@@ -161,9 +161,7 @@ pub fn is_https_url(url: &str) -> bool {
         return false;
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    !host.is_empty()
-        && !url.contains("{{")
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    !host.is_empty() && !url.contains("{{") && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
@@ -201,7 +199,14 @@ mod tests {
     #[test]
     fn webhook_urls_are_https() {
         assert!(is_https_url("https://hooks.example.com/a?b=c"));
-        for bad in ["http://h/x", "https://", "https:///x", "https://h/{{x}}", "https://h/a b", "ftp://h"] {
+        for bad in [
+            "http://h/x",
+            "https://",
+            "https:///x",
+            "https://h/{{x}}",
+            "https://h/a b",
+            "ftp://h",
+        ] {
             assert!(!is_https_url(bad), "{bad}");
         }
     }

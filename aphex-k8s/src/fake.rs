@@ -68,7 +68,10 @@ fn discovery(group_version: &str) -> Value {
         "rbac.authorization.k8s.io/v1" => &[("roles", "Role"), ("rolebindings", "RoleBinding")],
         "admissionregistration.k8s.io/v1" => &[
             ("validatingadmissionpolicies", "ValidatingAdmissionPolicy"),
-            ("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding"),
+            (
+                "validatingadmissionpolicybindings",
+                "ValidatingAdmissionPolicyBinding",
+            ),
         ],
         _ => &[
             ("serviceaccounts", "ServiceAccount"),

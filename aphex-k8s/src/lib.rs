@@ -35,7 +35,10 @@ const KINDS: &[(&str, &str)] = &[
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("RoleBinding", "rbac.authorization.k8s.io/v1"),
     ("ValidatingAdmissionPolicy", "admissionregistration.k8s.io/v1"),
-    ("ValidatingAdmissionPolicyBinding", "admissionregistration.k8s.io/v1"),
+    (
+        "ValidatingAdmissionPolicyBinding",
+        "admissionregistration.k8s.io/v1",
+    ),
 ];
 
 /// How the cluster serves one kind, from its discovery document.

@@ -183,12 +183,18 @@ environments:
 
     /// Runs the pipeline stage on `config` against `fake`; its log.
     async fn run(fake: &Fake, config: aphex_config::Config) -> String {
-        run_in(fake, config, None).await.expect("the pipeline stage succeeds")
+        run_in(fake, config, None)
+            .await
+            .expect("the pipeline stage succeeds")
     }
 
     /// Runs the pipeline stage on `config` against `fake`, as a workflow in
     /// `namespace`; its log, or its error.
-    async fn run_in(fake: &Fake, config: aphex_config::Config, namespace: Option<&str>) -> Result<String, String> {
+    async fn run_in(
+        fake: &Fake,
+        config: aphex_config::Config,
+        namespace: Option<&str>,
+    ) -> Result<String, String> {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let reporter = Arc::new(CollectingReporter::default());
@@ -244,7 +250,10 @@ environments:
         );
         assert!(err.contains("only `aphex bootstrap` may change"), "{err}");
         assert_eq!(patches(), before, "nothing was applied");
-        assert_eq!(fake.object(path).unwrap()["spec"]["serviceAccountName"], "aphex-shop");
+        assert_eq!(
+            fake.object(path).unwrap()["spec"]["serviceAccountName"],
+            "aphex-shop"
+        );
 
         let mut moved = config.clone();
         moved.pipeline.as_mut().unwrap().namespace = Some("ci".to_owned());
@@ -261,7 +270,10 @@ environments:
         old["spec"].as_object_mut().unwrap().remove("securityContext");
         KubeApplier::new(fake.client()).apply(&[old]).await.unwrap();
         let err = run_in(&fake, config, Some("argo")).await.unwrap_err();
-        assert!(err.contains("`spec.securityContext` is (not set) on the cluster"), "{err}");
+        assert!(
+            err.contains("`spec.securityContext` is (not set) on the cluster"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

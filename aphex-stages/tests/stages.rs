@@ -189,7 +189,11 @@ fn pipeline_refuses_a_changed_service_account_or_pod_setting() {
         let err = rt.block_on(pipeline::run(&ctx)).unwrap_err().to_string();
         assert!(err.contains(words), "{what}: {err}");
         assert!(err.contains("only `aphex bootstrap` may change"), "{what}: {err}");
-        assert_eq!(std::fs::read(&live_file).unwrap(), live, "{what}: the live template was changed");
+        assert_eq!(
+            std::fs::read(&live_file).unwrap(),
+            live,
+            "{what}: the live template was changed"
+        );
     }
 }
 

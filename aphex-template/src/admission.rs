@@ -97,7 +97,10 @@ fn list<S: AsRef<str>>(items: &[S]) -> String {
 fn value(v: &Value) -> String {
     match v {
         Value::Object(o) => {
-            let entries: Vec<String> = o.iter().map(|(k, v)| format!("{}: {}", lit(k), value(v))).collect();
+            let entries: Vec<String> = o
+                .iter()
+                .map(|(k, v)| format!("{}: {}", lit(k), value(v)))
+                .collect();
             format!("{{{}}}", entries.join(", "))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(value).collect::<Vec<_>>().join(", ")),

@@ -304,7 +304,8 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
             },
         ],
     });
-    let pr_object_arn = json!({"Fn::Join": ["", [bucket_arn(config), format!("/{name}/{PULL_REQUEST_PREFIX}/*")]]});
+    let pr_object_arn =
+        json!({"Fn::Join": ["", [bucket_arn(config), format!("/{name}/{PULL_REQUEST_PREFIX}/*")]]});
     let pr_policy = json!({
         "Version": "2012-10-17",
         "Statement": [

@@ -287,7 +287,14 @@ fn validate_pr_dag(config: &Config) -> Value {
             None,
         ),
         with_dependencies(
-            stage_task(config, PR_STAGE_TEMPLATE, "build", "build", StageKind::Build, None),
+            stage_task(
+                config,
+                PR_STAGE_TEMPLATE,
+                "build",
+                "build",
+                StageKind::Build,
+                None,
+            ),
             &["validate".to_owned()],
         ),
     ];
@@ -368,7 +375,13 @@ enum StageTemplate {
 
 /// A stage container with the pod settings of `kind` (service account,
 /// token, security context, resources).
-fn container(config: &Config, kind: StageTemplate, image: &str, args: Vec<Value>, mut env: Vec<Value>) -> Value {
+fn container(
+    config: &Config,
+    kind: StageTemplate,
+    image: &str,
+    args: Vec<Value>,
+    mut env: Vec<Value>,
+) -> Value {
     match kind {
         StageTemplate::PullRequest => {
             env.push(json!({"name": RUN_SCOPE_ENV, "value": PULL_REQUEST_SCOPE}));
@@ -408,10 +421,7 @@ fn stage_template(config: &Config, kind: StageTemplate) -> Value {
         StageTemplate::Pipeline => json!(StageKind::Pipeline.as_str()),
         _ => json!("{{inputs.parameters.stage}}"),
     };
-    let mut args = vec![
-        stage,
-        json!("--env={{inputs.parameters.env}}"),
-    ];
+    let mut args = vec![stage, json!("--env={{inputs.parameters.env}}")];
     args.extend(run_args());
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_STACK_OUTPUTS", "value": "{{inputs.parameters.stack-outputs}}"}));

@@ -15,7 +15,8 @@ use common::{CONFIGS, config};
 use serde_json::{Value, json};
 
 fn eval(expression: &str, object: &Value, user: &str, variables: &Value) -> Result<bool, String> {
-    let program = Program::compile(expression).map_err(|e| format!("`{expression}` does not compile: {e}"))?;
+    let program =
+        Program::compile(expression).map_err(|e| format!("`{expression}` does not compile: {e}"))?;
     let mut ctx = Context::default();
     ctx.add_variable("object", object.clone()).unwrap();
     ctx.add_variable("request", json!({"userInfo": {"username": user}}))
@@ -34,7 +35,12 @@ fn eval(expression: &str, object: &Value, user: &str, variables: &Value) -> Resu
 fn admit(policy: &Value, user: &str, object: &Value) -> Result<(), String> {
     let spec = &policy["spec"];
     for condition in spec["matchConditions"].as_array().unwrap() {
-        if !eval(condition["expression"].as_str().unwrap(), object, user, &json!({}))? {
+        if !eval(
+            condition["expression"].as_str().unwrap(),
+            object,
+            user,
+            &json!({}),
+        )? {
             return Ok(());
         }
     }
@@ -171,7 +177,10 @@ fn hostile_workflow_templates_are_refused() {
         ),
         (
             "capabilities back",
-            |wt| template(wt, "stage")["container"]["securityContext"]["capabilities"] = json!({"add": ["SYS_ADMIN"]}),
+            |wt| {
+                template(wt, "stage")["container"]["securityContext"]["capabilities"] =
+                    json!({"add": ["SYS_ADMIN"]})
+            },
             "every container keeps securityContext",
         ),
         (
@@ -196,10 +205,7 @@ fn hostile_workflow_templates_are_refused() {
         ),
         (
             "another pipeline's token Secret as a volume",
-            |wt| {
-                template(wt, "stage")["volumes"] =
-                    json!([{"name": "t", "secret": {"secretName": "aphex-other.argo-executor.service-account-token"}}])
-            },
+            |wt| template(wt, "stage")["volumes"] = json!([{"name": "t", "secret": {"secretName": "aphex-other.argo-executor.service-account-token"}}]),
             "volumes",
         ),
         (
@@ -234,12 +240,17 @@ fn hostile_workflow_templates_are_refused() {
         ),
         (
             "a whole Secret as the environment",
-            |wt| template(wt, "stage")["container"]["envFrom"] = json!([{"secretRef": {"name": "other-webhook"}}]),
+            |wt| {
+                template(wt, "stage")["container"]["envFrom"] =
+                    json!([{"secretRef": {"name": "other-webhook"}}])
+            },
             "every container keeps",
         ),
         (
             "a volume mount",
-            |wt| template(wt, "stage")["container"]["volumeMounts"] = json!([{"name": "x", "mountPath": "/x"}]),
+            |wt| {
+                template(wt, "stage")["container"]["volumeMounts"] = json!([{"name": "x", "mountPath": "/x"}])
+            },
             "every container keeps",
         ),
         (
@@ -263,13 +274,19 @@ fn hostile_workflow_templates_are_refused() {
     ];
     let s = setup("full.yaml");
     assert_eq!(workflow_service_account(&config("full.yaml")), "aphex-my-app");
-    assert_eq!(pull_request_service_account(&config("full.yaml")), "aphex-my-app.pr");
+    assert_eq!(
+        pull_request_service_account(&config("full.yaml")),
+        "aphex-my-app.pr"
+    );
     for (what, edit, words) in cases {
         let mut wt = s.template.clone();
         edit(&mut wt);
         match admit(&s.policy, &s.executor, &wt) {
             Ok(()) => panic!("{what}: admitted"),
-            Err(m) => assert!(m.contains(words), "{what}: refused with {m:?}, expected {words:?}"),
+            Err(m) => assert!(
+                m.contains(words),
+                "{what}: refused with {m:?}, expected {words:?}"
+            ),
         }
     }
 }
@@ -301,9 +318,7 @@ fn hostile_workflows_are_refused() {
         ("inline templates merged over the pipeline's", |wf| {
             wf["spec"]["templates"] = json!([{"name": "stage", "podSpecPatch": "{}"}])
         }),
-        ("a pod spec patch", |wf| {
-            wf["spec"]["podSpecPatch"] = json!("{}")
-        }),
+        ("a pod spec patch", |wf| wf["spec"]["podSpecPatch"] = json!("{}")),
         ("artifacts as arguments", |wf| {
             wf["spec"]["arguments"]["artifacts"] = json!([{"name": "a"}])
         }),

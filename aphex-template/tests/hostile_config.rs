@@ -28,13 +28,25 @@ fn fields() -> Vec<(&'static str, BoxedStrategy<String>)> {
         ("pipeline.cluster.exportPrefix", s("[A-Za-z0-9-]{1,12}")),
         ("pipeline.github.owner", s("[A-Za-z0-9][A-Za-z0-9-]{0,10}")),
         ("pipeline.github.repo", s("[A-Za-z0-9_-]{1,20}")),
-        ("pipeline.github.branch", s("[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9][a-z0-9_-]{0,8})?")),
+        (
+            "pipeline.github.branch",
+            s("[a-z0-9][a-z0-9_-]{0,8}(/[a-z0-9][a-z0-9_-]{0,8})?"),
+        ),
         ("pipeline.github.tokenSecret", s(label)),
         ("pipeline.github.webhookSecret", s(label)),
-        ("pipeline.github.webhookUrl", s("https://[a-z]{1,10}\\.example\\.com/[a-z0-9/]{0,10}")),
+        (
+            "pipeline.github.webhookUrl",
+            s("https://[a-z]{1,10}\\.example\\.com/[a-z0-9/]{0,10}"),
+        ),
         ("pipeline.artifacts.bucket", s("[a-z0-9][a-z0-9-]{1,20}[a-z0-9]")),
-        ("pipeline.images.builder", s("[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-z0-9]{1,8})?")),
-        ("pipeline.images.deployer", s("[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-z0-9]{1,8})?")),
+        (
+            "pipeline.images.builder",
+            s("[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-z0-9]{1,8})?"),
+        ),
+        (
+            "pipeline.images.deployer",
+            s("[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}(:[a-z0-9]{1,8})?"),
+        ),
         ("pipeline.notifications.slackWebhookSecret", s(label)),
         ("pipeline.resources.cpu", s("[1-9][0-9]{0,2}m?")),
         ("pipeline.resources.memory", s("[1-9][0-9]{0,2}(Mi|Gi)")),
@@ -42,9 +54,14 @@ fn fields() -> Vec<(&'static str, BoxedStrategy<String>)> {
         ("environments.account", s("[0-9]{12}")),
         (
             "environments.region",
-            proptest::sample::select(KNOWN_REGIONS).prop_map(str::to_owned).boxed(),
+            proptest::sample::select(KNOWN_REGIONS)
+                .prop_map(str::to_owned)
+                .boxed(),
         ),
-        ("environments.roleArn", s("arn:aws:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_-]{1,20}")),
+        (
+            "environments.roleArn",
+            s("arn:aws:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_-]{1,20}"),
+        ),
     ]
 }
 
@@ -68,13 +85,7 @@ fn hostile() -> impl Strategy<Value = String> {
 fn case() -> impl Strategy<Value = (Vec<String>, Option<(usize, String)>)> {
     let valid: Vec<BoxedStrategy<String>> = fields().into_iter().map(|(_, s)| s).collect();
     let n = valid.len();
-    (
-        valid,
-        prop_oneof![
-            Just(None),
-            (0..n, hostile()).prop_map(Some),
-        ],
-    )
+    (valid, prop_oneof![Just(None), (0..n, hostile()).prop_map(Some),])
 }
 
 /// The config document (JSON is YAML) of these field values.
@@ -220,7 +231,12 @@ fn the_check_sees_foreign_expressions_and_options() {
         "arguments": {"parameters": [{"name": "branch", "value": "--upload-pack=x"}]},
         "templates": [{"name": "t", "container": {"args": ["-c", "--env={{workflow.name}}", "{{=sprig.env('A')}}"]}}],
     }});
-    assert_eq!(problems("WorkflowTemplate", &planted).len(), 3, "{:#?}", problems("WorkflowTemplate", &planted));
+    assert_eq!(
+        problems("WorkflowTemplate", &planted).len(),
+        3,
+        "{:#?}",
+        problems("WorkflowTemplate", &planted)
+    );
 }
 
 #[test]

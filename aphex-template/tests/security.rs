@@ -35,10 +35,7 @@ fn pods(wt: &Value) -> Vec<(&str, &str)> {
 
 /// The template a task of DAG `dag` runs.
 fn task_templates<'a>(wt: &'a Value, dag: &str) -> Vec<&'a str> {
-    templates(wt)
-        .iter()
-        .find(|t| t["name"] == dag)
-        .unwrap()["dag"]["tasks"]
+    templates(wt).iter().find(|t| t["name"] == dag).unwrap()["dag"]["tasks"]
         .as_array()
         .unwrap()
         .iter()
@@ -52,7 +49,10 @@ fn the_template_runs_as_the_pipelines_own_accounts() {
         let config = config(name);
         let r = render(&config, &RenderOptions::default());
         let wt = r.get("WorkflowTemplate").unwrap();
-        let (sa, pr) = (workflow_service_account(&config), pull_request_service_account(&config));
+        let (sa, pr) = (
+            workflow_service_account(&config),
+            pull_request_service_account(&config),
+        );
         assert_eq!(wt["spec"]["serviceAccountName"], json!(sa), "{name}");
         assert_eq!(
             wt["spec"]["executor"]["serviceAccountName"],
@@ -69,7 +69,10 @@ fn the_template_runs_as_the_pipelines_own_accounts() {
         }
         // Every task of validate-pr runs as the pull-request account, every
         // task of a deploy run as the workflow account.
-        assert!(task_templates(wt, "validate-pr").iter().all(|t| *t == "pr-stage"), "{name}");
+        assert!(
+            task_templates(wt, "validate-pr").iter().all(|t| *t == "pr-stage"),
+            "{name}"
+        );
         assert!(
             task_templates(wt, "main")
                 .iter()
@@ -97,15 +100,25 @@ fn two_accounts_each_with_its_own_role() {
             .clone()
     };
     let irsa = |v: &Value| v["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].clone();
-    assert_eq!(irsa(&account(&workflow_service_account(&config))), json!("arn:aws:iam::123456789012:role/run"));
-    assert_eq!(irsa(&account(&pull_request_service_account(&config))), json!("arn:aws:iam::123456789012:role/pr"));
+    assert_eq!(
+        irsa(&account(&workflow_service_account(&config))),
+        json!("arn:aws:iam::123456789012:role/run")
+    );
+    assert_eq!(
+        irsa(&account(&pull_request_service_account(&config))),
+        json!("arn:aws:iam::123456789012:role/pr")
+    );
     // The pull-request account has no Kubernetes permission at all.
     let pr = pull_request_service_account(&config);
     assert!(
         r.manifests
             .iter()
             .filter(|m| m.kind == "RoleBinding")
-            .all(|m| m.value["subjects"].as_array().unwrap().iter().all(|s| s["name"] != json!(pr))),
+            .all(|m| m.value["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["name"] != json!(pr))),
         "no RoleBinding names {pr}"
     );
     // The workflow account may get and patch its own WorkflowTemplate, nothing else.
@@ -121,8 +134,16 @@ fn two_accounts_each_with_its_own_role() {
     // Two roles in the pipeline stack, each trusting its own account.
     let stack = &r.pipeline_stack;
     let trust = |role: &str| stack["Resources"][role]["Properties"]["AssumeRolePolicyDocument"].to_string();
-    assert!(trust("WorkflowExecutionRole").contains(":aphex-my-app\\\""), "{}", trust("WorkflowExecutionRole"));
-    assert!(trust("PullRequestRole").contains(":aphex-my-app.pr\\\""), "{}", trust("PullRequestRole"));
+    assert!(
+        trust("WorkflowExecutionRole").contains(":aphex-my-app\\\""),
+        "{}",
+        trust("WorkflowExecutionRole")
+    );
+    assert!(
+        trust("PullRequestRole").contains(":aphex-my-app.pr\\\""),
+        "{}",
+        trust("PullRequestRole")
+    );
 }
 
 #[test]
@@ -138,13 +159,25 @@ fn only_the_pipeline_stage_gets_a_kubernetes_token() {
             .collect();
         assert_eq!(with_token, [PIPELINE_STAGE_TEMPLATE], "{name}");
         // ... and it runs the pipeline stage whatever it is passed.
-        let pipeline_stage = templates(wt).iter().find(|t| t["name"] == PIPELINE_STAGE_TEMPLATE).unwrap();
+        let pipeline_stage = templates(wt)
+            .iter()
+            .find(|t| t["name"] == PIPELINE_STAGE_TEMPLATE)
+            .unwrap();
         assert_eq!(pipeline_stage["container"]["args"][0], "pipeline", "{name}");
         // The pipeline's accounts do not mount tokens by default either (the
         // Sensor's pod, which creates Workflows, needs its own).
         let sensor = aphex_template::events::sensor_service_account(&config(name));
-        for m in r.manifests.iter().filter(|m| m.kind == "ServiceAccount" && m.name != sensor) {
-            assert_eq!(m.value["automountServiceAccountToken"], json!(false), "{name}: {}", m.name);
+        for m in r
+            .manifests
+            .iter()
+            .filter(|m| m.kind == "ServiceAccount" && m.name != sensor)
+        {
+            assert_eq!(
+                m.value["automountServiceAccountToken"],
+                json!(false),
+                "{name}: {}",
+                m.name
+            );
         }
     }
 }
@@ -167,9 +200,21 @@ fn every_container_runs_non_root_without_privileges() {
         assert_eq!(wt["spec"]["securityContext"], pod_security_context(), "{name}");
         for t in templates(&wt).iter().filter(|t| t.get("container").is_some()) {
             let c = &t["container"];
-            assert_eq!(c["securityContext"], container_security_context(), "{name}: {}", t["name"]);
-            assert!(c["resources"]["requests"]["cpu"].is_string(), "{name}: {}", t["name"]);
-            assert_eq!(c["resources"]["limits"]["memory"], c["resources"]["requests"]["memory"]);
+            assert_eq!(
+                c["securityContext"],
+                container_security_context(),
+                "{name}: {}",
+                t["name"]
+            );
+            assert!(
+                c["resources"]["requests"]["cpu"].is_string(),
+                "{name}: {}",
+                t["name"]
+            );
+            assert_eq!(
+                c["resources"]["limits"]["memory"],
+                c["resources"]["requests"]["memory"]
+            );
         }
     }
     // `pipeline.resources` reaches every container.
@@ -178,7 +223,10 @@ fn every_container_runs_non_root_without_privileges() {
         cpu: Some("2".into()),
         memory: Some("6Gi".into()),
     });
-    let wt = render(&cfg, &RenderOptions::default()).get("WorkflowTemplate").unwrap().clone();
+    let wt = render(&cfg, &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
     for t in templates(&wt).iter().filter(|t| t.get("container").is_some()) {
         assert_eq!(
             t["container"]["resources"],
@@ -190,8 +238,7 @@ fn every_container_runs_non_root_without_privileges() {
 /// Every `sts:AssumeRole` resource of a role's policy.
 /// The pipeline stack's own account's deploy role (the pipeline stage
 /// deploys the stack through it).
-const HOME_DEPLOY_ROLE: &str =
-    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}";
+const HOME_DEPLOY_ROLE: &str = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-deploy-role-${AWS::AccountId}-${AWS::Region}";
 
 /// Every `sts:AssumeRole` resource of a role's policy but the home
 /// account's deploy role, and whether that one was there.
@@ -222,7 +269,10 @@ fn roles_assume_only_configured_accounts_roles() {
         let stack = render(&config, &RenderOptions::default()).pipeline_stack;
         let accounts: Vec<&str> = config.environments.iter().map(|e| e.account.as_str()).collect();
         for (role, kinds) in [
-            ("WorkflowExecutionRole", &["deploy-role", "file-publishing-role", "lookup-role"][..]),
+            (
+                "WorkflowExecutionRole",
+                &["deploy-role", "file-publishing-role", "lookup-role"][..],
+            ),
             ("PullRequestRole", &["lookup-role"][..]),
         ] {
             let (arns, home) = assumable(&stack, role);
@@ -232,17 +282,28 @@ fn roles_assume_only_configured_accounts_roles() {
                 assert!(!arn.contains('*'), "{name}: {role} may assume a wildcard: {arn}");
                 // arn:<partition>:iam::<account>:role/<name>
                 let account = arn.split(':').nth(4).unwrap();
-                assert!(accounts.contains(&account), "{name}: {role}: {arn} names no configured account");
-                let configured_role = config.environments.iter().any(|e| e.role_arn.as_deref() == Some(arn.as_str()));
+                assert!(
+                    accounts.contains(&account),
+                    "{name}: {role}: {arn} names no configured account"
+                );
+                let configured_role = config
+                    .environments
+                    .iter()
+                    .any(|e| e.role_arn.as_deref() == Some(arn.as_str()));
                 if !configured_role {
                     assert!(
-                        kinds.iter().any(|k| arn.contains(&format!("role/cdk-hnb659fds-{k}-{account}-"))),
+                        kinds
+                            .iter()
+                            .any(|k| arn.contains(&format!("role/cdk-hnb659fds-{k}-{account}-"))),
                         "{name}: {role}: {arn}"
                     );
                 }
             }
             if role == "PullRequestRole" {
-                assert!(arns.iter().all(|a| a.contains("-lookup-role-")), "{name}: {arns:?}");
+                assert!(
+                    arns.iter().all(|a| a.contains("-lookup-role-")),
+                    "{name}: {arns:?}"
+                );
             }
         }
         // Metrics only in the pipeline's own namespace, from both roles.
@@ -253,7 +314,10 @@ fn roles_assume_only_configured_accounts_roles() {
         // and changes no stack.
         let pr = stack["Resources"]["PullRequestRole"].to_string();
         assert!(!pr.contains("cloudformation:"), "{name}");
-        assert!(pr.contains(&format!("/{}/pr/*", config.pipeline_name())), "{name}");
+        assert!(
+            pr.contains(&format!("/{}/pr/*", config.pipeline_name())),
+            "{name}"
+        );
         assert_eq!(
             stack["Resources"]["WorkflowExecutionRole"]["Properties"]["MaxSessionDuration"],
             json!(3600)

@@ -102,7 +102,10 @@ async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<(),
 /// namespace, service accounts, Kubernetes tokens, security contexts and
 /// the Secrets containers read. Templates are named by name, not index.
 pub fn pinned_settings(wt: &Value) -> Vec<(String, Value)> {
-    let mut out = vec![("metadata.namespace".to_owned(), wt["metadata"]["namespace"].clone())];
+    let mut out = vec![(
+        "metadata.namespace".to_owned(),
+        wt["metadata"]["namespace"].clone(),
+    )];
     let spec = &wt["spec"];
     for key in [
         "serviceAccountName",
@@ -114,7 +117,11 @@ pub fn pinned_settings(wt: &Value) -> Vec<(String, Value)> {
     }
     for t in spec["templates"].as_array().into_iter().flatten() {
         let name = t["name"].as_str().unwrap_or_default();
-        for key in ["serviceAccountName", "automountServiceAccountToken", "securityContext"] {
+        for key in [
+            "serviceAccountName",
+            "automountServiceAccountToken",
+            "securityContext",
+        ] {
             if !t[key].is_null() {
                 out.push((format!("spec.templates[{name}].{key}"), t[key].clone()));
             }
@@ -151,9 +158,15 @@ pub fn pinned_changes(live: &Value, rendered: &Value) -> Vec<String> {
         None | Some(Value::Null) => "(not set)".to_owned(),
         Some(v) => format!("`{}`", v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
     };
-    let find = |list: &[(String, Value)], field: &str| list.iter().find(|(f, _)| f == field).map(|(_, v)| v.clone());
+    let find =
+        |list: &[(String, Value)], field: &str| list.iter().find(|(f, _)| f == field).map(|(_, v)| v.clone());
     let mut fields: Vec<&String> = live.iter().map(|(f, _)| f).collect();
-    fields.extend(rendered.iter().map(|(f, _)| f).filter(|f| !live.iter().any(|(l, _)| l == *f)));
+    fields.extend(
+        rendered
+            .iter()
+            .map(|(f, _)| f)
+            .filter(|f| !live.iter().any(|(l, _)| l == *f)),
+    );
     fields
         .into_iter()
         .filter_map(|field| {
