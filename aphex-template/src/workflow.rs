@@ -7,8 +7,10 @@
 //! the template grows with the number of environments, not stacks.
 //!
 //! The runner contract (see docs/pipeline.md): `--env=` with an empty value
-//! means "no environment"; `deploy` writes its captured outputs to
-//! [`STACK_OUTPUTS_PATH`]; `test` receives them in `APHEX_STACK_OUTPUTS`.
+//! means "no environment"; the repository and the branch are literals of
+//! this template (derived from the config), and only the commit SHA and a
+//! pull request's number are workflow parameters; `deploy` records the
+//! captured stack outputs in the run record, where `test` reads them.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -17,10 +19,9 @@ use crate::plan::{Stage, StageKind, Stages};
 
 /// The API version of every Argo Workflows object.
 pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
-/// Workflow parameters, in declaration order.
-pub const WORKFLOW_PARAMETERS: [&str; 5] = ["commit-sha", "branch", "repo-url", "pusher", "message"];
-/// Where `aphex-runner deploy` writes the captured stack outputs (JSON).
-pub const STACK_OUTPUTS_PATH: &str = "/tmp/aphex/outputs/stack-outputs.json";
+/// Workflow parameters, in declaration order: values the Sensor can check
+/// (docs/security.md), never free text.
+pub const WORKFLOW_PARAMETERS: [&str; 2] = ["commit-sha", "pull-request"];
 /// The deploy entrypoint.
 pub const MAIN_ENTRYPOINT: &str = "main";
 /// The pull-request entrypoint: validate, build, synth per environment.
@@ -58,9 +59,7 @@ pub fn labels(config: &Config) -> Value {
 
 /// The clone URL of the configured GitHub repository, if any.
 pub fn repo_url(config: &Config) -> Option<String> {
-    let settings = config.settings();
-    let gh = settings.github.as_ref()?;
-    Some(format!("https://github.com/{}/{}.git", gh.owner, gh.repo))
+    config.settings().github.as_ref().map(|gh| gh.clone_url())
 }
 
 /// The WorkflowTemplate named after the pipeline: its DAG mirrors the
@@ -69,14 +68,12 @@ pub fn workflow_template(config: &Config) -> Value {
     let stages = Stages::new(config);
     let settings = config.settings();
     let name = config.pipeline_name();
-    let branch = settings.github.as_ref().map(|g| g.branch()).unwrap_or("main");
     let parameters: Vec<Value> = WORKFLOW_PARAMETERS
         .iter()
         .map(|p| match *p {
             // No default: a run without a commit must fail at submission.
             "commit-sha" => json!({"name": p}),
-            "branch" => json!({"name": p, "value": branch}),
-            "repo-url" => json!({"name": p, "value": repo_url(config).unwrap_or_default()}),
+            // Empty: a deploy run.
             _ => json!({"name": p, "value": ""}),
         })
         .collect();
@@ -145,18 +142,6 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
     let env = stage.env.as_deref();
     match stage.kind {
         StageKind::Approve => json!({"name": name, "template": APPROVAL_TEMPLATE}),
-        StageKind::Test => {
-            let mut task = stage_task(config, &name, "test", stage.kind, env);
-            let deploy = format!("deploy-{}", env.unwrap_or_default());
-            task["arguments"]["parameters"]
-                .as_array_mut()
-                .expect("stage_task builds a parameter list")
-                .push(json!({
-                    "name": "stack-outputs",
-                    "value": format!("{{{{tasks.{deploy}.outputs.parameters.stack-outputs}}}}"),
-                }));
-            task
-        }
         kind => stage_task(config, &name, kind.as_str(), kind, env),
     }
 }
@@ -227,12 +212,16 @@ fn validate_pr_dag(config: &Config) -> Value {
     dag
 }
 
-/// Arguments every runner invocation gets: the run's identity.
-fn run_args() -> Vec<Value> {
+/// Arguments every runner invocation gets: the run's identity. The
+/// repository and the branch come from the config this template was
+/// rendered from, never from whoever submits a run; the runner checks the
+/// commit against that branch.
+fn run_args(config: &Config) -> Vec<Value> {
     vec![
         json!("--commit-sha={{workflow.parameters.commit-sha}}"),
-        json!("--branch={{workflow.parameters.branch}}"),
-        json!("--repo-url={{workflow.parameters.repo-url}}"),
+        json!("--pull-request={{workflow.parameters.pull-request}}"),
+        json!(format!("--branch={}", crate::triggers::deploy_branch(config))),
+        json!(format!("--repo-url={}", repo_url(config).unwrap_or_default())),
         json!("--workflow-id={{workflow.name}}"),
     ]
 }
@@ -243,13 +232,10 @@ pub fn stack_outputs_config_map(config: &Config) -> String {
     format!("{}-pipeline-stack", config.pipeline_name())
 }
 
-/// Run metadata the runner reads from its environment (free text, so it
-/// stays out of argv parsing entirely).
+/// What the runner reads from its environment.
 fn run_env(config: &Config) -> Vec<Value> {
     vec![
         json!({"name": "APHEX_PIPELINE", "value": config.pipeline_name()}),
-        json!({"name": "APHEX_PUSHER", "value": "{{workflow.parameters.pusher}}"}),
-        json!({"name": "APHEX_COMMIT_MESSAGE", "value": "{{workflow.parameters.message}}"}),
         // The created bucket's name is known only once the pipeline stack
         // exists; reading it from a ConfigMap keeps this template a pure
         // function of the config (`pipeline.artifacts.bucket` wins when set).
@@ -276,29 +262,25 @@ fn stage_template(config: &Config) -> Value {
         json!("{{inputs.parameters.stage}}"),
         json!("--env={{inputs.parameters.env}}"),
     ];
-    args.extend(run_args());
-    let mut env = run_env(config);
-    env.push(json!({"name": "APHEX_STACK_OUTPUTS", "value": "{{inputs.parameters.stack-outputs}}"}));
+    args.extend(run_args(config));
+    // Stack outputs go from deploy to test through the run record, not as
+    // Argo parameters: a parameter is bounded by the pod's annotations and
+    // environment (an environment string over 128 KiB stops exec), and
+    // Argo would evaluate any `{{` in it.
     json!({
         "name": STAGE_TEMPLATE,
         "inputs": {"parameters": [
             {"name": "stage"},
             {"name": "env", "default": ""},
             {"name": "image", "default": config.settings().deployer_image()},
-            {"name": "stack-outputs", "default": "{}"},
         ]},
-        "outputs": {"parameters": [{
-            "name": "stack-outputs",
-            // Only deploy writes the file; every other stage yields the default.
-            "valueFrom": {"path": STACK_OUTPUTS_PATH, "default": "{}"},
-        }]},
         "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
         "retryStrategy": retry_strategy(),
         "container": {
             "image": "{{inputs.parameters.image}}",
             "command": [RUNNER],
             "args": args,
-            "env": env,
+            "env": run_env(config),
         },
     })
 }
@@ -310,7 +292,7 @@ fn approval_template() -> Value {
 
 fn finalize_template(config: &Config) -> Value {
     let mut args = vec![json!("finalize")];
-    args.extend(run_args());
+    args.extend(run_args(config));
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_WORKFLOW_STATUS", "value": "{{workflow.status}}"}));
     // Only finalize sends notifications, so only its pod sees the webhook
