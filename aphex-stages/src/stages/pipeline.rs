@@ -137,6 +137,7 @@ async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Resu
                 changed: None,
                 millis,
                 error: Some(message.clone()),
+                outputs: Default::default(),
             });
             return Err(StageError::Failed(message));
         }
@@ -148,6 +149,7 @@ async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Resu
         changed: Some(outcome.changed),
         millis,
         error: None,
+        outputs: Default::default(),
     });
     let what = if outcome.changed { "deployed" } else { "unchanged" };
     ctx.info(STAGE, format!("pipeline stack {}: {what}", outcome.stack_name));
