@@ -49,11 +49,16 @@ const TTL_AFTER_FAILURE_SECONDS: u64 = 7 * 24 * 3600;
 /// PR validation synthesizes at most this many environments at once.
 const VALIDATE_PR_PARALLELISM: u64 = 4;
 
+/// The label every rendered object carries, with the value `aphex`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The label naming the pipeline an object belongs to.
+pub const PIPELINE_LABEL: &str = "aphex.dev/pipeline";
+
 /// The labels every rendered object carries.
 pub fn labels(config: &Config) -> Value {
     json!({
-        "app.kubernetes.io/managed-by": "aphex",
-        "aphex.dev/pipeline": config.pipeline_name(),
+        MANAGED_BY_LABEL: "aphex",
+        PIPELINE_LABEL: config.pipeline_name(),
     })
 }
 
