@@ -190,11 +190,28 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
 }
 
 /// `validate-pr`: validate, build, then a synth-only check per environment.
+/// Only its tasks pass the pull request's number to the runner: a stage of
+/// `main` is always a deploy run's, whose commit must be on the branch,
+/// whatever `pull-request` a submitter sets.
 fn validate_pr_dag(config: &Config) -> Value {
+    let pr_task = |task: Value| {
+        let mut task = task;
+        task["arguments"]["parameters"]
+            .as_array_mut()
+            .expect("stage_task builds a parameter list")
+            .push(json!({"name": "pull-request", "value": "{{workflow.parameters.pull-request}}"}));
+        task
+    };
     let mut tasks = vec![
-        stage_task(config, "validate", "validate", StageKind::Validate, None),
+        pr_task(stage_task(
+            config,
+            "validate",
+            "validate",
+            StageKind::Validate,
+            None,
+        )),
         with_dependencies(
-            stage_task(config, "build", "build", StageKind::Build, None),
+            pr_task(stage_task(config, "build", "build", StageKind::Build, None)),
             &["validate".to_owned()],
         ),
     ];
@@ -206,7 +223,7 @@ fn validate_pr_dag(config: &Config) -> Value {
             StageKind::Deploy,
             Some(&env.name),
         );
-        tasks.push(with_dependencies(task, &["build".to_owned()]));
+        tasks.push(with_dependencies(pr_task(task), &["build".to_owned()]));
     }
     let mut dag = json!({
         "name": VALIDATE_PR_ENTRYPOINT,
@@ -224,7 +241,6 @@ fn validate_pr_dag(config: &Config) -> Value {
 fn run_args(config: &Config) -> Vec<Value> {
     vec![
         json!("--commit-sha={{workflow.parameters.commit-sha}}"),
-        json!("--pull-request={{workflow.parameters.pull-request}}"),
         json!(format!("--branch={}", crate::triggers::deploy_branch(config))),
         json!(format!("--repo-url={}", repo_url(config).unwrap_or_default())),
         json!("--workflow-id={{workflow.name}}"),
@@ -268,6 +284,7 @@ fn stage_template(config: &Config) -> Value {
         json!("--env={{inputs.parameters.env}}"),
     ];
     args.extend(run_args(config));
+    args.push(json!("--pull-request={{inputs.parameters.pull-request}}"));
     // Stack outputs go from deploy to test through the run record, not as
     // Argo parameters: a parameter is bounded by the pod's annotations and
     // environment (an environment string over 128 KiB stops exec), and
@@ -278,6 +295,8 @@ fn stage_template(config: &Config) -> Value {
             {"name": "stage"},
             {"name": "env", "default": ""},
             {"name": "image", "default": config.settings().deployer_image()},
+            // Set by `validate-pr`'s tasks only (see there).
+            {"name": "pull-request", "default": ""},
         ]},
         "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
         "retryStrategy": retry_strategy(),
@@ -298,6 +317,9 @@ fn approval_template() -> Value {
 fn finalize_template(config: &Config) -> Value {
     let mut args = vec![json!("finalize")];
     args.extend(run_args(config));
+    // The exit handler of both entrypoints; finalize checks nothing, the
+    // number only names the run's ref in the record.
+    args.push(json!("--pull-request={{workflow.parameters.pull-request}}"));
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_WORKFLOW_STATUS", "value": "{{workflow.status}}"}));
     // Only finalize sends notifications, so only its pod sees the webhook

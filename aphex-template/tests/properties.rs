@@ -181,6 +181,26 @@ proptest! {
         prop_assert_eq!(plan_order, dag_order);
     }
 
+    // Property: only the tasks of `validate-pr` hand the runner a pull
+    // request's number; no task of `main` does, so a run at `main` is a
+    // deploy run (its commit checked against the branch) whatever
+    // `pull-request` its submitter sets.
+    #[test]
+    fn only_validate_pr_tasks_are_pull_request_runs(cfg in arb_config()) {
+        let r = render(&cfg, &RenderOptions::default());
+        let wt = r.get("WorkflowTemplate").unwrap();
+        let passes_number = |t: &Value| {
+            t["arguments"]["parameters"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| p["name"] == "pull-request" && p["value"] == "{{workflow.parameters.pull-request}}")
+            })
+        };
+        prop_assert!(main_tasks(wt).iter().all(|t| !passes_number(t)));
+        let validate_pr = wt["spec"]["templates"].as_array().unwrap().iter()
+            .find(|t| t["name"] == "validate-pr").unwrap()["dag"]["tasks"].as_array().unwrap().clone();
+        prop_assert_eq!(validate_pr.len(), cfg.environments.len() + 2);
+        prop_assert!(validate_pr.iter().all(passes_number));
+    }
+
     // Property: every generated WorkflowTemplate passes the strict schema and
     // the static reference check.
     #[test]

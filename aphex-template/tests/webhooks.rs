@@ -386,6 +386,14 @@ fn runner_argv(cfg: &Config, parameters: &[(String, String)]) -> Vec<String> {
         .iter()
         .map(|(k, v)| (format!("{{{{workflow.parameters.{k}}}}}"), v.clone()))
         .collect();
+    // A task of `validate-pr` passes the pull request's number on; one of
+    // `main` passes none.
+    let pull_request = parameters
+        .iter()
+        .find(|(k, _)| k == "pull-request")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    vars.push(("{{inputs.parameters.pull-request}}".into(), pull_request));
     vars.push(("{{inputs.parameters.stage}}".into(), "deploy".into()));
     vars.push(("{{inputs.parameters.env}}".into(), "dev".into()));
     vars.push(("{{workflow.name}}".into(), "shop-x1".into()));

@@ -129,8 +129,7 @@ fn prune_stale(
             continue;
         }
         let path = entry.path();
-        let ours = std::fs::read_to_string(&path)
-            .is_ok_and(|text| render::is_manifest_of(&text, pipeline));
+        let ours = std::fs::read_to_string(&path).is_ok_and(|text| render::is_manifest_of(&text, pipeline));
         if ours {
             std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
             removed.push(path);
