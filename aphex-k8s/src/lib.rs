@@ -67,6 +67,12 @@ impl KubeApplier {
     /// cluster, else `KUBECONFIG` or `~/.kube/config`. Contacts nothing yet.
     pub async fn infer() -> Result<Self, kube::Error> {
         let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+        Self::from_config(config)
+    }
+
+    /// An applier on the cluster `config` names (its default namespace is
+    /// used for objects that name none). Contacts nothing yet.
+    pub fn from_config(config: kube::Config) -> Result<Self, kube::Error> {
         let server = config.cluster_url.to_string();
         Ok(KubeApplier {
             server: Some(server),
