@@ -50,6 +50,11 @@ async fn applies_with_server_side_apply_then_reads_back_what_it_applied() {
     assert_eq!(patch.content_type, "application/apply-patch+yaml");
     assert!(patch.query.contains("fieldManager=aphex"), "{}", patch.query);
     assert!(patch.query.contains("force=true"), "{}", patch.query);
+    assert!(
+        patch.query.contains("fieldValidation=Strict"),
+        "{}",
+        patch.query
+    );
     assert_eq!(patch.body, wt, "the manifest is sent as rendered");
 
     let live = applier
