@@ -195,10 +195,7 @@ impl KubeApi {
 
     /// The variables that point the tests at this server.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![(
-            KUBECONFIG_VAR.to_owned(),
-            self.kubeconfig().display().to_string(),
-        )]
+        vec![(KUBECONFIG_VAR.to_owned(), self.kubeconfig().display().to_string())]
     }
 
     /// Stops the server, then etcd: SIGTERM, SIGKILL after 10 s.
@@ -334,7 +331,10 @@ fn launch(binaries: &Binaries, runs: &Path) -> Result<KubeApi> {
         .arg("--bind-address=127.0.0.1")
         .arg(format!("--secure-port={port}"))
         .arg(format!("--tls-cert-file={}", run.join("server.crt").display()))
-        .arg(format!("--tls-private-key-file={}", run.join("server.key").display()))
+        .arg(format!(
+            "--tls-private-key-file={}",
+            run.join("server.key").display()
+        ))
         .arg(format!("--client-ca-file={}", run.join("ca.crt").display()))
         // There is no core API to delegate authentication and
         // authorization to: client certificates of `system:masters` are
@@ -372,8 +372,8 @@ fn log_file(run: &Path, name: &str) -> Result<fs::File> {
 /// the kubeconfigs: the tests' and one whose server never answers.
 fn write_credentials(run: &Path, port: u16) -> Result<()> {
     use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+        ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
     };
     let name = |cn: &str, org: Option<&str>| {
         let mut dn = DistinguishedName::new();
@@ -513,7 +513,10 @@ pub fn serve() -> Result<()> {
     for (k, v) in api.env() {
         println!("export {k}={v}");
     }
-    println!("# kubectl works too: kubectl --kubeconfig {}", api.kubeconfig().display());
+    println!(
+        "# kubectl works too: kubectl --kubeconfig {}",
+        api.kubeconfig().display()
+    );
     println!("# Ctrl-C stops it");
     let stopped = tokio::runtime::Builder::new_current_thread()
         .enable_all()

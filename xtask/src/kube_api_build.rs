@@ -82,25 +82,24 @@ pub fn ensure(cache: &Path) -> Result<Binaries> {
     }
     fs::create_dir_all(build.join("bin")).with_context(|| format!("creating {}", build.display()))?;
     let apt = Apt::new(&cache.join("apt"))?;
-    let versions = apt.download().context("step 1 of 3, downloading Debian sid's packages")?;
+    let versions = apt
+        .download()
+        .context("step 1 of 3, downloading Debian sid's packages")?;
     let changes = report_versions(&versions);
-    let root = build.join("root");
-    build_binaries(&apt, &versions, &root, &build, &binaries).with_context(|| {
-        if changes.is_empty() {
-            "building the Kubernetes API server of the tests with the package versions recorded in \
-             tools/kube-api/debian-sid.versions"
-                .to_owned()
-        } else {
-            format!(
-                "building the Kubernetes API server of the tests; these packages differ from the versions \
-                 recorded to work in tools/kube-api/debian-sid.versions (sid moved):\n{}",
-                changes.join("\n")
-            )
-        }
+    let root = cache.join("unpacked");
+    build_binaries(&apt, &versions, &root, &build, &binaries).with_context(|| match &changes {
+        None => "building the Kubernetes API server of the tests (tools/kube-api/debian-sid.versions \
+                 records no versions that worked)"
+            .to_owned(),
+        Some(c) if c.is_empty() => "building the Kubernetes API server of the tests with the package \
+                                    versions recorded to work in tools/kube-api/debian-sid.versions"
+            .to_owned(),
+        Some(c) => format!(
+            "building the Kubernetes API server of the tests; these packages differ from the versions \
+             recorded to work in tools/kube-api/debian-sid.versions (sid moved):\n{}",
+            c.join("\n")
+        ),
     })?;
-    // The unpacked packages (2.7 GB) and Go's cache are not needed to run.
-    let _ = fs::remove_dir_all(&root);
-    let _ = fs::remove_dir_all(build.join("gocache"));
     fs::write(build.join("versions.txt"), versions_file(&versions))
         .with_context(|| format!("writing {}", build.join("versions.txt").display()))?;
     fs::write(&done, "").with_context(|| format!("writing {}", done.display()))?;
@@ -115,9 +114,21 @@ fn build_binaries(
     build: &Path,
     binaries: &Binaries,
 ) -> Result<()> {
-    apt.unpack(versions, root)
-        .context("step 2 of 3, unpacking the packages with dpkg-deb")?;
-    go_build(root, build, &binaries.server).context("step 3 of 3, building tools/kube-api/main.go with go")?;
+    // Kept for the next build of the same versions (an edit of main.go):
+    // unpacking takes half a minute, and deleting its 100,000 files takes
+    // minutes on a disk mounted with `discard`.
+    let marker = root.join(".aphex-versions");
+    let wanted = versions_file(versions);
+    if fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) {
+        if root.exists() {
+            fs::remove_dir_all(root).with_context(|| format!("removing the outdated {}", root.display()))?;
+        }
+        apt.unpack(versions, root)
+            .context("step 2 of 3, unpacking the packages with dpkg-deb")?;
+        fs::write(&marker, wanted).with_context(|| format!("writing {}", marker.display()))?;
+    }
+    go_build(root, build, &binaries.server)
+        .context("step 3 of 3, building tools/kube-api/main.go with go")?;
     fs::copy(root.join("usr/bin/etcd"), &binaries.etcd)
         .context("step 3 of 3, copying etcd from the etcd-server package")?;
     // sid's etcd is linked against glibc: make sure this machine's runs it.
@@ -144,7 +155,8 @@ struct Apt {
 impl Apt {
     fn new(dir: &Path) -> Result<Apt> {
         for sub in ["lists/partial", "cache/archives/partial"] {
-            fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
+            fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
         let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
         if !keyring.exists() {
@@ -162,7 +174,10 @@ impl Apt {
         // Empty: apt resolves the whole dependency closure from sid, the
         // same on every machine, and installs nothing.
         fs::write(dir.join("status"), "").context("writing the private dpkg status")?;
-        let arch = output(Command::new("dpkg").arg("--print-architecture"), "dpkg --print-architecture")?;
+        let arch = output(
+            Command::new("dpkg").arg("--print-architecture"),
+            "dpkg --print-architecture",
+        )?;
         Ok(Apt {
             dir: dir.to_owned(),
             arch,
@@ -183,9 +198,18 @@ impl Apt {
             ("APT::Architecture", self.arch.clone()),
             ("APT::Architectures", self.arch.clone()),
             ("Acquire::Languages", "none".to_owned()),
-            ("Acquire::IndexTargets::deb::DEP-11::DefaultEnabled", "false".to_owned()),
-            ("Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled", "false".to_owned()),
-            ("Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled", "false".to_owned()),
+            (
+                "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled",
+                "false".to_owned(),
+            ),
+            (
+                "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled",
+                "false".to_owned(),
+            ),
+            (
+                "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled",
+                "false".to_owned(),
+            ),
         ] {
             cmd.arg("-o").arg(format!("{key}={value}"));
         }
@@ -322,8 +346,9 @@ fn versions_file(versions: &BTreeMap<String, String>) -> String {
 }
 
 /// Prints the versions of the packages asked for, and how the whole set
-/// differs from the recorded one; returns those differences, one per line.
-fn report_versions(versions: &BTreeMap<String, String>) -> Vec<String> {
+/// differs from the recorded one; returns those differences, one per line
+/// (`None` when nothing is recorded).
+fn report_versions(versions: &BTreeMap<String, String>) -> Option<Vec<String>> {
     let asked: Vec<String> = PACKAGES
         .iter()
         .map(|p| format!("{p} {}", versions.get(*p).map_or("?", String::as_str)))
@@ -341,16 +366,28 @@ fn report_versions(versions: &BTreeMap<String, String>) -> Vec<String> {
         .filter_map(|l| l.split_once(' '))
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
+    if recorded.is_empty() {
+        eprintln!("xtask: {} records no versions yet", recorded_path.display());
+        return None;
+    }
     let changes = version_changes(&recorded, versions);
     if !changes.is_empty() {
+        // The whole list goes into the error if the build fails.
+        const SHOWN: usize = 20;
+        let more = changes.len().saturating_sub(SHOWN);
         eprintln!(
-            "xtask: {} packages differ from {} (the versions last recorded to work):\n{}",
+            "xtask: {} packages differ from {} (the versions last recorded to work):\n{}{}",
             changes.len(),
             recorded_path.display(),
-            changes.join("\n")
+            changes[..changes.len().min(SHOWN)].join("\n"),
+            if more > 0 {
+                format!("\n  ... and {more} more")
+            } else {
+                String::new()
+            }
         );
     }
-    changes
+    Some(changes)
 }
 
 fn version_changes(recorded: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
@@ -372,6 +409,10 @@ fn version_changes(recorded: &BTreeMap<String, String>, now: &BTreeMap<String, S
 
 /// `go build` of main.go in GOPATH mode, offline, with the unpacked Go and
 /// the unpacked sources (`/usr/share/gocode`).
+///
+/// Go's build cache lives beside the builds (`<cache>/gocache`, trimmed by
+/// Go itself), so that an interrupted build resumes and an edit of main.go
+/// recompiles main.go alone.
 fn go_build(root: &Path, build: &Path, out: &Path) -> Result<()> {
     let goroot = fs::read_dir(root.join("usr/lib"))
         .context("reading the unpacked usr/lib")?
@@ -404,7 +445,13 @@ fn go_build(root: &Path, build: &Path, out: &Path) -> Result<()> {
             .env("HOME", build)
             .env("GOROOT", &goroot)
             .env("GOPATH", root.join("usr/share/gocode"))
-            .env("GOCACHE", build.join("gocache"))
+            .env(
+                "GOCACHE",
+                build
+                    .parent()
+                    .expect("a build folder is in the cache")
+                    .join("gocache"),
+            )
             .env("GO111MODULE", "off")
             .env("GOPROXY", "off")
             .env("GOTOOLCHAIN", "local")
@@ -505,7 +552,10 @@ mod tests {
     #[test]
     fn changes_from_the_recorded_versions_are_listed() {
         let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect()
         };
         let recorded = map(&[("a", "1"), ("b", "1"), ("gone", "1")]);
         let now = map(&[("a", "1"), ("b", "2"), ("new", "1")]);
