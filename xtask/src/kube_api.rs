@@ -48,6 +48,8 @@ pub struct KubeApi {
     server: Option<Child>,
     port: u16,
     run: PathBuf,
+    /// When etcd was started, for the time to ready.
+    started: Instant,
     /// Kept after a failed start so its logs can be read (swept on a later start).
     keep_run: bool,
 }
@@ -151,8 +153,10 @@ impl KubeApi {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         eprintln!(
-            "xtask: Kubernetes API server ready at https://127.0.0.1:{} (kubeconfig {})",
+            "xtask: Kubernetes API server ready at https://127.0.0.1:{}, serving the Argo CRDs {:.1} s after its \
+             start (kubeconfig {})",
             self.port,
+            self.started.elapsed().as_secs_f64(),
             self.kubeconfig().display()
         );
         Ok(())
@@ -282,6 +286,7 @@ fn launch(binaries: &Binaries, runs: &Path) -> Result<KubeApi> {
         server: None,
         port,
         run: run.clone(),
+        started: Instant::now(),
         keep_run: true,
     };
     write_credentials(&run, port)?;
@@ -509,23 +514,25 @@ fn log_tail(log: &Path) -> String {
 /// it, and keeps it running until Ctrl-C or SIGTERM.
 pub fn serve() -> Result<()> {
     let mut api = KubeApi::start()?;
-    println!("# the tests' Kubernetes API server is running; in another shell:");
-    for (k, v) in api.env() {
-        println!("export {k}={v}");
-    }
-    println!(
-        "# kubectl works too: kubectl --kubeconfig {}",
-        api.kubeconfig().display()
-    );
-    println!("# Ctrl-C stops it");
     let stopped = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting a tokio runtime")?
         .block_on(async {
             use tokio::signal::unix::{SignalKind, signal};
+            // Before saying how to stop it: a signal that came earlier
+            // would end xtask without stopping etcd.
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
+            println!("# the tests' Kubernetes API server is running; in another shell:");
+            for (k, v) in api.env() {
+                println!("export {k}={v}");
+            }
+            println!(
+                "# kubectl works too: kubectl --kubeconfig {}",
+                api.kubeconfig().display()
+            );
+            println!("# Ctrl-C stops it");
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tokio::select! {
