@@ -18,6 +18,8 @@ pub const DEFAULT_CPU: &str = "500m";
 pub const DEFAULT_MEMORY: &str = "2Gi";
 /// Default synthesize command.
 pub const DEFAULT_SYNTH: &str = "npx cdk synth";
+/// Where repositories live unless `pipeline.github.url` names a GitHub Enterprise server.
+pub const DEFAULT_GITHUB_URL: &str = "https://github.com";
 
 /// A lowercase DNS label (RFC 1123): what environment and pipeline names must be.
 pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -122,6 +124,11 @@ pub struct GitHub {
     pub owner: String,
     /// Repository name.
     pub repo: String,
+    /// The GitHub server: "https://github.com" (default), or a GitHub Enterprise
+    /// Server's URL such as "https://github.example.com". The repository is
+    /// cloned from `<url>/<owner>/<repo>.git`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Branch whose pushes deploy. Default "main".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
@@ -394,6 +401,36 @@ impl Cluster {
 }
 
 impl GitHub {
+    /// The GitHub server, without a trailing `/` ("https://github.com" unless set).
+    pub fn url(&self) -> &str {
+        self.url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/'))
+            .unwrap_or(DEFAULT_GITHUB_URL)
+    }
+    /// Whether the repository is on a GitHub Enterprise Server rather than github.com.
+    pub fn is_enterprise(&self) -> bool {
+        self.url() != DEFAULT_GITHUB_URL
+    }
+    /// The REST API's base URL: `https://api.github.com` for github.com,
+    /// `<url>/api/v3` for GitHub Enterprise Server.
+    pub fn api_url(&self) -> String {
+        if self.is_enterprise() {
+            format!("{}/api/v3", self.url())
+        } else {
+            "https://api.github.com".to_owned()
+        }
+    }
+    /// The repository's clone URL, `<url>/<owner>/<repo>.git`: what every
+    /// stage checks out (never a URL taken from a webhook payload).
+    pub fn clone_url(&self) -> String {
+        format!("{}/{}/{}.git", self.url(), self.owner, self.repo)
+    }
+    /// `owner/repo`, as GitHub names the repository in webhook payloads
+    /// (`repository.full_name`, compared without regard to case).
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
+    }
     /// Branch whose pushes deploy ("main" unless set).
     pub fn branch(&self) -> &str {
         self.branch.as_deref().unwrap_or("main")

@@ -80,6 +80,7 @@ struct Res {
     bucket: LazyLock<Regex>,
     gh_owner: LazyLock<Regex>,
     gh_repo: LazyLock<Regex>,
+    gh_server: LazyLock<Regex>,
 }
 
 fn re(pattern: &str) -> Regex {
@@ -97,6 +98,11 @@ static RES: Res = Res {
     bucket: LazyLock::new(|| re(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")),
     gh_owner: LazyLock::new(|| re(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,38})$")),
     gh_repo: LazyLock::new(|| re(r"^[A-Za-z0-9._-]{1,100}$")),
+    // A host (and port, and path prefix): every stage clones from it, so no
+    // credentials, query, `{` or anything git could read as an option.
+    gh_server: LazyLock::new(|| {
+        re(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
+    }),
 };
 
 fn res() -> &'static Res {
@@ -330,6 +336,18 @@ impl<'a> Checker<'a> {
                 if let Some(n) = g.get(key) {
                     self.k8s_name(&gp.key(key), n, "Kubernetes Secret name");
                 }
+            }
+            if let Some(n) = g.get("url")
+                && let Some(v) = n.as_str()
+                && !r.gh_server.is_match(v)
+            {
+                self.push(
+                    &gp.key("url"),
+                    n.pos,
+                    "`github.url` is not the https:// URL of a GitHub server".to_owned(),
+                    "write the server's address only, e.g. https://github.example.com (no user, query or repository path)"
+                        .to_owned(),
+                );
             }
             if let Some(n) = g.get("owner")
                 && let Some(v) = n.as_str()

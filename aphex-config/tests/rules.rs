@@ -381,6 +381,28 @@ fn cases() -> Vec<Case> {
             ),
         ),
         case(
+            "github server URL is not an option",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, url: \"--upload-pack=touch /tmp/x\" } }\nbuild:",
+            (
+                "pipeline.github.url",
+                2,
+                47,
+                "`github.url` is not the https:// URL of a GitHub server",
+            ),
+        ),
+        case(
+            "github server URL is https without credentials",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, url: \"http://ghe.example.com\" } }\nbuild:",
+            (
+                "pipeline.github.url",
+                2,
+                47,
+                "`github.url` is not the https:// URL of a GitHub server",
+            ),
+        ),
+        case(
             "bucket name",
             "build:",
             "pipeline: { artifacts: { bucket: My_Bucket } }\nbuild:",

@@ -12,7 +12,7 @@ use aphex_stages::record::{RunRecord, StackResult, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::{StageError, finalize, pipeline, validate};
-use aphex_stages::workspace::{CheckoutError, checkout};
+use aphex_stages::workspace::{CheckoutError, check_on_branch, checkout};
 use aphex_testkit::git;
 use support::*;
 
@@ -164,7 +164,9 @@ fn pipeline_refuses_a_changed_service_account_or_pod_setting() {
     let live_file = h.state().join("cluster/argo/workflowtemplate/shop.json");
     let live = std::fs::read(&live_file).unwrap();
 
-    let changes: [(&str, fn(&mut aphex_config::Config), &str); 2] = [
+    // (what changes, the change, what the refusal names)
+    type Change = (&'static str, fn(&mut aphex_config::Config), &'static str);
+    let changes: [Change; 2] = [
         (
             "service account",
             |c| c.pipeline.as_mut().unwrap().service_account = Some("aphex-other".to_owned()),
@@ -457,6 +459,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                     changed: None,
                     millis: 2500,
                     error: None,
+                    outputs: Default::default(),
                 }],
                 artifact_bytes: None,
             },
@@ -582,6 +585,81 @@ fn checkout_gets_exactly_the_commit_and_refuses_bad_or_unknown_shas() {
 }
 
 #[test]
+fn checkout_never_hands_git_an_option_for_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let repo = format!("--upload-pack=touch {}", marker.display());
+    let err = rt()
+        .block_on(checkout(&repo, &"a".repeat(40), &dir.path().join("co")))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::LooksLikeOption { .. }), "{err}");
+    assert!(
+        !marker.exists(),
+        "git ran the upload-pack given as the repository"
+    );
+    let err = rt()
+        .block_on(checkout(
+            dir.path().to_str().unwrap(),
+            &repo,
+            &dir.path().join("co2"),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::BadSha { .. }), "{err}");
+}
+
+#[test]
+fn a_commit_is_on_a_branch_only_when_the_branch_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let commit = |name: &str| {
+        std::fs::write(repo.join("f"), name).unwrap();
+        git(&repo, &["add", "f"]);
+        git(&repo, &["commit", "-q", "-m", name]);
+        git(&repo, &["rev-parse", "HEAD"])
+    };
+    let old = commit("old");
+    let _head = commit("head");
+    git(&repo, &["checkout", "-q", "-b", "fork", &old]);
+    let fork = commit("fork");
+    git(&repo, &["checkout", "-q", "main"]);
+    let source = repo.to_str().unwrap();
+    let rt = rt();
+    let on_main = |sha: &str, dest: &str| {
+        let dest = dir.path().join(dest);
+        rt.block_on(checkout(source, sha, &dest)).unwrap();
+        rt.block_on(check_on_branch(&dest, source, "main", sha))
+    };
+    // An older commit of the branch is on it (through the shallow checkout).
+    on_main(&old, "co-old").unwrap();
+    let err = on_main(&fork, "co-fork").unwrap_err();
+    assert!(matches!(err, CheckoutError::NotOnBranch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("commit {fork} is not on branch main of ")),
+        "{err}"
+    );
+    let dest = dir.path().join("co-old");
+    for branch in ["-b", "main:refs/heads/x", "ma..in"] {
+        let err = rt
+            .block_on(check_on_branch(&dest, source, branch, &old))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckoutError::LooksLikeOption { .. } | CheckoutError::BadBranch(_)
+            ),
+            "{branch}: {err}"
+        );
+    }
+    let err = rt
+        .block_on(check_on_branch(&dest, source, "gone", &old))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::BranchFetch { .. }), "{err}");
+}
+
+#[test]
 fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environment() {
     let mut run = finished_run(Status::Succeeded, None);
     run.stages.insert(
@@ -599,6 +677,7 @@ fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environmen
                 changed: Some(false),
                 millis: 900,
                 error: None,
+                outputs: Default::default(),
             }],
             artifact_bytes: None,
         },

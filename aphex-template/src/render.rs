@@ -68,6 +68,20 @@ impl Manifest {
     }
 }
 
+/// Whether `text`, a file in a directory `aphex render --out` writes to,
+/// is one of pipeline `pipeline`'s manifests: a YAML object carrying our
+/// `app.kubernetes.io/managed-by` label and that pipeline's
+/// `aphex.dev/pipeline` label. Other pipelines' files (several may share a
+/// directory) and anything else are not.
+pub fn is_manifest_of(text: &str, pipeline: &str) -> bool {
+    let Ok(value) = serde_saphyr::from_str::<Value>(text) else {
+        return false;
+    };
+    let labels = &value["metadata"]["labels"];
+    labels[crate::workflow::MANAGED_BY_LABEL] == "aphex"
+        && labels[crate::workflow::PIPELINE_LABEL] == pipeline
+}
+
 /// Everything rendered for one config.
 #[derive(Debug, Clone)]
 pub struct Rendered {

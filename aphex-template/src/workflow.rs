@@ -16,8 +16,10 @@
 //! profile. See docs/security.md.
 //!
 //! The runner contract (see docs/pipeline.md): `--env=` with an empty value
-//! means "no environment"; `deploy` writes its captured outputs to
-//! [`STACK_OUTPUTS_PATH`]; `test` receives them in `APHEX_STACK_OUTPUTS`.
+//! means "no environment"; the repository and the branch are literals of
+//! this template (derived from the config), and only the commit SHA and a
+//! pull request's number are workflow parameters; `deploy` records the
+//! captured stack outputs in the run record, where `test` reads them.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -26,10 +28,9 @@ use crate::plan::{Stage, StageKind, Stages};
 
 /// The API version of every Argo Workflows object.
 pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
-/// Workflow parameters, in declaration order.
-pub const WORKFLOW_PARAMETERS: [&str; 5] = ["commit-sha", "branch", "repo-url", "pusher", "message"];
-/// Where `aphex-runner deploy` writes the captured stack outputs (JSON).
-pub const STACK_OUTPUTS_PATH: &str = "/tmp/aphex/outputs/stack-outputs.json";
+/// Workflow parameters, in declaration order: values the Sensor can check
+/// (docs/security.md), never free text.
+pub const WORKFLOW_PARAMETERS: [&str; 2] = ["commit-sha", "pull-request"];
 /// The deploy entrypoint.
 pub const MAIN_ENTRYPOINT: &str = "main";
 /// The pull-request entrypoint: validate, build, synth per environment.
@@ -44,12 +45,6 @@ pub const PR_STAGE_TEMPLATE: &str = "pr-stage";
 const EXIT_TEMPLATE: &str = "exit";
 /// The exit handler of `validate-pr` runs.
 const FINALIZE_PR_TEMPLATE: &str = "finalize-pr";
-/// What the runner reads its run scope from: `pull-request` makes it keep
-/// everything under the pipeline's `pr/` prefix, the only place the
-/// pull-request role may write.
-pub const RUN_SCOPE_ENV: &str = "APHEX_RUN_SCOPE";
-/// The run scope of `validate-pr`.
-pub const PULL_REQUEST_SCOPE: &str = "pull-request";
 /// The variable the runner reads the workflow's namespace from.
 pub const NAMESPACE_ENV: &str = "APHEX_NAMESPACE";
 /// The shared suspend template of every approval task.
@@ -99,19 +94,22 @@ fn resources(config: &Config) -> Value {
     })
 }
 
+/// The label every rendered object carries, with the value `aphex`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The label naming the pipeline an object belongs to.
+pub const PIPELINE_LABEL: &str = "aphex.dev/pipeline";
+
 /// The labels every rendered object carries.
 pub fn labels(config: &Config) -> Value {
     json!({
-        "app.kubernetes.io/managed-by": "aphex",
-        "aphex.dev/pipeline": config.pipeline_name(),
+        MANAGED_BY_LABEL: "aphex",
+        PIPELINE_LABEL: config.pipeline_name(),
     })
 }
 
 /// The clone URL of the configured GitHub repository, if any.
 pub fn repo_url(config: &Config) -> Option<String> {
-    let settings = config.settings();
-    let gh = settings.github.as_ref()?;
-    Some(format!("https://github.com/{}/{}.git", gh.owner, gh.repo))
+    config.settings().github.as_ref().map(|gh| gh.clone_url())
 }
 
 /// The WorkflowTemplate named after the pipeline: its DAG mirrors the
@@ -120,14 +118,12 @@ pub fn workflow_template(config: &Config) -> Value {
     let stages = Stages::new(config);
     let settings = config.settings();
     let name = config.pipeline_name();
-    let branch = settings.github.as_ref().map(|g| g.branch()).unwrap_or("main");
     let parameters: Vec<Value> = WORKFLOW_PARAMETERS
         .iter()
         .map(|p| match *p {
             // No default: a run without a commit must fail at submission.
             "commit-sha" => json!({"name": p}),
-            "branch" => json!({"name": p, "value": branch}),
-            "repo-url" => json!({"name": p, "value": repo_url(config).unwrap_or_default()}),
+            // Empty: a deploy run.
             _ => json!({"name": p, "value": ""}),
         })
         .collect();
@@ -213,18 +209,6 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
     let env = stage.env.as_deref();
     match stage.kind {
         StageKind::Approve => json!({"name": name, "template": APPROVAL_TEMPLATE}),
-        StageKind::Test => {
-            let mut task = stage_task(config, STAGE_TEMPLATE, &name, "test", stage.kind, env);
-            let deploy = format!("deploy-{}", env.unwrap_or_default());
-            task["arguments"]["parameters"]
-                .as_array_mut()
-                .expect("stage_task builds a parameter list")
-                .push(json!({
-                    "name": "stack-outputs",
-                    "value": format!("{{{{tasks.{deploy}.outputs.parameters.stack-outputs}}}}"),
-                }));
-            task
-        }
         StageKind::Pipeline => stage_task(
             config,
             PIPELINE_STAGE_TEMPLATE,
@@ -275,7 +259,9 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
     dag
 }
 
-/// `validate-pr`: validate, build, then a synth-only check per environment.
+/// `validate-pr`: validate, build, then a synth-only check per environment,
+/// all on `pr-stage`, the only stage template that passes the pull
+/// request's number to the runner (see [`container`]).
 fn validate_pr_dag(config: &Config) -> Value {
     let mut tasks = vec![
         stage_task(
@@ -318,12 +304,15 @@ fn validate_pr_dag(config: &Config) -> Value {
     dag
 }
 
-/// Arguments every runner invocation gets: the run's identity.
-fn run_args() -> Vec<Value> {
+/// Arguments every runner invocation gets: the run's identity. The
+/// repository and the branch come from the config this template was
+/// rendered from, never from whoever submits a run; the runner checks the
+/// commit against that branch.
+fn run_args(config: &Config) -> Vec<Value> {
     vec![
         json!("--commit-sha={{workflow.parameters.commit-sha}}"),
-        json!("--branch={{workflow.parameters.branch}}"),
-        json!("--repo-url={{workflow.parameters.repo-url}}"),
+        json!(format!("--branch={}", crate::triggers::deploy_branch(config))),
+        json!(format!("--repo-url={}", repo_url(config).unwrap_or_default())),
         json!("--workflow-id={{workflow.name}}"),
     ]
 }
@@ -334,13 +323,10 @@ pub fn stack_outputs_config_map(config: &Config) -> String {
     format!("{}-pipeline-stack", config.pipeline_name())
 }
 
-/// Run metadata the runner reads from its environment (free text, so it
-/// stays out of argv parsing entirely).
+/// What the runner reads from its environment.
 fn run_env(config: &Config) -> Vec<Value> {
     vec![
         json!({"name": "APHEX_PIPELINE", "value": config.pipeline_name()}),
-        json!({"name": "APHEX_PUSHER", "value": "{{workflow.parameters.pusher}}"}),
-        json!({"name": "APHEX_COMMIT_MESSAGE", "value": "{{workflow.parameters.message}}"}),
         // The created bucket's name is known only once the pipeline stack
         // exists; reading it from a ConfigMap keeps this template a pure
         // function of the config (`pipeline.artifacts.bucket` wins when set).
@@ -369,7 +355,8 @@ enum StageTemplate {
     Deploy,
     /// The pipeline stage: the workflow account with its token.
     Pipeline,
-    /// `validate-pr`: the pull-request account, no token, `pr/` scope.
+    /// `validate-pr`: the pull-request account, no token; the only
+    /// templates that hand the runner a pull request number.
     PullRequest,
 }
 
@@ -379,12 +366,17 @@ fn container(
     config: &Config,
     kind: StageTemplate,
     image: &str,
-    args: Vec<Value>,
+    mut args: Vec<Value>,
     mut env: Vec<Value>,
 ) -> Value {
     match kind {
+        // The number makes the runner treat the run as a pull request's:
+        // its records and artifacts under `pr/`, lookup roles only, no
+        // branch check. Only `validate-pr`'s templates pass it, so a stage
+        // of `main` is always a deploy run's, whose commit must be on the
+        // branch, whatever `pull-request` a submitter sets.
         StageTemplate::PullRequest => {
-            env.push(json!({"name": RUN_SCOPE_ENV, "value": PULL_REQUEST_SCOPE}));
+            args.push(json!("--pull-request={{workflow.parameters.pull-request}}"));
         }
         StageTemplate::Pipeline => {
             // The pipeline stage checks that a commit does not move the
@@ -422,32 +414,28 @@ fn stage_template(config: &Config, kind: StageTemplate) -> Value {
         _ => json!("{{inputs.parameters.stage}}"),
     };
     let mut args = vec![stage, json!("--env={{inputs.parameters.env}}")];
-    args.extend(run_args());
-    let mut env = run_env(config);
-    env.push(json!({"name": "APHEX_STACK_OUTPUTS", "value": "{{inputs.parameters.stack-outputs}}"}));
+    args.extend(run_args(config));
     let name = match kind {
         StageTemplate::Deploy => STAGE_TEMPLATE,
         StageTemplate::Pipeline => PIPELINE_STAGE_TEMPLATE,
         StageTemplate::PullRequest => PR_STAGE_TEMPLATE,
     };
+    // Stack outputs go from deploy to test through the run record, not as
+    // Argo parameters: a parameter is bounded by the pod's annotations and
+    // environment (an environment string over 128 KiB stops exec), and
+    // Argo would evaluate any `{{` in it.
     let mut template = json!({
         "name": name,
         "inputs": {"parameters": [
             {"name": "stage"},
             {"name": "env", "default": ""},
             {"name": "image", "default": config.settings().deployer_image()},
-            {"name": "stack-outputs", "default": "{}"},
         ]},
-        "outputs": {"parameters": [{
-            "name": "stack-outputs",
-            // Only deploy writes the file; every other stage yields the default.
-            "valueFrom": {"path": STACK_OUTPUTS_PATH, "default": "{}"},
-        }]},
         "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
         "retryStrategy": retry_strategy(),
     });
     pod_settings(config, &mut template, kind);
-    template["container"] = container(config, kind, "{{inputs.parameters.image}}", args, env);
+    template["container"] = container(config, kind, "{{inputs.parameters.image}}", args, run_env(config));
     template
 }
 
@@ -472,7 +460,7 @@ fn approval_template() -> Value {
 
 fn finalize_template(config: &Config, kind: StageTemplate) -> Value {
     let mut args = vec![json!("finalize")];
-    args.extend(run_args());
+    args.extend(run_args(config));
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_WORKFLOW_STATUS", "value": "{{workflow.status}}"}));
     // Only finalize sends notifications, so only its pod sees the webhook

@@ -291,9 +291,12 @@ fn hostile_workflow_templates_are_refused() {
     }
 }
 
+/// A named change that turns a pipeline's own Workflow hostile.
+type Tamper = (&'static str, fn(&mut Value));
+
 #[test]
 fn hostile_workflows_are_refused() {
-    let cases: Vec<(&str, fn(&mut Value))> = vec![
+    let cases: Vec<Tamper> = vec![
         ("its own service account", |wf| {
             wf["spec"]["serviceAccountName"] = json!("aphex-other")
         }),

@@ -165,10 +165,12 @@ fn problems(kind: &str, object: &Value) -> Vec<String> {
     }
     // Parameter values our config supplies (the branch, the repository URL)
     // reach git: none may start with `-`.
-    let mut params = Vec::new();
-    for p in ["/spec/arguments/parameters"] {
-        params.extend(object.pointer(p).and_then(Value::as_array).into_iter().flatten());
-    }
+    let mut params: Vec<&Value> = object
+        .pointer("/spec/arguments/parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
     for t in object["spec"]["triggers"].as_array().into_iter().flatten() {
         params.extend(
             t.pointer("/template/argoWorkflow/source/resource/spec/arguments/parameters")

@@ -115,7 +115,10 @@ async fn bootstrap_deploys_the_stack_then_applies_every_manifest_with_its_output
         .await
         .expect("a second bootstrap succeeds");
     assert!(!again.stack.changed);
-    assert_eq!(again.webhook_secret.expect("github is configured").created, None);
+    assert_eq!(
+        again.webhook_secret.expect("github is configured").state,
+        aphex_stages::bootstrap::SecretState::Kept
+    );
     assert!(
         again.objects.iter().all(|(_, c)| *c == Change::Unchanged),
         "{:?}",

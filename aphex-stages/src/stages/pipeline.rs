@@ -266,6 +266,7 @@ async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Resu
                 changed: None,
                 millis,
                 error: Some(message.clone()),
+                outputs: Default::default(),
             });
             return Err(StageError::Failed(message));
         }
@@ -277,6 +278,7 @@ async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Resu
         changed: Some(outcome.changed),
         millis,
         error: None,
+        outputs: Default::default(),
     });
     let what = if outcome.changed { "deployed" } else { "unchanged" };
     ctx.info(STAGE, format!("pipeline stack {}: {what}", outcome.stack_name));
