@@ -17,9 +17,12 @@ mod bench_render;
 mod demo;
 mod emulator;
 mod fixtures;
+mod image;
+mod image_check;
 mod kube_api;
 mod kube_api_build;
 mod npm;
+mod podman;
 mod schema;
 
 #[derive(Debug, Parser)]
@@ -49,6 +52,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build the pods' images (builder, deployer) around the release
+    /// aphex-runner; with --check, prove they work (docs/images.md).
+    Image(image::Args),
     /// Regenerate aphex-config.schema.json from the config model.
     Schema {
         /// Fail when the committed schema is stale instead of rewriting it.
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Task::KubeApi => kube_api::serve(),
         Task::Npm => npm::run(),
         Task::Fixtures { check } => fixtures::run(check),
+        Task::Image(args) => image::run(args),
         Task::Schema { check } => schema::run(check),
         Task::Bench { only } => bench::run(only),
     };
@@ -138,9 +145,11 @@ fn test() -> Result<()> {
         .wait_ready()
         .context("starting the Kubernetes API server the tests need")?;
     // Every failing suite is reported in one run, not just the first.
-    cargo_with_env(
+    let tests = cargo_with_env(
         &["test", "--workspace", "--all-targets", "--no-fail-fast"],
         &[emulator.env(), kube_api.env()].concat(),
-    )?;
-    Ok(())
+    );
+    // The images around the runner the tests built, against the same emulator.
+    let images = image_check::in_test(&emulator).context("the image check (cargo xtask image --check)");
+    tests.and(images)
 }
