@@ -35,6 +35,7 @@ const STATE: &str = "/srv/aphex/state";
 const NODE_MODULES: &str = "/opt/quickstart/node_modules";
 const HOST_CA: &str = "/run/host-ca.crt";
 const NPM_CACHE: &str = "/home/aphex/.npm";
+const GITCONFIG: &str = "/srv/aphex/gitconfig";
 
 /// The host's CA bundle: a proxy that intercepts TLS here signs with a CA
 /// only this bundle has, so containers that make HTTPS calls mount it.
@@ -334,6 +335,9 @@ impl<'a> Leg<'a> {
                 repo.display()
             );
         }
+        let gitconfig = scratch.path().join("gitconfig");
+        std::fs::write(&gitconfig, format!("[safe]\n\tdirectory = {REPO}\n"))
+            .with_context(|| format!("writing {}", gitconfig.display()))?;
         let uid = USER.parse().expect("a number");
         let state = scratch.path().join("state");
         let npm_cache = podman.cache().join("npm");
@@ -349,11 +353,11 @@ impl<'a> Leg<'a> {
             ("APHEX_WORKFLOW_ID".into(), run_id.clone()),
             ("APHEX_CONFIG_FILE".into(), config_file),
             ("APHEX_STATE_DIR".into(), STATE.into()),
-            // The clone belongs to root, the containers' user is not: git
-            // refuses others' repositories unless told this one is safe.
-            ("GIT_CONFIG_COUNT".into(), "1".into()),
-            ("GIT_CONFIG_KEY_0".into(), "safe.directory".into()),
-            ("GIT_CONFIG_VALUE_0".into(), REPO.into()),
+            // The clone belongs to root, not to the containers' user, and git
+            // refuses others' repositories unless its global config says this
+            // one is safe (`-c` or GIT_CONFIG_COUNT do not reach the
+            // `upload-pack` of a local fetch).
+            ("GIT_CONFIG_GLOBAL".into(), GITCONFIG.into()),
         ];
         if !branch.is_empty() {
             env.push(("APHEX_BRANCH".into(), branch));
@@ -368,6 +372,8 @@ impl<'a> Leg<'a> {
         common.extend([
             "--volume".into(),
             format!("{}:{REPO}:ro", repo.display()),
+            "--volume".into(),
+            format!("{}:{GITCONFIG}:ro", gitconfig.display()),
             "--volume".into(),
             format!("{}:{STATE}", state.display()),
             "--volume".into(),
