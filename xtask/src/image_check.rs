@@ -228,7 +228,11 @@ impl Probe<'_> {
                     image(target)
                 );
             }
-            let first = out.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            // zip -v opens with its copyright.
+            let first = out
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with("Copyright"))
+                .unwrap_or_default();
             println!("  {target}: {command}: {first}");
         }
         Ok(())
