@@ -39,6 +39,9 @@ const RUN_DIR: &str = "/run/aphex-images";
 #[derive(Debug)]
 pub struct Podman {
     cache: PathBuf,
+    /// Held while this check runs: two checks at once (two clones on one
+    /// machine) would retag and prune each other's images.
+    _lock: fs::File,
 }
 
 impl Podman {
@@ -53,7 +56,15 @@ impl Podman {
         ensure_packages(&PACKAGES)?;
         let cache = cache_dir()?;
         fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-        let podman = Podman { cache };
+        let lock_path = cache.join("check.lock");
+        let lock =
+            fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            eprintln!("xtask: waiting for another image check on this machine to end");
+            lock.lock()
+                .with_context(|| format!("locking {}", lock_path.display()))?;
+        }
+        let podman = Podman { cache, _lock: lock };
         podman.write_config()?;
         Ok(podman)
     }
@@ -144,11 +155,6 @@ impl Podman {
         if exists.success() {
             return Ok(());
         }
-        let lock_path = self.cache.join("base.lock");
-        let lock =
-            fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("locking {}", lock_path.display()))?;
         let tar = self.cache.join(format!("debian-{suite}-minbase.tar"));
         if !tar.is_file() {
             self.debootstrap(suite, &tar)?;
@@ -228,9 +234,14 @@ impl Podman {
         Ok(())
     }
 
-    /// Removes images no tag leads to any more: the layers of earlier checks'
-    /// runner binaries (about 100 MB each). Layers still in use stay cached.
+    /// Removes containers left by an interrupted check, and images no tag
+    /// leads to any more: the layers of earlier checks' runner binaries
+    /// (about 100 MB each). Layers still in use stay cached.
     pub fn prune(&self) -> Result<()> {
+        self.output(
+            &["container".into(), "prune".into(), "--force".into()],
+            "removing containers of interrupted checks",
+        )?;
         self.output(
             &["image".into(), "prune".into(), "--force".into()],
             "removing earlier checks' image layers",
@@ -350,9 +361,9 @@ pub fn debian_mirror_in(text: &str) -> Option<String> {
         .flat_map(|line| {
             let uris: Vec<&str> = if let Some(rest) = line.strip_prefix("URIs:") {
                 rest.split_whitespace().collect()
-            } else if line.starts_with("deb ") {
+            } else if let Some(rest) = line.strip_prefix("deb ") {
                 // Options in brackets come before the URI.
-                let rest = line["deb ".len()..].trim_start();
+                let rest = rest.trim_start();
                 let rest = match rest.strip_prefix('[') {
                     Some(opts) => opts.split_once(']').map_or("", |(_, r)| r),
                     None => rest,
