@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let tags = tags(env!("CARGO_PKG_VERSION"), &commit, &extra);
     crate::cargo(&["build", "--release", "--package", "aphex-runner"])?;
-    let runner = crate::demo::target_dir(&root).join("release/aphex-runner");
+    let runner = runner_path(&root, "release");
     let mut built = Vec::new();
     for target in TARGETS {
         let repository = repository(args.registry.as_deref(), target)?;
