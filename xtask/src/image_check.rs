@@ -7,7 +7,7 @@
 //! the WorkflowTemplate's pods run it (validate in the deployer, build in the
 //! builder, deploy to the local AWS emulator in the deployer, test in the
 //! builder, finalize), handing state over through a mounted `--state-dir`
-//! and the deploy's output file, read out of its container as Argo does.
+//! (artifacts, and the run record that carries deploy's outputs to test).
 //! It ends by reading the run record the finalize stage wrote.
 
 use std::path::Path;
@@ -405,13 +405,9 @@ impl<'a> Leg<'a> {
         // No shared node_modules: the quick start's deps.js runs `npm ci`,
         // over HTTPS, as in a real pod.
         self.stage("builder", "build", "", &[])?;
-        let outputs = self.deploy()?;
-        self.stage(
-            "builder",
-            "test",
-            ENV,
-            &["--env".into(), format!("APHEX_STACK_OUTPUTS={outputs}")],
-        )?;
+        self.deploy()?;
+        // As in a pod: test reads the outputs deploy recorded in the run record.
+        self.stage("builder", "test", ENV, &[])?;
         self.stage(
             "deployer",
             "finalize",
@@ -421,66 +417,22 @@ impl<'a> Leg<'a> {
         self.check_record()
     }
 
-    /// The deploy, with the quick start's packages mounted (`NODE_PATH`),
-    /// in a container kept until its output file is copied out.
-    fn deploy(&self) -> Result<String> {
-        let name = format!("aphex-check-deploy-{}", std::process::id());
-        let _ = self
-            .podman
-            .command()
-            .args(["rm", "--force", "--ignore", &name])
-            .stdout(Stdio::null())
-            .status();
+    /// The deploy, with the quick start's packages mounted (`NODE_PATH`).
+    fn deploy(&self) -> Result<()> {
         let flags = [
-            "--name".into(),
-            name.clone(),
             "--volume".into(),
             format!("{}:{NODE_MODULES}:ro", self.node_modules.display()),
             "--env".into(),
             format!("NODE_PATH={NODE_MODULES}"),
         ];
-        let deployed = self.stage_in("deployer", "deploy", ENV, &flags, false);
-        let copied = deployed.and_then(|()| {
-            let file = self.scratch.path().join("stack-outputs.json");
-            self.podman.run(
-                &[
-                    "cp".into(),
-                    format!("{name}:{}", aphex_template::workflow::STACK_OUTPUTS_PATH),
-                    file.display().to_string(),
-                ],
-                "copying the deploy's output file out of its container",
-            )?;
-            std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))
-        });
-        let _ = self
-            .podman
-            .command()
-            .args(["rm", "--force", "--ignore", &name])
-            .stdout(Stdio::null())
-            .status();
-        let outputs = copied?;
-        let parsed: serde_json::Value =
-            serde_json::from_str(&outputs).context("parsing the deploy's stack outputs")?;
-        let stacks: Vec<&String> = parsed.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-        if stacks.is_empty() {
-            bail!("the deploy wrote no stack outputs: {outputs}");
-        }
-        println!("  deploy-{ENV} wrote the outputs of {stacks:?}");
-        Ok(outputs)
-    }
-
-    fn stage(&self, target: &str, stage: &str, env: &str, flags: &[String]) -> Result<()> {
-        self.stage_in(target, stage, env, flags, true)
+        self.stage("deployer", "deploy", ENV, &flags)
     }
 
     /// `aphex-runner STAGE --env=ENV` in `target`'s image, as the
     /// WorkflowTemplate's `stage` template runs it.
-    fn stage_in(&self, target: &str, stage: &str, env: &str, flags: &[String], remove: bool) -> Result<()> {
+    fn stage(&self, target: &str, stage: &str, env: &str, flags: &[String]) -> Result<()> {
         let started = Instant::now();
-        let mut args: Vec<String> = vec!["run".into()];
-        if remove {
-            args.push("--rm".into());
-        }
+        let mut args: Vec<String> = vec!["run".into(), "--rm".into()];
         args.extend(self.common.iter().cloned());
         args.extend(flags.iter().cloned());
         args.extend([image(target), stage.into(), format!("--env={env}")]);
