@@ -496,7 +496,8 @@ async fn deploy_stacks(
                         millis as f64 / 1000.0
                     ),
                 );
-                outputs.insert(name.to_owned(), o.into_iter().map(|o| (o.key, o.value)).collect());
+                let values: BTreeMap<String, String> = o.into_iter().map(|o| (o.key, o.value)).collect();
+                outputs.insert(name.to_owned(), values.clone());
                 succeeded.insert(name);
                 results.insert(
                     name,
@@ -507,6 +508,7 @@ async fn deploy_stacks(
                         changed: Some(changed),
                         millis,
                         error: None,
+                        outputs: values,
                     },
                 );
             }
@@ -525,6 +527,7 @@ async fn deploy_stacks(
                         changed: None,
                         millis,
                         error: Some(message),
+                        outputs: BTreeMap::new(),
                     },
                 );
             }
@@ -545,6 +548,7 @@ async fn deploy_stacks(
                 changed: None,
                 millis: 0,
                 error: None,
+                outputs: BTreeMap::new(),
             })
         })
         .collect();
