@@ -134,7 +134,9 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
     assert!(record["stages"][1]["artifactBytes"].as_u64().unwrap() > 0);
 
     // Artifacts stored under the run, with its metadata.
-    let art = repo.join(".aphex/artifacts/aphex").join(record["id"].as_str().unwrap());
+    let art = repo
+        .join(".aphex/artifacts/aphex")
+        .join(record["id"].as_str().unwrap());
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(art.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["commitSha"], sha.as_str());
@@ -186,11 +188,22 @@ fn the_state_directory_is_private_and_ignores_itself() {
     let status = git(&repo, &["status", "--porcelain", "--untracked-files=all"]);
     assert!(!status.contains(".aphex"), "{status}");
     let state = repo.join(".aphex");
-    assert_eq!(std::fs::read_to_string(state.join(".gitignore")).unwrap().lines().last(), Some("*"));
+    assert_eq!(
+        std::fs::read_to_string(state.join(".gitignore"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("*")
+    );
     let record = only_record(&repo);
     let run_dir = state.join("runs/aphex").join(record["id"].as_str().unwrap());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    for dir in [state.clone(), state.join("runs"), run_dir.join("logs"), run_dir.join("outputs/dev")] {
+    for dir in [
+        state.clone(),
+        state.join("runs"),
+        run_dir.join("logs"),
+        run_dir.join("outputs/dev"),
+    ] {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
     for file in [

@@ -185,7 +185,12 @@ static SHAPES: [Shape; 14] = [
         kind: CredentialKind::AwsSecretAccessKey,
         token: false,
         triggers: &["secret_access_key", "secretaccesskey", "secret-access-key"],
-        pattern: LazyLock::new(|| re(labelled!("secret(?:_access_key|accesskey|-access-key)", "[A-Za-z0-9/+=]{40}"))),
+        pattern: LazyLock::new(|| {
+            re(labelled!(
+                "secret(?:_access_key|accesskey|-access-key)",
+                "[A-Za-z0-9/+=]{40}"
+            ))
+        }),
     },
     Shape {
         kind: CredentialKind::AwsSessionToken,
@@ -362,10 +367,8 @@ fn words(name: &str) -> Vec<String> {
     let mut word = String::new();
     let mut prev_lower = false;
     for c in name.chars() {
-        if !c.is_ascii_alphanumeric() || (prev_lower && c.is_ascii_uppercase()) {
-            if !word.is_empty() {
-                out.push(std::mem::take(&mut word));
-            }
+        if (!c.is_ascii_alphanumeric() || (prev_lower && c.is_ascii_uppercase())) && !word.is_empty() {
+            out.push(std::mem::take(&mut word));
         }
         if c.is_ascii_alphanumeric() {
             word.push(c.to_ascii_lowercase());
@@ -530,11 +533,7 @@ mod tests {
 
     #[test]
     fn literal_checks_never_hide_a_password() {
-        for text in [
-            "PASSWORD=hunter22",
-            "Pwd: s3cret-x",
-            "db: https://u:hunter22@h",
-        ] {
+        for text in ["PASSWORD=hunter22", "Pwd: s3cret-x", "db: https://u:hunter22@h"] {
             assert!(any_in_text(text), "{text}");
         }
         assert!(!any_in_text("name: dev\nregion: us-east-1\n"));
@@ -645,7 +644,15 @@ mod tests {
         ] {
             assert!(is_secret_name(name), "{name}");
         }
-        for name in ["GIT_AUTHOR_NAME", "AUTHOR", "PWD", "PATH", "HOME", "REGION", "OAUTHLIB_DEBUG"] {
+        for name in [
+            "GIT_AUTHOR_NAME",
+            "AUTHOR",
+            "PWD",
+            "PATH",
+            "HOME",
+            "REGION",
+            "OAUTHLIB_DEBUG",
+        ] {
             assert!(!is_secret_name(name), "{name}");
         }
     }

@@ -36,7 +36,11 @@ fn check_in_command(c: &SecretCase) {
         c.shape,
         c.kind
     );
-    assert!(!text.contains(&c.secret), "{}: the secret was shown:\n{text}", c.shape);
+    assert!(
+        !text.contains(&c.secret),
+        "{}: the secret was shown:\n{text}",
+        c.shape
+    );
     assert!(text.contains(aphex_config::secrets::MASK), "{}: {text}", c.shape);
 }
 

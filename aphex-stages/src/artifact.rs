@@ -144,7 +144,10 @@ pub fn pack(root: &Path, paths: &[String], config_file: &Path, out: &Path) -> Re
     for p in paths {
         let rel = normalized(Path::new(p)).ok_or_else(|| ArtifactError::OutsideRepo(p.clone()))?;
         if let Some(what) = protected(&rel, &config_file) {
-            return Err(ArtifactError::Protected { path: p.clone(), what });
+            return Err(ArtifactError::Protected {
+                path: p.clone(),
+                what,
+            });
         }
         let path = root.join(&rel);
         if std::fs::symlink_metadata(&path).is_err() {
@@ -152,7 +155,9 @@ pub fn pack(root: &Path, paths: &[String], config_file: &Path, out: &Path) -> Re
         }
         // The configured path itself may be (or go through) a link inside the
         // checkout; never out of it.
-        let real = path.canonicalize().map_err(|_| ArtifactError::Missing(p.clone()))?;
+        let real = path
+            .canonicalize()
+            .map_err(|_| ArtifactError::Missing(p.clone()))?;
         if !real.starts_with(&real_root) {
             return Err(ArtifactError::LinkOutside {
                 path: p.clone(),
@@ -188,24 +193,30 @@ pub fn pack(root: &Path, paths: &[String], config_file: &Path, out: &Path) -> Re
             if entry.depth() == 0 && entry.path_is_symlink() {
                 // The configured path itself is a link (inside the checkout):
                 // packed as what it names, so restoring makes a real folder.
-                let named = std::fs::metadata(entry.path()).map_err(io(format!("reading {}", rel.display())))?;
+                let named =
+                    std::fs::metadata(entry.path()).map_err(io(format!("reading {}", rel.display())))?;
                 if named.is_dir() {
                     let mut header = tar::Header::new_gnu();
                     header.set_entry_type(tar::EntryType::Directory);
                     header.set_mode(0o755);
                     header.set_size(0);
-                    tar.append_data(&mut header, rel, std::io::empty()).map_err(adding)?;
+                    tar.append_data(&mut header, rel, std::io::empty())
+                        .map_err(adding)?;
                 } else {
-                    let mut file = File::open(entry.path()).map_err(io(format!("reading {}", rel.display())))?;
-                    unpacked_bytes += file.metadata().map_err(io(format!("reading {}", rel.display())))?.len();
+                    let mut file =
+                        File::open(entry.path()).map_err(io(format!("reading {}", rel.display())))?;
+                    unpacked_bytes += file
+                        .metadata()
+                        .map_err(io(format!("reading {}", rel.display())))?
+                        .len();
                     tar.append_file(rel, &mut file).map_err(adding)?;
                 }
                 entries += 1;
                 continue;
             }
             if kind.is_symlink() {
-                let target =
-                    std::fs::read_link(entry.path()).map_err(io(format!("reading the link {}", rel.display())))?;
+                let target = std::fs::read_link(entry.path())
+                    .map_err(io(format!("reading the link {}", rel.display())))?;
                 if link_escapes(rel, &target) {
                     return Err(ArtifactError::LinkOutside {
                         path: rel.display().to_string(),
@@ -297,7 +308,8 @@ pub fn unpack(
             entry: shown.clone(),
             why,
         };
-        let rel = normalized(&raw).ok_or_else(|| refuse("its path is absolute or climbs out of the checkout".to_owned()))?;
+        let rel = normalized(&raw)
+            .ok_or_else(|| refuse("its path is absolute or climbs out of the checkout".to_owned()))?;
         if !declared.iter().any(|d| rel.starts_with(d)) {
             return Err(refuse(format!(
                 "it is not under the artifact paths its build declared ({})",
@@ -345,7 +357,8 @@ pub fn unpack(
                 )));
             }
             remove_existing(&target).map_err(io(format!("replacing {}", target.display())))?;
-            std::os::unix::fs::symlink(&link, &target).map_err(io(format!("linking {}", target.display())))?;
+            std::os::unix::fs::symlink(&link, &target)
+                .map_err(io(format!("linking {}", target.display())))?;
         } else {
             return Err(refuse(format!(
                 "it is a {} entry; only files, directories and symbolic links are restored",
@@ -530,7 +543,12 @@ mod tests {
         for bad in ["/etc", "../x", "a/../../b", "", ".", "./"] {
             assert!(
                 matches!(
-                    pack(dir.path(), &[bad.to_owned()], Path::new("aphex-config.yaml"), &out),
+                    pack(
+                        dir.path(),
+                        &[bad.to_owned()],
+                        Path::new("aphex-config.yaml"),
+                        &out
+                    ),
                     Err(ArtifactError::OutsideRepo(_))
                 ),
                 "{bad}"
@@ -543,7 +561,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("a.tar.zst");
         for bad in ["aphex-config.yaml", "./aphex-config.yaml", ".git", ".git/config"] {
-            let err = pack(dir.path(), &[bad.to_owned()], Path::new("aphex-config.yaml"), &out).unwrap_err();
+            let err = pack(
+                dir.path(),
+                &[bad.to_owned()],
+                Path::new("aphex-config.yaml"),
+                &out,
+            )
+            .unwrap_err();
             assert!(matches!(err, ArtifactError::Protected { .. }), "{bad}: {err}");
         }
     }

@@ -143,7 +143,8 @@ pub async fn run_local(
         .map_err(StageError::port("recording the run start"))?;
     let dir = run_dir(&opts.state, &pipeline, &opts.id);
     let logs = dir.join("logs");
-    crate::files::create_private_dir(&logs).map_err(StageError::io(format!("creating {}", logs.display())))?;
+    crate::files::create_private_dir(&logs)
+        .map_err(StageError::io(format!("creating {}", logs.display())))?;
     let only_on_failure = config
         .as_ref()
         .map(|c| c.settings().notify_only_on_failure())

@@ -118,12 +118,18 @@ mod tests {
         let state = dir.path().join(".aphex");
         prepare_state_dir(&state).unwrap();
         assert_eq!(mode(&state), 0o700);
-        assert_eq!(std::fs::read_to_string(state.join(".gitignore")).unwrap(), STATE_GITIGNORE);
+        assert_eq!(
+            std::fs::read_to_string(state.join(".gitignore")).unwrap(),
+            STATE_GITIGNORE
+        );
         // An older, wider directory is narrowed; a user's own .gitignore is kept.
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(state.join(".gitignore"), "mine\n").unwrap();
         prepare_state_dir(&state).unwrap();
         assert_eq!(mode(&state), 0o700);
-        assert_eq!(std::fs::read_to_string(state.join(".gitignore")).unwrap(), "mine\n");
+        assert_eq!(
+            std::fs::read_to_string(state.join(".gitignore")).unwrap(),
+            "mine\n"
+        );
     }
 }

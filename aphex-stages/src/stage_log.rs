@@ -96,7 +96,7 @@ impl StageLog {
 /// `bytes` as people say it: `50 MiB`, `4096 bytes`.
 fn size_text(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
-    if bytes >= MIB && bytes % MIB == 0 {
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} bytes")
@@ -126,11 +126,17 @@ mod tests {
         // Whole lines only, the last ones, in order, up to the very last.
         assert_eq!(kept.last(), Some(&"line 01999"));
         let first = lines.iter().position(|l| l == kept[0]).unwrap();
-        assert_eq!(kept, lines[first..].iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            kept,
+            lines[first..].iter().map(String::as_str).collect::<Vec<_>>()
+        );
         // The note counts exactly the output bytes that are gone.
         let dropped: usize = lines[..first].iter().map(|l| l.len() + 1).sum();
         assert!(note.contains(&format!("the first {dropped} bytes")), "{note}");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -142,11 +142,7 @@ fn default_artifacts_directory_is_packaged_when_present() {
     std::fs::write(h.checkout().join("artifacts/lambda.zip"), [1u8, 2, 3]).unwrap();
     let outcome = rt().block_on(build::run(&h.ctx)).unwrap();
     assert!(outcome.artifact_bytes.is_some());
-    assert!(
-        h.state()
-            .join("artifacts/aphex/run-1/metadata.json")
-            .exists()
-    );
+    assert!(h.state().join("artifacts/aphex/run-1/metadata.json").exists());
 }
 
 #[test]
@@ -160,7 +156,10 @@ fn configured_path_missing_after_build_is_an_error() {
 /// A fresh checkout restored by `h`'s run, as a deploy pod would.
 fn restore_fresh(h: &Harness) -> Result<std::path::PathBuf, String> {
     let mut fresh = h.ctx.clone();
-    fresh.checkout = h.dir.path().join(format!("fresh-{}", uuid::Uuid::new_v4().simple()));
+    fresh.checkout = h
+        .dir
+        .path()
+        .join(format!("fresh-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&fresh.checkout).unwrap();
     rt().block_on(deploy::restore_artifacts(&fresh, "deploy-dev"))
         .map_err(|e| e.to_string())?;
@@ -219,7 +218,10 @@ fn a_symlinked_artifact_root_is_packed_only_inside_the_checkout() {
     rt().block_on(build::run(&h.ctx)).unwrap();
     let restored = restore_fresh(&h).unwrap();
     assert!(std::fs::symlink_metadata(restored.join("dist")).unwrap().is_dir());
-    assert_eq!(std::fs::read_to_string(restored.join("dist/app.js")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(restored.join("dist/app.js")).unwrap(),
+        "x"
+    );
 
     // A link in the tree may point inside the checkout, never out of it.
     std::fs::remove_file(h.checkout().join("dist")).unwrap();
@@ -233,7 +235,10 @@ fn a_symlinked_artifact_root_is_packed_only_inside_the_checkout() {
     );
     std::os::unix::fs::symlink("/etc/passwd", h.checkout().join("dist/passwd")).unwrap();
     let err = rt().block_on(build::run(&h.ctx)).unwrap_err().to_string();
-    assert!(err.contains("`dist/passwd` is a symbolic link to `/etc/passwd`"), "{err}");
+    assert!(
+        err.contains("`dist/passwd` is a symbolic link to `/etc/passwd`"),
+        "{err}"
+    );
 }
 
 /// One entry of a hand-made archive: what a tampered or hostile build
@@ -295,7 +300,10 @@ fn restore_hostile(
     entries: &[Entry<'_>],
     paths: &[&str],
     limits: Option<(u64, u64)>,
-) -> (tempfile::TempDir, Result<aphex_stages::artifact::Unpacked, String>) {
+) -> (
+    tempfile::TempDir,
+    Result<aphex_stages::artifact::Unpacked, String>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join(ARCHIVE_NAME);
     hostile_archive(&archive, entries);
@@ -326,10 +334,20 @@ fn restore_hostile(
     (dir, result)
 }
 
+/// (what, the archive's entries, the declared paths, the recorded (bytes,
+/// entries) when not the archive's own, what the refusal says)
+type Hostile = (
+    &'static str,
+    Vec<Entry<'static>>,
+    Vec<&'static str>,
+    Option<(u64, u64)>,
+    &'static str,
+);
+
 #[test]
 fn hostile_archives_are_refused() {
     use tar::EntryType;
-    let cases: Vec<(&str, Vec<Entry<'_>>, Vec<&str>, Option<(u64, u64)>, &str)> = vec![
+    let cases: Vec<Hostile> = vec![
         (
             "an entry climbing out",
             vec![Entry::File("dist/../../evil", b"x", 0o644)],
@@ -433,7 +451,11 @@ fn hostile_archives_are_refused() {
         ),
         (
             "more entries than recorded",
-            vec![Entry::Dir("dist"), Entry::File("dist/a", b"", 0o644), Entry::File("dist/b", b"", 0o644)],
+            vec![
+                Entry::Dir("dist"),
+                Entry::File("dist/a", b"", 0o644),
+                Entry::File("dist/b", b"", 0o644),
+            ],
             vec!["dist"],
             Some((0, 2)),
             "unpacks to more than 2 entries",
@@ -475,7 +497,12 @@ fn permissions_are_normalised_on_restore() {
             & 0o7777
     };
     // Executable or not is kept; setuid, setgid and others' write never are.
-    for (name, executable) in [("setuid", true), ("setgid", false), ("open", true), ("private", false)] {
+    for (name, executable) in [
+        ("setuid", true),
+        ("setgid", false),
+        ("open", true),
+        ("private", false),
+    ] {
         let m = mode(name);
         assert_eq!(m & 0o6000, 0, "{name}: {m:o}");
         assert_eq!(m & 0o002, 0, "{name}: {m:o}");

@@ -35,10 +35,19 @@ fn case(shape: &'static str, kind: &'static str, secret: &str, text: impl Into<S
 pub fn cases() -> Vec<SecretCase> {
     let akia = ["AKIA", "IOSFODNN7EXAMPLE"].concat();
     let aws_secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-    let session = ["IQoJb3JpZ2luX2", "VjEHYaCXVzLWVhc3QtMSJHMEUCIQDexampleSessionTokenBody0123456789"].concat();
+    let session = [
+        "IQoJb3JpZ2luX2",
+        "VjEHYaCXVzLWVhc3QtMSJHMEUCIQDexampleSessionTokenBody0123456789",
+    ]
+    .concat();
     let labelled_session = "AQoDYXdzEJrexampleSessionToken0123456789";
     let ghp = ["gh", "p_", "0123456789abcdefghijABCDEFGHIJ012345"].concat();
-    let pat = ["github", "_pat_", "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"].concat();
+    let pat = [
+        "github",
+        "_pat_",
+        "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+    ]
+    .concat();
     let npm = ["np", "m_", "abcdefghijklmnopqrstuvwxyz0123456789"].concat();
     let npm_legacy = "0a1b2c3d-4e5f-6789-abcd-ef0123456789";
     let slack = ["xox", "b-", "123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"].concat();

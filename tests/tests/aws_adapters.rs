@@ -72,10 +72,7 @@ async fn round_trip(store: &S3ArtifactStore, dir: &Path, bytes: &[u8], meta: &Ar
     std::fs::write(&archive, bytes).unwrap();
     store.put(&archive, meta).await.expect("put");
     let dest = dir.join("out.tar.zst");
-    let got = store
-        .get(&meta.pipeline, &meta.run_id, &dest)
-        .await
-        .expect("get");
+    let got = store.get(&meta.pipeline, &meta.run_id, &dest).await.expect("get");
     assert_eq!(&got, meta, "metadata comes back as stored");
     std::fs::read(&dest).unwrap()
 }
@@ -122,7 +119,12 @@ async fn large_archive_goes_up_as_a_multipart_upload() {
     let dir = tempfile::tempdir().unwrap();
     // Two full parts and a short last one.
     let bytes = noise(2 * part as usize + 12_345, 2);
-    let meta = metadata_for(&bytes, "shop", "shop-m9q", "feedfacefeedfacefeedfacefeedfacefeedface");
+    let meta = metadata_for(
+        &bytes,
+        "shop",
+        "shop-m9q",
+        "feedfacefeedfacefeedfacefeedfacefeedface",
+    );
 
     let back = round_trip(&store, dir.path(), &bytes, &meta).await;
 
@@ -211,7 +213,10 @@ async fn missing_artifact_is_not_found() {
         .expect_err("nothing stored");
     match err {
         PortError::NotFound { what } => {
-            assert_eq!(what, format!("s3://{bucket}/shop/artifacts/shop-none/metadata.json"))
+            assert_eq!(
+                what,
+                format!("s3://{bucket}/shop/artifacts/shop-none/metadata.json")
+            )
         }
         other => panic!("expected NotFound, got {other:?}"),
     }

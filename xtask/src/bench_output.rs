@@ -24,7 +24,10 @@ use crate::bench_deploy::vm_hwm;
 /// What each build prints.
 const BUILDS: [(&str, &str); 3] = [
     ("quiet build (baseline)", "echo built"),
-    ("one 100 MB line", "head -c 100000000 /dev/zero | tr '\\0' x; echo"),
+    (
+        "one 100 MB line",
+        "head -c 100000000 /dev/zero | tr '\\0' x; echo",
+    ),
     ("2 million short lines", "seq 1 2000000"),
 ];
 
@@ -72,7 +75,11 @@ fn measure_all(bin: &Path, dir: &Path) -> Result<()> {
                 m.peak_kib as f64 / 1024.0,
                 m.wall.as_secs_f64(),
                 m.printed as f64 / (1024.0 * 1024.0),
-                if m.peak_kib < TARGET_KIB { "" } else { "  OVER TARGET" }
+                if m.peak_kib < TARGET_KIB {
+                    ""
+                } else {
+                    "  OVER TARGET"
+                }
             );
             if m.peak_kib >= TARGET_KIB {
                 over.push(format!("{who} on the {what}"));
@@ -109,7 +116,10 @@ fn app_repo(repo: &Path, command: &str) -> Result<String> {
             "environment": "aws://unknown-account/unknown-region",
             "properties": {"templateFile": "AppStack.template.json"}, "displayName": "AppStack"}}}"#,
     )?;
-    std::fs::write(repo.join("fake-cdk-out/AppStack.template.json"), r#"{"Resources": {}}"#)?;
+    std::fs::write(
+        repo.join("fake-cdk-out/AppStack.template.json"),
+        r#"{"Resources": {}}"#,
+    )?;
     crate::bench_deploy::git(repo, &["init", "-q", "-b", "main"])?;
     crate::bench_deploy::git(repo, &["add", "-A"])?;
     crate::bench_deploy::git(repo, &["commit", "-q", "-m", "bench"])?;
@@ -136,7 +146,8 @@ fn runner_build(bin: &Path, dir: &Path, repo: &Path, sha: &str, i: usize) -> Res
 /// build's stored log.
 fn run_local(bin: &Path, repo: &Path) -> Result<(Measure, u64)> {
     let mut cmd = Command::new(bin.join("aphex"));
-    cmd.args(["run", "--local", "--deployer", "fake", "--yes"]).current_dir(repo);
+    cmd.args(["run", "--local", "--deployer", "fake", "--yes"])
+        .current_dir(repo);
     let m = measure(cmd, "aphex run --local")?;
     let runs = repo.join(".aphex/runs");
     let log = walk_find(&runs, "build.log").context("finding the build's stored log")?;

@@ -43,7 +43,8 @@ impl ArtifactStore for DirArtifactStore {
         let mut from =
             std::fs::File::open(archive).map_err(io_err(format!("reading {}", archive.display())))?;
         let stored = dir.join(ARCHIVE_NAME);
-        crate::files::copy_atomic(&stored, &mut from).map_err(io_err(format!("writing {}", stored.display())))?;
+        crate::files::copy_atomic(&stored, &mut from)
+            .map_err(io_err(format!("writing {}", stored.display())))?;
         let meta = serde_json::to_vec_pretty(metadata).expect("metadata serializes");
         // Metadata last: an archive without metadata is treated as absent.
         write_atomic(&dir.join("metadata.json"), &meta)
@@ -57,7 +58,10 @@ impl ArtifactStore for DirArtifactStore {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(PortError::NotFound {
-                    what: format!("artifacts of run {run_id} of {pipeline} in {}", self.root.display()),
+                    what: format!(
+                        "artifacts of run {run_id} of {pipeline} in {}",
+                        self.root.display()
+                    ),
                 });
             }
             Err(e) => return Err(io_err(format!("reading {}", meta_path.display()))(e)),

@@ -559,7 +559,8 @@ async fn deploy_stacks(
 /// keys), atomically: the test stage, Argo and `hooks.post` read it.
 pub fn write_outputs(path: &Path, outputs: &Outputs) -> Result<(), StageError> {
     let text = serde_json::to_string_pretty(outputs).expect("outputs serialize") + "\n";
-    crate::files::write_atomic(path, text.as_bytes()).map_err(StageError::io(format!("writing {}", path.display())))
+    crate::files::write_atomic(path, text.as_bytes())
+        .map_err(StageError::io(format!("writing {}", path.display())))
 }
 
 /// Reads an outputs document written by [`write_outputs`] (or passed by Argo).
