@@ -65,7 +65,7 @@ impl MetricsSink for CloudWatchMetrics {
                         batch.len(),
                         self.namespace
                     ),
-                    source: Box::new(AwsError::new(e)),
+                    source: Box::new(AwsError::new("CloudWatch", "PutMetricData", e)),
                 })?;
         }
         Ok(())

@@ -89,12 +89,15 @@ impl Fault {
 }
 
 /// How a rule answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Answer {
     /// A fault.
     Fault(Fault),
     /// This response, without asking the emulator.
     Canned(Canned),
+    /// Forwards the call, and from then on these random faults apply (an
+    /// outage that starts at a given call: [`RandomFaults::outage`]).
+    ForwardThen(RandomFaults),
 }
 
 impl From<Fault> for Answer {
@@ -159,19 +162,19 @@ impl Rule {
         self
     }
 
-    fn take(&mut self, call: &Call) -> Option<Answer> {
-        let matches = call.action == self.action && self.service.as_ref().is_none_or(|s| *s == call.service);
-        if !matches || self.remaining == Some(0) {
-            return None;
-        }
-        if self.skip > 0 {
-            self.skip -= 1;
-            return None;
-        }
+    /// Whether the rule is about `call` and not used up.
+    fn matches(&self, call: &Call) -> bool {
+        call.action == self.action
+            && self.service.as_ref().is_none_or(|s| *s == call.service)
+            && self.remaining != Some(0)
+    }
+
+    /// Applies the rule once.
+    fn apply(&mut self) -> Answer {
         if let Some(n) = &mut self.remaining {
             *n -= 1;
         }
-        Some(self.answer.clone())
+        self.answer.clone()
     }
 }
 
@@ -247,8 +250,24 @@ struct State {
 
 impl State {
     fn decide(&mut self, call: &Call) -> Option<Answer> {
-        if let Some(answer) = self.rules.iter_mut().find_map(|r| r.take(call)) {
-            return Some(answer);
+        // Every rule about the call sees it (so `after(n)` counts the calls
+        // earlier rules answered too); the first one due answers it.
+        let mut chosen = None;
+        for rule in self.rules.iter_mut().filter(|r| r.matches(call)) {
+            if rule.skip > 0 {
+                rule.skip -= 1;
+            } else if chosen.is_none() {
+                chosen = Some(rule.apply());
+            }
+        }
+        match chosen {
+            Some(Answer::ForwardThen(faults)) => {
+                let rng = fastrand::Rng::with_seed(faults.seed);
+                self.random = Some((faults, rng));
+                return None;
+            }
+            Some(answer) => return Some(answer),
+            None => {}
         }
         let (faults, rng) = self.random.as_mut()?;
         if call.service == "unsigned" || faults.kinds.is_empty() || rng.f64() >= faults.share {
@@ -413,6 +432,7 @@ async fn handle(
             Err(e) => (Ok(answer::server_error(502)), Outcome::Unreachable(e)),
         },
         Some(Answer::Canned(canned)) => (Ok(canned.response()), Outcome::Canned(canned.status)),
+        Some(Answer::ForwardThen(_)) => unreachable!("State::decide forwards these"),
         Some(Answer::Fault(fault)) => match fault {
             Fault::Throttle => (Ok(answer::throttling(&call, head)), Outcome::Faulted(fault, None)),
             Fault::ServerError(status) => (Ok(answer::server_error(status)), Outcome::Faulted(fault, None)),
@@ -547,6 +567,8 @@ mod tests {
         let proxy = FaultProxy::start(&up.endpoint).unwrap();
         proxy.add_rule(Rule::on("CreateChangeSet", Fault::CloseBeforeForward));
         proxy.add_rule(Rule::on("ExecuteChangeSet", Fault::CloseAfterForward).after(1));
+        proxy.add_rule(Rule::on("ValidateTemplate", Fault::ServerError(503)));
+        proxy.add_rule(Rule::on("ValidateTemplate", Fault::ServerError(500)).after(1));
         proxy.add_rule(Rule::on("DescribeStacks", Fault::Throttle).times(2));
         proxy.add_rule(
             Rule::on(
@@ -566,6 +588,11 @@ mod tests {
             ask(&proxy, "ExecuteChangeSet").ends_with("ok"),
             "after(1) lets the first through"
         );
+        assert!(ask(&proxy, "ValidateTemplate").starts_with("HTTP/1.1 503"));
+        assert!(
+            ask(&proxy, "ValidateTemplate").starts_with("HTTP/1.1 500"),
+            "after(1) counts the call the first rule answered"
+        );
         assert_eq!(ask(&proxy, "ExecuteChangeSet"), "", "the answer is lost");
         assert_eq!(
             up.seen.load(Ordering::SeqCst),
@@ -582,6 +609,23 @@ mod tests {
             assert!(ask(&proxy, "DeleteStack").contains("<Message>recorded</Message>"));
         }
 
+        proxy.add_rule(Rule::on(
+            "ListStacks",
+            Answer::ForwardThen(RandomFaults {
+                share: 1.0,
+                seed: 1,
+                kinds: vec![Fault::ServerError(500)],
+            }),
+        ));
+        assert!(
+            ask(&proxy, "ListStacks").ends_with("ok"),
+            "the call that starts an outage goes through"
+        );
+        assert!(
+            ask(&proxy, "DescribeStacks").starts_with("HTTP/1.1 500"),
+            "and everything after fails"
+        );
+
         let log = proxy.calls("ExecuteChangeSet");
         assert_eq!(log[0].outcome, Outcome::Forwarded(200));
         assert_eq!(
@@ -590,7 +634,7 @@ mod tests {
         );
         assert!(log.iter().all(Exchange::reached_emulator));
         assert!(!proxy.calls("CreateChangeSet")[0].reached_emulator());
-        assert_eq!(proxy.exchanges().len(), 10);
+        assert_eq!(proxy.exchanges().len(), 14);
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Sessions {
                     // Fail here, naming the role, instead of at the first call.
                     provider.provide_credentials().await.map_err(|err| {
                         format!(
-                            "cannot assume role {} (external id given): {}; {ASSUME_HINT}",
+                            "cannot assume role {} (external id given; STS AssumeRole): {}; {ASSUME_HINT}",
                             role.arn,
                             DisplayErrorContext(&err)
                         )
