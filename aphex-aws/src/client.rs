@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 
 /// How many attempts (first try included) a call gets when it is throttled,
@@ -113,31 +114,56 @@ where
     }
 }
 
-/// The error and its sources on one line, for messages (the SDK's own
-/// `Display` stops at "service error").
+/// The error and its sources on one line, joined with `: `, each said
+/// once, for messages (the SDK's own `Display` stops at "service error",
+/// and its `DisplayErrorContext` adds a debug dump).
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    aws_smithy_types::error::display::DisplayErrorContext(error).to_string()
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
-/// One failed call as people read it: `Service Call: ` and its last error
-/// (`Code: message` for a service error, the whole cause chain otherwise:
-/// a timeout, a connection closed, an answer that could not be read).
-pub fn call_error<E, R>(service: &str, call: &str, error: &SdkError<E, R>) -> String
+/// What a call's last attempt ended with, for people: `Code: message` for
+/// an AWS error; the HTTP status for an answer without one (a bare 5xx from
+/// a load balancer); else the cause chain (a timeout, a connection closed,
+/// an answer that could not be read), without the SDK's debug dump.
+pub fn last_error<E>(error: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
-    let last = match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => describe(error),
-    };
-    format!("{service} {call}: {last}")
+    match error {
+        SdkError::ServiceError(service) => match (service.err().code(), service.err().message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => format!(
+                "HTTP {} with no AWS error in the answer",
+                service.raw().status().as_u16()
+            ),
+        },
+        other => describe(other),
+    }
+}
+
+/// One failed call as people read it: `Service Call: ` and its
+/// [`last_error`].
+pub fn call_error<E>(service: &str, call: &str, error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    format!("{service} {call}: {}", last_error(error))
 }
 
 /// An AWS call that failed, summarized for people: the service and the call,
-/// then the AWS error code and message for a service error, the whole cause
-/// chain otherwise (the SDK's own `Display` says only "service error").
+/// then the AWS error code and message for a service error, what the last
+/// attempt ended with otherwise (the SDK's own `Display` says only
+/// "service error").
 #[derive(Debug, thiserror::Error)]
 #[error("{summary}")]
 pub struct AwsError {
@@ -150,21 +176,48 @@ pub struct AwsError {
 
 impl AwsError {
     /// Summarizes the SDK error of `service`'s `call` (e.g. `"S3"`, `"PutObject"`).
-    pub fn new<E, R>(service: &str, call: &str, error: SdkError<E, R>) -> Self
+    pub fn new<E>(service: &str, call: &str, error: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let code = error.as_service_error().and_then(|e| e.code()).map(str::to_owned);
-        let summary = match (&code, error.as_service_error().and_then(|e| e.message())) {
-            (Some(code), Some(message)) => format!("{service} {call}: AWS error code {code}: {message}"),
-            (Some(code), None) => format!("{service} {call}: AWS error code {code}"),
-            _ => format!("{service} {call}: {}", describe(&error)),
+        let summary = match &code {
+            Some(_) => format!("{service} {call}: AWS error code {}", last_error(&error)),
+            None => call_error(service, call, &error),
         };
         AwsError {
             code,
             summary,
             source: Box::new(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn an_error_is_described_with_each_cause_once() {
+        let chain = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer(
+                    "connection closed before message completed",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            describe(&chain),
+            "dispatch failure: io error: connection closed before message completed"
+        );
+        let repeated = Layer("timed out after 60s", Some(Box::new(Layer("timed out", None))));
+        assert_eq!(describe(&repeated), "timed out after 60s");
     }
 }

@@ -599,7 +599,7 @@ impl S3RunRecorder {
                 tracing::warn!(
                     "stage object {} left in place: {}",
                     self.url(&key),
-                    client::describe(&AwsError::new("S3", "DeleteObject", e))
+                    AwsError::new("S3", "DeleteObject", e)
                 );
             }
         }
@@ -825,14 +825,11 @@ fn other(context: impl Into<String>, source: impl std::error::Error + Send + Syn
 }
 
 /// `NotFound` for a missing key (or bucket), `Other` for anything else.
-fn not_found_or<R>(
-    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, R>,
+fn not_found_or(
+    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
     what: String,
     doing: &str,
-) -> PortError
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+) -> PortError {
     let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
     if missing {
         return PortError::NotFound { what };

@@ -112,7 +112,7 @@ async fn assume_role_once(
             message: source
                 .message()
                 .map(str::to_owned)
-                .unwrap_or_else(|| client::describe(&source)),
+                .unwrap_or_else(|| client::last_error(&source)),
             source,
         })?;
     out.credentials.ok_or_else(|| AssumeRoleError {
@@ -163,7 +163,7 @@ pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, String> {
                 client::error_code(&e),
                 e.message()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| client::describe(&e))
+                    .unwrap_or_else(|| client::last_error(&e))
             )
         })?;
     Ok(Identity {

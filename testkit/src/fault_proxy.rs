@@ -25,7 +25,7 @@ mod call;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -231,6 +231,8 @@ pub struct Exchange {
     pub call: Call,
     /// What happened.
     pub outcome: Outcome,
+    /// When the proxy was done with it.
+    pub at: Instant,
 }
 
 impl Exchange {
@@ -454,7 +456,11 @@ async fn handle(
             },
         },
     };
-    lock(&state).log.push(Exchange { call, outcome });
+    lock(&state).log.push(Exchange {
+        call,
+        outcome,
+        at: Instant::now(),
+    });
     result
 }
 
