@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: measures loading and validating a generated
 //! configuration of 100 environments x 50 stacks (the DESIGN §8 scale), in
-//! the release profile. Target: under 10 ms. Results go in docs/benchmarks.md.
+//! the release profile (target: under 10 ms), and runs the other parts
+//! (rendering, deploying, deploying through faults). Results go in
+//! docs/benchmarks.md.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ pub enum Part {
     Render,
     /// `aphex-runner deploy` on the emulator: concurrency 1 vs 3, peak memory.
     Deploy,
+    /// The quick start through the fault proxy: 0 % vs 15 % of requests faulted.
+    Faults,
 }
 
 /// Runs the benchmark (every part, or `only` one) and prints the figures.
@@ -66,6 +70,9 @@ pub fn run(only: Option<Part>) -> Result<()> {
     }
     if wants(Part::Deploy) {
         crate::bench_deploy::run()?;
+    }
+    if wants(Part::Faults) {
+        crate::bench_faults::run()?;
     }
     Ok(())
 }
