@@ -283,8 +283,9 @@ async fn create_change_set(
 /// the SDK sends the call again, which AWS answers by the token, but a
 /// service that does not recognise it refuses (`InvalidChangeSetStatus`:
 /// the change set is executing already). Whatever the error, the change
-/// set's execution status, or the stack's own events since `tail` started,
-/// tell whether the execution began; if it did, the deploy waits for it.
+/// set's execution status (or, once it is gone, the stack's own events since
+/// `tail` started) tells whether the execution began; if it did, the
+/// deploy waits for it.
 async fn execute(
     cfn: &Client,
     name: &str,
@@ -323,9 +324,9 @@ async fn execute(
     }
 }
 
-/// Whether change set `id` began executing: its execution status says so,
-/// or (AWS removes an executed change set's siblings, the emulator may
-/// lose track of it) the stack's own `*_IN_PROGRESS` event appeared.
+/// Whether change set `id` began executing: its execution status says so;
+/// if it is gone (AWS removes change sets once one executed), the stack's
+/// own `*_IN_PROGRESS` event since `tail` started does.
 async fn execution_began(
     cfn: &Client,
     name: &str,
@@ -333,22 +334,23 @@ async fn execution_began(
     tail: &mut EventTail,
     progress: &dyn DeployProgress,
 ) -> Result<bool, String> {
-    let status = cfn
+    match cfn
         .describe_change_set()
         .stack_name(name)
         .change_set_name(id)
         .send()
         .await
-        .ok()
-        .and_then(|c| c.execution_status().map(|s| s.as_str().to_owned()));
-    if matches!(
-        status.as_deref(),
-        Some("EXECUTE_IN_PROGRESS" | "EXECUTE_COMPLETE" | "EXECUTE_FAILED")
-    ) {
-        return Ok(true);
+    {
+        Ok(change_set) => Ok(matches!(
+            change_set.execution_status().map(|s| s.as_str()),
+            Some("EXECUTE_IN_PROGRESS" | "EXECUTE_COMPLETE" | "EXECUTE_FAILED")
+        )),
+        Err(err) if is_missing_change_set(&err) => {
+            tail.poll(cfn, progress).await?;
+            Ok(tail.saw_stack_operation_begin())
+        }
+        Err(err) => Err(call_error("CloudFormation", "DescribeChangeSet", &err)),
     }
-    tail.poll(cfn, progress).await?;
-    Ok(tail.saw_stack_operation_begin())
 }
 
 /// Brings the stack to a state a change set can start from: waits (within
