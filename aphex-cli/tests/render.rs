@@ -74,7 +74,14 @@ fn render_prints_every_manifest_as_yaml() {
     assert_eq!(
         kinds,
         [
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "ServiceAccount",
+            "Secret",
             "Role",
             "RoleBinding",
             "ServiceAccount",
@@ -98,9 +105,14 @@ fn render_out_writes_one_file_per_object_and_the_stack_template() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 17, "{names:?}");
     assert!(
-        names.contains(&"07-argo-workflowtemplate-shop.yaml".to_owned()),
+        names.contains(&"14-argo-workflowtemplate-shop.yaml".to_owned()),
+        "{names:?}"
+    );
+    // Cluster-wide objects have no namespace in their name.
+    assert!(
+        names.contains(&"01-_cluster-validatingadmissionpolicy-shop.argo.aphex.dev.yaml".to_owned()),
         "{names:?}"
     );
     let stack: serde_json::Value = serde_json::from_str(
@@ -108,7 +120,7 @@ fn render_out_writes_one_file_per_object_and_the_stack_template() {
     )
     .unwrap();
     assert!(stack["Outputs"]["WorkflowExecutionRoleArn"].is_object());
-    assert_eq!(stdout(&o).lines().count(), 10);
+    assert_eq!(stdout(&o).lines().count(), 17);
 }
 
 #[test]

@@ -11,6 +11,11 @@ pub const CONFIG_VERSION: &str = "1.0";
 pub const DEFAULT_BUILDER_IMAGE: &str = "public.ecr.aws/aphex/builder:latest";
 /// Default container image for every other stage.
 pub const DEFAULT_DEPLOYER_IMAGE: &str = "public.ecr.aws/aphex/deployer:latest";
+/// Default CPU request of a stage pod.
+pub const DEFAULT_CPU: &str = "500m";
+/// Default memory request and limit of a stage pod (`cdk synth` of a large
+/// app needs well over 1 GiB).
+pub const DEFAULT_MEMORY: &str = "2Gi";
 /// Default synthesize command.
 pub const DEFAULT_SYNTH: &str = "npx cdk synth";
 /// Where repositories live unless `pipeline.github.url` names a GitHub Enterprise server.
@@ -83,6 +88,21 @@ pub struct PipelineSettings {
     /// What happens when the pipeline fails to update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_update: Option<SelfUpdate>,
+    /// CPU and memory of every stage pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// CPU and memory of every stage pod (Kubernetes quantities, quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resources {
+    /// CPU requested, e.g. "1" or "500m" (no limit: a build may use idle CPU). Default "500m".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory requested and the limit, e.g. "4Gi". Default "2Gi".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// The EKS cluster and the CloudFormation exports that describe it.
@@ -347,6 +367,20 @@ impl PipelineSettings {
             .as_ref()
             .and_then(|s| s.on_failure)
             .unwrap_or_default()
+    }
+    /// CPU request of a stage pod ([`DEFAULT_CPU`] unless set).
+    pub fn cpu(&self) -> &str {
+        self.resources
+            .as_ref()
+            .and_then(|r| r.cpu.as_deref())
+            .unwrap_or(DEFAULT_CPU)
+    }
+    /// Memory request and limit of a stage pod ([`DEFAULT_MEMORY`] unless set).
+    pub fn memory(&self) -> &str {
+        self.resources
+            .as_ref()
+            .and_then(|r| r.memory.as_deref())
+            .unwrap_or(DEFAULT_MEMORY)
     }
     /// Whether notifications are sent only for failed runs.
     pub fn notify_only_on_failure(&self) -> bool {

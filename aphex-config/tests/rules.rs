@@ -377,7 +377,7 @@ fn cases() -> Vec<Case> {
                 "pipeline.github.webhookUrl",
                 2,
                 54,
-                "`github.webhookUrl` is not an http(s) URL",
+                "`github.webhookUrl` is not an https:// URL",
             ),
         ),
         case(
@@ -443,7 +443,62 @@ fn cases() -> Vec<Case> {
                 "pipeline.images.builder",
                 2,
                 32,
-                "`images.builder` is not an image reference",
+                "`images.builder` is not an image reference: invalid reference format",
+            ),
+        ),
+        case(
+            "plain http webhook URL",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, webhookUrl: \"http://h.example.com/x\" } }\nbuild:",
+            (
+                "pipeline.github.webhookUrl",
+                2,
+                54,
+                "`github.webhookUrl` is not an https:// URL",
+            ),
+        ),
+        case(
+            "git branch name",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, branch: \"a..b\" } }\nbuild:",
+            (
+                "pipeline.github.branch",
+                2,
+                50,
+                "`github.branch` is not a valid git branch name: the name cannot contain repeated dots",
+            ),
+        ),
+        case(
+            "branch read as an option",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, branch: \"--upload-pack=x\" } }\nbuild:",
+            (
+                "pipeline.github.branch",
+                2,
+                50,
+                "`github.branch` is not a valid git branch name: it starts with `-`",
+            ),
+        ),
+        case(
+            "Argo expression in a rendered value",
+            "build:",
+            "pipeline: { cluster: { name: \"c{{workflow.name}}\" } }\nbuild:",
+            (
+                "pipeline.cluster.name",
+                2,
+                30,
+                "`pipeline.cluster.name` contains `{{`, which Argo would evaluate as an expression",
+            ),
+        ),
+        case(
+            "resource quantity",
+            "build:",
+            "pipeline: { resources: { memory: 2GB } }\nbuild:",
+            (
+                "pipeline.resources.memory",
+                2,
+                34,
+                "`resources.memory` `2GB` is not a Kubernetes quantity",
             ),
         ),
         case(

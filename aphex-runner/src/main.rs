@@ -171,21 +171,38 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
     }
 }
 
-async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> anyhow::Result<Ports> {
+/// The adapters of a run of `kind`. A pull request's validation (only
+/// `validate-pr`'s templates pass `--pull-request`) runs with a role that
+/// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
+/// its adapters stay there.
+async fn ports(
+    args: &Args,
+    kind: RunKind,
+    config: Option<&Config>,
+    redactor: &Redactor,
+) -> anyhow::Result<Ports> {
+    let pull_request = matches!(kind, RunKind::PullRequest(_));
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
         match args.deployer {
             DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
             DeployerKind::Cloudformation => {
                 let base = aphex_aws::client::load().await;
+                let checker = if pull_request {
+                    aphex_aws::sts::StsCredentialChecker::lookup_only(base.clone())
+                } else {
+                    aphex_aws::sts::StsCredentialChecker::new(base.clone())
+                };
                 (
-                    Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
-                    Some(Arc::new(aphex_aws::sts::StsCredentialChecker::new(base))),
+                    Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base)),
+                    Some(Arc::new(checker)),
                 )
             }
         };
-    // The fake deploys nothing, the pipeline's own stack included.
+    // The fake deploys nothing, the pipeline's own stack included; a pull
+    // request deploys nothing either.
     let pipeline_stack: Option<Arc<dyn PipelineStackUpdater>> = match args.deployer {
         DeployerKind::Fake => None,
+        DeployerKind::Cloudformation if pull_request => None,
         DeployerKind::Cloudformation => Some(Arc::new(
             aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await),
         )),
@@ -211,9 +228,16 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
             )
         })?;
     let base = aphex_aws::client::load().await;
+    let (mut artifacts, mut runs) = (
+        aphex_aws::s3::S3ArtifactStore::new(&base, &bucket),
+        aphex_aws::s3::S3RunRecorder::new(&base, &bucket),
+    );
+    if pull_request {
+        (artifacts, runs) = (artifacts.for_pull_requests(), runs.for_pull_requests());
+    }
     Ok(Ports {
-        artifacts: Arc::new(aphex_aws::s3::S3ArtifactStore::new(&base, &bucket)),
-        runs: Arc::new(aphex_aws::s3::S3RunRecorder::new(&base, &bucket)),
+        artifacts: Arc::new(artifacts),
+        runs: Arc::new(runs),
         deployer,
         applier: applier().await,
         metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
@@ -344,8 +368,11 @@ async fn run(args: Args) -> i32 {
         commit: args.commit_sha.to_ascii_lowercase(),
         branch: kind.record_ref(branch.as_deref()),
         repo: args.repo_url.clone(),
+        namespace: std::env::var(aphex_template::workflow::NAMESPACE_ENV)
+            .ok()
+            .filter(|n| !n.is_empty()),
     };
-    let ports = match ports(&args, config.as_ref().ok(), &redactor).await {
+    let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{}", redactor.redact(&format!("{e:#}")));

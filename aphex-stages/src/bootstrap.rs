@@ -169,6 +169,7 @@ pub async fn bootstrap(
         config,
         &RenderOptions {
             executor_role_arn: Some(role_arn),
+            pr_role_arn: output("PullRequestRoleArn"),
             artifact_bucket: output("ArtifactBucketName"),
         },
     );

@@ -154,6 +154,51 @@ fn pipeline_applies_manifests_and_logs_the_topology_diff() {
     assert!(log.contains("WorkflowTemplate argo/shop: changed"), "{log}");
 }
 
+// The pipeline stage refusing, against the directory cluster, a commit that
+// changes what only `aphex bootstrap` may change; the live template stays.
+#[test]
+fn pipeline_refuses_a_changed_service_account_or_pod_setting() {
+    let rt = rt();
+    let h = harness(WITH_GITHUB);
+    rt.block_on(pipeline::run(&h.ctx)).unwrap();
+    let live_file = h.state().join("cluster/argo/workflowtemplate/shop.json");
+    let live = std::fs::read(&live_file).unwrap();
+
+    // (what changes, the change, what the refusal names)
+    type Change = (&'static str, fn(&mut aphex_config::Config), &'static str);
+    let changes: [Change; 2] = [
+        (
+            "service account",
+            |c| c.pipeline.as_mut().unwrap().service_account = Some("aphex-other".to_owned()),
+            "`spec.serviceAccountName` is `aphex-shop` on the cluster but `aphex-other` in this commit's config",
+        ),
+        (
+            "a Secret the pods read",
+            |c| {
+                c.pipeline.as_mut().unwrap().notifications = Some(aphex_config::Notifications {
+                    slack_webhook_secret: Some("other-webhook".to_owned()),
+                    only_on_failure: None,
+                })
+            },
+            "container.env (Secrets read)` is (not set) on the cluster but `[\"other-webhook\"]`",
+        ),
+    ];
+    for (what, change, words) in changes {
+        let h2 = harness(WITH_GITHUB);
+        let mut ctx = h2.ctx.clone();
+        ctx.ports = h.ctx.ports.clone();
+        change(&mut ctx.config);
+        let err = rt.block_on(pipeline::run(&ctx)).unwrap_err().to_string();
+        assert!(err.contains(words), "{what}: {err}");
+        assert!(err.contains("only `aphex bootstrap` may change"), "{what}: {err}");
+        assert_eq!(
+            std::fs::read(&live_file).unwrap(),
+            live,
+            "{what}: the live template was changed"
+        );
+    }
+}
+
 struct BrokenApplier;
 
 #[async_trait::async_trait]

@@ -189,16 +189,19 @@ proptest! {
     fn only_validate_pr_tasks_are_pull_request_runs(cfg in arb_config()) {
         let r = render(&cfg, &RenderOptions::default());
         let wt = r.get("WorkflowTemplate").unwrap();
-        let passes_number = |t: &Value| {
-            t["arguments"]["parameters"].as_array().is_some_and(|ps| {
-                ps.iter().any(|p| p["name"] == "pull-request" && p["value"] == "{{workflow.parameters.pull-request}}")
+        let templates = wt["spec"]["templates"].as_array().unwrap();
+        let passes_number = |name: &Value| {
+            templates.iter().find(|t| &t["name"] == name).is_some_and(|t| {
+                t["container"]["args"].as_array().is_some_and(|args| {
+                    args.iter().any(|a| a == "--pull-request={{workflow.parameters.pull-request}}")
+                })
             })
         };
-        prop_assert!(main_tasks(wt).iter().all(|t| !passes_number(t)));
-        let validate_pr = wt["spec"]["templates"].as_array().unwrap().iter()
+        prop_assert!(main_tasks(wt).iter().all(|t| !passes_number(&t["template"])));
+        let validate_pr = templates.iter()
             .find(|t| t["name"] == "validate-pr").unwrap()["dag"]["tasks"].as_array().unwrap().clone();
         prop_assert_eq!(validate_pr.len(), cfg.environments.len() + 2);
-        prop_assert!(validate_pr.iter().all(passes_number));
+        prop_assert!(validate_pr.iter().all(|t| passes_number(&t["template"])));
     }
 
     // Property: every generated WorkflowTemplate passes the strict schema and

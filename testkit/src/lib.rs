@@ -6,6 +6,8 @@
 
 pub mod fault_proxy;
 
+pub mod kube_api;
+
 use std::path::Path;
 use std::process::Command;
 

@@ -27,6 +27,10 @@ pub struct Args {
     /// IRSA annotation (a placeholder otherwise).
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
+    /// The pipeline stack's PullRequestRoleArn output, for the pull-request
+    /// service account's IRSA annotation (a placeholder otherwise).
+    #[arg(long, value_name = "ARN")]
+    pub pr_role_arn: Option<String>,
     /// The pipeline stack's ArtifactBucketName output: also renders the
     /// ConfigMap `<pipeline>-pipeline-stack` the stage pods read it from.
     #[arg(long, value_name = "NAME")]
@@ -44,6 +48,7 @@ pub fn run(args: Args) -> Exit {
     };
     let options = RenderOptions {
         executor_role_arn: args.role_arn,
+        pr_role_arn: args.pr_role_arn,
         artifact_bucket: args.artifact_bucket,
     };
     let rendered = std::mem::ManuallyDrop::new(render(&config, &options));

@@ -114,9 +114,19 @@ mod tests {
         headers
     }
 
+    /// (service, method, path and query, headers, body, the action expected)
+    type Case = (
+        &'static str,
+        Method,
+        &'static str,
+        HeaderMap,
+        &'static [u8],
+        &'static str,
+    );
+
     #[test]
     fn each_protocol_names_its_action() {
-        let cases: [(&str, Method, &str, HeaderMap, &[u8], &str); 9] = [
+        let cases: [Case; 9] = [
             (
                 "cloudformation",
                 Method::POST,
