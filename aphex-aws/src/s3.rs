@@ -24,11 +24,17 @@
 //!
 //! Large archives go up as a multipart upload with parts in parallel; every
 //! download is checked against the SHA-256 recorded at upload.
+//!
+//! Every write may be repeated safely: a `PutObject` whose answer was lost
+//! is sent again by the SDK and writes the same bytes to the same key; a
+//! `CompleteMultipartUpload` whose answer was lost is recognised by the
+//! object it left.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
@@ -145,7 +151,12 @@ impl S3ArtifactStore {
             .content_type("application/zstd")
             .send()
             .await
-            .map_err(|e| other(format!("uploading {}", self.url(key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("uploading {}", self.url(key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         Ok(())
     }
 
@@ -171,44 +182,94 @@ impl S3ArtifactStore {
             .map_err(|e| {
                 other(
                     format!("starting the multipart upload of {}", self.url(key)),
-                    AwsError::new(e),
+                    AwsError::new("S3", "CreateMultipartUpload", e),
                 )
             })?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        match self.upload_parts(archive, size, key, &upload_id).await {
-            Ok(parts) => {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        other(
-                            format!("completing the upload of {}", self.url(key)),
-                            AwsError::new(e),
-                        )
-                    })?;
-                Ok(())
+        let uploaded = match self.upload_parts(archive, size, key, &upload_id).await {
+            Ok(parts) => self.complete(key, &upload_id, parts, size, sha256).await,
+            Err(e) => Err(e),
+        };
+        if uploaded.is_err() {
+            // Leaving the parts would keep paying for them; the error that
+            // matters is the upload's, so an abort failure is only logged,
+            // naming the upload.
+            if let Err(abort) = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(
+                    key,
+                    upload_id,
+                    error = %AwsError::new("S3", "AbortMultipartUpload", abort),
+                    "the parts of a failed multipart upload are left in the bucket (a lifecycle rule with AbortIncompleteMultipartUpload removes them)"
+                );
             }
-            Err(e) => {
-                // Leaving the parts would keep paying for them; the error that
-                // matters is the upload's, so an abort failure is only logged.
-                if let Err(abort) = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(key, error = %AwsError::new(abort), "aborting a failed multipart upload failed");
-                }
-                Err(e)
+        }
+        uploaded
+    }
+
+    /// Completes the upload. When the answer to the first attempt was lost,
+    /// the SDK sends the call again, and S3 may answer `NoSuchUpload`: the
+    /// upload is complete already. The object then holds this archive
+    /// (its size and the SHA-256 in its metadata), which is checked.
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), PortError> {
+        let err = match self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if err.code() == Some("NoSuchUpload") && self.holds(key, size, sha256).await {
+            tracing::info!(
+                key,
+                "the answer to CompleteMultipartUpload was lost, but the object is complete"
+            );
+            return Ok(());
+        }
+        Err(other(
+            format!("completing the upload of {}", self.url(key)),
+            AwsError::new("S3", "CompleteMultipartUpload", err),
+        ))
+    }
+
+    /// Whether the object at `key` is the archive of `size` bytes and `sha256`.
+    async fn holds(&self, key: &str, size: u64, sha256: &str) -> bool {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => {
+                head.content_length() == i64::try_from(size).ok()
+                    && head
+                        .metadata()
+                        .and_then(|m| m.get("sha256"))
+                        .is_some_and(|s| s == sha256)
             }
+            Err(_) => false,
         }
     }
 
@@ -265,7 +326,7 @@ impl S3ArtifactStore {
             .map_err(|e| {
                 other(
                     format!("uploading part {number} of {}", self.url(key)),
-                    AwsError::new(e),
+                    AwsError::new("S3", "UploadPart", e),
                 )
             })?;
         Ok(CompletedPart::builder()
@@ -349,7 +410,12 @@ impl ArtifactStore for S3ArtifactStore {
             .content_type("application/json")
             .send()
             .await
-            .map_err(|e| other(format!("uploading {}", self.url(&metadata_key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("uploading {}", self.url(&metadata_key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         tracing::info!(location = %self.url(&archive_key), size, "artifact stored");
         Ok(())
     }
@@ -417,7 +483,12 @@ impl S3RunRecorder {
             .content_type("application/json")
             .send()
             .await
-            .map_err(|e| other(format!("writing {}", self.url(key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("writing {}", self.url(key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         Ok(())
     }
     /// A recorder in `bucket`.
@@ -481,7 +552,12 @@ impl S3RunRecorder {
             .send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url("")), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url("")),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             names.extend(
                 page.common_prefixes()
                     .iter()
@@ -526,7 +602,12 @@ impl S3RunRecorder {
             .send();
         let mut level = RunsLevel::default();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url(&prefix)),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             for key in page.contents().iter().filter_map(|o| o.key()) {
                 if let Some(id) = Self::run_id_of(&prefix, key) {
                     level.runs.push((key.to_owned(), id));
@@ -569,7 +650,7 @@ impl S3RunRecorder {
                 tracing::warn!(
                     "stage object {} left in place: {}",
                     self.url(&key),
-                    client::describe(&AwsError::new(e))
+                    AwsError::new("S3", "DeleteObject", e)
                 );
             }
         }
@@ -587,7 +668,12 @@ impl S3RunRecorder {
             .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url(&prefix)),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             keys.extend(
                 page.contents()
                     .iter()
@@ -795,19 +881,16 @@ fn other(context: impl Into<String>, source: impl std::error::Error + Send + Syn
 }
 
 /// `NotFound` for a missing key (or bucket), `Other` for anything else.
-fn not_found_or<R>(
-    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, R>,
+fn not_found_or(
+    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
     what: String,
     doing: &str,
-) -> PortError
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+) -> PortError {
     let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
     if missing {
         return PortError::NotFound { what };
     }
-    other(format!("{doing} {what}"), AwsError::new(error))
+    other(format!("{doing} {what}"), AwsError::new("S3", "GetObject", error))
 }
 
 #[cfg(test)]

@@ -14,40 +14,9 @@ use aphex_stages::ports::{
     RunRecorder,
 };
 use aphex_stages::record::{RunRecord, Status};
-use aphex_tests::{Emulator, emulator, new_bucket, unique_name};
+use aphex_tests::{Emulator, artifact_metadata as metadata_for, emulator, new_bucket, noise, unique_name};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
-use sha2::{Digest, Sha256};
-
-/// `len` bytes that do not compress and differ between seeds.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            // xorshift64*: cheap, and enough to make every part distinct.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            (state.wrapping_mul(0x2545F4914F6CDD4D) >> 56) as u8
-        })
-        .collect()
-}
-
-fn metadata_for(bytes: &[u8], pipeline: &str, run_id: &str, commit: &str) -> ArtifactMetadata {
-    ArtifactMetadata {
-        pipeline: pipeline.into(),
-        run_id: run_id.into(),
-        commit_sha: commit.into(),
-        timestamp: "2026-11-22T01:02:03Z".into(),
-        size: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(bytes)),
-        paths: vec!["dist".into()],
-        unpacked_bytes: bytes.len() as u64,
-        entries: 1,
-    }
-}
 
 async fn tags(config: &SdkConfig, bucket: &str, key: &str) -> Vec<(String, String)> {
     let out = aphex_aws::client::s3(config)

@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: measures loading and validating a generated
 //! configuration of 100 environments x 50 stacks (the DESIGN §8 scale), in
-//! the release profile. Target: under 10 ms. Results go in docs/benchmarks.md.
+//! the release profile (target: under 10 ms), and runs the other parts
+//! (rendering, deploying, deploying through faults). Results go in
+//! docs/benchmarks.md.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ pub enum Part {
     Deploy,
     /// Peak memory of a build printing without end (runner and `run --local`).
     Output,
+    /// The quick start through the fault proxy: 0 % vs 15 % of requests faulted.
+    Faults,
 }
 
 /// Runs the benchmark (every part, or `only` one) and prints the figures.
@@ -71,6 +75,9 @@ pub fn run(only: Option<Part>) -> Result<()> {
     }
     if wants(Part::Output) {
         crate::bench_output::run()?;
+    }
+    if wants(Part::Faults) {
+        crate::bench_faults::run()?;
     }
     Ok(())
 }

@@ -314,6 +314,7 @@ fn app_repo(root: &Path, repo: &Path, prefix: &str, concurrency: u32) -> Result<
     Ok(())
 }
 
+/// Runs `git args` in `dir` with a throwaway identity; its trimmed output.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let output = Command::new("git")
         .args([
@@ -339,7 +340,7 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// Copies `src` into `dest`, without installed packages or local state.
-fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let entry = entry?;
