@@ -1,6 +1,7 @@
 //! `aphex`: the command-line interface. Thin by design: each subcommand
-//! parses its arguments, calls one library operation and formats the result.
-//! Exit codes live in [`exit`].
+//! parses its arguments, calls one library operation and formats the result
+//! on stdout ([`out`]); an error is returned with `?` as an
+//! [`exit::CliError`] and printed here, in one place.
 
 use clap::{Parser, Subcommand};
 
@@ -12,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
 mod exit;
+mod out;
 
 /// Aphex: a self-modifying deployment pipeline for AWS CDK apps on Argo Workflows.
 #[derive(Debug, Parser)]
@@ -46,9 +48,9 @@ enum Command {
 }
 
 fn main() {
-    exit_quietly_on_broken_pipe();
+    quiet_parser_panics();
     let cli = Cli::parse();
-    let code = match cli.command {
+    let outcome = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Schema(args) => commands::schema::run(args),
         Command::Init(args) => commands::init::run(args),
@@ -60,28 +62,24 @@ fn main() {
         Command::Bootstrap(args) => commands::bootstrap::run(args),
         Command::Diff(args) => commands::diff::run(args),
     };
+    // The one printer: commands return their error, this says it.
+    let code = match outcome.and_then(|code| out::flush().map(|()| code)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", e.to_text());
+            e.exit
+        }
+    };
     std::process::exit(code.into());
 }
 
-/// `println!` panics when stdout's reader has gone (`aphex render | head`).
-/// For a command-line tool that is a normal end, not a crash: exit as a
-/// shell reports a process killed by SIGPIPE (128 + 13), without a backtrace.
-/// Also keeps the panic hook quiet for the YAML parser's panics (see
-/// `aphex_config::tree::is_parser_panic`).
-fn exit_quietly_on_broken_pipe() {
+/// Keeps the panic hook quiet for the YAML parser's panics, which the
+/// config loader catches and turns into a diagnostic (see
+/// `aphex_config::tree::is_parser_panic`); the panic's own message would
+/// only look like a crash.
+fn quiet_parser_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(exit::Exit::BrokenPipe.into());
-        }
-        // The config loader turns a YAML parser panic into a diagnostic;
-        // the panic's own message would only look like a crash.
         if aphex_config::tree::is_parser_panic(info) {
             return;
         }

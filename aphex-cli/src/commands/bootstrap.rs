@@ -10,7 +10,8 @@ use aphex_stages::ports::{DeployProgress, StackEvent};
 use aphex_stages::stages::pipeline::{StackAction, stack_action};
 use aphex_template::events::{WEBHOOK_PORT, event_source_name};
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Arguments of `aphex bootstrap`.
 #[derive(Debug, clap::Args)]
@@ -46,11 +47,8 @@ impl DeployProgress for Progress {
 }
 
 /// Runs `aphex bootstrap`.
-pub fn run(args: Args) -> Exit {
-    let mut config = match super::validate::load_config(&args.path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    let mut config = super::validate::load_config(&args.path)?;
     if let Some(name) = args.cluster {
         let settings = config.pipeline.get_or_insert_with(Default::default);
         if let Some(c) = &settings.cluster
@@ -69,55 +67,42 @@ pub fn run(args: Args) -> Exit {
     }
     // Before any client is made: nothing to connect to without a cluster.
     if let StackAction::Skip(_) = stack_action(&config) {
-        eprintln!("error: {}", BootstrapError::NoCluster);
-        return Exit::Failure;
+        return Err(BootstrapError::NoCluster.into());
     }
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let applier = match super::kube_applier().await {
-            Ok(a) => a,
-            Err(code) => return code,
-        };
+    super::runtime()?.block_on(async {
+        let applier = super::kube_applier().await?;
         let stack = aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await);
         let ports = Ports {
             stack: &stack,
             applier: &applier,
         };
         eprintln!("bootstrapping pipeline {}", config.pipeline_name());
-        match bootstrap(&config, ports, &Progress, &random_secret).await {
-            Ok(report) => {
-                print_report(&config, &report);
-                Exit::Ok
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit::Failure
-            }
-        }
+        let report = bootstrap(&config, ports, &Progress, &random_secret).await?;
+        print_report(&config, &report)?;
+        Ok(Exit::Ok)
     })
 }
 
-fn print_report(config: &aphex_config::Config, report: &Report) {
+fn print_report(config: &aphex_config::Config, report: &Report) -> Result<(), CliError> {
+    let mut out = Out::lock();
     let stack = &report.stack;
     let what = if stack.changed { "deployed" } else { "unchanged" };
-    println!("pipeline stack {}: {what}", stack.stack_name);
+    writeln!(out, "pipeline stack {}: {what}", stack.stack_name)?;
     for o in &stack.outputs {
-        println!("  {} = {}", o.key, o.value);
+        writeln!(out, "  {} = {}", o.key, o.value)?;
     }
     for (object, change) in &report.objects {
-        println!("{object}: {change}");
+        writeln!(out, "{object}: {change}")?;
     }
     if let Some(endpoint) = &report.webhook_endpoint {
         match &report.webhook_url {
-            Some(url) => println!("webhook: {url} (Argo Events registers it on GitHub)"),
-            None => println!(
+            Some(url) => writeln!(out, "webhook: {url} (Argo Events registers it on GitHub)")?,
+            None => writeln!(
+                out,
                 "webhook: not exposed yet: route a public URL to port {WEBHOOK_PORT}, path {endpoint}, of the service \
                  {}-eventsource-svc, then set pipeline.github.webhookUrl (or add the webhook on GitHub yourself)",
                 event_source_name(config)
-            ),
+            )?,
         }
     }
     if let Some(secret) = &report.webhook_secret {
@@ -126,19 +111,22 @@ fn print_report(config: &aphex_config::Config, report: &Report) {
         // otherwise the command that reads it, for whoever may.
         let read = format!("kubectl -n {ns} get secret {name} -o jsonpath='{{.data.secret}}' | base64 -d");
         match &secret.state {
-            SecretState::CreatedToEnter(value) => println!(
+            SecretState::CreatedToEnter(value) => writeln!(
+                out,
                 "webhook secret (new, in Secret {ns}/{name}; enter it as the webhook's secret on GitHub): {value}"
-            ),
-            SecretState::Created => println!(
+            )?,
+            SecretState::Created => writeln!(
+                out,
                 "webhook secret: created in Secret {ns}/{name}; Argo Events registers the webhook with it ({read})"
-            ),
-            SecretState::Kept => println!("webhook secret: kept in Secret {ns}/{name} ({read})"),
+            )?,
+            SecretState::Kept => writeln!(out, "webhook secret: kept in Secret {ns}/{name} ({read})")?,
         }
     }
     if !report.todo.is_empty() {
-        println!("to do:");
+        writeln!(out, "to do:")?;
         for t in &report.todo {
-            println!("  - {t}");
+            writeln!(out, "  - {t}")?;
         }
     }
+    Ok(())
 }

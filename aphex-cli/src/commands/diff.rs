@@ -6,12 +6,13 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use aphex_k8s::diff::{ObjectDiff, diff};
-use aphex_stages::ports::ManifestApplier;
+use aphex_stages::ports::{ManifestApplier, PortError};
 use aphex_template::workflow::stack_outputs_config_map;
 use aphex_template::yaml::to_yaml;
 use aphex_template::{RenderOptions, render};
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Arguments of `aphex diff`.
 #[derive(Debug, clap::Args)]
@@ -33,45 +34,30 @@ pub struct Args {
 }
 
 /// Runs `aphex diff`.
-pub fn run(args: Args) -> Exit {
+pub fn run(args: Args) -> Result<Exit, CliError> {
     let exit_code = args.exit_code;
-    match compare_and_print(args) {
+    compare_and_print(args).map_err(|mut e| {
         // With --exit-code, 1 means "differs": a script must not take an
         // invalid config or an unreachable cluster for a difference.
-        Exit::Failure if exit_code => Exit::Usage,
-        code => code,
-    }
+        if exit_code && e.exit == Exit::Failure {
+            e.exit = Exit::Usage;
+        }
+        e
+    })
 }
 
-fn compare_and_print(args: Args) -> Exit {
-    let config = match super::validate::load_config(&args.path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let applier = match super::kube_applier().await {
-            Ok(a) => a,
-            Err(code) => return code,
-        };
-        match compare(&config, &applier).await {
-            Ok(diffs) => {
-                print!("{}", format(&diffs));
-                let differs = diffs.iter().any(|d| !matches!(d, ObjectDiff::Same { .. }));
-                if args.exit_code && differs {
-                    Exit::Differs
-                } else {
-                    Exit::Ok
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit::Failure
-            }
-        }
+fn compare_and_print(args: Args) -> Result<Exit, CliError> {
+    let config = super::validate::load_config(&args.path)?;
+    super::runtime()?.block_on(async {
+        let applier = super::kube_applier().await?;
+        let diffs = compare(&config, &applier).await.map_err(CliError::failure)?;
+        Out::lock().write_str(&format(&diffs))?;
+        let differs = diffs.iter().any(|d| !matches!(d, ObjectDiff::Same { .. }));
+        Ok(if args.exit_code && differs {
+            Exit::Differs
+        } else {
+            Exit::Ok
+        })
     })
 }
 
@@ -79,14 +65,11 @@ fn compare_and_print(args: Args) -> Exit {
 async fn compare(
     config: &aphex_config::Config,
     applier: &dyn ManifestApplier,
-) -> Result<Vec<ObjectDiff>, String> {
+) -> Result<Vec<ObjectDiff>, PortError> {
     let settings = config.settings();
     let namespace = settings.namespace();
     let outputs_map = stack_outputs_config_map(config);
-    let outputs = applier
-        .current("ConfigMap", namespace, &outputs_map)
-        .await
-        .map_err(|e| e.to_string())?;
+    let outputs = applier.current("ConfigMap", namespace, &outputs_map).await?;
     let output = |key: &str| {
         outputs
             .as_ref()
@@ -107,7 +90,7 @@ async fn compare(
         },
     );
     let manifests: Vec<_> = rendered.manifests.into_iter().map(|m| m.value).collect();
-    diff(applier, &manifests).await.map_err(|e| e.to_string())
+    diff(applier, &manifests).await
 }
 
 /// One line per object (`+` missing, `~` changed, `=` the same), each

@@ -9,7 +9,8 @@ use aphex_stages::local::DirRunRecorder;
 use aphex_stages::ports::RunRecorder;
 use aphex_stages::record::{RunRecord, Status};
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Output formats of `aphex history`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,32 +75,19 @@ pub fn line(run: &RunRecord) -> String {
 }
 
 /// Runs `aphex history`.
-pub fn run(args: Args) -> Exit {
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    super::runtime()?.block_on(async {
         let (recorder, pipelines, location): (Box<dyn RunRecorder>, Vec<String>, String) =
             match args.store.as_deref() {
                 Some(url) => {
-                    let bucket = match aphex_aws::s3::parse_store_url(url) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            eprintln!("error: --store {e}");
-                            return Exit::Usage;
-                        }
-                    };
+                    let bucket = aphex_aws::s3::parse_store_url(url)
+                        .map_err(|e| CliError::usage(format!("--store {e}")))?;
                     let config = aphex_aws::client::load().await;
                     let recorder = aphex_aws::s3::S3RunRecorder::new(&config, &bucket);
-                    let pipelines = match recorder.pipelines().await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            eprintln!("  help: check the bucket exists and your AWS credentials may list it");
-                            return Exit::Usage;
-                        }
-                    };
+                    let pipelines = recorder.pipelines().await.map_err(|e| {
+                        CliError::usage(e)
+                            .help("check the bucket exists and your AWS credentials may list it")
+                    })?;
                     (Box::new(recorder), pipelines, format!("s3://{bucket}/"))
                 }
                 None => {
@@ -120,30 +108,26 @@ pub fn run(args: Args) -> Exit {
             };
         let mut runs = Vec::new();
         for p in pipelines {
-            match recorder.list(&p, args.limit).await {
-                Ok(r) => runs.extend(r),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Exit::Usage;
-                }
-            }
+            runs.extend(recorder.list(&p, args.limit).await.map_err(CliError::usage)?);
         }
         runs.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
         runs.truncate(args.limit);
+        let mut out = Out::lock();
         match args.format {
-            Format::Json => println!(
+            Format::Json => writeln!(
+                out,
                 "{}",
                 serde_json::to_string_pretty(&runs).expect("records serialize")
-            ),
+            )?,
             Format::Human if runs.is_empty() => {
                 eprintln!("no runs recorded in {location} (start one with `aphex run --local`)")
             }
             Format::Human => {
                 for r in &runs {
-                    println!("{}", line(r));
+                    writeln!(out, "{}", line(r))?;
                 }
             }
         }
-        Exit::Ok
+        Ok(Exit::Ok)
     })
 }

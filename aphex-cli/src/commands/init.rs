@@ -5,7 +5,8 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Arguments of `aphex init`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,7 @@ pub struct Args {
 }
 
 /// Runs `aphex init`.
-pub fn run(args: Args) -> Exit {
+pub fn run(args: Args) -> Result<Exit, CliError> {
     let path = &args.path;
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -39,21 +40,19 @@ pub fn run(args: Args) -> Exit {
         .and_then(|mut f| f.write_all(aphex_config::starter().as_bytes()));
     match result {
         Ok(()) => {
-            println!("wrote {}", path.display());
-            println!(
+            let mut out = Out::lock();
+            writeln!(out, "wrote {}", path.display())?;
+            writeln!(
+                out,
                 "next: set your account IDs, regions and stacks, then run `aphex validate {}`",
                 path.display()
-            );
-            Exit::Ok
+            )?;
+            Ok(Exit::Ok)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!("error: {} already exists", path.display());
-            eprintln!("  help: pass --force to overwrite it, or choose another path");
-            Exit::Usage
+            Err(CliError::usage(format!("{} already exists", path.display()))
+                .help("pass --force to overwrite it, or choose another path"))
         }
-        Err(e) => {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            Exit::Usage
-        }
+        Err(e) => Err(CliError::usage(format!("cannot write {}: {e}", path.display()))),
     }
 }

@@ -11,24 +11,19 @@ pub mod schema;
 pub mod validate;
 pub mod webhook;
 
-use crate::exit::Exit;
+use crate::exit::CliError;
 
 /// The async runtime of a command that talks to AWS or a cluster; a
-/// usage-class exit, said on stderr, when it cannot start.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
-    tokio::runtime::Runtime::new().map_err(|e| {
-        eprintln!("error: starting the async runtime: {e}");
-        Exit::Usage
-    })
+/// usage-class error when it cannot start.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Runtime::new().map_err(|e| CliError::usage(format!("starting the async runtime: {e}")))
 }
 
-/// The Kubernetes applier of the current kubeconfig; a usage-class exit,
+/// The Kubernetes applier of the current kubeconfig; a usage-class error,
 /// saying what to set, when no client can be made.
-pub(crate) async fn kube_applier() -> Result<aphex_k8s::KubeApplier, Exit> {
+pub(crate) async fn kube_applier() -> Result<aphex_k8s::KubeApplier, CliError> {
     aphex_k8s::KubeApplier::infer().await.map_err(|e| {
-        eprintln!(
-            "error: no Kubernetes client: {e}\n  = help: set KUBECONFIG (or ~/.kube/config) to the cluster's kubeconfig"
-        );
-        Exit::Usage
+        CliError::usage(format!("no Kubernetes client: {e}"))
+            .help("set KUBECONFIG (or ~/.kube/config) to the cluster's kubeconfig")
     })
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use aphex_template::{Plan, PlanDiff, plan_format};
 
 use super::validate::load_config;
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Output formats of `aphex plan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,40 +40,30 @@ pub struct Args {
     pub compare: Option<PathBuf>,
 }
 
-fn make_plan(path: &Path) -> Result<Plan, Exit> {
+fn make_plan(path: &Path) -> Result<Plan, CliError> {
     let config = load_config(path)?;
-    Plan::new(&config).map_err(|e| {
-        eprintln!("error: {}: {e}", path.display());
-        Exit::Failure
-    })
+    Plan::new(&config).map_err(|e| CliError::failure(format!("{}: {e}", path.display())))
 }
 
 /// Runs `aphex plan`.
-pub fn run(args: Args) -> Exit {
-    let plan = match make_plan(&args.path) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    let plan = make_plan(&args.path)?;
+    let mut out = Out::lock();
     if let Some(old) = &args.compare {
-        let old = match make_plan(old) {
-            Ok(p) => p,
-            Err(code) => return code,
-        };
+        let old = make_plan(old)?;
         let diff = PlanDiff::between(&old, &plan);
         match args.format {
-            Format::Json => println!(
+            Format::Json => writeln!(
+                out,
                 "{}",
                 serde_json::to_string_pretty(&diff).expect("diffs serialize")
-            ),
-            Format::Text => print!("{diff}"),
-            Format::Mermaid | Format::Dot => {
-                eprintln!("error: --compare prints text or json");
-                return Exit::Usage;
-            }
+            )?,
+            Format::Text => write!(out, "{diff}")?,
+            Format::Mermaid | Format::Dot => return Err(CliError::usage("--compare prints text or json")),
         }
-        return Exit::Ok;
+        return Ok(Exit::Ok);
     }
-    let out = match args.format {
+    let text = match args.format {
         Format::Text => plan_format::to_text(&plan),
         Format::Mermaid => plan_format::to_mermaid(&plan),
         Format::Dot => plan_format::to_dot(&plan),
@@ -83,6 +74,6 @@ pub fn run(args: Args) -> Exit {
             s
         }
     };
-    print!("{out}");
-    Exit::Ok
+    out.write_str(&text)?;
+    Ok(Exit::Ok)
 }

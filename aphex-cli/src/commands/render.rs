@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use aphex_template::{RenderOptions, render};
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Arguments of `aphex render`.
 #[derive(Debug, clap::Args)]
@@ -38,14 +39,11 @@ pub struct Args {
 }
 
 /// Runs `aphex render`.
-pub fn run(args: Args) -> Exit {
+pub fn run(args: Args) -> Result<Exit, CliError> {
     // The process ends right after this command: freeing the config and
     // manifests (tens of thousands of allocations for 100 x 50) would only
     // delay the exit, so they are left to the OS.
-    let config = match super::validate::load_config(&args.path) {
-        Ok(c) => std::mem::ManuallyDrop::new(c),
-        Err(code) => return code,
-    };
+    let config = std::mem::ManuallyDrop::new(super::validate::load_config(&args.path)?);
     let options = RenderOptions {
         executor_role_arn: args.role_arn,
         pr_role_arn: args.pr_role_arn,
@@ -58,57 +56,33 @@ pub fn run(args: Args) -> Exit {
             args.path.display()
         );
     }
+    let mut out = Out::lock();
     if args.pipeline_stack {
-        print!("{}", rendered.pipeline_stack_json());
-        return Exit::Ok;
+        out.write_str(&rendered.pipeline_stack_json())?;
+        return Ok(Exit::Ok);
     }
     let Some(dir) = args.out else {
-        return match rendered.manifests_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                Exit::Ok
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit::Failure
-            }
-        };
+        out.write_str(&rendered.manifests_yaml()?)?;
+        return Ok(Exit::Ok);
     };
-    let files = match rendered.files() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Failure;
-        }
-    };
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create {}: {e}", dir.display());
-        return Exit::Usage;
-    }
+    let files = rendered.files()?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::usage(format!("cannot create {}: {e}", dir.display())))?;
     let written: std::collections::HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
     for (name, contents) in files {
         let path = dir.join(name);
-        if let Err(e) = std::fs::write(&path, contents) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return Exit::Usage;
-        }
-        println!("{}", path.display());
+        std::fs::write(&path, contents)
+            .map_err(|e| CliError::usage(format!("cannot write {}: {e}", path.display())))?;
+        writeln!(out, "{}", path.display())?;
     }
     // `kubectl apply -f DIR` would re-create an object the config no longer
     // has (an EventSource after `github` was removed, a renumbered file), so
     // files of this pipeline that this render did not write go.
-    match prune_stale(&dir, &written, config.pipeline_name()) {
-        Ok(removed) => {
-            for path in removed {
-                eprintln!("removed {} (no longer rendered)", path.display());
-            }
-            Exit::Ok
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Usage
-        }
+    let removed = prune_stale(&dir, &written, config.pipeline_name()).map_err(CliError::usage)?;
+    for path in removed {
+        eprintln!("removed {} (no longer rendered)", path.display());
     }
+    Ok(Exit::Ok)
 }
 
 /// Removes files in `dir` that an earlier `aphex render --out` of the same

@@ -24,7 +24,8 @@ use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Event, Reporter};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Which `StackDeployer` a local run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -257,97 +258,87 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn print_summary(run: &RunRecord, state: &Path, store: Option<&str>) {
+fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&str>) -> Result<(), CliError> {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
     let branch = run
         .branch
         .as_deref()
         .map(|b| format!(" on {b}"))
         .unwrap_or_default();
-    println!(
+    writeln!(
+        out,
         "run {} {} (commit {short}{branch})",
         run.id,
         status_word(run.status)
-    );
+    )?;
     for s in &run.stages {
         let secs = s
             .ended_at
             .as_deref()
             .map(|e| format!("{:.1}s", aphex_stages::time::seconds_between(&s.started_at, e)))
             .unwrap_or_default();
-        println!("  {:<20} {:<12} {secs}", s.name, status_word(s.status));
+        writeln!(out, "  {:<20} {:<12} {secs}", s.name, status_word(s.status))?;
         for st in &s.stacks {
             let what = match (st.status, st.changed) {
                 (Status::Succeeded, Some(true)) => "deployed",
                 (Status::Succeeded, Some(false)) => "no changes",
                 (status, _) => status_word(status),
             };
-            println!("    stack {:<24} {what:<11} {}", st.name, st.stack_name);
+            writeln!(out, "    stack {:<24} {what:<11} {}", st.name, st.stack_name)?;
         }
         if !s.stacks.is_empty() && s.stacks.iter().all(|st| st.changed == Some(false)) {
-            println!("    nothing deployed: every stack was already up to date");
+            writeln!(out, "    nothing deployed: every stack was already up to date")?;
         }
         if let Some(e) = &s.error {
             for line in e.lines() {
-                println!("    {line}");
+                writeln!(out, "    {line}")?;
             }
         }
     }
     let dir = run_dir(state, &run.pipeline, &run.id);
     match store {
-        Some(bucket) => println!(
+        Some(bucket) => writeln!(
+            out,
             "record: s3://{bucket}/{}",
             aphex_aws::s3::S3RunRecorder::run_key(run)
-        ),
-        None => println!("record: {}.json", dir.display()),
+        )?,
+        None => writeln!(out, "record: {}.json", dir.display())?,
     }
-    println!("logs:   {}", dir.join("logs").display());
+    writeln!(out, "logs:   {}", dir.join("logs").display())?;
     let outputs = dir.join("outputs");
     if outputs.is_dir() {
-        println!("outputs: {}", outputs.display());
+        writeln!(out, "outputs: {}", outputs.display())?;
     }
+    Ok(())
 }
 
 /// Runs `aphex run`.
-pub fn run(args: Args) -> Exit {
+pub fn run(args: Args) -> Result<Exit, CliError> {
     if !args.local {
-        eprintln!("error: only local runs are supported: pass --local");
-        eprintln!("  help: in a cluster, pushes to the watched branch start runs");
-        return Exit::Usage;
+        return Err(CliError::usage("only local runs are supported: pass --local")
+            .help("in a cluster, pushes to the watched branch start runs"));
     }
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(run_async(args))
+    super::runtime()?.block_on(run_async(args))
 }
 
-async fn run_async(args: Args) -> Exit {
+async fn run_async(args: Args) -> Result<Exit, CliError> {
     let start = args.repo.clone().unwrap_or_else(|| PathBuf::from("."));
-    let repo = match aphex_stages::workspace::toplevel(&start).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {} is not inside a git repository: {e}", start.display());
-            eprintln!("  help: run from your application repository, or pass --repo DIR");
-            return Exit::Usage;
-        }
-    };
+    let repo = aphex_stages::workspace::toplevel(&start).await.map_err(|e| {
+        CliError::usage(format!("{} is not inside a git repository: {e}", start.display()))
+            .help("run from your application repository, or pass --repo DIR")
+    })?;
     let head = aphex_stages::workspace::head_commit(&repo).await.ok();
     let commit = match (&args.commit, &head) {
         (Some(c), _) => {
-            if let Err(e) = aphex_stages::workspace::check_sha(c) {
-                eprintln!("error: --commit {e}");
-                return Exit::Usage;
-            }
+            aphex_stages::workspace::check_sha(c).map_err(|e| CliError::usage(format!("--commit {e}")))?;
             c.to_ascii_lowercase()
         }
         (None, Some(h)) => h.clone(),
         (None, None) => {
-            eprintln!(
-                "error: {} has no commits yet: commit your app first",
+            return Err(CliError::usage(format!(
+                "{} has no commits yet: commit your app first",
                 repo.display()
-            );
-            return Exit::Usage;
+            )));
         }
     };
     let branch = if head.as_deref() == Some(commit.as_str()) {
@@ -355,25 +346,13 @@ async fn run_async(args: Args) -> Exit {
     } else {
         None
     };
-    let config_file = match config_file(&args.path, &repo) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Usage;
-        }
-    };
-    let store = match args
+    let config_file = config_file(&args.path, &repo).map_err(CliError::usage)?;
+    let store = args
         .store
         .as_deref()
         .map(aphex_aws::s3::parse_store_url)
         .transpose()
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: --store {e}");
-            return Exit::Usage;
-        }
-    };
+        .map_err(|e| CliError::usage(format!("--store {e}")))?;
     let state = repo.join(".aphex");
     let redactor = Redactor::from_env();
     let ports = adapters(&state, args.deployer, store.as_deref(), &redactor).await;
@@ -435,46 +414,27 @@ async fn run_async(args: Args) -> Exit {
     };
     match run_local(&opts, ports, exec, &approver).await {
         Ok(record) => {
-            print_summary(&record, &state, store.as_deref());
+            let mut out = Out::lock();
+            print_summary(&mut out, &record, &state, store.as_deref())?;
             if args.deployer == DeployerKind::Fake && record.stages.iter().any(|s| !s.stacks.is_empty()) {
-                println!("note: the fake deployer deployed nothing; stack results are recorded requests");
+                writeln!(
+                    out,
+                    "note: the fake deployer deployed nothing; stack results are recorded requests"
+                )?;
             }
-            match record.status {
+            Ok(match record.status {
                 Status::Succeeded => Exit::Ok,
                 Status::Interrupted => Exit::Interrupted,
                 _ => Exit::Failure,
-            }
+            })
         }
         Err(e) => {
-            eprintln!("error: {}", redactor.redact(&e.to_string()));
-            if e.is_interrupted() {
-                Exit::Interrupted
+            let message = redactor.redact(&e.to_string());
+            Err(if e.is_interrupted() {
+                CliError::interrupted(message)
             } else {
-                Exit::Failure
-            }
+                CliError::failure(message)
+            })
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_config_folder_means_its_aphex_config_yaml() {
-        let repo = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(repo.path().join("app")).unwrap();
-        let file = |p: &Path| config_file(p, repo.path());
-        assert_eq!(
-            file(Path::new("app")).unwrap(),
-            Path::new("app/aphex-config.yaml")
-        );
-        assert_eq!(
-            file(&repo.path().join("app")).unwrap(),
-            Path::new("app/aphex-config.yaml")
-        );
-        assert_eq!(file(Path::new("ci.yaml")).unwrap(), Path::new("ci.yaml"));
-        let outside = file(Path::new("/elsewhere/aphex-config.yaml")).unwrap_err();
-        assert!(outside.contains("is not inside"), "{outside}");
     }
 }

@@ -1,7 +1,8 @@
 //! `aphex schema`: prints the JSON Schema of `aphex-config.yaml` (the same
 //! bytes as the committed `aphex-config.schema.json`).
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Arguments of `aphex schema`.
 #[derive(Debug, clap::Args)]
@@ -11,7 +12,7 @@ use crate::exit::Exit;
 pub struct Args {}
 
 /// Runs `aphex schema`.
-pub fn run(_args: Args) -> Exit {
-    print!("{}", aphex_config::schema_text());
-    Exit::Ok
+pub fn run(_args: Args) -> Result<Exit, CliError> {
+    Out::lock().write_str(&aphex_config::schema_text())?;
+    Ok(Exit::Ok)
 }

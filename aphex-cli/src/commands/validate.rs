@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use aphex_config::Config;
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Output formats of `aphex validate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,11 +52,9 @@ fn config_file(path: &Path) -> Cow<'_, Path> {
     }
 }
 
-fn load(path: &Path) -> Result<Outcome, Exit> {
+fn load(path: &Path) -> Result<Outcome, CliError> {
     let bytes = aphex_config::read_file(path).map_err(|e| {
-        eprintln!("error: {e}");
-        eprintln!("  help: pass the path of an aphex-config.yaml, or create one with `aphex init`");
-        Exit::Usage
+        CliError::usage(e).help("pass the path of an aphex-config.yaml, or create one with `aphex init`")
     })?;
     let name = path.display().to_string();
     Ok(match aphex_config::load_bytes(&name, &bytes) {
@@ -64,62 +63,55 @@ fn load(path: &Path) -> Result<Outcome, Exit> {
     })
 }
 
-fn print_human(diags: &[aphex_config::Diagnostic], source: &str, path: &Path) {
-    eprint!("{}", aphex_config::render(diags, source));
+/// An invalid config: its diagnostics rustc-style, then the count.
+fn invalid(diags: &[aphex_config::Diagnostic], source: &str, path: &Path) -> CliError {
     let n = diags.len();
-    eprintln!(
-        "error: {} is invalid: {n} problem{}",
+    CliError::failure(format!(
+        "{} is invalid: {n} problem{}",
         path.display(),
         if n == 1 { "" } else { "s" }
-    );
+    ))
+    .report(aphex_config::render(diags, source))
 }
 
-/// Loads and validates `path` for commands that need a valid config:
-/// prints the diagnostics rustc-style and returns the exit code on failure.
-pub(crate) fn load_config(path: &Path) -> Result<Config, Exit> {
+/// Loads and validates `path` for commands that need a valid config: an
+/// invalid one is an error carrying its diagnostics.
+pub(crate) fn load_config(path: &Path) -> Result<Config, CliError> {
     let path = &config_file(path);
     match load(path)? {
         Outcome::Valid(config) => Ok(*config),
-        Outcome::Invalid(diags, source) => {
-            print_human(&diags, &source, path);
-            Err(Exit::Failure)
-        }
+        Outcome::Invalid(diags, source) => Err(invalid(&diags, &source, path)),
     }
 }
 
 /// Runs `aphex validate`.
-pub fn run(args: Args) -> Exit {
+pub fn run(args: Args) -> Result<Exit, CliError> {
     let path = &config_file(&args.path);
-    let outcome = match load(path) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
+    let outcome = load(path)?;
+    let mut out = Out::lock();
     match (args.format, outcome) {
         (Format::Json, outcome) => {
             let (diags, code) = match outcome {
                 Outcome::Valid(_) => (Vec::new(), Exit::Ok),
                 Outcome::Invalid(d, _) => (d, Exit::Failure),
             };
-            let mut s =
+            let s =
                 serde_json::to_string_pretty(&aphex_config::to_json(&diags)).expect("JSON values serialize");
-            s.push('\n');
-            print!("{s}");
-            code
+            writeln!(out, "{s}")?;
+            Ok(code)
         }
         (Format::Human, Outcome::Valid(config)) => {
             let stacks: usize = config.environments.iter().map(|e| e.stacks.len()).sum();
-            println!(
+            writeln!(
+                out,
                 "{} is valid: {} environment{}, {stacks} stack{}",
                 path.display(),
                 config.environments.len(),
                 if config.environments.len() == 1 { "" } else { "s" },
                 if stacks == 1 { "" } else { "s" },
-            );
-            Exit::Ok
+            )?;
+            Ok(Exit::Ok)
         }
-        (Format::Human, Outcome::Invalid(diags, source)) => {
-            print_human(&diags, &source, path);
-            Exit::Failure
-        }
+        (Format::Human, Outcome::Invalid(diags, source)) => Err(invalid(&diags, &source, path)),
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use aphex_template::simulate::{simulate, verify_signature};
 
 use super::validate::load_config;
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
+use crate::out::Out;
 
 /// Arguments of `aphex webhook`.
 #[derive(Debug, clap::Args)]
@@ -58,70 +59,54 @@ pub struct SimulateArgs {
 }
 
 /// Runs `aphex webhook`.
-pub fn run(args: Args) -> Exit {
+pub fn run(args: Args) -> Result<Exit, CliError> {
     match args.command {
         WebhookCommand::Simulate(a) => run_simulate(a),
     }
 }
 
-fn run_simulate(args: SimulateArgs) -> Exit {
-    let body = match std::fs::read(&args.payload) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.payload.display());
-            return Exit::Usage;
-        }
+fn run_simulate(args: SimulateArgs) -> Result<Exit, CliError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))
     };
+    let body = read(&args.payload)?;
     if let (Some(secret_file), Some(signature)) = (&args.secret_file, &args.signature) {
-        let secret = match std::fs::read(secret_file) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", secret_file.display());
-                return Exit::Usage;
-            }
-        };
+        let secret = read(secret_file)?;
         let secret = secret
             .strip_suffix(b"\r\n")
             .or_else(|| secret.strip_suffix(b"\n"))
             .unwrap_or(&secret);
-        if let Err(e) = verify_signature(secret, &body, signature) {
-            eprintln!(
-                "error: {}: {e}; check the secret in {} against the webhook's secret on GitHub",
+        verify_signature(secret, &body, signature).map_err(|e| {
+            CliError::failure(format!(
+                "{}: {e}; check the secret in {} against the webhook's secret on GitHub",
                 args.payload.display(),
                 secret_file.display()
-            );
-            return Exit::Failure;
-        }
+            ))
+        })?;
     }
-    let payload: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {} is not JSON: {e}", args.payload.display());
-            return Exit::Usage;
-        }
-    };
-    let config = match load_config(&args.config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let payload: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| CliError::usage(format!("{} is not JSON: {e}", args.payload.display())))?;
+    let config = load_config(&args.config)?;
     let outcome = simulate(&config, &args.event, &payload);
+    let mut out = Out::lock();
     match args.format {
         Format::Json => {
-            println!(
+            writeln!(
+                out,
                 "{}",
                 serde_json::to_string_pretty(&outcome).expect("outcomes serialize")
-            );
+            )?;
         }
         Format::Text => {
-            println!("trigger: {}", outcome.trigger);
-            println!("reason: {}", outcome.reason);
+            writeln!(out, "trigger: {}", outcome.trigger)?;
+            writeln!(out, "reason: {}", outcome.reason)?;
             if !outcome.parameters.is_empty() {
-                println!("parameters:");
+                writeln!(out, "parameters:")?;
                 for (k, v) in &outcome.parameters {
-                    println!("  {k}: {v}");
+                    writeln!(out, "  {k}: {v}")?;
                 }
             }
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
