@@ -16,7 +16,6 @@ use aphex_k8s::diff::{ObjectDiff, diff};
 use aphex_stages::ports::ManifestApplier;
 use aphex_stages::stages::pipeline::strip_server_fields;
 use aphex_template::render::{RenderOptions, render};
-use aphex_template::triggers::{as_gjson_string, lookup};
 use aphex_testkit::kube_api::{KubeApi, kube_api};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -96,18 +95,7 @@ fn sensor_workflows(sensor: &Value) -> Vec<(String, Value)> {
                 _ => ("pull_request", "pull_request-opened.json"),
             };
             let envelope = aphex_template::simulate::event_envelope(event, &payload(file));
-            let submit = &t["template"]["argoWorkflow"];
-            let mut workflow = submit["source"]["resource"].clone();
-            for p in submit["parameters"].as_array().expect("parameters") {
-                let value = lookup(&envelope, p["src"]["dataKey"].as_str().expect("a data key"))
-                    .map(as_gjson_string)
-                    .unwrap_or_default();
-                let dest = p["dest"].as_str().expect("a destination");
-                let pointer = format!("/{}", dest.replace('.', "/"));
-                *workflow
-                    .pointer_mut(&pointer)
-                    .unwrap_or_else(|| panic!("{dest} is not in the Workflow")) = json!(value);
-            }
+            let workflow = aphex_testkit::sensor::submitted_workflow(t, &envelope);
             (name, workflow)
         })
         .collect()

@@ -72,17 +72,22 @@ pub fn event_source(config: &Config) -> Option<Value> {
 }
 
 /// The Workflow a rule submits, before the Sensor fills in the parameters
-/// taken from the event.
+/// and labels taken from the event (left empty here).
 pub fn workflow_for(config: &Config, rule: &Rule) -> Value {
     let name = config.pipeline_name();
+    let placeholder = |src: &Source| match src {
+        Source::Literal(v) => v.clone(),
+        Source::Event(_) | Source::Checked { .. } => String::new(),
+    };
     let parameters: Vec<Value> = rule
         .parameters
         .iter()
-        .map(|(p, src)| match src {
-            Source::Literal(v) => json!({"name": p, "value": v}),
-            Source::Event(_) => json!({"name": p, "value": ""}),
-        })
+        .map(|(p, src)| json!({"name": p, "value": placeholder(src)}))
         .collect();
+    let mut labels = labels(config);
+    for (key, src) in &rule.labels {
+        labels[*key] = json!(placeholder(src));
+    }
     let mut spec = json!({
         "workflowTemplateRef": {"name": name},
         "arguments": {"parameters": parameters},
@@ -99,10 +104,38 @@ pub fn workflow_for(config: &Config, rule: &Rule) -> Value {
         "metadata": {
             "generateName": generate_name,
             "namespace": config.settings().namespace(),
-            "labels": labels(config),
+            "labels": labels,
         },
         "spec": spec,
     })
+}
+
+/// The Sensor's parameter that sets `dest` of the submitted Workflow from
+/// `src`, or `None` for a literal (already in the Workflow).
+fn sensor_parameter(dependency: &str, src: &Source, dest: String) -> Option<Value> {
+    let src = match src {
+        Source::Literal(_) => return None,
+        // An absent field (a push without head_commit) gives "".
+        Source::Event(path) => json!({"dependencyName": dependency, "dataKey": path, "value": ""}),
+        // Go's text/template with sprig's regexMatch (unanchored, hence the
+        // anchors in the shape's regex). A value that fails the check, or is
+        // no string, renders nothing or fails the template, and either way
+        // Argo Events falls back to the empty `value`.
+        Source::Checked { path, shape } => json!({
+            "dependencyName": dependency,
+            "dataTemplate": format!(
+                "{{{{ if regexMatch \"{}\" .Input.{path} }}}}{{{{ .Input.{path} }}}}{{{{ end }}}}",
+                shape.regex()
+            ),
+            "value": "",
+        }),
+    };
+    Some(json!({"src": src, "dest": dest}))
+}
+
+/// The `dest` path (sjson syntax: `.` separates, `\.` escapes) of a label.
+pub fn label_dest(key: &str) -> String {
+    format!("metadata.labels.{}", key.replace('.', "\\."))
 }
 
 /// The Sensor, or `None` without `pipeline.github` (no EventSource to listen to).
@@ -126,19 +159,19 @@ pub fn sensor(config: &Config) -> Option<Value> {
         .iter()
         .map(|r| {
             debug_assert!(r.parameters.iter().map(|(p, _)| *p).eq(WORKFLOW_PARAMETERS));
-            let parameters: Vec<Value> = r
+            let mut parameters: Vec<Value> = r
                 .parameters
                 .iter()
                 .enumerate()
-                .filter_map(|(i, (_, src))| match src {
-                    Source::Event(path) => Some(json!({
-                        // An absent field (a push without head_commit) gives "".
-                        "src": {"dependencyName": r.dependency, "dataKey": path, "value": ""},
-                        "dest": format!("spec.arguments.parameters.{i}.value"),
-                    })),
-                    Source::Literal(_) => None,
+                .filter_map(|(i, (_, src))| {
+                    sensor_parameter(r.dependency, src, format!("spec.arguments.parameters.{i}.value"))
                 })
                 .collect();
+            parameters.extend(
+                r.labels
+                    .iter()
+                    .filter_map(|(key, src)| sensor_parameter(r.dependency, src, label_dest(key))),
+            );
             json!({
                 "template": {
                     "name": r.kind.as_str(),

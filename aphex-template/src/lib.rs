@@ -19,6 +19,7 @@ pub mod plan_format;
 pub mod rbac;
 pub mod render;
 pub mod simulate;
+pub mod submit;
 pub mod triggers;
 pub mod workflow;
 pub mod yaml;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::triggers::{Source, as_gjson_string, lookup, rules};
+use crate::triggers::{Source, rules};
 
 /// What a delivery triggers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,6 +21,9 @@ pub struct Outcome {
     pub reason: String,
     /// The Workflow's parameters (empty when nothing triggers).
     pub parameters: IndexMap<String, String>,
+    /// The Workflow's labels taken from the rule: how it started and who
+    /// sent the event (empty when nothing triggers).
+    pub labels: IndexMap<String, String>,
 }
 
 /// The event as Argo Events' GitHub source publishes it: request headers
@@ -38,19 +41,12 @@ pub fn simulate(config: &Config, event: &str, payload: &Value) -> Outcome {
     for rule in &rules {
         match rule.filters.iter().try_for_each(|f| f.evaluate(&envelope)) {
             Ok(()) => {
-                let parameters: IndexMap<String, String> = rule
-                    .parameters
-                    .iter()
-                    .map(|(name, src)| {
-                        let value = match src {
-                            Source::Literal(v) => v.clone(),
-                            Source::Event(path) => {
-                                lookup(&envelope, path).map(as_gjson_string).unwrap_or_default()
-                            }
-                        };
-                        ((*name).to_owned(), value)
-                    })
-                    .collect();
+                let values = |list: &[(&str, Source)]| -> IndexMap<String, String> {
+                    list.iter()
+                        .map(|(name, src)| ((*name).to_owned(), src.value(&envelope)))
+                        .collect()
+                };
+                let parameters = values(&rule.parameters);
                 let reason = format!(
                     "`{event}` passes every filter of trigger `{}`: a Workflow from `{}` at entrypoint `{}` for commit {}",
                     rule.kind.as_str(),
@@ -65,6 +61,7 @@ pub fn simulate(config: &Config, event: &str, payload: &Value) -> Outcome {
                     trigger: rule.kind.as_str(),
                     reason,
                     parameters,
+                    labels: values(&rule.labels),
                 };
             }
             Err(why) if rule.event == event => {
@@ -83,6 +80,7 @@ pub fn simulate(config: &Config, event: &str, payload: &Value) -> Outcome {
         trigger: "none",
         reason,
         parameters: IndexMap::new(),
+        labels: IndexMap::new(),
     }
 }
 

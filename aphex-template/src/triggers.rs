@@ -11,11 +11,15 @@
 //! Only values the filters pin down become workflow parameters: a 40-hex
 //! commit SHA, a pull request's number, literals from the config. Free text
 //! of the payload (refs, messages, names, URLs) never does, because Argo
-//! evaluates `{{...}}` in parameter values (docs/security.md).
+//! evaluates `{{...}}` in parameter values (docs/security.md). The one value
+//! of the payload that becomes a label, the sender's login, is used only
+//! when it has the shape of a GitHub login, and is empty otherwise
+//! ([`Source::Checked`]): a bot's `name[bot]` still deploys, unnamed.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
 
+use crate::submit::{Origin, SENDER_LABEL, TRIGGER_LABEL};
 use crate::workflow::{MAIN_ENTRYPOINT, VALIDATE_PR_ENTRYPOINT};
 
 /// What a trigger starts.
@@ -85,6 +89,9 @@ pub enum Shape {
     CommitSha,
     /// A decimal number (a pull request's number).
     Number,
+    /// A GitHub login: ASCII letters, digits and inner hyphens, at most 39
+    /// characters; always a valid label value too.
+    Login,
 }
 
 impl Shape {
@@ -93,6 +100,7 @@ impl Shape {
         match self {
             Shape::CommitSha => "^[0-9a-f]{40}$",
             Shape::Number => "^[0-9]{1,10}$",
+            Shape::Login => "^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?$",
         }
     }
 
@@ -101,6 +109,13 @@ impl Shape {
         match self {
             Shape::CommitSha => s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
             Shape::Number => (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()),
+            Shape::Login => {
+                let b = s.as_bytes();
+                (1..=39).contains(&b.len())
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                    && b[0] != b'-'
+                    && b[b.len() - 1] != b'-'
+            }
         }
     }
 
@@ -108,6 +123,7 @@ impl Shape {
         match self {
             Shape::CommitSha => "a 40-hex commit SHA",
             Shape::Number => "a number",
+            Shape::Login => "a GitHub login",
         }
     }
 }
@@ -119,6 +135,30 @@ pub enum Source {
     Event(&'static str),
     /// A fixed value (already guaranteed by the filters).
     Literal(String),
+    /// The string at this gjson path when it has `shape`, else empty: a
+    /// value no filter may refuse the event for (the sender).
+    Checked {
+        /// gjson path in the event.
+        path: &'static str,
+        /// What it must look like to be used.
+        shape: Shape,
+    },
+}
+
+impl Source {
+    /// The value this source gives for `event`, as the Sensor computes it.
+    pub fn value(&self, event: &Value) -> String {
+        match self {
+            Source::Literal(v) => v.clone(),
+            Source::Event(path) => lookup(event, path).map(as_gjson_string).unwrap_or_default(),
+            // A template's regexMatch takes strings only: anything else is
+            // refused, as it is here.
+            Source::Checked { path, shape } => match lookup(event, path) {
+                Some(Value::String(s)) if shape.accepts(s) => s.clone(),
+                _ => String::new(),
+            },
+        }
+    }
 }
 
 /// One Sensor trigger with its dependency.
@@ -134,6 +174,10 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     /// Workflow parameters in [`crate::workflow::WORKFLOW_PARAMETERS`] order.
     pub parameters: Vec<(&'static str, Source)>,
+    /// Labels of the submitted Workflow: how it started
+    /// ([`crate::submit::TRIGGER_LABEL`]) and who sent the event
+    /// ([`crate::submit::SENDER_LABEL`]).
+    pub labels: Vec<(&'static str, Source)>,
     /// The WorkflowTemplate entrypoint the run starts at.
     pub entrypoint: &'static str,
 }
@@ -222,6 +266,18 @@ pub fn rules(config: &Config) -> Vec<Rule> {
             shape: Shape::Number,
         },
     ]);
+    let labels = |origin: Origin| {
+        vec![
+            (TRIGGER_LABEL, Source::Literal(origin.as_label().to_owned())),
+            (
+                SENDER_LABEL,
+                Source::Checked {
+                    path: "body.sender.login",
+                    shape: Shape::Login,
+                },
+            ),
+        ]
+    };
     vec![
         Rule {
             kind: TriggerKind::Deploy,
@@ -234,6 +290,7 @@ pub fn rules(config: &Config) -> Vec<Rule> {
                 ("commit-sha", Source::Event("body.after")),
                 ("pull-request", Source::Literal(String::new())),
             ],
+            labels: labels(Origin::Push),
             entrypoint: MAIN_ENTRYPOINT,
         },
         Rule {
@@ -246,6 +303,7 @@ pub fn rules(config: &Config) -> Vec<Rule> {
                 ("commit-sha", Source::Event("body.pull_request.head.sha")),
                 ("pull-request", Source::Event("body.number")),
             ],
+            labels: labels(Origin::PullRequest),
             entrypoint: VALIDATE_PR_ENTRYPOINT,
         },
     ]
@@ -473,6 +531,32 @@ mod tests {
              open a pull request to validate another branch"
         );
         assert!(check_deploy_branch(&config, "--upload-pack=x").is_err());
+    }
+
+    #[test]
+    fn a_login_is_what_github_allows_and_a_label_may_hold() {
+        let re = regex::Regex::new(Shape::Login.regex()).unwrap();
+        for (login, ok) in [
+            ("octocat", true),
+            ("Octo-Cat-9", true),
+            ("a", true),
+            (&*"a".repeat(39), true),
+            (&*"a".repeat(40), false),
+            ("-octocat", false),
+            ("octocat-", false),
+            ("dependabot[bot]", false),
+            ("jane.doe", false),
+            ("{{workflow.name}}", false),
+            ("", false),
+        ] {
+            assert_eq!(Shape::Login.accepts(login), ok, "{login}");
+            assert_eq!(re.is_match(login), ok, "the Sensor's regex agrees on {login}");
+        }
+        let event = json!({"body": {"sender": {"login": "dependabot[bot]"}, "n": 7}});
+        let checked = |path| Source::Checked { path, shape: Shape::Login }.value(&event);
+        assert_eq!(checked("body.sender.login"), "");
+        assert_eq!(checked("body.n"), "", "a number is not a login");
+        assert_eq!(checked("body.absent"), "");
     }
 
     #[test]

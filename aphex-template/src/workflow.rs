@@ -25,6 +25,7 @@ use aphex_config::Config;
 use serde_json::{Value, json};
 
 use crate::plan::{Stage, StageKind, Stages};
+use crate::submit::APPROVED_BY;
 
 /// The API version of every Argo Workflows object.
 pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
@@ -243,8 +244,20 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
         .with_dependencies()
         .into_iter()
         .map(|(s, deps)| {
+            let mut task = task_for(config, s);
+            // Who approved reaches the deploy's stage record (finalize, with
+            // no Kubernetes token, cannot read the gate's node).
+            if let Some(gate) = deps.iter().find(|d| d.kind == StageKind::Approve) {
+                task["arguments"]["parameters"]
+                    .as_array_mut()
+                    .expect("stage_task builds a parameter list")
+                    .push(json!({
+                        "name": APPROVED_BY,
+                        "value": format!("{{{{tasks.{}.outputs.parameters.{APPROVED_BY}}}}}", gate.task_name()),
+                    }));
+            }
             let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();
-            with_dependencies(task_for(config, s), &deps)
+            with_dependencies(task, &deps)
         })
         .collect();
     let mut dag = json!({
@@ -415,6 +428,7 @@ fn stage_template(config: &Config, kind: StageTemplate) -> Value {
     };
     let mut args = vec![stage, json!("--env={{inputs.parameters.env}}")];
     args.extend(run_args(config));
+    args.push(json!(format!("--approved-by={{{{inputs.parameters.{APPROVED_BY}}}}}")));
     let name = match kind {
         StageTemplate::Deploy => STAGE_TEMPLATE,
         StageTemplate::Pipeline => PIPELINE_STAGE_TEMPLATE,
@@ -430,6 +444,8 @@ fn stage_template(config: &Config, kind: StageTemplate) -> Value {
             {"name": "stage"},
             {"name": "env", "default": ""},
             {"name": "image", "default": config.settings().deployer_image()},
+            // Set by the deploy task after an approval gate.
+            {"name": APPROVED_BY, "default": ""},
         ]},
         "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
         "retryStrategy": retry_strategy(),
@@ -454,8 +470,16 @@ fn exit_dag() -> Value {
 }
 
 fn approval_template() -> Value {
-    // Resumed by a person (`argo resume` or the UI); bounded by the workflow deadline.
-    json!({"name": APPROVAL_TEMPLATE, "suspend": {}})
+    // Resumed by `aphex approve`, which sets who approved as `argo node
+    // set` does (a supplied output); `argo resume` and the UI resume it
+    // with the empty default. Bounded by the workflow deadline.
+    json!({
+        "name": APPROVAL_TEMPLATE,
+        "suspend": {},
+        "outputs": {"parameters": [
+            {"name": APPROVED_BY, "valueFrom": {"supplied": {}, "default": ""}},
+        ]},
+    })
 }
 
 fn finalize_template(config: &Config, kind: StageTemplate) -> Value {

@@ -10,7 +10,7 @@ mod common;
 use aphex_config::Config;
 use aphex_template::events::sensor;
 use aphex_template::simulate::{Outcome, simulate};
-use aphex_template::triggers::{as_gjson_string, lookup};
+use aphex_template::triggers::{Shape, as_gjson_string, lookup, rules};
 use common::{config, webhook};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -26,10 +26,7 @@ fn run(event: &str, file: &str) -> Outcome {
     let cfg = master();
     let (_, payload) = webhook(file);
     let out = simulate(&cfg, event, &payload);
-    assert_eq!(
-        rendered_sensor_outcome(&cfg, event, &payload),
-        (out.trigger, out.parameters.clone().into_iter().collect())
-    );
+    assert_eq!(rendered_sensor_outcome(&cfg, event, &payload), simulated(&out));
     out
 }
 
@@ -44,6 +41,22 @@ fn a_push_to_the_branch_deploys_its_after_sha() {
     // The branch and the repository are the WorkflowTemplate's own.
     assert_eq!(out.parameters["pull-request"], "");
     assert_eq!(out.parameters.len(), 2, "{:?}", out.parameters);
+    // How it started and who pushed, as labels (not parameters).
+    assert_eq!(out.labels["aphex.dev/trigger"], "push");
+    assert_eq!(out.labels["aphex.dev/sender"], "Codertocat");
+}
+
+#[test]
+fn a_sender_that_is_no_github_login_deploys_without_a_name() {
+    // A bot's login (`name[bot]`) is no label value: the push still deploys.
+    let cfg = master();
+    for login in [json!("github-merge-queue[bot]"), json!("{{workflow.name}}"), json!(7), Value::Null] {
+        let (_, mut payload) = webhook("push-with-new-branch.json");
+        payload["sender"]["login"] = login.clone();
+        let out = run_with(&cfg, "push", &payload);
+        assert_eq!(out.trigger, "deploy", "{login}: {}", out.reason);
+        assert_eq!(out.labels["aphex.dev/sender"], "", "{login}");
+    }
 }
 
 #[test]
@@ -138,8 +151,17 @@ fn a_branch_name_with_regex_characters_matches_only_itself() {
 const EXPRESSION: &str = "{{=sprig.b64enc(sprig.env('AWS_SECRET_ACCESS_KEY'))}}";
 const GIT_OPTION: &str = "--upload-pack=touch /tmp/pwned";
 
-/// Every value of a run's parameters is a 40-hex SHA, a number or empty.
+/// Every value of a run's parameters is a 40-hex SHA, a number or empty,
+/// and its labels say how it started and name a GitHub login or nobody.
 fn assert_only_checked_values(out: &Outcome) {
+    for (name, value) in &out.labels {
+        let ok = match name.as_str() {
+            "aphex.dev/trigger" => ["push", "pull-request"].contains(&value.as_str()),
+            "aphex.dev/sender" => value.is_empty() || Shape::Login.accepts(value),
+            other => panic!("unexpected label {other}"),
+        };
+        assert!(ok, "label {name} = {value:?}");
+    }
     for (name, value) in &out.parameters {
         let ok = match name.as_str() {
             "commit-sha" => value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -256,7 +278,7 @@ fn run_with(cfg: &Config, event: &str, payload: &Value) -> Outcome {
     let out = simulate(cfg, event, payload);
     assert_eq!(
         rendered_sensor_outcome(cfg, event, payload),
-        (out.trigger, out.parameters.clone().into_iter().collect()),
+        simulated(&out),
         "the rendered Sensor and the simulator disagree on {payload}"
     );
     out
@@ -296,9 +318,7 @@ proptest! {
             payload["after"] = json!("0000000000000000000000000000000000000000");
         }
         let out = simulate(&cfg, "push", &payload);
-        let rendered = rendered_sensor_outcome(&cfg, "push", &payload);
-        prop_assert_eq!(rendered.0, out.trigger);
-        prop_assert_eq!(rendered.1, out.parameters.into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(rendered_sensor_outcome(&cfg, "push", &payload), simulated(&out));
         let expect_deploy = !deleted && (kind == 0 || (kind == 1 && other == branch));
         prop_assert_eq!(out.trigger == "deploy", expect_deploy);
     }
@@ -319,9 +339,7 @@ proptest! {
             payload["pull_request"]["head"]["repo"]["full_name"] = json!("someone/Hello-World");
         }
         let out = simulate(&cfg, "pull_request", &payload);
-        let rendered = rendered_sensor_outcome(&cfg, "pull_request", &payload);
-        prop_assert_eq!(rendered.0, out.trigger);
-        prop_assert_eq!(rendered.1, out.parameters.into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(rendered_sensor_outcome(&cfg, "pull_request", &payload), simulated(&out));
         let expect = ["opened", "reopened", "synchronize"].contains(&action) && base == "master" && !fork;
         prop_assert_eq!(out.trigger == "validate", expect);
     }
@@ -396,6 +414,7 @@ fn runner_argv(cfg: &Config, parameters: &[(String, String)]) -> Vec<String> {
     vars.push(("{{inputs.parameters.pull-request}}".into(), pull_request));
     vars.push(("{{inputs.parameters.stage}}".into(), "deploy".into()));
     vars.push(("{{inputs.parameters.env}}".into(), "dev".into()));
+    vars.push(("{{inputs.parameters.approved-by}}".into(), String::new()));
     vars.push(("{{workflow.name}}".into(), "shop-x1".into()));
     stage["container"]["args"]
         .as_array()
@@ -476,13 +495,26 @@ fn no_delivery_puts_an_attackers_value_into_a_run() {
     );
 }
 
-/// Evaluates the rendered Sensor on an event the way Argo Events does, and
-/// returns the trigger that fires and the Workflow parameters it submits.
+/// The trigger that fires, and the parameters and rule labels of the
+/// Workflow it submits.
+type Fired = (&'static str, Vec<(String, String)>, Vec<(String, String)>);
+
+/// What the simulator says, in the shape of [`rendered_sensor_outcome`].
+fn simulated(out: &Outcome) -> Fired {
+    (
+        out.trigger,
+        out.parameters.clone().into_iter().collect(),
+        out.labels.clone().into_iter().collect(),
+    )
+}
+
+/// Evaluates the rendered Sensor on an event the way Argo Events does
+/// (`aphex_testkit::sensor`), and returns what fired.
 fn rendered_sensor_outcome(
     cfg: &Config,
     event: &str,
     payload: &Value,
-) -> (&'static str, Vec<(String, String)>) {
+) -> Fired {
     let sensor = sensor(cfg).expect("config has GitHub settings");
     let envelope = json!({"headers": {"X-Github-Event": [event]}, "body": payload});
     let passes = |dep: &Value| -> bool {
@@ -522,20 +554,19 @@ fn rendered_sensor_outcome(
         if !fired.contains(&tpl["conditions"].as_str().unwrap()) {
             continue;
         }
-        let mut wf = tpl["argoWorkflow"]["source"]["resource"].clone();
-        for p in tpl["argoWorkflow"]["parameters"].as_array().unwrap() {
-            let value = lookup(&envelope, p["src"]["dataKey"].as_str().unwrap())
-                .map(as_gjson_string)
-                .unwrap_or_else(|| p["src"]["value"].as_str().unwrap().to_owned());
-            let dest = p["dest"].as_str().unwrap();
-            let index: usize = dest
-                .strip_prefix("spec.arguments.parameters.")
-                .and_then(|d| d.strip_suffix(".value"))
-                .unwrap()
-                .parse()
-                .unwrap();
-            wf["spec"]["arguments"]["parameters"][index]["value"] = json!(value);
-        }
+        let wf = aphex_testkit::sensor::submitted_workflow(t, &envelope);
+        let rule = rules(cfg)
+            .into_iter()
+            .find(|r| r.dependency == tpl["conditions"])
+            .unwrap();
+        let labels: Vec<(String, String)> = rule
+            .labels
+            .iter()
+            .map(|(k, _)| {
+                let v = wf["metadata"]["labels"][*k].as_str().unwrap().to_owned();
+                ((*k).to_owned(), v)
+            })
+            .collect();
         // The filled Workflow holds no expression we did not write (we write none).
         assert!(
             !wf.to_string().contains("{{"),
@@ -557,7 +588,7 @@ fn rendered_sensor_outcome(
             "validate" => "validate",
             other => panic!("unexpected trigger {other}"),
         };
-        return (kind, params);
+        return (kind, params, labels);
     }
-    ("none", Vec::new())
+    ("none", Vec::new(), Vec::new())
 }

@@ -7,6 +7,7 @@
 pub mod fault_proxy;
 
 pub mod kube_api;
+pub mod sensor;
 
 use std::path::Path;
 use std::process::Command;

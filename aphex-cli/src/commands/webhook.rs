@@ -28,7 +28,7 @@ pub enum WebhookCommand {
 pub enum Format {
     /// Human-readable text.
     Text,
-    /// `{"trigger", "reason", "parameters"}`.
+    /// `{"trigger", "reason", "parameters", "labels"}`.
     Json,
 }
 
@@ -103,6 +103,12 @@ fn run_simulate(args: SimulateArgs) -> Result<Exit, CliError> {
             if !outcome.parameters.is_empty() {
                 writeln!(out, "parameters:")?;
                 for (k, v) in &outcome.parameters {
+                    writeln!(out, "  {k}: {v}")?;
+                }
+            }
+            if !outcome.labels.is_empty() {
+                writeln!(out, "labels:")?;
+                for (k, v) in &outcome.labels {
                     writeln!(out, "  {k}: {v}")?;
                 }
             }

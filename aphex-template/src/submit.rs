@@ -1,0 +1,154 @@
+//! The Workflows that start a run, and the labels that say how each one
+//! started: the Sensor's (a push, a pull request), `aphex trigger`'s (by
+//! hand) and a self-restart's. A Workflow submitted by hand is the Sensor's
+//! push Workflow ([`crate::events::workflow_for`]) with the commit filled
+//! in, so it carries exactly the parameters a push would.
+//!
+//! The names that become labels or approval records are checked here, as
+//! the Sensor checks a GitHub login: a label holds `[A-Za-z0-9._-]` only,
+//! and a name Argo could read as an expression never reaches a Workflow.
+
+use aphex_config::Config;
+use serde_json::{Value, json};
+
+use crate::events::workflow_for;
+use crate::triggers::{Shape, TriggerKind, rules};
+
+/// The label saying how a run started ([`Origin`]).
+pub const TRIGGER_LABEL: &str = "aphex.dev/trigger";
+/// The label naming who started a run: the GitHub login of the event's
+/// sender, or the person who ran `aphex trigger` (empty when unknown).
+pub const SENDER_LABEL: &str = "aphex.dev/sender";
+/// The approval gate's output parameter naming who approved (or rejected).
+pub const APPROVED_BY: &str = "approved-by";
+
+/// How a run started: the value of [`TRIGGER_LABEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A push to the deployed branch (the Sensor).
+    Push,
+    /// A pull request opened or updated (the Sensor).
+    PullRequest,
+    /// `aphex trigger`.
+    Manual,
+    /// The pipeline restarting itself after it changed.
+    Restart,
+}
+
+impl Origin {
+    /// The label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Origin::Push => "push",
+            Origin::PullRequest => "pull-request",
+            Origin::Manual => "manual",
+            Origin::Restart => "restart",
+        }
+    }
+}
+
+/// A name that cannot be used where it was meant to go.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` cannot be {what}: {rule}")]
+pub struct BadName {
+    /// The name given.
+    pub name: String,
+    /// Where it was to go.
+    pub what: &'static str,
+    /// What a usable name looks like.
+    pub rule: &'static str,
+}
+
+/// Accepts `name` as the sender label of a run started by hand: a label
+/// value of at most 63 characters, ASCII letters, digits, `-`, `_` and `.`,
+/// starting and ending with a letter or digit (GitHub's logins are a subset).
+pub fn check_sender(name: &str) -> Result<(), BadName> {
+    let b = name.as_bytes();
+    let ok = (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    ok.then_some(()).ok_or_else(|| BadName {
+        name: name.to_owned(),
+        what: "the sender of a run (a label)",
+        rule: "use at most 63 ASCII letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit",
+    })
+}
+
+/// Accepts `name` as who approved a deploy: at most 253 ASCII letters,
+/// digits, `@`, `.`, `_` and `-` (a login or an e-mail address), never
+/// starting with `-`.
+pub fn check_approver(name: &str) -> Result<(), BadName> {
+    let b = name.as_bytes();
+    let ok = (1..=253).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'@' | b'.' | b'_' | b'-'))
+        && b[0] != b'-';
+    ok.then_some(()).ok_or_else(|| BadName {
+        name: name.to_owned(),
+        what: "the approver",
+        rule: "use ASCII letters, digits, `@`, `.`, `_` and `-` (not first), at most 253",
+    })
+}
+
+/// The Workflow `aphex trigger` submits: the Sensor's push Workflow for
+/// `commit` (a 40-hex SHA, checked by the caller), labelled as started by
+/// hand by `sender` ([`check_sender`]).
+pub fn manual_workflow(config: &Config, commit: &str, sender: &str) -> Value {
+    started_workflow(config, commit, Origin::Manual, sender)
+}
+
+/// The Sensor's push Workflow for `commit`, labelled with `origin` and
+/// `sender` (empty: unknown).
+pub fn started_workflow(config: &Config, commit: &str, origin: Origin, sender: &str) -> Value {
+    debug_assert!(Shape::CommitSha.accepts(commit), "a checked commit SHA");
+    let rule = rules(config)
+        .into_iter()
+        .find(|r| r.kind == TriggerKind::Deploy)
+        .expect("a deploy rule always exists");
+    let mut workflow = workflow_for(config, &rule);
+    for p in workflow["spec"]["arguments"]["parameters"]
+        .as_array_mut()
+        .expect("workflow_for lists the parameters")
+    {
+        if p["name"] == "commit-sha" {
+            p["value"] = json!(commit);
+        }
+    }
+    let labels = &mut workflow["metadata"]["labels"];
+    labels[TRIGGER_LABEL] = json!(origin.as_label());
+    labels[SENDER_LABEL] = json!(sender);
+    workflow
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_are_label_values_and_approvers_logins_or_addresses() {
+        for ok in ["octocat", "jane.doe", "kubernetes-admin", "a_b", "x"] {
+            assert_eq!(check_sender(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "x-",
+            "jane@example.com",
+            "arn:aws:iam::1:user/x",
+            "{{x}}",
+            &"a".repeat(64),
+        ] {
+            assert!(check_sender(bad).is_err(), "{bad}");
+        }
+        for ok in ["octocat", "jane.doe@example.com", "a_b-c"] {
+            assert_eq!(check_approver(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "{{workflow.name}}", "x;y", "ünï"] {
+            assert!(check_approver(bad).is_err(), "{bad}");
+        }
+        let e = check_approver("a b").unwrap_err().to_string();
+        assert!(e.starts_with("`a b` cannot be the approver: use ASCII"), "{e}");
+    }
+}
