@@ -41,7 +41,7 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, PortError, RunRecorder};
+use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, LogChunk, PortError, RunRecorder};
 use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
@@ -578,6 +578,17 @@ impl S3RunRecorder {
         format!("{}{stage}.json", Self::stages_prefix(pipeline, id))
     }
 
+    /// The folder of run `id`'s stage logs: beside the runs folder, so a
+    /// log is never listed or removed as a record.
+    pub fn logs_prefix(pipeline: &str, id: &str) -> String {
+        format!("{pipeline}/logs/{id}/")
+    }
+
+    /// The key of piece `index` of `stage`'s log in run `id`.
+    pub fn log_key(pipeline: &str, id: &str, stage: &str, index: u64) -> String {
+        format!("{}{stage}/{index:08}.log", Self::logs_prefix(pipeline, id))
+    }
+
     /// The run id in a run object's key (`<13 digits>_<id>.json` under the
     /// runs prefix), `None` for anything else.
     fn run_id_of(prefix: &str, key: &str) -> Option<String> {
@@ -806,6 +817,140 @@ impl RunRecorder for S3RunRecorder {
         record::sort_newest_first(&mut runs);
         runs.truncate(limit);
         Ok(runs)
+    }
+
+    async fn put_log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+        text: &[u8],
+    ) -> Result<(), PortError> {
+        self.put_log_piece(pipeline, id, stage, index, text).await
+    }
+
+    async fn remove_log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<(), PortError> {
+        self.remove_log_piece(pipeline, id, stage, index).await
+    }
+
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
+        self.log_pieces(pipeline, id).await
+    }
+
+    async fn log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError> {
+        self.log_piece(pipeline, id, stage, index).await
+    }
+}
+
+/// Stage logs in pieces, for [`RunRecorder`]'s log methods.
+impl S3RunRecorder {
+    /// Checks the run id and stage name that make a log key.
+    fn checked_log_key(pipeline: &str, id: &str, stage: &str, index: u64) -> Result<String, PortError> {
+        record::check_segment("run id", id)?;
+        record::check_segment("stage name", stage)?;
+        Ok(Self::log_key(pipeline, id, stage, index))
+    }
+
+    async fn put_log_piece(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+        text: &[u8],
+    ) -> Result<(), PortError> {
+        let key = Self::checked_log_key(pipeline, id, stage, index)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(text.to_vec()))
+            .content_type("text/plain; charset=utf-8")
+            .send()
+            .await
+            .map_err(|e| other(format!("writing {}", self.url(&key)), AwsError::new(e)))?;
+        Ok(())
+    }
+
+    async fn remove_log_piece(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<(), PortError> {
+        let key = Self::checked_log_key(pipeline, id, stage, index)?;
+        // Deleting a key that is not there succeeds in S3.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| other(format!("removing {}", self.url(&key)), AwsError::new(e)))?;
+        Ok(())
+    }
+
+    async fn log_pieces(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
+        record::check_segment("run id", id)?;
+        let prefix = Self::logs_prefix(pipeline, id);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut chunks = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            for object in page.contents() {
+                let Some((stage, index)) = object
+                    .key()
+                    .and_then(|k| k.strip_prefix(&prefix))
+                    .and_then(|k| k.strip_suffix(".log"))
+                    .and_then(|k| k.split_once('/'))
+                else {
+                    continue;
+                };
+                let Ok(index) = index.parse::<u64>() else {
+                    continue;
+                };
+                chunks.push(LogChunk {
+                    stage: stage.to_owned(),
+                    index,
+                    bytes: object.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+        }
+        chunks.sort_by(|a, b| (&a.stage, a.index).cmp(&(&b.stage, b.index)));
+        Ok(chunks)
+    }
+
+    async fn log_piece(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError> {
+        let key = Self::checked_log_key(pipeline, id, stage, index)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| not_found_or(e, self.url(&key), "reading"))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| other(format!("reading {}", self.url(&key)), e))?
+            .into_bytes();
+        Ok(bytes.to_vec())
     }
 }
 

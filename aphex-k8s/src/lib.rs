@@ -3,13 +3,19 @@
 //! serves each kind (an Argo CRD missing is the usual first failure), reads
 //! the live object, and applies manifests with server-side apply.
 //!
-//! [`diff`] compares rendered objects with the live ones (`aphex diff`).
-//! Still to come here (DESIGN §2): submitting and listing Workflows.
+//! [`diff`] compares rendered objects with the live ones (`aphex diff`);
+//! [`workflows`] submits, lists and reads a pipeline's Workflows and sets
+//! its approval gates; [`run_status`] reads a Workflow's status as a run
+//! (`aphex trigger`, `status`, `approve`). [`connect`] makes the client a
+//! kubeconfig context names; [`KubeApplier::delete`] removes what
+//! bootstrap applied (`aphex destroy`).
 //!
 //! Architecture invariant: knows nothing of AWS.
 
 pub mod diff;
 pub mod fake;
+pub mod run_status;
+pub mod workflows;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -40,6 +46,56 @@ const KINDS: &[(&str, &str)] = &[
         "admissionregistration.k8s.io/v1",
     ),
 ];
+
+/// A cluster, as the kubeconfig (or, in a pod, the service account) names it.
+pub struct Connection {
+    /// The client configuration (its default namespace is the context's).
+    pub config: kube::Config,
+    /// The kubeconfig's user of the context, when there is a kubeconfig:
+    /// who `aphex trigger` and `aphex approve` name by default.
+    pub user: Option<String>,
+}
+
+impl Connection {
+    /// The applier on this cluster.
+    pub fn applier(&self) -> Result<KubeApplier, kube::Error> {
+        KubeApplier::from_config(self.config.clone())
+    }
+
+    /// The Workflows in `namespace` of this cluster.
+    pub fn workflows(&self, namespace: &str) -> Result<workflows::Workflows, kube::Error> {
+        let server = self.config.cluster_url.to_string();
+        Ok(workflows::Workflows::new(Client::try_from(self.config.clone())?, namespace).with_server(server))
+    }
+}
+
+/// The cluster of kubeconfig context `context` (as `kubectl --context`), or
+/// with none the current context (or the pod's service account, as
+/// [`KubeApplier::infer`]). Contacts nothing yet.
+pub async fn connect(context: Option<&str>) -> Result<Connection, kube::Error> {
+    let kubeconfig = kube::config::Kubeconfig::read().ok();
+    let config = match context {
+        Some(c) => {
+            let options = kube::config::KubeConfigOptions {
+                context: Some(c.to_owned()),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(kube::Error::InferConfig)?
+        }
+        None => kube::Config::infer().await.map_err(kube::Error::InferConfig)?,
+    };
+    let user = kubeconfig.and_then(|k| {
+        let name = context.map(str::to_owned).or(k.current_context)?;
+        k.contexts
+            .into_iter()
+            .find(|c| c.name == name)?
+            .context?
+            .user
+    });
+    Ok(Connection { config, user })
+}
 
 /// How the cluster serves one kind, from its discovery document.
 #[derive(Debug, Clone)]
@@ -89,26 +145,30 @@ impl KubeApplier {
     /// document the first time; an error that says what to install when the
     /// cluster does not serve it.
     async fn served(&self, api_version: &str, kind: &str) -> Result<Served, PortError> {
-        let key = (api_version.to_owned(), kind.to_owned());
-        if let Some(s) = self.served.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(s.clone());
-        }
-        let list = if api_version.contains('/') {
-            self.client.list_api_group_resources(api_version).await
-        } else {
-            self.client.list_core_api_resources(api_version).await
-        };
-        let not_served = || PortError::Other {
+        self.served_if_any(api_version, kind).await?.ok_or_else(|| PortError::Other {
             context: format!("finding {kind} ({api_version}) on the cluster"),
             source: format!(
                 "the cluster does not serve {kind} in {api_version}{}",
                 install_hint(kind)
             )
             .into(),
+        })
+    }
+
+    /// How the cluster serves `kind` of `api_version`, `None` when it does not.
+    async fn served_if_any(&self, api_version: &str, kind: &str) -> Result<Option<Served>, PortError> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        if let Some(s) = self.served.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Some(s.clone()));
+        }
+        let list = if api_version.contains('/') {
+            self.client.list_api_group_resources(api_version).await
+        } else {
+            self.client.list_core_api_resources(api_version).await
         };
         let list = match list {
             Ok(l) => l,
-            Err(kube::Error::Api(status)) if status.is_not_found() => return Err(not_served()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(None),
             Err(e) => {
                 return Err(self.port_error(format!("finding {kind} ({api_version}) on the cluster"), e));
             }
@@ -119,7 +179,7 @@ impl KubeApplier {
             .iter()
             .find(|r| r.kind == kind && !r.name.contains('/'))
         else {
-            return Err(not_served());
+            return Ok(None);
         };
         let gvk = match api_version.split_once('/') {
             Some((group, version)) => GroupVersionKind::gvk(group, version, kind),
@@ -133,7 +193,7 @@ impl KubeApplier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, served.clone());
-        Ok(served)
+        Ok(Some(served))
     }
 
     fn api(&self, served: &Served, namespace: &str) -> Api<DynamicObject> {
@@ -170,6 +230,39 @@ impl KubeApplier {
             .await
             .map(drop)
             .map_err(|e| self.port_error(format!("applying {kind} {}", object(&namespace, &name)), e))
+    }
+}
+
+/// What deleting an object did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// It existed and is deleted (or being deleted).
+    Deleted,
+    /// It was not there.
+    Absent,
+}
+
+impl KubeApplier {
+    /// Deletes the live object `manifest` names (its apiVersion, kind,
+    /// namespace and name), letting the cluster remove what it owns.
+    pub async fn delete(&self, manifest: &Value) -> Result<Deleted, PortError> {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let (api_version, kind) = (s(&manifest["apiVersion"]), s(&manifest["kind"]));
+        let (namespace, name) = (
+            s(&manifest["metadata"]["namespace"]),
+            s(&manifest["metadata"]["name"]),
+        );
+        let what = format!("deleting {kind} {}", object(&namespace, &name));
+        // A kind the cluster does not serve holds nothing to delete.
+        let Some(served) = self.served_if_any(&api_version, &kind).await? else {
+            return Ok(Deleted::Absent);
+        };
+        let params = kube::api::DeleteParams::background();
+        match self.api(&served, &namespace).delete(&name, &params).await {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Deleted::Absent),
+            Err(e) => Err(self.port_error(what, e)),
+        }
     }
 }
 
@@ -237,19 +330,25 @@ impl KubeApplier {
     /// A kube error as a port error, with what to do for the usual API
     /// statuses and for a server that cannot be reached.
     fn port_error(&self, context: String, e: kube::Error) -> PortError {
-        let source = match &e {
-            kube::Error::Service(_) | kube::Error::HyperError(_) => {
-                let server = self.server.as_deref().unwrap_or("the API server");
-                format!(
-                    "cannot reach {server}: {} (is the cluster running, and is the kubeconfig's current context the right one?)",
-                    error_chain(&e)
-                )
-                .into()
-            }
-            _ => api_error(e),
-        };
-        PortError::Other { context, source }
+        port_error(self.server.as_deref(), context, e)
     }
+}
+
+/// A kube error as a port error, with what to do for the usual API
+/// statuses and for a server (at `server`, when known) that cannot be reached.
+pub(crate) fn port_error(server: Option<&str>, context: String, e: kube::Error) -> PortError {
+    let source = match &e {
+        kube::Error::Service(_) | kube::Error::HyperError(_) => {
+            let server = server.unwrap_or("the API server");
+            format!(
+                "cannot reach {server}: {} (is the cluster running, and is the kubeconfig's current context the right one?)",
+                error_chain(&e)
+            )
+            .into()
+        }
+        _ => api_error(e),
+    };
+    PortError::Other { context, source }
 }
 
 /// An error and its causes on one line: "client error (Connect): tcp

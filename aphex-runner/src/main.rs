@@ -18,7 +18,8 @@ use aphex_stages::ports::{
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
-use aphex_stages::report::{Reporter, TracingReporter};
+use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
+use aphex_stages::report::{Event, Reporter, TracingReporter};
 use aphex_stages::single::{self, OutputsSource, RunKind, RunnerStage};
 use aphex_stages::stages::StageError;
 use clap::{Parser, ValueEnum};
@@ -105,6 +106,10 @@ struct Args {
     /// The stack deployer.
     #[arg(long, env = "APHEX_DEPLOYER", value_enum, default_value_t = DeployerKind::Cloudformation)]
     deployer: DeployerKind,
+    /// Who approved the gate before this deploy (the gate's `approved-by`
+    /// output; empty: no gate, or resumed without a name).
+    #[arg(long, env = "APHEX_APPROVED_BY")]
+    approved_by: Option<String>,
 }
 
 /// Stands in for the Kubernetes applier when no client could be made (no
@@ -411,6 +416,19 @@ async fn run(args: Args) -> i32 {
         };
     }
 
+    // The stage's log goes to the run store as it runs (`aphex logs`).
+    let upload = LogUpload::start(
+        LogTarget {
+            runs: ports.runs.clone(),
+            pipeline: run_info.pipeline.clone(),
+            id: run_info.id.clone(),
+            stage: name.clone(),
+        },
+        reporter.clone(),
+        Limits::default(),
+    );
+    let reporter: Arc<dyn Reporter> = upload.clone();
+    reporter.event(&Event::StageStarted { stage: name.clone() });
     let result = match (checkout, config, prepare_error) {
         (_, _, Some(e)) => Err(e),
         (Some(checkout), Ok(config), None) => {
@@ -448,7 +466,21 @@ async fn run(args: Args) -> i32 {
         // Failed because it was cut short: interrupted, whatever the error.
         record.status = Status::Interrupted;
     }
+    if stage == RunnerStage::Deploy {
+        record.approved_by = approver(args.approved_by.as_deref());
+    }
     let status = record.status;
+    reporter.event(&Event::StageFinished {
+        stage: name.clone(),
+        status,
+        error: record.error.clone(),
+        seconds: aphex_stages::time::seconds_between(&record.started_at, record.ended_at.as_deref().unwrap_or_default()),
+    });
+    // Stored before the stage's record says it ended, so a reader following
+    // the log has all of it once it sees the end.
+    if let Err(e) = upload.finish().await {
+        tracing::warn!("{}", redactor.redact(&format!("the stage's log was not all stored: {e}")));
+    }
     if let Err(e) = single::record_stage(&ports, &run_info, record).await {
         tracing::warn!("{}", redactor.redact(&e.to_string()));
     }
@@ -464,6 +496,20 @@ async fn run(args: Args) -> i32 {
             } else {
                 exit::STAGE_FAILED
             }
+        }
+    }
+}
+
+/// The approver the gate's output names, if it names one that can be
+/// recorded (`argo resume` leaves it empty; a name set by hand with `argo
+/// node set` that is no login or address is not kept).
+fn approver(given: Option<&str>) -> Option<String> {
+    let name = given.filter(|n| !n.is_empty())?;
+    match aphex_template::submit::check_approver(name) {
+        Ok(()) => Some(name.to_owned()),
+        Err(e) => {
+            tracing::warn!("--approved-by: {e}; the approval is recorded without a name");
+            None
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 use aphex_template::{Plan, StageKind};
 
 use crate::context::{Ports, RunInfo, StageContext, load_config};
+use crate::log_upload::{Limits, LogTarget, LogUpload};
 use crate::process::Exec;
 use crate::record::{RunRecord, StageRecord, Status};
 use crate::report::{Event, Reporter};
@@ -232,16 +233,28 @@ async fn run_stages(
                 error: None,
                 stacks: Vec::new(),
                 artifact_bytes: None,
+                approved_by: None,
             });
             continue;
         }
         let log_path = ctx.logs.join(format!("{name}.log"));
         let log = StageLog::create(&log_path, LOG_CAP)
             .map_err(StageError::io(format!("creating {}", log_path.display())))?;
+        // The stage's log in the run store too (`aphex logs`), as in a pod.
+        let upload = LogUpload::start(
+            LogTarget {
+                runs: ctx.ports.runs.clone(),
+                pipeline: ctx.run.pipeline.clone(),
+                id: ctx.run.id.clone(),
+                stage: name.clone(),
+            },
+            ctx.exec.reporter.clone(),
+            Limits::default(),
+        );
         let mut stage_ctx = ctx.clone();
         stage_ctx.exec = Exec {
             reporter: Arc::new(FileLog {
-                inner: ctx.exec.reporter.clone(),
+                inner: upload.clone(),
                 log: Mutex::new(log),
             }),
             ..ctx.exec.clone()
@@ -269,6 +282,14 @@ async fn run_stages(
         };
         let seconds = clock.elapsed().as_secs_f64();
         let ok = finish_stage(&*reporter, &ctx.exec, record, &name, started, seconds, result);
+        // Stored before the record says the stage ended, so a reader
+        // following the log has all of it once it sees the end.
+        if let Err(e) = upload.finish().await {
+            ctx.exec.reporter.event(&Event::Warning {
+                stage: name.clone(),
+                message: ctx.exec.redactor.redact(&format!("the stage's log was not all stored: {e}")),
+            });
+        }
         ctx.ports
             .runs
             .record(record)
@@ -320,6 +341,7 @@ fn finish_stage(
         error,
         stacks: outcome.stacks,
         artifact_bytes: outcome.artifact_bytes,
+        approved_by: None,
     });
     status == Status::Succeeded
 }

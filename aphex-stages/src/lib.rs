@@ -15,6 +15,7 @@ pub mod fake;
 pub mod files;
 pub mod lines;
 pub mod local;
+pub mod log_upload;
 pub mod ports;
 pub mod process;
 pub mod record;

@@ -104,6 +104,36 @@ pub trait RunRecorder: Send + Sync {
     /// The newest `limit` runs, newest first, each loaded as [`Self::load`]
     /// does (stage objects are never listed as runs of their own).
     async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError>;
+    /// Writes (or replaces) piece `index` of `stage`'s log in run `id`
+    /// (see [`crate::log_upload`]): the log outlives the pod that wrote it.
+    async fn put_log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+        text: &[u8],
+    ) -> Result<(), PortError>;
+    /// Removes piece `index` of `stage`'s log (a log over its cap drops its
+    /// oldest pieces); one that is not there is no error.
+    async fn remove_log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64)
+    -> Result<(), PortError>;
+    /// Every stored piece of run `id`'s stage logs, by stage, then index.
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError>;
+    /// The text of piece `index` of `stage`'s log.
+    async fn log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError>;
+}
+
+/// One stored piece of a stage's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// The stage (`build`, `deploy-dev`).
+    pub stage: String,
+    /// Its place in the log, from 0; a log that lost its oldest pieces to
+    /// the cap starts later.
+    pub index: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// One CloudFormation stack event, as progress or as a root cause.

@@ -69,6 +69,10 @@ pub struct StageRecord {
     /// Size of the archive a build stage stored, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_bytes: Option<u64>,
+    /// Who approved the gate before a deploy stage (`aphex approve --as`),
+    /// when it had one and the approver was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// What happened to one stack in a deploy stage.

@@ -280,6 +280,7 @@ pub fn stage_record(
         error,
         stacks,
         artifact_bytes,
+        approved_by: None,
     }
 }
 

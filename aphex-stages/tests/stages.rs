@@ -445,6 +445,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                 error: None,
                 stacks: vec![],
                 artifact_bytes: Some(1234),
+                approved_by: None,
             },
             StageRecord {
                 name: "deploy-dev".to_owned(),
@@ -462,6 +463,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                     outputs: Default::default(),
                 }],
                 artifact_bytes: None,
+                approved_by: None,
             },
         ],
     }
@@ -680,6 +682,7 @@ fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environmen
                 outputs: Default::default(),
             }],
             artifact_bytes: None,
+            approved_by: None,
         },
     );
     let deployed: Vec<Vec<(String, String)>> = finalize::metrics_of(&run)

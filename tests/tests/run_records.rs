@@ -46,6 +46,7 @@ fn stage(name: &str, started: &str, status: Status) -> StageRecord {
         error: (status == Status::Failed).then(|| format!("{name} failed")),
         stacks: Vec::new(),
         artifact_bytes: None,
+        approved_by: None,
     }
 }
 

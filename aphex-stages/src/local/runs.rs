@@ -3,13 +3,15 @@
 //! `finalize` and the local executor), and one per stage at
 //! `<root>/<pipeline>/<run-id>/stages/<stage>.json` (the stage objects each
 //! stage writes for itself, so stages finishing together lose nothing).
+//! Stage logs are kept in pieces at
+//! `<root>/<pipeline>/<run-id>/logs/<stage>/<index>.log`.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
 use super::{io_err, write_atomic};
-use crate::ports::{PortError, RunRecorder};
+use crate::ports::{LogChunk, PortError, RunRecorder};
 use crate::record::{self, RunRecord, StageRecord};
 
 /// Run records in a directory.
@@ -32,6 +34,17 @@ impl DirRunRecorder {
     /// The folder of run `id`'s stage objects.
     pub fn stages_dir(&self, pipeline: &str, id: &str) -> PathBuf {
         self.root.join(pipeline).join(id).join("stages")
+    }
+
+    /// The folder of `stage`'s log pieces in run `id`.
+    pub fn log_dir(&self, pipeline: &str, id: &str, stage: &str) -> PathBuf {
+        self.root.join(pipeline).join(id).join("logs").join(stage)
+    }
+
+    fn log_piece(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<PathBuf, PortError> {
+        record::check_segment("run id", id)?;
+        record::check_segment("stage name", stage)?;
+        Ok(self.log_dir(pipeline, id, stage).join(format!("{index:08}.log")))
     }
 
     /// The run object of `id`, if written.
@@ -144,4 +157,93 @@ impl RunRecorder for DirRunRecorder {
         runs.truncate(limit);
         Ok(runs)
     }
+
+    async fn put_log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+        text: &[u8],
+    ) -> Result<(), PortError> {
+        write_atomic(&self.log_piece(pipeline, id, stage, index)?, text)
+    }
+
+    async fn remove_log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<(), PortError> {
+        let path = self.log_piece(pipeline, id, stage, index)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err(format!("removing {}", path.display()))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
+        record::check_segment("run id", id)?;
+        let logs = self.root.join(pipeline).join(id).join("logs");
+        let mut chunks = Vec::new();
+        for stage_dir in dirs(&logs)? {
+            let Some(stage) = stage_dir.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let entries = std::fs::read_dir(&stage_dir).map_err(io_err(format!("listing {}", stage_dir.display())))?;
+            for entry in entries {
+                let entry = entry.map_err(io_err(format!("listing {}", stage_dir.display())))?;
+                let name = entry.file_name();
+                // Temp files of writes in progress have other names.
+                let Some(index) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let bytes = entry
+                    .metadata()
+                    .map_err(io_err(format!("reading {}", entry.path().display())))?
+                    .len();
+                chunks.push(LogChunk {
+                    stage: stage.to_owned(),
+                    index,
+                    bytes,
+                });
+            }
+        }
+        chunks.sort_by(|a, b| (&a.stage, a.index).cmp(&(&b.stage, b.index)));
+        Ok(chunks)
+    }
+
+    async fn log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError> {
+        let path = self.log_piece(pipeline, id, stage, index)?;
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PortError::NotFound {
+                what: path.display().to_string(),
+            },
+            _ => io_err(format!("reading {}", path.display()))(e),
+        })
+    }
+}
+
+/// The folders directly in `dir` (none when it does not exist).
+fn dirs(dir: &Path) -> Result<Vec<PathBuf>, PortError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io_err(format!("listing {}", dir.display())))?.path();
+        if path.is_dir() {
+            found.push(path);
+        }
+    }
+    Ok(found)
 }

@@ -1,0 +1,271 @@
+//! A pipeline's Workflows on the cluster: submit one (`aphex trigger`), list
+//! and read them (`aphex status`), and decide an approval gate (`aphex
+//! approve`) the way `argo resume`, `argo stop` and `argo node set` decide a
+//! suspend node: the gate's node in `status.nodes` gets phase `Succeeded`
+//! (or `Failed` with a message) and a finish time, and its supplied
+//! `approved-by` output its value, in one merge patch that carries the
+//! Workflow's `resourceVersion`, so a change the controller made meanwhile
+//! is never overwritten (the patch is refused and made again).
+
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::port_error;
+use crate::run_status::RunView;
+use aphex_stages::ports::PortError;
+use aphex_template::submit::APPROVED_BY;
+
+/// Why a Workflow operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The API server refused, or could not be reached (the message says
+    /// what to check).
+    #[error(transparent)]
+    Kube(#[from] PortError),
+    /// No such run.
+    #[error("run {name} not found in namespace {namespace}: `aphex status` lists the pipeline's runs")]
+    NotFound {
+        /// The namespace.
+        namespace: String,
+        /// The run (Workflow) asked for.
+        name: String,
+    },
+    /// The run has no such gate, or it is not waiting.
+    #[error("{0}")]
+    Gate(String),
+}
+
+/// How a gate is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Resume it: the deploy after it runs.
+    Approve,
+    /// Fail it with this message: the run stops there.
+    Reject(String),
+}
+
+/// The Workflows of one namespace.
+pub struct Workflows {
+    client: Client,
+    namespace: String,
+    server: Option<String>,
+}
+
+/// How many times a gate's patch is made again after the controller changed
+/// the Workflow in between.
+const CONFLICT_RETRIES: usize = 5;
+
+impl Workflows {
+    /// The Workflows in `namespace` through `client`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Workflows {
+            client,
+            namespace: namespace.to_owned(),
+            server: None,
+        }
+    }
+
+    /// Names the API server in errors that cannot reach it.
+    pub fn with_server(mut self, server: String) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn api(&self) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow");
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::from_gvk_with_plural(&gvk, "workflows"),
+        )
+    }
+
+    fn error(&self, context: String, e: kube::Error) -> WorkflowError {
+        // A namespace-wide 404 is a cluster without Argo's Workflow kind.
+        if let kube::Error::Api(status) = &e
+            && status.is_not_found()
+            && status.details.as_ref().is_none_or(|d| d.name.is_empty())
+        {
+            return WorkflowError::Kube(PortError::Other {
+                context,
+                source: "the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?".into(),
+            });
+        }
+        WorkflowError::Kube(port_error(self.server.as_deref(), context, e))
+    }
+
+    /// Creates `workflow` (with `metadata.generateName`) as the Sensor does,
+    /// refusing fields the cluster's CRD does not know (`fieldValidation=Strict`);
+    /// the created object, named.
+    pub async fn create(&self, workflow: &Value) -> Result<Value, WorkflowError> {
+        let url = format!(
+            "/apis/argoproj.io/v1alpha1/namespaces/{}/workflows?fieldValidation=Strict",
+            self.namespace
+        );
+        let context = || format!("submitting a Workflow in namespace {}", self.namespace);
+        let body = serde_json::to_vec(workflow).map_err(|e| {
+            WorkflowError::Kube(PortError::Other {
+                context: context(),
+                source: Box::new(e),
+            })
+        })?;
+        let request = http::Request::post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .map_err(|e| {
+                WorkflowError::Kube(PortError::Other {
+                    context: context(),
+                    source: Box::new(e),
+                })
+            })?;
+        self.client
+            .request::<Value>(request)
+            .await
+            .map_err(|e| self.error(context(), e))
+    }
+
+    /// The Workflows whose labels match `selector` (`a=b,c=d`), newest first.
+    pub async fn list(&self, selector: &str) -> Result<Vec<Value>, WorkflowError> {
+        let list = self
+            .api()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| self.error(format!("listing Workflows in namespace {}", self.namespace), e))?;
+        let mut items: Vec<Value> = list
+            .items
+            .into_iter()
+            .filter_map(|o| serde_json::to_value(o).ok())
+            .collect();
+        let created = |w: &Value| w["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned();
+        items.sort_by_key(|w| std::cmp::Reverse((created(w), w["metadata"]["name"].to_string())));
+        Ok(items)
+    }
+
+    /// The Workflow `name`.
+    pub async fn get(&self, name: &str) -> Result<Value, WorkflowError> {
+        let found = self
+            .api()
+            .get_opt(name)
+            .await
+            .map_err(|e| self.error(format!("reading Workflow {}/{name}", self.namespace), e))?;
+        match found {
+            Some(o) => serde_json::to_value(o).map_err(|e| {
+                WorkflowError::Kube(PortError::Other {
+                    context: format!("reading Workflow {}/{name}", self.namespace),
+                    source: Box::new(e),
+                })
+            }),
+            None => Err(WorkflowError::NotFound {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Decides gate `gate` (`approve-prod`) of run `name` as `who`, at
+    /// `now` (RFC 3339); the run as it was just before.
+    pub async fn decide(
+        &self,
+        name: &str,
+        gate: &str,
+        decision: &Decision,
+        who: &str,
+        now: &str,
+    ) -> Result<RunView, WorkflowError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let workflow = self.get(name).await?;
+            let patch = gate_patch(&workflow, gate, decision, who, now)?;
+            match self
+                .api()
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(RunView::from_workflow(&workflow)),
+                // The controller wrote the Workflow since it was read: read again.
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(e) => {
+                    return Err(self.error(format!("deciding gate {gate} of run {}/{name}", self.namespace), e));
+                }
+            }
+        }
+        Err(WorkflowError::Gate(format!(
+            "run {name} kept changing while gate {gate} was being decided: run the command again"
+        )))
+    }
+}
+
+/// The merge patch that decides `gate` of `workflow`, or why it cannot.
+pub fn gate_patch(
+    workflow: &Value,
+    gate: &str,
+    decision: &Decision,
+    who: &str,
+    now: &str,
+) -> Result<Value, WorkflowError> {
+    let run = RunView::from_workflow(workflow);
+    let status = &workflow["status"];
+    if status["nodes"].as_object().is_none()
+        && (status.get("compressedNodes").is_some() || status.get("offloadNodeStatusVersion").is_some())
+    {
+        return Err(WorkflowError::Gate(format!(
+            "run {} keeps its node status compressed or offloaded, which aphex does not read: decide the gate with \
+             `argo node set {} --node-field-selector displayName={gate} --output-parameter {APPROVED_BY}={who}` \
+             then `argo resume` (or `argo stop`) with the same selector",
+            run.name, run.name
+        )));
+    }
+    let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
+    let Some(node) = run.stages.iter().find(|s| s.gate && s.name == gate) else {
+        return Err(WorkflowError::Gate(if run.ended() {
+            format!("run {} has ended ({}) without reaching {gate}", run.name, run.phase)
+        } else if waiting.is_empty() {
+            format!(
+                "run {} is not waiting at {gate} (yet): no gate waits now; `aphex status {}` shows where it is",
+                run.name, run.name
+            )
+        } else {
+            format!("run {} is not waiting at {gate}; it waits at: {}", run.name, waiting.join(", "))
+        }));
+    };
+    if !node.waiting() {
+        let by = node.approved_by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+        return Err(WorkflowError::Gate(format!(
+            "gate {gate} of run {} is not waiting: it is {}{by}",
+            run.name, node.phase
+        )));
+    }
+    let (phase, message) = match decision {
+        Decision::Approve => ("Succeeded", format!("approved by {who}")),
+        Decision::Reject(reason) => ("Failed", format!("rejected by {who}: {reason}")),
+    };
+    // Outputs as `argo node set` leaves them: the supplied value set, its
+    // `valueFrom` gone; the whole list, since a merge patch replaces lists.
+    let mut outputs = workflow["status"]["nodes"][&node.node_id]["outputs"].clone();
+    let mut named = false;
+    if let Some(params) = outputs["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == APPROVED_BY) {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("valueFrom");
+                o.insert("value".to_owned(), json!(who));
+                named = true;
+            }
+        }
+    }
+    let mut update = json!({"phase": phase, "message": message, "finishedAt": now});
+    if named {
+        update["outputs"] = outputs;
+    }
+    let mut patch = json!({"status": {"nodes": {}}});
+    patch["status"]["nodes"][&node.node_id] = update;
+    // The resourceVersion makes the patch conditional on what was read.
+    if let Some(rv) = workflow["metadata"]["resourceVersion"].as_str() {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    Ok(patch)
+}
