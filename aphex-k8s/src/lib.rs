@@ -69,10 +69,21 @@ impl Connection {
     }
 }
 
+/// Why no client configuration could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No kubeconfig, and not in a pod.
+    #[error(transparent)]
+    Infer(#[from] kube::config::InferConfigError),
+    /// The kubeconfig (or the context asked for) is unusable.
+    #[error(transparent)]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+}
+
 /// The cluster of kubeconfig context `context` (as `kubectl --context`), or
 /// with none the current context (or the pod's service account, as
 /// [`KubeApplier::infer`]). Contacts nothing yet.
-pub async fn connect(context: Option<&str>) -> Result<Connection, kube::Error> {
+pub async fn connect(context: Option<&str>) -> Result<Connection, ConnectError> {
     let kubeconfig = kube::config::Kubeconfig::read().ok();
     let config = match context {
         Some(c) => {
@@ -80,11 +91,9 @@ pub async fn connect(context: Option<&str>) -> Result<Connection, kube::Error> {
                 context: Some(c.to_owned()),
                 ..Default::default()
             };
-            kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(kube::Error::InferConfig)?
+            kube::Config::from_kubeconfig(&options).await?
         }
-        None => kube::Config::infer().await.map_err(kube::Error::InferConfig)?,
+        None => kube::Config::infer().await?,
     };
     let user = kubeconfig.and_then(|k| {
         let name = context.map(str::to_owned).or(k.current_context)?;
