@@ -844,7 +844,13 @@ impl RunRecorder for S3RunRecorder {
         self.log_pieces(pipeline, id).await
     }
 
-    async fn log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError> {
+    async fn log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<Vec<u8>, PortError> {
         self.log_piece(pipeline, id, stage, index).await
     }
 }
@@ -934,7 +940,13 @@ impl S3RunRecorder {
         Ok(chunks)
     }
 
-    async fn log_piece(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError> {
+    async fn log_piece(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<Vec<u8>, PortError> {
         let key = Self::checked_log_key(pipeline, id, stage, index)?;
         let out = self
             .client

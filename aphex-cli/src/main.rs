@@ -45,6 +45,12 @@ enum Command {
     Diff(commands::diff::Args),
     /// Put the pipeline onto its cluster: its AWS stack, every manifest, the webhook secret.
     Bootstrap(commands::bootstrap::Args),
+    /// Start a run by hand: the Workflow a push to the configured branch would submit.
+    Trigger(commands::trigger::Args),
+    /// Show the pipeline's runs, or one run's stages and the approvals it waits for.
+    Status(commands::status::Args),
+    /// Approve (or reject) the deploy to an environment a run waits at.
+    Approve(commands::approve::Args),
 }
 
 fn main() {
@@ -61,6 +67,9 @@ fn main() {
         Command::History(args) => commands::history::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args),
         Command::Diff(args) => commands::diff::run(args),
+        Command::Trigger(args) => commands::trigger::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Approve(args) => commands::approve::run(args),
     };
     // The one printer: commands return their error, this says it.
     let code = match outcome.and_then(|code| out::flush().map(|()| code)) {

@@ -26,6 +26,13 @@ impl Out {
     }
 }
 
+impl Out {
+    /// Flushes what was written (before a long wait).
+    pub fn flush(&mut self) -> Result<(), CliError> {
+        self.0.flush().map_err(write_error)
+    }
+}
+
 /// Flushes stdout, so that a last write's error is seen before exiting.
 pub fn flush() -> Result<(), CliError> {
     std::io::stdout().flush().map_err(write_error)

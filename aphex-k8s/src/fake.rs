@@ -97,9 +97,14 @@ fn discovery(group_version: &str) -> Value {
 /// Whether the last segment of `path` names a collection (a plural).
 fn is_collection(path: &str) -> bool {
     let last = path.rsplit('/').next().unwrap_or_default();
-    ["argoproj.io/v1alpha1", "rbac.authorization.k8s.io/v1", "admissionregistration.k8s.io/v1", "v1"]
-        .iter()
-        .any(|gv| kinds(gv).iter().any(|(plural, _)| *plural == last))
+    [
+        "argoproj.io/v1alpha1",
+        "rbac.authorization.k8s.io/v1",
+        "admissionregistration.k8s.io/v1",
+        "v1",
+    ]
+    .iter()
+    .any(|gv| kinds(gv).iter().any(|(plural, _)| *plural == last))
 }
 
 /// RFC 7386: `patch` merged into `target`.

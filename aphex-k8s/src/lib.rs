@@ -97,11 +97,7 @@ pub async fn connect(context: Option<&str>) -> Result<Connection, ConnectError> 
     };
     let user = kubeconfig.and_then(|k| {
         let name = context.map(str::to_owned).or(k.current_context)?;
-        k.contexts
-            .into_iter()
-            .find(|c| c.name == name)?
-            .context?
-            .user
+        k.contexts.into_iter().find(|c| c.name == name)?.context?.user
     });
     Ok(Connection { config, user })
 }
@@ -154,14 +150,16 @@ impl KubeApplier {
     /// document the first time; an error that says what to install when the
     /// cluster does not serve it.
     async fn served(&self, api_version: &str, kind: &str) -> Result<Served, PortError> {
-        self.served_if_any(api_version, kind).await?.ok_or_else(|| PortError::Other {
-            context: format!("finding {kind} ({api_version}) on the cluster"),
-            source: format!(
-                "the cluster does not serve {kind} in {api_version}{}",
-                install_hint(kind)
-            )
-            .into(),
-        })
+        self.served_if_any(api_version, kind)
+            .await?
+            .ok_or_else(|| PortError::Other {
+                context: format!("finding {kind} ({api_version}) on the cluster"),
+                source: format!(
+                    "the cluster does not serve {kind} in {api_version}{}",
+                    install_hint(kind)
+                )
+                .into(),
+            })
     }
 
     /// How the cluster serves `kind` of `api_version`, `None` when it does not.

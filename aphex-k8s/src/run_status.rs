@@ -87,12 +87,7 @@ impl RunView {
         let params = &workflow["spec"]["arguments"]["parameters"];
         let mut stages: Vec<StageView> = status["nodes"]
             .as_object()
-            .map(|nodes| {
-                nodes
-                    .iter()
-                    .filter_map(|(id, n)| task(id, n))
-                    .collect()
-            })
+            .map(|nodes| nodes.iter().filter_map(|(id, n)| task(id, n)).collect())
             .unwrap_or_default();
         stages.sort_by(|a, b| (&a.started_at, &a.name).cmp(&(&b.started_at, &b.name)));
         RunView {
@@ -136,7 +131,12 @@ fn task(id: &str, node: &Value) -> Option<StageView> {
         finished_at: text(&node["finishedAt"]),
         message: text(&node["message"]),
         approved_by: gate
-            .then(|| parameter(&node["outputs"]["parameters"], aphex_template::submit::APPROVED_BY))
+            .then(|| {
+                parameter(
+                    &node["outputs"]["parameters"],
+                    aphex_template::submit::APPROVED_BY,
+                )
+            })
             .flatten(),
         node_id: id.to_owned(),
     })

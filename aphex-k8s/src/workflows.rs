@@ -142,7 +142,12 @@ impl Workflows {
             .into_iter()
             .filter_map(|o| serde_json::to_value(o).ok())
             .collect();
-        let created = |w: &Value| w["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_owned();
+        let created = |w: &Value| {
+            w["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
         items.sort_by_key(|w| std::cmp::Reverse((created(w), w["metadata"]["name"].to_string())));
         Ok(items)
     }
@@ -190,7 +195,10 @@ impl Workflows {
                 // The controller wrote the Workflow since it was read: read again.
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(e) => {
-                    return Err(self.error(format!("deciding gate {gate} of run {}/{name}", self.namespace), e));
+                    return Err(self.error(
+                        format!("deciding gate {gate} of run {}/{name}", self.namespace),
+                        e,
+                    ));
                 }
             }
         }
@@ -223,18 +231,29 @@ pub fn gate_patch(
     let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
     let Some(node) = run.stages.iter().find(|s| s.gate && s.name == gate) else {
         return Err(WorkflowError::Gate(if run.ended() {
-            format!("run {} has ended ({}) without reaching {gate}", run.name, run.phase)
+            format!(
+                "run {} has ended ({}) without reaching {gate}",
+                run.name, run.phase
+            )
         } else if waiting.is_empty() {
             format!(
                 "run {} is not waiting at {gate} (yet): no gate waits now; `aphex status {}` shows where it is",
                 run.name, run.name
             )
         } else {
-            format!("run {} is not waiting at {gate}; it waits at: {}", run.name, waiting.join(", "))
+            format!(
+                "run {} is not waiting at {gate}; it waits at: {}",
+                run.name,
+                waiting.join(", ")
+            )
         }));
     };
     if !node.waiting() {
-        let by = node.approved_by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+        let by = node
+            .approved_by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default();
         return Err(WorkflowError::Gate(format!(
             "gate {gate} of run {} is not waiting: it is {}{by}",
             run.name, node.phase

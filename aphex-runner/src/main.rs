@@ -12,13 +12,13 @@ use aphex_stages::context::{Ports, RunInfo, StageContext};
 use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
+use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
 use aphex_stages::ports::{
     CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError, StackDeployer,
 };
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
-use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
 use aphex_stages::report::{Event, Reporter, TracingReporter};
 use aphex_stages::single::{self, OutputsSource, RunKind, RunnerStage};
 use aphex_stages::stages::StageError;
@@ -474,12 +474,18 @@ async fn run(args: Args) -> i32 {
         stage: name.clone(),
         status,
         error: record.error.clone(),
-        seconds: aphex_stages::time::seconds_between(&record.started_at, record.ended_at.as_deref().unwrap_or_default()),
+        seconds: aphex_stages::time::seconds_between(
+            &record.started_at,
+            record.ended_at.as_deref().unwrap_or_default(),
+        ),
     });
     // Stored before the stage's record says it ended, so a reader following
     // the log has all of it once it sees the end.
     if let Err(e) = upload.finish().await {
-        tracing::warn!("{}", redactor.redact(&format!("the stage's log was not all stored: {e}")));
+        tracing::warn!(
+            "{}",
+            redactor.redact(&format!("the stage's log was not all stored: {e}"))
+        );
     }
     if let Err(e) = single::record_stage(&ports, &run_info, record).await {
         tracing::warn!("{}", redactor.redact(&e.to_string()));

@@ -287,7 +287,10 @@ async fn run_stages(
         if let Err(e) = upload.finish().await {
             ctx.exec.reporter.event(&Event::Warning {
                 stage: name.clone(),
-                message: ctx.exec.redactor.redact(&format!("the stage's log was not all stored: {e}")),
+                message: ctx
+                    .exec
+                    .redactor
+                    .redact(&format!("the stage's log was not all stored: {e}")),
             });
         }
         ctx.ports

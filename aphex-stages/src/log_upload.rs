@@ -238,7 +238,11 @@ impl Pieces {
 
     async fn put(&mut self, index: u64, text: Vec<u8>) {
         let t = &self.target;
-        if let Err(e) = t.runs.put_log_chunk(&t.pipeline, &t.id, &t.stage, index, &text).await {
+        if let Err(e) = t
+            .runs
+            .put_log_chunk(&t.pipeline, &t.id, &t.stage, index, &text)
+            .await
+        {
             self.first_error.get_or_insert(e);
         }
     }
@@ -276,7 +280,11 @@ pub async fn read_since(
     chunks: &[crate::ports::LogChunk],
     cursor: LogCursor,
 ) -> Result<(Vec<u8>, LogCursor), PortError> {
-    let mut indexes: Vec<u64> = chunks.iter().filter(|c| c.stage == stage).map(|c| c.index).collect();
+    let mut indexes: Vec<u64> = chunks
+        .iter()
+        .filter(|c| c.stage == stage)
+        .map(|c| c.index)
+        .collect();
     indexes.sort_unstable();
     let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
         return Ok((Vec::new(), cursor));
@@ -287,10 +295,14 @@ pub async fn read_since(
         let note = if cursor == LogCursor::default() {
             cut_note(first).unwrap_or_default()
         } else {
-            "[aphex: part of this log was dropped to keep it under its cap while it was followed]\n".to_owned()
+            "[aphex: part of this log was dropped to keep it under its cap while it was followed]\n"
+                .to_owned()
         };
         text.extend_from_slice(note.as_bytes());
-        cursor = LogCursor { index: first, offset: 0 };
+        cursor = LogCursor {
+            index: first,
+            offset: 0,
+        };
     }
     let start = cursor.index;
     for index in indexes.into_iter().filter(|i| *i >= start) {

@@ -116,12 +116,23 @@ pub trait RunRecorder: Send + Sync {
     ) -> Result<(), PortError>;
     /// Removes piece `index` of `stage`'s log (a log over its cap drops its
     /// oldest pieces); one that is not there is no error.
-    async fn remove_log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64)
-    -> Result<(), PortError>;
+    async fn remove_log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<(), PortError>;
     /// Every stored piece of run `id`'s stage logs, by stage, then index.
     async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError>;
     /// The text of piece `index` of `stage`'s log.
-    async fn log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError>;
+    async fn log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<Vec<u8>, PortError>;
 }
 
 /// One stored piece of a stage's log.

@@ -79,7 +79,9 @@ async fn the_log_is_stored_while_the_stage_runs_and_whole_when_it_ends() {
     let chunks = runs.log_chunks("shop", "r1").await.unwrap();
     assert!(chunks.len() > 5, "64-byte pieces: {chunks:?}");
     assert!(chunks.iter().all(|c| c.bytes <= 64), "{chunks:?}");
-    let (more, _) = read_since(&*runs, "shop", "r1", "build", &chunks, cursor).await.unwrap();
+    let (more, _) = read_since(&*runs, "shop", "r1", "build", &chunks, cursor)
+        .await
+        .unwrap();
     assert_eq!(String::from_utf8(more).unwrap(), lines(3..40));
     assert_eq!(stored(&runs).await, lines(0..40));
 }
@@ -148,7 +150,10 @@ async fn output_faster_than_the_store_is_dropped_with_a_note_and_memory_stays_bo
         note.contains("bytes of output were dropped here: they came faster than the log could be stored"),
         "{note}"
     );
-    assert_eq!(rest, "[build] after\n", "output after the store caught up is kept");
+    assert_eq!(
+        rest, "[build] after\n",
+        "output after the store caught up is kept"
+    );
 }
 
 proptest! {

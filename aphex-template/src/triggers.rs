@@ -553,7 +553,13 @@ mod tests {
             assert_eq!(re.is_match(login), ok, "the Sensor's regex agrees on {login}");
         }
         let event = json!({"body": {"sender": {"login": "dependabot[bot]"}, "n": 7}});
-        let checked = |path| Source::Checked { path, shape: Shape::Login }.value(&event);
+        let checked = |path| {
+            Source::Checked {
+                path,
+                shape: Shape::Login,
+            }
+            .value(&event)
+        };
         assert_eq!(checked("body.sender.login"), "");
         assert_eq!(checked("body.n"), "", "a number is not a login");
         assert_eq!(checked("body.absent"), "");

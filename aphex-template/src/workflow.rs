@@ -428,7 +428,9 @@ fn stage_template(config: &Config, kind: StageTemplate) -> Value {
     };
     let mut args = vec![stage, json!("--env={{inputs.parameters.env}}")];
     args.extend(run_args(config));
-    args.push(json!(format!("--approved-by={{{{inputs.parameters.{APPROVED_BY}}}}}")));
+    args.push(json!(format!(
+        "--approved-by={{{{inputs.parameters.{APPROVED_BY}}}}}"
+    )));
     let name = match kind {
         StageTemplate::Deploy => STAGE_TEMPLATE,
         StageTemplate::Pipeline => PIPELINE_STAGE_TEMPLATE,

@@ -50,7 +50,12 @@ fn a_push_to_the_branch_deploys_its_after_sha() {
 fn a_sender_that_is_no_github_login_deploys_without_a_name() {
     // A bot's login (`name[bot]`) is no label value: the push still deploys.
     let cfg = master();
-    for login in [json!("github-merge-queue[bot]"), json!("{{workflow.name}}"), json!(7), Value::Null] {
+    for login in [
+        json!("github-merge-queue[bot]"),
+        json!("{{workflow.name}}"),
+        json!(7),
+        Value::Null,
+    ] {
         let (_, mut payload) = webhook("push-with-new-branch.json");
         payload["sender"]["login"] = login.clone();
         let out = run_with(&cfg, "push", &payload);
@@ -510,11 +515,7 @@ fn simulated(out: &Outcome) -> Fired {
 
 /// Evaluates the rendered Sensor on an event the way Argo Events does
 /// (`aphex_testkit::sensor`), and returns what fired.
-fn rendered_sensor_outcome(
-    cfg: &Config,
-    event: &str,
-    payload: &Value,
-) -> Fired {
+fn rendered_sensor_outcome(cfg: &Config, event: &str, payload: &Value) -> Fired {
     let sensor = sensor(cfg).expect("config has GitHub settings");
     let envelope = json!({"headers": {"X-Github-Event": [event]}, "body": payload});
     let passes = |dep: &Value| -> bool {

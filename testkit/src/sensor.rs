@@ -83,7 +83,9 @@ fn sjson_target<'a>(object: &'a mut Value, dest: &str) -> &'a mut Value {
     keys.push(key);
     keys.iter().fold(object, |v, k| match v {
         Value::Array(a) => {
-            let i: usize = k.parse().unwrap_or_else(|_| panic!("{dest}: `{k}` indexes an array"));
+            let i: usize = k
+                .parse()
+                .unwrap_or_else(|_| panic!("{dest}: `{k}` indexes an array"));
             a.get_mut(i).unwrap_or_else(|| panic!("{dest}: no element {i}"))
         }
         v => {

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod approve;
 pub mod bootstrap;
+pub mod cluster;
 pub mod diff;
 pub mod history;
 pub mod init;
@@ -8,6 +10,8 @@ pub mod plan;
 pub mod render;
 pub mod run;
 pub mod schema;
+pub mod status;
+pub mod trigger;
 pub mod validate;
 pub mod webhook;
 

@@ -193,7 +193,8 @@ impl RunRecorder for DirRunRecorder {
             let Some(stage) = stage_dir.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let entries = std::fs::read_dir(&stage_dir).map_err(io_err(format!("listing {}", stage_dir.display())))?;
+            let entries =
+                std::fs::read_dir(&stage_dir).map_err(io_err(format!("listing {}", stage_dir.display())))?;
             for entry in entries {
                 let entry = entry.map_err(io_err(format!("listing {}", stage_dir.display())))?;
                 let name = entry.file_name();
@@ -220,7 +221,13 @@ impl RunRecorder for DirRunRecorder {
         Ok(chunks)
     }
 
-    async fn log_chunk(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<Vec<u8>, PortError> {
+    async fn log_chunk(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<Vec<u8>, PortError> {
         let path = self.log_piece(pipeline, id, stage, index)?;
         std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => PortError::NotFound {
@@ -240,7 +247,9 @@ fn dirs(dir: &Path) -> Result<Vec<PathBuf>, PortError> {
     };
     let mut found = Vec::new();
     for entry in entries {
-        let path = entry.map_err(io_err(format!("listing {}", dir.display())))?.path();
+        let path = entry
+            .map_err(io_err(format!("listing {}", dir.display())))?
+            .path();
         if path.is_dir() {
             found.push(path);
         }
