@@ -51,6 +51,8 @@ enum Command {
     Status(commands::status::Args),
     /// Approve (or reject) the deploy to an environment a run waits at.
     Approve(commands::approve::Args),
+    /// Print a run's stage logs from the run store (`--follow` while it runs).
+    Logs(commands::logs::Args),
 }
 
 fn main() {
@@ -70,6 +72,7 @@ fn main() {
         Command::Trigger(args) => commands::trigger::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::Approve(args) => commands::approve::run(args),
+        Command::Logs(args) => commands::logs::run(args),
     };
     // The one printer: commands return their error, this says it.
     let code = match outcome.and_then(|code| out::flush().map(|()| code)) {

@@ -157,6 +157,19 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
         .join(record["id"].as_str().unwrap());
     let test_log = std::fs::read_to_string(run_dir.join("logs/test-dev.log")).unwrap();
     assert!(test_log.contains("exit 0"), "{test_log}");
+    // The same log from the run store, as `aphex logs` reads it.
+    let id = record["id"].as_str().unwrap();
+    let logs = aphex(&repo, &["logs", id, "--stage", "test-dev"]);
+    assert!(logs.status.success(), "{}", String::from_utf8_lossy(&logs.stderr));
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), test_log);
+    let all = aphex(&repo, &["logs", id]);
+    let all = String::from_utf8_lossy(&all.stdout);
+    let headers: Vec<&str> = all.lines().filter(|l| l.starts_with("==> ")).collect();
+    assert_eq!(headers.first(), Some(&"==> validate <=="), "{all}");
+    assert!(headers.contains(&"==> deploy-prod <=="), "{all}");
+    let missing = aphex(&repo, &["logs", id, "--stage", "deploy-staging"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no log of stage deploy-staging"));
     let outputs = std::fs::read_to_string(run_dir.join("outputs/dev/outputs.json")).unwrap();
     assert!(outputs.contains("https://app.example"), "{outputs}");
     assert!(repo.join(".aphex/metrics.jsonl").exists());

@@ -3,7 +3,7 @@
 //! (`<repo>/.aphex/runs/`), or in an S3 bucket with `--store`, newest first,
 //! across every pipeline found there.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aphex_stages::local::DirRunRecorder;
 use aphex_stages::ports::RunRecorder;
@@ -65,8 +65,13 @@ pub fn line(run: &RunRecord) -> String {
         .get(..19)
         .unwrap_or(&run.started_at)
         .replace('T', " ");
+    let approved: String = run
+        .stages
+        .iter()
+        .filter_map(|s| Some(format!("  {} approved by {}", s.name, s.approved_by.as_deref()?)))
+        .collect();
     format!(
-        "{:<32} {started:<19} {:<11} {short} {:<12} {}{stopped}",
+        "{:<32} {started:<19} {:<11} {short} {:<12} {}{stopped}{approved}",
         run.id,
         status_word(run.status),
         run.branch.as_deref().unwrap_or("-"),
@@ -77,35 +82,11 @@ pub fn line(run: &RunRecord) -> String {
 /// Runs `aphex history`.
 pub fn run(args: Args) -> Result<Exit, CliError> {
     super::runtime()?.block_on(async {
-        let (recorder, pipelines, location): (Box<dyn RunRecorder>, Vec<String>, String) =
-            match args.store.as_deref() {
-                Some(url) => {
-                    let bucket = aphex_aws::s3::parse_store_url(url)
-                        .map_err(|e| CliError::usage(format!("--store {e}")))?;
-                    let config = aphex_aws::client::load().await;
-                    let recorder = aphex_aws::s3::S3RunRecorder::new(&config, &bucket);
-                    let pipelines = recorder.pipelines().await.map_err(|e| {
-                        CliError::usage(e)
-                            .help("check the bucket exists and your AWS credentials may list it")
-                    })?;
-                    (Box::new(recorder), pipelines, format!("s3://{bucket}/"))
-                }
-                None => {
-                    let start = args.repo.clone().unwrap_or_else(|| PathBuf::from("."));
-                    let root = aphex_stages::workspace::toplevel(&start).await.unwrap_or(start);
-                    let runs_dir = root.join(".aphex").join("runs");
-                    let pipelines: Vec<String> = match std::fs::read_dir(&runs_dir) {
-                        Ok(entries) => entries
-                            .filter_map(Result::ok)
-                            .filter(|e| e.path().is_dir())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect(),
-                        Err(_) => Vec::new(),
-                    };
-                    let location = runs_dir.display().to_string();
-                    (Box::new(DirRunRecorder::new(runs_dir)), pipelines, location)
-                }
-            };
+        let RunStore {
+            recorder,
+            pipelines,
+            location,
+        } = run_store(args.repo.as_deref(), args.store.as_deref()).await?;
         let mut runs = Vec::new();
         for p in pipelines {
             runs.extend(recorder.list(&p, args.limit).await.map_err(CliError::usage)?);
@@ -129,5 +110,50 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             }
         }
         Ok(Exit::Ok)
+    })
+}
+
+/// A run store as `--repo`/`--store` name it: its recorder, the pipelines
+/// it holds runs of, and where it is (for messages).
+pub(crate) struct RunStore {
+    pub recorder: Box<dyn RunRecorder>,
+    pub pipelines: Vec<String>,
+    pub location: String,
+}
+
+/// The run store of `aphex history` and `aphex logs`: the S3 bucket of
+/// `store` (`s3://BUCKET`), or `<repo>/.aphex/runs/`.
+pub(crate) async fn run_store(repo: Option<&Path>, store: Option<&str>) -> Result<RunStore, CliError> {
+    let (recorder, pipelines, location): (Box<dyn RunRecorder>, Vec<String>, String) = match store {
+        Some(url) => {
+            let bucket =
+                aphex_aws::s3::parse_store_url(url).map_err(|e| CliError::usage(format!("--store {e}")))?;
+            let config = aphex_aws::client::load().await;
+            let recorder = aphex_aws::s3::S3RunRecorder::new(&config, &bucket);
+            let pipelines = recorder.pipelines().await.map_err(|e| {
+                CliError::usage(e).help("check the bucket exists and your AWS credentials may list it")
+            })?;
+            (Box::new(recorder), pipelines, format!("s3://{bucket}/"))
+        }
+        None => {
+            let start = repo.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let root = aphex_stages::workspace::toplevel(&start).await.unwrap_or(start);
+            let runs_dir = root.join(".aphex").join("runs");
+            let pipelines: Vec<String> = match std::fs::read_dir(&runs_dir) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let location = runs_dir.display().to_string();
+            (Box::new(DirRunRecorder::new(runs_dir)), pipelines, location)
+        }
+    };
+    Ok(RunStore {
+        recorder,
+        pipelines,
+        location,
     })
 }

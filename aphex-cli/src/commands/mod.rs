@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod diff;
 pub mod history;
 pub mod init;
+pub mod logs;
 pub mod plan;
 pub mod render;
 pub mod run;
