@@ -26,7 +26,8 @@ use sha2::{Digest, Sha256};
 
 pub use assets::deterministic_zip;
 pub(crate) use assets::{S3Object, upload_template};
-pub(crate) use changeset::{StackInput, TemplateSource, deploy as run_change_set};
+pub use changeset::StackDeleted;
+pub(crate) use changeset::{StackInput, TemplateSource, delete as delete_stack, deploy as run_change_set};
 use session::Sessions;
 
 /// The largest template CloudFormation accepts inline (`TemplateBody`).

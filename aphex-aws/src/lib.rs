@@ -9,6 +9,7 @@
 pub mod client;
 pub mod cloudwatch;
 pub mod deployer;
+pub mod destroy;
 pub mod discovery;
 pub mod pipeline_stack;
 pub mod s3;

@@ -53,6 +53,8 @@ enum Command {
     Approve(commands::approve::Args),
     /// Print a run's stage logs from the run store (`--follow` while it runs).
     Logs(commands::logs::Args),
+    /// Remove the pipeline: its cluster objects, its stack, and (with --stacks) environments' stacks.
+    Destroy(commands::destroy::Args),
 }
 
 fn main() {
@@ -73,6 +75,7 @@ fn main() {
         Command::Status(args) => commands::status::run(args),
         Command::Approve(args) => commands::approve::run(args),
         Command::Logs(args) => commands::logs::run(args),
+        Command::Destroy(args) => commands::destroy::run(args),
     };
     // The one printer: commands return their error, this says it.
     let code = match outcome.and_then(|code| out::flush().map(|()| code)) {

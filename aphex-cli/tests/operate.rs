@@ -396,3 +396,48 @@ fn without_a_cluster_the_commands_say_what_to_set() {
     assert_eq!(code(&o), 2);
     assert!(text(&o.stderr).contains("pass --as NAME"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn destroy_lists_everything_first_and_deletes_nothing_unconfirmed() {
+    let cluster = Cluster::new();
+    let o = Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .arg("destroy")
+        .current_dir(cluster.dir.path())
+        .env("KUBECONFIG", cluster.dir.path().join("kubeconfig"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    for listed in [
+        "Sensor argo-events/shop\n",
+        "WorkflowTemplate ci/shop",
+        "Secret argo-events/shop-webhook",
+        "the pipeline stack aphex-shop",
+        "It keeps the artifact bucket",
+        "pass --yes to delete without asking",
+    ] {
+        assert!(err.contains(listed), "{listed} in {err}");
+    }
+    // The Sensor goes first, the admission policy that guards the rest last.
+    let sensor = err.find("Sensor argo-events/shop\n").unwrap();
+    let policy = err.find("ValidatingAdmissionPolicy ").unwrap();
+    assert!(
+        sensor < err.find("WorkflowTemplate ci/shop").unwrap()
+            && err.find("WorkflowTemplate ci/shop").unwrap() < policy,
+        "{err}"
+    );
+    assert!(
+        cluster.fake.seen().iter().all(|s| s.method == "GET"),
+        "{:?}",
+        cluster.fake.seen()
+    );
+
+    let o = cluster.aphex(&["destroy", "--stacks", "qa"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr).contains("--stacks qa: no such environment"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -247,11 +247,16 @@ pub enum Deleted {
     Deleted,
     /// It was not there.
     Absent,
+    /// It is there but names another pipeline (or none) in its
+    /// `aphex.dev/pipeline` label: kept.
+    Foreign,
 }
 
 impl KubeApplier {
     /// Deletes the live object `manifest` names (its apiVersion, kind,
-    /// namespace and name), letting the cluster remove what it owns.
+    /// namespace and name), letting the cluster remove what it owns; only
+    /// when its `aphex.dev/pipeline` label is the manifest's, so an object
+    /// someone else made under the same name is kept.
     pub async fn delete(&self, manifest: &Value) -> Result<Deleted, PortError> {
         let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let (api_version, kind) = (s(&manifest["apiVersion"]), s(&manifest["kind"]));
@@ -264,8 +269,33 @@ impl KubeApplier {
         let Some(served) = self.served_if_any(&api_version, &kind).await? else {
             return Ok(Deleted::Absent);
         };
-        let params = kube::api::DeleteParams::background();
-        match self.api(&served, &namespace).delete(&name, &params).await {
+        let api = self.api(&served, &namespace);
+        let live = match api.get_opt(&name).await {
+            Ok(Some(live)) => live,
+            Ok(None) => return Ok(Deleted::Absent),
+            Err(e) => return Err(self.port_error(what, e)),
+        };
+        let label = aphex_template::workflow::PIPELINE_LABEL;
+        let ours = manifest["metadata"]["labels"][label].as_str();
+        if live
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(label))
+            .map(String::as_str)
+            != ours
+        {
+            return Ok(Deleted::Foreign);
+        }
+        // Deleted only as it was read: not one made again meanwhile.
+        let params = kube::api::DeleteParams {
+            preconditions: live.metadata.uid.map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..kube::api::DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
             Ok(_) => Ok(Deleted::Deleted),
             Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Deleted::Absent),
             Err(e) => Err(self.port_error(what, e)),

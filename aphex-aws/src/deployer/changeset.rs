@@ -467,6 +467,51 @@ async fn recreate_from_rollback(
     ))
 }
 
+/// What deleting a stack did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackDeleted {
+    /// It existed and is gone; its outputs, as they were.
+    Deleted(Vec<StackOutput>),
+    /// There was no such stack.
+    Absent,
+}
+
+/// Deletes stack `name` (`aphex destroy`) and waits until it is gone,
+/// streaming its events; resources with a `Retain` policy stay. The token
+/// makes a repeat of a delete whose answer was lost the same delete.
+pub(crate) async fn delete(
+    cfn: &Client,
+    name: &str,
+    progress: &dyn DeployProgress,
+    options: &DeployOptions,
+) -> Result<StackDeleted, String> {
+    let Some(stack) = describe(cfn, name).await? else {
+        return Ok(StackDeleted::Absent);
+    };
+    let outputs = outputs_of(&stack);
+    let id = stack.stack_id().unwrap_or(name).to_owned();
+    // Whatever is in flight ends first: a delete cannot start meanwhile.
+    if is_in_progress(status_of(&stack)) {
+        let mut tail = EventTail::start_at(cfn, name, &id).await?;
+        wait_for_stack(cfn, &id, &mut tail, Operation::Running, progress, options).await?;
+    }
+    let mut tail = EventTail::start_at(cfn, name, &id).await?;
+    cfn.delete_stack()
+        .stack_name(&id)
+        .client_request_token(request_token())
+        .send()
+        .await
+        .map_err(|err| format!("deleting stack {name} failed: {}", call_error("CloudFormation", "DeleteStack", &err)))?;
+    match wait_for_stack(cfn, &id, &mut tail, Operation::Requested, progress, options).await? {
+        None => Ok(StackDeleted::Deleted(outputs)),
+        Some(after) => Err(format!(
+            "deleting stack {name} ended in {}: {}",
+            status_of(&after),
+            after.stack_status_reason().unwrap_or("no reason given")
+        )),
+    }
+}
+
 /// Deletes change set `change_set` (its name or id) of stack `name`, if it exists.
 async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result<(), String> {
     match cfn

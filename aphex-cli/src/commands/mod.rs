@@ -3,6 +3,7 @@
 pub mod approve;
 pub mod bootstrap;
 pub mod cluster;
+pub mod destroy;
 pub mod diff;
 pub mod history;
 pub mod init;
