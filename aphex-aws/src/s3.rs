@@ -20,7 +20,9 @@
 //!   stage (a partial [`RunRecord`] with that one stage), written by the
 //!   stage's own pod, so stages running in parallel never write the same
 //!   object. Loading a run merges them into its run object; a run with stage
-//!   objects only (no `finalize` yet) is listed as running.
+//!   objects only (no `finalize` yet) is listed as running;
+//! - `<pipeline>/logs/<run-id>/<stage>/<index>.log`: a stage's log in
+//!   pieces, stored while it runs (`aphex_stages::log_upload`).
 //!
 //! Large archives go up as a multipart upload with parts in parallel; every
 //! download is checked against the SHA-256 recorded at upload.
@@ -857,11 +859,12 @@ impl RunRecorder for S3RunRecorder {
 
 /// Stage logs in pieces, for [`RunRecorder`]'s log methods.
 impl S3RunRecorder {
-    /// Checks the run id and stage name that make a log key.
-    fn checked_log_key(pipeline: &str, id: &str, stage: &str, index: u64) -> Result<String, PortError> {
+    /// Checks the run id and stage name that make a log key; the key under
+    /// this recorder's root (a pull-request run's logs stay under `pr/`).
+    fn checked_log_key(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<String, PortError> {
         record::check_segment("run id", id)?;
         record::check_segment("stage name", stage)?;
-        Ok(Self::log_key(pipeline, id, stage, index))
+        Ok(Self::log_key(&self.root(pipeline), id, stage, index))
     }
 
     async fn put_log_piece(
@@ -872,7 +875,7 @@ impl S3RunRecorder {
         index: u64,
         text: &[u8],
     ) -> Result<(), PortError> {
-        let key = Self::checked_log_key(pipeline, id, stage, index)?;
+        let key = self.checked_log_key(pipeline, id, stage, index)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -892,7 +895,7 @@ impl S3RunRecorder {
         stage: &str,
         index: u64,
     ) -> Result<(), PortError> {
-        let key = Self::checked_log_key(pipeline, id, stage, index)?;
+        let key = self.checked_log_key(pipeline, id, stage, index)?;
         // Deleting a key that is not there succeeds in S3.
         self.client
             .delete_object()
@@ -906,7 +909,7 @@ impl S3RunRecorder {
 
     async fn log_pieces(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
         record::check_segment("run id", id)?;
-        let prefix = Self::logs_prefix(pipeline, id);
+        let prefix = Self::logs_prefix(&self.root(pipeline), id);
         let mut pages = self
             .client
             .list_objects_v2()
@@ -947,7 +950,7 @@ impl S3RunRecorder {
         stage: &str,
         index: u64,
     ) -> Result<Vec<u8>, PortError> {
-        let key = Self::checked_log_key(pipeline, id, stage, index)?;
+        let key = self.checked_log_key(pipeline, id, stage, index)?;
         let out = self
             .client
             .get_object()
