@@ -861,7 +861,13 @@ impl RunRecorder for S3RunRecorder {
 impl S3RunRecorder {
     /// Checks the run id and stage name that make a log key; the key under
     /// this recorder's root (a pull-request run's logs stay under `pr/`).
-    fn checked_log_key(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<String, PortError> {
+    fn checked_log_key(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<String, PortError> {
         record::check_segment("run id", id)?;
         record::check_segment("stage name", stage)?;
         Ok(Self::log_key(&self.root(pipeline), id, stage, index))

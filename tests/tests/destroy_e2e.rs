@@ -66,7 +66,10 @@ async fn create_stack(cfn: &aws_sdk_cloudformation::Client, name: &str) {
 
 async fn exists(cfn: &aws_sdk_cloudformation::Client, name: &str) -> bool {
     match cfn.describe_stacks().stack_name(name).send().await {
-        Ok(out) => out.stacks().first().is_some_and(|s| s.stack_status().unwrap().as_str() != "DELETE_COMPLETE"),
+        Ok(out) => out
+            .stacks()
+            .first()
+            .is_some_and(|s| s.stack_status().unwrap().as_str() != "DELETE_COMPLETE"),
         Err(_) => false,
     }
 }
@@ -76,7 +79,9 @@ async fn destroy_deletes_what_bootstrap_made_and_the_named_stacks_and_keeps_the_
     let account = unique_account();
     let aws = emulator().aws_config_in(&account).await;
     prepare_bootstrap(&account, REGION).await.expect("bootstrapping");
-    prepare_cluster(&aws, &account, "demo").await.expect("the cluster's exports");
+    prepare_cluster(&aws, &account, "demo")
+        .await
+        .expect("the cluster's exports");
     let stack = AwsPipelineStackUpdater::new(aws.clone()).with_options(DeployOptions {
         poll_initial: Duration::from_millis(100),
         poll_max: Duration::from_millis(500),
@@ -118,16 +123,18 @@ async fn destroy_deletes_what_bootstrap_made_and_the_named_stacks_and_keeps_the_
     create_stack(&cfn, "dev-b").await;
     let repo = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(repo.path().join(".aphex/runs/shop")).unwrap();
-    let stack_result = |name: &str, stack: &str| {
-        json!({"name": name, "stackName": stack, "status": "succeeded", "millis": 1})
-    };
+    let stack_result = |name: &str, stack: &str| json!({"name": name, "stackName": stack, "status": "succeeded", "millis": 1});
     let record = json!({
         "id": "shop-1", "pipeline": "shop", "commit": "a".repeat(40), "branch": "main",
         "startedAt": "2026-01-01T00:00:00Z", "status": "succeeded",
         "stages": [{"name": "deploy-dev", "startedAt": "2026-01-01T00:00:00Z", "status": "succeeded",
             "stacks": [stack_result("A", "dev-a"), stack_result("B", "dev-b")]}],
     });
-    std::fs::write(repo.path().join(".aphex/runs/shop/shop-1.json"), record.to_string()).unwrap();
+    std::fs::write(
+        repo.path().join(".aphex/runs/shop/shop-1.json"),
+        record.to_string(),
+    )
+    .unwrap();
     std::fs::write(repo.path().join("aphex-config.yaml"), &text).unwrap();
     let address = fake.serve();
     std::fs::write(
@@ -154,12 +161,22 @@ async fn destroy_deletes_what_bootstrap_made_and_the_named_stacks_and_keeps_the_
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     // B depends on A: B goes first.
-    let b = stderr.find("deleting stack dev-b of environment dev").expect(&stderr);
-    let a = stderr.find("deleting stack dev-a of environment dev").expect(&stderr);
+    let b = stderr
+        .find("deleting stack dev-b of environment dev")
+        .expect(&stderr);
+    let a = stderr
+        .find("deleting stack dev-a of environment dev")
+        .expect(&stderr);
     assert!(b < a, "{stderr}");
     assert!(stderr.contains("stack aphex-shop: deleted"), "{stderr}");
-    assert!(stderr.contains(&format!("kept: the artifact bucket {bucket}")), "{stderr}");
-    assert!(stderr.contains("ConfigMap argo/shop-pipeline-stack: kept"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("kept: the artifact bucket {bucket}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ConfigMap argo/shop-pipeline-stack: kept"),
+        "{stderr}"
+    );
     for name in ["aphex-shop", "dev-a", "dev-b"] {
         assert!(!exists(&cfn, name).await, "{name} still exists");
     }

@@ -234,17 +234,41 @@ async fn s3_log_pieces_round_trip_and_a_pull_requests_stay_under_pr() {
     let config = emulator().aws_config().await;
     let bucket = new_bucket(&config, "aphex-logs").await;
     let recorder = S3RunRecorder::new(&config, &bucket);
-    recorder.put_log_chunk("shop", "wf-1", "build", 0, b"one\n").await.unwrap();
-    recorder.put_log_chunk("shop", "wf-1", "build", 1, b"two\n").await.unwrap();
-    recorder.put_log_chunk("shop", "wf-1", "deploy-dev", 0, b"three\n").await.unwrap();
+    recorder
+        .put_log_chunk("shop", "wf-1", "build", 0, b"one\n")
+        .await
+        .unwrap();
+    recorder
+        .put_log_chunk("shop", "wf-1", "build", 1, b"two\n")
+        .await
+        .unwrap();
+    recorder
+        .put_log_chunk("shop", "wf-1", "deploy-dev", 0, b"three\n")
+        .await
+        .unwrap();
     // The growing piece is replaced, not added to.
-    recorder.put_log_chunk("shop", "wf-1", "build", 1, b"two\nand more\n").await.unwrap();
+    recorder
+        .put_log_chunk("shop", "wf-1", "build", 1, b"two\nand more\n")
+        .await
+        .unwrap();
     let chunks = recorder.log_chunks("shop", "wf-1").await.unwrap();
-    let listed: Vec<(&str, u64, u64)> = chunks.iter().map(|c| (c.stage.as_str(), c.index, c.bytes)).collect();
+    let listed: Vec<(&str, u64, u64)> = chunks
+        .iter()
+        .map(|c| (c.stage.as_str(), c.index, c.bytes))
+        .collect();
     assert_eq!(listed, [("build", 0, 4), ("build", 1, 13), ("deploy-dev", 0, 6)]);
-    assert_eq!(recorder.log_chunk("shop", "wf-1", "build", 1).await.unwrap(), b"two\nand more\n");
-    recorder.remove_log_chunk("shop", "wf-1", "build", 0).await.unwrap();
-    recorder.remove_log_chunk("shop", "wf-1", "build", 0).await.unwrap();
+    assert_eq!(
+        recorder.log_chunk("shop", "wf-1", "build", 1).await.unwrap(),
+        b"two\nand more\n"
+    );
+    recorder
+        .remove_log_chunk("shop", "wf-1", "build", 0)
+        .await
+        .unwrap();
+    recorder
+        .remove_log_chunk("shop", "wf-1", "build", 0)
+        .await
+        .unwrap();
     assert!(matches!(
         recorder.log_chunk("shop", "wf-1", "build", 0).await,
         Err(aphex_stages::ports::PortError::NotFound { .. })
@@ -254,8 +278,16 @@ async fn s3_log_pieces_round_trip_and_a_pull_requests_stay_under_pr() {
 
     // A pull request's run writes only under `<pipeline>/pr/` (all its role may write).
     let pr = S3RunRecorder::new(&config, &bucket).for_pull_requests();
-    pr.put_log_chunk("shop", "wf-2", "validate", 0, b"pr\n").await.unwrap();
-    assert_eq!(keys(&config, &bucket, "shop/logs/wf-2/").await, Vec::<String>::new());
-    assert_eq!(keys(&config, &bucket, "shop/pr/logs/wf-2/").await, ["shop/pr/logs/wf-2/validate/00000000.log"]);
+    pr.put_log_chunk("shop", "wf-2", "validate", 0, b"pr\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&config, &bucket, "shop/logs/wf-2/").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        keys(&config, &bucket, "shop/pr/logs/wf-2/").await,
+        ["shop/pr/logs/wf-2/validate/00000000.log"]
+    );
     assert_eq!(pr.log_chunks("shop", "wf-2").await.unwrap().len(), 1);
 }
