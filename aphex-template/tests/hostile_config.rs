@@ -111,10 +111,12 @@ fn document(values: &[String]) -> String {
     config.to_string()
 }
 
-/// The `{{...}}` expressions we write ourselves.
+/// The `{{...}}` expressions we write ourselves: Argo Workflows' and the
+/// Sensor's Go template that keeps the sender's login only when it has a
+/// login's shape.
 static OURS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\{\{(workflow\.(parameters\.[a-z-]+|name|namespace|status|mainEntrypoint)|inputs\.parameters\.[a-z-]+|tasks\.deploy-[a-z0-9-]+\.outputs\.parameters\.stack-outputs)\}\}$",
+        r#"^\{\{(workflow\.(parameters\.[a-z-]+|name|namespace|status|mainEntrypoint)|inputs\.parameters\.[a-z-]+|tasks\.deploy-[a-z0-9-]+\.outputs\.parameters\.stack-outputs|tasks\.approve-[a-z0-9-]+\.outputs\.parameters\.approved-by)\}\}$|^\{\{ (if regexMatch "\^\[A-Za-z0-9\]\(\?:\[A-Za-z0-9-\]\{0,37\}\[A-Za-z0-9\]\)\?\$" \.Input\.body\.sender\.login|\.Input\.body\.sender\.login|end) \}\}$"#,
     )
     .unwrap()
 });
