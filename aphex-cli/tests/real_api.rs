@@ -49,8 +49,10 @@ fn text(b: &[u8]) -> String {
 }
 
 async fn workflows(api: &KubeApi, namespace: &str) -> Api<DynamicObject> {
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"), "workflows");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"),
+        "workflows",
+    );
     Api::namespaced_with(api.client(namespace).await, namespace, &resource)
 }
 
@@ -60,11 +62,24 @@ fn waiting_at_prod(name: &str) -> Value {
         json!({"id": id, "name": format!("{name}.{display}"), "displayName": display, "type": kind,
             "templateName": "stage", "phase": phase, "startedAt": started, "boundaryID": name})
     };
-    let mut build = node(&format!("{name}-1"), "build", "Retry", "Succeeded", "2026-01-01T00:00:01Z");
+    let mut build = node(
+        &format!("{name}-1"),
+        "build",
+        "Retry",
+        "Succeeded",
+        "2026-01-01T00:00:01Z",
+    );
     build["finishedAt"] = json!("2026-01-01T00:02:01Z");
-    let mut gate = node(&format!("{name}-2"), "approve-prod", "Suspend", "Running", "2026-01-01T00:10:00Z");
+    let mut gate = node(
+        &format!("{name}-2"),
+        "approve-prod",
+        "Suspend",
+        "Running",
+        "2026-01-01T00:10:00Z",
+    );
     gate["templateName"] = json!("approval");
-    gate["outputs"] = json!({"parameters": [{"name": "approved-by", "valueFrom": {"supplied": {}, "default": ""}}]});
+    gate["outputs"] =
+        json!({"parameters": [{"name": "approved-by", "valueFrom": {"supplied": {}, "default": ""}}]});
     json!({
         "phase": "Running",
         "startedAt": "2026-01-01T00:00:00Z",
@@ -90,7 +105,10 @@ async fn trigger_status_and_approve_work_on_real_workflows() {
     let mut kube_config = api.config().await;
     kube_config.default_namespace = namespace.clone();
     let applier = aphex_k8s::KubeApplier::from_config(kube_config).unwrap();
-    applier.apply(&[template]).await.expect("the WorkflowTemplate applies");
+    applier
+        .apply(&[template])
+        .await
+        .expect("the WorkflowTemplate applies");
 
     let o = aphex(&api, dir.path(), &["trigger", "--commit", SHA, "-n", &namespace]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -107,17 +125,30 @@ async fn trigger_status_and_approve_work_on_real_workflows() {
     // The kubeconfig's user.
     assert_eq!(labels["aphex.dev/sender"], "aphex-test");
     assert_eq!(created["spec"]["workflowTemplateRef"]["name"], "shop");
-    assert_eq!(created["spec"]["arguments"]["parameters"][0], json!({"name": "commit-sha", "value": SHA}));
+    assert_eq!(
+        created["spec"]["arguments"]["parameters"][0],
+        json!({"name": "commit-sha", "value": SHA})
+    );
 
     let o = aphex(&api, dir.path(), &["status", "-n", &namespace]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let row = text(&o.stdout).lines().find(|l| l.starts_with(&name)).map(str::to_owned);
+    let row = text(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .map(str::to_owned);
     let row = row.unwrap_or_else(|| panic!("{}", text(&o.stdout)));
-    assert!(row.contains("manual") && row.contains("aphex-test") && row.contains(&SHA[..12]), "{row}");
+    assert!(
+        row.contains("manual") && row.contains("aphex-test") && row.contains(&SHA[..12]),
+        "{row}"
+    );
 
     // The controller's part.
     api_workflows
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": waiting_at_prod(&name)})))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": waiting_at_prod(&name)})),
+        )
         .await
         .expect("the status a controller writes is accepted");
     let o = aphex(&api, dir.path(), &["status", &name, "-n", &namespace]);
@@ -127,21 +158,39 @@ async fn trigger_status_and_approve_work_on_real_workflows() {
         text(&o.stdout)
     );
 
-    let o = aphex(&api, dir.path(), &["approve", &name, "--env", "prod", "-n", &namespace]);
+    let o = aphex(
+        &api,
+        dir.path(),
+        &["approve", &name, "--env", "prod", "-n", &namespace],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let after = serde_json::to_value(api_workflows.get(&name).await.unwrap()).unwrap();
     let gate = &after["status"]["nodes"][format!("{name}-2")];
     assert_eq!(gate["phase"], "Succeeded");
     assert_eq!(gate["message"], "approved by aphex-test");
     assert!(gate["finishedAt"].is_string(), "{gate}");
-    assert_eq!(gate["outputs"]["parameters"], json!([{"name": "approved-by", "value": "aphex-test"}]));
+    assert_eq!(
+        gate["outputs"]["parameters"],
+        json!([{"name": "approved-by", "value": "aphex-test"}])
+    );
     // The other nodes are as the controller left them.
-    assert_eq!(after["status"]["nodes"][format!("{name}-1")]["phase"], "Succeeded");
+    assert_eq!(
+        after["status"]["nodes"][format!("{name}-1")]["phase"],
+        "Succeeded"
+    );
     assert_eq!(after["status"]["phase"], "Running");
 
     let o = aphex(&api, dir.path(), &["status", &name, "-n", &namespace]);
     assert!(text(&o.stdout).contains("by aphex-test"), "{}", text(&o.stdout));
-    let o = aphex(&api, dir.path(), &["approve", &name, "--env", "prod", "-n", &namespace, "--reject"]);
+    let o = aphex(
+        &api,
+        dir.path(),
+        &["approve", &name, "--env", "prod", "-n", &namespace, "--reject"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("is not waiting: it is Succeeded by aphex-test"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("is not waiting: it is Succeeded by aphex-test"),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -126,7 +126,9 @@ fn stages_hand_over_through_the_store_the_record_and_output_files() {
             );
         }
     }
-    let (out, deploy_pod) = pod.run("deploy", "dev", &[]);
+    // As the deploy task after an approval gate passes it (the gate's
+    // `approved-by` output).
+    let (out, deploy_pod) = pod.run("deploy", "dev", &[("APHEX_APPROVED_BY", "jane@example.com")]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -194,6 +196,16 @@ fn stages_hand_over_through_the_store_the_record_and_output_files() {
     // The failed retries of test-dev replaced the earlier success.
     assert_eq!(names, ["validate", "build", "pipeline", "deploy-dev", "test-dev"]);
     assert_eq!(record["stages"][4]["status"], "failed");
+    // Who approved reaches finalize's record through the deploy's own.
+    assert_eq!(record["stages"][3]["approvedBy"], "jane@example.com");
+    assert!(record["stages"][2].get("approvedBy").is_none());
+    // Each stage's log is in the run store, whole, after its pod is gone.
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("state/runs/shop/shop-abc12/logs/deploy-dev/00000000.log"),
+    )
+    .unwrap();
+    assert!(log.contains("AppStack"), "{log}");
     assert_eq!(record["status"], "failed");
     assert!(record["endedAt"].is_string());
     assert!(dir.path().join("state/metrics.jsonl").exists());

@@ -157,3 +157,39 @@ pub(crate) async fn run_store(repo: Option<&Path>, store: Option<&str>) -> Resul
         location,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use aphex_stages::record::StageRecord;
+
+    use super::*;
+
+    #[test]
+    fn a_line_names_who_approved_each_deploy() {
+        let stage = |name: &str, approved_by: Option<&str>| StageRecord {
+            name: name.to_owned(),
+            started_at: "2026-01-01T00:00:00Z".to_owned(),
+            ended_at: None,
+            status: Status::Succeeded,
+            error: None,
+            stacks: Vec::new(),
+            artifact_bytes: None,
+            approved_by: approved_by.map(str::to_owned),
+        };
+        let run = RunRecord {
+            id: "shop-x".to_owned(),
+            pipeline: "shop".to_owned(),
+            commit: "a".repeat(40),
+            branch: Some("main".to_owned()),
+            started_at: "2026-01-01T00:00:00Z".to_owned(),
+            ended_at: None,
+            status: Status::Succeeded,
+            stages: vec![stage("build", None), stage("deploy-prod", Some("jane"))],
+        };
+        assert!(
+            line(&run).ends_with("shop  deploy-prod approved by jane"),
+            "{}",
+            line(&run)
+        );
+    }
+}
