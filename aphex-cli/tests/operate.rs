@@ -208,6 +208,21 @@ fn trigger_refuses_another_branch_a_bad_commit_and_a_sender_that_cannot_be_a_lab
         assert!(text(&o.stderr).contains(message), "{args:?}: {}", text(&o.stderr));
     }
     assert!(cluster.fake.objects(WORKFLOWS).is_empty());
+    // Credentials that may not create Workflows: said, with how to check.
+    cluster.fake.forbid("workflows");
+    let o = cluster.aphex(&["trigger", "--commit", SHA]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        text(&o.stderr).contains("submitting a Workflow in namespace ci"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("`kubectl auth can-i patch workflows -n ci` checks"),
+        "{}",
+        text(&o.stderr)
+    );
+    let cluster = Cluster::new();
     // The configured branch, by either spelling, is accepted.
     let o = cluster.aphex(&["trigger", "--branch", "refs/heads/main", "--commit", SHA]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));

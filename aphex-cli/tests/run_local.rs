@@ -188,6 +188,23 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
         listed.contains(record["id"].as_str().unwrap()) && listed.contains("succeeded"),
         "{listed}"
     );
+    // kubectl's -o, with the older --format kept.
+    let json = aphex(&repo, &["history", "-o", "json"]);
+    assert_eq!(json.stdout, aphex(&repo, &["history", "--format", "json"]).stdout);
+    let runs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(runs[0]["id"], record["id"]);
+    let wide = aphex(&repo, &["history", "-o", "wide"]);
+    assert!(
+        String::from_utf8_lossy(&wide.stdout).contains("  took "),
+        "{}",
+        String::from_utf8_lossy(&wide.stdout)
+    );
+    let yaml = aphex(&repo, &["history", "-o", "yaml"]);
+    assert!(
+        String::from_utf8_lossy(&yaml.stdout).starts_with("- id: "),
+        "{}",
+        String::from_utf8_lossy(&yaml.stdout)
+    );
 }
 
 #[test]

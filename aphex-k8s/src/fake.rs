@@ -183,7 +183,8 @@ impl Fake {
         self.0.lock().unwrap().seen.clone()
     }
 
-    /// Refuses every PATCH of an object called `name` with 403.
+    /// Refuses every PATCH of an object called `name`, and every create
+    /// in a collection called `name` (`workflows`), with 403.
     pub fn forbid(&self, name: &str) {
         self.0.lock().unwrap().forbidden.push(name.to_owned());
     }
@@ -292,6 +293,13 @@ impl Fake {
                 Some(o) => (StatusCode::OK, o.clone()),
                 None => not_found(),
             },
+            Method::POST if is_collection(path) && state.forbidden.contains(&name) => status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!(
+                    "workflows.argoproj.io is forbidden: User \"jane\" cannot create resource \"{name}\""
+                ),
+            ),
             Method::POST if is_collection(path) => {
                 let mut object = seen.body.clone();
                 let name = match object["metadata"]["name"].as_str() {

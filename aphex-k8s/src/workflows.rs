@@ -97,6 +97,21 @@ impl Workflows {
                 source: "the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?".into(),
             });
         }
+        if let kube::Error::Api(status) = &e
+            && status.code == 403
+        {
+            let ns = &self.namespace;
+            return WorkflowError::Kube(PortError::Other {
+                context,
+                source: format!(
+                    "403 {}: {} (these credentials may not do this: `aphex trigger` needs create, `aphex status` list \
+                     and get, `aphex approve` get and patch on workflows.argoproj.io in namespace {ns}; \
+                     `kubectl auth can-i patch workflows -n {ns}` checks)",
+                    status.reason, status.message
+                )
+                .into(),
+            });
+        }
         WorkflowError::Kube(port_error(self.server.as_deref(), context, e))
     }
 

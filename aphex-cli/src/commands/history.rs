@@ -1,5 +1,5 @@
-//! `aphex history [--limit N] [--repo DIR] [--store s3://BUCKET] [--format
-//! human|json]`: the runs recorded by the local run recorder
+//! `aphex history [--limit N] [--repo DIR] [--store s3://BUCKET] [-o
+//! human|wide|json|yaml]` (`--format` too): the runs recorded by the local run recorder
 //! (`<repo>/.aphex/runs/`), or in an S3 bucket with `--store`, newest first,
 //! across every pipeline found there.
 
@@ -17,8 +17,12 @@ use crate::out::Out;
 pub enum Format {
     /// One line per run.
     Human,
+    /// One line per run, with its duration.
+    Wide,
     /// The run records as a JSON array.
     Json,
+    /// The run records as a YAML list.
+    Yaml,
 }
 
 /// Arguments of `aphex history`.
@@ -31,8 +35,8 @@ pub struct Args {
     /// The repository whose `.aphex/` to read (default: the current directory's).
     #[arg(long)]
     pub repo: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
+    /// Output format (`--format` is the older spelling).
+    #[arg(short = 'o', long = "output", alias = "format", value_enum, default_value_t = Format::Human)]
     pub format: Format,
     /// Read the run records in this S3 bucket (`s3://BUCKET`, as given to
     /// `aphex run --local --store`) instead of `<repo>/.aphex/runs/`.
@@ -100,12 +104,23 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
                 "{}",
                 serde_json::to_string_pretty(&runs).expect("records serialize")
             )?,
-            Format::Human if runs.is_empty() => {
+            Format::Yaml => out.write_str(&aphex_template::yaml::to_yaml(
+                &serde_json::to_value(&runs).expect("records serialize"),
+            )?)?,
+            Format::Human | Format::Wide if runs.is_empty() => {
                 eprintln!("no runs recorded in {location} (start one with `aphex run --local`)")
             }
             Format::Human => {
                 for r in &runs {
                     writeln!(out, "{}", line(r))?;
+                }
+            }
+            Format::Wide => {
+                let now = aphex_stages::time::now_rfc3339();
+                for r in &runs {
+                    let took =
+                        aphex_k8s::run_status::duration(Some(&r.started_at), r.ended_at.as_deref(), &now);
+                    writeln!(out, "{}  took {took}", line(r))?;
                 }
             }
         }
