@@ -456,3 +456,109 @@ fn destroy_lists_everything_first_and_deletes_nothing_unconfirmed() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn without_a_commit_trigger_deploys_the_branch_head_git_ls_remote_reads() {
+    let cluster = Cluster::new();
+    // The configured repository (https://github.com/my-org/shop.git), served
+    // from a local bare repository through git's own URL rewriting.
+    let hosting = tempfile::tempdir().unwrap();
+    let work = hosting.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    aphex_testkit::git(&work, &["init", "-q", "-b", "main"]);
+    aphex_testkit::git(&work, &["commit", "-q", "--allow-empty", "-m", "one"]);
+    let head = aphex_testkit::git(&work, &["rev-parse", "HEAD"]);
+    let bare = hosting.path().join("my-org/shop.git");
+    aphex_testkit::git(
+        hosting.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let rewrite = |c: &mut Command| {
+        c.env("GIT_CONFIG_COUNT", "1")
+            .env(
+                "GIT_CONFIG_KEY_0",
+                format!("url.file://{}/.insteadOf", hosting.path().display()),
+            )
+            .env("GIT_CONFIG_VALUE_0", "https://github.com/");
+    };
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aphex"));
+    c.args(["trigger", "--dry-run", "-o", "json"])
+        .current_dir(cluster.dir.path())
+        .env("KUBECONFIG", cluster.dir.path().join("kubeconfig"));
+    rewrite(&mut c);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let workflow: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        workflow["spec"]["arguments"]["parameters"][0]["value"],
+        head.as_str()
+    );
+
+    // A repository without the branch: said, with what to do.
+    aphex_testkit::git(&work, &["branch", "-q", "-m", "main", "trunk"]);
+    std::fs::remove_dir_all(&bare).unwrap();
+    aphex_testkit::git(
+        hosting.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aphex"));
+    c.args(["trigger", "--dry-run", "-o", "json"])
+        .current_dir(cluster.dir.path())
+        .env("KUBECONFIG", cluster.dir.path().join("kubeconfig"));
+    rewrite(&mut c);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 1);
+    assert!(
+        text(&o.stderr).contains("has no branch main"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("pass --commit SHA"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn status_watch_prints_again_when_the_run_changes_and_ends_with_it() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+
+    let cluster = Cluster::new();
+    let name = cluster.trigger();
+    cluster.set_status(&name, waiting_at_prod(&name));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aphex"))
+        .args(["status", &name, "--watch"])
+        .current_dir(cluster.dir.path())
+        .env("KUBECONFIG", cluster.dir.path().join("kubeconfig"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    while !first.contains("waiting for approval") {
+        assert!(stdout.read_line(&mut first).unwrap() > 0, "{first}");
+    }
+    let mut status = waiting_at_prod(&name);
+    status["phase"] = json!("Succeeded");
+    status["finishedAt"] = json!("2026-01-01T00:20:00Z");
+    status["nodes"][format!("{name}-3")]["phase"] = json!("Succeeded");
+    cluster.set_status(&name, status);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.contains(&format!("run {name}: Succeeded")), "{rest}");
+    assert!(!rest.contains("waiting for approval"), "{rest}");
+}
