@@ -251,10 +251,14 @@ impl Pieces {
 /// The note a reader shows before a log whose oldest pieces were dropped
 /// (its first stored piece is `first`), or `None`.
 pub fn cut_note(first: u64) -> Option<String> {
+    let (piece, was) = if first == 1 {
+        ("piece", "was")
+    } else {
+        ("pieces", "were")
+    };
     (first > 0).then(|| {
         format!(
-            "[aphex: the first {first} piece{} of this log ({} MiB each) were dropped to keep it under {} MiB; what follows is its tail]\n",
-            if first == 1 { "" } else { "s" },
+            "[aphex: the first {first} {piece} of this log ({} MiB each) {was} dropped to keep it under {} MiB; what follows is its tail]\n",
             PIECE_BYTES / (1024 * 1024),
             LOG_CAP / (1024 * 1024),
         )

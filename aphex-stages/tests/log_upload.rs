@@ -111,8 +111,12 @@ async fn a_log_over_its_cap_keeps_its_tail_behind_a_note() {
     let (note, tail) = text.split_once('\n').unwrap();
     let first = chunks[0].index;
     assert!(first > 0);
+    assert_eq!(
+        Some(format!("{note}\n")),
+        aphex_stages::log_upload::cut_note(first)
+    );
     assert!(
-        note.starts_with(&format!("[aphex: the first {first} pieces of this log")),
+        note.starts_with(&format!("[aphex: the first {first} piece")),
         "{note}"
     );
     // Whole lines, the last ones, up to the very last.

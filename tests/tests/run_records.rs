@@ -290,4 +290,35 @@ async fn s3_log_pieces_round_trip_and_a_pull_requests_stay_under_pr() {
         ["shop/pr/logs/wf-2/validate/00000000.log"]
     );
     assert_eq!(pr.log_chunks("shop", "wf-2").await.unwrap().len(), 1);
+
+    // `aphex logs --store` reads both, whoever's run it is.
+    let ended = stage("validate", "2026-11-21T09:00:00Z", Status::Succeeded);
+    pr.record_stage(&header("wf-2", &ended.started_at), &ended)
+        .await
+        .unwrap();
+    let ended = stage("build", "2026-11-21T09:00:00Z", Status::Succeeded);
+    recorder
+        .record_stage(&header("wf-1", &ended.started_at), &ended)
+        .await
+        .unwrap();
+    let store = format!("s3://{bucket}");
+    // wf-1's build lost its first piece above: its log says so.
+    let cut = aphex_stages::log_upload::cut_note(1).unwrap();
+    for (run, expected) in [
+        ("wf-2", "==> validate <==\npr\n".to_owned()),
+        (
+            "wf-1",
+            format!("==> build <==\n{cut}two\nand more\n\n==> deploy-dev <==\nthree\n"),
+        ),
+    ] {
+        let out = std::process::Command::new(aphex_tests::e2e::aphex_bin())
+            .args(["logs", run, "--store", &store])
+            .envs(emulator().child_env())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    }
 }

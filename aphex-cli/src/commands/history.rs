@@ -90,6 +90,7 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             recorder,
             pipelines,
             location,
+            ..
         } = run_store(args.repo.as_deref(), args.store.as_deref()).await?;
         let mut runs = Vec::new();
         for p in pipelines {
@@ -132,6 +133,8 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
 /// it holds runs of, and where it is (for messages).
 pub(crate) struct RunStore {
     pub recorder: Box<dyn RunRecorder>,
+    /// The same bucket's pull-request runs (`<pipeline>/pr/`), for S3.
+    pub pull_requests: Option<Box<dyn RunRecorder>>,
     pub pipelines: Vec<String>,
     pub location: String,
 }
@@ -139,6 +142,7 @@ pub(crate) struct RunStore {
 /// The run store of `aphex history` and `aphex logs`: the S3 bucket of
 /// `store` (`s3://BUCKET`), or `<repo>/.aphex/runs/`.
 pub(crate) async fn run_store(repo: Option<&Path>, store: Option<&str>) -> Result<RunStore, CliError> {
+    let mut pull_requests: Option<Box<dyn RunRecorder>> = None;
     let (recorder, pipelines, location): (Box<dyn RunRecorder>, Vec<String>, String) = match store {
         Some(url) => {
             let bucket =
@@ -148,6 +152,9 @@ pub(crate) async fn run_store(repo: Option<&Path>, store: Option<&str>) -> Resul
             let pipelines = recorder.pipelines().await.map_err(|e| {
                 CliError::usage(e).help("check the bucket exists and your AWS credentials may list it")
             })?;
+            pull_requests = Some(Box::new(
+                aphex_aws::s3::S3RunRecorder::new(&config, &bucket).for_pull_requests(),
+            ));
             (Box::new(recorder), pipelines, format!("s3://{bucket}/"))
         }
         None => {
@@ -168,6 +175,7 @@ pub(crate) async fn run_store(repo: Option<&Path>, store: Option<&str>) -> Resul
     };
     Ok(RunStore {
         recorder,
+        pull_requests,
         pipelines,
         location,
     })

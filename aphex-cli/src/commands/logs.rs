@@ -46,15 +46,17 @@ const POLL: Duration = Duration::from_secs(2);
 pub fn run(args: Args) -> Result<Exit, CliError> {
     super::runtime()?.block_on(async {
         let store = super::history::run_store(args.repo.as_deref(), args.store.as_deref()).await?;
-        let runs = &*store.recorder;
+        // A deploy run's, else (in S3) a pull request's, kept under `pr/`.
         let mut found = None;
-        for p in &store.pipelines {
-            if let Some(r) = runs.load(p, &args.run).await.map_err(CliError::usage)? {
-                found = Some((p.clone(), r));
-                break;
+        'search: for runs in std::iter::once(&store.recorder).chain(store.pull_requests.as_ref()) {
+            for p in &store.pipelines {
+                if let Some(r) = runs.load(p, &args.run).await.map_err(CliError::usage)? {
+                    found = Some((&**runs, p.clone(), r));
+                    break 'search;
+                }
             }
         }
-        let Some((pipeline, mut record)) = found else {
+        let Some((runs, pipeline, mut record)) = found else {
             return Err(
                 CliError::failure(format!("run {} not found in {}", args.run, store.location)).help(
                     "`aphex history` lists the recorded runs (add --store s3://BUCKET for a cluster's runs)",
