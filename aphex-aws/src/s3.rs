@@ -890,7 +890,12 @@ impl S3RunRecorder {
             .content_type("text/plain; charset=utf-8")
             .send()
             .await
-            .map_err(|e| other(format!("writing {}", self.url(&key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("writing {}", self.url(&key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         Ok(())
     }
 
@@ -909,7 +914,12 @@ impl S3RunRecorder {
             .key(&key)
             .send()
             .await
-            .map_err(|e| other(format!("removing {}", self.url(&key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("removing {}", self.url(&key)),
+                    AwsError::new("S3", "DeleteObject", e),
+                )
+            })?;
         Ok(())
     }
 
@@ -925,7 +935,12 @@ impl S3RunRecorder {
             .send();
         let mut chunks = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url(&prefix)),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             for object in page.contents() {
                 let Some((stage, index)) = object
                     .key()

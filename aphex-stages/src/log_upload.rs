@@ -23,8 +23,9 @@ use crate::report::{Event, Reporter};
 
 /// The size a log piece is closed at (a longer line makes a longer piece).
 pub const PIECE_BYTES: usize = 1024 * 1024;
-/// The most a stage's stored log keeps: its newest pieces up to this size.
-pub const LOG_CAP: u64 = 50 * 1024 * 1024;
+/// The most a stage's stored log keeps (its newest pieces up to this
+/// size): the cap of the stage's log file too.
+pub use crate::stage_log::LOG_CAP;
 /// How often the growing piece is stored.
 pub const UPLOAD_EVERY: Duration = Duration::from_secs(3);
 /// The most output waiting for the store; more is dropped, with a note.

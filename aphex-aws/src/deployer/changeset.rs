@@ -501,7 +501,12 @@ pub(crate) async fn delete(
         .client_request_token(request_token())
         .send()
         .await
-        .map_err(|err| format!("deleting stack {name} failed: {}", call_error("CloudFormation", "DeleteStack", &err)))?;
+        .map_err(|err| {
+            format!(
+                "deleting stack {name} failed: {}",
+                call_error("CloudFormation", "DeleteStack", &err)
+            )
+        })?;
     match wait_for_stack(cfn, &id, &mut tail, Operation::Requested, progress, options).await? {
         None => Ok(StackDeleted::Deleted(outputs)),
         Some(after) => Err(format!(
