@@ -81,6 +81,8 @@ struct Res {
     gh_owner: LazyLock<Regex>,
     gh_repo: LazyLock<Regex>,
     gh_server: LazyLock<Regex>,
+    web_base: LazyLock<Regex>,
+    gh_login: LazyLock<Regex>,
 }
 
 fn re(pattern: &str) -> Regex {
@@ -103,6 +105,14 @@ static RES: Res = Res {
     gh_server: LazyLock::new(|| {
         re(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
     }),
+    // The same shape over http or https (the Argo UI; a GitHub API behind
+    // a loopback proxy): links go into Slack text and commit statuses, so
+    // nothing Slack reads as markup (`<`, `>`, `|`) and no query.
+    web_base: LazyLock::new(|| {
+        re(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
+    }),
+    // A GitHub login, or a GitHub App's bot (`dependabot[bot]`).
+    gh_login: LazyLock::new(|| re(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?$")),
 };
 
 fn res() -> &'static Res {
@@ -372,6 +382,56 @@ impl<'a> Checker<'a> {
                     "use letters, digits, '.', '_' and '-' (the name only, not the URL)".to_owned(),
                 );
             }
+            if let Some(n) = g.get("apiUrl")
+                && let Some(v) = n.as_str()
+                && !(r.gh_server.is_match(v) || (r.web_base.is_match(v) && is_loopback_http(v)))
+            {
+                // The API gets the token: never in clear over a network.
+                self.push(
+                    &gp.key("apiUrl"),
+                    n.pos,
+                    "`github.apiUrl` is not the https:// URL of a GitHub API".to_owned(),
+                    "write the API's address only, e.g. https://github.example.com/api/v3 \
+                     (http:// only to 127.0.0.1 or localhost)"
+                        .to_owned(),
+                );
+            }
+            for (i, n) in g.get("ignoreSenders").map(Node::items).unwrap_or_default().iter().enumerate() {
+                if let Some(v) = n.as_str()
+                    && !r.gh_login.is_match(v)
+                {
+                    self.push(
+                        &gp.key("ignoreSenders").index(i),
+                        n.pos,
+                        format!("`{v}` is not a GitHub login"),
+                        "write the login as GitHub shows it: letters, digits and '-', at most 39, \
+                         or an app's bot such as `github-actions[bot]`"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        if let Some(n) = p.get("argoUrl")
+            && let Some(v) = n.as_str()
+            && !r.web_base.is_match(v)
+        {
+            self.push(
+                &path.key("argoUrl"),
+                n.pos,
+                "`argoUrl` is not the http(s) URL of the Argo UI".to_owned(),
+                "write the UI's address only, e.g. https://argo.example.com (no query)".to_owned(),
+            );
+        }
+        if let Some(n) = p.get("notifications").and_then(|n| n.get("githubStatus"))
+            && matches!(n.value, Value::Bool(true))
+            && p.get("github").is_none()
+        {
+            self.push(
+                &path.key("notifications").key("githubStatus"),
+                n.pos,
+                "`githubStatus` is true, but there is no `pipeline.github` to post commit statuses to".to_owned(),
+                "add `pipeline.github` (owner and repo), or remove `githubStatus`".to_owned(),
+            );
         }
         if let Some(c) = p.get("cluster")
             && let Some(n) = c.get("name")
@@ -852,6 +912,16 @@ enum Step<'t> {
 }
 
 /// A string of only whitespace (an empty value is a mistake, not a default).
+/// Whether an `http://` URL names this machine (`127.0.0.1` or
+/// `localhost`): the only place a token may travel unencrypted.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host == "localhost" || host == "127.0.0.1"
+}
+
 fn is_blank(node: &Node) -> bool {
     node.as_str().is_some_and(|s| s.trim().is_empty())
 }
