@@ -6,7 +6,7 @@ use aphex_config::Config;
 use serde_json::{Value, json};
 
 use crate::triggers::{Rule, Source, render_filters, rules};
-use crate::workflow::{ARGO_WORKFLOWS_API, WORKFLOW_PARAMETERS, labels};
+use crate::workflow::{ARGO_WORKFLOWS_API, TRIGGER_LABEL, TRIGGER_PUSH, WORKFLOW_PARAMETERS, labels};
 
 /// Port of the EventSource's webhook server (and its Service).
 pub const WEBHOOK_PORT: u16 = 12000;
@@ -93,13 +93,16 @@ pub fn workflow_for(config: &Config, rule: &Rule) -> Value {
         spec["entrypoint"] = json!(rule.entrypoint);
         format!("{name}-pr-")
     };
+    let mut labels = labels(config);
+    // A delivery started it: a re-pushed head already deployed is a duplicate.
+    labels[TRIGGER_LABEL] = json!(TRIGGER_PUSH);
     json!({
         "apiVersion": ARGO_WORKFLOWS_API,
         "kind": "Workflow",
         "metadata": {
             "generateName": generate_name,
             "namespace": config.settings().namespace(),
-            "labels": labels(config),
+            "labels": labels,
         },
         "spec": spec,
     })
