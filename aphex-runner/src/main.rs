@@ -8,18 +8,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aphex_config::Config;
-use aphex_stages::context::{Ports, RunInfo, StageContext};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
 use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
 use aphex_stages::ports::{
-    CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError, StackDeployer,
+    CommitStatuses, CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError,
+    StackDeployer,
 };
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Reporter, TracingReporter};
-use aphex_stages::single::{self, OutputsSource, RunKind, RunnerStage};
+use aphex_stages::single::{self, OutputsSource, RunnerStage};
 use aphex_stages::stages::StageError;
 use clap::{Parser, ValueEnum};
 
@@ -90,6 +91,11 @@ struct Args {
     /// Run id (the Argo workflow name).
     #[arg(long, env = "APHEX_WORKFLOW_ID")]
     workflow_id: String,
+    /// The Workflow's labels as a JSON object (`{{workflow.labels.json}}`):
+    /// `aphex.dev/trigger` says how the run started. Absent or unreadable:
+    /// started by a person.
+    #[arg(long, env = "APHEX_WORKFLOW_LABELS")]
+    workflow_labels: Option<String>,
     /// Config file, relative to the repository root.
     #[arg(long, env = "APHEX_CONFIG_FILE", default_value = "aphex-config.yaml")]
     config: String,
@@ -97,7 +103,7 @@ struct Args {
     #[arg(long, env = "APHEX_WORK_DIR", default_value = "/tmp/aphex/work")]
     work_dir: PathBuf,
     /// Where Argo output-parameter files go.
-    #[arg(long, env = "APHEX_OUTPUTS_DIR", default_value = "/tmp/aphex/outputs")]
+    #[arg(long, env = "APHEX_OUTPUTS_DIR", default_value = aphex_template::workflow::OUTPUTS_DIR)]
     outputs_dir: PathBuf,
     /// Use the local adapters in this directory instead of AWS (tests, dry runs).
     #[arg(long, env = "APHEX_STATE_DIR")]
@@ -171,6 +177,7 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
     }
 }
 
+<<<<<<< HEAD
 /// The adapters of a run of `kind`. A pull request's validation (only
 /// `validate-pr`'s templates pass `--pull-request`) runs with a role that
 /// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
@@ -182,6 +189,57 @@ async fn ports(
     redactor: &Redactor,
 ) -> anyhow::Result<Ports> {
     let pull_request = matches!(kind, RunKind::PullRequest(_));
+=======
+/// The commit status poster, when the config asks for statuses and the
+/// token is there. A missing token is a warning: the template reads the
+/// Secret optionally, so that it costs the statuses, never the run.
+fn statuses(config: Option<&Config>, kind: RunKind, redactor: &Redactor) -> Option<Arc<dyn CommitStatuses>> {
+    use aphex_template::workflow::{GITHUB_TOKEN_ENV, GITHUB_TOKEN_SECRET_KEY};
+    let config = config?;
+    let settings = config.settings();
+    let gh = settings.github.as_ref().filter(|_| settings.posts_github_status())?;
+    let token = std::env::var(GITHUB_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty());
+    let Some(token) = token else {
+        tracing::warn!(
+            "notifications.githubStatus is true but {GITHUB_TOKEN_ENV} is empty: no commit status is posted; \
+             create the Secret `{}` with key `{GITHUB_TOKEN_SECRET_KEY}` (a token that may write commit statuses) \
+             in namespace `{}`",
+            gh.token_secret(),
+            settings.namespace(),
+        );
+        return None;
+    };
+    let context = match kind {
+        RunKind::Deploy => format!("aphex/{}/deploy", config.pipeline_name()),
+        RunKind::PullRequest(_) => format!("aphex/{}/validate", config.pipeline_name()),
+    };
+    Some(Arc::new(aphex_stages::github::GitHubStatuses::new(
+        &gh.api_url(),
+        &gh.owner,
+        &gh.repo,
+        context,
+        token.trim(),
+        redactor.clone(),
+    )))
+}
+
+/// How the run started, from the Workflow's labels (`{{workflow.labels.json}}`).
+fn trigger(labels: Option<&str>) -> Trigger {
+    let labels: Option<serde_json::Value> = labels.and_then(|l| serde_json::from_str(l).ok());
+    let value = labels
+        .as_ref()
+        .and_then(|l| l.get(aphex_template::workflow::TRIGGER_LABEL))
+        .and_then(|v| v.as_str());
+    Trigger::from_label(value)
+}
+
+async fn ports(
+    args: &Args,
+    config: Option<&Config>,
+    kind: RunKind,
+    redactor: &Redactor,
+) -> anyhow::Result<Ports> {
+>>>>>>> 51f01f1 (WIP: GitHub commit statuses (pending from validate, outcome from finalize), duplicate-push check in validate ending the run through a run output, trigger from the Workflow's labels)
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
         match args.deployer {
             DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
@@ -217,6 +275,7 @@ async fn ports(
             notifier: notifier(redactor, config),
             credentials,
             pipeline_stack: pipeline_stack.clone(),
+            statuses: statuses(config, kind, redactor),
         });
     }
     let bucket = config
@@ -244,6 +303,7 @@ async fn ports(
         notifier: notifier(redactor, config),
         credentials,
         pipeline_stack,
+        statuses: statuses(config, kind, redactor),
     })
 }
 
@@ -277,6 +337,16 @@ fn cancel_on_signals(cancel: Cancel) {
         tracing::warn!("signal received: stopping the running command");
         cancel.cancel();
     });
+}
+
+/// Writes the `run` output (whether the run goes on) for Argo. Should it
+/// fail, the template's default (`continue`) applies: the run deploys.
+fn write_run_output(dir: &Path, value: &str) {
+    let file = dir.join(aphex_template::workflow::RUN_OUTPUT);
+    let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, value));
+    if let Err(e) = written {
+        tracing::warn!("writing {}: {e}", file.display());
+    }
 }
 
 fn fresh_work_dir(base: &Path, stage: &str) -> PathBuf {
@@ -368,11 +438,22 @@ async fn run(args: Args) -> i32 {
         commit: args.commit_sha.to_ascii_lowercase(),
         branch: kind.record_ref(branch.as_deref()),
         repo: args.repo_url.clone(),
+<<<<<<< HEAD
         namespace: std::env::var(aphex_template::workflow::NAMESPACE_ENV)
             .ok()
             .filter(|n| !n.is_empty()),
     };
     let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
+=======
+        kind,
+        trigger: trigger(args.workflow_labels.as_deref()),
+        url: config
+            .as_ref()
+            .ok()
+            .and_then(|c| c.settings().run_url(&args.workflow_id)),
+    };
+    let ports = match ports(&args, config.as_ref().ok(), kind, &redactor).await {
+>>>>>>> 51f01f1 (WIP: GitHub commit statuses (pending from validate, outcome from finalize), duplicate-push check in validate ending the run through a run output, trigger from the Workflow's labels)
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{}", redactor.redact(&format!("{e:#}")));
@@ -436,7 +517,11 @@ async fn run(args: Args) -> i32 {
                 (None, Some(json)) => OutputsSource::Inline(json),
                 (None, None) => OutputsSource::RunRecord,
             };
-            single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await
+            let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await;
+            if let Ok(outcome) = &result {
+                write_run_output(&args.outputs_dir, single::run_output(outcome));
+            }
+            result
         }
         (_, Err(problems), None) => Err(StageError::Invalid(problems)),
         (None, Ok(_), None) => Err(StageError::Failed("the checkout failed".to_owned())),

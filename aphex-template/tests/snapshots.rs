@@ -200,3 +200,83 @@ fn the_notification_webhook_reaches_only_the_finalize_pods() {
         .collect();
     assert_eq!(with_url, ["finalize", "finalize-pr"]);
 }
+
+/// The templates whose pods see a variable called `name`.
+fn templates_with_env(config: &aphex_config::Config, name: &str) -> Vec<String> {
+    let wt = render(config, &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["container"]["env"]
+                .as_array()
+                .is_some_and(|env| env.iter().any(|e| e["name"] == name))
+        })
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_github_token_reaches_only_the_pods_that_post_commit_statuses() {
+    use aphex_template::workflow::GITHUB_TOKEN_ENV;
+    // validate posts `pending`, finalize the outcome; build and test run
+    // the repository's commands and must never see the token.
+    let full = config("full.yaml");
+    assert_eq!(templates_with_env(&full, GITHUB_TOKEN_ENV), ["validate", "finalize"]);
+    let wt = render(&full, &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    let validate = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "validate")
+        .unwrap();
+    let token = validate["container"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == GITHUB_TOKEN_ENV)
+        .unwrap();
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "github-token", "key": "token", "optional": true})
+    );
+    // Without `githubStatus`, nobody gets it.
+    assert!(templates_with_env(&config("cross-account.yaml"), GITHUB_TOKEN_ENV).is_empty());
+}
+
+#[test]
+fn tasks_after_validate_run_only_when_the_run_goes_on() {
+    let wt = render(&config("full.yaml"), &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    let main = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "main")
+        .unwrap();
+    for task in main["dag"]["tasks"].as_array().unwrap() {
+        let when = task.get("when").and_then(|w| w.as_str());
+        if task["name"] == "validate" {
+            assert_eq!(task["template"], "validate");
+            assert_eq!(when, None);
+        } else {
+            // Every one, approvals included: Argo runs a task whose
+            // dependency it skipped, so no task may rely on its predecessor's `when`.
+            assert_eq!(
+                when,
+                Some("{{tasks.validate.outputs.parameters.run}} == continue"),
+                "{}",
+                task["name"]
+            );
+        }
+    }
+}

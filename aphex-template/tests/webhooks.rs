@@ -533,6 +533,11 @@ fn runner_argv(cfg: &Config, parameters: &[(String, String)]) -> Vec<String> {
     vars.push(("{{inputs.parameters.stage}}".into(), "deploy".into()));
     vars.push(("{{inputs.parameters.env}}".into(), "dev".into()));
     vars.push(("{{workflow.name}}".into(), "shop-x1".into()));
+    // Argo's JSON of the Workflow's labels: those the Sensor sets.
+    let labels = sensor(cfg).expect("config has GitHub settings")["spec"]["triggers"][0]["template"]["argoWorkflow"]
+        ["source"]["resource"]["metadata"]["labels"]
+        .to_string();
+    vars.push(("{{workflow.labels.json}}".into(), labels));
     stage["container"]["args"]
         .as_array()
         .unwrap()

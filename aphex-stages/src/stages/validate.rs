@@ -1,7 +1,9 @@
 //! The validate stage: everything that can be known wrong before anything
 //! runs. Config (schema + semantics, done by the loader before this), every
 //! environment's credentials, required CDK context, the programs commands
-//! start with, the stack source paths. All problems in one report.
+//! start with, the stack source paths. All problems in one report. Then,
+//! for a pushed deploy run, whether it is a duplicate ([`crate::duplicate`]):
+//! if so, the run ends here.
 
 use std::path::Path;
 
@@ -20,7 +22,14 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
     problems.extend(path_problems(&ctx.checkout, &ctx.config));
     if problems.is_empty() {
         ctx.info(STAGE, "config, context, tools and stack paths are valid");
-        Ok(StageOutcome::default())
+        let ends_run = crate::duplicate::check(ctx, STAGE).await;
+        if let Some(end) = &ends_run {
+            ctx.info(STAGE, format!("duplicate: {}", end.message));
+        }
+        Ok(StageOutcome {
+            ends_run,
+            ..StageOutcome::default()
+        })
     } else {
         Err(StageError::Invalid(
             problems.iter().map(|p| ctx.exec.redactor.redact(p)).collect(),
