@@ -177,19 +177,6 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
     }
 }
 
-<<<<<<< HEAD
-/// The adapters of a run of `kind`. A pull request's validation (only
-/// `validate-pr`'s templates pass `--pull-request`) runs with a role that
-/// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
-/// its adapters stay there.
-async fn ports(
-    args: &Args,
-    kind: RunKind,
-    config: Option<&Config>,
-    redactor: &Redactor,
-) -> anyhow::Result<Ports> {
-    let pull_request = matches!(kind, RunKind::PullRequest(_));
-=======
 /// The commit status poster, when the config asks for statuses and the
 /// token is there. A missing token is a warning: the template reads the
 /// Secret optionally, so that it costs the statuses, never the run.
@@ -233,13 +220,17 @@ fn trigger(labels: Option<&str>) -> Trigger {
     Trigger::from_label(value)
 }
 
+/// The adapters of a run of `kind`. A pull request's validation (only
+/// `validate-pr`'s templates pass `--pull-request`) runs with a role that
+/// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
+/// its adapters stay there.
 async fn ports(
     args: &Args,
-    config: Option<&Config>,
     kind: RunKind,
+    config: Option<&Config>,
     redactor: &Redactor,
 ) -> anyhow::Result<Ports> {
->>>>>>> 51f01f1 (WIP: GitHub commit statuses (pending from validate, outcome from finalize), duplicate-push check in validate ending the run through a run output, trigger from the Workflow's labels)
+    let pull_request = matches!(kind, RunKind::PullRequest(_));
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
         match args.deployer {
             DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
@@ -438,13 +429,9 @@ async fn run(args: Args) -> i32 {
         commit: args.commit_sha.to_ascii_lowercase(),
         branch: kind.record_ref(branch.as_deref()),
         repo: args.repo_url.clone(),
-<<<<<<< HEAD
         namespace: std::env::var(aphex_template::workflow::NAMESPACE_ENV)
             .ok()
             .filter(|n| !n.is_empty()),
-    };
-    let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
-=======
         kind,
         trigger: trigger(args.workflow_labels.as_deref()),
         url: config
@@ -452,8 +439,7 @@ async fn run(args: Args) -> i32 {
             .ok()
             .and_then(|c| c.settings().run_url(&args.workflow_id)),
     };
-    let ports = match ports(&args, config.as_ref().ok(), kind, &redactor).await {
->>>>>>> 51f01f1 (WIP: GitHub commit statuses (pending from validate, outcome from finalize), duplicate-push check in validate ending the run through a run output, trigger from the Workflow's labels)
+    let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{}", redactor.redact(&format!("{e:#}")));

@@ -314,15 +314,14 @@ pub enum CommitState {
     Error,
 }
 
-/// A status shown next to a commit on its forge (a GitHub commit status).
+/// A status shown next to a commit on its forge (a GitHub commit status);
+/// the adapter adds its context (which pipeline and kind of run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitStatus {
     /// The full commit SHA.
     pub sha: String,
     /// Its state.
     pub state: CommitState,
-    /// Which pipeline and kind of run (`aphex/<pipeline>/deploy`).
-    pub context: String,
     /// One line, at most [`crate::commit_status::MAX_DESCRIPTION`] characters, redacted.
     pub description: String,
     /// Where to see the run (the Argo UI), when known.

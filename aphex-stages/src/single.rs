@@ -150,11 +150,7 @@ pub async fn run_stage(
     };
     let outputs_file = outputs_dir.join(STACK_OUTPUTS_FILE);
     match stage {
-        RunnerStage::Validate => {
-            // The run's first stage in both entrypoints: the run has started.
-            post_status(ctx, crate::commit_status::started(&ctx.run), "validate").await;
-            stages::validate::run(ctx).await
-        }
+        RunnerStage::Validate => stages::validate::run(ctx).await,
         RunnerStage::Build => stages::build::run(ctx).await,
         RunnerStage::Pipeline => stages::pipeline::run(ctx).await,
         RunnerStage::Deploy => stages::deploy::run(ctx, env_name()?, &outputs_file).await,
@@ -188,17 +184,6 @@ pub async fn run_stage(
         RunnerStage::Finalize => Err(StageError::Failed(
             "finalize is not a stage of the plan; use finalize_run".to_owned(),
         )),
-    }
-}
-
-/// Posts `status` when commit statuses are wired. A refusal or an
-/// unreachable GitHub is a warning: the status is for the people watching,
-/// and the run goes on without it.
-async fn post_status(ctx: &StageContext, status: crate::ports::CommitStatus, stage: &str) {
-    if let Some(statuses) = &ctx.ports.statuses
-        && let Err(e) = statuses.post(&status).await
-    {
-        ctx.warn(stage, e.to_string());
     }
 }
 

@@ -25,7 +25,9 @@ fn run(id: &str, started: &str, status: Status) -> RunRecord {
             error: (status == Status::Failed).then(|| "`npm ci` exited with code 1".to_owned()),
             stacks: vec![],
             artifact_bytes: None,
+            ends_run: None,
         }],
+        url: None,
     }
 }
 

@@ -39,16 +39,6 @@ pub struct Args {
     pub store: Option<String>,
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Running => "running",
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::Interrupted => "interrupted",
-        Status::Skipped => "skipped",
-    }
-}
-
 /// One line: id, start, status, commit, branch, and where it stopped.
 pub fn line(run: &RunRecord) -> String {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
@@ -67,7 +57,7 @@ pub fn line(run: &RunRecord) -> String {
     format!(
         "{:<32} {started:<19} {:<11} {short} {:<12} {}{stopped}",
         run.id,
-        status_word(run.status),
+        run.status.as_str(),
         run.branch.as_deref().unwrap_or("-"),
         run.pipeline
     )

@@ -134,6 +134,9 @@ pub async fn adapters(
         notifier,
         credentials,
         pipeline_stack,
+        // A local run posts no commit status: it may be of uncommitted
+        // thinking, and the token lives in the cluster.
+        statuses: None,
     }
 }
 
@@ -247,16 +250,6 @@ impl Approver for CliApprover {
     }
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Running => "running",
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::Interrupted => "interrupted",
-        Status::Skipped => "skipped",
-    }
-}
-
 fn print_summary(run: &RunRecord, state: &Path, store: Option<&str>) {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
     let branch = run
@@ -267,7 +260,7 @@ fn print_summary(run: &RunRecord, state: &Path, store: Option<&str>) {
     println!(
         "run {} {} (commit {short}{branch})",
         run.id,
-        status_word(run.status)
+        run.status.as_str()
     );
     for s in &run.stages {
         let secs = s
@@ -275,12 +268,12 @@ fn print_summary(run: &RunRecord, state: &Path, store: Option<&str>) {
             .as_deref()
             .map(|e| format!("{:.1}s", aphex_stages::time::seconds_between(&s.started_at, e)))
             .unwrap_or_default();
-        println!("  {:<20} {:<12} {secs}", s.name, status_word(s.status));
+        println!("  {:<20} {:<12} {secs}", s.name, s.status.as_str());
         for st in &s.stacks {
             let what = match (st.status, st.changed) {
                 (Status::Succeeded, Some(true)) => "deployed",
                 (Status::Succeeded, Some(false)) => "no changes",
-                (status, _) => status_word(status),
+                (status, _) => status.as_str(),
             };
             println!("    stack {:<24} {what:<11} {}", st.name, st.stack_name);
         }
@@ -423,6 +416,7 @@ async fn run_async(args: Args) -> Exit {
         config_file: config_file.display().to_string(),
         state: state.clone(),
         only_env: args.env.clone(),
+        trigger: aphex_stages::context::Trigger::Manual,
     };
     let approver = CliApprover {
         yes: args.yes,

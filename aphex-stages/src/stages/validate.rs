@@ -3,7 +3,8 @@
 //! environment's credentials, required CDK context, the programs commands
 //! start with, the stack source paths. All problems in one report. Then,
 //! for a pushed deploy run, whether it is a duplicate ([`crate::duplicate`]):
-//! if so, the run ends here.
+//! if so, the run ends here. As the first stage of every run, it posts the
+//! `pending` commit status ([`crate::commit_status`]).
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ const STAGE: &str = "validate";
 
 /// Runs the validate stage on an already loaded config.
 pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
+    post_started(ctx).await;
     let mut problems = Vec::new();
     problems.extend(credential_problems(ctx).await);
     problems.extend(context_problems(&ctx.checkout, &ctx.config));
@@ -34,6 +36,17 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
         Err(StageError::Invalid(
             problems.iter().map(|p| ctx.exec.redactor.redact(p)).collect(),
         ))
+    }
+}
+
+/// Posts the run's `pending` commit status, when statuses are wired. A
+/// refusal or an unreachable GitHub is a warning: the status is for the
+/// people watching, and the run goes on without it.
+async fn post_started(ctx: &StageContext) {
+    if let Some(statuses) = &ctx.ports.statuses
+        && let Err(e) = statuses.post(&crate::commit_status::started(&ctx.run)).await
+    {
+        ctx.warn(STAGE, e.to_string());
     }
 }
 
