@@ -351,7 +351,14 @@ fn webhook_simulate_skips_marked_commits_and_ignored_bots() {
         std::fs::write(&file, payload.to_string()).unwrap();
         let o = aphex(
             dir.path(),
-            &["webhook", "simulate", "--event", "push", "--payload", file.to_str().unwrap()],
+            &[
+                "webhook",
+                "simulate",
+                "--event",
+                "push",
+                "--payload",
+                file.to_str().unwrap(),
+            ],
         );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         stdout(&o)
@@ -363,7 +370,9 @@ fn webhook_simulate_skips_marked_commits_and_ignored_bots() {
     );
     let out = simulate(&|p| p["sender"]["login"] = "GitHub-Actions[bot]".into());
     assert!(
-        out.contains("`body.sender.login` is `github-actions[bot]`, which pipeline.github.ignoreSenders ignores"),
+        out.contains(
+            "`body.sender.login` is `github-actions[bot]`, which pipeline.github.ignoreSenders ignores"
+        ),
         "{out}"
     );
     let out = simulate(&|_| {});

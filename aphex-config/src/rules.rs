@@ -396,7 +396,13 @@ impl<'a> Checker<'a> {
                         .to_owned(),
                 );
             }
-            for (i, n) in g.get("ignoreSenders").map(Node::items).unwrap_or_default().iter().enumerate() {
+            for (i, n) in g
+                .get("ignoreSenders")
+                .map(Node::items)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 if let Some(v) = n.as_str()
                     && !r.gh_login.is_match(v)
                 {
@@ -429,7 +435,8 @@ impl<'a> Checker<'a> {
             self.push(
                 &path.key("notifications").key("githubStatus"),
                 n.pos,
-                "`githubStatus` is true, but there is no `pipeline.github` to post commit statuses to".to_owned(),
+                "`githubStatus` is true, but there is no `pipeline.github` to post commit statuses to"
+                    .to_owned(),
                 "add `pipeline.github` (owner and repo), or remove `githubStatus`".to_owned(),
             );
         }

@@ -96,6 +96,17 @@ struct Args {
     /// started by a person.
     #[arg(long, env = "APHEX_WORKFLOW_LABELS")]
     workflow_labels: Option<String>,
+    /// Where the run can be watched (the Argo UI); the WorkflowTemplate
+    /// derives it from `pipeline.argoUrl`.
+    #[arg(long, env = "APHEX_RUN_URL")]
+    run_url: Option<String>,
+    /// GitHub's REST API, where commit statuses are posted; given only to
+    /// the pods that post them (validate, finalize) when the config asks.
+    #[arg(long, env = "APHEX_GITHUB_API_URL")]
+    github_api_url: Option<String>,
+    /// `owner/repo` the commit statuses are posted on.
+    #[arg(long, env = "APHEX_GITHUB_REPOSITORY")]
+    github_repository: Option<String>,
     /// Config file, relative to the repository root.
     #[arg(long, env = "APHEX_CONFIG_FILE", default_value = "aphex-config.yaml")]
     config: String,
@@ -177,33 +188,44 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
     }
 }
 
-/// The commit status poster, when the config asks for statuses and the
-/// token is there. A missing token is a warning: the template reads the
-/// Secret optionally, so that it costs the statuses, never the run.
-fn statuses(config: Option<&Config>, kind: RunKind, redactor: &Redactor) -> Option<Arc<dyn CommitStatuses>> {
+/// The commit status poster, when the template asks for statuses (it
+/// passes the API and the repository, from the config it was rendered from,
+/// never the commit's) and the token is there. A missing token is a
+/// warning: the template reads the Secret optionally, so that it costs the
+/// statuses, never the run.
+fn statuses(
+    args: &Args,
+    pipeline: &str,
+    kind: RunKind,
+    redactor: &Redactor,
+) -> Option<Arc<dyn CommitStatuses>> {
     use aphex_template::workflow::{GITHUB_TOKEN_ENV, GITHUB_TOKEN_SECRET_KEY};
-    let config = config?;
-    let settings = config.settings();
-    let gh = settings.github.as_ref().filter(|_| settings.posts_github_status())?;
-    let token = std::env::var(GITHUB_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty());
+    let api = args.github_api_url.as_deref().filter(|a| !a.is_empty())?;
+    let Some((owner, repo)) = args.github_repository.as_deref().and_then(|r| r.split_once('/')) else {
+        tracing::warn!(
+            "--github-api-url is set but --github-repository is not `owner/repo`: no commit status is posted"
+        );
+        return None;
+    };
+    let token = std::env::var(GITHUB_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
     let Some(token) = token else {
         tracing::warn!(
             "notifications.githubStatus is true but {GITHUB_TOKEN_ENV} is empty: no commit status is posted; \
-             create the Secret `{}` with key `{GITHUB_TOKEN_SECRET_KEY}` (a token that may write commit statuses) \
-             in namespace `{}`",
-            gh.token_secret(),
-            settings.namespace(),
+             create the Secret named by github.tokenSecret (default `github-token`) with key \
+             `{GITHUB_TOKEN_SECRET_KEY}`, a token that may write commit statuses, in the workflows' namespace"
         );
         return None;
     };
     let context = match kind {
-        RunKind::Deploy => format!("aphex/{}/deploy", config.pipeline_name()),
-        RunKind::PullRequest(_) => format!("aphex/{}/validate", config.pipeline_name()),
+        RunKind::Deploy => format!("aphex/{pipeline}/deploy"),
+        RunKind::PullRequest(_) => format!("aphex/{pipeline}/validate"),
     };
     Some(Arc::new(aphex_stages::github::GitHubStatuses::new(
-        &gh.api_url(),
-        &gh.owner,
-        &gh.repo,
+        api,
+        owner,
+        repo,
         context,
         token.trim(),
         redactor.clone(),
@@ -227,6 +249,7 @@ fn trigger(labels: Option<&str>) -> Trigger {
 async fn ports(
     args: &Args,
     kind: RunKind,
+    pipeline: &str,
     config: Option<&Config>,
     redactor: &Redactor,
 ) -> anyhow::Result<Ports> {
@@ -266,7 +289,7 @@ async fn ports(
             notifier: notifier(redactor, config),
             credentials,
             pipeline_stack: pipeline_stack.clone(),
-            statuses: statuses(config, kind, redactor),
+            statuses: statuses(args, pipeline, kind, redactor),
         });
     }
     let bucket = config
@@ -294,7 +317,7 @@ async fn ports(
         notifier: notifier(redactor, config),
         credentials,
         pipeline_stack,
-        statuses: statuses(config, kind, redactor),
+        statuses: statuses(args, pipeline, kind, redactor),
     })
 }
 
@@ -392,6 +415,9 @@ async fn run(args: Args) -> i32 {
     for (what, value) in [
         ("--repo-url", Some(args.repo_url.as_str())),
         ("--branch", branch.as_deref()),
+        ("--run-url", args.run_url.as_deref()),
+        ("--github-api-url", args.github_api_url.as_deref()),
+        ("--github-repository", args.github_repository.as_deref()),
     ] {
         if let Some(Err(e)) = value.map(|v| aphex_stages::workspace::check_not_option("value", v)) {
             eprintln!("error: {what}: {e}");
@@ -434,12 +460,9 @@ async fn run(args: Args) -> i32 {
             .filter(|n| !n.is_empty()),
         kind,
         trigger: trigger(args.workflow_labels.as_deref()),
-        url: config
-            .as_ref()
-            .ok()
-            .and_then(|c| c.settings().run_url(&args.workflow_id)),
+        url: args.run_url.clone().filter(|u| !u.is_empty()),
     };
-    let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
+    let ports = match ports(&args, kind, &run_info.pipeline, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{}", redactor.redact(&format!("{e:#}")));
@@ -504,7 +527,9 @@ async fn run(args: Args) -> i32 {
                 (None, None) => OutputsSource::RunRecord,
             };
             let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await;
-            if let Ok(outcome) = &result {
+            if stage == RunnerStage::Validate
+                && let Ok(outcome) = &result
+            {
                 write_run_output(&args.outputs_dir, single::run_output(outcome));
             }
             result

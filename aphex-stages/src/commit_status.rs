@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn descriptions_are_one_line_of_at_most_140_characters() {
-        assert_eq!(description("Failed at build: exit 1\nmore"), "Failed at build: exit 1");
+        assert_eq!(
+            description("Failed at build: exit 1\nmore"),
+            "Failed at build: exit 1"
+        );
         let long = "é".repeat(200);
         let d = description(&long);
         assert_eq!(d.chars().count(), MAX_DESCRIPTION);

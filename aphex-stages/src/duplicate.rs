@@ -35,7 +35,8 @@ pub fn last_deploy<'a>(runs: &'a [RunRecord], environment: &str, current: &str) 
         r.stages
             .iter()
             .find(|s| {
-                s.name == stage && matches!(s.status, Status::Succeeded | Status::Failed | Status::Interrupted)
+                s.name == stage
+                    && matches!(s.status, Status::Succeeded | Status::Failed | Status::Interrupted)
             })
             .map(|s| LastDeploy {
                 run: &r.id,
@@ -76,7 +77,9 @@ pub async fn check(ctx: &StageContext, stage: &str) -> Option<RunEnd> {
         Err(e) => {
             ctx.warn(
                 stage,
-                format!("cannot read the run records to tell whether this push is a duplicate ({e}); deploying"),
+                format!(
+                    "cannot read the run records to tell whether this push is a duplicate ({e}); deploying"
+                ),
             );
             return None;
         }

@@ -72,7 +72,9 @@ impl GitHubStatuses {
                  on the repository, a classic one the repo:status scope",
                 self.repository
             ),
-            422 => "GitHub refused the status (more than 1000 statuses for this commit and context?)".to_owned(),
+            422 => {
+                "GitHub refused the status (more than 1000 statuses for this commit and context?)".to_owned()
+            }
             _ => "GitHub could not take the status now; the next run posts again".to_owned(),
         }
     }
@@ -123,6 +125,8 @@ impl CommitStatuses for GitHubStatuses {
         } else {
             format!(" ({})", self.redactor.redact(message.trim()))
         };
-        Err(fail(format!("GitHub answered {code}{said}: {}", self.hint(code)).into()))
+        Err(fail(
+            format!("GitHub answered {code}{said}: {}", self.hint(code)).into(),
+        ))
     }
 }

@@ -42,7 +42,10 @@ struct FakeGitHub {
 impl FakeGitHub {
     async fn start(prefix: &str, reply: &'static str) -> FakeGitHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}{prefix}", listener.local_addr().unwrap().port());
+        let url = format!(
+            "http://127.0.0.1:{}{prefix}",
+            listener.local_addr().unwrap().port()
+        );
         let seen = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(Vec::new()));
         let (s, r, prefix) = (seen.clone(), refused.clone(), prefix.to_owned());
@@ -73,7 +76,11 @@ impl FakeGitHub {
     }
 
     fn seen(&self) -> Vec<Seen> {
-        assert_eq!(*self.refused.lock().unwrap(), Vec::<String>::new(), "refused requests");
+        assert_eq!(
+            *self.refused.lock().unwrap(),
+            Vec::<String>::new(),
+            "refused requests"
+        );
         self.seen.lock().unwrap().clone()
     }
 }
@@ -131,7 +138,10 @@ fn check(head: &str, body: &str, prefix: &str) -> Result<Seen, String> {
         return Err("Authorization is not `Bearer <token>`".to_owned());
     }
     if header("x-github-api-version") != Some("2022-11-28") {
-        return Err(format!("X-GitHub-Api-Version is {:?}", header("x-github-api-version")));
+        return Err(format!(
+            "X-GitHub-Api-Version is {:?}",
+            header("x-github-api-version")
+        ));
     }
     if header("user-agent").is_none_or(str::is_empty) {
         return Err("no User-Agent (GitHub refuses requests without one)".to_owned());
@@ -335,7 +345,10 @@ async fn finalize_posts_success_with_the_link_to_the_run() {
         "https://argo.example.com/workflows/argo/shop-x1"
     );
     assert!(
-        seen[0].body["description"].as_str().unwrap().starts_with("Succeeded"),
+        seen[0].body["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Succeeded"),
         "{}",
         seen[0].body
     );
@@ -348,7 +361,11 @@ async fn a_failure_names_the_stage_on_one_redacted_line_of_at_most_140_character
     let seen = finalized(
         record(vec![
             stage("validate", Status::Succeeded, None),
-            stage("build", Status::Failed, Some(&format!("{long}{}", "y".repeat(200)))),
+            stage(
+                "build",
+                Status::Failed,
+                Some(&format!("{long}{}", "y".repeat(200))),
+            ),
         ]),
         Redactor::from_vars([("NPM_TOKEN", secret)]),
     )

@@ -30,6 +30,7 @@ fn header(id: &str, started: &str) -> RunRecord {
         ended_at: None,
         status: Status::Running,
         stages: Vec::new(),
+        url: None,
     }
 }
 
@@ -42,6 +43,7 @@ fn stage(name: &str, started: &str, status: Status) -> StageRecord {
         error: (status == Status::Failed).then(|| format!("{name} failed")),
         stacks: Vec::new(),
         artifact_bytes: None,
+        ends_run: None,
     }
 }
 

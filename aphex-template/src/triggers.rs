@@ -170,7 +170,13 @@ pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 /// GitHub's own skip instructions (`[skip ci]`, `[ci skip]`, `[no ci]`),
 /// and Aphex's (`[skip aphex]`, `[aphex skip]`) for skipping only this
 /// pipeline. Matched exactly, as GitHub documents them.
-pub const SKIP_MARKERS: [&str; 5] = ["[skip ci]", "[ci skip]", "[no ci]", "[skip aphex]", "[aphex skip]"];
+pub const SKIP_MARKERS: [&str; 5] = [
+    "[skip ci]",
+    "[ci skip]",
+    "[no ci]",
+    "[skip aphex]",
+    "[aphex skip]",
+];
 /// Path of the pushed head commit's message (free text: filtered, never passed).
 pub const HEAD_COMMIT_MESSAGE_PATH: &str = "body.head_commit.message";
 /// Path of the login of whoever caused the delivery.

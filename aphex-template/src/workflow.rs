@@ -380,36 +380,51 @@ fn validate_pr_dag(config: &Config) -> Value {
 /// Arguments every runner invocation gets: the run's identity. The
 /// repository and the branch come from the config this template was
 /// rendered from, never from whoever submits a run; the runner checks the
-/// commit against that branch. The Workflow's labels say how the run
-/// started (`aphex.dev/trigger`): all of them, as JSON, because Argo
-/// refuses `{{workflow.labels.<key>}}` in a Workflow that lacks the label
-/// (one submitted by hand), and a default in `workflowMetadata` would
-/// override the submitter's value.
+/// commit against that branch. So does the link to the run in the Argo UI
+/// (`pipeline.argoUrl`): a pull request's config must not choose where
+/// notifications point. The Workflow's labels say how the run started
+/// (`aphex.dev/trigger`): all of them, as JSON, because Argo refuses
+/// `{{workflow.labels.<key>}}` in a Workflow that lacks the label (one
+/// submitted by hand), and a default in `workflowMetadata` would override
+/// the submitter's value.
 fn run_args(config: &Config) -> Vec<Value> {
-    vec![
+    let settings = config.settings();
+    let mut args = vec![
         json!("--commit-sha={{workflow.parameters.commit-sha}}"),
         json!(format!("--branch={}", crate::triggers::deploy_branch(config))),
         json!(format!("--repo-url={}", repo_url(config).unwrap_or_default())),
         json!("--workflow-id={{workflow.name}}"),
         json!("--workflow-labels={{workflow.labels.json}}"),
-    ]
+    ];
+    if let Some(url) = settings.run_url("{{workflow.name}}") {
+        args.push(json!(format!("--run-url={url}")));
+    }
+    args
 }
 
-/// The GitHub token from `github.tokenSecret` (key `token`), when runs post
-/// commit statuses; for the pods that post them only (validate, finalize).
-/// Optional, so a missing Secret costs the status (the runner warns),
-/// never the run.
-fn github_token_env(config: &Config) -> Option<Value> {
+/// The arguments and variable of the pods that post commit statuses
+/// (validate, finalize), when runs post them: where (the API and the
+/// repository, literals of this template like the repository URL, so that
+/// no commit's config can send the token elsewhere) and the token, from
+/// `github.tokenSecret` (key `token`). Optional, so a missing Secret costs
+/// the status (the runner warns), never the run. Build and test pods,
+/// which run the repository's commands, never get it.
+fn github_status(config: &Config) -> Option<(Vec<Value>, Value)> {
     let settings = config.settings();
     let gh = settings.github.as_ref()?;
     if !settings.posts_github_status() {
         return None;
     }
-    Some(json!({"name": GITHUB_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+    let args = vec![
+        json!(format!("--github-api-url={}", gh.api_url())),
+        json!(format!("--github-repository={}", gh.full_name())),
+    ];
+    let env = json!({"name": GITHUB_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
         "name": gh.token_secret(),
         "key": GITHUB_TOKEN_SECRET_KEY,
         "optional": true,
-    }}}))
+    }}});
+    Some((args, env))
 }
 
 /// The ConfigMap holding the pipeline stack's outputs (written by bootstrap,
@@ -503,8 +518,8 @@ fn pod_settings(config: &Config, template: &mut Value, kind: StageTemplate) {
 
 /// The validate task's template for `kind`'s runs: the stage template
 /// with the GitHub token (validate runs none of the repository's commands)
-/// and the `run` output, read from the file the runner writes (`continue`
-/// should it be missing).
+/// and, in a deploy run, the `run` output, read from the file the runner
+/// writes (`continue` should it be missing).
 fn validate_template(config: &Config, kind: StageTemplate) -> Value {
     let mut template = stage_template(config, kind);
     // The token-holding templates run validate and nothing else, whatever
@@ -514,16 +529,24 @@ fn validate_template(config: &Config, kind: StageTemplate) -> Value {
         StageTemplate::PullRequest => PR_VALIDATE_TEMPLATE,
         _ => VALIDATE_TEMPLATE,
     });
-    if let Some(token) = github_token_env(config) {
-        template["container"]["env"]
+    if let Some((args, token)) = github_status(config) {
+        let container = &mut template["container"];
+        container["args"]
+            .as_array_mut()
+            .expect("the stage template has an argument list")
+            .extend(args);
+        container["env"]
             .as_array_mut()
             .expect("the stage template has an env list")
             .push(token);
     }
-    template["outputs"] = json!({"parameters": [{
-        "name": RUN_OUTPUT,
-        "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RUN_OUTPUT}"), "default": RUN_CONTINUES},
-    }]});
+    // Only a deploy run can end early (a duplicate push).
+    if kind == StageTemplate::Deploy {
+        template["outputs"] = json!({"parameters": [{
+            "name": RUN_OUTPUT,
+            "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RUN_OUTPUT}"), "default": RUN_CONTINUES},
+        }]});
+    }
     template
 }
 
@@ -601,7 +624,10 @@ fn finalize_template(config: &Config, kind: StageTemplate) -> Value {
         }}}));
     }
     // It posts the run's final commit status.
-    env.extend(github_token_env(config));
+    if let Some((status_args, token)) = github_status(config) {
+        args.extend(status_args);
+        env.push(token);
+    }
     let name = match kind {
         StageTemplate::PullRequest => FINALIZE_PR_TEMPLATE,
         _ => FINALIZE_TEMPLATE,

@@ -114,7 +114,7 @@ fn document(values: &[String]) -> String {
 /// The `{{...}}` expressions we write ourselves.
 static OURS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\{\{(workflow\.(parameters\.[a-z-]+|name|namespace|status|mainEntrypoint)|inputs\.parameters\.[a-z-]+|tasks\.deploy-[a-z0-9-]+\.outputs\.parameters\.stack-outputs)\}\}$",
+        r"^\{\{(workflow\.(parameters\.[a-z-]+|name|namespace|status|mainEntrypoint|labels\.json)|inputs\.parameters\.[a-z-]+|tasks\.deploy-[a-z0-9-]+\.outputs\.parameters\.stack-outputs|tasks\.validate\.outputs\.parameters\.run)\}\}$",
     )
     .unwrap()
 });

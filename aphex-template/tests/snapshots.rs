@@ -223,10 +223,14 @@ fn templates_with_env(config: &aphex_config::Config, name: &str) -> Vec<String> 
 #[test]
 fn the_github_token_reaches_only_the_pods_that_post_commit_statuses() {
     use aphex_template::workflow::GITHUB_TOKEN_ENV;
-    // validate posts `pending`, finalize the outcome; build and test run
-    // the repository's commands and must never see the token.
+    // validate posts `pending`, finalize the outcome, in deploy and
+    // pull-request runs; build and test run the repository's commands and
+    // must never see the token.
     let full = config("full.yaml");
-    assert_eq!(templates_with_env(&full, GITHUB_TOKEN_ENV), ["validate", "finalize"]);
+    assert_eq!(
+        templates_with_env(&full, GITHUB_TOKEN_ENV),
+        ["validate", "pr-validate", "finalize", "finalize-pr"]
+    );
     let wt = render(&full, &RenderOptions::default())
         .get("WorkflowTemplate")
         .unwrap()
@@ -247,6 +251,16 @@ fn the_github_token_reaches_only_the_pods_that_post_commit_statuses() {
         token["valueFrom"]["secretKeyRef"],
         serde_json::json!({"name": "github-token", "key": "token", "optional": true})
     );
+    // The templates holding it run validate, whatever a task passes.
+    for name in ["validate", "pr-validate"] {
+        let t = wt["spec"]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap();
+        assert_eq!(t["container"]["args"][0], "validate", "{name}");
+    }
     // Without `githubStatus`, nobody gets it.
     assert!(templates_with_env(&config("cross-account.yaml"), GITHUB_TOKEN_ENV).is_empty());
 }

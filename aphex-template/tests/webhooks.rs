@@ -158,7 +158,8 @@ fn a_head_commit_that_says_skip_ci_triggers_nothing() {
             let out = run_with(&cfg, "push", &push);
             assert_eq!(out.trigger, "none", "{message:?}");
             assert!(
-                out.reason.contains(&format!("`body.head_commit.message` contains `{marker}`")),
+                out.reason
+                    .contains(&format!("`body.head_commit.message` contains `{marker}`")),
                 "{}",
                 out.reason
             );
@@ -166,7 +167,15 @@ fn a_head_commit_that_says_skip_ci_triggers_nothing() {
         }
     }
     // Only the markers as GitHub documents them: anything else deploys.
-    for message in ["skip ci", "[skip-ci]", "[Skip CI]", "[skip  ci]", "(skip ci)", "[ci]", "Initial commit"] {
+    for message in [
+        "skip ci",
+        "[skip-ci]",
+        "[Skip CI]",
+        "[skip  ci]",
+        "(skip ci)",
+        "[ci]",
+        "Initial commit",
+    ] {
         let (_, mut push) = webhook("push-with-new-branch.json");
         push["head_commit"]["message"] = json!(message);
         assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy", "{message:?}");
@@ -188,7 +197,11 @@ fn a_push_without_a_head_commit_triggers_nothing_on_both_sides() {
     push["head_commit"] = Value::Null;
     let out = run_with(&cfg, "push", &push);
     assert_eq!(out.trigger, "none");
-    assert!(out.reason.contains("`body.head_commit.message` is absent"), "{}", out.reason);
+    assert!(
+        out.reason.contains("`body.head_commit.message` is absent"),
+        "{}",
+        out.reason
+    );
 }
 
 #[test]
@@ -196,7 +209,12 @@ fn pushes_by_an_ignored_sender_trigger_nothing() {
     let cfg = with_ignored_senders(&["github-actions[bot]", "Release-Bot"]);
     let (_, push) = webhook("push-with-new-branch.json");
     assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy");
-    for login in ["github-actions[bot]", "release-bot", "RELEASE-BOT", "GitHub-Actions[BOT]"] {
+    for login in [
+        "github-actions[bot]",
+        "release-bot",
+        "RELEASE-BOT",
+        "GitHub-Actions[BOT]",
+    ] {
         let mut push = push.clone();
         push["sender"]["login"] = json!(login);
         let out = run_with(&cfg, "push", &push);
@@ -208,7 +226,13 @@ fn pushes_by_an_ignored_sender_trigger_nothing() {
         );
     }
     // Exactly the login: no prefix, suffix or pattern.
-    for login in ["github-actions", "github-actions[bot]x", "xrelease-bot", "release-bot\n", "release_bot"] {
+    for login in [
+        "github-actions",
+        "github-actions[bot]x",
+        "xrelease-bot",
+        "release-bot\n",
+        "release_bot",
+    ] {
         let mut push = push.clone();
         push["sender"]["login"] = json!(login);
         assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy", "{login:?}");

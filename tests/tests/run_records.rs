@@ -46,6 +46,7 @@ fn stage(name: &str, started: &str, status: Status) -> StageRecord {
         error: (status == Status::Failed).then(|| format!("{name} failed")),
         stacks: Vec::new(),
         artifact_bytes: None,
+        ends_run: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn header(id: &str, started: &str) -> RunRecord {
         ended_at: None,
         status: Status::Running,
         stages: Vec::new(),
+        url: None,
     }
 }
 
@@ -77,6 +79,7 @@ fn ports(state: &std::path::Path, runs: S3RunRecorder) -> Ports {
         notifier: Arc::new(NoopNotifier),
         credentials: None,
         pipeline_stack: None,
+        statuses: None,
     }
 }
 
@@ -93,6 +96,9 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         branch: Some("feature".to_owned()),
         repo: "https://github.com/acme/shop".to_owned(),
         namespace: None,
+        kind: aphex_stages::context::RunKind::Deploy,
+        trigger: aphex_stages::context::Trigger::Push,
+        url: None,
     };
     // One task per pod, all released together, each with its own client.
     let barrier = Arc::new(tokio::sync::Barrier::new(STAGES));

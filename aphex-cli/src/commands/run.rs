@@ -257,11 +257,7 @@ fn print_summary(run: &RunRecord, state: &Path, store: Option<&str>) {
         .as_deref()
         .map(|b| format!(" on {b}"))
         .unwrap_or_default();
-    println!(
-        "run {} {} (commit {short}{branch})",
-        run.id,
-        run.status.as_str()
-    );
+    println!("run {} {} (commit {short}{branch})", run.id, run.status.as_str());
     for s in &run.stages {
         let secs = s
             .ended_at
