@@ -90,3 +90,138 @@ pub async fn check(ctx: &StageContext, stage: &str) -> Option<RunEnd> {
         message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::StageRecord;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// Run `id` of `commit` whose stages are `(name, status)`.
+    fn run(id: &str, commit: &str, stages: &[(&str, Status)]) -> RunRecord {
+        RunRecord {
+            id: id.to_owned(),
+            pipeline: "shop".to_owned(),
+            commit: commit.to_owned(),
+            branch: Some("main".to_owned()),
+            started_at: "2026-01-01T00:00:00Z".to_owned(),
+            ended_at: None,
+            status: Succeeded,
+            stages: stages
+                .iter()
+                .map(|(name, status)| StageRecord {
+                    name: (*name).to_owned(),
+                    started_at: "2026-01-01T00:00:00Z".to_owned(),
+                    ended_at: None,
+                    status: *status,
+                    error: None,
+                    stacks: vec![],
+                    artifact_bytes: None,
+                    ends_run: None,
+                })
+                .collect(),
+            url: None,
+        }
+    }
+
+    use Status::{Failed, Interrupted, Skipped, Succeeded};
+
+    #[test]
+    fn only_the_commit_every_environment_last_deployed_is_a_duplicate() {
+        let both = [("deploy-dev", Succeeded), ("deploy-prod", Succeeded)];
+        let envs = ["dev", "prod"];
+        // (case, runs newest first, commit pushed, duplicate?)
+        let cases: Vec<(&str, Vec<RunRecord>, &str, bool)> = vec![
+            (
+                "re-pushed head",
+                vec![run("r2", B, &both), run("r1", A, &both)],
+                B,
+                true,
+            ),
+            (
+                "rollback to an older commit",
+                vec![run("r2", B, &both), run("r1", A, &both)],
+                A,
+                false,
+            ),
+            ("a new commit", vec![run("r1", A, &both)], B, false),
+            ("never deployed", vec![], A, false),
+            (
+                "prod still runs the older commit (its approval was refused)",
+                vec![
+                    run("r2", B, &[("deploy-dev", Succeeded), ("deploy-prod", Skipped)]),
+                    run("r1", A, &both),
+                ],
+                B,
+                false,
+            ),
+            (
+                "the last deploy to prod failed",
+                vec![
+                    run("r2", B, &[("deploy-dev", Succeeded), ("deploy-prod", Failed)]),
+                    run("r1", B, &both),
+                ],
+                B,
+                false,
+            ),
+            (
+                "the last deploy to prod was interrupted",
+                vec![
+                    run(
+                        "r2",
+                        B,
+                        &[("deploy-dev", Succeeded), ("deploy-prod", Interrupted)],
+                    ),
+                    run("r1", B, &both),
+                ],
+                B,
+                false,
+            ),
+            (
+                "environments deployed by different runs of the commit",
+                vec![
+                    run("r3", B, &[("deploy-prod", Succeeded)]),
+                    run("r2", B, &[("deploy-dev", Succeeded)]),
+                ],
+                B,
+                true,
+            ),
+            (
+                "a later run that ended before deploying changes nothing",
+                vec![
+                    run("r3", B, &[("validate", Succeeded), ("deploy-dev", Skipped)]),
+                    run("r2", B, &both),
+                ],
+                B,
+                true,
+            ),
+            (
+                "only the current run deployed it (a retried validate)",
+                vec![run("current", B, &both), run("r1", A, &both)],
+                B,
+                false,
+            ),
+        ];
+        for (case, runs, commit, want) in cases {
+            let got = duplicate(&runs, &envs, commit, "current");
+            assert_eq!(got.is_some(), want, "{case}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_reason_names_each_environment_s_run_and_how_to_deploy_anyway() {
+        let runs = vec![run(
+            "shop-x1",
+            A,
+            &[("deploy-dev", Succeeded), ("deploy-prod", Succeeded)],
+        )];
+        let why = duplicate(&runs, &["dev", "prod"], A, "shop-x2").unwrap();
+        assert!(
+            why.starts_with("commit aaaaaaaaaaaa is already deployed in every environment: dev (run shop-x1), prod (run shop-x1)"),
+            "{why}"
+        );
+        assert!(why.contains("aphex.dev/trigger: manual"), "{why}");
+    }
+}
