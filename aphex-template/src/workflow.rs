@@ -277,9 +277,12 @@ fn with_dependencies(mut task: Value, deps: &[String]) -> Value {
 }
 
 /// Whether the run goes on after validate: validate's `run` output says so.
+/// Both sides quoted, as the exit handler's: a string comparison under
+/// every evaluator Argo has used for `when` (the value is the runner's
+/// word, never free text).
 fn run_continues() -> String {
     format!(
-        "{{{{tasks.{}.outputs.parameters.{RUN_OUTPUT}}}}} == {RUN_CONTINUES}",
+        "'{{{{tasks.{}.outputs.parameters.{RUN_OUTPUT}}}}}' == '{RUN_CONTINUES}'",
         StageKind::Validate.as_str()
     )
 }

@@ -287,7 +287,7 @@ fn tasks_after_validate_run_only_when_the_run_goes_on() {
             // dependency it skipped, so no task may rely on its predecessor's `when`.
             assert_eq!(
                 when,
-                Some("{{tasks.validate.outputs.parameters.run}} == continue"),
+                Some("'{{tasks.validate.outputs.parameters.run}}' == 'continue'"),
                 "{}",
                 task["name"]
             );
