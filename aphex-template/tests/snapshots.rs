@@ -294,3 +294,52 @@ fn tasks_after_validate_run_only_when_the_run_goes_on() {
         }
     }
 }
+
+#[test]
+fn commit_statuses_go_to_the_api_of_the_configured_github() {
+    // (github settings, the API the finalize pod is pointed at)
+    let cases = [
+        ("{ owner: o, repo: r }", "https://api.github.com"),
+        (
+            "{ owner: o, repo: r, url: \"https://ghe.example.com\" }",
+            "https://ghe.example.com/api/v3",
+        ),
+        (
+            "{ owner: o, repo: r, url: \"https://ghe.example.com/\" }",
+            "https://ghe.example.com/api/v3",
+        ),
+        (
+            "{ owner: o, repo: r, url: \"https://ghe.example.com\", apiUrl: \"https://api.ghe.example.com/\" }",
+            "https://api.ghe.example.com",
+        ),
+    ];
+    for (github, api) in cases {
+        let yaml = format!(
+            "version: \"1.0\"\npipeline: {{ github: {github}, notifications: {{ githubStatus: true }} }}\n\
+             build: {{ commands: [\"true\"] }}\nenvironments:\n  - name: dev\n    region: us-east-1\n    \
+             account: \"123456789012\"\n    stacks: [{{ name: App, path: app.ts }}]\n"
+        );
+        let config = aphex_config::load_str("aphex-config.yaml", &yaml).expect("valid config");
+        let wt = render(&config, &RenderOptions::default())
+            .get("WorkflowTemplate")
+            .unwrap()
+            .clone();
+        let finalize = wt["spec"]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "finalize")
+            .unwrap();
+        let args: Vec<&str> = finalize["container"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            args.contains(&format!("--github-api-url={api}").as_str()),
+            "{github}: {args:?}"
+        );
+        assert!(args.contains(&"--github-repository=o/r"), "{github}: {args:?}");
+    }
+}

@@ -430,7 +430,8 @@ async fn run_async(args: Args) -> Exit {
                 println!("note: the fake deployer deployed nothing; stack results are recorded requests");
             }
             match record.status {
-                Status::Succeeded => Exit::Ok,
+                // A duplicate deployed nothing because nothing was new.
+                Status::Succeeded | Status::Duplicate => Exit::Ok,
                 Status::Interrupted => Exit::Interrupted,
                 _ => Exit::Failure,
             }
