@@ -6,7 +6,9 @@ use aphex_config::Config;
 use serde_json::{Value, json};
 
 use crate::triggers::{Rule, Source, render_filters, rules};
-use crate::workflow::{ARGO_WORKFLOWS_API, TRIGGER_LABEL, TRIGGER_PUSH, WORKFLOW_PARAMETERS, labels};
+use crate::workflow::{
+    ARGO_WORKFLOWS_API, TRIGGER_LABEL, TRIGGER_PULL_REQUEST, TRIGGER_PUSH, WORKFLOW_PARAMETERS, labels,
+};
 
 /// Port of the EventSource's webhook server (and its Service).
 pub const WEBHOOK_PORT: u16 = 12000;
@@ -87,15 +89,15 @@ pub fn workflow_for(config: &Config, rule: &Rule) -> Value {
         "workflowTemplateRef": {"name": name},
         "arguments": {"parameters": parameters},
     });
-    let generate_name = if rule.entrypoint == crate::workflow::MAIN_ENTRYPOINT {
-        format!("{name}-")
+    let (generate_name, trigger) = if rule.entrypoint == crate::workflow::MAIN_ENTRYPOINT {
+        // A push started it: a re-pushed head already deployed is a duplicate.
+        (format!("{name}-"), TRIGGER_PUSH)
     } else {
         spec["entrypoint"] = json!(rule.entrypoint);
-        format!("{name}-pr-")
+        (format!("{name}-pr-"), TRIGGER_PULL_REQUEST)
     };
     let mut labels = labels(config);
-    // A delivery started it: a re-pushed head already deployed is a duplicate.
-    labels[TRIGGER_LABEL] = json!(TRIGGER_PUSH);
+    labels[TRIGGER_LABEL] = json!(trigger);
     json!({
         "apiVersion": ARGO_WORKFLOWS_API,
         "kind": "Workflow",

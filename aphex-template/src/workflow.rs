@@ -121,12 +121,14 @@ fn resources(config: &Config) -> Value {
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The label naming the pipeline an object belongs to.
 pub const PIPELINE_LABEL: &str = "aphex.dev/pipeline";
-/// The label saying how a Workflow started: `push` (the Sensor), `manual`
-/// (`aphex trigger`), `restart`. The runner reads it through
+/// The label saying how a Workflow started: `push` or `pull-request` (the
+/// Sensor), `manual` (`aphex trigger`), `restart`. The runner reads it through
 /// `{{workflow.labels.json}}` ([`TRIGGER_PUSH`] alone changes what a run does).
 pub const TRIGGER_LABEL: &str = "aphex.dev/trigger";
-/// [`TRIGGER_LABEL`]'s value on the Workflows the Sensor submits.
+/// [`TRIGGER_LABEL`]'s value on the deploy Workflows the Sensor submits.
 pub const TRIGGER_PUSH: &str = "push";
+/// [`TRIGGER_LABEL`]'s value on the `validate-pr` Workflows it submits.
+pub const TRIGGER_PULL_REQUEST: &str = "pull-request";
 
 /// The labels every rendered object carries.
 pub fn labels(config: &Config) -> Value {
