@@ -136,7 +136,11 @@ fn print_report(config: &aphex_config::Config, report: &Report) {
         }
     }
     let settings = config.settings();
-    if let Some(gh) = settings.github.as_ref().filter(|_| settings.posts_github_status()) {
+    if let Some(gh) = settings
+        .github
+        .as_ref()
+        .filter(|_| settings.posts_github_status())
+    {
         // Read optionally by the pods: a missing one costs the statuses only.
         println!(
             "commit statuses: the validate and finalize pods read the token from Secret {}/{} (key `{}`), \
