@@ -1,6 +1,7 @@
-//! The CloudWatch metrics sink: data points go to namespace `Aphex` with the
-//! dimensions the caller gives (pipeline / environment / stack / stage), in
-//! batched `PutMetricData` calls.
+//! The CloudWatch metrics sink: data points go to the namespace of their
+//! pipeline, `Aphex/<pipeline>` (the one its IAM role may write to, by the
+//! `cloudwatch:namespace` condition), with the dimensions the caller gives
+//! (pipeline / environment / stack / stage), in batched `PutMetricData` calls.
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -10,8 +11,8 @@ use aphex_stages::ports::{Metric, MetricUnit, MetricsSink, PortError};
 
 use crate::client::AwsError;
 
-/// The namespace of every Aphex metric.
-pub const NAMESPACE: &str = "Aphex";
+/// The dimension that names a metric's pipeline, and so its namespace.
+pub const PIPELINE_DIMENSION: &str = "pipeline";
 
 /// Data points per `PutMetricData` call (CloudWatch takes up to 1,000 and
 /// 1 MB; 500 of ours stay far below the size limit).
@@ -21,16 +22,14 @@ pub const BATCH_SIZE: usize = 500;
 #[derive(Debug, Clone)]
 pub struct CloudWatchMetrics {
     client: aws_sdk_cloudwatch::Client,
-    namespace: String,
     batch_size: usize,
 }
 
 impl CloudWatchMetrics {
-    /// A sink writing to namespace [`NAMESPACE`].
+    /// A sink writing each metric to its pipeline's namespace ([`namespace_of`]).
     pub fn new(config: &SdkConfig) -> Self {
         CloudWatchMetrics {
             client: aws_sdk_cloudwatch::Client::new(config),
-            namespace: NAMESPACE.to_owned(),
             batch_size: BATCH_SIZE,
         }
     }
@@ -40,22 +39,53 @@ impl CloudWatchMetrics {
         self.batch_size = size.clamp(1, 1_000);
         self
     }
+}
 
-    /// The namespace written to.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
+/// The namespace of `metric`: `Aphex/<pipeline>` from its pipeline
+/// dimension, or `None` without one.
+pub fn namespace_of(metric: &Metric) -> Option<String> {
+    metric
+        .dimensions
+        .iter()
+        .find(|(name, _)| name == PIPELINE_DIMENSION)
+        .map(|(_, pipeline)| aphex_template::cloudformation::metrics_namespace(pipeline))
 }
 
 #[async_trait]
 impl MetricsSink for CloudWatchMetrics {
     async fn emit(&self, metrics: &[Metric]) -> Result<(), PortError> {
         let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
+        // One namespace per call: group by pipeline, keeping each group's order.
+        let mut groups: Vec<(String, Vec<&Metric>)> = Vec::new();
+        for m in metrics {
+            let namespace = namespace_of(m).ok_or_else(|| PortError::Other {
+                context: format!("sending metric {} to CloudWatch", m.name),
+                source: format!("it has no `{PIPELINE_DIMENSION}` dimension to name its namespace").into(),
+            })?;
+            match groups.iter_mut().find(|(n, _)| *n == namespace) {
+                Some((_, group)) => group.push(m),
+                None => groups.push((namespace, vec![m])),
+            }
+        }
+        for (namespace, group) in &groups {
+            self.send(namespace, group, now).await?;
+        }
+        Ok(())
+    }
+}
+
+impl CloudWatchMetrics {
+    async fn send(
+        &self,
+        namespace: &str,
+        metrics: &[&Metric],
+        now: aws_smithy_types::DateTime,
+    ) -> Result<(), PortError> {
         for batch in metrics.chunks(self.batch_size) {
             let data: Vec<MetricDatum> = batch.iter().map(|m| datum(m, now)).collect();
             self.client
                 .put_metric_data()
-                .namespace(&self.namespace)
+                .namespace(namespace)
                 .set_metric_data(Some(data))
                 .send()
                 .await
@@ -63,7 +93,7 @@ impl MetricsSink for CloudWatchMetrics {
                     context: format!(
                         "sending {} metrics to CloudWatch namespace {}",
                         batch.len(),
-                        self.namespace
+                        namespace
                     ),
                     source: Box::new(AwsError::new(e)),
                 })?;

@@ -9,6 +9,9 @@
 //!   [`RunRecord`] per run, written by `finalize`; the key starts with
 //!   `9999999999999` minus the start time in milliseconds, so S3's
 //!   lexicographic listing is newest first;
+//! - `<pipeline>/pr/...`: the same layout for pull-request runs
+//!   ([`S3ArtifactStore::for_pull_requests`]), the only prefix the
+//!   pull-request role may write;
 //! - `<pipeline>/runs/<run-id>/stages/<stage>.json`: one stage object per
 //!   stage (a partial [`RunRecord`] with that one stage), written by the
 //!   stage's own pod, so stages running in parallel never write the same
@@ -47,11 +50,21 @@ pub const DEFAULT_PART_CONCURRENCY: usize = 4;
 /// S3's smallest part (except the last).
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
+/// `<pipeline>`, or `<pipeline>/<sub>` for a store scoped to `sub`.
+fn rooted(pipeline: &str, sub: Option<&str>) -> String {
+    match sub {
+        None => pipeline.to_owned(),
+        Some(sub) => format!("{pipeline}/{sub}"),
+    }
+}
+
 /// Build artifacts in S3.
 #[derive(Debug, Clone)]
 pub struct S3ArtifactStore {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// The folder under `<pipeline>/` everything goes to (pull-request runs).
+    sub: Option<&'static str>,
     multipart_threshold: u64,
     part_size: u64,
     part_concurrency: usize,
@@ -63,10 +76,22 @@ impl S3ArtifactStore {
         S3ArtifactStore {
             client: client::s3(config),
             bucket: bucket.into(),
+            sub: None,
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             part_size: DEFAULT_PART_SIZE,
             part_concurrency: DEFAULT_PART_CONCURRENCY,
         }
+    }
+
+    /// Keeps everything under `<pipeline>/pr/`: a pull-request run's store
+    /// (its role may write nowhere else).
+    pub fn for_pull_requests(mut self) -> Self {
+        self.sub = Some(aphex_template::cloudformation::PULL_REQUEST_PREFIX);
+        self
+    }
+
+    fn root(&self, pipeline: &str) -> String {
+        rooted(pipeline, self.sub)
     }
 
     /// Uses multipart uploads from `threshold` bytes, in parts of `part_size`
@@ -293,7 +318,7 @@ impl ArtifactStore for S3ArtifactStore {
             ("commit-sha", &metadata.commit_sha),
             ("timestamp", &metadata.timestamp),
         ]);
-        let archive_key = Self::archive_key(&metadata.pipeline, &metadata.commit_sha);
+        let archive_key = Self::archive_key(&self.root(&metadata.pipeline), &metadata.commit_sha);
         if size >= self.multipart_threshold {
             self.put_multipart(archive, size, &archive_key, &tags, &metadata.sha256)
                 .await?;
@@ -301,7 +326,7 @@ impl ArtifactStore for S3ArtifactStore {
             self.put_whole(archive, &archive_key, &tags, &metadata.sha256)
                 .await?;
         }
-        let metadata_key = Self::metadata_key(&metadata.pipeline, &metadata.commit_sha);
+        let metadata_key = Self::metadata_key(&self.root(&metadata.pipeline), &metadata.commit_sha);
         let json =
             serde_json::to_vec_pretty(metadata).map_err(|e| other("serializing the artifact metadata", e))?;
         self.client
@@ -324,7 +349,7 @@ impl ArtifactStore for S3ArtifactStore {
         commit_sha: &str,
         dest: &Path,
     ) -> Result<ArtifactMetadata, PortError> {
-        let metadata_key = Self::metadata_key(pipeline, commit_sha);
+        let metadata_key = Self::metadata_key(&self.root(pipeline), commit_sha);
         let out = self
             .client
             .get_object()
@@ -345,7 +370,7 @@ impl ArtifactStore for S3ArtifactStore {
                 e,
             )
         })?;
-        let archive_key = Self::archive_key(pipeline, commit_sha);
+        let archive_key = Self::archive_key(&self.root(pipeline), commit_sha);
         let (actual, size) = self.download(&archive_key, dest).await?;
         if actual != metadata.sha256 || size != metadata.size {
             // A corrupt archive must never be unpacked by mistake.
@@ -365,6 +390,8 @@ impl ArtifactStore for S3ArtifactStore {
 pub struct S3RunRecorder {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// The folder under `<pipeline>/` everything goes to (pull-request runs).
+    sub: Option<&'static str>,
 }
 
 /// The largest start time the newest-first key can hold (year 2286).
@@ -391,7 +418,19 @@ impl S3RunRecorder {
         S3RunRecorder {
             client: client::s3(config),
             bucket: bucket.into(),
+            sub: None,
         }
+    }
+
+    /// Keeps every record under `<pipeline>/pr/`: a pull-request run's
+    /// recorder (its role may write nowhere else).
+    pub fn for_pull_requests(mut self) -> Self {
+        self.sub = Some(aphex_template::cloudformation::PULL_REQUEST_PREFIX);
+        self
+    }
+
+    fn root(&self, pipeline: &str) -> String {
+        rooted(pipeline, self.sub)
     }
 
     /// The folder of `pipeline`'s runs.
@@ -401,6 +440,11 @@ impl S3RunRecorder {
 
     /// The key of `run`: newer runs sort first.
     pub fn run_key(run: &RunRecord) -> String {
+        Self::run_key_under(&run.pipeline, run)
+    }
+
+    /// The key of `run` under `root` (`<pipeline>`, or `<pipeline>/pr`).
+    fn run_key_under(root: &str, run: &RunRecord) -> String {
         let millis =
             time::OffsetDateTime::parse(&run.started_at, &time::format_description::well_known::Rfc3339)
                 .map(|t| t.unix_timestamp_nanos() / 1_000_000)
@@ -408,7 +452,7 @@ impl S3RunRecorder {
                 .clamp(0, KEY_CLOCK_MAX);
         format!(
             "{}{:013}_{}.json",
-            Self::runs_prefix(&run.pipeline),
+            Self::runs_prefix(root),
             KEY_CLOCK_MAX - millis,
             run.id
         )
@@ -602,12 +646,13 @@ impl S3RunRecorder {
 #[async_trait]
 impl RunRecorder for S3RunRecorder {
     async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
-        self.put_record(&Self::run_key(run), run).await?;
+        let root = self.root(&run.pipeline);
+        self.put_record(&Self::run_key_under(&root, run), run).await?;
         // A closed run's object holds every stage (finalize wrote it from
         // the merged record), so its stage objects are spent: removing them
         // leaves one JSON object per run. Loading merges them if they stay.
         if run.ended_at.is_some() {
-            self.delete_stage_objects(&run.pipeline, &run.id).await;
+            self.delete_stage_objects(&root, &run.id).await;
         }
         Ok(())
     }
@@ -617,12 +662,14 @@ impl RunRecorder for S3RunRecorder {
         record::check_segment("stage name", &stage.name)?;
         // Its own key per stage: parallel stages never replace each other's
         // object, and a retry of the same stage replaces its own.
-        let key = Self::stage_key(&header.pipeline, &header.id, &stage.name);
+        let key = Self::stage_key(&self.root(&header.pipeline), &header.id, &stage.name);
         self.put_record(&key, &RunRecord::stage_object(header, stage))
             .await
     }
 
     async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+        let root = self.root(pipeline);
+        let pipeline = root.as_str();
         let level = self.runs_level(pipeline).await?;
         let key = level.runs.iter().find(|(_, i)| i == id).map(|(k, _)| k.as_str());
         self.assemble(pipeline, id, key, level.staged.contains(id)).await
@@ -632,6 +679,8 @@ impl RunRecorder for S3RunRecorder {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let root = self.root(pipeline);
+        let pipeline = root.as_str();
         let level = self.runs_level(pipeline).await?;
         let finalized: std::collections::HashSet<&str> =
             level.runs.iter().map(|(_, id)| id.as_str()).collect();
@@ -770,6 +819,20 @@ mod tests {
             status: Status::Running,
             stages: Vec::new(),
         }
+    }
+
+    #[test]
+    fn pull_request_stores_keep_to_the_prefix_their_role_may_write() {
+        let config = SdkConfig::builder().build();
+        let prefix = format!("shop/{}/", aphex_template::cloudformation::PULL_REQUEST_PREFIX);
+        let store = S3ArtifactStore::new(&config, "b").for_pull_requests();
+        assert!(S3ArtifactStore::archive_key(&store.root("shop"), "abc").starts_with(&prefix));
+        let runs = S3RunRecorder::new(&config, "b").for_pull_requests();
+        let root = runs.root("shop");
+        assert!(S3RunRecorder::run_key_under(&root, &run("r1", "2026-01-01T00:00:00Z")).starts_with(&prefix));
+        assert!(S3RunRecorder::stage_key(&root, "r1", "build").starts_with(&prefix));
+        // Deploy runs keep the layout they always had.
+        assert_eq!(S3ArtifactStore::new(&config, "b").root("shop"), "shop");
     }
 
     #[test]

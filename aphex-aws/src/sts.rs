@@ -17,7 +17,7 @@ use aphex_stages::ports::{CredentialChecker, Identity, SynthCredentials};
 use crate::client;
 
 /// The CDK bootstrap qualifier Aphex expects (the CDK default).
-pub const CDK_QUALIFIER: &str = "hnb659fds";
+pub const CDK_QUALIFIER: &str = aphex_template::cloudformation::CDK_QUALIFIER;
 
 /// A failed role assumption.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +36,7 @@ pub struct AssumeRoleError {
 
 /// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`, ...).
 pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else if region.starts_with("us-iso-") {
-        "aws-iso"
-    } else if region.starts_with("eu-isoe-") {
-        "aws-iso-e"
-    } else if region.starts_with("us-isof-") {
-        "aws-iso-f"
-    } else {
-        "aws"
-    }
+    aphex_template::cloudformation::partition(region)
 }
 
 /// The CDK bootstrap deploy role of `account` in `region`.
@@ -127,9 +113,7 @@ async fn assume_role_once(
 /// bootstrap lookup role of its account, which exists for synth-time lookups
 /// (read-only) and which `cdk bootstrap --trust` opens to the pipeline's account.
 pub fn synth_role(env: &Environment) -> String {
-    env.role_arn
-        .clone()
-        .unwrap_or_else(|| bootstrap_role(partition(&env.region), "lookup-role", &env.account, &env.region))
+    env.role_arn.clone().unwrap_or_else(|| lookup_role(env))
 }
 
 /// STS allows `[\w+=,.@-]{2,64}` in a session name.
@@ -177,13 +161,56 @@ pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, String> {
 #[derive(Debug, Clone)]
 pub struct StsCredentialChecker {
     base: SdkConfig,
+    roles: Roles,
+}
+
+/// Which roles a checker reaches environments through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Roles {
+    /// Deploy runs: the environment's `roleArn`, else the CDK deploy role
+    /// (checks), the `roleArn`, else the CDK lookup role (synth).
+    Deploy,
+    /// Pull-request runs: the CDK lookup role only (their role may assume
+    /// nothing else).
+    Lookup,
 }
 
 impl StsCredentialChecker {
     /// A checker assuming roles from `base`'s credentials.
     pub fn new(base: SdkConfig) -> Self {
-        StsCredentialChecker { base }
+        StsCredentialChecker {
+            base,
+            roles: Roles::Deploy,
+        }
     }
+
+    /// A pull-request run's checker: it reaches every environment through
+    /// its CDK bootstrap lookup role, never a deploy role or `roleArn`.
+    pub fn lookup_only(base: SdkConfig) -> Self {
+        StsCredentialChecker {
+            base,
+            roles: Roles::Lookup,
+        }
+    }
+
+    fn check_role(&self, env: &Environment) -> String {
+        match self.roles {
+            Roles::Deploy => environment_role(env),
+            Roles::Lookup => lookup_role(env),
+        }
+    }
+
+    fn synth_role(&self, env: &Environment) -> String {
+        match self.roles {
+            Roles::Deploy => synth_role(env),
+            Roles::Lookup => lookup_role(env),
+        }
+    }
+}
+
+/// The CDK bootstrap lookup role of `env`'s account and region.
+pub fn lookup_role(env: &Environment) -> String {
+    bootstrap_role(partition(&env.region), "lookup-role", &env.account, &env.region)
 }
 
 impl StsCredentialChecker {
@@ -198,8 +225,10 @@ impl StsCredentialChecker {
 #[async_trait]
 impl CredentialChecker for StsCredentialChecker {
     async fn check(&self, env: &Environment) -> Result<Identity, String> {
-        let role = environment_role(env);
-        let fix = if env.role_arn.is_some() {
+        let role = self.check_role(env);
+        let fix = if self.roles == Roles::Lookup {
+            "pull-request runs reach each account through its CDK lookup role: bootstrap the account with `cdk bootstrap --trust <pipeline account>`"
+        } else if env.role_arn.is_some() {
             "check the environment's `roleArn` and that the current credentials may assume it"
         } else {
             "bootstrap the account with `cdk bootstrap`, or set the environment's `roleArn`"
@@ -241,8 +270,8 @@ impl CredentialChecker for StsCredentialChecker {
         if home.account == env.account {
             return Ok(None);
         }
-        let role = synth_role(env);
-        let fix = if env.role_arn.is_some() {
+        let role = self.synth_role(env);
+        let fix = if self.roles == Roles::Deploy && env.role_arn.is_some() {
             "check the environment's `roleArn` and that the current credentials may assume it".to_owned()
         } else {
             format!(

@@ -74,7 +74,14 @@ fn render_prints_every_manifest_as_yaml() {
     assert_eq!(
         kinds,
         [
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "ServiceAccount",
+            "Secret",
             "Role",
             "RoleBinding",
             "ServiceAccount",
@@ -98,9 +105,14 @@ fn render_out_writes_one_file_per_object_and_the_stack_template() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 17, "{names:?}");
     assert!(
-        names.contains(&"07-argo-workflowtemplate-shop.yaml".to_owned()),
+        names.contains(&"14-argo-workflowtemplate-shop.yaml".to_owned()),
+        "{names:?}"
+    );
+    // Cluster-wide objects have no namespace in their name.
+    assert!(
+        names.contains(&"01-_cluster-validatingadmissionpolicy-shop.argo.aphex.dev.yaml".to_owned()),
         "{names:?}"
     );
     let stack: serde_json::Value = serde_json::from_str(
@@ -108,7 +120,35 @@ fn render_out_writes_one_file_per_object_and_the_stack_template() {
     )
     .unwrap();
     assert!(stack["Outputs"]["WorkflowExecutionRoleArn"].is_object());
-    assert_eq!(stdout(&o).lines().count(), 10);
+    assert_eq!(stdout(&o).lines().count(), 17);
+}
+
+#[test]
+fn render_out_leaves_another_pipelines_manifests_alone() {
+    let dir = project();
+    let o = aphex(dir.path(), &["render", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let shop: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| l.ends_with(".yaml"))
+        .map(str::to_owned)
+        .collect();
+    assert!(shop.len() >= 5, "{shop:?}");
+
+    // A second pipeline rendered into the same directory.
+    let pay = CONFIG
+        .replace("name: shop", "name: pay")
+        .replace("repo: Hello-World", "repo: Payments");
+    std::fs::write(dir.path().join("pay.yaml"), pay).unwrap();
+    let o = aphex(dir.path(), &["render", "pay.yaml", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("removed"), "{}", stderr(&o));
+    for file in &shop {
+        assert!(
+            dir.path().join(file).is_file(),
+            "{file} of pipeline shop was removed"
+        );
+    }
 }
 
 #[test]
@@ -268,11 +308,10 @@ fn webhook_simulate_a_push_to_the_branch() {
         v["parameters"]["commit-sha"],
         "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
     );
-    assert_eq!(v["parameters"]["branch"], "master");
-    assert_eq!(
-        v["parameters"]["repo-url"],
-        "https://github.com/Codertocat/Hello-World.git"
-    );
+    // Only what the Sensor can check: the repository and branch are the
+    // WorkflowTemplate's own.
+    assert_eq!(v["parameters"]["pull-request"], "");
+    assert_eq!(v["parameters"].as_object().unwrap().len(), 2, "{v}");
 }
 
 #[test]

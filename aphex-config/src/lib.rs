@@ -15,6 +15,7 @@
 
 pub mod diagnostic;
 pub mod graph;
+pub mod manifest_values;
 pub mod model;
 mod rules;
 pub mod schema;

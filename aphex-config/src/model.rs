@@ -11,8 +11,15 @@ pub const CONFIG_VERSION: &str = "1.0";
 pub const DEFAULT_BUILDER_IMAGE: &str = "public.ecr.aws/aphex/builder:latest";
 /// Default container image for every other stage.
 pub const DEFAULT_DEPLOYER_IMAGE: &str = "public.ecr.aws/aphex/deployer:latest";
+/// Default CPU request of a stage pod.
+pub const DEFAULT_CPU: &str = "500m";
+/// Default memory request and limit of a stage pod (`cdk synth` of a large
+/// app needs well over 1 GiB).
+pub const DEFAULT_MEMORY: &str = "2Gi";
 /// Default synthesize command.
 pub const DEFAULT_SYNTH: &str = "npx cdk synth";
+/// Where repositories live unless `pipeline.github.url` names a GitHub Enterprise server.
+pub const DEFAULT_GITHUB_URL: &str = "https://github.com";
 
 /// A lowercase DNS label (RFC 1123): what environment and pipeline names must be.
 pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -81,6 +88,21 @@ pub struct PipelineSettings {
     /// What happens when the pipeline fails to update itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_update: Option<SelfUpdate>,
+    /// CPU and memory of every stage pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// CPU and memory of every stage pod (Kubernetes quantities, quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resources {
+    /// CPU requested, e.g. "1" or "500m" (no limit: a build may use idle CPU). Default "500m".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory requested and the limit, e.g. "4Gi". Default "2Gi".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// The EKS cluster and the CloudFormation exports that describe it.
@@ -102,6 +124,11 @@ pub struct GitHub {
     pub owner: String,
     /// Repository name.
     pub repo: String,
+    /// The GitHub server: "https://github.com" (default), or a GitHub Enterprise
+    /// Server's URL such as "https://github.example.com". The repository is
+    /// cloned from `<url>/<owner>/<repo>.git`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Branch whose pushes deploy. Default "main".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
@@ -341,6 +368,20 @@ impl PipelineSettings {
             .and_then(|s| s.on_failure)
             .unwrap_or_default()
     }
+    /// CPU request of a stage pod ([`DEFAULT_CPU`] unless set).
+    pub fn cpu(&self) -> &str {
+        self.resources
+            .as_ref()
+            .and_then(|r| r.cpu.as_deref())
+            .unwrap_or(DEFAULT_CPU)
+    }
+    /// Memory request and limit of a stage pod ([`DEFAULT_MEMORY`] unless set).
+    pub fn memory(&self) -> &str {
+        self.resources
+            .as_ref()
+            .and_then(|r| r.memory.as_deref())
+            .unwrap_or(DEFAULT_MEMORY)
+    }
     /// Whether notifications are sent only for failed runs.
     pub fn notify_only_on_failure(&self) -> bool {
         self.notifications
@@ -360,6 +401,36 @@ impl Cluster {
 }
 
 impl GitHub {
+    /// The GitHub server, without a trailing `/` ("https://github.com" unless set).
+    pub fn url(&self) -> &str {
+        self.url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/'))
+            .unwrap_or(DEFAULT_GITHUB_URL)
+    }
+    /// Whether the repository is on a GitHub Enterprise Server rather than github.com.
+    pub fn is_enterprise(&self) -> bool {
+        self.url() != DEFAULT_GITHUB_URL
+    }
+    /// The REST API's base URL: `https://api.github.com` for github.com,
+    /// `<url>/api/v3` for GitHub Enterprise Server.
+    pub fn api_url(&self) -> String {
+        if self.is_enterprise() {
+            format!("{}/api/v3", self.url())
+        } else {
+            "https://api.github.com".to_owned()
+        }
+    }
+    /// The repository's clone URL, `<url>/<owner>/<repo>.git`: what every
+    /// stage checks out (never a URL taken from a webhook payload).
+    pub fn clone_url(&self) -> String {
+        format!("{}/{}/{}.git", self.url(), self.owner, self.repo)
+    }
+    /// `owner/repo`, as GitHub names the repository in webhook payloads
+    /// (`repository.full_name`, compared without regard to case).
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
+    }
     /// Branch whose pushes deploy ("main" unless set).
     pub fn branch(&self) -> &str {
         self.branch.as_deref().unwrap_or("main")

@@ -80,7 +80,7 @@ struct Res {
     bucket: LazyLock<Regex>,
     gh_owner: LazyLock<Regex>,
     gh_repo: LazyLock<Regex>,
-    url: LazyLock<Regex>,
+    gh_server: LazyLock<Regex>,
 }
 
 fn re(pattern: &str) -> Regex {
@@ -98,7 +98,11 @@ static RES: Res = Res {
     bucket: LazyLock::new(|| re(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")),
     gh_owner: LazyLock::new(|| re(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,38})$")),
     gh_repo: LazyLock::new(|| re(r"^[A-Za-z0-9._-]{1,100}$")),
-    url: LazyLock::new(|| re(r"^https?://[^\s/]+\S*$")),
+    // A host (and port, and path prefix): every stage clones from it, so no
+    // credentials, query, `{` or anything git could read as an option.
+    gh_server: LazyLock::new(|| {
+        re(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
+    }),
 };
 
 fn res() -> &'static Res {
@@ -147,7 +151,7 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn push(&mut self, path: &Path, pos: Pos, message: String, help: impl Into<Option<String>>) {
+    pub(crate) fn push(&mut self, path: &Path, pos: Pos, message: String, help: impl Into<Option<String>>) {
         self.out.push(Diagnostic {
             path: path.to_string(),
             file: self.file.to_owned(),
@@ -294,6 +298,18 @@ impl<'a> Checker<'a> {
                     self.k8s_name(&gp.key(key), n, "Kubernetes Secret name");
                 }
             }
+            if let Some(n) = g.get("url")
+                && let Some(v) = n.as_str()
+                && !r.gh_server.is_match(v)
+            {
+                self.push(
+                    &gp.key("url"),
+                    n.pos,
+                    "`github.url` is not the https:// URL of a GitHub server".to_owned(),
+                    "write the server's address only, e.g. https://github.example.com (no user, query or repository path)"
+                        .to_owned(),
+                );
+            }
             if let Some(n) = g.get("owner")
                 && let Some(v) = n.as_str()
                 && !r.gh_owner.is_match(v)
@@ -315,28 +331,6 @@ impl<'a> Checker<'a> {
                     n.pos,
                     "`github.repo` is not a GitHub repository name".to_owned(),
                     "use letters, digits, '.', '_' and '-' (the name only, not the URL)".to_owned(),
-                );
-            }
-            if let Some(n) = g.get("branch")
-                && let Some(v) = n.as_str()
-                && (v.trim().is_empty() || v.contains(char::is_whitespace))
-            {
-                self.push(
-                    &gp.key("branch"),
-                    n.pos,
-                    "`github.branch` is not a branch name".to_owned(),
-                    "write the branch name without spaces, e.g. `main`".to_owned(),
-                );
-            }
-            if let Some(n) = g.get("webhookUrl")
-                && let Some(v) = n.as_str()
-                && !r.url.is_match(v)
-            {
-                self.push(
-                    &gp.key("webhookUrl"),
-                    n.pos,
-                    "`github.webhookUrl` is not an http(s) URL".to_owned(),
-                    "write the full public URL, e.g. https://hooks.example.com/my-app".to_owned(),
                 );
             }
         }
@@ -374,21 +368,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let Some(i) = p.get("images") {
-            for key in ["builder", "deployer"] {
-                if let Some(n) = i.get(key)
-                    && let Some(v) = n.as_str()
-                    && (v.trim().is_empty() || v.contains(char::is_whitespace))
-                {
-                    self.push(
-                        &path.key("images").key(key),
-                        n.pos,
-                        format!("`images.{key}` is not an image reference"),
-                        "write an image like public.ecr.aws/aphex/deployer:v1.2.3 (no spaces)".to_owned(),
-                    );
-                }
-            }
-        }
+        crate::manifest_values::check(self, path, p);
     }
 
     fn at_least_one(&mut self, path: &Path, n: &Node, why: &str) {

@@ -66,6 +66,13 @@ fn discovery(group_version: &str) -> Value {
             ("sensors", "Sensor"),
         ],
         "rbac.authorization.k8s.io/v1" => &[("roles", "Role"), ("rolebindings", "RoleBinding")],
+        "admissionregistration.k8s.io/v1" => &[
+            ("validatingadmissionpolicies", "ValidatingAdmissionPolicy"),
+            (
+                "validatingadmissionpolicybindings",
+                "ValidatingAdmissionPolicyBinding",
+            ),
+        ],
         _ => &[
             ("serviceaccounts", "ServiceAccount"),
             ("secrets", "Secret"),
@@ -73,10 +80,12 @@ fn discovery(group_version: &str) -> Value {
         ],
     };
     let mut resources = Vec::new();
+    // Admission policies are cluster-wide objects.
+    let namespaced = group_version != "admissionregistration.k8s.io/v1";
     for (plural, kind) in kinds {
-        resources.push(json!({"name": plural, "singularName": "", "namespaced": true, "kind": kind, "verbs": ["get", "patch"]}));
+        resources.push(json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["get", "patch"]}));
         // Subresources share the kind; discovery users must skip them.
-        resources.push(json!({"name": format!("{plural}/status"), "singularName": "", "namespaced": true, "kind": kind, "verbs": ["get"]}));
+        resources.push(json!({"name": format!("{plural}/status"), "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["get"]}));
     }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }

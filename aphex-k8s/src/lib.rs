@@ -34,6 +34,11 @@ const KINDS: &[(&str, &str)] = &[
     ("Secret", "v1"),
     ("Role", "rbac.authorization.k8s.io/v1"),
     ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+    ("ValidatingAdmissionPolicy", "admissionregistration.k8s.io/v1"),
+    (
+        "ValidatingAdmissionPolicyBinding",
+        "admissionregistration.k8s.io/v1",
+    ),
 ];
 
 /// How the cluster serves one kind, from its discovery document.
@@ -67,6 +72,12 @@ impl KubeApplier {
     /// cluster, else `KUBECONFIG` or `~/.kube/config`. Contacts nothing yet.
     pub async fn infer() -> Result<Self, kube::Error> {
         let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+        Self::from_config(config)
+    }
+
+    /// An applier on the cluster `config` names (its default namespace is
+    /// used for objects that name none). Contacts nothing yet.
+    pub fn from_config(config: kube::Config) -> Result<Self, kube::Error> {
         let server = config.cluster_url.to_string();
         Ok(KubeApplier {
             server: Some(server),
@@ -150,8 +161,10 @@ impl KubeApplier {
         let served = self.served(&api_version, &kind).await?;
         // Force: the pipeline owns its objects, so fields another manager
         // (a hand-run `kubectl apply`) set are taken over rather than left
-        // to block every self-update with a conflict.
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        // to block every self-update with a conflict. Strict: a field the
+        // cluster's CRD does not know (an older Argo) fails the apply naming
+        // it, as with kubectl, instead of being dropped without a word.
+        let params = PatchParams::apply(FIELD_MANAGER).force().validation_strict();
         self.api(&served, &namespace)
             .patch(&name, &params, &Patch::Apply(manifest))
             .await
@@ -213,6 +226,9 @@ fn install_hint(kind: &str) -> &'static str {
     match kind {
         "WorkflowTemplate" | "Workflow" => ": is Argo Workflows installed (its CRDs, `*.argoproj.io`)?",
         "EventSource" | "Sensor" => ": is Argo Events installed (its CRDs, `*.argoproj.io`)?",
+        "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding" => {
+            ": admission policies are served from Kubernetes 1.30 (EKS 1.30); aphex relies on one to keep each pipeline to its own service accounts (docs/security.md)"
+        }
         _ => "",
     }
 }
@@ -257,7 +273,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn api_error(e: kube::Error) -> Box<dyn std::error::Error + Send + Sync> {
     match &e {
         kube::Error::Api(status) => {
+            // Server-side apply refuses a field the CRD's schema lacks with
+            // a 500; a create with `fieldValidation=Strict`, with a 400.
+            let unknown_field = status.message.contains("field not declared in schema")
+                || status.message.contains("unknown field");
             let hint = match status.code {
+                _ if unknown_field => {
+                    " (the cluster's Argo CRD does not declare this field: is the installed Argo older than the one aphex renders for? compare `aphex render` with `kubectl explain`)"
+                }
                 401 => " (the credentials were refused: in a pod, is the service account token mounted?)",
                 403 => {
                     // Both callers: the pipeline stage in a pod, and an

@@ -1,6 +1,8 @@
 //! `KubeApplier` against the in-process fake API server
 //! (`aphex_k8s::fake`), checking what was sent at the HTTP level.
 
+mod common;
+
 use aphex_k8s::KubeApplier;
 use aphex_k8s::fake::Fake;
 use aphex_stages::ports::ManifestApplier;
@@ -50,6 +52,7 @@ async fn applies_with_server_side_apply_then_reads_back_what_it_applied() {
     assert_eq!(patch.content_type, "application/apply-patch+yaml");
     assert!(patch.query.contains("fieldManager=aphex"), "{}", patch.query);
     assert!(patch.query.contains("force=true"), "{}", patch.query);
+    assert!(patch.query.contains("fieldValidation=Strict"), "{}", patch.query);
     assert_eq!(patch.body, wt, "the manifest is sent as rendered");
 
     let live = applier
@@ -160,91 +163,55 @@ async fn a_manifest_without_a_name_is_refused_before_any_request() {
 
 /// The pipeline stage itself, applying through `KubeApplier` to the fake:
 /// its log says what a re-run and a changed config do to the live template.
-mod pipeline_stage {
-    use std::sync::Arc;
+#[tokio::test]
+async fn the_pipeline_stage_creates_then_leaves_unchanged_then_changes_the_live_template() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    common::created_then_unchanged_then_changed(|| KubeApplier::new(fake.client()), "shop", "argo").await;
+}
 
-    use aphex_stages::context::{Ports, RunInfo, StageContext};
-    use aphex_stages::fake::RecordingDeployer;
-    use aphex_stages::local::{DirArtifactStore, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
-    use aphex_stages::process::{Cancel, Exec};
-    use aphex_stages::redact::Redactor;
-    use aphex_stages::report::CollectingReporter;
-    use aphex_stages::stages::pipeline;
+#[tokio::test]
+async fn the_pipeline_stage_refuses_a_changed_service_account_or_namespace_naming_both() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    let config = common::pipeline_config("shop", "argo");
+    common::run_pipeline_stage(KubeApplier::new(fake.client()), config.clone()).await;
+    let path = "/apis/argoproj.io/v1alpha1/namespaces/argo/workflowtemplates/shop";
+    let patches = || fake.seen().iter().filter(|s| s.method == Method::PATCH).count();
+    let before = patches();
+    let run = |config| common::run_pipeline_stage_in(KubeApplier::new(fake.client()), config, Some("argo"));
 
-    use super::*;
+    let mut other = config.clone();
+    other.pipeline.as_mut().unwrap().service_account = Some("aphex-billing".to_owned());
+    let err = run(other).await.unwrap_err();
+    assert!(
+        err.contains("`spec.serviceAccountName` is `aphex-shop` on the cluster but `aphex-billing` in this commit's config"),
+        "{err}"
+    );
+    assert!(err.contains("only `aphex bootstrap` may change"), "{err}");
+    assert_eq!(patches(), before, "nothing was applied");
+    assert_eq!(
+        fake.object(path).unwrap()["spec"]["serviceAccountName"],
+        "aphex-shop"
+    );
 
-    const CONFIG: &str = r#"
-version: "1.0"
-pipeline: { name: shop, namespace: argo }
-build: { commands: ["true"] }
-environments:
-  - { name: dev, region: us-east-1, account: "123456789012", stacks: [{ name: A, path: a.ts }] }
-"#;
+    let mut moved = config.clone();
+    moved.pipeline.as_mut().unwrap().namespace = Some("ci".to_owned());
+    let err = run(moved).await.unwrap_err();
+    assert!(
+        err.contains("the pipeline runs in namespace `argo` but this commit's config puts it in `ci`"),
+        "{err}"
+    );
+    assert_eq!(patches(), before, "nothing was applied");
 
-    /// Runs the pipeline stage on `config` against `fake`; its log.
-    async fn run(fake: &Fake, config: aphex_config::Config) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let reporter = Arc::new(CollectingReporter::default());
-        let ctx = StageContext {
-            run: RunInfo {
-                id: "run-1".to_owned(),
-                pipeline: config.pipeline_name().to_owned(),
-                commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
-                branch: Some("main".to_owned()),
-                repo: "https://github.com/acme/shop.git".to_owned(),
-            },
-            config,
-            config_file: "aphex-config.yaml".to_owned(),
-            checkout: dir.path().join("checkout"),
-            work: dir.path().join("work"),
-            logs: dir.path().join("logs"),
-            ports: Ports {
-                artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
-                runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
-                deployer: Arc::new(RecordingDeployer::new()),
-                applier: Arc::new(KubeApplier::new(fake.client())),
-                metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
-                notifier: Arc::new(NoopNotifier),
-                credentials: None,
-                pipeline_stack: None,
-            },
-            exec: Exec {
-                reporter: reporter.clone(),
-                redactor: Redactor::new(),
-                cancel: Cancel::new(),
-            },
-        };
-        pipeline::run(&ctx).await.expect("the pipeline stage succeeds");
-        reporter.text()
-    }
-
-    #[tokio::test]
-    async fn creates_then_leaves_unchanged_then_changes_the_live_template() {
-        let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
-        let config = aphex_config::load_str("aphex-config.yaml", CONFIG).unwrap();
-
-        let log = run(&fake, config.clone()).await;
-        assert!(log.contains("WorkflowTemplate argo/shop: created"), "{log}");
-        assert!(
-            log.contains("applied 1 manifests to the Kubernetes API server"),
-            "{log}"
-        );
-
-        // The live object carries server fields; the stage must not call
-        // that a change.
-        let log = run(&fake, config.clone()).await;
-        assert!(log.contains("WorkflowTemplate argo/shop: unchanged"), "{log}");
-        assert!(log.contains("no topology change"), "{log}");
-
-        let mut grown = config;
-        let mut prod = grown.environments[0].clone();
-        prod.name = "prod".to_owned();
-        grown.environments.push(prod);
-        let log = run(&fake, grown).await;
-        assert!(log.contains("WorkflowTemplate argo/shop: changed"), "{log}");
-        assert!(log.contains("topology: + environment prod"), "{log}");
-    }
+    // A live template without the pod settings (applied by an older
+    // aphex) is refused too: upgrades go through bootstrap.
+    let mut old = fake.object(path).unwrap();
+    old["spec"].as_object_mut().unwrap().remove("securityContext");
+    KubeApplier::new(fake.client()).apply(&[old]).await.unwrap();
+    let err = run(config).await.unwrap_err();
+    assert!(
+        err.contains("`spec.securityContext` is (not set) on the cluster"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

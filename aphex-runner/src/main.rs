@@ -19,7 +19,7 @@ use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Reporter, TracingReporter};
-use aphex_stages::single::{self, RunnerStage};
+use aphex_stages::single::{self, OutputsSource, RunKind, RunnerStage};
 use aphex_stages::stages::StageError;
 use clap::{Parser, ValueEnum};
 
@@ -78,12 +78,15 @@ struct Args {
     /// Full 40-hex commit SHA.
     #[arg(long, env = "APHEX_COMMIT_SHA")]
     commit_sha: String,
-    /// Repository to check out (URL or path).
+    /// Repository to check out (URL or path); the WorkflowTemplate derives it from the config.
     #[arg(long, env = "APHEX_REPO_URL")]
     repo_url: String,
-    /// Branch of the run.
+    /// The branch the pipeline deploys: a deploy run's commit must be on it.
     #[arg(long, env = "APHEX_BRANCH")]
     branch: Option<String>,
+    /// The pull request a validate-pr run checks (empty: a deploy run).
+    #[arg(long, env = "APHEX_PULL_REQUEST")]
+    pull_request: Option<String>,
     /// Run id (the Argo workflow name).
     #[arg(long, env = "APHEX_WORKFLOW_ID")]
     workflow_id: String,
@@ -168,21 +171,38 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
     }
 }
 
-async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> anyhow::Result<Ports> {
+/// The adapters of a run of `kind`. A pull request's validation (only
+/// `validate-pr`'s templates pass `--pull-request`) runs with a role that
+/// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
+/// its adapters stay there.
+async fn ports(
+    args: &Args,
+    kind: RunKind,
+    config: Option<&Config>,
+    redactor: &Redactor,
+) -> anyhow::Result<Ports> {
+    let pull_request = matches!(kind, RunKind::PullRequest(_));
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
         match args.deployer {
             DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
             DeployerKind::Cloudformation => {
                 let base = aphex_aws::client::load().await;
+                let checker = if pull_request {
+                    aphex_aws::sts::StsCredentialChecker::lookup_only(base.clone())
+                } else {
+                    aphex_aws::sts::StsCredentialChecker::new(base.clone())
+                };
                 (
-                    Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
-                    Some(Arc::new(aphex_aws::sts::StsCredentialChecker::new(base))),
+                    Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base)),
+                    Some(Arc::new(checker)),
                 )
             }
         };
-    // The fake deploys nothing, the pipeline's own stack included.
+    // The fake deploys nothing, the pipeline's own stack included; a pull
+    // request deploys nothing either.
     let pipeline_stack: Option<Arc<dyn PipelineStackUpdater>> = match args.deployer {
         DeployerKind::Fake => None,
+        DeployerKind::Cloudformation if pull_request => None,
         DeployerKind::Cloudformation => Some(Arc::new(
             aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await),
         )),
@@ -208,9 +228,16 @@ async fn ports(args: &Args, config: Option<&Config>, redactor: &Redactor) -> any
             )
         })?;
     let base = aphex_aws::client::load().await;
+    let (mut artifacts, mut runs) = (
+        aphex_aws::s3::S3ArtifactStore::new(&base, &bucket),
+        aphex_aws::s3::S3RunRecorder::new(&base, &bucket),
+    );
+    if pull_request {
+        (artifacts, runs) = (artifacts.for_pull_requests(), runs.for_pull_requests());
+    }
     Ok(Ports {
-        artifacts: Arc::new(aphex_aws::s3::S3ArtifactStore::new(&base, &bucket)),
-        runs: Arc::new(aphex_aws::s3::S3RunRecorder::new(&base, &bucket)),
+        artifacts: Arc::new(artifacts),
+        runs: Arc::new(runs),
         deployer,
         applier: applier().await,
         metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
@@ -271,6 +298,45 @@ async fn run(args: Args) -> i32 {
         eprintln!("error: --commit-sha {e}");
         return exit::USAGE;
     }
+    let kind = match args.pull_request.as_deref().filter(|p| !p.is_empty()) {
+        None => RunKind::Deploy,
+        Some(n) => match n.parse::<u64>() {
+            Ok(n) => RunKind::PullRequest(n),
+            Err(_) => {
+                eprintln!("error: --pull-request `{n}` is not a pull request number");
+                return exit::USAGE;
+            }
+        },
+    };
+    if args.repo_url.is_empty() {
+        eprintln!(
+            "error: --repo-url is empty: the WorkflowTemplate derives the repository from pipeline.github \
+             (owner, repo, url); add it to the config and run `aphex bootstrap`"
+        );
+        return exit::USAGE;
+    }
+    let branch = args.branch.clone().filter(|b| !b.is_empty());
+    let on_branch = match (stage.checks_branch(kind), branch.as_deref()) {
+        (false, _) => None,
+        (true, Some(b)) => Some(b),
+        (true, None) => {
+            eprintln!(
+                "error: `aphex-runner {:?}` of a deploy run needs --branch: the branch the pipeline deploys, \
+                 which the commit must be on",
+                args.stage
+            );
+            return exit::USAGE;
+        }
+    };
+    for (what, value) in [
+        ("--repo-url", Some(args.repo_url.as_str())),
+        ("--branch", branch.as_deref()),
+    ] {
+        if let Some(Err(e)) = value.map(|v| aphex_stages::workspace::check_not_option("value", v)) {
+            eprintln!("error: {what}: {e}");
+            return exit::USAGE;
+        }
+    }
     let redactor = Redactor::from_env();
     let cancel = Cancel::new();
     cancel_on_signals(cancel.clone());
@@ -278,10 +344,18 @@ async fn run(args: Args) -> i32 {
     let work = fresh_work_dir(&args.work_dir, &name);
     let started = aphex_stages::time::now_rfc3339();
     tracing::info!(stage = %name, commit = %args.commit_sha, "checking out {}", redactor.redact(&args.repo_url));
-    let prepared = single::prepare(&args.repo_url, &args.commit_sha, &work, &args.config).await;
-    let (checkout, config) = match prepared {
-        Ok((checkout, config)) => (Some(checkout), config),
-        Err(e) => (None, Err(vec![e.to_string()])),
+    let prepared = match stage.check_allowed_in(kind) {
+        Ok(()) => single::prepare(&args.repo_url, &args.commit_sha, on_branch, &work, &args.config).await,
+        Err(e) => Err(e),
+    };
+    // A refused commit or stage fails as itself (and is recorded so), not
+    // as a config problem.
+    let (checkout, config, prepare_error) = match prepared {
+        Ok((checkout, config)) => (Some(checkout), config, None),
+        Err(e) => {
+            let text = e.to_string();
+            (None, Err(vec![text]), Some(e))
+        }
     };
     let pipeline = std::env::var("APHEX_PIPELINE")
         .ok()
@@ -292,10 +366,13 @@ async fn run(args: Args) -> i32 {
         id: args.workflow_id.clone(),
         pipeline,
         commit: args.commit_sha.to_ascii_lowercase(),
-        branch: args.branch.clone().filter(|b| !b.is_empty()),
+        branch: kind.record_ref(branch.as_deref()),
         repo: args.repo_url.clone(),
+        namespace: std::env::var(aphex_template::workflow::NAMESPACE_ENV)
+            .ok()
+            .filter(|n| !n.is_empty()),
     };
-    let ports = match ports(&args, config.as_ref().ok(), &redactor).await {
+    let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{}", redactor.redact(&format!("{e:#}")));
@@ -332,8 +409,9 @@ async fn run(args: Args) -> i32 {
         };
     }
 
-    let result = match (checkout, config) {
-        (Some(checkout), Ok(config)) => {
+    let result = match (checkout, config, prepare_error) {
+        (_, _, Some(e)) => Err(e),
+        (Some(checkout), Ok(config), None) => {
             let ctx = StageContext {
                 run: run_info.clone(),
                 config,
@@ -348,18 +426,20 @@ async fn run(args: Args) -> i32 {
                     cancel: cancel.clone(),
                 },
             };
-            let stack_outputs = std::env::var("APHEX_STACK_OUTPUTS").ok();
-            single::run_stage(
-                &ctx,
-                stage,
-                env.as_deref(),
-                &args.outputs_dir,
-                stack_outputs.as_deref(),
-            )
-            .await
+            // Set by hand only: in a pod, test reads the run record.
+            let file = std::env::var_os("APHEX_STACK_OUTPUTS_FILE").filter(|f| !f.is_empty());
+            let inline = std::env::var("APHEX_STACK_OUTPUTS")
+                .ok()
+                .filter(|j| !j.trim().is_empty());
+            let outputs = match (&file, &inline) {
+                (Some(f), _) => OutputsSource::File(Path::new(f)),
+                (None, Some(json)) => OutputsSource::Inline(json),
+                (None, None) => OutputsSource::RunRecord,
+            };
+            single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await
         }
-        (_, Err(problems)) => Err(StageError::Invalid(problems)),
-        (None, Ok(_)) => Err(StageError::Failed("the checkout failed".to_owned())),
+        (_, Err(problems), None) => Err(StageError::Invalid(problems)),
+        (None, Ok(_), None) => Err(StageError::Failed("the checkout failed".to_owned())),
     };
     let mut record = single::stage_record(&name, started, &result, &redactor);
     if result.is_err() && cancel.is_cancelled() {

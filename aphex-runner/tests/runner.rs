@@ -1,7 +1,8 @@
 //! `aphex-runner` stage by stage, as the workflow runs it (one process per
-//! stage, state handed over through the run record, the artifact store and
-//! the Argo output-parameter file), with the local adapters and the fake
-//! deployer.
+//! stage, state handed over through the run record and the artifact store,
+//! stack outputs included), with the local adapters and the fake deployer;
+//! and what it refuses: a commit that is not on the deployed branch, a
+//! deploy in a pull request's run, values git would read as options.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -24,7 +25,15 @@ environments:
       commands:
         - test "$APHEX_OUTPUT_APPSTACK_URL" = "https://app.example"
         - test -f dist/app.txt
+        # Too large for a variable (exec refuses a string over 128 KiB): in the document only.
+        - test -z "${APHEX_OUTPUT_APPSTACK_BIG+set}"
+        - test "$(wc -c < "$APHEX_OUTPUTS_JSON")" -gt 200000
 "#;
+
+/// An output value larger than an environment string may be.
+fn big_output() -> String {
+    "x".repeat(200 * 1024)
+}
 
 fn repo(dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("lib")).unwrap();
@@ -39,7 +48,11 @@ fn repo(dir: &Path) -> String {
     .unwrap();
     std::fs::write(
         dir.join("fake-cdk-out/App.json"),
-        r#"{"Resources": {}, "Outputs": {"Url": {"Value": "https://app.example"}}}"#,
+        serde_json::json!({"Resources": {}, "Outputs": {
+            "Url": {"Value": "https://app.example"},
+            "Big": {"Value": big_output()},
+        }})
+        .to_string(),
     )
     .unwrap();
     git(dir, &["init", "-q", "-b", "main"]);
@@ -64,11 +77,16 @@ impl Pod<'_> {
             .env("APHEX_REPO_URL", self.repo)
             .env("APHEX_BRANCH", "main")
             .env("APHEX_WORKFLOW_ID", "shop-abc12")
+            // As the WorkflowTemplate sets it: the record's pipeline even
+            // when the commit's config cannot be read.
+            .env("APHEX_PIPELINE", "shop")
             .env("APHEX_WORK_DIR", pod.join("work"))
             .env("APHEX_OUTPUTS_DIR", pod.join("outputs"))
             .env("APHEX_STATE_DIR", self.root.join("state"))
             .env("APHEX_DEPLOYER", "fake")
+            .env_remove("APHEX_PULL_REQUEST")
             .env_remove("APHEX_STACK_OUTPUTS")
+            .env_remove("APHEX_STACK_OUTPUTS_FILE")
             .env_remove("APHEX_SLACK_WEBHOOK_URL")
             .envs(extra_env.iter().copied())
             .output()
@@ -119,16 +137,35 @@ fn stages_hand_over_through_the_store_the_record_and_output_files() {
     let parsed: serde_json::Value = serde_json::from_str(&outputs).unwrap();
     assert_eq!(
         parsed,
-        serde_json::json!({"AppStack": {"Url": "https://app.example"}})
+        serde_json::json!({"AppStack": {"Big": big_output(), "Url": "https://app.example"}})
     );
 
-    // Argo hands the output parameter to the test pod as APHEX_STACK_OUTPUTS.
-    let (out, _) = pod.run("test", "dev", &[("APHEX_STACK_OUTPUTS", &outputs)]);
+    // The test pod shares no file with the deploy pod: it reads the
+    // outputs the deploy recorded in the run record, whatever their size.
+    let (out, _) = pod.run("test", "dev", &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("read from $APHEX_OUTPUTS_JSON only: AppStack.Big"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A document given by hand, as a file, wins over the record.
+    let by_hand = dir.path().join("outputs-by-hand.json");
+    std::fs::write(&by_hand, r#"{"AppStack": {"Url": "https://app.example"}}"#).unwrap();
+    let (out, _) = pod.run(
+        "test",
+        "dev",
+        &[("APHEX_STACK_OUTPUTS_FILE", by_hand.to_str().unwrap())],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the by-hand document has no Big output"
     );
     let (out, _) = pod.run(
         "test",
@@ -154,7 +191,7 @@ fn stages_hand_over_through_the_store_the_record_and_output_files() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    // The failed retry of test-dev replaced the earlier success.
+    // The failed retries of test-dev replaced the earlier success.
     assert_eq!(names, ["validate", "build", "pipeline", "deploy-dev", "test-dev"]);
     assert_eq!(record["stages"][4]["status"], "failed");
     assert_eq!(record["status"], "failed");
@@ -180,4 +217,128 @@ fn usage_errors_exit_2() {
     let (out, _) = pod.run("deploy", "", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --env NAME"));
+}
+
+/// A commit on branch `feature` of the repository, not merged into `main`.
+fn unmerged_commit(repo: &Path) -> String {
+    git(repo, &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(repo.join("lib/app.ts"), "// not reviewed").unwrap();
+    git(repo, &["commit", "-q", "-am", "unreviewed"]);
+    let sha = git(repo, &["rev-parse", "HEAD"]);
+    git(repo, &["checkout", "-q", "main"]);
+    sha
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_deploy_run_refuses_a_commit_that_is_not_on_the_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let merged = repo(&repo_dir);
+    let unmerged = unmerged_commit(&repo_dir);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &unmerged,
+    };
+    for (stage, env) in [
+        ("validate", ""),
+        ("build", ""),
+        ("pipeline", ""),
+        ("deploy", "dev"),
+    ] {
+        let (out, _) = pod.run(stage, env, &[]);
+        assert_eq!(out.status.code(), Some(1), "{stage}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!("commit {unmerged} is not on branch main of")),
+            "{stage}: {}",
+            stdout(&out)
+        );
+    }
+    // Nothing was built or deployed, and the refusals are in the record.
+    assert!(!dir.path().join("state/artifacts").exists());
+    let stage = |name: &str| -> serde_json::Value {
+        let p = dir
+            .path()
+            .join(format!("state/runs/shop/shop-abc12/stages/{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    };
+    assert_eq!(stage("deploy-dev")["stages"][0]["status"], "failed");
+
+    // The same commit is fine for a pull request's validation, which
+    // deploys nothing, and the record names the pull request.
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &unmerged,
+    };
+    let (out, _) = pod.run("build", "", &[("APHEX_PULL_REQUEST", "7")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(stage("build")["branch"], "pull/7/head");
+    for (stage, env) in [("pipeline", ""), ("deploy", "dev"), ("test", "dev")] {
+        let (out, _) = pod.run(stage, env, &[("APHEX_PULL_REQUEST", "7")]);
+        assert_eq!(out.status.code(), Some(1), "{stage}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("does not run for pull request #7"),
+            "{stage}: {}",
+            stdout(&out)
+        );
+    }
+
+    // A merged commit that is not the head of the branch still deploys.
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &merged,
+    };
+    std::fs::write(repo_dir.join("later.txt"), "later").unwrap();
+    git(&repo_dir, &["add", "later.txt"]);
+    git(&repo_dir, &["commit", "-q", "-m", "later"]);
+    let (out, _) = pod.run("validate", "", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn values_git_would_read_as_options_never_reach_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let sha = repo(&repo_dir);
+    let marker = dir.path().join("pwned");
+    let option = format!("--upload-pack=touch {}", marker.display());
+    // As the repository (the old `git fetch <repo-url> <sha>` ran it).
+    let pod = Pod {
+        root: dir.path(),
+        repo: Path::new(&option),
+        sha: &sha,
+    };
+    let (out, _) = pod.run("build", "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("which git would read as an option"));
+    // As the branch, and as the SHA.
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &sha,
+    };
+    let (out, _) = pod.run("build", "", &[("APHEX_BRANCH", &option)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &option,
+    };
+    let (out, _) = pod.run("build", "", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(!marker.exists(), "git ran the attacker's upload-pack");
+    // A pull request number is a number.
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &sha,
+    };
+    let (out, _) = pod.run("build", "", &[("APHEX_PULL_REQUEST", "{{workflow.name}}")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
 }

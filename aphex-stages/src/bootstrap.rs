@@ -63,9 +63,22 @@ pub struct WebhookSecret {
     pub namespace: String,
     /// Secret name.
     pub name: String,
-    /// The value, when this run created it (to enter on GitHub); `None` when
-    /// it existed and was kept.
-    pub created: Option<String>,
+    /// What this run did with it.
+    pub state: SecretState,
+}
+
+/// What bootstrap did with the webhook secret. Its value leaves the
+/// cluster only when a person must enter it on GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretState {
+    /// Created now, with this value, which a person must enter on GitHub
+    /// when adding the webhook (no `github.webhookUrl`: nobody else will).
+    CreatedToEnter(String),
+    /// Created now; Argo Events registers the webhook with it
+    /// (`github.webhookUrl` is set), so nobody needs to see it.
+    Created,
+    /// It existed and was kept (GitHub holds the same value).
+    Kept,
 }
 
 /// What bootstrap did.
@@ -156,6 +169,7 @@ pub async fn bootstrap(
         config,
         &RenderOptions {
             executor_role_arn: Some(role_arn),
+            pr_role_arn: output("PullRequestRoleArn"),
             artifact_bucket: output("ArtifactBucketName"),
         },
     );
@@ -169,8 +183,8 @@ pub async fn bootstrap(
             let namespace = settings.events_namespace().to_owned();
             let secret_name = gh.webhook_secret(name);
             let exists = read(applier, "Secret", &namespace, &secret_name).await?.is_some();
-            let created = if exists {
-                None
+            let state = if exists {
+                SecretState::Kept
             } else {
                 let value = new_secret().map_err(step("making the webhook secret"))?;
                 manifests.push(secret(
@@ -180,7 +194,10 @@ pub async fn bootstrap(
                     WEBHOOK_SECRET_KEY,
                     &value,
                 ));
-                Some(value)
+                match gh.webhook_url {
+                    Some(_) => SecretState::Created,
+                    None => SecretState::CreatedToEnter(value),
+                }
             };
             if read(applier, "Secret", &namespace, gh.token_secret())
                 .await?
@@ -194,7 +211,7 @@ pub async fn bootstrap(
             Some(WebhookSecret {
                 namespace,
                 name: secret_name,
-                created,
+                state,
             })
         }
     };

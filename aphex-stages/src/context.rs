@@ -51,6 +51,10 @@ pub struct RunInfo {
     pub branch: Option<String>,
     /// Repository URL or path the commit came from.
     pub repo: String,
+    /// The namespace the run's workflow runs in, when known (a pod's
+    /// `APHEX_NAMESPACE`): the pipeline stage refuses a config that moves
+    /// the pipeline elsewhere.
+    pub namespace: Option<String>,
 }
 
 /// Everything a stage runs with.

@@ -161,6 +161,7 @@ pub async fn run_local(
                     commit: opts.commit.clone(),
                     branch: opts.branch.clone(),
                     repo: opts.repo.clone(),
+                    namespace: None,
                 },
                 config,
                 config_file: opts.config_file.clone(),

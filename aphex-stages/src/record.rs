@@ -7,6 +7,8 @@
 //! a partial record (the run's header and that one stage), so it parses like
 //! any other record; [`merge_stage_objects`] puts the pieces back together.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Status of a run or a stage.
@@ -87,6 +89,10 @@ pub struct StackResult {
     /// The error (redacted), when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The stack's outputs after a successful deploy (key to value): how
+    /// the test stage, in another pod, gets them (docs/stages.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
 }
 
 impl RunRecord {

@@ -1,8 +1,10 @@
 //! One stage in one pod: what `aphex-runner <stage>` does around a stage.
-//! Check out the commit into a fresh directory, load its config, run the
-//! stage, pass stack outputs through files (Argo output parameters), and
-//! add the stage to the run record so `finalize` (the workflow's exit
-//! handler, in another pod) can close it.
+//! Check out the commit into a fresh directory, check that a deploy run's
+//! commit is on the branch the pipeline deploys, load its config, run the
+//! stage, and add the stage to the run record so `finalize` (the
+//! workflow's exit handler, in another pod) can close it. Stack outputs go
+//! from deploy to test through the run record too: a stage pod shares no
+//! files with the next one, and an Argo parameter is no place for them.
 //!
 //! Each stage writes its own stage object and reads nothing first, so
 //! concurrent stages of one run (the `synth-<env>` tasks of `validate-pr`)
@@ -17,11 +19,44 @@ use crate::context::{Ports, RunInfo, StageContext, load_config};
 use crate::record::{RunRecord, StageRecord, Status};
 use crate::redact::Redactor;
 use crate::report::Reporter;
+use crate::stages::deploy::Outputs;
 use crate::stages::{self, StageError, StageOutcome};
 
 /// File name of the deploy stage's outputs under the outputs directory
-/// (Argo reads `/tmp/aphex/outputs/stack-outputs.json`).
+/// (what `hooks.post` reads through `APHEX_OUTPUTS_JSON`).
 pub const STACK_OUTPUTS_FILE: &str = "stack-outputs.json";
+
+/// What a run is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// A run of the branch the pipeline deploys (`main`).
+    Deploy,
+    /// The validation of a pull request (`validate-pr`): deploys nothing.
+    PullRequest(u64),
+}
+
+impl RunKind {
+    /// The run's ref for the record: the branch, or GitHub's ref of the
+    /// pull request (`pull/7/head`).
+    pub fn record_ref(self, branch: Option<&str>) -> Option<String> {
+        match self {
+            RunKind::Deploy => branch.map(str::to_owned),
+            RunKind::PullRequest(n) => Some(format!("pull/{n}/head")),
+        }
+    }
+}
+
+/// Where the test stage takes the deploy's outputs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputsSource<'a> {
+    /// A file holding the outputs document (`APHEX_STACK_OUTPUTS_FILE`).
+    File(&'a Path),
+    /// The document itself (`APHEX_STACK_OUTPUTS`; small documents only:
+    /// an environment string over 128 KiB stops the runner's start).
+    Inline(&'a str),
+    /// What this run's `deploy-<env>` stage recorded in the run record.
+    RunRecord,
+}
 
 /// The stages a runner can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +78,29 @@ pub enum RunnerStage {
 }
 
 impl RunnerStage {
+    /// Refuses a stage that deploys or touches the pipeline in a pull
+    /// request's run: such a run only validates, builds and synthesizes.
+    pub fn check_allowed_in(self, kind: RunKind) -> Result<(), StageError> {
+        match (kind, self) {
+            (RunKind::PullRequest(n), RunnerStage::Pipeline | RunnerStage::Deploy | RunnerStage::Test) => {
+                Err(StageError::Failed(format!(
+                    "the {} stage does not run for pull request #{n}: a pull request's run (validate-pr) deploys nothing",
+                    self.record_name(None)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the commit must be on the deployed branch before this stage
+    /// runs: in a deploy run, every stage but finalize (which runs none of
+    /// the commit's code), so that a commit nobody merged (a fork's pull
+    /// request, served by SHA) never builds or deploys with the pipeline's
+    /// power.
+    pub fn checks_branch(self, kind: RunKind) -> bool {
+        kind == RunKind::Deploy && self != RunnerStage::Finalize
+    }
+
     /// Whether the stage needs `--env`.
     pub fn needs_env(self) -> bool {
         matches!(self, RunnerStage::Deploy | RunnerStage::Test | RunnerStage::Synth)
@@ -67,28 +125,34 @@ impl RunnerStage {
 }
 
 /// A fresh checkout of the commit under `work`, returned as its app folder
-/// ([`crate::context::app_root`]), and its config (or every problem with it).
+/// ([`crate::context::app_root`]), and its config (or every problem with
+/// it). With `on_branch`, the commit must be reachable from that branch's
+/// head in `repo` ([`crate::workspace::check_on_branch`]).
 pub async fn prepare(
     repo: &str,
     commit: &str,
+    on_branch: Option<&str>,
     work: &Path,
     config_file: &str,
 ) -> Result<(PathBuf, Result<Config, Vec<String>>), StageError> {
     let checkout = work.join("checkout");
     crate::workspace::checkout(repo, commit, &checkout).await?;
+    if let Some(branch) = on_branch {
+        crate::workspace::check_on_branch(&checkout, repo, branch, commit).await?;
+    }
     let config = load_config(&checkout, config_file);
     Ok((crate::context::app_root(&checkout, config_file), config))
 }
 
 /// Runs `stage` (not finalize) in `ctx`. Deploy writes its outputs to
-/// `outputs_dir/stack-outputs.json`; test reads `stack_outputs` (the JSON
-/// Argo passes in `APHEX_STACK_OUTPUTS`) or, when absent, that file.
+/// `outputs_dir/stack-outputs.json` (for `hooks.post`) and records them
+/// with its stacks; test takes them from `outputs`.
 pub async fn run_stage(
     ctx: &StageContext,
     stage: RunnerStage,
     env: Option<&str>,
     outputs_dir: &Path,
-    stack_outputs: Option<&str>,
+    outputs: OutputsSource<'_>,
 ) -> Result<StageOutcome, StageError> {
     let env_name = || {
         env.ok_or_else(|| {
@@ -113,19 +177,27 @@ pub async fn run_stage(
         RunnerStage::Synth => stages::deploy::synth_check(ctx, env_name()?).await,
         RunnerStage::Test => {
             let env = env_name()?;
-            let file = match stack_outputs.map(str::trim).filter(|s| !s.is_empty()) {
-                Some(json) => {
+            let written = || {
+                ctx.work
+                    .join("outputs")
+                    .join(env)
+                    .join(stages::deploy::OUTPUTS_FILE)
+            };
+            let file = match outputs {
+                OutputsSource::File(path) => path.to_owned(),
+                OutputsSource::Inline(json) => {
                     let outputs = stages::deploy::parse_outputs(json)
                         .map_err(|e| StageError::Failed(format!("APHEX_STACK_OUTPUTS: {e}")))?;
-                    let file = ctx
-                        .work
-                        .join("outputs")
-                        .join(env)
-                        .join(stages::deploy::OUTPUTS_FILE);
+                    let file = written();
                     stages::deploy::write_outputs(&file, &outputs)?;
                     file
                 }
-                None => outputs_file,
+                OutputsSource::RunRecord => {
+                    let outputs = recorded_outputs(ctx, env).await?;
+                    let file = written();
+                    stages::deploy::write_outputs(&file, &outputs)?;
+                    file
+                }
             };
             stages::test::run(ctx, env, &file).await
         }
@@ -133,6 +205,46 @@ pub async fn run_stage(
             "finalize is not a stage of the plan; use finalize_run".to_owned(),
         )),
     }
+}
+
+/// The outputs this run's `deploy-<env>` stage recorded, keyed by
+/// configured stack name.
+async fn recorded_outputs(ctx: &StageContext, env: &str) -> Result<Outputs, StageError> {
+    let deploy = format!("deploy-{env}");
+    let run = &ctx.run;
+    let record = ctx
+        .ports
+        .runs
+        .load(&run.pipeline, &run.id)
+        .await
+        .map_err(StageError::port(format!(
+            "loading run {} for the stack outputs of {deploy}",
+            run.id
+        )))?;
+    let Some(stage) = record
+        .as_ref()
+        .and_then(|r| r.stages.iter().find(|s| s.name == deploy))
+    else {
+        return Err(StageError::Failed(format!(
+            "run {} of pipeline {} has no {deploy} stage in its record, so there are no stack outputs to test with: \
+             the test stage reads what the deploy of the same run recorded (set APHEX_STACK_OUTPUTS_FILE to test \
+             against an outputs document instead)",
+            run.id, run.pipeline
+        )));
+    };
+    if stage.status != Status::Succeeded {
+        return Err(StageError::Failed(format!(
+            "{deploy} of run {} did not succeed (it is {}): no stack outputs to test with",
+            run.id,
+            format!("{:?}", stage.status).to_lowercase()
+        )));
+    }
+    Ok(stage
+        .stacks
+        .iter()
+        .filter(|s| s.status == Status::Succeeded)
+        .map(|s| (s.name.clone(), s.outputs.clone()))
+        .collect())
 }
 
 /// The stage record of a finished stage.

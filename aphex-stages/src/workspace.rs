@@ -1,7 +1,13 @@
 //! The workspace: the exact commit of the application repository, checked
 //! out with the `git` CLI into a fresh directory. Only that commit is
 //! fetched when the remote allows it; otherwise every branch and tag is
-//! fetched and the commit looked up.
+//! fetched and the commit looked up. [`check_on_branch`] then tells whether
+//! the commit is one of a branch's.
+//!
+//! Every value reaches git as a positional argument after `--` (or
+//! `--end-of-options` where `--` would start pathspecs), and a repository,
+//! ref or SHA starting with `-` is refused before git runs: git must never
+//! read one as an option (`--upload-pack=<command>` runs the command).
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +34,42 @@ pub enum CheckoutError {
         /// The repository.
         repo: String,
     },
+    /// A repository, branch or SHA that git could read as an option.
+    #[error(
+        "{what} `{value}` starts with `-`, which git would read as an option: give a repository URL or path, a branch name or a commit SHA"
+    )]
+    LooksLikeOption {
+        /// What it is (`repository`, `branch`, ...).
+        what: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// The commit is not reachable from the branch it must belong to.
+    #[error(
+        "commit {sha} is not on branch {branch} of {repo}: only commits of the branch this pipeline deploys \
+         are deployed (pull requests run validate-pr); merge it into {branch} first"
+    )]
+    NotOnBranch {
+        /// The commit.
+        sha: String,
+        /// The branch.
+        branch: String,
+        /// The repository.
+        repo: String,
+    },
+    /// Not a name git allows for a branch.
+    #[error("`{0}` is not a valid branch name (see `git check-ref-format`): check pipeline.github.branch")]
+    BadBranch(String),
+    /// The branch could not be fetched.
+    #[error("cannot fetch branch {branch} of {repo} to check the commit is on it: {stderr}")]
+    BranchFetch {
+        /// The branch.
+        branch: String,
+        /// The repository.
+        repo: String,
+        /// What git printed.
+        stderr: String,
+    },
     /// The destination exists and is not empty.
     #[error("checkout directory {} already exists and is not empty", .0.display())]
     NotFresh(PathBuf),
@@ -44,6 +86,27 @@ pub enum CheckoutError {
     Spawn(#[source] std::io::Error),
 }
 
+/// Refuses a value git could read as an option (one starting with `-`).
+pub fn check_not_option(what: &'static str, value: &str) -> Result<(), CheckoutError> {
+    if value.starts_with('-') {
+        Err(CheckoutError::LooksLikeOption {
+            what,
+            value: value.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// What git fetches from for `repo`: a local path goes through file://,
+/// where shallow fetches work; anything else as given.
+fn fetch_source(repo: &str) -> String {
+    match Path::new(repo).canonicalize() {
+        Ok(p) if p.is_dir() => format!("file://{}", p.display()),
+        _ => repo.to_owned(),
+    }
+}
+
 /// Checks that `sha` is a full 40-hex commit SHA.
 pub fn check_sha(sha: &str) -> Result<(), CheckoutError> {
     if sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -56,6 +119,7 @@ pub fn check_sha(sha: &str) -> Result<(), CheckoutError> {
 /// Checks out commit `sha` of `repo` (a URL or a local path) into `dest`,
 /// which must not exist or be empty. The result is a detached HEAD at `sha`.
 pub async fn checkout(repo: &str, sha: &str, dest: &Path) -> Result<(), CheckoutError> {
+    check_not_option("repository", repo)?;
     check_sha(sha)?;
     let sha = sha.to_ascii_lowercase();
     if dest.exists()
@@ -66,13 +130,13 @@ pub async fn checkout(repo: &str, sha: &str, dest: &Path) -> Result<(), Checkout
         return Err(CheckoutError::NotFresh(dest.to_owned()));
     }
     std::fs::create_dir_all(dest).map_err(CheckoutError::Spawn)?;
-    // A local path is fetched through file://, where shallow fetches work.
-    let source = match Path::new(repo).canonicalize() {
-        Ok(p) if p.is_dir() => format!("file://{}", p.display()),
-        _ => repo.to_owned(),
-    };
+    let source = fetch_source(repo);
     git(dest, &["init", "-q"]).await?;
-    let shallow = git(dest, &["fetch", "-q", "--no-tags", "--depth", "1", &source, &sha]).await;
+    let shallow = git(
+        dest,
+        &["fetch", "-q", "--no-tags", "--depth", "1", "--", &source, &sha],
+    )
+    .await;
     if shallow.is_err() {
         // The remote refuses to serve an unadvertised commit: fetch every
         // branch and tag, then look for it.
@@ -81,6 +145,7 @@ pub async fn checkout(repo: &str, sha: &str, dest: &Path) -> Result<(), Checkout
             &[
                 "fetch",
                 "-q",
+                "--",
                 &source,
                 "+refs/heads/*:refs/remotes/origin/*",
                 "+refs/tags/*:refs/tags/*",
@@ -88,9 +153,12 @@ pub async fn checkout(repo: &str, sha: &str, dest: &Path) -> Result<(), Checkout
         )
         .await?;
     }
-    if git(dest, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
-        .await
-        .is_err()
+    if git(
+        dest,
+        &["cat-file", "-e", "--end-of-options", &format!("{sha}^{{commit}}")],
+    )
+    .await
+    .is_err()
     {
         return Err(CheckoutError::UnknownCommit {
             sha,
@@ -105,11 +173,65 @@ pub async fn checkout(repo: &str, sha: &str, dest: &Path) -> Result<(), Checkout
             "checkout",
             "-q",
             "--detach",
+            "--end-of-options",
             &sha,
+            "--",
         ],
     )
     .await?;
     Ok(())
+}
+
+/// Checks that commit `sha`, checked out in `dir` by [`checkout`] from
+/// `repo`, is reachable from the head of `branch` there: fetches the
+/// branch (only the commits after `sha` when it is on it, since the
+/// checkout's shallow history stops at `sha`) and asks git.
+pub async fn check_on_branch(dir: &Path, repo: &str, branch: &str, sha: &str) -> Result<(), CheckoutError> {
+    check_not_option("repository", repo)?;
+    check_not_option("branch", branch)?;
+    check_sha(sha)?;
+    let sha = sha.to_ascii_lowercase();
+    // git's own rules: no `:`, `*`, `..` or anything else that would change
+    // what the refspec below means.
+    let full = format!("refs/heads/{branch}");
+    if git(dir, &["check-ref-format", &full]).await.is_err() {
+        return Err(CheckoutError::BadBranch(branch.to_owned()));
+    }
+    let tracking = "refs/aphex/deploy-branch";
+    let refspec = format!("+{full}:{tracking}");
+    let source = fetch_source(repo);
+    if let Err(e) = git(dir, &["fetch", "-q", "--no-tags", "--", &source, &refspec]).await {
+        let stderr = match e {
+            CheckoutError::Git { stderr, .. } => stderr,
+            other => return Err(other),
+        };
+        return Err(CheckoutError::BranchFetch {
+            branch: branch.to_owned(),
+            repo: repo.to_owned(),
+            stderr,
+        });
+    }
+    let args = ["merge-base", "--is-ancestor", "--end-of-options", &sha, tracking];
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .map_err(CheckoutError::Spawn)?;
+    // Exit status 1 is git's "no"; anything else is a failure of its own.
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(CheckoutError::NotOnBranch {
+            sha,
+            branch: branch.to_owned(),
+            repo: repo.to_owned(),
+        }),
+        _ => Err(CheckoutError::Git {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }),
+    }
 }
 
 /// The commit `HEAD` points at in the repository at `dir`.
@@ -150,6 +272,14 @@ async fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_what_git_would_read_as_an_option() {
+        assert!(check_not_option("repository", "--upload-pack=touch /tmp/x").is_err());
+        assert!(check_not_option("branch", "-b").is_err());
+        assert!(check_not_option("repository", "https://github.com/o/r.git").is_ok());
+        assert!(check_not_option("branch", "feature/-x").is_ok());
+    }
 
     #[test]
     fn refuses_short_and_non_hex_shas() {

@@ -196,6 +196,34 @@ async fn webhook_notifier_posts_slack_text_with_secrets_masked() {
 }
 
 #[tokio::test]
+async fn notification_text_cannot_ping_a_channel_or_hide_a_link() {
+    let (port, rx) = one_shot_server("200 OK").await;
+    let secret = "p&ss<w>rd";
+    let mut r = run("run-8", "2026-01-01T00:00:00Z", Status::Failed);
+    r.branch = Some("<!channel>".to_owned());
+    r.stages[0].error = Some(format!(
+        "see <https://evil.example|the docs> & retry with {secret}"
+    ));
+    let notifier = WebhookNotifier::new(
+        format!("http://127.0.0.1:{port}/hook"),
+        Redactor::from_vars([("DB_PASSWORD", secret)]),
+    );
+    notifier.notify(&r).await.unwrap();
+    let (_, body) = rx.await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(text.contains("on &lt;!channel&gt;"), "{text}");
+    assert!(
+        text.contains("see &lt;https://evil.example|the docs&gt; &amp; retry with ***"),
+        "{text}"
+    );
+    // Slack reads `<` only as markup; none is left, and the secret was
+    // masked before escaping could change its spelling.
+    assert!(!text.contains('<') && !text.contains('>'), "{text}");
+    assert!(!body.contains("ss<w") && !body.contains("ss&lt;w"), "{body}");
+}
+
+#[tokio::test]
 async fn webhook_errors_name_the_status_but_never_the_url() {
     let (port, _rx) = one_shot_server("500 Internal Server Error").await;
     let url = format!("http://127.0.0.1:{port}/services/SECRETPATH");

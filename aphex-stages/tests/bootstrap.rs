@@ -4,7 +4,7 @@
 
 mod support;
 
-use aphex_stages::bootstrap::{BootstrapError, Change, Ports, Report, bootstrap};
+use aphex_stages::bootstrap::{BootstrapError, Change, Ports, Report, SecretState, bootstrap};
 use aphex_stages::local::DirCluster;
 use aphex_stages::ports::{DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackEvent};
 use serde_json::{Value, json};
@@ -50,6 +50,22 @@ fn secret_value(cluster: &DirCluster, name: &str) -> String {
 }
 
 #[test]
+fn the_webhook_secret_is_handed_out_only_when_a_person_must_enter_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = DirCluster::new(dir.path());
+    let stack = RecordingStackUpdater::new(StackAnswer::Deployed { changed: true });
+    let by_hand = CONFIG.replace(", webhookUrl: \"https://hooks.example.com/shop\"", "");
+    assert_ne!(by_hand, CONFIG);
+    let report = run(&by_hand, stack.as_ref(), &cluster, "paste-me").unwrap();
+    assert_eq!(
+        report.webhook_secret.unwrap().state,
+        SecretState::CreatedToEnter("paste-me".to_owned())
+    );
+    let again = run(&by_hand, stack.as_ref(), &cluster, "other").unwrap();
+    assert_eq!(again.webhook_secret.unwrap().state, SecretState::Kept);
+}
+
+#[test]
 fn first_run_creates_everything_and_a_second_keeps_the_webhook_secret() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = DirCluster::new(dir.path());
@@ -62,7 +78,9 @@ fn first_run_creates_everything_and_a_second_keeps_the_webhook_secret() {
         (secret.namespace.as_str(), secret.name.as_str()),
         ("argo-events", "shop-webhook")
     );
-    assert_eq!(secret.created.as_deref(), Some("first-secret"));
+    // Argo Events registers the webhook (webhookUrl is set): the value stays
+    // in the cluster.
+    assert_eq!(secret.state, SecretState::Created);
     assert_eq!(secret_value(&cluster, "shop-webhook"), "first-secret");
     assert_eq!(
         first.webhook_url.as_deref(),
@@ -118,7 +136,11 @@ fn first_run_creates_everything_and_a_second_keeps_the_webhook_secret() {
     })]))
     .unwrap();
     let second = run(CONFIG, stack.as_ref(), &cluster, "second-secret").unwrap();
-    assert_eq!(second.webhook_secret.unwrap().created, None, "the secret is kept");
+    assert_eq!(
+        second.webhook_secret.unwrap().state,
+        SecretState::Kept,
+        "the secret is kept"
+    );
     assert_eq!(secret_value(&cluster, "shop-webhook"), "first-secret");
     assert!(
         second.objects.iter().all(|(_, c)| *c == Change::Unchanged),

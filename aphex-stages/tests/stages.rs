@@ -12,7 +12,7 @@ use aphex_stages::record::{RunRecord, StackResult, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::{StageError, finalize, pipeline, validate};
-use aphex_stages::workspace::{CheckoutError, checkout};
+use aphex_stages::workspace::{CheckoutError, check_on_branch, checkout};
 use aphex_testkit::git;
 use support::*;
 
@@ -152,6 +152,51 @@ fn pipeline_applies_manifests_and_logs_the_topology_diff() {
     assert!(log.contains("topology: + environment prod"), "{log}");
     assert!(log.contains("topology: + stage approve-prod"), "{log}");
     assert!(log.contains("WorkflowTemplate argo/shop: changed"), "{log}");
+}
+
+// The pipeline stage refusing, against the directory cluster, a commit that
+// changes what only `aphex bootstrap` may change; the live template stays.
+#[test]
+fn pipeline_refuses_a_changed_service_account_or_pod_setting() {
+    let rt = rt();
+    let h = harness(WITH_GITHUB);
+    rt.block_on(pipeline::run(&h.ctx)).unwrap();
+    let live_file = h.state().join("cluster/argo/workflowtemplate/shop.json");
+    let live = std::fs::read(&live_file).unwrap();
+
+    // (what changes, the change, what the refusal names)
+    type Change = (&'static str, fn(&mut aphex_config::Config), &'static str);
+    let changes: [Change; 2] = [
+        (
+            "service account",
+            |c| c.pipeline.as_mut().unwrap().service_account = Some("aphex-other".to_owned()),
+            "`spec.serviceAccountName` is `aphex-shop` on the cluster but `aphex-other` in this commit's config",
+        ),
+        (
+            "a Secret the pods read",
+            |c| {
+                c.pipeline.as_mut().unwrap().notifications = Some(aphex_config::Notifications {
+                    slack_webhook_secret: Some("other-webhook".to_owned()),
+                    only_on_failure: None,
+                })
+            },
+            "container.env (Secrets read)` is (not set) on the cluster but `[\"other-webhook\"]`",
+        ),
+    ];
+    for (what, change, words) in changes {
+        let h2 = harness(WITH_GITHUB);
+        let mut ctx = h2.ctx.clone();
+        ctx.ports = h.ctx.ports.clone();
+        change(&mut ctx.config);
+        let err = rt.block_on(pipeline::run(&ctx)).unwrap_err().to_string();
+        assert!(err.contains(words), "{what}: {err}");
+        assert!(err.contains("only `aphex bootstrap` may change"), "{what}: {err}");
+        assert_eq!(
+            std::fs::read(&live_file).unwrap(),
+            live,
+            "{what}: the live template was changed"
+        );
+    }
 }
 
 struct BrokenApplier;
@@ -414,6 +459,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                     changed: None,
                     millis: 2500,
                     error: None,
+                    outputs: Default::default(),
                 }],
                 artifact_bytes: None,
             },
@@ -539,6 +585,81 @@ fn checkout_gets_exactly_the_commit_and_refuses_bad_or_unknown_shas() {
 }
 
 #[test]
+fn checkout_never_hands_git_an_option_for_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let repo = format!("--upload-pack=touch {}", marker.display());
+    let err = rt()
+        .block_on(checkout(&repo, &"a".repeat(40), &dir.path().join("co")))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::LooksLikeOption { .. }), "{err}");
+    assert!(
+        !marker.exists(),
+        "git ran the upload-pack given as the repository"
+    );
+    let err = rt()
+        .block_on(checkout(
+            dir.path().to_str().unwrap(),
+            &repo,
+            &dir.path().join("co2"),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::BadSha { .. }), "{err}");
+}
+
+#[test]
+fn a_commit_is_on_a_branch_only_when_the_branch_reaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let commit = |name: &str| {
+        std::fs::write(repo.join("f"), name).unwrap();
+        git(&repo, &["add", "f"]);
+        git(&repo, &["commit", "-q", "-m", name]);
+        git(&repo, &["rev-parse", "HEAD"])
+    };
+    let old = commit("old");
+    let _head = commit("head");
+    git(&repo, &["checkout", "-q", "-b", "fork", &old]);
+    let fork = commit("fork");
+    git(&repo, &["checkout", "-q", "main"]);
+    let source = repo.to_str().unwrap();
+    let rt = rt();
+    let on_main = |sha: &str, dest: &str| {
+        let dest = dir.path().join(dest);
+        rt.block_on(checkout(source, sha, &dest)).unwrap();
+        rt.block_on(check_on_branch(&dest, source, "main", sha))
+    };
+    // An older commit of the branch is on it (through the shallow checkout).
+    on_main(&old, "co-old").unwrap();
+    let err = on_main(&fork, "co-fork").unwrap_err();
+    assert!(matches!(err, CheckoutError::NotOnBranch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("commit {fork} is not on branch main of ")),
+        "{err}"
+    );
+    let dest = dir.path().join("co-old");
+    for branch in ["-b", "main:refs/heads/x", "ma..in"] {
+        let err = rt
+            .block_on(check_on_branch(&dest, source, branch, &old))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckoutError::LooksLikeOption { .. } | CheckoutError::BadBranch(_)
+            ),
+            "{branch}: {err}"
+        );
+    }
+    let err = rt
+        .block_on(check_on_branch(&dest, source, "gone", &old))
+        .unwrap_err();
+    assert!(matches!(err, CheckoutError::BranchFetch { .. }), "{err}");
+}
+
+#[test]
 fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environment() {
     let mut run = finished_run(Status::Succeeded, None);
     run.stages.insert(
@@ -556,6 +677,7 @@ fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environmen
                 changed: Some(false),
                 millis: 900,
                 error: None,
+                outputs: Default::default(),
             }],
             artifact_bytes: None,
         },

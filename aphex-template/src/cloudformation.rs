@@ -1,7 +1,18 @@
-//! The pipeline's own CloudFormation template (JSON): the artifact bucket and
-//! the workflow execution role (IRSA), with least-privilege policies.
+//! The pipeline's own CloudFormation template (JSON): the artifact bucket,
+//! the workflow execution role and the pull-request role (both IRSA), with
+//! least-privilege policies:
 //!
-//! The role trusts the cluster's OIDC provider, imported from the cluster
+//! - the workflow role may assume, per configured environment, only that
+//!   account's CDK bootstrap deploy, file-publishing and lookup roles (in
+//!   that region) and the environment's `roleArn`, plus its own account's
+//!   deploy role (the pipeline stage deploys this stack through it); it changes only its own
+//!   stack, writes only under `<pipeline>/` in the bucket, and puts metrics
+//!   only in the namespace `Aphex/<pipeline>` (`cloudwatch:namespace`);
+//! - the pull-request role (what `validate-pr` runs as) may assume only the
+//!   lookup roles (synth), reads and writes only under `<pipeline>/pr/`, and
+//!   changes no stack.
+//!
+//! Each role trusts the cluster's OIDC provider, imported from the cluster
 //! stack's `<exportPrefix>OIDCProviderArn` export, for exactly
 //! `system:serviceaccount:<namespace>:<serviceAccount>`. IAM condition keys
 //! name the provider (`<issuer>:sub`), and CloudFormation cannot compute a
@@ -18,8 +29,39 @@
 use aphex_config::Config;
 use serde_json::{Value, json};
 
-/// The metric namespace the role may write to.
-pub const METRICS_NAMESPACE: &str = "Aphex";
+/// The CDK bootstrap qualifier Aphex expects (the CDK default).
+pub const CDK_QUALIFIER: &str = "hnb659fds";
+/// The CDK bootstrap roles the workflow role may assume in each environment.
+pub const DEPLOY_BOOTSTRAP_ROLES: [&str; 3] = ["deploy-role", "file-publishing-role", "lookup-role"];
+/// Where the pull-request role may write, under the pipeline's prefix.
+pub const PULL_REQUEST_PREFIX: &str = "pr";
+/// A session of the roles lasts an hour (the minimum): the SDK renews web
+/// identity sessions itself, and chained sessions last an hour anyway.
+const MAX_SESSION_SECONDS: u32 = 3600;
+
+/// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`, ...).
+pub fn partition(region: &str) -> &'static str {
+    const PREFIXES: [(&str, &str); 7] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+        ("eusc-", "aws-eusc"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition)
+}
+
+/// The CloudWatch namespace of a pipeline's metrics: `Aphex/<pipeline>`,
+/// pinned by the roles' `cloudwatch:namespace` condition, so one pipeline
+/// cannot write another's.
+pub fn metrics_namespace(pipeline: &str) -> String {
+    format!("Aphex/{pipeline}")
+}
 /// Days before incomplete multipart uploads are aborted.
 const ABORT_UPLOADS_DAYS: u32 = 7;
 
@@ -126,6 +168,32 @@ impl OidcProviderArn {
     }
 }
 
+/// The roles of `kinds` (`deploy-role`, ...) of every configured
+/// environment's CDK bootstrap, in its account and region, plus the
+/// environments' `roleArn`s when `with_role_arns`; each once, in config order.
+fn assumable_roles(config: &Config, kinds: &[&str], with_role_arns: bool) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut push = |v: Value| {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    };
+    for env in &config.environments {
+        for kind in kinds {
+            push(json!(format!(
+                "arn:{partition}:iam::{account}:role/cdk-{CDK_QUALIFIER}-{kind}-{account}-{region}",
+                partition = partition(&env.region),
+                account = env.account,
+                region = env.region,
+            )));
+        }
+        if with_role_arns && let Some(arn) = &env.role_arn {
+            push(json!(arn));
+        }
+    }
+    out
+}
+
 /// The offline template (`aphex render`): the OIDC provider is not known, so
 /// the trust policy is computed by CloudFormation (`Fn::Sub` string).
 pub fn pipeline_stack(config: &Config) -> Value {
@@ -141,7 +209,7 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
     let subject = format!(
         "system:serviceaccount:{}:{}",
         settings.namespace(),
-        settings.service_account(name)
+        crate::rbac::workflow_service_account(config)
     );
     let mut parameters = serde_json::Map::new();
     let mut prefix = json!({
@@ -168,15 +236,19 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
 
     let trust = trust_policy(&subject, provider);
 
-    let mut assumable = vec![json!("arn:*:iam::*:role/cdk-*")];
-    for env in &config.environments {
-        if let Some(arn) = &env.role_arn {
-            let v = json!(arn);
-            if !assumable.contains(&v) {
-                assumable.push(v);
-            }
-        }
-    }
+    let mut assumable = assumable_roles(config, &DEPLOY_BOOTSTRAP_ROLES, true);
+    // The pipeline stage deploys this stack through its home account's CDK
+    // deploy role (the home account need not be an environment's).
+    assumable.push(json!({"Fn::Sub": format!(
+        "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/cdk-{CDK_QUALIFIER}-deploy-role-${{AWS::AccountId}}-${{AWS::Region}}"
+    )}));
+    let pr_assumable = assumable_roles(config, &["lookup-role"], false);
+    let pr_subject = format!(
+        "system:serviceaccount:{}:{}",
+        settings.namespace(),
+        crate::rbac::pull_request_service_account(config)
+    );
+    let pr_trust = trust_policy(&pr_subject, provider);
     let object_arn = json!({"Fn::Join": ["", [bucket_arn(config), format!("/{name}/*")]]});
     let policy = json!({
         "Version": "2012-10-17",
@@ -195,27 +267,27 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
                 "Resource": [bucket_arn(config)],
             },
             {
-                "Sid": "CloudFormationRead",
+                // Only the pipeline stage deploys with this role, and only
+                // its own stack: the application's stacks are deployed by
+                // the roles assumed below.
+                "Sid": "CloudFormationOwnStack",
                 "Effect": "Allow",
                 "Action": [
                     "cloudformation:DescribeStacks",
                     "cloudformation:DescribeStackEvents",
                     "cloudformation:DescribeChangeSet",
-                    "cloudformation:GetTemplate",
-                    "cloudformation:ListExports",
-                    "cloudformation:ValidateTemplate",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Sid": "CloudFormationOwnStack",
-                "Effect": "Allow",
-                "Action": [
                     "cloudformation:CreateChangeSet",
                     "cloudformation:ExecuteChangeSet",
                     "cloudformation:DeleteChangeSet",
                 ],
                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"},
+            },
+            {
+                // Finding the cluster's exports; ListExports has no resource.
+                "Sid": "ClusterDiscovery",
+                "Effect": "Allow",
+                "Action": "cloudformation:ListExports",
+                "Resource": "*",
             },
             {
                 "Sid": "AssumeDeployRoles",
@@ -228,7 +300,48 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
                 "Effect": "Allow",
                 "Action": "cloudwatch:PutMetricData",
                 "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+                "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace(name)}},
+            },
+        ],
+    });
+    let pr_object_arn =
+        json!({"Fn::Join": ["", [bucket_arn(config), format!("/{name}/{PULL_REQUEST_PREFIX}/*")]]});
+    let pr_policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PullRequestObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"],
+                "Resource": [pr_object_arn],
+            },
+            {
+                "Sid": "PullRequestListing",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": [bucket_arn(config)],
+                "Condition": {"StringLike": {"s3:prefix": [format!("{name}/{PULL_REQUEST_PREFIX}/*")]}},
+            },
+            {
+                "Sid": "ArtifactBucketLocation",
+                "Effect": "Allow",
+                "Action": "s3:GetBucketLocation",
+                "Resource": [bucket_arn(config)],
+            },
+            {
+                // Synthesizing reads context through the lookup roles; no
+                // deploy or publishing role is reachable from a pull request.
+                "Sid": "AssumeLookupRoles",
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": pr_assumable,
+            },
+            {
+                "Sid": "Metrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace(name)}},
             },
         ],
     });
@@ -295,8 +408,21 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
             "Properties": {
                 "Description": format!("Aphex pipeline {name}: the workflow pods' role (IRSA)"),
                 "AssumeRolePolicyDocument": trust,
-                "MaxSessionDuration": 43200,
+                "MaxSessionDuration": MAX_SESSION_SECONDS,
                 "Policies": [{"PolicyName": "aphex-pipeline", "PolicyDocument": policy}],
+                "Tags": tags(config),
+            },
+        }),
+    );
+    resources.insert(
+        "PullRequestRole".into(),
+        json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "Description": format!("Aphex pipeline {name}: the pull-request validation pods' role (IRSA), read-only"),
+                "AssumeRolePolicyDocument": pr_trust,
+                "MaxSessionDuration": MAX_SESSION_SECONDS,
+                "Policies": [{"PolicyName": "aphex-pull-request", "PolicyDocument": pr_policy}],
                 "Tags": tags(config),
             },
         }),
@@ -307,7 +433,7 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
     };
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": format!("Aphex pipeline {name}: artifact bucket and workflow execution role"),
+        "Description": format!("Aphex pipeline {name}: artifact bucket, workflow execution role and pull-request role"),
         "Parameters": parameters,
         "Conditions": {"HasWebhookUrl": {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookUrl"}, ""]}]}},
         "Resources": resources,
@@ -316,6 +442,10 @@ pub fn pipeline_stack_for(config: &Config, provider: Option<&OidcProviderArn>) -
             "WorkflowExecutionRoleArn": {
                 "Description": "Role the workflow pods assume (IRSA annotation of the executor ServiceAccount)",
                 "Value": {"Fn::GetAtt": ["WorkflowExecutionRole", "Arn"]},
+            },
+            "PullRequestRoleArn": {
+                "Description": "Role the validate-pr pods assume (IRSA annotation of the pull-request ServiceAccount)",
+                "Value": {"Fn::GetAtt": ["PullRequestRole", "Arn"]},
             },
             "WebhookUrl": {
                 "Condition": "HasWebhookUrl",

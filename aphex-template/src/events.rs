@@ -41,6 +41,21 @@ pub fn event_source(config: &Config) -> Option<Value> {
         // With a URL, Argo Events registers the webhook on GitHub itself.
         webhook["url"] = json!(url);
     }
+    let mut github = json!({
+        "repositories": [{"owner": gh.owner, "names": [gh.repo]}],
+        "webhook": webhook,
+        "events": ["push", "pull_request"],
+        "apiToken": {"name": gh.token_secret(), "key": "token"},
+        "webhookSecret": {"name": gh.webhook_secret(name), "key": "secret"},
+        "insecure": false,
+        "active": true,
+        "contentType": "json",
+    });
+    if gh.is_enterprise() {
+        // Where the EventSource manages the webhook (github.com's API otherwise).
+        github["githubBaseURL"] = json!(format!("{}/", gh.api_url()));
+        github["githubUploadURL"] = json!(format!("{}/api/uploads/", gh.url()));
+    }
     Some(json!({
         "apiVersion": ARGO_WORKFLOWS_API,
         "kind": "EventSource",
@@ -51,18 +66,7 @@ pub fn event_source(config: &Config) -> Option<Value> {
         },
         "spec": {
             "service": {"ports": [{"port": WEBHOOK_PORT, "targetPort": WEBHOOK_PORT}]},
-            "github": {
-                name: {
-                    "repositories": [{"owner": gh.owner, "names": [gh.repo]}],
-                    "webhook": webhook,
-                    "events": ["push", "pull_request"],
-                    "apiToken": {"name": gh.token_secret(), "key": "token"},
-                    "webhookSecret": {"name": gh.webhook_secret(name), "key": "secret"},
-                    "insecure": false,
-                    "active": true,
-                    "contentType": "json",
-                },
-            },
+            "github": {name: github},
         },
     }))
 }

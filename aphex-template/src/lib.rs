@@ -1,6 +1,6 @@
 //! `aphex-template` owns the pipeline **plan** (the stage graph, and the stack
 //! graph of each environment) and every renderer: the Argo WorkflowTemplate,
-//! EventSource, Sensor and RBAC manifests, the pipeline's own CloudFormation
+//! EventSource, Sensor, RBAC and admission policy manifests, the pipeline's own CloudFormation
 //! template, and the webhook simulator that evaluates the Sensor's filters.
 //!
 //! Architecture invariant: pure functions of a validated config. No IO, no
@@ -9,6 +9,7 @@
 //! Entry points: [`Plan::new`] for the plan, [`render::render`] for every
 //! object, [`simulate::simulate`] for what a webhook delivery triggers.
 
+pub mod admission;
 pub mod cloudformation;
 pub mod diff;
 pub mod events;

@@ -9,7 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 /// Global variables Argo provides that the template may use as they are.
-const ARGO_GLOBALS: [&str; 2] = ["workflow.name", "workflow.status"];
+const ARGO_GLOBALS: [&str; 4] = [
+    "workflow.name",
+    "workflow.namespace",
+    "workflow.mainEntrypoint",
+    "workflow.status",
+];
 
 /// Whether `s` is a DNS-1123 label (lowercase alphanumerics and `-`, starting
 /// and ending alphanumeric) of at most 63 characters.

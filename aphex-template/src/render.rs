@@ -12,6 +12,8 @@ use crate::yaml::{YamlError, to_yaml, to_yaml_documents};
 pub struct RenderOptions {
     /// The pipeline stack's `WorkflowExecutionRoleArn` output; a placeholder when `None`.
     pub executor_role_arn: Option<String>,
+    /// The pipeline stack's `PullRequestRoleArn` output; a placeholder when `None`.
+    pub pr_role_arn: Option<String>,
     /// The pipeline stack's `ArtifactBucketName` output: when known, a
     /// ConfigMap `<pipeline>-pipeline-stack` carrying it is rendered too.
     pub artifact_bucket: Option<String>,
@@ -47,17 +49,37 @@ impl Manifest {
         }
     }
 
-    /// A file name unique within one render: `<nn>-<namespace>-<kind>-<name>.yaml`,
-    /// the number keeping apply order when a directory is applied.
+    /// A file name unique within one render: `<nn>-<namespace>-<kind>-<name>.yaml`
+    /// (`_cluster` for cluster-wide objects), the number keeping apply
+    /// order when a directory is applied.
     pub fn file_name(&self, index: usize) -> String {
+        let namespace = if self.namespace.is_empty() {
+            "_cluster"
+        } else {
+            &self.namespace
+        };
         format!(
             "{:02}-{}-{}-{}.yaml",
             index + 1,
-            self.namespace,
+            namespace,
             self.kind.to_ascii_lowercase(),
             self.name
         )
     }
+}
+
+/// Whether `text`, a file in a directory `aphex render --out` writes to,
+/// is one of pipeline `pipeline`'s manifests: a YAML object carrying our
+/// `app.kubernetes.io/managed-by` label and that pipeline's
+/// `aphex.dev/pipeline` label. Other pipelines' files (several may share a
+/// directory) and anything else are not.
+pub fn is_manifest_of(text: &str, pipeline: &str) -> bool {
+    let Ok(value) = serde_saphyr::from_str::<Value>(text) else {
+        return false;
+    };
+    let labels = &value["metadata"]["labels"];
+    labels[crate::workflow::MANAGED_BY_LABEL] == "aphex"
+        && labels[crate::workflow::PIPELINE_LABEL] == pipeline
 }
 
 /// Everything rendered for one config.
@@ -73,10 +95,13 @@ pub struct Rendered {
 pub const PIPELINE_STACK_FILE: &str = "pipeline-stack.template.json";
 
 /// The ConfigMap the stage pods read the pipeline stack's outputs from.
-fn stack_outputs(config: &Config, bucket: &str, role_arn: Option<&str>) -> Value {
+fn stack_outputs(config: &Config, bucket: &str, options: &RenderOptions) -> Value {
     let mut data = serde_json::json!({"ArtifactBucketName": bucket});
-    if let Some(arn) = role_arn {
+    if let Some(arn) = &options.executor_role_arn {
         data["WorkflowExecutionRoleArn"] = serde_json::json!(arn);
+    }
+    if let Some(arn) = &options.pr_role_arn {
+        data["PullRequestRoleArn"] = serde_json::json!(arn);
     }
     serde_json::json!({
         "apiVersion": "v1",
@@ -94,13 +119,15 @@ fn stack_outputs(config: &Config, bucket: &str, role_arn: Option<&str>) -> Value
 /// order (the WorkflowTemplate has one task per stage, not per stack), so a
 /// config that loaded always renders.
 pub fn render(config: &Config, options: &RenderOptions) -> Rendered {
-    let mut values = crate::rbac::rbac(config, options.executor_role_arn.as_deref());
+    // The admission policy first: it must hold before RBAC grants anything.
+    let mut values = crate::admission::admission_policy(config);
+    values.extend(crate::rbac::rbac(
+        config,
+        options.executor_role_arn.as_deref(),
+        options.pr_role_arn.as_deref(),
+    ));
     if let Some(bucket) = &options.artifact_bucket {
-        values.push(stack_outputs(
-            config,
-            bucket,
-            options.executor_role_arn.as_deref(),
-        ));
+        values.push(stack_outputs(config, bucket, options));
     }
     values.push(crate::workflow::workflow_template(config));
     values.extend(crate::events::event_source(config));

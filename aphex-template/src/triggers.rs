@@ -7,6 +7,11 @@
 //! Argo Events evaluates a string data filter as an unanchored regular
 //! expression on the gjson result at `path`; rendering anchors and escapes
 //! every literal, so "matches" means "equals" on both sides.
+//!
+//! Only values the filters pin down become workflow parameters: a 40-hex
+//! commit SHA, a pull request's number, literals from the config. Free text
+//! of the payload (refs, messages, names, URLs) never does, because Argo
+//! evaluates `{{...}}` in parameter values (docs/security.md).
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -56,6 +61,55 @@ pub enum Filter {
         /// Second path.
         right: &'static str,
     },
+    /// The value at `path` equals `value` without regard to ASCII case
+    /// (GitHub's owner and repository names are case-insensitive).
+    EqualsIgnoringCase {
+        /// gjson path in the event.
+        path: &'static str,
+        /// The accepted value (ASCII letters compared without case).
+        value: String,
+    },
+    /// The value at `path` has the given shape.
+    Shaped {
+        /// gjson path in the event.
+        path: &'static str,
+        /// What it must look like.
+        shape: Shape,
+    },
+}
+
+/// The shape of a value that may become a workflow parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A full commit SHA: 40 lowercase hexadecimal digits, as GitHub sends it.
+    CommitSha,
+    /// A decimal number (a pull request's number).
+    Number,
+}
+
+impl Shape {
+    /// The anchored RE2 expression the Sensor matches.
+    pub fn regex(self) -> &'static str {
+        match self {
+            Shape::CommitSha => "^[0-9a-f]{40}$",
+            Shape::Number => "^[0-9]{1,10}$",
+        }
+    }
+
+    /// Whether `s` has this shape (what [`Shape::regex`] matches).
+    pub fn accepts(self, s: &str) -> bool {
+        match self {
+            Shape::CommitSha => s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            Shape::Number => (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::CommitSha => "a 40-hex commit SHA",
+            Shape::Number => "a number",
+        }
+    }
 }
 
 /// Where a workflow parameter's value comes from.
@@ -103,33 +157,82 @@ pub fn deploy_branch(config: &Config) -> String {
 /// The trigger rules of a pipeline.
 pub fn rules(config: &Config) -> Vec<Rule> {
     let branch = deploy_branch(config);
+    // Deliveries about any other repository (an EventSource shared by
+    // mistake, a replayed delivery) trigger nothing. Without `github` no
+    // Sensor is rendered, and the simulator takes any repository.
+    let repository: Option<Filter> = config
+        .settings()
+        .github
+        .as_ref()
+        .map(|gh| Filter::EqualsIgnoringCase {
+            path: "body.repository.full_name",
+            value: gh.full_name(),
+        });
+    let mut push = vec![
+        Filter::OneOf {
+            path: EVENT_HEADER_PATH,
+            values: vec!["push".into()],
+        },
+        // Only the branch: tags and other branches do not deploy.
+        Filter::OneOf {
+            path: "body.ref",
+            values: vec![format!("refs/heads/{branch}")],
+        },
+    ];
+    push.extend(repository.clone());
+    push.extend([
+        // A deleted branch has nothing to deploy.
+        Filter::NotEqual {
+            path: "body.after",
+            value: ZERO_SHA.into(),
+        },
+        Filter::Shaped {
+            path: "body.after",
+            shape: Shape::CommitSha,
+        },
+    ]);
+    let mut pull_request = vec![
+        Filter::OneOf {
+            path: EVENT_HEADER_PATH,
+            values: vec!["pull_request".into()],
+        },
+        Filter::OneOf {
+            path: "body.action",
+            values: vec!["opened".into(), "reopened".into(), "synchronize".into()],
+        },
+        Filter::OneOf {
+            path: "body.pull_request.base.ref",
+            values: vec![branch],
+        },
+        // Pull requests from forks would run untrusted build commands;
+        // only same-repository branches validate.
+        Filter::SameValue {
+            left: "body.pull_request.head.repo.full_name",
+            right: "body.repository.full_name",
+        },
+    ];
+    pull_request.extend(repository);
+    pull_request.extend([
+        Filter::Shaped {
+            path: "body.pull_request.head.sha",
+            shape: Shape::CommitSha,
+        },
+        Filter::Shaped {
+            path: "body.number",
+            shape: Shape::Number,
+        },
+    ]);
     vec![
         Rule {
             kind: TriggerKind::Deploy,
             dependency: "push",
             event: "push",
-            filters: vec![
-                Filter::OneOf {
-                    path: EVENT_HEADER_PATH,
-                    values: vec!["push".into()],
-                },
-                // Only the branch: tags and other branches do not deploy.
-                Filter::OneOf {
-                    path: "body.ref",
-                    values: vec![format!("refs/heads/{branch}")],
-                },
-                // A deleted branch has nothing to deploy.
-                Filter::NotEqual {
-                    path: "body.after",
-                    value: ZERO_SHA.into(),
-                },
-            ],
+            filters: push,
+            // The branch and the repository are the template's own (from
+            // the config); only the filtered SHA comes from the delivery.
             parameters: vec![
                 ("commit-sha", Source::Event("body.after")),
-                ("branch", Source::Literal(branch.clone())),
-                ("repo-url", Source::Event("body.repository.clone_url")),
-                ("pusher", Source::Event("body.pusher.name")),
-                ("message", Source::Event("body.head_commit.message")),
+                ("pull-request", Source::Literal(String::new())),
             ],
             entrypoint: MAIN_ENTRYPOINT,
         },
@@ -137,36 +240,43 @@ pub fn rules(config: &Config) -> Vec<Rule> {
             kind: TriggerKind::Validate,
             dependency: "pull-request",
             event: "pull_request",
-            filters: vec![
-                Filter::OneOf {
-                    path: EVENT_HEADER_PATH,
-                    values: vec!["pull_request".into()],
-                },
-                Filter::OneOf {
-                    path: "body.action",
-                    values: vec!["opened".into(), "reopened".into(), "synchronize".into()],
-                },
-                Filter::OneOf {
-                    path: "body.pull_request.base.ref",
-                    values: vec![branch],
-                },
-                // Pull requests from forks would run untrusted build commands
-                // with the pipeline's AWS role; only same-repository branches validate.
-                Filter::SameValue {
-                    left: "body.pull_request.head.repo.full_name",
-                    right: "body.repository.full_name",
-                },
-            ],
+            filters: pull_request,
+            // The head ref and the title are free text: not passed.
             parameters: vec![
                 ("commit-sha", Source::Event("body.pull_request.head.sha")),
-                ("branch", Source::Event("body.pull_request.head.ref")),
-                ("repo-url", Source::Event("body.repository.clone_url")),
-                ("pusher", Source::Event("body.sender.login")),
-                ("message", Source::Event("body.pull_request.title")),
+                ("pull-request", Source::Event("body.number")),
             ],
             entrypoint: VALIDATE_PR_ENTRYPOINT,
         },
     ]
+}
+
+/// A branch other than the one the pipeline deploys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{given}` is not the branch this pipeline deploys: only commits of `{configured}` (pipeline.github.branch) deploy; \
+     open a pull request to validate another branch"
+)]
+pub struct OtherBranch {
+    /// The branch asked for.
+    pub given: String,
+    /// The configured branch.
+    pub configured: String,
+}
+
+/// Accepts `branch` only when it is the branch the pipeline deploys (what
+/// `aphex trigger --branch` checks before submitting a run).
+pub fn check_deploy_branch(config: &Config, branch: &str) -> Result<(), OtherBranch> {
+    let configured = deploy_branch(config);
+    let given = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+    if given == configured {
+        Ok(())
+    } else {
+        Err(OtherBranch {
+            given: branch.to_owned(),
+            configured,
+        })
+    }
 }
 
 /// Looks up a simple gjson path (dot-separated keys, numeric array
@@ -180,11 +290,13 @@ pub fn lookup<'a>(event: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// The string gjson's `Result.String()` gives for a value: strings as they
-/// are, `null` as empty, everything else as its JSON text.
+/// are, `null` as empty, integers as written, other numbers in their
+/// shortest decimal form (`1.0` is `1`), everything else as its JSON text.
 pub fn as_gjson_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| f.to_string()).unwrap_or_default(),
         other => other.to_string(),
     }
 }
@@ -223,6 +335,27 @@ impl Filter {
                 )),
                 _ => Err(format!("`{left}` or `{right}` is absent")),
             },
+            Filter::EqualsIgnoringCase { path, value } => {
+                let Some(v) = lookup(event, path) else {
+                    return Err(format!("`{path}` is absent"));
+                };
+                let s = as_gjson_string(v);
+                if s.eq_ignore_ascii_case(value) {
+                    Ok(())
+                } else {
+                    Err(format!("`{path}` is `{s}`, not `{value}`"))
+                }
+            }
+            Filter::Shaped { path, shape } => {
+                let Some(v) = lookup(event, path) else {
+                    return Err(format!("`{path}` is absent"));
+                };
+                if shape.accepts(&as_gjson_string(v)) {
+                    Ok(())
+                } else {
+                    Err(format!("`{path}` is not {}", shape.describe()))
+                }
+            }
         }
     }
 }
@@ -240,6 +373,24 @@ pub fn regex_escape(s: &str) -> String {
             out.push('\\');
         }
         out.push(c);
+    }
+    out
+}
+
+/// `s` escaped for RE2 with each ASCII letter as a class of both cases
+/// (`[aA]`): exactly ASCII case-insensitive in every engine, where `(?i)`
+/// would also fold a few non-ASCII letters (the Kelvin sign).
+fn ascii_caseless(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 4);
+    for c in s.chars() {
+        if c.is_ascii_alphabetic() {
+            out.push('[');
+            out.push(c.to_ascii_lowercase());
+            out.push(c.to_ascii_uppercase());
+            out.push(']');
+        } else {
+            out.push_str(&regex_escape(&c.to_string()));
+        }
     }
     out
 }
@@ -265,6 +416,16 @@ pub fn render_filters(filters: &[Filter]) -> Value {
                 "type": "string",
                 "comparator": "!=",
                 "value": [exact_regex(value)],
+            })),
+            Filter::EqualsIgnoringCase { path, value } => data.push(json!({
+                "path": path,
+                "type": "string",
+                "value": [format!("^{}$", ascii_caseless(value))],
+            })),
+            Filter::Shaped { path, shape } => data.push(json!({
+                "path": path,
+                "type": "string",
+                "value": [shape.regex()],
             })),
             Filter::SameValue { left, right } => exprs.push(json!({
                 "expr": "left == right",
@@ -293,6 +454,25 @@ mod tests {
             regex_escape("a+b(c)|[d]{e}^$*?\\"),
             "a\\+b\\(c\\)\\|\\[d\\]\\{e\\}\\^\\$\\*\\?\\\\"
         );
+    }
+
+    #[test]
+    fn only_the_configured_branch_may_be_triggered() {
+        let config = aphex_config::load_str(
+            "c.yaml",
+            "version: \"1.0\"\npipeline: { github: { owner: o, repo: r, branch: release } }\n\
+             build: { commands: [make] }\nenvironments:\n  - { name: dev, region: us-east-1, account: \"123456789012\", stacks: [{ name: A, path: a.ts }] }\n",
+        )
+        .unwrap();
+        assert_eq!(check_deploy_branch(&config, "release"), Ok(()));
+        assert_eq!(check_deploy_branch(&config, "refs/heads/release"), Ok(()));
+        let err = check_deploy_branch(&config, "feature").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`feature` is not the branch this pipeline deploys: only commits of `release` (pipeline.github.branch) deploy; \
+             open a pull request to validate another branch"
+        );
+        assert!(check_deploy_branch(&config, "--upload-pack=x").is_err());
     }
 
     #[test]

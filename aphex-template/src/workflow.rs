@@ -6,9 +6,20 @@
 //! stacks and tests are read by the runner from the config at the commit, so
 //! the template grows with the number of environments, not stacks.
 //!
+//! Pods run as the pipeline's own service accounts with no Kubernetes token
+//! (`automountServiceAccountToken: false`), except the pipeline stage's
+//! (`pipeline-stage`), which patches the WorkflowTemplate; Argo's executor
+//! containers report outputs with the Argo executor account's token
+//! (`executor.serviceAccountName`). `validate-pr` and its exit handler run
+//! as the pull-request account. Every container runs non-root with no
+//! capabilities and no privilege escalation, under the runtime's seccomp
+//! profile. See docs/security.md.
+//!
 //! The runner contract (see docs/pipeline.md): `--env=` with an empty value
-//! means "no environment"; `deploy` writes its captured outputs to
-//! [`STACK_OUTPUTS_PATH`]; `test` receives them in `APHEX_STACK_OUTPUTS`.
+//! means "no environment"; the repository and the branch are literals of
+//! this template (derived from the config), and only the commit SHA and a
+//! pull request's number are workflow parameters; `deploy` records the
+//! captured stack outputs in the run record, where `test` reads them.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -17,16 +28,25 @@ use crate::plan::{Stage, StageKind, Stages};
 
 /// The API version of every Argo Workflows object.
 pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
-/// Workflow parameters, in declaration order.
-pub const WORKFLOW_PARAMETERS: [&str; 5] = ["commit-sha", "branch", "repo-url", "pusher", "message"];
-/// Where `aphex-runner deploy` writes the captured stack outputs (JSON).
-pub const STACK_OUTPUTS_PATH: &str = "/tmp/aphex/outputs/stack-outputs.json";
+/// Workflow parameters, in declaration order: values the Sensor can check
+/// (docs/security.md), never free text.
+pub const WORKFLOW_PARAMETERS: [&str; 2] = ["commit-sha", "pull-request"];
 /// The deploy entrypoint.
 pub const MAIN_ENTRYPOINT: &str = "main";
 /// The pull-request entrypoint: validate, build, synth per environment.
 pub const VALIDATE_PR_ENTRYPOINT: &str = "validate-pr";
-/// The shared container template of every stage task.
-const STAGE_TEMPLATE: &str = "stage";
+/// The shared container template of every stage task of a deploy run.
+pub const STAGE_TEMPLATE: &str = "stage";
+/// The pipeline stage's template: the one pod with a Kubernetes token.
+pub const PIPELINE_STAGE_TEMPLATE: &str = "pipeline-stage";
+/// The container template of `validate-pr`'s tasks (the pull-request account).
+pub const PR_STAGE_TEMPLATE: &str = "pr-stage";
+/// The exit handler's DAG: `finalize` or `finalize-pr`, by entrypoint.
+const EXIT_TEMPLATE: &str = "exit";
+/// The exit handler of `validate-pr` runs.
+const FINALIZE_PR_TEMPLATE: &str = "finalize-pr";
+/// The variable the runner reads the workflow's namespace from.
+pub const NAMESPACE_ENV: &str = "APHEX_NAMESPACE";
 /// The shared suspend template of every approval task.
 const APPROVAL_TEMPLATE: &str = "approval";
 /// The exit handler.
@@ -48,19 +68,48 @@ const TTL_AFTER_FAILURE_SECONDS: u64 = 7 * 24 * 3600;
 /// PR validation synthesizes at most this many environments at once.
 const VALIDATE_PR_PARALLELISM: u64 = 4;
 
+/// The pod security context of every stage pod: non-root, the runtime's
+/// seccomp profile. (The images run as user 10001; see docs/security.md.)
+pub fn pod_security_context() -> Value {
+    json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+/// The security context of every stage container: no privilege
+/// escalation, no capabilities.
+pub fn container_security_context() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": true,
+    })
+}
+
+/// Requests and limits of a stage container: `pipeline.resources` (CPU is
+/// requested, not limited; memory is both).
+fn resources(config: &Config) -> Value {
+    let settings = config.settings();
+    json!({
+        "requests": {"cpu": settings.cpu(), "memory": settings.memory()},
+        "limits": {"memory": settings.memory()},
+    })
+}
+
+/// The label every rendered object carries, with the value `aphex`.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The label naming the pipeline an object belongs to.
+pub const PIPELINE_LABEL: &str = "aphex.dev/pipeline";
+
 /// The labels every rendered object carries.
 pub fn labels(config: &Config) -> Value {
     json!({
-        "app.kubernetes.io/managed-by": "aphex",
-        "aphex.dev/pipeline": config.pipeline_name(),
+        MANAGED_BY_LABEL: "aphex",
+        PIPELINE_LABEL: config.pipeline_name(),
     })
 }
 
 /// The clone URL of the configured GitHub repository, if any.
 pub fn repo_url(config: &Config) -> Option<String> {
-    let settings = config.settings();
-    let gh = settings.github.as_ref()?;
-    Some(format!("https://github.com/{}/{}.git", gh.owner, gh.repo))
+    config.settings().github.as_ref().map(|gh| gh.clone_url())
 }
 
 /// The WorkflowTemplate named after the pipeline: its DAG mirrors the
@@ -69,14 +118,12 @@ pub fn workflow_template(config: &Config) -> Value {
     let stages = Stages::new(config);
     let settings = config.settings();
     let name = config.pipeline_name();
-    let branch = settings.github.as_ref().map(|g| g.branch()).unwrap_or("main");
     let parameters: Vec<Value> = WORKFLOW_PARAMETERS
         .iter()
         .map(|p| match *p {
             // No default: a run without a commit must fail at submission.
             "commit-sha" => json!({"name": p}),
-            "branch" => json!({"name": p, "value": branch}),
-            "repo-url" => json!({"name": p, "value": repo_url(config).unwrap_or_default()}),
+            // Empty: a deploy run.
             _ => json!({"name": p, "value": ""}),
         })
         .collect();
@@ -90,9 +137,15 @@ pub fn workflow_template(config: &Config) -> Value {
         },
         "spec": {
             "entrypoint": MAIN_ENTRYPOINT,
-            "serviceAccountName": settings.service_account(name),
+            "serviceAccountName": crate::rbac::workflow_service_account(config),
+            // No stage pod gets a Kubernetes token unless its template says
+            // so (only `pipeline-stage`); Argo's executor containers get the
+            // executor account's token instead, to report outputs.
+            "automountServiceAccountToken": false,
+            "executor": {"serviceAccountName": crate::rbac::argo_executor_service_account(config)},
+            "securityContext": pod_security_context(),
             "arguments": {"parameters": parameters},
-            "onExit": FINALIZE_TEMPLATE,
+            "onExit": EXIT_TEMPLATE,
             "activeDeadlineSeconds": WORKFLOW_DEADLINE_SECONDS,
             // Failed pods stay for `kubectl logs`; successful ones go at once.
             "podGC": {"strategy": "OnPodSuccess"},
@@ -107,9 +160,13 @@ pub fn workflow_template(config: &Config) -> Value {
     template["spec"]["templates"] = Value::Array(vec![
         main_dag(config, &stages),
         validate_pr_dag(config),
-        stage_template(config),
+        stage_template(config, StageTemplate::Deploy),
+        stage_template(config, StageTemplate::Pipeline),
+        stage_template(config, StageTemplate::PullRequest),
         approval_template(),
-        finalize_template(config),
+        exit_dag(),
+        finalize_template(config, StageTemplate::Deploy),
+        finalize_template(config, StageTemplate::PullRequest),
     ]);
     template
 }
@@ -126,7 +183,14 @@ fn image(config: &Config, kind: StageKind) -> String {
 
 /// A task of the shared stage template. The image argument is omitted when
 /// it is the template's default (the deployer), which keeps 100 environments small.
-fn stage_task(config: &Config, name: &str, stage: &str, kind: StageKind, env: Option<&str>) -> Value {
+fn stage_task(
+    config: &Config,
+    template: &str,
+    name: &str,
+    stage: &str,
+    kind: StageKind,
+    env: Option<&str>,
+) -> Value {
     let mut args = vec![json!({"name": "stage", "value": stage})];
     if let Some(env) = env {
         args.push(json!({"name": "env", "value": env}));
@@ -135,7 +199,7 @@ fn stage_task(config: &Config, name: &str, stage: &str, kind: StageKind, env: Op
     if img != config.settings().deployer_image() {
         args.push(json!({"name": "image", "value": img}));
     }
-    let mut task = json!({"name": name, "template": STAGE_TEMPLATE, "arguments": {}});
+    let mut task = json!({"name": name, "template": template, "arguments": {}});
     task["arguments"]["parameters"] = Value::Array(args);
     task
 }
@@ -145,19 +209,15 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
     let env = stage.env.as_deref();
     match stage.kind {
         StageKind::Approve => json!({"name": name, "template": APPROVAL_TEMPLATE}),
-        StageKind::Test => {
-            let mut task = stage_task(config, &name, "test", stage.kind, env);
-            let deploy = format!("deploy-{}", env.unwrap_or_default());
-            task["arguments"]["parameters"]
-                .as_array_mut()
-                .expect("stage_task builds a parameter list")
-                .push(json!({
-                    "name": "stack-outputs",
-                    "value": format!("{{{{tasks.{deploy}.outputs.parameters.stack-outputs}}}}"),
-                }));
-            task
-        }
-        kind => stage_task(config, &name, kind.as_str(), kind, env),
+        StageKind::Pipeline => stage_task(
+            config,
+            PIPELINE_STAGE_TEMPLATE,
+            &name,
+            stage.kind.as_str(),
+            stage.kind,
+            env,
+        ),
+        kind => stage_task(config, STAGE_TEMPLATE, &name, kind.as_str(), kind, env),
     }
 }
 
@@ -199,18 +259,35 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
     dag
 }
 
-/// `validate-pr`: validate, build, then a synth-only check per environment.
+/// `validate-pr`: validate, build, then a synth-only check per environment,
+/// all on `pr-stage`, the only stage template that passes the pull
+/// request's number to the runner (see [`container`]).
 fn validate_pr_dag(config: &Config) -> Value {
     let mut tasks = vec![
-        stage_task(config, "validate", "validate", StageKind::Validate, None),
+        stage_task(
+            config,
+            PR_STAGE_TEMPLATE,
+            "validate",
+            "validate",
+            StageKind::Validate,
+            None,
+        ),
         with_dependencies(
-            stage_task(config, "build", "build", StageKind::Build, None),
+            stage_task(
+                config,
+                PR_STAGE_TEMPLATE,
+                "build",
+                "build",
+                StageKind::Build,
+                None,
+            ),
             &["validate".to_owned()],
         ),
     ];
     for env in &config.environments {
         let task = stage_task(
             config,
+            PR_STAGE_TEMPLATE,
             &format!("synth-{}", env.name),
             "synth",
             StageKind::Deploy,
@@ -227,12 +304,15 @@ fn validate_pr_dag(config: &Config) -> Value {
     dag
 }
 
-/// Arguments every runner invocation gets: the run's identity.
-fn run_args() -> Vec<Value> {
+/// Arguments every runner invocation gets: the run's identity. The
+/// repository and the branch come from the config this template was
+/// rendered from, never from whoever submits a run; the runner checks the
+/// commit against that branch.
+fn run_args(config: &Config) -> Vec<Value> {
     vec![
         json!("--commit-sha={{workflow.parameters.commit-sha}}"),
-        json!("--branch={{workflow.parameters.branch}}"),
-        json!("--repo-url={{workflow.parameters.repo-url}}"),
+        json!(format!("--branch={}", crate::triggers::deploy_branch(config))),
+        json!(format!("--repo-url={}", repo_url(config).unwrap_or_default())),
         json!("--workflow-id={{workflow.name}}"),
     ]
 }
@@ -243,13 +323,10 @@ pub fn stack_outputs_config_map(config: &Config) -> String {
     format!("{}-pipeline-stack", config.pipeline_name())
 }
 
-/// Run metadata the runner reads from its environment (free text, so it
-/// stays out of argv parsing entirely).
+/// What the runner reads from its environment.
 fn run_env(config: &Config) -> Vec<Value> {
     vec![
         json!({"name": "APHEX_PIPELINE", "value": config.pipeline_name()}),
-        json!({"name": "APHEX_PUSHER", "value": "{{workflow.parameters.pusher}}"}),
-        json!({"name": "APHEX_COMMIT_MESSAGE", "value": "{{workflow.parameters.message}}"}),
         // The created bucket's name is known only once the pipeline stack
         // exists; reading it from a ConfigMap keeps this template a pure
         // function of the config (`pipeline.artifacts.bucket` wins when set).
@@ -271,35 +348,108 @@ fn retry_strategy() -> Value {
     })
 }
 
-fn stage_template(config: &Config) -> Value {
-    let mut args = vec![
-        json!("{{inputs.parameters.stage}}"),
-        json!("--env={{inputs.parameters.env}}"),
-    ];
-    args.extend(run_args());
-    let mut env = run_env(config);
-    env.push(json!({"name": "APHEX_STACK_OUTPUTS", "value": "{{inputs.parameters.stack-outputs}}"}));
+/// The container templates: who the pod runs as and what it may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StageTemplate {
+    /// A deploy run's stages: the workflow account, no Kubernetes token.
+    Deploy,
+    /// The pipeline stage: the workflow account with its token.
+    Pipeline,
+    /// `validate-pr`: the pull-request account, no token; the only
+    /// templates that hand the runner a pull request number.
+    PullRequest,
+}
+
+/// A stage container with the pod settings of `kind` (service account,
+/// token, security context, resources).
+fn container(
+    config: &Config,
+    kind: StageTemplate,
+    image: &str,
+    mut args: Vec<Value>,
+    mut env: Vec<Value>,
+) -> Value {
+    match kind {
+        // The number makes the runner treat the run as a pull request's:
+        // its records and artifacts under `pr/`, lookup roles only, no
+        // branch check. Only `validate-pr`'s templates pass it, so a stage
+        // of `main` is always a deploy run's, whose commit must be on the
+        // branch, whatever `pull-request` a submitter sets.
+        StageTemplate::PullRequest => {
+            args.push(json!("--pull-request={{workflow.parameters.pull-request}}"));
+        }
+        StageTemplate::Pipeline => {
+            // The pipeline stage checks that a commit does not move the
+            // pipeline to another namespace.
+            env.push(json!({"name": NAMESPACE_ENV, "value": "{{workflow.namespace}}"}));
+        }
+        StageTemplate::Deploy => {}
+    }
     json!({
-        "name": STAGE_TEMPLATE,
+        "image": image,
+        "command": [RUNNER],
+        "args": args,
+        "env": env,
+        "resources": resources(config),
+        "securityContext": container_security_context(),
+    })
+}
+
+/// The pod-level fields of `kind`'s templates.
+fn pod_settings(config: &Config, template: &mut Value, kind: StageTemplate) {
+    match kind {
+        StageTemplate::Deploy => {}
+        StageTemplate::Pipeline => template["automountServiceAccountToken"] = json!(true),
+        StageTemplate::PullRequest => {
+            template["serviceAccountName"] = json!(crate::rbac::pull_request_service_account(config));
+        }
+    }
+}
+
+fn stage_template(config: &Config, kind: StageTemplate) -> Value {
+    // The token-holding template runs the pipeline stage and nothing else,
+    // whatever a caller passes.
+    let stage = match kind {
+        StageTemplate::Pipeline => json!(StageKind::Pipeline.as_str()),
+        _ => json!("{{inputs.parameters.stage}}"),
+    };
+    let mut args = vec![stage, json!("--env={{inputs.parameters.env}}")];
+    args.extend(run_args(config));
+    let name = match kind {
+        StageTemplate::Deploy => STAGE_TEMPLATE,
+        StageTemplate::Pipeline => PIPELINE_STAGE_TEMPLATE,
+        StageTemplate::PullRequest => PR_STAGE_TEMPLATE,
+    };
+    // Stack outputs go from deploy to test through the run record, not as
+    // Argo parameters: a parameter is bounded by the pod's annotations and
+    // environment (an environment string over 128 KiB stops exec), and
+    // Argo would evaluate any `{{` in it.
+    let mut template = json!({
+        "name": name,
         "inputs": {"parameters": [
             {"name": "stage"},
             {"name": "env", "default": ""},
             {"name": "image", "default": config.settings().deployer_image()},
-            {"name": "stack-outputs", "default": "{}"},
         ]},
-        "outputs": {"parameters": [{
-            "name": "stack-outputs",
-            // Only deploy writes the file; every other stage yields the default.
-            "valueFrom": {"path": STACK_OUTPUTS_PATH, "default": "{}"},
-        }]},
         "activeDeadlineSeconds": STAGE_DEADLINE_SECONDS,
         "retryStrategy": retry_strategy(),
-        "container": {
-            "image": "{{inputs.parameters.image}}",
-            "command": [RUNNER],
-            "args": args,
-            "env": env,
-        },
+    });
+    pod_settings(config, &mut template, kind);
+    template["container"] = container(config, kind, "{{inputs.parameters.image}}", args, run_env(config));
+    template
+}
+
+/// The exit handler: the pull-request run's `finalize-pr` (its own account
+/// and scope) or a deploy run's `finalize`, whoever submitted the run.
+fn exit_dag() -> Value {
+    let is_pr = format!("'{{{{workflow.mainEntrypoint}}}}' == '{VALIDATE_PR_ENTRYPOINT}'");
+    let is_deploy = format!("'{{{{workflow.mainEntrypoint}}}}' != '{VALIDATE_PR_ENTRYPOINT}'");
+    json!({
+        "name": EXIT_TEMPLATE,
+        "dag": {"tasks": [
+            {"name": FINALIZE_TEMPLATE, "template": FINALIZE_TEMPLATE, "when": is_deploy},
+            {"name": FINALIZE_PR_TEMPLATE, "template": FINALIZE_PR_TEMPLATE, "when": is_pr},
+        ]},
     })
 }
 
@@ -308,9 +458,9 @@ fn approval_template() -> Value {
     json!({"name": APPROVAL_TEMPLATE, "suspend": {}})
 }
 
-fn finalize_template(config: &Config) -> Value {
+fn finalize_template(config: &Config, kind: StageTemplate) -> Value {
     let mut args = vec![json!("finalize")];
-    args.extend(run_args());
+    args.extend(run_args(config));
     let mut env = run_env(config);
     env.push(json!({"name": "APHEX_WORKFLOW_STATUS", "value": "{{workflow.status}}"}));
     // Only finalize sends notifications, so only its pod sees the webhook
@@ -329,15 +479,16 @@ fn finalize_template(config: &Config) -> Value {
             "optional": true,
         }}}));
     }
-    json!({
-        "name": FINALIZE_TEMPLATE,
+    let name = match kind {
+        StageTemplate::PullRequest => FINALIZE_PR_TEMPLATE,
+        _ => FINALIZE_TEMPLATE,
+    };
+    let mut template = json!({
+        "name": name,
         "activeDeadlineSeconds": 600,
         "retryStrategy": retry_strategy(),
-        "container": {
-            "image": config.settings().deployer_image(),
-            "command": [RUNNER],
-            "args": args,
-            "env": env,
-        },
-    })
+    });
+    pod_settings(config, &mut template, kind);
+    template["container"] = container(config, kind, config.settings().deployer_image(), args, env);
+    template
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aphex_config::{Approval, Build, Config, Environment, Stack, Tests};
 use aphex_template::lint::check_references;
-use aphex_template::triggers::exact_regex;
+use aphex_template::triggers::{Shape, exact_regex};
 use aphex_template::{Plan, PlanDiff, RenderOptions, render};
 use common::{Kind, assert_schema_valid};
 use proptest::prelude::*;
@@ -145,8 +145,9 @@ proptest! {
         prop_assert_eq!(deploys, expected);
     }
 
-    // Property: a test task exists iff the environment has tests, and it
-    // depends on that environment's deploy.
+    // Property: a test task exists iff the environment has tests, it
+    // depends on that environment's deploy, and it takes nothing from the
+    // deploy through Argo (the outputs travel in the run record).
     #[test]
     fn test_tasks_follow_their_deploy(cfg in arb_config()) {
         let r = render(&cfg, &RenderOptions::default());
@@ -156,10 +157,10 @@ proptest! {
             prop_assert_eq!(test.is_some(), !env.test_commands().is_empty());
             if let Some(t) = test {
                 prop_assert_eq!(deps_of(t), vec![format!("deploy-{}", env.name)]);
-                prop_assert_eq!(
-                    &t["arguments"]["parameters"][3]["value"],
-                    &Value::from(format!("{{{{tasks.deploy-{}.outputs.parameters.stack-outputs}}}}", env.name))
-                );
+                let parameters = t["arguments"]["parameters"].as_array().unwrap();
+                let names: Vec<&str> = parameters.iter().map(|p| p["name"].as_str().unwrap()).collect();
+                prop_assert_eq!(names, vec!["stage", "env", "image"]);
+                prop_assert!(parameters.iter().all(|p| !p["value"].as_str().unwrap().contains("{{")));
             }
         }
     }
@@ -178,6 +179,29 @@ proptest! {
         let plan_order: Vec<String> = Plan::new(&cfg).unwrap().stages().iter().map(|s| s.task_name()).collect();
         let dag_order: Vec<String> = tasks.iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
         prop_assert_eq!(plan_order, dag_order);
+    }
+
+    // Property: only the tasks of `validate-pr` hand the runner a pull
+    // request's number; no task of `main` does, so a run at `main` is a
+    // deploy run (its commit checked against the branch) whatever
+    // `pull-request` its submitter sets.
+    #[test]
+    fn only_validate_pr_tasks_are_pull_request_runs(cfg in arb_config()) {
+        let r = render(&cfg, &RenderOptions::default());
+        let wt = r.get("WorkflowTemplate").unwrap();
+        let templates = wt["spec"]["templates"].as_array().unwrap();
+        let passes_number = |name: &Value| {
+            templates.iter().find(|t| &t["name"] == name).is_some_and(|t| {
+                t["container"]["args"].as_array().is_some_and(|args| {
+                    args.iter().any(|a| a == "--pull-request={{workflow.parameters.pull-request}}")
+                })
+            })
+        };
+        prop_assert!(main_tasks(wt).iter().all(|t| !passes_number(&t["template"])));
+        let validate_pr = templates.iter()
+            .find(|t| t["name"] == "validate-pr").unwrap()["dag"]["tasks"].as_array().unwrap().clone();
+        prop_assert_eq!(validate_pr.len(), cfg.environments.len() + 2);
+        prop_assert!(validate_pr.iter().all(|t| passes_number(&t["template"])));
     }
 
     // Property: every generated WorkflowTemplate passes the strict schema and
@@ -250,6 +274,19 @@ proptest! {
         prop_assert!(removed.environments_added.is_empty() && removed.environments_changed.is_empty());
         prop_assert_eq!(&removed.stages_removed, &stages);
         prop_assert!(removed.stages_added.is_empty());
+    }
+
+    // Property: the Sensor's expression for a shape (RE2, here Rust's regex,
+    // which agree on this syntax) accepts exactly what the simulator's
+    // predicate accepts, on near-misses and arbitrary text alike.
+    #[test]
+    fn shape_expressions_and_predicates_agree(
+        s in prop_oneof!["[0-9a-fA-F]{38,42}", "[0-9]{0,12}", "[ -~]{0,44}", "[0-9a-f]{40}\n?"],
+    ) {
+        for shape in [Shape::CommitSha, Shape::Number] {
+            let re = regex::Regex::new(shape.regex()).unwrap();
+            prop_assert_eq!(re.is_match(&s), shape.accepts(&s), "{:?} on {:?}", shape, s);
+        }
     }
 
     // Property: a rendered filter literal matches exactly itself (RE2 and

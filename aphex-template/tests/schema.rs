@@ -62,3 +62,33 @@ fn the_workflow_template_references_resolve() {
         assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
     }
 }
+
+#[test]
+fn github_enterprise_clones_from_and_registers_on_its_own_server() {
+    let yaml = common::data("cross-account.yaml").replace(
+        "github: { owner: Codertocat,",
+        "github: { url: \"https://github.example.com/\", owner: Codertocat,",
+    );
+    let cfg = common::load(&yaml);
+    let r = render(&cfg, &RenderOptions::default());
+    let es = r.get("EventSource").unwrap();
+    assert_schema_valid(Kind::EventSource, es, "enterprise");
+    let gh = &es["spec"]["github"]["payments"];
+    assert_eq!(gh["githubBaseURL"], "https://github.example.com/api/v3/");
+    assert_eq!(gh["githubUploadURL"], "https://github.example.com/api/uploads/");
+    let wt = r.get("WorkflowTemplate").unwrap();
+    assert_schema_valid(Kind::WorkflowTemplate, wt, "enterprise");
+    let args = wt.to_string();
+    assert!(
+        args.contains("\"--repo-url=https://github.example.com/Codertocat/Hello-World.git\""),
+        "{args}"
+    );
+
+    // github.com needs neither field.
+    let cfg = config("cross-account.yaml");
+    let es = render(&cfg, &RenderOptions::default())
+        .get("EventSource")
+        .unwrap()
+        .clone();
+    assert!(es["spec"]["github"]["payments"].get("githubBaseURL").is_none());
+}

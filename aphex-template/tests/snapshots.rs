@@ -37,6 +37,7 @@ fn rendering_is_deterministic() {
 fn the_executor_role_arn_reaches_the_service_account() {
     let options = RenderOptions {
         executor_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
+        pr_role_arn: None,
         artifact_bucket: None,
     };
     let r = render(&config("seed.yaml"), &options);
@@ -52,6 +53,7 @@ fn the_executor_role_arn_reaches_the_service_account() {
 fn a_known_bucket_is_published_in_the_config_map_the_pods_read() {
     let options = RenderOptions {
         executor_role_arn: None,
+        pr_role_arn: None,
         artifact_bucket: Some("aphex-artifacts-x".into()),
     };
     let r = render(&config("seed.yaml"), &options);
@@ -87,12 +89,14 @@ fn yaml_round_trips_to_the_same_objects() {
 const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC";
 
 fn without_trust_policy(mut template: serde_json::Value) -> serde_json::Value {
-    let props = &mut template["Resources"]["WorkflowExecutionRole"]["Properties"];
-    props
-        .as_object_mut()
-        .expect("the role has properties")
-        .remove("AssumeRolePolicyDocument")
-        .expect("the role has a trust policy");
+    for role in ["WorkflowExecutionRole", "PullRequestRole"] {
+        let props = &mut template["Resources"][role]["Properties"];
+        props
+            .as_object_mut()
+            .expect("the role has properties")
+            .remove("AssumeRolePolicyDocument")
+            .expect("the role has a trust policy");
+    }
     template
 }
 
@@ -172,9 +176,10 @@ fn oidc_provider_arns_are_checked() {
 }
 
 #[test]
-fn the_notification_webhook_reaches_only_the_finalize_pod() {
+fn the_notification_webhook_reaches_only_the_finalize_pods() {
     // Build and test pods run the repository's own commands; the webhook URL
-    // (a credential) must not be in their environment.
+    // (a credential) must not be in their environment. The two finalize
+    // pods (a deploy run's, a pull request's) run only the runner.
     let wt = render(&config("full.yaml"), &RenderOptions::default())
         .get("WorkflowTemplate")
         .unwrap()
@@ -193,5 +198,5 @@ fn the_notification_webhook_reaches_only_the_finalize_pod() {
         })
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(with_url, ["finalize"]);
+    assert_eq!(with_url, ["finalize", "finalize-pr"]);
 }

@@ -1,6 +1,9 @@
-//! The webhook simulator on GitHub's real payloads, and a cross-check that
-//! the *rendered* Sensor, evaluated the way Argo Events does (unanchored
-//! RE2 matches on gjson strings, `!=` negating), agrees with the simulator.
+//! The webhook simulator on GitHub's real payloads and on edited copies an
+//! attacker could send, and a cross-check that the *rendered* Sensor,
+//! evaluated the way Argo Events does (unanchored RE2 matches on gjson
+//! strings, `!=` negating), agrees with the simulator. No delivery may
+//! start a run carrying a value the attacker chose beyond a commit SHA and
+//! a pull request's number.
 
 mod common;
 
@@ -38,13 +41,9 @@ fn a_push_to_the_branch_deploys_its_after_sha() {
         out.parameters["commit-sha"],
         "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
     );
-    assert_eq!(out.parameters["branch"], "master");
-    assert_eq!(
-        out.parameters["repo-url"],
-        "https://github.com/Codertocat/Hello-World.git"
-    );
-    assert_eq!(out.parameters["pusher"], "Codertocat");
-    assert_eq!(out.parameters["message"], "Initial commit");
+    // The branch and the repository are the WorkflowTemplate's own.
+    assert_eq!(out.parameters["pull-request"], "");
+    assert_eq!(out.parameters.len(), 2, "{:?}", out.parameters);
 }
 
 #[test]
@@ -83,11 +82,9 @@ fn pull_requests_opened_and_synchronized_validate_the_head_sha() {
         let out = run("pull_request", file);
         assert_eq!(out.trigger, "validate", "{file}: {}", out.reason);
         assert_eq!(out.parameters["commit-sha"], HEAD_SHA);
-        assert_eq!(out.parameters["branch"], "changes");
-        assert_eq!(
-            out.parameters["repo-url"],
-            "https://github.com/Codertocat/Hello-World.git"
-        );
+        // The number, not the head ref (free text a pusher chooses).
+        assert_eq!(out.parameters["pull-request"], "2");
+        assert_eq!(out.parameters.len(), 2, "{:?}", out.parameters);
     }
 }
 
@@ -134,6 +131,135 @@ fn a_branch_name_with_regex_characters_matches_only_itself() {
             "{branch}"
         );
     }
+}
+
+/// What an attacker puts where a payload carries free text: an Argo
+/// expression, a git option, shell syntax.
+const EXPRESSION: &str = "{{=sprig.b64enc(sprig.env('AWS_SECRET_ACCESS_KEY'))}}";
+const GIT_OPTION: &str = "--upload-pack=touch /tmp/pwned";
+
+/// Every value of a run's parameters is a 40-hex SHA, a number or empty.
+fn assert_only_checked_values(out: &Outcome) {
+    for (name, value) in &out.parameters {
+        let ok = match name.as_str() {
+            "commit-sha" => value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+            "pull-request" => value.bytes().all(|b| b.is_ascii_digit()),
+            other => panic!("unexpected parameter {other}"),
+        };
+        assert!(ok, "parameter {name} = {value:?}");
+    }
+}
+
+#[test]
+fn deliveries_about_another_repository_trigger_nothing() {
+    let cfg = master();
+    let (_, mut push) = webhook("push-with-new-branch.json");
+    push["repository"]["full_name"] = json!("mallory/Hello-World");
+    let out = simulate(&cfg, "push", &push);
+    assert_eq!(out.trigger, "none");
+    assert!(out.reason.contains("body.repository.full_name"), "{}", out.reason);
+    assert_eq!(rendered_sensor_outcome(&cfg, "push", &push).0, "none");
+
+    // A same-repository pull request of another repository: the head and
+    // base agree with each other, but not with the configured repository.
+    let (_, mut pr) = webhook("pull_request-opened.json");
+    pr["repository"]["full_name"] = json!("mallory/Hello-World");
+    pr["pull_request"]["head"]["repo"]["full_name"] = json!("mallory/Hello-World");
+    assert_eq!(simulate(&cfg, "pull_request", &pr).trigger, "none");
+    assert_eq!(rendered_sensor_outcome(&cfg, "pull_request", &pr).0, "none");
+}
+
+#[test]
+fn the_repository_matches_without_regard_to_case_and_only_in_ascii() {
+    let yaml = common::data("cross-account.yaml").replace("owner: Codertocat", "owner: codertocat");
+    let cfg = common::load(&yaml);
+    let (_, mut push) = webhook("push-with-new-branch.json");
+    assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy");
+    // U+212A KELVIN SIGN folds to `k` under Unicode case folding; GitHub
+    // would never send it for this repository, and neither side accepts it.
+    push["repository"]["full_name"] = json!("Codertocat/Hello-World\u{212A}");
+    assert_eq!(run_with(&cfg, "push", &push).trigger, "none");
+}
+
+#[test]
+fn a_clone_url_that_is_a_git_option_never_reaches_a_run() {
+    for (event, file) in [
+        ("push", "push-with-new-branch.json"),
+        ("pull_request", "pull_request-opened.json"),
+    ] {
+        let cfg = master();
+        let (_, mut payload) = webhook(file);
+        payload["repository"]["clone_url"] = json!(GIT_OPTION);
+        let out = run_with(&cfg, event, &payload);
+        assert_ne!(out.trigger, "none", "{}", out.reason);
+        assert_only_checked_values(&out);
+    }
+}
+
+#[test]
+fn free_text_with_an_argo_expression_never_reaches_a_run() {
+    let cfg = master();
+    let (_, mut pr) = webhook("pull_request-opened.json");
+    pr["pull_request"]["head"]["ref"] = json!(EXPRESSION);
+    pr["pull_request"]["title"] = json!(EXPRESSION);
+    pr["sender"]["login"] = json!(EXPRESSION);
+    let out = run_with(&cfg, "pull_request", &pr);
+    assert_eq!(out.trigger, "validate", "{}", out.reason);
+    assert_only_checked_values(&out);
+
+    let (_, mut push) = webhook("push-with-new-branch.json");
+    push["head_commit"]["message"] = json!(EXPRESSION);
+    push["pusher"]["name"] = json!(EXPRESSION);
+    let out = run_with(&cfg, "push", &push);
+    assert_eq!(out.trigger, "deploy", "{}", out.reason);
+    assert_only_checked_values(&out);
+}
+
+#[test]
+fn shas_and_numbers_that_are_not_shas_and_numbers_trigger_nothing() {
+    let cfg = master();
+    for bad in [
+        EXPRESSION,
+        GIT_OPTION,
+        "6113728F27AE82C7B1A177C8D03F9E96E0ADF246",
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf24",
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf246\n",
+        "x6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+    ] {
+        let (_, mut push) = webhook("push-with-new-branch.json");
+        push["after"] = json!(bad);
+        let out = run_with(&cfg, "push", &push);
+        assert_eq!(out.trigger, "none", "after = {bad:?}");
+        assert!(out.reason.contains("not a 40-hex commit SHA"), "{}", out.reason);
+
+        let (_, mut pr) = webhook("pull_request-opened.json");
+        pr["pull_request"]["head"]["sha"] = json!(bad);
+        assert_eq!(
+            run_with(&cfg, "pull_request", &pr).trigger,
+            "none",
+            "head.sha = {bad:?}"
+        );
+    }
+    for bad in [json!("2; rm -rf /"), json!(EXPRESSION), json!(-2), json!("")] {
+        let (_, mut pr) = webhook("pull_request-opened.json");
+        pr["number"] = bad.clone();
+        assert_eq!(
+            run_with(&cfg, "pull_request", &pr).trigger,
+            "none",
+            "number = {bad}"
+        );
+    }
+}
+
+/// The simulator's outcome, checked against the rendered Sensor.
+fn run_with(cfg: &Config, event: &str, payload: &Value) -> Outcome {
+    let out = simulate(cfg, event, payload);
+    assert_eq!(
+        rendered_sensor_outcome(cfg, event, payload),
+        (out.trigger, out.parameters.clone().into_iter().collect()),
+        "the rendered Sensor and the simulator disagree on {payload}"
+    );
+    out
 }
 
 fn with_branch(branch: &str) -> Config {
@@ -201,6 +327,155 @@ proptest! {
     }
 }
 
+/// A payload field that a trigger's filters read, or free text.
+const PUSH_CHECKED: [&str; 3] = ["ref", "after", "repository.full_name"];
+const PUSH_FREE: [&str; 4] = [
+    "repository.clone_url",
+    "pusher.name",
+    "head_commit.message",
+    "sender.login",
+];
+const PR_CHECKED: [&str; 6] = [
+    "action",
+    "number",
+    "pull_request.head.sha",
+    "pull_request.head.repo.full_name",
+    "repository.full_name",
+    "pull_request.base.ref",
+];
+const PR_FREE: [&str; 5] = [
+    "pull_request.head.ref",
+    "pull_request.title",
+    "pull_request.body",
+    "repository.clone_url",
+    "sender.login",
+];
+
+fn set(payload: &mut Value, path: &str, value: &str) {
+    let mut v = payload;
+    for key in path.split('.') {
+        v = &mut v[key];
+    }
+    *v = json!(value);
+}
+
+/// Text an attacker would try: Argo expressions, git options, anything printable.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(EXPRESSION.to_owned()),
+        Just(GIT_OPTION.to_owned()),
+        "[ -~]{0,24}",
+        "\\{\\{[a-z.=()'\" -]{0,20}\\}\\}",
+        "-{1,2}[a-z-]{1,12}(=[ -~]{0,10})?",
+        "[0-9a-f]{40}",
+        "[0-9]{1,4}",
+    ]
+}
+
+/// The argv of a stage pod once Argo has substituted the run's parameters.
+fn runner_argv(cfg: &Config, parameters: &[(String, String)]) -> Vec<String> {
+    let rendered = aphex_template::render(cfg, &aphex_template::RenderOptions::default());
+    let wt = rendered.get("WorkflowTemplate").unwrap();
+    let stage = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "stage")
+        .unwrap();
+    let mut vars: Vec<(String, String)> = parameters
+        .iter()
+        .map(|(k, v)| (format!("{{{{workflow.parameters.{k}}}}}"), v.clone()))
+        .collect();
+    // A task of `validate-pr` passes the pull request's number on; one of
+    // `main` passes none.
+    let pull_request = parameters
+        .iter()
+        .find(|(k, _)| k == "pull-request")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    vars.push(("{{inputs.parameters.pull-request}}".into(), pull_request));
+    vars.push(("{{inputs.parameters.stage}}".into(), "deploy".into()));
+    vars.push(("{{inputs.parameters.env}}".into(), "dev".into()));
+    vars.push(("{{workflow.name}}".into(), "shop-x1".into()));
+    stage["container"]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let mut a = a.as_str().unwrap().to_owned();
+            for (k, v) in &vars {
+                a = a.replace(k, v);
+            }
+            a
+        })
+        .collect()
+}
+
+#[test]
+fn no_delivery_puts_an_attackers_value_into_a_run() {
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    let cfg = master();
+    let cases = 256;
+    let untampered = std::cell::Cell::new(0u32);
+    let mut runner = TestRunner::new(RunnerConfig::with_cases(cases));
+    // Property: for a push or pull request whose free-text fields all hold
+    // hostile text, and (in about half the cases) one filtered field too,
+    // the simulator and the rendered Sensor agree; a run's parameters are
+    // only a 40-hex SHA and a number; the submitted Workflow holds no `{{`;
+    // and no argument of the stage pod that reaches git (SHA, repository,
+    // branch) starts with `-`. Untampered deliveries always trigger, so the
+    // test cannot pass by triggering nothing.
+    let strategy = (
+        any::<bool>(),
+        prop::collection::vec(hostile(), 5),
+        prop::option::of((any::<prop::sample::Index>(), hostile())),
+    );
+    runner
+        .run(&strategy, |(is_push, free, tamper)| {
+            let (event, file, checked, free_fields): (_, _, &[&str], &[&str]) = if is_push {
+                ("push", "push-with-new-branch.json", &PUSH_CHECKED, &PUSH_FREE)
+            } else {
+                ("pull_request", "pull_request-opened.json", &PR_CHECKED, &PR_FREE)
+            };
+            let (_, mut payload) = webhook(file);
+            for (field, text) in free_fields.iter().zip(&free) {
+                set(&mut payload, field, text);
+            }
+            if let Some((i, text)) = &tamper {
+                let field = checked[i.index(checked.len())];
+                set(&mut payload, field, text);
+                // Both sides of the fork check name the repository.
+                if field == "repository.full_name" && !is_push {
+                    set(&mut payload, "pull_request.head.repo.full_name", text);
+                }
+            }
+            let out = run_with(&cfg, event, &payload);
+            if tamper.is_none() {
+                untampered.set(untampered.get() + 1);
+                prop_assert_ne!(out.trigger, "none", "{}", out.reason);
+            }
+            assert_only_checked_values(&out);
+            if out.trigger != "none" {
+                let params: Vec<(String, String)> = out.parameters.clone().into_iter().collect();
+                for arg in runner_argv(&cfg, &params) {
+                    prop_assert!(!arg.contains("{{"), "{}", arg);
+                    for flag in ["--commit-sha=", "--repo-url=", "--branch="] {
+                        if let Some(value) = arg.strip_prefix(flag) {
+                            prop_assert!(!value.is_empty() && !value.starts_with('-'), "{}", arg);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let share = f64::from(untampered.get()) / f64::from(cases);
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "untampered deliveries were {share:.2} of the cases, not about half"
+    );
+}
+
 /// Evaluates the rendered Sensor on an event the way Argo Events does, and
 /// returns the trigger that fires and the Workflow parameters it submits.
 fn rendered_sensor_outcome(
@@ -261,6 +536,11 @@ fn rendered_sensor_outcome(
                 .unwrap();
             wf["spec"]["arguments"]["parameters"][index]["value"] = json!(value);
         }
+        // The filled Workflow holds no expression we did not write (we write none).
+        assert!(
+            !wf.to_string().contains("{{"),
+            "a Workflow the Sensor submits carries `{{{{`: {wf}"
+        );
         let params = wf["spec"]["arguments"]["parameters"]
             .as_array()
             .unwrap()

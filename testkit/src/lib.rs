@@ -1,6 +1,8 @@
 //! `aphex-testkit` holds helpers that several crates' tests share, so each
 //! suite does not carry its own copy. It is only ever a dev-dependency.
 
+pub mod kube_api;
+
 use std::path::Path;
 use std::process::Command;
 

@@ -274,9 +274,20 @@ pub async fn stack_status(config: &SdkConfig, stack: &str) -> Option<String> {
 
 /// Sum and sample count of `Aphex` metric `name` with exactly `dimensions`,
 /// over the hour around now, read back with `GetMetricStatistics`.
+/// The namespace of metrics with these dimensions: their pipeline's.
+fn metrics_namespace(dimensions: &[(&str, &str)]) -> String {
+    let pipeline = dimensions
+        .iter()
+        .find(|(k, _)| *k == aphex_aws::cloudwatch::PIPELINE_DIMENSION)
+        .map(|(_, v)| *v)
+        .expect("metrics are looked up by their pipeline dimension");
+    aphex_template::cloudformation::metrics_namespace(pipeline)
+}
+
 pub async fn metric_statistics(config: &SdkConfig, name: &str, dimensions: &[(&str, &str)]) -> (f64, f64) {
     let now = std::time::SystemTime::now();
     let hour = std::time::Duration::from_secs(3600);
+    let namespace = metrics_namespace(dimensions);
     let dimensions = dimensions
         .iter()
         .map(|(k, v)| {
@@ -288,7 +299,7 @@ pub async fn metric_statistics(config: &SdkConfig, name: &str, dimensions: &[(&s
         .collect();
     let out = aws_sdk_cloudwatch::Client::new(config)
         .get_metric_statistics()
-        .namespace(aphex_aws::cloudwatch::NAMESPACE)
+        .namespace(namespace)
         .metric_name(name)
         .set_dimensions(Some(dimensions))
         .start_time((now - hour).into())

@@ -47,7 +47,12 @@ async fn bootstrap_deploys_the_stack_then_applies_every_manifest_with_its_output
         poll_max: Duration::from_millis(500),
         wait_timeout: Duration::from_secs(120),
     });
-    let fake = Fake::serving(&["v1", "rbac.authorization.k8s.io/v1", "argoproj.io/v1alpha1"]);
+    let fake = Fake::serving(&[
+        "v1",
+        "rbac.authorization.k8s.io/v1",
+        "admissionregistration.k8s.io/v1",
+        "argoproj.io/v1alpha1",
+    ]);
     let applier = KubeApplier::new(fake.client());
     let config = aphex_config::load_str("aphex-config.yaml", CONFIG).expect("a valid config");
     let ports = || Ports {
@@ -110,7 +115,10 @@ async fn bootstrap_deploys_the_stack_then_applies_every_manifest_with_its_output
         .await
         .expect("a second bootstrap succeeds");
     assert!(!again.stack.changed);
-    assert_eq!(again.webhook_secret.expect("github is configured").created, None);
+    assert_eq!(
+        again.webhook_secret.expect("github is configured").state,
+        aphex_stages::bootstrap::SecretState::Kept
+    );
     assert!(
         again.objects.iter().all(|(_, c)| *c == Change::Unchanged),
         "{:?}",

@@ -92,6 +92,7 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
         branch: Some("feature".to_owned()),
         repo: "https://github.com/acme/shop".to_owned(),
+        namespace: None,
     };
     // One task per pod, all released together, each with its own client.
     let barrier = Arc::new(tokio::sync::Barrier::new(STAGES));

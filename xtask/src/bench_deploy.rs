@@ -198,6 +198,8 @@ fn deploy_once(
         ])
         .arg("--repo-url")
         .arg(&repo)
+        // The branch the commit must be on, as the WorkflowTemplate passes it.
+        .args(["--branch", "main"])
         .arg("--work-dir")
         .arg(dir.join(format!("{id}-work")))
         .arg("--outputs-dir")

@@ -17,7 +17,12 @@ mod bench_render;
 mod demo;
 mod emulator;
 mod fixtures;
+mod image;
+mod image_check;
+mod kube_api;
+mod kube_api_build;
 mod npm;
+mod podman;
 mod schema;
 
 #[derive(Debug, Parser)]
@@ -36,6 +41,9 @@ enum Task {
     /// Start the local AWS emulator and keep it running until Ctrl-C
     /// (for running one test suite by hand: see docs/testing.md).
     Emulator,
+    /// Start the tests' Kubernetes API server (CRD-only, with the Argo CRDs)
+    /// and keep it running until Ctrl-C (see docs/testing.md).
+    KubeApi,
     /// Install the quick start's npm packages (`npm ci`) when missing or stale.
     Npm,
     /// Regenerate the cloud assembly fixtures by a real `cdk synth`.
@@ -44,6 +52,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build the pods' images (builder, deployer) around the release
+    /// aphex-runner; with --check, prove they work (docs/images.md).
+    Image(image::Args),
     /// Regenerate aphex-config.schema.json from the config model.
     Schema {
         /// Fail when the committed schema is stale instead of rewriting it.
@@ -65,8 +76,10 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Demo => demo::run(),
         Task::Emulator => emulator::serve(),
+        Task::KubeApi => kube_api::serve(),
         Task::Npm => npm::run(),
         Task::Fixtures { check } => fixtures::run(check),
+        Task::Image(args) => image::run(args),
         Task::Schema { check } => schema::run(check),
         Task::Bench { only } => bench::run(only),
     };
@@ -114,6 +127,10 @@ fn test() -> Result<()> {
     // stopped when `emulator` drops, whatever happens below.
     let mut emulator =
         emulator::Emulator::spawn().context("starting the local AWS emulator the tests need")?;
+    // Built once (minutes, cached), then etcd and the server start in about
+    // a second; they load the Argo CRDs while the tests compile.
+    let mut kube_api =
+        kube_api::KubeApi::spawn().context("starting the Kubernetes API server the tests need")?;
     // The end-to-end tests synthesize real CDK apps with the quick start's
     // packages (tests/cdk-apps shares them through NODE_PATH).
     npm::ensure(&root())?;
@@ -124,10 +141,15 @@ fn test() -> Result<()> {
     emulator
         .wait_healthy()
         .context("starting the local AWS emulator the tests need")?;
+    kube_api
+        .wait_ready()
+        .context("starting the Kubernetes API server the tests need")?;
     // Every failing suite is reported in one run, not just the first.
-    cargo_with_env(
+    let tests = cargo_with_env(
         &["test", "--workspace", "--all-targets", "--no-fail-fast"],
-        &emulator.env(),
-    )?;
-    Ok(())
+        &[emulator.env(), kube_api.env()].concat(),
+    );
+    // The images around the runner the tests built, against the same emulator.
+    let images = image_check::in_test(&emulator).context("the image check (cargo xtask image --check)");
+    tests.and(images)
 }

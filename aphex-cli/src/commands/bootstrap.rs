@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use aphex_stages::bootstrap::{BootstrapError, Ports, Report, bootstrap, random_secret};
+use aphex_stages::bootstrap::{BootstrapError, Ports, Report, SecretState, bootstrap, random_secret};
 use aphex_stages::ports::{DeployProgress, StackEvent};
 use aphex_stages::stages::pipeline::{StackAction, stack_action};
 use aphex_template::events::{WEBHOOK_PORT, event_source_name};
@@ -121,16 +121,18 @@ fn print_report(config: &aphex_config::Config, report: &Report) {
         }
     }
     if let Some(secret) = &report.webhook_secret {
-        match &secret.created {
-            Some(value) => println!(
-                "webhook secret (new, in Secret {}/{}): {value}",
-                secret.namespace, secret.name
+        let (ns, name) = (&secret.namespace, &secret.name);
+        // The value is printed only when a person must paste it into GitHub;
+        // otherwise the command that reads it, for whoever may.
+        let read = format!("kubectl -n {ns} get secret {name} -o jsonpath='{{.data.secret}}' | base64 -d");
+        match &secret.state {
+            SecretState::CreatedToEnter(value) => println!(
+                "webhook secret (new, in Secret {ns}/{name}; enter it as the webhook's secret on GitHub): {value}"
             ),
-            None => println!(
-                "webhook secret: kept in Secret {ns}/{name} (kubectl -n {ns} get secret {name} -o jsonpath='{{.data.secret}}' | base64 -d)",
-                ns = secret.namespace,
-                name = secret.name
+            SecretState::Created => println!(
+                "webhook secret: created in Secret {ns}/{name}; Argo Events registers the webhook with it ({read})"
             ),
+            SecretState::Kept => println!("webhook secret: kept in Secret {ns}/{name} ({read})"),
         }
     }
     if !report.todo.is_empty() {

@@ -102,6 +102,7 @@ async fn compare(
         config,
         &RenderOptions {
             executor_role_arn: output("WorkflowExecutionRoleArn"),
+            pr_role_arn: output("PullRequestRoleArn"),
             artifact_bucket: output("ArtifactBucketName"),
         },
     );

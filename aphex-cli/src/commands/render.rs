@@ -27,6 +27,10 @@ pub struct Args {
     /// IRSA annotation (a placeholder otherwise).
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
+    /// The pipeline stack's PullRequestRoleArn output, for the pull-request
+    /// service account's IRSA annotation (a placeholder otherwise).
+    #[arg(long, value_name = "ARN")]
+    pub pr_role_arn: Option<String>,
     /// The pipeline stack's ArtifactBucketName output: also renders the
     /// ConfigMap `<pipeline>-pipeline-stack` the stage pods read it from.
     #[arg(long, value_name = "NAME")]
@@ -41,6 +45,7 @@ pub fn run(args: Args) -> Exit {
     };
     let options = RenderOptions {
         executor_role_arn: args.role_arn,
+        pr_role_arn: args.pr_role_arn,
         artifact_bucket: args.artifact_bucket,
     };
     let rendered = render(&config, &options);
@@ -88,8 +93,8 @@ pub fn run(args: Args) -> Exit {
     }
     // `kubectl apply -f DIR` would re-create an object the config no longer
     // has (an EventSource after `github` was removed, a renumbered file), so
-    // files of ours that this render did not write go.
-    match prune_stale(&dir, &written) {
+    // files of this pipeline that this render did not write go.
+    match prune_stale(&dir, &written, config.pipeline_name()) {
         Ok(removed) => {
             for path in removed {
                 eprintln!("removed {} (no longer rendered)", path.display());
@@ -103,12 +108,14 @@ pub fn run(args: Args) -> Exit {
     }
 }
 
-/// Removes files in `dir` that an earlier `aphex render --out` wrote and
-/// this one did not: numbered manifests (`NN-....yaml`) that carry our
-/// `app.kubernetes.io/managed-by: aphex` label. Anything else is left alone.
+/// Removes files in `dir` that an earlier `aphex render --out` of the same
+/// pipeline wrote and this one did not: numbered manifests (`NN-....yaml`)
+/// labelled as that pipeline's ([`aphex_template::render::is_manifest_of`]).
+/// Anything else, another pipeline's manifests included, is left alone.
 fn prune_stale(
     dir: &std::path::Path,
     written: &std::collections::HashSet<String>,
+    pipeline: &str,
 ) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut removed = Vec::new();
@@ -124,8 +131,7 @@ fn prune_stale(
             continue;
         }
         let path = entry.path();
-        let ours = std::fs::read_to_string(&path)
-            .is_ok_and(|text| text.contains("app.kubernetes.io/managed-by: aphex"));
+        let ours = std::fs::read_to_string(&path).is_ok_and(|text| render::is_manifest_of(&text, pipeline));
         if ours {
             std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
             removed.push(path);

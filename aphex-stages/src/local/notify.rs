@@ -1,6 +1,8 @@
 //! Notifiers: a Slack-compatible incoming webhook (HTTP POST of
 //! `{"text": ...}`), and a no-op one. The text is redacted again here, so a
-//! secret that slipped into a record still never leaves.
+//! secret that slipped into a record still never leaves, and then escaped
+//! for Slack's markup, so no branch name or error message can mention a
+//! channel (`<!channel>`) or hide a link.
 
 use async_trait::async_trait;
 
@@ -47,6 +49,22 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+/// `text` with Slack's three control characters escaped (`&` as `&amp;`,
+/// `<` as `&lt;`, `>` as `&gt;`), as Slack asks of text it should show as
+/// written: only `<...>` makes a mention or a link.
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Posts to a Slack-compatible incoming webhook.
 #[derive(Debug, Clone)]
 pub struct WebhookNotifier {
@@ -72,7 +90,8 @@ impl WebhookNotifier {
 #[async_trait]
 impl Notifier for WebhookNotifier {
     async fn notify(&self, run: &RunRecord) -> Result<(), PortError> {
-        let text = self.redactor.redact(&notification_text(run));
+        // Escaped after redaction, which must see the values as they are.
+        let text = slack_escape(&self.redactor.redact(&notification_text(run)));
         // The URL is a secret itself (Slack's carry the token): never print it.
         let fail = |e: Box<dyn std::error::Error + Send + Sync>| PortError::Other {
             context: "posting the run notification to the webhook".to_owned(),

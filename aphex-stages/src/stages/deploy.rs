@@ -485,7 +485,8 @@ async fn deploy_stacks(
                         millis as f64 / 1000.0
                     ),
                 );
-                outputs.insert(name.to_owned(), o.into_iter().map(|o| (o.key, o.value)).collect());
+                let values: BTreeMap<String, String> = o.into_iter().map(|o| (o.key, o.value)).collect();
+                outputs.insert(name.to_owned(), values.clone());
                 succeeded.insert(name);
                 results.insert(
                     name,
@@ -496,6 +497,7 @@ async fn deploy_stacks(
                         changed: Some(changed),
                         millis,
                         error: None,
+                        outputs: values,
                     },
                 );
             }
@@ -514,6 +516,7 @@ async fn deploy_stacks(
                         changed: None,
                         millis,
                         error: Some(message),
+                        outputs: BTreeMap::new(),
                     },
                 );
             }
@@ -534,6 +537,7 @@ async fn deploy_stacks(
                 changed: None,
                 millis: 0,
                 error: None,
+                outputs: BTreeMap::new(),
             })
         })
         .collect();

@@ -6,6 +6,12 @@
 //! `ManifestApplier`. A failure halts the run, or with
 //! `selfUpdate.onFailure: continue` leaves the old stack and topology in
 //! place and lets the run go on.
+//!
+//! Before anything changes, the stage refuses a commit whose config would
+//! change what only `aphex bootstrap` may change ([`pinned_settings`]): the
+//! namespace, the service accounts and the pod security settings. The
+//! cluster's admission policy refuses the same writes; this says why, early,
+//! naming both values.
 
 use std::collections::BTreeSet;
 
@@ -86,8 +92,131 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
 }
 
 async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<(), StageError> {
+    check_pinned(ctx).await?;
     update_stack(ctx, stacks).await?;
     apply_manifests(ctx).await
+}
+
+/// The settings of a WorkflowTemplate that only `aphex bootstrap` may
+/// change (the admission policy pins them), as `(field, value)` pairs:
+/// namespace, service accounts, Kubernetes tokens, security contexts and
+/// the Secrets containers read. Templates are named by name, not index.
+pub fn pinned_settings(wt: &Value) -> Vec<(String, Value)> {
+    let mut out = vec![(
+        "metadata.namespace".to_owned(),
+        wt["metadata"]["namespace"].clone(),
+    )];
+    let spec = &wt["spec"];
+    for key in [
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "executor",
+        "securityContext",
+    ] {
+        out.push((format!("spec.{key}"), spec[key].clone()));
+    }
+    for t in spec["templates"].as_array().into_iter().flatten() {
+        let name = t["name"].as_str().unwrap_or_default();
+        for key in [
+            "serviceAccountName",
+            "automountServiceAccountToken",
+            "securityContext",
+        ] {
+            if !t[key].is_null() {
+                out.push((format!("spec.templates[{name}].{key}"), t[key].clone()));
+            }
+        }
+        let container = &t["container"];
+        if !container.is_null() {
+            out.push((
+                format!("spec.templates[{name}].container.securityContext"),
+                container["securityContext"].clone(),
+            ));
+            let secrets: Vec<Value> = container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["valueFrom"]["secretKeyRef"]["name"].as_str())
+                .map(|s| Value::String(s.to_owned()))
+                .collect();
+            if !secrets.is_empty() {
+                out.push((
+                    format!("spec.templates[{name}].container.env (Secrets read)"),
+                    Value::Array(secrets),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// How `rendered` changes `live`'s pinned settings, one phrase each
+/// (empty: it does not).
+pub fn pinned_changes(live: &Value, rendered: &Value) -> Vec<String> {
+    let (live, rendered) = (pinned_settings(live), pinned_settings(rendered));
+    let show = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "(not set)".to_owned(),
+        Some(v) => format!("`{}`", v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+    };
+    let find =
+        |list: &[(String, Value)], field: &str| list.iter().find(|(f, _)| f == field).map(|(_, v)| v.clone());
+    let mut fields: Vec<&String> = live.iter().map(|(f, _)| f).collect();
+    fields.extend(
+        rendered
+            .iter()
+            .map(|(f, _)| f)
+            .filter(|f| !live.iter().any(|(l, _)| l == *f)),
+    );
+    fields
+        .into_iter()
+        .filter_map(|field| {
+            let (old, new) = (find(&live, field), find(&rendered, field));
+            (old != new).then(|| {
+                format!(
+                    "`{field}` is {} on the cluster but {} in this commit's config",
+                    show(old.as_ref()),
+                    show(new.as_ref())
+                )
+            })
+        })
+        .collect()
+}
+
+/// Refuses, before anything is deployed or applied, a commit that would
+/// change the namespace, service accounts or pod security settings.
+async fn check_pinned(ctx: &StageContext) -> Result<(), StageError> {
+    let rendered = aphex_template::workflow::workflow_template(&ctx.config);
+    let (kind, ns, name) = identity(&rendered);
+    let mut changes = Vec::new();
+    if let Some(live_ns) = ctx.run.namespace.as_deref()
+        && live_ns != ns
+    {
+        changes.push(format!(
+            "the pipeline runs in namespace `{live_ns}` but this commit's config puts it in `{ns}` (`pipeline.namespace`)"
+        ));
+    } else {
+        let applier = &ctx.ports.applier;
+        let live = applier
+            .current(&kind, &ns, &name)
+            .await
+            .map_err(StageError::port(format!(
+                "reading {kind} {name} from {}",
+                applier.describe()
+            )))?;
+        if let Some(live) = live {
+            changes = pinned_changes(&live, &rendered);
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    Err(StageError::Failed(format!(
+        "this commit changes settings that only `aphex bootstrap` may change (the namespace, service accounts and \
+         pod security settings of {kind} {ns}/{name}):\n  - {}\nAn operator applies such a change with `aphex bootstrap` \
+         (which also updates the cluster's admission policy and RBAC); otherwise revert it. After upgrading aphex, \
+         run `aphex bootstrap` once so the cluster gets the new pod settings.",
+        changes.join("\n  - ")
+    )))
 }
 
 /// Deploys the pipeline stack when wired and the config names a cluster,
@@ -137,6 +266,7 @@ async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Resu
                 changed: None,
                 millis,
                 error: Some(message.clone()),
+                outputs: Default::default(),
             });
             return Err(StageError::Failed(message));
         }
@@ -148,6 +278,7 @@ async fn update_stack(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Resu
         changed: Some(outcome.changed),
         millis,
         error: None,
+        outputs: Default::default(),
     });
     let what = if outcome.changed { "deployed" } else { "unchanged" };
     ctx.info(STAGE, format!("pipeline stack {}: {what}", outcome.stack_name));

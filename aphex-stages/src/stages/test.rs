@@ -1,8 +1,8 @@
 //! The test stage of one environment: the build artifacts restored (as in
 //! deploy), then the test commands in order, with the
 //! stack outputs in their environment (`APHEX_OUTPUTS_JSON`, the path of the
-//! outputs document, and `APHEX_OUTPUT_<STACK>_<KEY>` per output), stopping
-//! at the first failure.
+//! outputs document, and `APHEX_OUTPUT_<STACK>_<KEY>` per output that fits),
+//! stopping at the first failure.
 
 use std::path::Path;
 
@@ -26,18 +26,36 @@ pub fn output_var(stack: &str, key: &str) -> String {
     format!("APHEX_OUTPUT_{}_{}", clean(stack), clean(key))
 }
 
-/// The variables the outputs become.
-pub fn output_vars(outputs_file: &Path, outputs: &Outputs) -> Vec<(String, String)> {
+/// The longest output value given a variable of its own. Linux refuses to
+/// start a program when one environment string exceeds 128 KiB, or when
+/// all of them together fill its argument space (2 MiB at most).
+pub const MAX_OUTPUT_VAR_BYTES: usize = 32 * 1024;
+/// The most all output variables together may hold.
+pub const MAX_OUTPUT_VARS_BYTES: usize = 256 * 1024;
+
+/// The variables the outputs become, and the outputs left out because
+/// they are too large for the environment (`Stack.Key`, in the document
+/// only).
+pub fn output_vars(outputs_file: &Path, outputs: &Outputs) -> (Vec<(String, String)>, Vec<String>) {
     let mut vars = vec![(
         "APHEX_OUTPUTS_JSON".to_owned(),
         outputs_file.display().to_string(),
     )];
+    let mut left_out = Vec::new();
+    let mut total = 0;
     for (stack, values) in outputs {
         for (key, value) in values {
-            vars.push((output_var(stack, key), value.clone()));
+            let name = output_var(stack, key);
+            let size = name.len() + value.len() + 2;
+            if value.len() > MAX_OUTPUT_VAR_BYTES || total + size > MAX_OUTPUT_VARS_BYTES {
+                left_out.push(format!("{stack}.{key}"));
+            } else {
+                total += size;
+                vars.push((name, value.clone()));
+            }
         }
     }
-    vars
+    (vars, left_out)
 }
 
 /// Runs the test stage of `env_name` with the outputs document at `outputs_file`.
@@ -59,7 +77,8 @@ pub async fn run(
     super::deploy::restore_artifacts(ctx, &stage).await?;
     let outputs = read_outputs(outputs_file)?;
     let mut vars = env_vars(ctx, env);
-    vars.extend(output_vars(outputs_file, &outputs));
+    let (output_vars, left_out) = output_vars(outputs_file, &outputs);
+    vars.extend(output_vars);
     let n: usize = outputs.values().map(|v| v.len()).sum();
     ctx.info(
         &stage,
@@ -68,6 +87,17 @@ pub async fn run(
             outputs_file.display()
         ),
     );
+    if !left_out.is_empty() {
+        ctx.info(
+            &stage,
+            format!(
+                "too large for a variable of their own (over {} KiB, or {} KiB in all), read from $APHEX_OUTPUTS_JSON only: {}",
+                MAX_OUTPUT_VAR_BYTES / 1024,
+                MAX_OUTPUT_VARS_BYTES / 1024,
+                left_out.join(", ")
+            ),
+        );
+    }
     run_commands(
         ctx,
         &stage,
@@ -83,6 +113,27 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_too_large_for_the_environment_stay_in_the_document() {
+        let mut outputs = Outputs::new();
+        let stack = outputs.entry("App".to_owned()).or_default();
+        stack.insert("Small".to_owned(), "x".to_owned());
+        stack.insert("Big".to_owned(), "y".repeat(MAX_OUTPUT_VAR_BYTES + 1));
+        for i in 0..20 {
+            stack.insert(format!("Mid{i:02}"), "z".repeat(MAX_OUTPUT_VAR_BYTES / 2));
+        }
+        let (vars, left_out) = output_vars(Path::new("/o.json"), &outputs);
+        assert_eq!(vars[0], ("APHEX_OUTPUTS_JSON".to_owned(), "/o.json".to_owned()));
+        assert!(
+            vars.iter()
+                .any(|(k, v)| k == "APHEX_OUTPUT_APP_SMALL" && v == "x")
+        );
+        assert!(left_out.contains(&"App.Big".to_owned()), "{left_out:?}");
+        let total: usize = vars[1..].iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        assert!(total <= MAX_OUTPUT_VARS_BYTES, "{total}");
+        assert_eq!(vars.len() - 1 + left_out.len(), 22);
+    }
 
     #[test]
     fn output_variable_names() {

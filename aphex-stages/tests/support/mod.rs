@@ -85,6 +85,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
             commit: SHA.to_owned(),
             branch: Some("main".to_owned()),
             repo: checkout.display().to_string(),
+            namespace: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),
