@@ -213,6 +213,22 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
     Err(finish(all, &checker.secrets))
 }
 
+/// The secrets the credential check finds in `source`, for masking the
+/// source lines a rendering shows (a password under its key may sit on a
+/// line of its own, where no text shape can tell). Empty when the text does
+/// not parse: then only the text shapes mask.
+pub(crate) fn found_secrets(source: &str) -> Vec<String> {
+    if source.len() > MAX_FILE_BYTES {
+        return Vec::new();
+    }
+    let Ok(tree) = tree::parse(source) else {
+        return Vec::new();
+    };
+    let mut checker = rules::Checker::new("", source);
+    checker.check(&tree);
+    checker.secrets
+}
+
 /// Sorts by position, drops duplicates, bounds the count and scrubs
 /// secrets from every message.
 fn finish(mut all: Vec<Diagnostic>, secrets_found: &[String]) -> Vec<Diagnostic> {
@@ -244,7 +260,7 @@ fn finish(mut all: Vec<Diagnostic>, secrets_found: &[String]) -> Vec<Diagnostic>
     let scrub = |s: &str| {
         let mut s = s.to_owned();
         for secret in &exact {
-            s = s.replace(secret, "<redacted>");
+            s = s.replace(secret, secrets::MASK);
         }
         secrets::redact(&s)
     };

@@ -208,6 +208,8 @@ async fn ports(
         )),
     };
     if let Some(state) = &args.state_dir {
+        aphex_stages::files::prepare_state_dir(state)
+            .map_err(|e| anyhow::anyhow!("preparing the state directory {}: {e}", state.display()))?;
         return Ok(Ports {
             artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
             runs: Arc::new(DirRunRecorder::new(state.join("runs"))),

@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: measures loading and validating a generated
 //! configuration of 100 environments x 50 stacks (the DESIGN §8 scale), in
 //! the release profile, against libyaml-safer alone on the same text (the
-//! parser the loader runs). Results go in docs/benchmarks.md.
+//! parser the loader runs), and runs the other parts (rendering, deploying,
+//! a build's runaway output, deploying through faults). Results go in
+//! docs/benchmarks.md.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -46,6 +48,10 @@ pub enum Part {
     Render,
     /// `aphex-runner deploy` on the emulator: concurrency 1 vs 3, peak memory.
     Deploy,
+    /// Peak memory of a build printing without end (runner and `run --local`).
+    Output,
+    /// The quick start through the fault proxy: 0 % vs 15 % of requests faulted.
+    Faults,
 }
 
 /// Runs the benchmark (every part, or `only` one) and prints the figures.
@@ -67,6 +73,12 @@ pub fn run(only: Option<Part>) -> Result<()> {
     }
     if wants(Part::Deploy) {
         crate::bench_deploy::run()?;
+    }
+    if wants(Part::Output) {
+        crate::bench_output::run()?;
+    }
+    if wants(Part::Faults) {
+        crate::bench_faults::run()?;
     }
     Ok(())
 }
