@@ -1,31 +1,78 @@
 //! Shared AWS SDK configuration: loading from `aws-config`'s default chain
-//! (environment, profiles, IRSA; `AWS_ENDPOINT_URL` honoured), the explicit
-//! retry policy every adapter uses, and the S3 client with path-style
-//! addressing whenever an endpoint is set (a local emulator has no
-//! virtual-hosted bucket names).
+//! (environment, profiles, IRSA; `AWS_ENDPOINT_URL` honoured), the one retry
+//! and timeout policy every adapter uses (docs/deploying.md, "Retries and
+//! timeouts"), the S3 client with path-style addressing whenever an endpoint
+//! is set (a local emulator has no virtual-hosted bucket names), and how a
+//! failed call is described: the service, the call and its last error.
 //!
 //! Credentials are never read from the Aphex config file: only from the chain.
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
-use aws_sdk_sts::error::SdkError;
+use std::time::Duration;
 
-/// How many attempts (first try included) a throttled or 5xx call gets.
-/// Standard mode backs off exponentially with jitter between them.
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+
+/// How many attempts (first try included) a call gets when it is throttled,
+/// answered 5xx, or its connection fails or times out.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// The first retry waits a random time up to this; each next one up to
+/// twice as long (full jitter), never more than [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait before one retry.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// Connecting to an endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+/// One attempt of a call, from sending to the whole answer.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One call, every attempt and wait included: the most any one AWS call
+/// can take before it fails.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(180);
+/// One attempt of an S3 call: objects (archives, assets) may take minutes
+/// to move; a transfer without progress fails sooner, after 20 s (the SDK's
+/// stalled-stream protection).
+pub const S3_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// One S3 call, every attempt and wait included.
+pub const S3_CALL_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The retry policy: standard mode (throttling, transient and 5xx errors are
-/// retried with exponential backoff), set explicitly so a profile or
-/// environment cannot silently switch retries off.
+/// retried with exponential backoff and full jitter, within the SDK's retry
+/// quota), set explicitly so a profile or environment cannot silently
+/// switch retries off.
 pub fn retry_config() -> RetryConfig {
-    RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
 }
 
-/// A loader with Aphex's defaults (behaviour version, retries) on top of the
-/// default chain; callers (and tests) may still set region, endpoint or
-/// credentials before `load()`.
+/// The timeouts of every call but S3's ([`s3_timeout_config`]).
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(CALL_TIMEOUT)
+        .build()
+}
+
+/// The timeouts of S3 calls, which move whole objects.
+pub fn s3_timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(S3_ATTEMPT_TIMEOUT)
+        .operation_timeout(S3_CALL_TIMEOUT)
+        .build()
+}
+
+/// A loader with Aphex's defaults (behaviour version, retries, timeouts) on
+/// top of the default chain; callers (and tests) may still set region,
+/// endpoint or credentials before `load()`.
 pub fn loader() -> ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config())
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
 }
 
 /// Loads the SDK configuration from the default chain.
@@ -41,10 +88,12 @@ pub async fn load_for_region(region: &str) -> SdkConfig {
         .await
 }
 
-/// An S3 client for `config`: path-style addressing when an endpoint is set.
+/// An S3 client for `config`: path-style addressing when an endpoint is
+/// set, and S3's longer timeouts.
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
+        .timeout_config(s3_timeout_config())
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
@@ -53,7 +102,7 @@ pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
 /// description of why there is none (a connection error, a timeout).
 pub fn error_code<E, R>(error: &SdkError<E, R>) -> String
 where
-    E: aws_sdk_sts::error::ProvideErrorMetadata,
+    E: ProvideErrorMetadata,
 {
     match error {
         SdkError::ServiceError(e) => e.err().code().unwrap_or("unknown service error").to_owned(),
@@ -65,15 +114,56 @@ where
     }
 }
 
-/// The error and its sources on one line, for messages (the SDK's own
-/// `Display` stops at "service error").
+/// The error and its sources on one line, joined with `: `, each said
+/// once, for messages (the SDK's own `Display` stops at "service error",
+/// and its `DisplayErrorContext` adds a debug dump).
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    aws_smithy_types::error::display::DisplayErrorContext(error).to_string()
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
-/// An AWS call that failed, summarized for people: the AWS error code and
-/// message for a service error, the whole cause chain otherwise (the SDK's
-/// own `Display` says only "service error").
+/// What a call's last attempt ended with, for people: `Code: message` for
+/// an AWS error; the HTTP status for an answer without one (a bare 5xx from
+/// a load balancer); else the cause chain (a timeout, a connection closed,
+/// an answer that could not be read), without the SDK's debug dump.
+pub fn last_error<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(service) => match (service.err().code(), service.err().message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => format!(
+                "HTTP {} with no AWS error in the answer",
+                service.raw().status().as_u16()
+            ),
+        },
+        other => describe(other),
+    }
+}
+
+/// One failed call as people read it: `Service Call: ` and its
+/// [`last_error`].
+pub fn call_error<E>(service: &str, call: &str, error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    format!("{service} {call}: {}", last_error(error))
+}
+
+/// An AWS call that failed, summarized for people: the service and the call,
+/// then the AWS error code and message for a service error, what the last
+/// attempt ended with otherwise (the SDK's own `Display` says only
+/// "service error").
 #[derive(Debug, thiserror::Error)]
 #[error("{summary}")]
 pub struct AwsError {
@@ -85,22 +175,49 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    /// Summarizes an SDK error.
-    pub fn new<E, R>(error: SdkError<E, R>) -> Self
+    /// Summarizes the SDK error of `service`'s `call` (e.g. `"S3"`, `"PutObject"`).
+    pub fn new<E>(service: &str, call: &str, error: SdkError<E, HttpResponse>) -> Self
     where
-        E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let code = error.as_service_error().and_then(|e| e.code()).map(str::to_owned);
-        let summary = match (&code, error.as_service_error().and_then(|e| e.message())) {
-            (Some(code), Some(message)) => format!("AWS error code {code}: {message}"),
-            (Some(code), None) => format!("AWS error code {code}"),
-            _ => describe(&error),
+        let summary = match &code {
+            Some(_) => format!("{service} {call}: AWS error code {}", last_error(&error)),
+            None => call_error(service, call, &error),
         };
         AwsError {
             code,
             summary,
             source: Box::new(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(&'static str, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn an_error_is_described_with_each_cause_once() {
+        let chain = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer(
+                    "connection closed before message completed",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            describe(&chain),
+            "dispatch failure: io error: connection closed before message completed"
+        );
+        let repeated = Layer("timed out after 60s", Some(Box::new(Layer("timed out", None))));
+        assert_eq!(describe(&repeated), "timed out after 60s");
     }
 }

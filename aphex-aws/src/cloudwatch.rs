@@ -95,7 +95,7 @@ impl CloudWatchMetrics {
                         batch.len(),
                         namespace
                     ),
-                    source: Box::new(AwsError::new(e)),
+                    source: Box::new(AwsError::new("CloudWatch", "PutMetricData", e)),
                 })?;
         }
         Ok(())

@@ -12,6 +12,7 @@ mod assets;
 mod changeset;
 mod events;
 mod session;
+mod wait;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -21,7 +22,6 @@ use aphex_stages::ports::{DeployError, DeployProgress, DeployRequest, StackDeplo
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use sha2::{Digest, Sha256};
 
 pub use assets::deterministic_zip;
@@ -254,20 +254,6 @@ async fn place_template(
     String::from_utf8(body)
         .map(TemplateSource::Body)
         .map_err(|_| format!("the template {} is not UTF-8", stack.template_file.display()))
-}
-
-/// An SDK error as one line: `Code: message` for service errors, the whole
-/// chain otherwise (timeouts, connection failures, credentials).
-pub(crate) fn sdk_error_text<E, R>(err: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(err).to_string(),
-    }
 }
 
 /// CloudFormation reports a missing stack as a `ValidationError` "does not exist".

@@ -57,7 +57,8 @@ pub async fn discover_cluster(config: &SdkConfig, prefix: &str) -> Result<Cluste
     let mut exports = HashMap::new();
     let mut pages = client.list_exports().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| DiscoveryError::List(AwsError::new(e)))?;
+        let page =
+            page.map_err(|e| DiscoveryError::List(AwsError::new("CloudFormation", "ListExports", e)))?;
         for export in page.exports() {
             if let (Some(name), Some(value)) = (export.name(), export.value()) {
                 exports.insert(name.to_owned(), value.to_owned());

@@ -144,7 +144,7 @@ pub enum PipelineStackError {
     /// The CDK bootstrap deploy role could not be assumed.
     #[error(
         "cannot assume the CDK bootstrap deploy role {} to deploy the pipeline stack \
-         (AWS error code {}: {}); the pipeline's home account and region must be CDK-bootstrapped: \
+         (STS AssumeRole, AWS error code {}: {}); the pipeline's home account and region must be CDK-bootstrapped: \
          run `cdk bootstrap aws://{account}/{region}` with credentials of that account",
         .source.role_arn, .source.code, .source.message
     )]

@@ -1,10 +1,14 @@
 //! S3 adapters: the artifact store and the run recorder.
 //!
-//! Layout in the bucket (DESIGN §6):
-//! - `<pipeline>/<commit-sha>/artifacts.tar.zst`: the archive, tagged
-//!   `commit-sha` and `timestamp`, its SHA-256 also in the object metadata;
-//! - `<pipeline>/<commit-sha>/metadata.json`: [`ArtifactMetadata`], written
-//!   after the archive, so its presence means the archive is complete;
+//! Layout in the bucket (DESIGN §6, keyed by run since issue 15):
+//! - `<pipeline>/artifacts/<run-id>/artifacts.tar.zst`: the archive of one
+//!   run's build, tagged `commit-sha`, `run-id` and `timestamp`, its SHA-256
+//!   also in the object metadata. Keyed by run, not commit: another run
+//!   building the same commit (a retry, a pull-request check) writes its own
+//!   key and can never change what this run's deploy restores;
+//! - `<pipeline>/artifacts/<run-id>/metadata.json`: [`ArtifactMetadata`],
+//!   written after the archive, so its presence means the archive is
+//!   complete, and checked against it (size, SHA-256) on every download;
 //! - `<pipeline>/runs/<newest-first-key>_<run-id>.json`: the run object, one
 //!   [`RunRecord`] per run, written by `finalize`; the key starts with
 //!   `9999999999999` minus the start time in milliseconds, so S3's
@@ -20,11 +24,17 @@
 //!
 //! Large archives go up as a multipart upload with parts in parallel; every
 //! download is checked against the SHA-256 recorded at upload.
+//!
+//! Every write may be repeated safely: a `PutObject` whose answer was lost
+//! is sent again by the SDK and writes the same bytes to the same key; a
+//! `CompleteMultipartUpload` whose answer was lost is recognised by the
+//! object it left.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
@@ -36,9 +46,9 @@ use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
 
-/// The archive's object name under `<pipeline>/<commit-sha>/`.
+/// The archive's object name under `<pipeline>/artifacts/<run-id>/`.
 pub const ARCHIVE_NAME: &str = "artifacts.tar.zst";
-/// The metadata's object name under `<pipeline>/<commit-sha>/`.
+/// The metadata's object name under `<pipeline>/artifacts/<run-id>/`.
 pub const METADATA_NAME: &str = "metadata.json";
 
 /// Archives at least this large go up as a multipart upload.
@@ -108,14 +118,19 @@ impl S3ArtifactStore {
         &self.bucket
     }
 
-    /// The archive's key for `pipeline` at `commit_sha`.
-    pub fn archive_key(pipeline: &str, commit_sha: &str) -> String {
-        format!("{pipeline}/{commit_sha}/{ARCHIVE_NAME}")
+    /// The folder of run `run_id`'s artifacts.
+    pub fn artifacts_prefix(pipeline: &str, run_id: &str) -> String {
+        format!("{pipeline}/artifacts/{run_id}/")
     }
 
-    /// The metadata's key for `pipeline` at `commit_sha`.
-    pub fn metadata_key(pipeline: &str, commit_sha: &str) -> String {
-        format!("{pipeline}/{commit_sha}/{METADATA_NAME}")
+    /// The archive's key for run `run_id` of `pipeline`.
+    pub fn archive_key(pipeline: &str, run_id: &str) -> String {
+        format!("{}{ARCHIVE_NAME}", Self::artifacts_prefix(pipeline, run_id))
+    }
+
+    /// The metadata's key for run `run_id` of `pipeline`.
+    pub fn metadata_key(pipeline: &str, run_id: &str) -> String {
+        format!("{}{METADATA_NAME}", Self::artifacts_prefix(pipeline, run_id))
     }
 
     fn url(&self, key: &str) -> String {
@@ -136,7 +151,12 @@ impl S3ArtifactStore {
             .content_type("application/zstd")
             .send()
             .await
-            .map_err(|e| other(format!("uploading {}", self.url(key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("uploading {}", self.url(key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         Ok(())
     }
 
@@ -162,44 +182,94 @@ impl S3ArtifactStore {
             .map_err(|e| {
                 other(
                     format!("starting the multipart upload of {}", self.url(key)),
-                    AwsError::new(e),
+                    AwsError::new("S3", "CreateMultipartUpload", e),
                 )
             })?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        match self.upload_parts(archive, size, key, &upload_id).await {
-            Ok(parts) => {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        other(
-                            format!("completing the upload of {}", self.url(key)),
-                            AwsError::new(e),
-                        )
-                    })?;
-                Ok(())
+        let uploaded = match self.upload_parts(archive, size, key, &upload_id).await {
+            Ok(parts) => self.complete(key, &upload_id, parts, size, sha256).await,
+            Err(e) => Err(e),
+        };
+        if uploaded.is_err() {
+            // Leaving the parts would keep paying for them; the error that
+            // matters is the upload's, so an abort failure is only logged,
+            // naming the upload.
+            if let Err(abort) = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(
+                    key,
+                    upload_id,
+                    error = %AwsError::new("S3", "AbortMultipartUpload", abort),
+                    "the parts of a failed multipart upload are left in the bucket (a lifecycle rule with AbortIncompleteMultipartUpload removes them)"
+                );
             }
-            Err(e) => {
-                // Leaving the parts would keep paying for them; the error that
-                // matters is the upload's, so an abort failure is only logged.
-                if let Err(abort) = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await
-                {
-                    tracing::warn!(key, error = %AwsError::new(abort), "aborting a failed multipart upload failed");
-                }
-                Err(e)
+        }
+        uploaded
+    }
+
+    /// Completes the upload. When the answer to the first attempt was lost,
+    /// the SDK sends the call again, and S3 may answer `NoSuchUpload`: the
+    /// upload is complete already. The object then holds this archive
+    /// (its size and the SHA-256 in its metadata), which is checked.
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), PortError> {
+        let err = match self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if err.code() == Some("NoSuchUpload") && self.holds(key, size, sha256).await {
+            tracing::info!(
+                key,
+                "the answer to CompleteMultipartUpload was lost, but the object is complete"
+            );
+            return Ok(());
+        }
+        Err(other(
+            format!("completing the upload of {}", self.url(key)),
+            AwsError::new("S3", "CompleteMultipartUpload", err),
+        ))
+    }
+
+    /// Whether the object at `key` is the archive of `size` bytes and `sha256`.
+    async fn holds(&self, key: &str, size: u64, sha256: &str) -> bool {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => {
+                head.content_length() == i64::try_from(size).ok()
+                    && head
+                        .metadata()
+                        .and_then(|m| m.get("sha256"))
+                        .is_some_and(|s| s == sha256)
             }
+            Err(_) => false,
         }
     }
 
@@ -256,7 +326,7 @@ impl S3ArtifactStore {
             .map_err(|e| {
                 other(
                     format!("uploading part {number} of {}", self.url(key)),
-                    AwsError::new(e),
+                    AwsError::new("S3", "UploadPart", e),
                 )
             })?;
         Ok(CompletedPart::builder()
@@ -314,11 +384,13 @@ impl ArtifactStore for S3ArtifactStore {
             .await
             .map_err(|e| other(format!("reading {}", archive.display()), e))?
             .len();
+        record::check_segment("run id", &metadata.run_id)?;
         let tags = tag_set(&[
             ("commit-sha", &metadata.commit_sha),
+            ("run-id", &metadata.run_id),
             ("timestamp", &metadata.timestamp),
         ]);
-        let archive_key = Self::archive_key(&self.root(&metadata.pipeline), &metadata.commit_sha);
+        let archive_key = Self::archive_key(&self.root(&metadata.pipeline), &metadata.run_id);
         if size >= self.multipart_threshold {
             self.put_multipart(archive, size, &archive_key, &tags, &metadata.sha256)
                 .await?;
@@ -326,7 +398,7 @@ impl ArtifactStore for S3ArtifactStore {
             self.put_whole(archive, &archive_key, &tags, &metadata.sha256)
                 .await?;
         }
-        let metadata_key = Self::metadata_key(&self.root(&metadata.pipeline), &metadata.commit_sha);
+        let metadata_key = Self::metadata_key(&self.root(&metadata.pipeline), &metadata.run_id);
         let json =
             serde_json::to_vec_pretty(metadata).map_err(|e| other("serializing the artifact metadata", e))?;
         self.client
@@ -338,18 +410,19 @@ impl ArtifactStore for S3ArtifactStore {
             .content_type("application/json")
             .send()
             .await
-            .map_err(|e| other(format!("uploading {}", self.url(&metadata_key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("uploading {}", self.url(&metadata_key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         tracing::info!(location = %self.url(&archive_key), size, "artifact stored");
         Ok(())
     }
 
-    async fn get(
-        &self,
-        pipeline: &str,
-        commit_sha: &str,
-        dest: &Path,
-    ) -> Result<ArtifactMetadata, PortError> {
-        let metadata_key = Self::metadata_key(&self.root(pipeline), commit_sha);
+    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, PortError> {
+        record::check_segment("run id", run_id)?;
+        let metadata_key = Self::metadata_key(&self.root(pipeline), run_id);
         let out = self
             .client
             .get_object()
@@ -370,7 +443,7 @@ impl ArtifactStore for S3ArtifactStore {
                 e,
             )
         })?;
-        let archive_key = Self::archive_key(&self.root(pipeline), commit_sha);
+        let archive_key = Self::archive_key(&self.root(pipeline), run_id);
         let (actual, size) = self.download(&archive_key, dest).await?;
         if actual != metadata.sha256 || size != metadata.size {
             // A corrupt archive must never be unpacked by mistake.
@@ -410,7 +483,12 @@ impl S3RunRecorder {
             .content_type("application/json")
             .send()
             .await
-            .map_err(|e| other(format!("writing {}", self.url(key)), AwsError::new(e)))?;
+            .map_err(|e| {
+                other(
+                    format!("writing {}", self.url(key)),
+                    AwsError::new("S3", "PutObject", e),
+                )
+            })?;
         Ok(())
     }
     /// A recorder in `bucket`.
@@ -474,7 +552,12 @@ impl S3RunRecorder {
             .send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url("")), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url("")),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             names.extend(
                 page.common_prefixes()
                     .iter()
@@ -519,7 +602,12 @@ impl S3RunRecorder {
             .send();
         let mut level = RunsLevel::default();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url(&prefix)),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             for key in page.contents().iter().filter_map(|o| o.key()) {
                 if let Some(id) = Self::run_id_of(&prefix, key) {
                     level.runs.push((key.to_owned(), id));
@@ -562,7 +650,7 @@ impl S3RunRecorder {
                 tracing::warn!(
                     "stage object {} left in place: {}",
                     self.url(&key),
-                    client::describe(&AwsError::new(e))
+                    AwsError::new("S3", "DeleteObject", e)
                 );
             }
         }
@@ -580,7 +668,12 @@ impl S3RunRecorder {
             .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| other(format!("listing {}", self.url(&prefix)), AwsError::new(e)))?;
+            let page = page.map_err(|e| {
+                other(
+                    format!("listing {}", self.url(&prefix)),
+                    AwsError::new("S3", "ListObjectsV2", e),
+                )
+            })?;
             keys.extend(
                 page.contents()
                     .iter()
@@ -788,19 +881,16 @@ fn other(context: impl Into<String>, source: impl std::error::Error + Send + Syn
 }
 
 /// `NotFound` for a missing key (or bucket), `Other` for anything else.
-fn not_found_or<R>(
-    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, R>,
+fn not_found_or(
+    error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
     what: String,
     doing: &str,
-) -> PortError
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+) -> PortError {
     let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
     if missing {
         return PortError::NotFound { what };
     }
-    other(format!("{doing} {what}"), AwsError::new(error))
+    other(format!("{doing} {what}"), AwsError::new("S3", "GetObject", error))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub const CDK_QUALIFIER: &str = aphex_template::cloudformation::CDK_QUALIFIER;
 
 /// A failed role assumption.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot assume role {role_arn} (AWS error code {code}): {message}")]
+#[error("cannot assume role {role_arn} (STS AssumeRole, AWS error code {code}): {message}")]
 pub struct AssumeRoleError {
     /// The role that could not be assumed.
     pub role_arn: String,
@@ -98,7 +98,7 @@ async fn assume_role_once(
             message: source
                 .message()
                 .map(str::to_owned)
-                .unwrap_or_else(|| client::describe(&source)),
+                .unwrap_or_else(|| client::last_error(&source)),
             source,
         })?;
     out.credentials.ok_or_else(|| AssumeRoleError {
@@ -143,11 +143,11 @@ pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, String> {
         .await
         .map_err(|e| {
             format!(
-                "GetCallerIdentity failed (AWS error code {}): {}",
+                "STS GetCallerIdentity failed (AWS error code {}): {}",
                 client::error_code(&e),
                 e.message()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| client::describe(&e))
+                    .unwrap_or_else(|| client::last_error(&e))
             )
         })?;
     Ok(Identity {
@@ -239,7 +239,7 @@ impl CredentialChecker for StsCredentialChecker {
             .map_err(|e| {
                 format!(
                     "environment `{}`: cannot assume role {role} to reach account {} \
-                     (AWS error code {}: {}); {fix}",
+                     (STS AssumeRole, AWS error code {}: {}); {fix}",
                     env.name, env.account, e.code, e.message
                 )
             })?;
@@ -287,7 +287,7 @@ impl CredentialChecker for StsCredentialChecker {
         .await
         .map_err(|e| {
             format!(
-                "environment `{}`: cannot assume role {role} for its synth (AWS error code {}: {}); {fix}",
+                "environment `{}`: cannot assume role {role} for its synth (STS AssumeRole, AWS error code {}: {}); {fix}",
                 env.name, e.code, e.message
             )
         })?;

@@ -47,6 +47,7 @@ enum Command {
 
 fn main() {
     exit_quietly_on_broken_pipe();
+    aphex_config::quiet_parser_panics();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
@@ -66,8 +67,6 @@ fn main() {
 /// `println!` panics when stdout's reader has gone (`aphex render | head`).
 /// For a command-line tool that is a normal end, not a crash: exit as a
 /// shell reports a process killed by SIGPIPE (128 + 13), without a backtrace.
-/// Also keeps the panic hook quiet for the YAML parser's panics (see
-/// `aphex_config::tree::is_parser_panic`).
 fn exit_quietly_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -79,11 +78,6 @@ fn exit_quietly_on_broken_pipe() {
             .unwrap_or_default();
         if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
             std::process::exit(exit::Exit::BrokenPipe.into());
-        }
-        // The config loader turns a YAML parser panic into a diagnostic;
-        // the panic's own message would only look like a crash.
-        if aphex_config::tree::is_parser_panic(info) {
-            return;
         }
         default(info);
     }));

@@ -133,11 +133,14 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
     assert_eq!(record["stages"][3]["stacks"][0]["name"], "AppStack");
     assert!(record["stages"][1]["artifactBytes"].as_u64().unwrap() > 0);
 
-    // Artifacts stored under the commit, with its metadata.
-    let art = repo.join(".aphex/artifacts/aphex").join(&sha);
+    // Artifacts stored under the run, with its metadata.
+    let art = repo
+        .join(".aphex/artifacts/aphex")
+        .join(record["id"].as_str().unwrap());
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(art.join("metadata.json")).unwrap()).unwrap();
     assert_eq!(meta["commitSha"], sha.as_str());
+    assert_eq!(meta["runId"], record["id"]);
     assert_eq!(meta["paths"], serde_json::json!(["dist"]));
     assert!(art.join("artifacts.tar.zst").exists());
 
@@ -172,6 +175,45 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
         listed.contains(record["id"].as_str().unwrap()) && listed.contains("succeeded"),
         "{listed}"
     );
+}
+
+#[test]
+fn the_state_directory_is_private_and_ignores_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, repo, _) = example_repo(CONFIG);
+    // Without the repository's own ignore rule, `.aphex/` still never shows.
+    std::fs::remove_file(repo.join(".gitignore")).unwrap();
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = git(&repo, &["status", "--porcelain", "--untracked-files=all"]);
+    assert!(!status.contains(".aphex"), "{status}");
+    let state = repo.join(".aphex");
+    assert_eq!(
+        std::fs::read_to_string(state.join(".gitignore"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("*")
+    );
+    let record = only_record(&repo);
+    let run_dir = state.join("runs/aphex").join(record["id"].as_str().unwrap());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for dir in [
+        state.clone(),
+        state.join("runs"),
+        run_dir.join("logs"),
+        run_dir.join("outputs/dev"),
+    ] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    for file in [
+        run_dir.with_extension("json"),
+        run_dir.join("logs/build.log"),
+        run_dir.join("outputs/dev/outputs.json"),
+        state.join("metrics.jsonl"),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! [`Diagnostic`]: one placed problem in a configuration file, and its two
 //! renderings: rustc-like text (source line, caret, help) and JSON
-//! (`{"errors": [...]}`). Source lines are shown with credentials masked.
+//! (`{"errors": [...]}`). Source lines are shown with credentials masked:
+//! every shape of the catalogue (`secrets`), and every secret the
+//! credential check found in the file, wherever it sits on the line.
 
 use std::fmt::Write as _;
 
@@ -52,6 +54,14 @@ pub fn render(diagnostics: &[Diagnostic], source: &str) -> String {
         .unwrap_or(1);
     let pad = " ".repeat(width);
     let mut out = String::new();
+    // Only a file with problems is rendered, so checking it again costs
+    // nothing a valid load pays.
+    let found = if diagnostics.iter().any(|d| d.line > 0) {
+        crate::found_secrets(source)
+    } else {
+        Vec::new()
+    };
+    let known = needles(&found);
     for d in diagnostics {
         let _ = writeln!(out, "error: {}", d.message);
         if d.line == 0 {
@@ -61,7 +71,7 @@ pub fn render(diagnostics: &[Diagnostic], source: &str) -> String {
         }
         if let Some(text) = d.line.checked_sub(1).and_then(|i| lines.get(i)) {
             // Control characters (a stray NUL in a binary file) would garble the terminal.
-            let shown: String = secrets::redact(text)
+            let shown: String = secrets::redact_with(text, &known)
                 .chars()
                 .map(|c| {
                     if c.is_control() && c != '\t' {
@@ -90,6 +100,23 @@ pub fn render(diagnostics: &[Diagnostic], source: &str) -> String {
         }
         out.push('\n');
     }
+    out
+}
+
+/// What to mask on a shown line for each found secret: the secret, and, for
+/// one that spans lines in the source (a folded scalar, a key block), each
+/// of its words long enough to be worth hiding.
+fn needles(found: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in found {
+        out.push(s.as_str());
+        if s.contains(char::is_whitespace) {
+            out.extend(s.split_whitespace().filter(|w| w.len() >= 4));
+        }
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
     out
 }
 

@@ -135,19 +135,10 @@ pub(crate) struct Checker<'a> {
     line_starts: std::cell::OnceCell<Vec<usize>>,
     /// Whether values need the text search (see [`Checker::new`]).
     scan_values: bool,
-    /// `environments[i]` already checked while the file was being parsed
-    /// (see [`Checker::environment_item`]).
-    checked_early: Vec<bool>,
 }
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(file: &'a str, source: &'a str) -> Self {
-        Checker::reading(file, source, &[source])
-    }
-
-    /// A checker for the values written in `texts` (parts of `source`):
-    /// only those decide whether values need the text search.
-    pub(crate) fn reading(file: &'a str, source: &'a str, texts: &[&str]) -> Self {
         Checker {
             file,
             source,
@@ -157,8 +148,7 @@ impl<'a> Checker<'a> {
             // Text patterns can only match a value if they match the text it
             // is written in (or the value was written with escapes); checking
             // once saves a search per value.
-            scan_values: texts.iter().any(|t| t.contains('\\') || secrets::any_in_text(t)),
-            checked_early: Vec::new(),
+            scan_values: source.contains('\\') || secrets::any_in_text(source),
             line_starts: std::cell::OnceCell::new(),
         }
     }
@@ -169,17 +159,6 @@ impl<'a> Checker<'a> {
                 .chain(self.source.match_indices('\n').map(|(i, _)| i + 1))
                 .collect()
         })
-    }
-
-    /// Whether nothing was found.
-    pub(crate) fn is_clean(&self) -> bool {
-        self.out.is_empty() && self.credentials.is_empty()
-    }
-
-    /// Marks the first `n` environments as checked (by other checkers,
-    /// each of which was clean).
-    pub(crate) fn assume_checked_early(&mut self, n: usize) {
-        self.checked_early = vec![true; n];
     }
 
     pub(crate) fn push(&mut self, path: &Path, pos: Pos, message: String, help: impl Into<Option<String>>) {
@@ -203,24 +182,6 @@ impl<'a> Checker<'a> {
         let rest = &line[start..];
         let end = rest.find([' ', '\t', ',', ']', '}', '#']).unwrap_or(rest.len());
         Some(&rest[..end]).filter(|t| !t.is_empty())
-    }
-
-    /// The rules of one environment and the credential scan of its values,
-    /// run on `environments[index]` as soon as the parser has closed it, so
-    /// this work overlaps with parsing the rest of the file.
-    /// [`Checker::check`] then skips what was done here.
-    pub(crate) fn environment_item(&mut self, index: usize, env: &Node) {
-        if self.checked_early.len() <= index {
-            self.checked_early.resize(index + 1, false);
-        }
-        self.checked_early[index] = true;
-        self.environment(&Path::root().key("environments").index(index), env);
-        let mut steps = vec![Step::Key("environments"), Step::Index(index)];
-        self.credentials(&mut steps, env, "environments");
-    }
-
-    fn was_checked_early(&self, path: &[Step<'_>]) -> bool {
-        matches!(path, [Step::Key("environments"), Step::Index(i)] if self.checked_early.get(*i) == Some(&true))
     }
 
     /// Every rule, on the whole document.
@@ -572,9 +533,7 @@ impl<'a> Checker<'a> {
                     seen.insert(name, n.pos);
                 }
             }
-            if self.checked_early.get(i) != Some(&true) {
-                self.environment(&ep, env);
-            }
+            self.environment(&ep, env);
         }
     }
 
@@ -804,7 +763,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Every string value and key in the document.
     /// Every string value and key in the document. The path is a stack of
     /// borrowed steps (pushed and popped), turned into a [`Path`] only for a
     /// finding: this walk visits every node, so it must not allocate per node.
@@ -817,9 +775,7 @@ impl<'a> Checker<'a> {
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     path.push(Step::Index(i));
-                    if !self.was_checked_early(path) {
-                        self.credentials(path, item, key);
-                    }
+                    self.credentials(path, item, key);
                     path.pop();
                 }
             }

@@ -280,6 +280,8 @@ async fn ports(
         )),
     };
     if let Some(state) = &args.state_dir {
+        aphex_stages::files::prepare_state_dir(state)
+            .map_err(|e| anyhow::anyhow!("preparing the state directory {}: {e}", state.display()))?;
         return Ok(Ports {
             artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
             runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
@@ -565,12 +567,7 @@ async fn run(args: Args) -> i32 {
 fn main() {
     // The config loader turns a YAML parser panic into an error; the
     // panic's own message would only look like a crash in the pod's log.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !aphex_config::tree::is_parser_panic(info) {
-            default_hook(info);
-        }
-    }));
+    aphex_config::quiet_parser_panics();
     let args = Args::parse();
     init_logging();
     let rt = match tokio::runtime::Runtime::new() {

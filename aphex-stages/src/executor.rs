@@ -6,11 +6,12 @@
 //!
 //! State lives under one directory (`.aphex/` for `aphex run --local`):
 //! `work/<run-id>/` (checkout and scratch, removed after a successful run),
-//! `runs/<pipeline>/<run-id>/logs/<stage>.log` and
-//! `runs/<pipeline>/<run-id>/outputs/<env>/outputs.json`.
+//! `runs/<pipeline>/<run-id>/logs/<stage>.log` (each capped at
+//! [`LOG_CAP`], the tail kept) and
+//! `runs/<pipeline>/<run-id>/outputs/<env>/outputs.json`. The directory is
+//! private (`0700`, files `0600`) and ignores itself in git
+//! ([`crate::files::prepare_state_dir`]).
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,6 +22,7 @@ use crate::context::{Ports, RunInfo, RunKind, StageContext, Trigger, load_config
 use crate::process::Exec;
 use crate::record::{RunRecord, StageRecord, Status};
 use crate::report::{Event, Reporter};
+use crate::stage_log::{LOG_CAP, StageLog};
 use crate::stages::{self, StageError, StageOutcome};
 
 /// Decides manual approval gates.
@@ -78,18 +80,18 @@ pub fn new_run_id() -> String {
     format!("local-{stamp}-{}", &suffix[..6])
 }
 
-/// Writes every event it passes on to a log file as well.
+/// Writes every event it passes on to the stage's stored log as well.
 struct FileLog {
     inner: Arc<dyn Reporter>,
-    file: Mutex<File>,
+    log: Mutex<StageLog>,
 }
 
 impl Reporter for FileLog {
     fn event(&self, event: &Event) {
         self.inner.event(event);
-        let mut f = self.file.lock().expect("log lock");
+        let mut log = self.log.lock().expect("log lock");
         // A full disk must not stop the run; the terminal still has the line.
-        let _ = writeln!(f, "{}", event.to_line());
+        let _ = log.append(&event.to_line());
     }
 }
 
@@ -107,6 +109,8 @@ pub async fn run_local(
     exec: Exec,
     approver: &dyn Approver,
 ) -> Result<RunRecord, StageError> {
+    crate::files::prepare_state_dir(&opts.state)
+        .map_err(StageError::io(format!("preparing {}", opts.state.display())))?;
     let work = opts.state.join("work").join(&opts.id);
     let checkout = work.join("checkout");
     let reporter = exec.reporter.clone();
@@ -143,7 +147,8 @@ pub async fn run_local(
         .map_err(StageError::port("recording the run start"))?;
     let dir = run_dir(&opts.state, &pipeline, &opts.id);
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(StageError::io(format!("creating {}", logs.display())))?;
+    crate::files::create_private_dir(&logs)
+        .map_err(StageError::io(format!("creating {}", logs.display())))?;
     let only_on_failure = config
         .as_ref()
         .map(|c| c.settings().notify_only_on_failure())
@@ -239,13 +244,13 @@ async fn run_stages(
             continue;
         }
         let log_path = ctx.logs.join(format!("{name}.log"));
-        let file =
-            File::create(&log_path).map_err(StageError::io(format!("creating {}", log_path.display())))?;
+        let log = StageLog::create(&log_path, LOG_CAP)
+            .map_err(StageError::io(format!("creating {}", log_path.display())))?;
         let mut stage_ctx = ctx.clone();
         stage_ctx.exec = Exec {
             reporter: Arc::new(FileLog {
                 inner: ctx.exec.reporter.clone(),
-                file: Mutex::new(file),
+                log: Mutex::new(log),
             }),
             ..ctx.exec.clone()
         };

@@ -46,6 +46,8 @@ pub enum PortError {
 pub struct ArtifactMetadata {
     /// Pipeline name.
     pub pipeline: String,
+    /// The run whose build stage made it (its key).
+    pub run_id: String,
     /// Full commit SHA.
     pub commit_sha: String,
     /// RFC 3339 build timestamp.
@@ -54,21 +56,32 @@ pub struct ArtifactMetadata {
     pub size: u64,
     /// Hex SHA-256 of the archive.
     pub sha256: String,
-    /// Paths packaged (relative to the repository root).
+    /// Paths packaged (relative to the app's folder): restoring writes
+    /// nothing outside them.
     pub paths: Vec<String>,
+    /// Bytes of file content in the archive: restoring writes no more.
+    pub unpacked_bytes: u64,
+    /// Entries in the archive: restoring makes no more.
+    pub entries: u64,
 }
 
-/// Where build artifacts are kept, under `<pipeline>/<commit-sha>/`.
+/// Where build artifacts are kept: one archive per **run**, under
+/// `<pipeline>/artifacts/<run-id>/` (or the store's equivalent). A run's
+/// deploy and test stages restore what its own build stage stored; another
+/// run building the same commit (a retry, a pull-request check) writes
+/// elsewhere and can never change it.
 #[async_trait]
 pub trait ArtifactStore: Send + Sync {
     /// Human-readable location, e.g. `s3://bucket` or `.aphex/artifacts`.
     fn location(&self) -> String;
-    /// Stores the archive file with its metadata (and tags commit SHA and timestamp).
+    /// Stores the archive file with its metadata under the metadata's
+    /// pipeline and run (tagging commit SHA, run and timestamp), the
+    /// metadata last: an archive without it is absent.
     async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), PortError>;
-    /// Fetches the archive for `pipeline`/`commit_sha` into `dest`, verifying its
-    /// SHA-256 against the stored metadata ([`PortError::Corrupt`] on mismatch).
-    async fn get(&self, pipeline: &str, commit_sha: &str, dest: &Path)
-    -> Result<ArtifactMetadata, PortError>;
+    /// Fetches the archive run `run_id` of `pipeline` stored into `dest`,
+    /// verifying its size and SHA-256 against the stored metadata
+    /// ([`PortError::Corrupt`] on mismatch).
+    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, PortError>;
 }
 
 /// Where run records are kept: a run object per run, and a stage object per

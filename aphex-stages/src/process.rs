@@ -3,6 +3,12 @@
 //! prefixed, timestamped) to the [`Reporter`], its exit code and duration
 //! recorded, the last lines kept for the error. Cancellation (Ctrl-C, a
 //! pod's SIGTERM) stops the whole process group.
+//!
+//! Output is bounded: each pipe is read in chunks into lines of at most
+//! [`crate::lines::LINE_CAP`] bytes (plus a lookahead for redaction),
+//! and lines wait in a queue of [`LINE_QUEUE`]: when the reporter falls
+//! behind, the readers stop reading and the command blocks on its next
+//! write, rather than the runner buffering its output.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -11,14 +17,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, mpsc};
 
-use crate::redact::Redactor;
+use crate::lines::{Line, LineSplitter, shown};
+use crate::redact::{LineRedactor, Redactor};
 use crate::report::{Event, Reporter, Stream};
 
 /// How many trailing output lines an error shows.
 pub const TAIL_LINES: usize = 20;
+
+/// Lines read but not yet reported, across both pipes of a command: with
+/// lines of at most 80 KiB, at most a few MiB wait.
+pub const LINE_QUEUE: usize = 32;
+
+/// Bytes read from a pipe at a time.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// How long a cancelled command gets to exit after SIGTERM before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -199,17 +213,22 @@ impl Exec {
                 source,
             })?;
         let pid = child.id();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(LINE_QUEUE);
         let readers = [
             tokio::spawn(read_lines(child.stdout.take(), Stream::Stdout, tx.clone())),
             tokio::spawn(read_lines(child.stderr.take(), Stream::Stderr, tx)),
         ];
-        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut out = Output {
+            spec,
+            stdout: redactor.lines(),
+            stderr: redactor.lines(),
+            tail: VecDeque::with_capacity(TAIL_LINES),
+        };
         let mut interrupted = false;
         let status = loop {
             tokio::select! {
                 line = rx.recv() => match line {
-                    Some((stream, raw)) => self.output(spec, &redactor, &mut tail, stream, &raw),
+                    Some((stream, line)) => self.output(&mut out, stream, &line),
                     // Both pipes closed: only the exit status is left.
                     None => break child.wait().await,
                 },
@@ -218,8 +237,8 @@ impl Exec {
                     // A background process left behind keeps them open: it
                     // gets a grace period, then the group is stopped.
                     let drained = tokio::time::timeout(LEFTOVER_GRACE, async {
-                        while let Some((stream, raw)) = rx.recv().await {
-                            self.output(spec, &redactor, &mut tail, stream, &raw);
+                        while let Some((stream, line)) = rx.recv().await {
+                            self.output(&mut out, stream, &line);
                         }
                     })
                     .await;
@@ -227,8 +246,8 @@ impl Exec {
                         if let Some(pid) = pid {
                             signal_group(pid, "-KILL");
                         }
-                        while let Some((stream, raw)) = rx.recv().await {
-                            self.output(spec, &redactor, &mut tail, stream, &raw);
+                        while let Some((stream, line)) = rx.recv().await {
+                            self.output(&mut out, stream, &line);
                         }
                     }
                     break status;
@@ -244,6 +263,7 @@ impl Exec {
         for r in readers {
             r.abort();
         }
+        let tail = out.tail;
         let seconds = started.elapsed().as_secs_f64();
         let status = status.map_err(|source| ProcessError::Spawn {
             command: shown.clone(),
@@ -272,22 +292,18 @@ impl Exec {
         }
     }
 
-    fn output(
-        &self,
-        spec: &CommandSpec,
-        redactor: &Redactor,
-        tail: &mut VecDeque<String>,
-        stream: Stream,
-        raw: &[u8],
-    ) {
-        let text = String::from_utf8_lossy(raw);
-        let line = redactor.redact(text.trim_end_matches(['\n', '\r']));
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
+    fn output(&self, out: &mut Output<'_, '_>, stream: Stream, line: &Line) {
+        let redactor = match stream {
+            Stream::Stdout => &mut out.stdout,
+            Stream::Stderr => &mut out.stderr,
+        };
+        let line = shown(line, redactor);
+        if out.tail.len() == TAIL_LINES {
+            out.tail.pop_front();
         }
-        tail.push_back(line.clone());
+        out.tail.push_back(line.clone());
         self.reporter.event(&Event::Output {
-            prefix: spec.prefix.clone(),
+            prefix: out.spec.prefix.clone(),
             timestamp: crate::time::now_rfc3339(),
             stream,
             line,
@@ -295,23 +311,36 @@ impl Exec {
     }
 }
 
-async fn read_lines<R: AsyncRead + Unpin>(
-    pipe: Option<R>,
-    stream: Stream,
-    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
-) {
-    let Some(pipe) = pipe else { return };
-    let mut reader = BufReader::new(pipe);
+/// What one command's output needs while it is reported: a redactor per
+/// stream (each remembers an open private key) and the last lines.
+struct Output<'s, 'r> {
+    spec: &'s CommandSpec,
+    stdout: LineRedactor<'r>,
+    stderr: LineRedactor<'r>,
+    tail: VecDeque<String>,
+}
+
+/// Reads `pipe` in chunks into lines and queues them; waits while the
+/// queue is full (so the command waits too), stops when nobody listens.
+async fn read_lines<R: AsyncRead + Unpin>(pipe: Option<R>, stream: Stream, tx: mpsc::Sender<(Stream, Line)>) {
+    let Some(mut pipe) = pipe else { return };
+    let mut splitter = LineSplitter::default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut lines = Vec::new();
     loop {
-        let mut buf = Vec::new();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if tx.send((stream, buf)).is_err() {
-                    return;
-                }
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        splitter.push(&buf[..n], &mut lines);
+        for line in lines.drain(..) {
+            if tx.send((stream, line)).await.is_err() {
+                return;
             }
         }
+    }
+    if let Some(last) = splitter.finish() {
+        let _ = tx.send((stream, last)).await;
     }
 }
 

@@ -1,69 +1,40 @@
 //! Secret redaction: every log line, error, record and notification goes
 //! through a [`Redactor`] before it leaves the process. It masks the values
-//! of variables whose names look secret, and anything shaped like an AWS
-//! access key or a GitHub token, wherever they appear.
+//! of variables whose names say they are secret, and every credential shape
+//! of the catalogue (`aphex_config::secrets`, shared with `aphex validate`),
+//! wherever they appear, with the catalogue's one [`MASK`].
 //!
-//! Limits (documented in docs/stages.md): a secret split across two output
-//! lines, or printed in a transformed form (base64, reversed), is not found.
+//! Command output is read line by line ([`LineRedactor`]): a PEM private
+//! key printed over several lines is masked from its BEGIN line to its END
+//! line. Limits (documented in docs/security.md): a secret printed in a
+//! transformed form (base64, reversed, split over lines other than a PEM
+//! block) is not found.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, LazyLock};
+use std::ops::Range;
+use std::sync::Arc;
 
-use regex::Regex;
+use aphex_config::secrets;
 
-/// What a masked value is replaced with.
-pub const MASK: &str = "***";
+pub use aphex_config::secrets::{MASK, is_secret_name};
 
 /// Values shorter than this are not masked: masking `1` or `true` would
 /// destroy every log without hiding anything worth hiding.
 const MIN_SECRET_LEN: usize = 6;
 
-/// Name fragments that make a variable's value secret.
-const SECRET_NAME_PARTS: &[&str] = &[
-    "SECRET",
-    "TOKEN",
-    "PASSWORD",
-    "PASSWD",
-    "PASSPHRASE",
-    "PRIVATE_KEY",
-    "CREDENTIAL",
-    "API_KEY",
-    "APIKEY",
-    "ACCESS_KEY",
-    "WEBHOOK_URL",
-    "AUTH",
-];
-
-// Shapes of credentials worth masking even when no variable names them.
-static PATTERNS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    [
-        // AWS access key ids (long-term and temporary, users and roles). No
-        // word boundaries: a key glued to other text is still a key.
-        r"(?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}",
-        // A secret access key written next to its label.
-        r#"(?i)(aws_secret_access_key|secretaccesskey)(["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}"#,
-        // GitHub tokens: classic and fine-grained.
-        r"gh[pousr]_[A-Za-z0-9]{36,255}",
-        r"github_pat_[A-Za-z0-9_]{22,255}",
-        // Slack webhook URLs carry their secret in the path.
-        r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
-    ]
-    .iter()
-    .map(|p| Regex::new(p).expect("redaction pattern compiles"))
-    .collect()
-});
-
-/// Whether a variable called `name` holds a secret.
-pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    SECRET_NAME_PARTS.iter().any(|p| upper.contains(p))
+/// Masks known secret values and credential-shaped text. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: Arc<Vec<String>>,
 }
 
-/// Masks known secret values and credential-shaped text. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    // Longest first, so a secret that contains another is masked whole.
-    values: Arc<Vec<String>>,
+impl std::fmt::Debug for Redactor {
+    // Never print the values, not even in a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("values", &self.values.len())
+            .finish()
+    }
 }
 
 impl Redactor {
@@ -114,32 +85,80 @@ impl Redactor {
                 all.insert(v.to_owned());
             }
         }
-        let mut values: Vec<String> = all.into_iter().collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         Redactor {
-            values: Arc::new(values),
+            values: Arc::new(all.into_iter().collect()),
         }
     }
 
     /// `text` with every secret masked.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for v in self.values.iter() {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), MASK);
-            }
+        secrets::mask(text, self.ranges(text))
+    }
+
+    /// Where the secrets in `text` are (byte ranges, possibly overlapping).
+    fn ranges(&self, text: &str) -> Vec<Range<usize>> {
+        let mut ranges = secrets::occurrences(text, self.values.iter().map(String::as_str));
+        ranges.extend(secrets::find_in_text(text).into_iter().map(|f| f.range));
+        ranges
+    }
+
+    /// A redactor for one stream of lines (one command's stdout, say).
+    pub fn lines(&self) -> LineRedactor<'_> {
+        LineRedactor {
+            redactor: self,
+            key_lines_left: 0,
         }
-        for (i, re) in PATTERNS.iter().enumerate() {
-            if re.is_match(&out) {
-                out = if i == 1 {
-                    // Keep the label so the reader knows what was there.
-                    re.replace_all(&out, format!("${{1}}${{2}}{MASK}")).into_owned()
-                } else {
-                    re.replace_all(&out, MASK).into_owned()
-                };
+    }
+}
+
+/// The most lines after a PEM BEGIN line masked while waiting for its END
+/// (an RSA-16384 key is about 200): a tool that prints only the BEGIN line
+/// (a scanner's finding, a `grep`) must not hide the rest of the log.
+const MAX_KEY_LINES: usize = 256;
+
+/// Redacts a stream line by line, remembering whether a PEM private key
+/// block is open (its body lines look like nothing else).
+#[derive(Debug)]
+pub struct LineRedactor<'r> {
+    redactor: &'r Redactor,
+    /// Lines still masked as the body of an open private key block.
+    key_lines_left: usize,
+}
+
+impl LineRedactor<'_> {
+    /// The next line of the stream, redacted.
+    pub fn line(&mut self, line: &str) -> String {
+        self.line_cut(line, line.len())
+    }
+
+    /// The next line of the stream, redacted with all of `line` in view but
+    /// only its first `cut` bytes shown (a character boundary): a secret
+    /// that crosses the cut is masked, not shown in part.
+    pub fn line_cut(&mut self, line: &str, cut: usize) -> String {
+        if self.key_lines_left > 0 {
+            self.key_lines_left -= 1;
+            let Some(end) = secrets::private_key_end(line) else {
+                return MASK.to_owned();
+            };
+            self.key_lines_left = 0;
+            if end >= cut {
+                return MASK.to_owned();
             }
+            let rest = self.line_cut(&line[end..], cut - end);
+            return format!("{MASK}{rest}");
         }
-        out
+        // The catalogue masks an open block from BEGIN to the end of the line.
+        if secrets::opens_private_key(line) {
+            self.key_lines_left = MAX_KEY_LINES;
+        }
+        let ranges = self
+            .redactor
+            .ranges(line)
+            .into_iter()
+            .filter(|r| r.start < cut)
+            .map(|r| r.start..r.end.min(cut))
+            .collect();
+        secrets::mask(&line[..cut], ranges)
     }
 }
 
@@ -154,32 +173,64 @@ mod tests {
             ("DB_PASSWORD", "hunter2hunter2"),
             ("GITHUB_TOKEN", "abcdef123456"),
             ("REGION", "us-east-1-not-secret"),
+            ("GIT_AUTHOR_NAME", "Jane Developer"),
         ]);
         assert_eq!(
-            r.redact("pw=hunter2hunter2 tok=abcdef123456 region=us-east-1-not-secret"),
-            "pw=*** tok=*** region=us-east-1-not-secret"
+            r.redact("pw=hunter2hunter2 tok=abcdef123456 region=us-east-1-not-secret by Jane Developer"),
+            "pw=*** tok=*** region=us-east-1-not-secret by Jane Developer"
         );
     }
 
     #[test]
-    fn masks_credential_shapes() {
-        let r = Redactor::new();
-        assert_eq!(r.redact("key AKIAIOSFODNN7EXAMPLE here"), "key *** here");
-        assert_eq!(
-            r.redact("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-            "aws_secret_access_key = ***"
-        );
-        let gh = format!("ghp_{}", "a1B2".repeat(9));
-        assert_eq!(r.redact(&format!("token {gh}.")), "token ***.");
-        // A commit SHA is 40 hex characters and must stay readable.
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(r.redact(sha), sha);
+    fn a_secret_containing_another_is_masked_whole() {
+        let r = Redactor::new().with_values(["abcdef", "xxabcdefyy"]);
+        assert_eq!(r.redact("1 xxabcdefyy 2 abcdef"), "1 *** 2 ***");
     }
 
     #[test]
     fn short_values_are_not_masked() {
         let r = Redactor::from_vars([("SOME_TOKEN", "1")]);
         assert_eq!(r.redact("exit 1"), "exit 1");
+    }
+
+    #[test]
+    fn a_private_key_is_masked_from_begin_to_end() {
+        let r = Redactor::new();
+        let mut lines = r.lines();
+        let out: Vec<String> = [
+            "key follows:",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
+            "AAAAC3NzaC1lZDI1NTE5AAAAIG",
+            "-----END OPENSSH PRIVATE KEY----- done",
+            "after",
+        ]
+        .iter()
+        .map(|l| lines.line(l))
+        .collect();
+        assert_eq!(out, ["key follows:", "***", "***", "***", "*** done", "after"]);
+    }
+
+    #[test]
+    fn a_begin_line_alone_masks_a_bounded_number_of_lines() {
+        let r = Redactor::new();
+        let mut lines = r.lines();
+        lines.line("found: -----BEGIN RSA PRIVATE KEY-----");
+        let masked = (0..MAX_KEY_LINES + 5)
+            .filter(|i| lines.line(&format!("line {i}")) == MASK)
+            .count();
+        assert_eq!(masked, MAX_KEY_LINES);
+    }
+
+    #[test]
+    fn a_secret_crossing_the_cut_is_masked_not_shown_in_part() {
+        let r = Redactor::new().with_values(["hunter2hunter2"]);
+        let line = "abc hunter2hunter2 def";
+        for cut in 0..=line.len() {
+            let shown = r.lines().line_cut(line, cut);
+            assert!(!shown.contains("hunt"), "cut {cut}: {shown}");
+        }
+        assert_eq!(r.lines().line_cut(line, 6), "abc ***");
     }
 
     proptest! {

@@ -1,5 +1,10 @@
 //! `aphex-testkit` holds helpers that several crates' tests share, so each
-//! suite does not carry its own copy. It is only ever a dev-dependency.
+//! suite does not carry its own copy: `git` in a throwaway identity, and the
+//! fault-injecting proxy in front of the AWS emulator ([`fault_proxy`]). It
+//! is a dev-dependency everywhere except `xtask`, whose benchmarks run
+//! through the proxy; no shipped crate depends on it.
+
+pub mod fault_proxy;
 
 pub mod kube_api;
 
@@ -29,3 +34,5 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+pub mod secrets;

@@ -112,6 +112,12 @@ impl AppRepo {
     /// Runs `aphex <args>` in the repository, pointed at the emulator with
     /// the default account's credentials and the shared npm install.
     pub fn aphex(&self, args: &[&str]) -> Run {
+        self.aphex_at(crate::emulator().endpoint(), args)
+    }
+
+    /// Like [`AppRepo::aphex`], with `AWS_ENDPOINT_URL` set to `endpoint`
+    /// (a fault proxy in front of the emulator).
+    pub fn aphex_at(&self, endpoint: &str, args: &[&str]) -> Run {
         let emulator = crate::emulator();
         let mut cmd = Command::new(aphex_bin());
         for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"] {
@@ -121,6 +127,7 @@ impl AppRepo {
             .args(args)
             .current_dir(self.path())
             .envs(emulator.child_env())
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_DEFAULT_REGION", crate::REGION)
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
@@ -250,6 +257,31 @@ pub async fn event_range(config: &SdkConfig, stack: &str) -> (f64, f64) {
     let start = times.iter().copied().fold(f64::INFINITY, f64::min);
     let end = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (start, end)
+}
+
+/// How many times the stack was created: its own `CREATE_IN_PROGRESS`
+/// events (0 when it does not exist).
+pub async fn stack_creates(config: &SdkConfig, stack: &str) -> usize {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let mut pages = cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .into_paginator()
+        .send();
+    let mut creates = 0;
+    while let Some(page) = pages.next().await {
+        let Ok(page) = page else { return 0 };
+        creates += page
+            .stack_events()
+            .iter()
+            .filter(|e| {
+                e.logical_resource_id() == Some(stack)
+                    && e.resource_type() == Some("AWS::CloudFormation::Stack")
+                    && e.resource_status().map(|s| s.as_str()) == Some("CREATE_IN_PROGRESS")
+            })
+            .count();
+    }
+    creates
 }
 
 /// The stack's status, or `None` when it does not exist.

@@ -3,6 +3,7 @@
 pub mod bootstrap;
 pub mod cluster;
 pub mod e2e;
+pub mod stacks;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -128,4 +129,40 @@ pub async fn new_bucket(config: &SdkConfig, prefix: &str) -> String {
         .await
         .expect("create bucket");
     name
+}
+
+/// `len` bytes that do not compress and differ between seeds.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            // xorshift64*: cheap, and enough to make every part distinct.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545F4914F6CDD4D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// The metadata of archive `bytes` of `pipeline` at `commit`.
+pub fn artifact_metadata(
+    bytes: &[u8],
+    pipeline: &str,
+    run_id: &str,
+    commit: &str,
+) -> aphex_stages::ports::ArtifactMetadata {
+    aphex_stages::ports::ArtifactMetadata {
+        pipeline: pipeline.into(),
+        run_id: run_id.into(),
+        commit_sha: commit.into(),
+        timestamp: "2026-11-22T01:02:03Z".into(),
+        size: bytes.len() as u64,
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+        paths: vec!["dist".into()],
+        unpacked_bytes: bytes.len() as u64,
+        entries: 1,
+    }
 }

@@ -14,37 +14,9 @@ use aphex_stages::ports::{
     RunRecorder,
 };
 use aphex_stages::record::{RunRecord, Status};
-use aphex_tests::{Emulator, emulator, new_bucket, unique_name};
+use aphex_tests::{Emulator, artifact_metadata as metadata_for, emulator, new_bucket, noise, unique_name};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
-use sha2::{Digest, Sha256};
-
-/// `len` bytes that do not compress and differ between seeds.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            // xorshift64*: cheap, and enough to make every part distinct.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            (state.wrapping_mul(0x2545F4914F6CDD4D) >> 56) as u8
-        })
-        .collect()
-}
-
-fn metadata_for(bytes: &[u8], pipeline: &str, commit: &str) -> ArtifactMetadata {
-    ArtifactMetadata {
-        pipeline: pipeline.into(),
-        commit_sha: commit.into(),
-        timestamp: "2026-11-22T01:02:03Z".into(),
-        size: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(bytes)),
-        paths: vec!["dist".into()],
-    }
-}
 
 async fn tags(config: &SdkConfig, bucket: &str, key: &str) -> Vec<(String, String)> {
     let out = aphex_aws::client::s3(config)
@@ -69,10 +41,7 @@ async fn round_trip(store: &S3ArtifactStore, dir: &Path, bytes: &[u8], meta: &Ar
     std::fs::write(&archive, bytes).unwrap();
     store.put(&archive, meta).await.expect("put");
     let dest = dir.join("out.tar.zst");
-    let got = store
-        .get(&meta.pipeline, &meta.commit_sha, &dest)
-        .await
-        .expect("get");
+    let got = store.get(&meta.pipeline, &meta.run_id, &dest).await.expect("get");
     assert_eq!(&got, meta, "metadata comes back as stored");
     std::fs::read(&dest).unwrap()
 }
@@ -86,21 +55,22 @@ async fn artifact_round_trip_is_bit_identical_and_tagged() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = noise(300_000, 1);
     let commit = "0123456789abcdef0123456789abcdef01234567";
-    let meta = metadata_for(&bytes, "shop", commit);
+    let meta = metadata_for(&bytes, "shop", "shop-x7k2p", commit);
 
     let back = round_trip(&store, dir.path(), &bytes, &meta).await;
 
     assert!(back == bytes, "the archive comes back bit-identical");
     let expected_tags = vec![
         ("commit-sha".to_owned(), commit.to_owned()),
+        ("run-id".to_owned(), "shop-x7k2p".to_owned()),
         ("timestamp".to_owned(), "2026-11-22T01:02:03Z".to_owned()),
     ];
     assert_eq!(
-        tags(&config, &bucket, &format!("shop/{commit}/artifacts.tar.zst")).await,
+        tags(&config, &bucket, "shop/artifacts/shop-x7k2p/artifacts.tar.zst").await,
         expected_tags
     );
     assert_eq!(
-        tags(&config, &bucket, &format!("shop/{commit}/metadata.json")).await,
+        tags(&config, &bucket, "shop/artifacts/shop-x7k2p/metadata.json").await,
         expected_tags
     );
     assert!(
@@ -118,12 +88,17 @@ async fn large_archive_goes_up_as_a_multipart_upload() {
     let dir = tempfile::tempdir().unwrap();
     // Two full parts and a short last one.
     let bytes = noise(2 * part as usize + 12_345, 2);
-    let meta = metadata_for(&bytes, "shop", "feedfacefeedfacefeedfacefeedfacefeedface");
+    let meta = metadata_for(
+        &bytes,
+        "shop",
+        "shop-m9q",
+        "feedfacefeedfacefeedfacefeedfacefeedface",
+    );
 
     let back = round_trip(&store, dir.path(), &bytes, &meta).await;
 
     assert!(back == bytes, "the multipart archive comes back bit-identical");
-    let key = "shop/feedfacefeedfacefeedfacefeedfacefeedface/artifacts.tar.zst";
+    let key = "shop/artifacts/shop-m9q/artifacts.tar.zst";
     let head = aphex_aws::client::s3(&config)
         .head_object()
         .bucket(&bucket)
@@ -137,7 +112,7 @@ async fn large_archive_goes_up_as_a_multipart_upload() {
     assert_eq!(head.content_length(), Some(bytes.len() as i64));
     assert_eq!(
         tags(&config, &bucket, key).await.len(),
-        2,
+        3,
         "the multipart object is tagged"
     );
 }
@@ -150,14 +125,14 @@ async fn corrupt_archive_is_detected_and_named() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = noise(10_000, 3);
     let commit = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
-    let meta = metadata_for(&bytes, "shop", commit);
+    let meta = metadata_for(&bytes, "shop", "shop-c0f", commit);
     let archive = dir.path().join("in.tar.zst");
     std::fs::write(&archive, &bytes).unwrap();
     store.put(&archive, &meta).await.unwrap();
     // Someone overwrites the archive behind the metadata's back.
     let mut tampered = bytes.clone();
     tampered[5_000] ^= 0xff;
-    let key = format!("shop/{commit}/artifacts.tar.zst");
+    let key = "shop/artifacts/shop-c0f/artifacts.tar.zst".to_owned();
     aphex_aws::client::s3(&config)
         .put_object()
         .bucket(&bucket)
@@ -169,7 +144,7 @@ async fn corrupt_archive_is_detected_and_named() {
 
     let dest = dir.path().join("out.tar.zst");
     let err = store
-        .get("shop", commit, &dest)
+        .get("shop", "shop-c0f", &dest)
         .await
         .expect_err("a tampered archive must not restore");
 
@@ -202,11 +177,16 @@ async fn missing_artifact_is_not_found() {
     let store = S3ArtifactStore::new(&config, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let err = store
-        .get("shop", "0000000", &dir.path().join("out"))
+        .get("shop", "shop-none", &dir.path().join("out"))
         .await
         .expect_err("nothing stored");
     match err {
-        PortError::NotFound { what } => assert_eq!(what, format!("s3://{bucket}/shop/0000000/metadata.json")),
+        PortError::NotFound { what } => {
+            assert_eq!(
+                what,
+                format!("s3://{bucket}/shop/artifacts/shop-none/metadata.json")
+            )
+        }
         other => panic!("expected NotFound, got {other:?}"),
     }
 }

@@ -7,140 +7,27 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use aphex_aws::deployer::{CloudFormationDeployer, DeployOptions, deterministic_zip};
 use aphex_aws::pipeline_stack::{PipelineStack, PipelineStackDeployer};
-use aphex_config::Environment;
 use aphex_stages::assembly::{
-    Assets, AwsEnvironment, CloudAssembly, DockerImageAsset, FileAsset, FileDestination, Packaging,
-    StackArtifact,
+    AwsEnvironment, CloudAssembly, DockerImageAsset, FileAsset, FileDestination, Packaging, StackArtifact,
 };
-use aphex_stages::ports::{
-    DeployError, DeployProgress, DeployRequest, StackDeployer, StackEvent, StackOutcome,
-};
+use aphex_stages::ports::{DeployRequest, StackDeployer, StackOutcome};
 use aphex_tests::bootstrap::{account_config, assets_bucket, prepare_bootstrap};
+use aphex_tests::stacks::{
+    Fixture, Recorder, deploy, environment, failing_template, fast_polls, fixture, large_template,
+    parameter_template,
+};
 use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
 use aws_config::SdkConfig;
 use serde_json::json;
 
 const OTHER_ACCOUNT: &str = "111111111111";
 
-/// Collects the events the deployer streams.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<StackEvent>>);
-
-impl DeployProgress for Recorder {
-    fn event(&self, event: &StackEvent) {
-        self.0.lock().unwrap().push(event.clone());
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<StackEvent> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-/// Fast polling: the emulator finishes operations in well under a second.
-fn options() -> DeployOptions {
-    DeployOptions {
-        poll_initial: Duration::from_millis(100),
-        poll_max: Duration::from_millis(500),
-        wait_timeout: Duration::from_secs(120),
-    }
-}
-
 async fn deployer() -> CloudFormationDeployer {
-    CloudFormationDeployer::new(emulator().aws_config().await).with_options(options())
-}
-
-fn environment(account: &str, role_arn: Option<&str>) -> Environment {
-    serde_json::from_value(json!({
-        "name": "e2e",
-        "region": REGION,
-        "account": account,
-        "roleArn": role_arn,
-        "stacks": [],
-    }))
-    .expect("environment")
-}
-
-/// A hand-made assembly of one stack whose template is `template`.
-struct Fixture {
-    _dir: tempfile::TempDir,
-    assembly: CloudAssembly,
-    stack: StackArtifact,
-}
-
-fn fixture(stack_name: &str, template: &serde_json::Value) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let template_file = dir.path().join(format!("{stack_name}.template.json"));
-    std::fs::write(&template_file, serde_json::to_vec_pretty(template).unwrap()).unwrap();
-    let stack = StackArtifact {
-        id: stack_name.to_owned(),
-        display_name: None,
-        stack_name: stack_name.to_owned(),
-        environment: AwsEnvironment {
-            account: "unknown-account".into(),
-            region: "unknown-region".into(),
-        },
-        template_file,
-        parameters: BTreeMap::new(),
-        tags: BTreeMap::new(),
-        assume_role_arn: None,
-        assume_role_external_id: None,
-        cloudformation_execution_role_arn: None,
-        stack_template_asset_object_url: None,
-        requires_bootstrap_stack_version: None,
-        bootstrap_stack_version_ssm_parameter: None,
-        termination_protection: false,
-        dependencies: vec![],
-        assets: Assets::default(),
-    };
-    let assembly = CloudAssembly {
-        dir: dir.path().to_path_buf(),
-        version: "55.0.0".into(),
-        stacks: vec![],
-    };
-    Fixture {
-        _dir: dir,
-        assembly,
-        stack,
-    }
-}
-
-/// A template with one SSM parameter holding `value`, exporting its name.
-fn parameter_template(value: &str, export: &str) -> serde_json::Value {
-    json!({
-        "Parameters": { "Greeting": { "Type": "String", "Default": "hello" } },
-        "Resources": {
-            "Param": {
-                "Type": "AWS::SSM::Parameter",
-                "Properties": { "Type": "String", "Value": value }
-            }
-        },
-        "Outputs": {
-            "ParameterName": { "Value": { "Ref": "Param" }, "Export": { "Name": export } },
-            "Greeting": { "Value": { "Ref": "Greeting" } }
-        }
-    })
-}
-
-async fn deploy(
-    deployer: &CloudFormationDeployer,
-    env: &Environment,
-    fixture: &Fixture,
-    progress: &dyn DeployProgress,
-) -> Result<StackOutcome, DeployError> {
-    let request = DeployRequest {
-        pipeline: "e2e",
-        environment: env,
-        assembly: &fixture.assembly,
-        stack: &fixture.stack,
-    };
-    deployer.deploy(request, progress).await
+    CloudFormationDeployer::new(emulator().aws_config().await).with_options(fast_polls())
 }
 
 async fn stack_status(config: &SdkConfig, name: &str) -> Option<String> {
@@ -268,19 +155,6 @@ async fn creates_then_skips_an_unchanged_stack_then_updates_it() {
     assert_eq!(value.parameter().unwrap().value(), Some("v2"));
 }
 
-fn failing_template() -> serde_json::Value {
-    json!({
-        "Resources": {
-            "Good": { "Type": "AWS::SSM::Parameter", "Properties": { "Type": "String", "Value": "ok" } },
-            "Broken": {
-                "Type": "AWS::SSM::Parameter",
-                "DependsOn": "Good",
-                "Properties": { "Type": "Bogus", "Value": "never" }
-            }
-        }
-    })
-}
-
 #[tokio::test]
 async fn a_failed_create_names_the_root_cause_and_is_recreated_on_the_next_deploy() {
     let name = unique_name("aphex-cfn-failing");
@@ -345,16 +219,6 @@ async fn a_failed_create_names_the_root_cause_and_is_recreated_on_the_next_deplo
             .any(|e| e.logical_id == "Param" && e.status == "CREATE_COMPLETE"),
         "{events:#?}"
     );
-}
-
-/// A template padded past the 51,200-byte inline limit.
-fn large_template(export: &str) -> serde_json::Value {
-    let mut template = parameter_template("large", export);
-    let padding: serde_json::Map<String, serde_json::Value> = (0..700)
-        .map(|i| (format!("Note{i:04}"), json!("x".repeat(80))))
-        .collect();
-    template["Metadata"] = json!({ "Padding": padding });
-    template
 }
 
 #[tokio::test]
@@ -577,7 +441,7 @@ async fn a_stack_for_another_account_is_deployed_there_through_the_assumed_role(
 #[tokio::test]
 async fn the_pipeline_stack_deploys_from_a_template_string_and_skips_when_unchanged() {
     let name = unique_name("aphex-pipeline-stack");
-    let deployer = PipelineStackDeployer::new(emulator().aws_config().await).with_options(options());
+    let deployer = PipelineStackDeployer::new(emulator().aws_config().await).with_options(fast_polls());
     let stack = PipelineStack {
         stack_name: name.clone(),
         template: parameter_template("pipeline", &format!("{name}-Export")).to_string(),
@@ -819,7 +683,7 @@ async fn a_stack_busy_past_the_wait_bound_fails_saying_so() {
     // No patience at all: the first poll that still sees the create running gives up.
     let impatient = CloudFormationDeployer::new(config.clone()).with_options(DeployOptions {
         wait_timeout: Duration::ZERO,
-        ..options()
+        ..fast_polls()
     });
     let fx = fixture(&name, &parameter_template("after", &format!("{name}-Export")));
     let err = deploy(

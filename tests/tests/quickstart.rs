@@ -190,10 +190,10 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
         ]
     );
 
-    // The artifact: stored once under the commit, tagged, and what comes back
+    // The artifact: stored once under the run, tagged, and what comes back
     // is bit for bit what was built (its SHA-256 recorded at build time).
     let s3 = aphex_aws::client::s3(&base);
-    let key = S3ArtifactStore::archive_key(&pipeline, &repo.commit);
+    let key = S3ArtifactStore::archive_key(&pipeline, &record.id);
     let object = s3
         .get_object()
         .bucket(&bucket)
@@ -202,7 +202,7 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
         .await
         .expect("the archive");
     let bytes = object.body.collect().await.unwrap().into_bytes();
-    let meta_key = S3ArtifactStore::metadata_key(&pipeline, &repo.commit);
+    let meta_key = S3ArtifactStore::metadata_key(&pipeline, &record.id);
     let meta = s3
         .get_object()
         .bucket(&bucket)
@@ -230,11 +230,15 @@ async fn the_quick_start_deploys_in_order_records_everything_and_a_second_run_ch
             .map(|t| t.value().to_owned())
     };
     assert_eq!(tag("commit-sha").as_deref(), Some(repo.commit.as_str()));
+    assert_eq!(tag("run-id").as_deref(), Some(record.id.as_str()));
     assert_eq!(tag("timestamp"), Some(meta.timestamp.clone()));
     let unpacked = tempfile::tempdir().unwrap();
     let archive = unpacked.path().join("a.tar.zst");
     std::fs::write(&archive, &bytes).unwrap();
-    aphex_stages::artifact::unpack(&archive, &unpacked.path().join("out")).expect("unpacking");
+    let out = unpacked.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    aphex_stages::artifact::unpack(&archive, &out, &meta, std::path::Path::new("aphex-config.yaml"))
+        .expect("unpacking");
     assert!(
         unpacked
             .path()

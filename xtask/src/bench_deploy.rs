@@ -314,7 +314,8 @@ fn app_repo(root: &Path, repo: &Path, prefix: &str, concurrency: u32) -> Result<
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+/// Runs `git args` in `dir` with a throwaway identity; its trimmed output.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let output = Command::new("git")
         .args([
             "-c",
@@ -339,7 +340,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// Copies `src` into `dest`, without installed packages or local state.
-fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
+pub(crate) fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let entry = entry?;
@@ -361,7 +362,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
 }
 
 /// The process's resident-set high-water mark in KiB, while it runs.
-fn vm_hwm(pid: u32) -> Option<u64> {
+pub(crate) fn vm_hwm(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

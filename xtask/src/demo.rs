@@ -124,7 +124,11 @@ pub(crate) fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
 /// cluster, only the exports `<prefix>ClusterName`, `<prefix>OIDCProviderArn`
 /// and `<prefix>KubectlRoleArn` that discovery reads and the pipeline stack
 /// imports. Waits (bounded) until the stack is complete.
-fn prepare_cluster(emulator: &Emulator, account: &str, cluster: &aphex_config::Cluster) -> Result<()> {
+pub(crate) fn prepare_cluster(
+    emulator: &Emulator,
+    account: &str,
+    cluster: &aphex_config::Cluster,
+) -> Result<()> {
     let prefix = cluster.export_prefix();
     let name = &cluster.name;
     let values = [

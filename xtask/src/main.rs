@@ -13,6 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_deploy;
+mod bench_faults;
+mod bench_output;
 mod bench_render;
 mod demo;
 mod emulator;
@@ -62,7 +64,9 @@ enum Task {
         check: bool,
     },
     /// Time loading and validating a 100 environments x 50 stacks config
-    /// and rendering it (release build), and deploying on the emulator.
+    /// and rendering it (release build), deploying on the emulator, and
+    /// the memory of a build with runaway output and deploying the quick
+    /// start through 0 % and 15 % of AWS faults.
     Bench {
         /// Run only this part.
         #[arg(long, value_enum)]

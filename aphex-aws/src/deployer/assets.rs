@@ -15,8 +15,8 @@ use walkdir::WalkDir;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
-use super::sdk_error_text;
 use super::session::{Role, Sessions};
+use crate::client::call_error;
 
 /// An S3 object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -166,7 +166,7 @@ pub(crate) async fn upload_template(
                 "uploading the template to s3://{}/{} failed: {}; check that the bucket exists (is the account CDK-bootstrapped?)",
                 object.bucket,
                 object.key,
-                sdk_error_text(&err)
+                call_error("S3", "PutObject", &err)
             )
         })
 }
@@ -186,7 +186,7 @@ async fn exists(s3: &aws_sdk_s3::Client, object: &S3Object) -> Result<bool, Stri
         Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 403) => Ok(false),
         Err(err) => Err(format!(
             "checking whether it exists failed: {}",
-            sdk_error_text(&err)
+            call_error("S3", "HeadObject", &err)
         )),
     }
 }
@@ -208,7 +208,7 @@ async fn upload(
         .send()
         .await
         .map(|_| ())
-        .map_err(|err| format!("uploading failed: {}", sdk_error_text(&err)))
+        .map_err(|err| format!("uploading failed: {}", call_error("S3", "PutObject", &err)))
 }
 
 fn content_type(packaging: Packaging, path: &Path) -> &'static str {

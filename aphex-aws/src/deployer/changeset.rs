@@ -3,16 +3,24 @@
 //! operation in flight, delete a failed first create), create a CREATE or
 //! UPDATE change set, treat an empty one as a no-op, execute it while
 //! streaming events, then report outputs or the root causes of a failure.
+//!
+//! Calls that change something carry one request token per deploy, and an
+//! answer lost on the way back is recognised: the SDK sends the call again,
+//! and when that retry is refused because the first attempt already
+//! happened (the change set exists, the change set is executing), the
+//! deploy carries on from there instead of failing.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use aphex_stages::ports::{DeployError, DeployProgress, StackOutcome, StackOutput};
 use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Stack, Tag};
 
-use super::events::{Backoff, EventTail, describe_causes, root_causes};
-use super::{DeployOptions, is_missing_stack, sdk_error_text};
+use super::events::{EventTail, describe_causes, root_causes};
+use super::wait::{ChangeSetState, Operation, wait_for_change_set, wait_for_stack};
+use super::{DeployOptions, is_missing_stack};
+use crate::client::call_error;
 
 /// One name per stack: a leftover from an interrupted run is deleted first.
 const CHANGE_SET_NAME: &str = "aphex-deploy";
@@ -65,47 +73,24 @@ pub(crate) async fn deploy(
         ChangeSetType::Update
     };
 
-    delete_change_set(cfn, name).await.map_err(fail)?;
-    let mut request = cfn
-        .create_change_set()
-        .stack_name(name)
-        .change_set_name(CHANGE_SET_NAME)
-        .change_set_type(change_set_type.clone())
-        .description(&input.description)
-        .capabilities(Capability::CapabilityIam)
-        .capabilities(Capability::CapabilityNamedIam)
-        .capabilities(Capability::CapabilityAutoExpand)
-        .set_role_arn(input.execution_role_arn.clone())
-        .set_parameters(Some(
-            input
-                .parameters
-                .iter()
-                .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
-                .collect(),
-        ))
-        .set_tags(Some(
-            input
-                .tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ));
-    request = match &input.template {
-        TemplateSource::Body(body) => request.template_body(body),
-        TemplateSource::Url(url) => request.template_url(url),
-    };
-    request.send().await.map_err(|err| {
-        fail(format!(
-            "creating the {} change set failed: {}",
-            change_set_type.as_str(),
-            sdk_error_text(&err)
-        ))
-    })?;
+    // One token per deploy: AWS knows a call sent again by it, and the
+    // change set's description carries it, so a change set made by an
+    // attempt whose answer was lost is known as this deploy's own.
+    let token = request_token();
+    delete_change_set(cfn, name, CHANGE_SET_NAME)
+        .await
+        .map_err(fail)?;
+    let id = create_change_set(cfn, input, &change_set_type, &token)
+        .await
+        .map_err(fail)?;
 
-    match wait_for_change_set(cfn, name, options).await.map_err(fail)? {
+    match wait_for_change_set(cfn, name, &id, options)
+        .await
+        .map_err(|e| fail(format!("{e}; {LEFT_CHANGE_SET}")))?
+    {
         ChangeSetState::Ready => {}
         ChangeSetState::Empty => {
-            delete_change_set(cfn, name).await.map_err(fail)?;
+            delete_change_set(cfn, name, &id).await.map_err(fail)?;
             let stack = describe(cfn, name)
                 .await
                 .map_err(fail)?
@@ -120,11 +105,24 @@ pub(crate) async fn deploy(
             });
         }
         ChangeSetState::Failed(reason) => {
-            delete_change_set(cfn, name).await.map_err(&fail)?;
+            delete_change_set(cfn, name, &id).await.map_err(&fail)?;
             if creating {
                 // The failed CREATE change set left an empty stack behind in
-                // REVIEW_IN_PROGRESS; remove it so the next try starts clean.
-                cfn.delete_stack().stack_name(name).send().await.ok();
+                // REVIEW_IN_PROGRESS; remove it so the next try starts clean
+                // (if it stays, the next deploy creates into it all the same).
+                if let Err(err) = cfn
+                    .delete_stack()
+                    .stack_name(name)
+                    .client_request_token(&token)
+                    .send()
+                    .await
+                {
+                    tracing::warn!(
+                        stack = name,
+                        error = call_error("CloudFormation", "DeleteStack", &err),
+                        "the empty stack a failed CREATE change set made is left in REVIEW_IN_PROGRESS"
+                    );
+                }
             }
             return Err(fail(format!(
                 "the change set failed: {reason}; fix the template or parameters and deploy again"
@@ -132,22 +130,21 @@ pub(crate) async fn deploy(
         }
     }
 
-    let mut tail = EventTail::start(cfn, name).await.map_err(fail)?;
-    cfn.execute_change_set()
-        .stack_name(name)
-        .change_set_name(CHANGE_SET_NAME)
-        .send()
+    let mut tail = EventTail::start(cfn, name)
         .await
-        .map_err(|err| {
-            fail(format!(
-                "executing the change set failed: {}",
-                sdk_error_text(&err)
-            ))
-        })?;
-
-    let stack = wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options)
+        .map_err(|e| fail(format!("{e}; {LEFT_CHANGE_SET}")))?;
+    execute(cfn, name, &id, &token, &mut tail, progress)
         .await
         .map_err(fail)?;
+
+    let verb = change_set_type.as_str();
+    let stack = wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options)
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "{e}; the {verb} of the stack was started and may still be in progress: the next deploy waits for it to end (`aws cloudformation describe-stacks --stack-name {name}` shows where it is)"
+            ))
+        })?;
     let Some(stack) = stack else {
         return Err(fail("the stack disappeared while it was deploying".to_owned()));
     };
@@ -182,6 +179,178 @@ pub(crate) async fn deploy(
         message: format!("{} ended in {status}: {why}; {hint}", change_set_type.as_str()),
         root_causes: causes,
     })
+}
+
+/// What a failure between creating and executing the change set leaves.
+const LEFT_CHANGE_SET: &str =
+    "change set aphex-deploy is left unexecuted on the stack (the next deploy replaces it)";
+
+/// A token for the calls of one deploy (`ClientToken`,
+/// `ClientRequestToken`: a letter, then letters, digits and dashes).
+fn request_token() -> String {
+    format!("aphex-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates change set [`CHANGE_SET_NAME`] and returns its id. When the
+/// answer to the first attempt was lost, the SDK sends the call again:
+/// AWS recognises the token and answers as before, but a service that does
+/// not (the emulator, or AWS past the token's lifetime) refuses with
+/// `AlreadyExistsException`. The name was free a moment ago, so the change
+/// set is this deploy's own when its description carries the token, and is
+/// used; one made by another client meanwhile is deleted, once.
+async fn create_change_set(
+    cfn: &Client,
+    input: &StackInput,
+    kind: &ChangeSetType,
+    token: &str,
+) -> Result<String, String> {
+    let name = input.stack_name.as_str();
+    let description = format!("{} [{token}]", input.description);
+    for _ in 0..2 {
+        let mut request = cfn
+            .create_change_set()
+            .stack_name(name)
+            .change_set_name(CHANGE_SET_NAME)
+            .change_set_type(kind.clone())
+            .client_token(token)
+            .description(&description)
+            .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityNamedIam)
+            .capabilities(Capability::CapabilityAutoExpand)
+            .set_role_arn(input.execution_role_arn.clone())
+            .set_parameters(Some(
+                input
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| Parameter::builder().parameter_key(k).parameter_value(v).build())
+                    .collect(),
+            ))
+            .set_tags(Some(
+                input
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ));
+        request = match &input.template {
+            TemplateSource::Body(body) => request.template_body(body),
+            TemplateSource::Url(url) => request.template_url(url),
+        };
+        let err = match request.send().await {
+            Ok(created) => return Ok(created.id().unwrap_or(CHANGE_SET_NAME).to_owned()),
+            Err(err) => err,
+        };
+        if err.code() != Some("AlreadyExistsException") {
+            return Err(format!(
+                "creating the {} change set failed: {}",
+                kind.as_str(),
+                call_error("CloudFormation", "CreateChangeSet", &err)
+            ));
+        }
+        let existing = cfn
+            .describe_change_set()
+            .stack_name(name)
+            .change_set_name(CHANGE_SET_NAME)
+            .send()
+            .await
+            .map_err(|err| {
+                format!(
+                    "change set {CHANGE_SET_NAME} already exists and reading it failed: {}",
+                    call_error("CloudFormation", "DescribeChangeSet", &err)
+                )
+            })?;
+        if existing.description().is_some_and(|d| d.contains(token)) {
+            tracing::info!(
+                stack = name,
+                "the answer to CreateChangeSet was lost, but its change set exists: using it"
+            );
+            return Ok(existing.change_set_id().unwrap_or(CHANGE_SET_NAME).to_owned());
+        }
+        tracing::warn!(
+            stack = name,
+            description = existing.description().unwrap_or_default(),
+            "another client created change set {CHANGE_SET_NAME} meanwhile: deleting it"
+        );
+        let foreign = existing.change_set_id().unwrap_or(CHANGE_SET_NAME);
+        delete_change_set(cfn, name, foreign).await?;
+    }
+    Err(format!(
+        "another client keeps creating change set {CHANGE_SET_NAME} on the stack: is another deploy of it running? Let it end and deploy again"
+    ))
+}
+
+/// Executes change set `id`. When the answer to the first attempt was lost,
+/// the SDK sends the call again, which AWS answers by the token, but a
+/// service that does not recognise it refuses (`InvalidChangeSetStatus`:
+/// the change set is executing already). Whatever the error, the change
+/// set's execution status (or, once it is gone, the stack's own events since
+/// `tail` started) tells whether the execution began; if it did, the
+/// deploy waits for it.
+async fn execute(
+    cfn: &Client,
+    name: &str,
+    id: &str,
+    token: &str,
+    tail: &mut EventTail,
+    progress: &dyn DeployProgress,
+) -> Result<(), String> {
+    let err = match cfn
+        .execute_change_set()
+        .stack_name(name)
+        .change_set_name(id)
+        .client_request_token(token)
+        .send()
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(err) => err,
+    };
+    let failed = format!(
+        "executing the change set failed: {}",
+        call_error("CloudFormation", "ExecuteChangeSet", &err)
+    );
+    match execution_began(cfn, name, id, tail, progress).await {
+        Ok(true) => {
+            tracing::info!(
+                stack = name,
+                "the answer to ExecuteChangeSet was lost, but the change set is executing: waiting for the stack"
+            );
+            Ok(())
+        }
+        Ok(false) => Err(format!("{failed}; {LEFT_CHANGE_SET}")),
+        Err(unknown) => Err(format!(
+            "{failed}; whether it began is unknown ({unknown}): the next deploy waits for any operation in progress and replaces the change set"
+        )),
+    }
+}
+
+/// Whether change set `id` began executing: its execution status says so;
+/// if it is gone (AWS removes change sets once one executed), the stack's
+/// own `*_IN_PROGRESS` event since `tail` started does.
+async fn execution_began(
+    cfn: &Client,
+    name: &str,
+    id: &str,
+    tail: &mut EventTail,
+    progress: &dyn DeployProgress,
+) -> Result<bool, String> {
+    match cfn
+        .describe_change_set()
+        .stack_name(name)
+        .change_set_name(id)
+        .send()
+        .await
+    {
+        Ok(change_set) => Ok(matches!(
+            change_set.execution_status().map(|s| s.as_str()),
+            Some("EXECUTE_IN_PROGRESS" | "EXECUTE_COMPLETE" | "EXECUTE_FAILED")
+        )),
+        Err(err) if is_missing_change_set(&err) => {
+            tail.poll(cfn, progress).await?;
+            Ok(tail.saw_stack_operation_begin())
+        }
+        Err(err) => Err(call_error("CloudFormation", "DescribeChangeSet", &err)),
+    }
 }
 
 /// Brings the stack to a state a change set can start from: waits (within
@@ -267,10 +436,14 @@ async fn recreate_from_rollback(
     let mut last = String::new();
     for _attempt in 0..2 {
         let mut tail = EventTail::start_at(cfn, name, id).await?;
-        cfn.delete_stack().stack_name(name).send().await.map_err(|err| {
+        let delete = cfn
+            .delete_stack()
+            .stack_name(name)
+            .client_request_token(request_token());
+        delete.send().await.map_err(|err| {
             format!(
                 "the stack is in ROLLBACK_COMPLETE and deleting it (to create it again) failed: {}",
-                sdk_error_text(&err)
+                call_error("CloudFormation", "DeleteStack", &err)
             )
         })?;
         match wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options).await? {
@@ -294,105 +467,12 @@ async fn recreate_from_rollback(
     ))
 }
 
-/// What [`wait_for_stack`] follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    /// One found in progress.
-    Running,
-    /// One just requested (execute, delete): until the stack's own
-    /// `*_IN_PROGRESS` event shows it began, the status may still be the
-    /// one from before, which must not be taken as the result.
-    Requested,
-}
-
-/// Polls until the stack is no longer in progress (or is gone), streaming
-/// events; fails after the wait bound.
-async fn wait_for_stack(
-    cfn: &Client,
-    name: &str,
-    tail: &mut EventTail,
-    operation: Operation,
-    progress: &dyn DeployProgress,
-    options: &DeployOptions,
-) -> Result<Option<Stack>, String> {
-    let started = Instant::now();
-    let mut backoff = Backoff::new(options.poll_initial, options.poll_max);
-    loop {
-        // Status first, then events: every event up to the final status is
-        // reported before returning.
-        let stack = describe(cfn, name).await?;
-        if tail.poll(cfn, progress).await? > 0 {
-            backoff.reset();
-        }
-        let begun = operation == Operation::Running || tail.saw_stack_operation_begin();
-        let Some(stack) = stack else { return Ok(None) };
-        let status = status_of(&stack);
-        if status == "DELETE_COMPLETE" {
-            return Ok(None);
-        }
-        if !is_in_progress(status) && begun {
-            return Ok(Some(stack));
-        }
-        if started.elapsed() > options.wait_timeout {
-            return Err(format!(
-                "still {status} after {} s; wait for the operation to finish (or cancel it in the CloudFormation console) and deploy again",
-                options.wait_timeout.as_secs()
-            ));
-        }
-        tokio::time::sleep(backoff.next_delay()).await;
-    }
-}
-
-enum ChangeSetState {
-    Ready,
-    Empty,
-    Failed(String),
-}
-
-async fn wait_for_change_set(
-    cfn: &Client,
-    name: &str,
-    options: &DeployOptions,
-) -> Result<ChangeSetState, String> {
-    let started = Instant::now();
-    let mut backoff = Backoff::new(options.poll_initial, options.poll_max);
-    loop {
-        let change_set = cfn
-            .describe_change_set()
-            .stack_name(name)
-            .change_set_name(CHANGE_SET_NAME)
-            .send()
-            .await
-            .map_err(|err| format!("reading the change set failed: {}", sdk_error_text(&err)))?;
-        let status = change_set.status().map(|s| s.as_str()).unwrap_or_default();
-        let reason = change_set.status_reason().unwrap_or_default();
-        match status {
-            "CREATE_COMPLETE" => return Ok(ChangeSetState::Ready),
-            "FAILED" if is_empty_change_set(reason) => return Ok(ChangeSetState::Empty),
-            "FAILED" | "DELETE_FAILED" | "DELETE_COMPLETE" => {
-                return Ok(ChangeSetState::Failed(format!("{status}: {reason}")));
-            }
-            _ if started.elapsed() > options.wait_timeout => {
-                return Err(format!(
-                    "the change set is still {status} after {} s",
-                    options.wait_timeout.as_secs()
-                ));
-            }
-            _ => tokio::time::sleep(backoff.next_delay()).await,
-        }
-    }
-}
-
-/// CloudFormation's ways of saying "nothing to do".
-fn is_empty_change_set(reason: &str) -> bool {
-    reason.contains("didn't contain changes") || reason.contains("No updates are to be performed")
-}
-
-async fn delete_change_set(cfn: &Client, name: &str) -> Result<(), String> {
+/// Deletes change set `change_set` (its name or id) of stack `name`, if it exists.
+async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result<(), String> {
     match cfn
         .delete_change_set()
         .stack_name(name)
-        .change_set_name(CHANGE_SET_NAME)
+        .change_set_name(change_set)
         .send()
         .await
     {
@@ -400,16 +480,15 @@ async fn delete_change_set(cfn: &Client, name: &str) -> Result<(), String> {
         Err(err) if is_missing_change_set(&err) => Ok(()),
         Err(err) => Err(format!(
             "deleting change set {CHANGE_SET_NAME} failed: {}",
-            sdk_error_text(&err)
+            call_error("CloudFormation", "DeleteChangeSet", &err)
         )),
     }
 }
 
 fn is_missing_change_set<E, R>(err: &aws_sdk_cloudformation::error::SdkError<E, R>) -> bool
 where
-    E: aws_sdk_cloudformation::error::ProvideErrorMetadata,
+    E: ProvideErrorMetadata,
 {
-    use aws_sdk_cloudformation::error::ProvideErrorMetadata;
     err.code() == Some("ChangeSetNotFound") || is_missing_stack(err)
 }
 
@@ -422,17 +501,20 @@ pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<Stack>, 
             .filter(|s| status_of(s) != "DELETE_COMPLETE")
             .cloned()),
         Err(err) if is_missing_stack(&err) => Ok(None),
-        Err(err) => Err(format!("describing the stack failed: {}", sdk_error_text(&err))),
+        Err(err) => Err(format!(
+            "describing the stack failed: {}",
+            call_error("CloudFormation", "DescribeStacks", &err)
+        )),
     }
 }
 
-fn status_of(stack: &Stack) -> &str {
+pub(crate) fn status_of(stack: &Stack) -> &str {
     stack.stack_status().map(|s| s.as_str()).unwrap_or_default()
 }
 
 /// Whether an operation is running (REVIEW_IN_PROGRESS is a stack waiting for
 /// its first change set to run, not an operation).
-fn is_in_progress(status: &str) -> bool {
+pub(crate) fn is_in_progress(status: &str) -> bool {
     status.ends_with("_IN_PROGRESS") && status != "REVIEW_IN_PROGRESS"
 }
 
@@ -450,7 +532,7 @@ async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Resul
         .map_err(|err| {
             format!(
                 "setting termination protection to {wanted} failed: {}",
-                sdk_error_text(&err)
+                call_error("CloudFormation", "UpdateTerminationProtection", &err)
             )
         })
 }
@@ -497,14 +579,5 @@ mod tests {
         ] {
             assert_eq!(stuck_fix(fine, "App"), None, "{fine}");
         }
-    }
-
-    #[test]
-    fn empty_change_set_reasons_are_recognised() {
-        assert!(is_empty_change_set(
-            "The submitted information didn't contain changes. Submit different information to create a change set."
-        ));
-        assert!(is_empty_change_set("No updates are to be performed."));
-        assert!(!is_empty_change_set("Template format error"));
     }
 }

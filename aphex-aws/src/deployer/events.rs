@@ -10,7 +10,7 @@ use aphex_stages::ports::{DeployProgress, StackEvent};
 use aws_sdk_cloudformation::Client;
 use aws_smithy_types::date_time::Format;
 
-use super::sdk_error_text;
+use crate::client::call_error;
 
 /// Reasons CloudFormation gives to resources it stopped because another one
 /// failed: noise, never a root cause.
@@ -61,7 +61,7 @@ impl EventTail {
             Err(err) => {
                 return Err(format!(
                     "reading the events of stack {stack}: {}",
-                    sdk_error_text(&err)
+                    call_error("CloudFormation", "DescribeStackEvents", &err)
                 ));
             }
         }
@@ -91,7 +91,7 @@ impl EventTail {
                     return Err(format!(
                         "reading the events of stack {}: {}",
                         self.stack,
-                        sdk_error_text(&err)
+                        call_error("CloudFormation", "DescribeStackEvents", &err)
                     ));
                 }
             };

@@ -12,7 +12,6 @@ use aws_config::Region;
 use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 const ASSUME_HINT: &str = "check that the role exists (is the account CDK-bootstrapped?) and that the current credentials may assume it";
 
@@ -66,9 +65,9 @@ impl Sessions {
                     // Fail here, naming the role, instead of at the first call.
                     provider.provide_credentials().await.map_err(|err| {
                         format!(
-                            "cannot assume role {} (external id given): {}; {ASSUME_HINT}",
+                            "cannot assume role {} (external id given; STS AssumeRole): {}; {ASSUME_HINT}",
                             role.arn,
-                            DisplayErrorContext(&err)
+                            crate::client::describe(&err)
                         )
                     })?;
                     regional

@@ -39,11 +39,8 @@ pub struct Args {
 
 /// Runs `aphex render`.
 pub fn run(args: Args) -> Exit {
-    // The process ends right after this command: freeing the config and
-    // manifests (tens of thousands of allocations for 100 x 50) would only
-    // delay the exit, so they are left to the OS.
     let config = match super::validate::load_config(&args.path) {
-        Ok(c) => std::mem::ManuallyDrop::new(c),
+        Ok(c) => c,
         Err(code) => return code,
     };
     let options = RenderOptions {
@@ -51,7 +48,7 @@ pub fn run(args: Args) -> Exit {
         pr_role_arn: args.pr_role_arn,
         artifact_bucket: args.artifact_bucket,
     };
-    let rendered = std::mem::ManuallyDrop::new(render(&config, &options));
+    let rendered = render(&config, &options);
     if config.settings().github.is_none() {
         eprintln!(
             "note: no `pipeline.github` in {}: the EventSource and Sensor are not rendered",

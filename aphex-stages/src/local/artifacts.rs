@@ -1,6 +1,8 @@
-//! The directory artifact store: `<root>/<pipeline>/<commit-sha>/` holds the
-//! archive and `metadata.json` (commit SHA and timestamp included, standing
-//! in for S3 object tags).
+//! The directory artifact store: `<root>/<pipeline>/<run-id>/` holds the
+//! archive and `metadata.json` (commit SHA, run and timestamp included,
+//! standing in for S3 object tags). Archives are copied as streams, never
+//! read whole into memory; both files are written atomically, the metadata
+//! last.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,7 @@ use async_trait::async_trait;
 use super::{io_err, write_atomic};
 use crate::artifact::{ARCHIVE_NAME, sha256_file};
 use crate::ports::{ArtifactMetadata, ArtifactStore, PortError};
+use crate::record::check_segment;
 
 /// Artifacts in a directory.
 #[derive(Debug, Clone)]
@@ -22,9 +25,9 @@ impl DirArtifactStore {
         DirArtifactStore { root: root.into() }
     }
 
-    /// Directory of one commit's artifacts.
-    pub fn dir_of(&self, pipeline: &str, commit_sha: &str) -> PathBuf {
-        self.root.join(pipeline).join(commit_sha)
+    /// Directory of one run's artifacts.
+    pub fn dir_of(&self, pipeline: &str, run_id: &str) -> PathBuf {
+        self.root.join(pipeline).join(run_id)
     }
 }
 
@@ -35,28 +38,30 @@ impl ArtifactStore for DirArtifactStore {
     }
 
     async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), PortError> {
-        let dir = self.dir_of(&metadata.pipeline, &metadata.commit_sha);
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let bytes = std::fs::read(archive).map_err(io_err(format!("reading {}", archive.display())))?;
-        write_atomic(&dir.join(ARCHIVE_NAME), &bytes)?;
+        check_segment("run id", &metadata.run_id)?;
+        let dir = self.dir_of(&metadata.pipeline, &metadata.run_id);
+        let mut from =
+            std::fs::File::open(archive).map_err(io_err(format!("reading {}", archive.display())))?;
+        let stored = dir.join(ARCHIVE_NAME);
+        crate::files::copy_atomic(&stored, &mut from)
+            .map_err(io_err(format!("writing {}", stored.display())))?;
         let meta = serde_json::to_vec_pretty(metadata).expect("metadata serializes");
         // Metadata last: an archive without metadata is treated as absent.
         write_atomic(&dir.join("metadata.json"), &meta)
     }
 
-    async fn get(
-        &self,
-        pipeline: &str,
-        commit_sha: &str,
-        dest: &Path,
-    ) -> Result<ArtifactMetadata, PortError> {
-        let dir = self.dir_of(pipeline, commit_sha);
+    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, PortError> {
+        check_segment("run id", run_id)?;
+        let dir = self.dir_of(pipeline, run_id);
         let meta_path = dir.join("metadata.json");
         let meta = match std::fs::read(&meta_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(PortError::NotFound {
-                    what: format!("artifacts of {pipeline}/{commit_sha} in {}", self.root.display()),
+                    what: format!(
+                        "artifacts of run {run_id} of {pipeline} in {}",
+                        self.root.display()
+                    ),
                 });
             }
             Err(e) => return Err(io_err(format!("reading {}", meta_path.display()))(e)),
@@ -70,11 +75,13 @@ impl ArtifactStore for DirArtifactStore {
             std::fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
         }
         std::fs::copy(&src, dest).map_err(io_err(format!("copying {}", src.display())))?;
-        let (_, actual) = sha256_file(dest).map_err(|e| PortError::Other {
+        let (size, actual) = sha256_file(dest).map_err(|e| PortError::Other {
             context: format!("hashing {}", dest.display()),
             source: Box::new(e),
         })?;
-        if actual != metadata.sha256 {
+        if actual != metadata.sha256 || size != metadata.size {
+            // A corrupt archive must never be unpacked by mistake.
+            let _ = std::fs::remove_file(dest);
             return Err(PortError::Corrupt {
                 what: src.display().to_string(),
                 expected: metadata.sha256,

@@ -41,12 +41,9 @@ impl MetricsSink for JsonLinesMetrics {
         }
         let _guard = self.lock.lock().expect("metrics lock");
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            crate::files::create_private_dir(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        let mut file = crate::files::append_private_file(&self.path)
             .map_err(io_err(format!("opening {}", self.path.display())))?;
         // One write call per batch keeps lines whole.
         file.write_all(text.as_bytes())

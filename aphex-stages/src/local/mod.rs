@@ -1,7 +1,8 @@
 //! Local adapters for the ports: everything a run needs on one machine,
 //! kept in plain files under one directory (`.aphex/` for `aphex run --local`).
-//! Writes are atomic (temp file + rename), so a crash never leaves half a
-//! record behind.
+//! Writes are atomic (temp file + rename + directory sync, see
+//! [`crate::files`]), so a crash never leaves half a record behind, and
+//! private (`0700` directories, `0600` files).
 
 mod artifacts;
 mod cluster;
@@ -28,18 +29,7 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// then a rename over the target.
+/// Writes `bytes` to `path` atomically ([`crate::files::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PortError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(io_err(format!("creating a temp file in {}", dir.display())))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(io_err(format!("writing {}", path.display())))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err(format!("syncing {}", path.display())))?;
-    tmp.persist(path)
-        .map_err(|e| io_err(format!("renaming into {}", path.display()))(e.error))?;
-    Ok(())
+    crate::files::write_atomic(path, bytes).map_err(io_err(format!("writing {}", path.display())))
 }

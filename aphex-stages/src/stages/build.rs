@@ -1,11 +1,21 @@
 //! The build stage: `build.commands` in order, stopping at the first
 //! failure, then the artifacts packaged (tar + zstd, SHA-256, metadata) and
-//! stored under `<pipeline>/<commit-sha>/`.
+//! stored under this run (`<pipeline>/artifacts/<run-id>/`), where only
+//! this run's deploy and test stages look.
 
 use super::{StageError, StageOutcome, run_commands, run_env};
 use crate::artifact::{ARCHIVE_NAME, pack};
 use crate::context::StageContext;
 use crate::ports::ArtifactMetadata;
+
+/// The config file's name relative to the app's folder (where artifacts
+/// are packed from and restored to): never an artifact.
+pub(crate) fn config_name(ctx: &StageContext) -> std::path::PathBuf {
+    std::path::Path::new(&ctx.config_file)
+        .file_name()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+}
 
 const STAGE: &str = "build";
 
@@ -39,14 +49,17 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
         .fresh_dir("package")
         .map_err(StageError::io("creating a packaging directory"))?;
     let archive = dir.join(ARCHIVE_NAME);
-    let packed = pack(&ctx.checkout, &paths, &archive)?;
+    let packed = pack(&ctx.checkout, &paths, &config_name(ctx), &archive)?;
     let metadata = ArtifactMetadata {
         pipeline: ctx.run.pipeline.clone(),
+        run_id: ctx.run.id.clone(),
         commit_sha: ctx.run.commit.clone(),
         timestamp: crate::time::now_rfc3339(),
         size: packed.size,
         sha256: packed.sha256.clone(),
         paths,
+        unpacked_bytes: packed.unpacked_bytes,
+        entries: packed.entries,
     };
     ctx.ports
         .artifacts
@@ -59,12 +72,14 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
     ctx.info(
         STAGE,
         format!(
-            "stored {} ({} bytes, sha256 {}) of {} under {}/{}/ in {}",
+            "stored {} ({} bytes, sha256 {}; {} entries, {} bytes unpacked) of {} for run {} (commit {}) in {}",
             ARCHIVE_NAME,
             packed.size,
             packed.sha256,
+            packed.entries,
+            packed.unpacked_bytes,
             metadata.paths.join(", "),
-            ctx.run.pipeline,
+            ctx.run.id,
             ctx.run.commit,
             ctx.ports.artifacts.location()
         ),

@@ -124,24 +124,35 @@ fn hook_field(ctx: &StageContext, env: &Environment, which: &str) -> String {
     format!("environments[{i}].hooks.{which}")
 }
 
-/// Fetches this commit's artifacts (the store verifies the checksum) and
-/// unpacks them into the checkout. No stored artifacts is a notice, not an error.
+/// Fetches the artifacts this run's build stored (the store verifies the
+/// checksum; the metadata must name this run and commit) and restores them
+/// into the checkout, within what the build recorded
+/// ([`crate::artifact::unpack`]). No stored artifacts is a notice, not an
+/// error.
 pub async fn restore_artifacts(ctx: &StageContext, stage: &str) -> Result<(), StageError> {
     let dir = ctx
         .fresh_dir("restore")
         .map_err(StageError::io("creating a directory for the artifacts"))?;
     let archive = dir.join(ARCHIVE_NAME);
     let store = &ctx.ports.artifacts;
-    match store.get(&ctx.run.pipeline, &ctx.run.commit, &archive).await {
+    match store.get(&ctx.run.pipeline, &ctx.run.id, &archive).await {
         Ok(meta) => {
-            unpack(&archive, &ctx.checkout)?;
+            if meta.run_id != ctx.run.id || !meta.commit_sha.eq_ignore_ascii_case(&ctx.run.commit) {
+                return Err(StageError::Failed(format!(
+                    "refusing the stored artifacts: their metadata names run {} at commit {}, but this is run {} at commit {}; rebuild this commit to store them again",
+                    meta.run_id, meta.commit_sha, ctx.run.id, ctx.run.commit
+                )));
+            }
+            let done = unpack(&archive, &ctx.checkout, &meta, &super::build::config_name(ctx))?;
             ctx.info(
                 stage,
                 format!(
-                    "restored artifacts of {} ({} bytes, sha256 {} verified): {}",
+                    "restored the artifacts of this run's build (commit {}; {} bytes, sha256 {} verified; {} entries, {} bytes): {}",
                     &meta.commit_sha,
                     meta.size,
                     meta.sha256,
+                    done.entries,
+                    done.bytes,
                     meta.paths.join(", ")
                 ),
             );
@@ -544,13 +555,12 @@ async fn deploy_stacks(
     (ordered, outputs, failure)
 }
 
-/// Writes the outputs document (pretty JSON, configured stack names as keys).
+/// Writes the outputs document (pretty JSON, configured stack names as
+/// keys), atomically: the test stage, Argo and `hooks.post` read it.
 pub fn write_outputs(path: &Path, outputs: &Outputs) -> Result<(), StageError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(StageError::io(format!("creating {}", dir.display())))?;
-    }
-    let text = serde_json::to_string_pretty(outputs).expect("outputs serialize");
-    std::fs::write(path, text + "\n").map_err(StageError::io(format!("writing {}", path.display())))
+    let text = serde_json::to_string_pretty(outputs).expect("outputs serialize") + "\n";
+    crate::files::write_atomic(path, text.as_bytes())
+        .map_err(StageError::io(format!("writing {}", path.display())))
 }
 
 /// Reads an outputs document written by [`write_outputs`] (or passed by Argo).
