@@ -1089,6 +1089,7 @@ mod tests {
             ended_at: None,
             status: Status::Running,
             stages: Vec::new(),
+            url: None,
         }
     }
 

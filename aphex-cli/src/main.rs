@@ -58,7 +58,7 @@ enum Command {
 }
 
 fn main() {
-    quiet_parser_panics();
+    aphex_config::quiet_parser_panics();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
@@ -86,18 +86,4 @@ fn main() {
         }
     };
     std::process::exit(code.into());
-}
-
-/// Keeps the panic hook quiet for the YAML parser's panics, which the
-/// config loader catches and turns into a diagnostic (see
-/// `aphex_config::tree::is_parser_panic`); the panic's own message would
-/// only look like a crash.
-fn quiet_parser_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if aphex_config::tree::is_parser_panic(info) {
-            return;
-        }
-        default(info);
-    }));
 }

@@ -21,6 +21,7 @@ fn header() -> RunRecord {
         started_at: "2026-01-01T00:00:00Z".to_owned(),
         ended_at: None,
         status: Status::Running,
+        url: None,
         stages: Vec::new(),
     }
 }
@@ -35,6 +36,7 @@ fn stage(name: &str, started_at: &str, status: Status) -> StageRecord {
         stacks: Vec::new(),
         artifact_bytes: None,
         approved_by: None,
+        ends_run: None,
     }
 }
 

@@ -335,6 +335,51 @@ fn webhook_simulate_text_for_a_tag_push() {
 }
 
 #[test]
+fn webhook_simulate_skips_marked_commits_and_ignored_bots() {
+    let dir = project();
+    let config = CONFIG.replace(
+        "branch: master }",
+        "branch: master, ignoreSenders: [\"github-actions[bot]\"] }",
+    );
+    std::fs::write(dir.path().join("aphex-config.yaml"), config).unwrap();
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(webhook("push-with-new-branch.json")).unwrap()).unwrap();
+    let simulate = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut payload = original.clone();
+        edit(&mut payload);
+        let file = dir.path().join("delivery.json");
+        std::fs::write(&file, payload.to_string()).unwrap();
+        let o = aphex(
+            dir.path(),
+            &[
+                "webhook",
+                "simulate",
+                "--event",
+                "push",
+                "--payload",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let out = simulate(&|p| p["head_commit"]["message"] = "chore: release 1.2.3 [skip ci]".into());
+    assert!(
+        out.starts_with("trigger: none\nreason: no trigger: trigger `deploy`: `body.head_commit.message` contains `[skip ci]`"),
+        "{out}"
+    );
+    let out = simulate(&|p| p["sender"]["login"] = "GitHub-Actions[bot]".into());
+    assert!(
+        out.contains(
+            "`body.sender.login` is `github-actions[bot]`, which pipeline.github.ignoreSenders ignores"
+        ),
+        "{out}"
+    );
+    let out = simulate(&|_| {});
+    assert!(out.starts_with("trigger: deploy\n"), "{out}");
+}
+
+#[test]
 fn webhook_signatures_are_verified() {
     let dir = project();
     let payload = webhook("pull_request-opened.json");

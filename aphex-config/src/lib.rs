@@ -3,15 +3,12 @@
 //! schema and semantic validation, secret detection, and diagnostics that name
 //! the field path, file, line and column.
 //!
-//! Loading: bytes are checked (size, binary, UTF-8), parsed (by our reader
-//! of the common block shape, else by libyaml-safer) under our resource
-//! budgets into a positioned [`tree`],
-//! validated by the semantic rules and against the schema (every problem
-//! collected, each placed by its field path), and only then deserialized
-//! into [`Config`], straight from the tree. Large files are first tried in
-//! parts, one thread each (see `tree::parts`); any file with a problem is
-//! read in one pass, where each environment is checked as soon as it is
-//! closed.
+//! Loading is one pass on the calling thread: bytes are checked (size,
+//! binary, UTF-8), libyaml-safer's events are built into a positioned
+//! [`tree`] under our resource budgets, the semantic rules and the schema
+//! check that tree (every problem collected, each placed by its field
+//! path), and only a file without problems is decoded into [`Config`],
+//! straight from the tree.
 //!
 //! Architecture invariant: this crate is pure. It reads only the text (or the
 //! one file) it is given, and knows nothing of AWS, Kubernetes or Argo.
@@ -38,6 +35,7 @@ pub use model::*;
 pub use rules::KNOWN_REGIONS;
 pub use schema::{SCHEMA_URL, schema, schema_text};
 pub use starter::starter;
+pub use tree::quiet_parser_panics;
 
 /// The largest configuration file accepted. A 100-environment, 50-stack
 /// configuration is about 400 KiB written verbosely; anything near this is
@@ -166,16 +164,6 @@ pub fn load_str(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
     if source.len() > MAX_FILE_BYTES || source.contains('\0') {
         return load_bytes(file, source.as_bytes());
     }
-    if source.len() >= PARTS_FROM_BYTES
-        && let Some(config) = load_in_parts(file, source, parallelism())
-    {
-        return Ok(config);
-    }
-    load_in_one_pass(file, source)
-}
-
-/// [`load_str`] without trying parts: the one path that reports problems.
-fn load_in_one_pass(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>> {
     let whole = |line: usize, column: usize, message: String, help: &str| Diagnostic {
         path: String::new(),
         file: file.to_owned(),
@@ -184,13 +172,7 @@ fn load_in_one_pass(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>>
         message,
         help: Some(help.to_owned()),
     };
-    // Each environment is checked as soon as the parser has closed it, on
-    // this thread while the parser thread reads on (see `tree`).
-    let mut checker = rules::Checker::new(file, source);
-    let parsed = tree::parse_watching(source, "environments", &mut |i, items| {
-        checker.environment_item(i, &items[i]);
-    });
-    let tree = match parsed {
+    let tree = match tree::parse(source) {
         Ok(t) => t,
         Err(e) => return Err(vec![parse_error(file, &e)]),
     };
@@ -202,6 +184,7 @@ fn load_in_one_pass(file: &str, source: &str) -> Result<Config, Vec<Diagnostic>>
             "start from `aphex init`, or add `version`, `build` and `environments`",
         )]);
     }
+    let mut checker = rules::Checker::new(file, source);
     checker.check(&tree);
     let mut from_schema = Vec::new();
     schema::check(file, &tree, &mut from_schema);
@@ -244,79 +227,6 @@ pub(crate) fn found_secrets(source: &str) -> Vec<String> {
     let mut checker = rules::Checker::new("", source);
     checker.check(&tree);
     checker.secrets
-}
-
-/// Files from this size are first tried in parts (see [`load_in_parts`]);
-/// below it, starting threads costs more than it saves.
-const PARTS_FROM_BYTES: usize = 64 * 1024;
-
-/// Threads for loading in parts: the machine's, up to four (more parts
-/// would each be too small to pay for their thread).
-fn parallelism() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
-}
-
-/// Loads a valid configuration with its environments list cut into
-/// `parts`, each parsed, checked by the per-environment rules, validated by
-/// the schema and decoded on its own thread (see `tree::parts`). Only the
-/// clean case is handled: `None` whenever the file cannot be cut or any
-/// problem is found, and the caller then loads it in one pass, which finds
-/// and reports every problem exactly as it always does.
-fn load_in_parts(file: &str, source: &str, parts: usize) -> Option<Config> {
-    // The first part's thread compiles the schema's halves first, the
-    // first time in a process (about 2 ms, near half a part's work).
-    let lead = if schema::halves_ready() { 0 } else { 40 };
-    let plan = tree::parts::plan(source, "environments", parts, lead)?;
-    // Each environment: the per-environment rules, the schema, the typed
-    // model, as soon as it is read (see `tree::parts::Check`).
-    let start = |text: &str| (rules::Checker::reading(file, source, &[text]), Vec::new());
-    let item = |(checker, environments): &mut (rules::Checker<'_>, Vec<Environment>),
-                index: usize,
-                env: &mut tree::Node| {
-        checker.environment_item(index, env);
-        if !checker.is_clean() || !schema::environment_is_valid(env) {
-            return false;
-        }
-        // The rest of the rules need only the name: the item's strings
-        // move into the model, and the rest is freed on this thread.
-        let name = env.entry("name").cloned();
-        let only_name = tree::Node {
-            pos: env.pos,
-            value: tree::Value::Map(name.into_iter().collect()),
-        };
-        match Environment::deserialize(std::mem::replace(env, only_name)) {
-            Ok(decoded) => {
-                environments.push(decoded);
-                true
-            }
-            Err(_) => false,
-        }
-    };
-    let check = tree::parts::Check {
-        start: &start,
-        item: &item,
-        ready: &schema::halves_ready,
-    };
-    // The schema compiles while the parts are parsed (about 1.5 ms in a
-    // fresh process, the first time).
-    let (mut tree, parts) =
-        tree::parts::parse(source, "environments", &plan, &check, schema::prepare_halves)?;
-    let environments: Vec<Environment> = parts.into_iter().flat_map(|(_, envs)| envs).collect();
-    // The rest of the rules (the root, names across environments, comments)
-    // and the rest of the schema, on what the parts did not check.
-    let (before, after) = plan.outside(source);
-    let mut checker = rules::Checker::reading(file, source, &[before, after]);
-    checker.assume_checked_early(environments.len());
-    checker.check(&tree);
-    if !checker.is_clean() || !schema::valid_but_environments(&tree) {
-        return None;
-    }
-    // The environments are decoded already: the root is decoded without them.
-    tree.get_mut("environments")?.value = tree::Value::Seq(Vec::new());
-    let mut config = Config::deserialize(tree).ok()?;
-    config.environments = environments;
-    Some(config)
 }
 
 /// Sorts by position, drops duplicates, bounds the count and scrubs
@@ -384,111 +294,5 @@ fn parse_error(file: &str, e: &tree::ParseError) -> Diagnostic {
         column: e.pos.column,
         message: secrets::redact(&format!("invalid YAML: {}", e.message)),
         help: Some(help.to_owned()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A configuration of `envs` environments written in one of several
-    /// layouts, with at most one defect; and whether it must load in parts.
-    fn config_text() -> impl Strategy<Value = (String, bool)> {
-        (
-            3usize..12,
-            0usize..4,
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-            0usize..12,
-            any::<prop::sample::Index>(),
-        )
-            .prop_map(|(envs, stacks, indented, tail, crlf, defect, at)| {
-                let at = at.index(envs);
-                let d = if indented { "  " } else { "" };
-                let mut y = String::from("# a config\nversion: \"1.0\"\nbuild:\n  commands: [make]\nenvironments: # all of them\n");
-                let mut engages = true;
-                for e in 0..envs {
-                    let name = if defect == 1 && e == at && e > 0 { "env-0".to_owned() } else { format!("env-{e}") };
-                    let account = if defect == 2 && e == at { "12345".to_owned() } else { format!("\"{:012}\"", 100_000_000_000u64 + e as u64) };
-                    y.push_str(&format!("{d}- name: {name}\n{d}  region: eu-west-1\n{d}  account: {account}\n"));
-                    if e % 3 == 1 {
-                        y.push_str(&format!("{d}  hooks:\n{d}    pre:\n{d}      - |\n{d}        echo one\n{d}        - not an item\n"));
-                    }
-                    if e % 4 == 2 {
-                        y.push_str("# a comment at the margin\n\n");
-                    }
-                    if defect == 3 && e == at {
-                        y.push_str(&format!("{d}  regoin: x\n"));
-                    }
-                    if defect == 4 && e == at {
-                        y.push_str(&format!("{d}  synth: \"AKIAIOSFODNN7EXAMPLE\"\n"));
-                    }
-                    if defect == 5 && e == at {
-                        y.push_str(&format!("{d}  concurrency: 0\n"));
-                    }
-                    y.push_str(&format!("{d}  stacks:\n"));
-                    for s in 0..=stacks {
-                        let depends = if defect == 6 && e == at && s == 0 { format!(", dependsOn: [S{stacks}]") } else if s > 0 { format!(", dependsOn: [S{}]", s - 1) } else { String::new() };
-                        y.push_str(&format!("{d}    - {{name: S{s}, path: lib/s{s}.ts{depends}}}\n"));
-                    }
-                    if defect == 7 && e == at {
-                        // An alias across environments: read in one pass.
-                        if e == 0 {
-                            y.push_str(&format!("{d}  tests: &t {{commands: [x]}}\n"));
-                        } else {
-                            y.push_str(&format!("{d}  tests: *t\n"));
-                        }
-                    }
-                }
-                // Defects 1-9 are problems, or shapes read in one pass.
-                if (1..=9).contains(&defect) {
-                    engages = false;
-                }
-                if tail {
-                    y.push_str("pipeline:\n  name: p\n");
-                }
-                if defect == 8 {
-                    y.push_str("version: \"1.0\"\n");
-                }
-                if defect == 9 {
-                    // The start of a multi-line string that looks like an item.
-                    y.push_str(&format!("{d}- name: \"x\n{d}- y\"\n"));
-                }
-                if crlf {
-                    y = y.replace('\n', "\r\n");
-                }
-                (y, engages)
-            })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-        // Property: loading in parts gives exactly the one-pass result when
-        // the file is valid, and declines (leaving every report to the one
-        // pass) otherwise; plain valid files always load in parts.
-        #[test]
-        fn parts_agree_with_one_pass((text, engages) in config_text(), parts in 2usize..5) {
-            let one = load_in_one_pass("c.yaml", &text);
-            let split = load_in_parts("c.yaml", &text, parts);
-            match (&one, &split) {
-                (Ok(a), Some(b)) => prop_assert_eq!(a, b),
-                (_, None) => prop_assert!(!engages, "declined a plain valid file:\n{}", text),
-                (Err(d), Some(_)) => prop_assert!(false, "accepted in parts what one pass rejects: {:?}\n{}", d, text),
-            }
-        }
-    }
-
-    #[test]
-    fn a_large_file_loads_in_parts() {
-        let mut y = String::from("version: \"1.0\"\nbuild:\n  commands: [make]\nenvironments:\n");
-        for e in 0..200 {
-            y.push_str(&format!("  - name: e{e}\n    region: us-east-1\n    account: \"{:012}\"\n    stacks:\n      - {{name: A, path: a}}\n", e + 1));
-        }
-        let config = load_in_parts("big.yaml", &y, 2).expect("loaded in parts");
-        assert_eq!(config.environments.len(), 200);
-        assert_eq!(config.environments[199].name, "e199");
-        assert_eq!(Ok(config), load_in_one_pass("big.yaml", &y));
     }
 }

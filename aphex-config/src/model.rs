@@ -20,6 +20,8 @@ pub const DEFAULT_MEMORY: &str = "2Gi";
 pub const DEFAULT_SYNTH: &str = "npx cdk synth";
 /// Where repositories live unless `pipeline.github.url` names a GitHub Enterprise server.
 pub const DEFAULT_GITHUB_URL: &str = "https://github.com";
+/// github.com's REST API (a GitHub Enterprise Server's is `<url>/api/v3`).
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 /// A lowercase DNS label (RFC 1123): what environment and pipeline names must be.
 pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -91,6 +93,10 @@ pub struct PipelineSettings {
     /// CPU and memory of every stage pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// The Argo Workflows UI, e.g. "https://argo.example.com": notifications
+    /// and commit statuses link to `<argoUrl>/workflows/<namespace>/<run>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argo_url: Option<String>,
 }
 
 /// CPU and memory of every stage pod (Kubernetes quantities, quoted).
@@ -141,6 +147,14 @@ pub struct GitHub {
     /// Public URL of the webhook; when set, Argo Events registers the webhook on GitHub.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// The server's REST API. Default: "https://api.github.com" for github.com,
+    /// `<url>/api/v3` for a GitHub Enterprise Server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// GitHub logins whose pushes trigger nothing (bots that commit back,
+    /// e.g. "github-actions[bot]"), compared without regard to case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_senders: Vec<String>,
 }
 
 /// Artifact bucket settings.
@@ -178,6 +192,10 @@ pub struct Notifications {
     /// Notify only when a run fails. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_on_failure: Option<bool>,
+    /// Post a GitHub commit status for every run (pending, then success or
+    /// failure), with the token in `github.tokenSecret`. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_status: Option<bool>,
 }
 
 /// Behaviour of the self-update (pipeline) stage.
@@ -389,6 +407,24 @@ impl PipelineSettings {
             .and_then(|n| n.only_on_failure)
             .unwrap_or(false)
     }
+    /// Whether runs post GitHub commit statuses (`notifications.githubStatus`).
+    pub fn posts_github_status(&self) -> bool {
+        self.notifications
+            .as_ref()
+            .and_then(|n| n.github_status)
+            .unwrap_or(false)
+    }
+    /// Where run `workflow` can be watched in the Argo UI
+    /// (`<argoUrl>/workflows/<namespace>/<workflow>`), when `argoUrl` is set.
+    pub fn run_url(&self, workflow: &str) -> Option<String> {
+        self.argo_url.as_deref().map(|base| {
+            format!(
+                "{}/workflows/{}/{workflow}",
+                base.trim_end_matches('/'),
+                self.namespace()
+            )
+        })
+    }
 }
 
 impl Cluster {
@@ -412,13 +448,14 @@ impl GitHub {
     pub fn is_enterprise(&self) -> bool {
         self.url() != DEFAULT_GITHUB_URL
     }
-    /// The REST API's base URL: `https://api.github.com` for github.com,
-    /// `<url>/api/v3` for GitHub Enterprise Server.
+    /// The REST API's base URL, without a trailing `/`: `apiUrl` when set,
+    /// else `https://api.github.com` for github.com and `<url>/api/v3` for
+    /// GitHub Enterprise Server.
     pub fn api_url(&self) -> String {
-        if self.is_enterprise() {
-            format!("{}/api/v3", self.url())
-        } else {
-            "https://api.github.com".to_owned()
+        match self.api_url.as_deref() {
+            Some(api) => api.trim_end_matches('/').to_owned(),
+            None if self.is_enterprise() => format!("{}/api/v3", self.url()),
+            None => DEFAULT_GITHUB_API_URL.to_owned(),
         }
     }
     /// The repository's clone URL, `<url>/<owner>/<repo>.git`: what every

@@ -81,6 +81,8 @@ struct Res {
     gh_owner: LazyLock<Regex>,
     gh_repo: LazyLock<Regex>,
     gh_server: LazyLock<Regex>,
+    web_base: LazyLock<Regex>,
+    gh_login: LazyLock<Regex>,
 }
 
 fn re(pattern: &str) -> Regex {
@@ -103,6 +105,14 @@ static RES: Res = Res {
     gh_server: LazyLock::new(|| {
         re(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
     }),
+    // The same shape over http or https (the Argo UI; a GitHub API behind
+    // a loopback proxy): links go into Slack text and commit statuses, so
+    // nothing Slack reads as markup (`<`, `>`, `|`) and no query.
+    web_base: LazyLock::new(|| {
+        re(r"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$")
+    }),
+    // A GitHub login, or a GitHub App's bot (`dependabot[bot]`).
+    gh_login: LazyLock::new(|| re(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?$")),
 };
 
 fn res() -> &'static Res {
@@ -125,19 +135,10 @@ pub(crate) struct Checker<'a> {
     line_starts: std::cell::OnceCell<Vec<usize>>,
     /// Whether values need the text search (see [`Checker::new`]).
     scan_values: bool,
-    /// `environments[i]` already checked while the file was being parsed
-    /// (see [`Checker::environment_item`]).
-    checked_early: Vec<bool>,
 }
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(file: &'a str, source: &'a str) -> Self {
-        Checker::reading(file, source, &[source])
-    }
-
-    /// A checker for the values written in `texts` (parts of `source`):
-    /// only those decide whether values need the text search.
-    pub(crate) fn reading(file: &'a str, source: &'a str, texts: &[&str]) -> Self {
         Checker {
             file,
             source,
@@ -147,8 +148,7 @@ impl<'a> Checker<'a> {
             // Text patterns can only match a value if they match the text it
             // is written in (or the value was written with escapes); checking
             // once saves a search per value.
-            scan_values: texts.iter().any(|t| t.contains('\\') || secrets::any_in_text(t)),
-            checked_early: Vec::new(),
+            scan_values: source.contains('\\') || secrets::any_in_text(source),
             line_starts: std::cell::OnceCell::new(),
         }
     }
@@ -159,17 +159,6 @@ impl<'a> Checker<'a> {
                 .chain(self.source.match_indices('\n').map(|(i, _)| i + 1))
                 .collect()
         })
-    }
-
-    /// Whether nothing was found.
-    pub(crate) fn is_clean(&self) -> bool {
-        self.out.is_empty() && self.credentials.is_empty()
-    }
-
-    /// Marks the first `n` environments as checked (by other checkers,
-    /// each of which was clean).
-    pub(crate) fn assume_checked_early(&mut self, n: usize) {
-        self.checked_early = vec![true; n];
     }
 
     pub(crate) fn push(&mut self, path: &Path, pos: Pos, message: String, help: impl Into<Option<String>>) {
@@ -193,24 +182,6 @@ impl<'a> Checker<'a> {
         let rest = &line[start..];
         let end = rest.find([' ', '\t', ',', ']', '}', '#']).unwrap_or(rest.len());
         Some(&rest[..end]).filter(|t| !t.is_empty())
-    }
-
-    /// The rules of one environment and the credential scan of its values,
-    /// run on `environments[index]` as soon as the parser has closed it, so
-    /// this work overlaps with parsing the rest of the file.
-    /// [`Checker::check`] then skips what was done here.
-    pub(crate) fn environment_item(&mut self, index: usize, env: &Node) {
-        if self.checked_early.len() <= index {
-            self.checked_early.resize(index + 1, false);
-        }
-        self.checked_early[index] = true;
-        self.environment(&Path::root().key("environments").index(index), env);
-        let mut steps = vec![Step::Key("environments"), Step::Index(index)];
-        self.credentials(&mut steps, env, "environments");
-    }
-
-    fn was_checked_early(&self, path: &[Step<'_>]) -> bool {
-        matches!(path, [Step::Key("environments"), Step::Index(i)] if self.checked_early.get(*i) == Some(&true))
     }
 
     /// Every rule, on the whole document.
@@ -372,6 +343,63 @@ impl<'a> Checker<'a> {
                     "use letters, digits, '.', '_' and '-' (the name only, not the URL)".to_owned(),
                 );
             }
+            if let Some(n) = g.get("apiUrl")
+                && let Some(v) = n.as_str()
+                && !(r.gh_server.is_match(v) || (r.web_base.is_match(v) && is_loopback_http(v)))
+            {
+                // The API gets the token: never in clear over a network.
+                self.push(
+                    &gp.key("apiUrl"),
+                    n.pos,
+                    "`github.apiUrl` is not the https:// URL of a GitHub API".to_owned(),
+                    "write the API's address only, e.g. https://github.example.com/api/v3 \
+                     (http:// only to 127.0.0.1 or localhost)"
+                        .to_owned(),
+                );
+            }
+            for (i, n) in g
+                .get("ignoreSenders")
+                .map(Node::items)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                if let Some(v) = n.as_str()
+                    && !r.gh_login.is_match(v)
+                {
+                    self.push(
+                        &gp.key("ignoreSenders").index(i),
+                        n.pos,
+                        format!("`{v}` is not a GitHub login"),
+                        "write the login as GitHub shows it: letters, digits and '-', at most 39, \
+                         or an app's bot such as `github-actions[bot]`"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        if let Some(n) = p.get("argoUrl")
+            && let Some(v) = n.as_str()
+            && !r.web_base.is_match(v)
+        {
+            self.push(
+                &path.key("argoUrl"),
+                n.pos,
+                "`argoUrl` is not the http(s) URL of the Argo UI".to_owned(),
+                "write the UI's address only, e.g. https://argo.example.com (no query)".to_owned(),
+            );
+        }
+        if let Some(n) = p.get("notifications").and_then(|n| n.get("githubStatus"))
+            && matches!(n.value, Value::Bool(true))
+            && p.get("github").is_none()
+        {
+            self.push(
+                &path.key("notifications").key("githubStatus"),
+                n.pos,
+                "`githubStatus` is true, but there is no `pipeline.github` to post commit statuses to"
+                    .to_owned(),
+                "add `pipeline.github` (owner and repo), or remove `githubStatus`".to_owned(),
+            );
         }
         if let Some(c) = p.get("cluster")
             && let Some(n) = c.get("name")
@@ -505,9 +533,7 @@ impl<'a> Checker<'a> {
                     seen.insert(name, n.pos);
                 }
             }
-            if self.checked_early.get(i) != Some(&true) {
-                self.environment(&ep, env);
-            }
+            self.environment(&ep, env);
         }
     }
 
@@ -737,7 +763,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Every string value and key in the document.
     /// Every string value and key in the document. The path is a stack of
     /// borrowed steps (pushed and popped), turned into a [`Path`] only for a
     /// finding: this walk visits every node, so it must not allocate per node.
@@ -750,9 +775,7 @@ impl<'a> Checker<'a> {
             Value::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
                     path.push(Step::Index(i));
-                    if !self.was_checked_early(path) {
-                        self.credentials(path, item, key);
-                    }
+                    self.credentials(path, item, key);
                     path.pop();
                 }
             }
@@ -852,6 +875,16 @@ enum Step<'t> {
 }
 
 /// A string of only whitespace (an empty value is a mistake, not a default).
+/// Whether an `http://` URL names this machine (`127.0.0.1` or
+/// `localhost`): the only place a token may travel unencrypted.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host == "localhost" || host == "127.0.0.1"
+}
+
 fn is_blank(node: &Node) -> bool {
     node.as_str().is_some_and(|s| s.trim().is_empty())
 }

@@ -85,20 +85,18 @@ impl Transform for NoNull {
     }
 }
 
-/// A validator of our tree (no JSON copy; see `tree::view`).
-fn validator(schema: &Json, draft: jsonschema::Draft) -> jsonschema::Validator<Yaml> {
+/// The schema's validator of our tree (no JSON copy; see `tree::view`),
+/// compiled once per process.
+fn validator() -> &'static jsonschema::Validator<Yaml> {
+    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
     // The schema is generated from our own types; failing to compile it is a
     // bug caught by every test, not a user error.
-    jsonschema::options_for::<Yaml>()
-        .with_draft(draft)
-        .build(schema)
-        .expect("the derived schema compiles")
-}
-
-/// The whole schema's validator (the one-pass path's).
-fn whole() -> &'static jsonschema::Validator<Yaml> {
-    static V: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
-    V.get_or_init(|| validator(schema_json(), jsonschema::Draft::Draft202012))
+    V.get_or_init(|| {
+        jsonschema::options_for::<Yaml>()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(schema_json())
+            .expect("the derived schema compiles")
+    })
 }
 
 /// The schema, made once per process.
@@ -107,77 +105,10 @@ fn schema_json() -> &'static Json {
     S.get_or_init(schema)
 }
 
-// The schema cut in two for loading in parts: the root with any item in
-// `environments`, and one environment. Together they accept exactly what
-// the whole schema accepts, because the root's `environments` is an array
-// whose every item is an `Environment` (a test checks both).
-//
-// The halves are written in draft-07 rather than 2020-12: they only answer
-// valid or not (problems are always reported through the whole schema),
-// the same types give the same constraints in both drafts, and a fresh
-// process compiles draft-07's meta-schema in a quarter of the time
-// (about 0.5 ms against 2). A test checks the halves never use `$ref`
-// beside a validation keyword, which draft-07 would ignore.
-
-/// The schema as draft-07 (see above).
-fn schema_draft07() -> Json {
-    SchemaSettings::draft07()
-        .with_transform(NoNull)
-        .into_generator()
-        .into_root_schema_for::<Config>()
-        .to_value()
-}
-
-static ROOT_WITHOUT_ENVIRONMENTS: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
-static ONE_ENVIRONMENT: OnceLock<jsonschema::Validator<Yaml>> = OnceLock::new();
-
-fn root_without_environments() -> &'static jsonschema::Validator<Yaml> {
-    ROOT_WITHOUT_ENVIRONMENTS.get_or_init(|| validator(&halves().0, jsonschema::Draft::Draft7))
-}
-
-fn one_environment() -> &'static jsonschema::Validator<Yaml> {
-    ONE_ENVIRONMENT.get_or_init(|| validator(&halves().1, jsonschema::Draft::Draft7))
-}
-
-/// Whether both halves are compiled already (later loads in a process).
-pub(crate) fn halves_ready() -> bool {
-    ROOT_WITHOUT_ENVIRONMENTS.get().is_some() && ONE_ENVIRONMENT.get().is_some()
-}
-
-/// The root with any item in `environments`, and one environment.
-fn halves() -> &'static (Json, Json) {
-    static H: OnceLock<(Json, Json)> = OnceLock::new();
-    H.get_or_init(|| {
-        let mut root = schema_draft07();
-        let mut environment = root["definitions"]["Environment"].clone();
-        environment["definitions"] = root["definitions"].clone();
-        environment["$schema"] = root["$schema"].clone();
-        root["properties"]["environments"]["items"] = Json::Bool(true);
-        (root, environment)
-    })
-}
-
-/// Compiles both halves now (ahead of their first use).
-pub(crate) fn prepare_halves() {
-    one_environment();
-    root_without_environments();
-}
-
-/// Whether `environment` is a valid environment.
-pub(crate) fn environment_is_valid(environment: &Node) -> bool {
-    one_environment().is_valid(environment)
-}
-
-/// Whether `root` is valid when each of its environments is (see
-/// [`environment_is_valid`]).
-pub(crate) fn valid_but_environments(root: &Node) -> bool {
-    root_without_environments().is_valid(root)
-}
-
 /// Validates `tree` against the schema, appending one diagnostic per problem.
 pub(crate) fn check(file: &str, tree: &Node, out: &mut Vec<Diagnostic>) {
     // Bounded: a hostile file can hold a hundred thousand bad fields.
-    for err in whole().iter_errors(tree).take(crate::MAX_DIAGNOSTICS + 1) {
+    for err in validator().iter_errors(tree).take(crate::MAX_DIAGNOSTICS + 1) {
         let path = Path(
             err.instance_path()
                 .iter()
@@ -445,82 +376,4 @@ pub(crate) fn subschema_at<'a>(root: &'a Json, path: &[Seg]) -> Option<&'a Json>
         cur = resolve(root, next);
     }
     Some(cur)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Draft-07 ignores every keyword beside `$ref`; annotations there are harmless.
-    #[test]
-    fn the_halves_never_put_a_ref_beside_a_validation_keyword() {
-        fn walk(v: &Json, at: &str) {
-            match v {
-                Json::Object(o) => {
-                    if o.contains_key("$ref") {
-                        for k in o.keys() {
-                            assert!(
-                                matches!(
-                                    k.as_str(),
-                                    "$ref"
-                                        | "description"
-                                        | "title"
-                                        | "default"
-                                        | "examples"
-                                        | "definitions"
-                                        | "$schema"
-                                ),
-                                "`{k}` beside `$ref` at {at}"
-                            );
-                        }
-                    }
-                    for (k, v) in o {
-                        walk(v, &format!("{at}/{k}"));
-                    }
-                }
-                Json::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .for_each(|(i, v)| walk(v, &format!("{at}/{i}"))),
-                _ => {}
-            }
-        }
-        let (root, environment) = halves();
-        walk(root, "root");
-        walk(environment, "environment");
-        assert_eq!(root["$schema"], "http://json-schema.org/draft-07/schema#");
-    }
-
-    /// The halves (draft-07) accept exactly what the whole (2020-12) accepts.
-    #[test]
-    fn the_halves_accept_what_the_whole_accepts() {
-        let seed = include_str!("../../examples/seed/aphex-config.yaml");
-        let full = include_str!("../../aphex-template/tests/data/full.yaml");
-        let mut texts = vec![seed.to_owned(), full.to_owned()];
-        for (from, to) in [
-            ("region: us-west-2", "region: 7"),
-            ("region: us-west-2", "regoin: us-west-2"),
-            ("name: MyAppStack", "name: [MyAppStack]"),
-            ("version: \"1.0\"", "version: \"1.0\"\nextra: 1"),
-            ("name: staging", "name: {a: 1}"),
-            ("account: \"987654321098\"", "account: true"),
-        ] {
-            assert!(seed.contains(from), "{from}");
-            texts.push(seed.replacen(from, to, 1));
-        }
-        let mut valid = 0;
-        for text in &texts {
-            let tree = crate::tree::parse(text).unwrap();
-            let by_halves = valid_but_environments(&tree)
-                && tree
-                    .get("environments")
-                    .unwrap()
-                    .items()
-                    .iter()
-                    .all(environment_is_valid);
-            assert_eq!(whole().is_valid(&tree), by_halves, "for\n{text}");
-            valid += usize::from(by_halves);
-        }
-        assert_eq!(valid, 2, "the examples are valid, the edits are not");
-    }
 }

@@ -1,13 +1,11 @@
 //! The YAML document as a tree of nodes that keep their source line and
-//! column, parsed by our subset reader or by libyaml-safer under tight
-//! resource budgets. Schema and semantic validation both read this tree, so
-//! every problem can be placed. Knows nothing of the configuration's meaning.
+//! column, built from libyaml-safer's events under tight resource budgets.
+//! Schema and semantic validation both read this tree, so every problem can
+//! be placed. Knows nothing of the configuration's meaning.
 
 use std::fmt;
 
 mod de;
-pub(crate) mod parts;
-mod subset;
 pub(crate) mod view;
 
 /// Where a node starts in the source (1-based; 0 when unknown).
@@ -266,218 +264,84 @@ pub struct ParseError {
     pub pos: Pos,
 }
 
-/// Parses `source` into a tree.
-pub fn parse(source: &str) -> Result<Node, ParseError> {
-    parse_watching(source, "", &mut |_, _| {})
-}
-
-/// Events handed from the parser thread to the builder at a time (16 KiB:
-/// small enough to stay out of the allocator's large-object path).
-const BATCH: usize = 128;
-
-type Batch<'t> = Vec<Result<Ev<'t>, ParseError>>;
-
-/// Parses `source` into a tree, calling `on_item(i, items)` as soon as item
-/// `items[i]` of the sequence under the root key `watch` is complete (so callers
-/// can check it while the rest of the file is still being parsed).
+/// Parses `source` into a tree, on the calling thread.
 ///
-/// Text in the common shape is read by [`subset`] (several times faster
-/// than libyaml, with the same events). Everything else gets its events
-/// from `libyaml-safer` (a safe-Rust port of libyaml, the reference YAML
-/// parser) rather than through serde: the events carry the positions, and a
-/// 100 x 50 configuration parses in half the time serde-saphyr's parser
-/// takes (see docs/architecture.md, "Decisions"). libyaml runs on its own
-/// thread and hands events over in batches; this thread builds the tree
-/// meanwhile. The parsers only produce events; every budget (depth, nodes,
-/// aliases) is ours and enforced as the tree grows, so hostile input stops
-/// early. Plain scalars are resolved with the YAML 1.2 core schema, as
-/// serde-saphyr does; anchors, aliases and `<<` merge keys are supported
-/// within the budgets; duplicate keys are errors.
-pub(crate) fn parse_watching(
-    source: &str,
-    watch: &str,
-    on_item: &mut dyn FnMut(usize, &mut [Node]),
-) -> Result<Node, ParseError> {
-    use std::sync::mpsc::TryRecvError;
-    let watch = if watch.is_empty() {
-        Watch::Nothing
-    } else {
-        Watch::RootKey(watch.to_owned())
-    };
-    if subset::fits(source) {
-        return read_subset(source, Builder::new(watch, 0), on_item).map(|built| built.root);
-    }
-    std::thread::scope(|scope| {
-        // Unbounded: the parser never waits for the builder. It stops at its
-        // next send once the builder has returned (an error) and dropped `rx`.
-        let (tx, rx) = std::sync::mpsc::channel::<Batch<'_>>();
-        std::thread::Builder::new()
-            .name(PARSER_THREAD.to_owned())
-            .spawn_scoped(scope, move || produce(source, &tx))
-            .map_err(|e| ParseError {
-                message: format!("cannot start the YAML parser thread: {e}"),
-                pos: Pos { line: 1, column: 1 },
-            })?;
-        // The builder waits by yielding, not by sleeping: waking a sleeping
-        // thread took milliseconds on small VMs, as long as the parse itself.
-        let batches = std::iter::from_fn(|| {
-            loop {
-                match rx.try_recv() {
-                    Ok(batch) => return Some(batch),
-                    Err(TryRecvError::Empty) => std::thread::yield_now(),
-                    Err(TryRecvError::Disconnected) => return None,
-                }
-            }
-        });
-        build(batches.flatten(), Builder::new(watch, 0), on_item).map(|built| built.root)
-    })
-}
-
-/// The name of the thread that runs the YAML parser (see [`is_parser_panic`]).
-pub const PARSER_THREAD: &str = "aphex-yaml-parser";
-
-/// Whether a panic is the YAML parser's, which the loader already turns
-/// into a [`ParseError`]: binaries keep their panic hook quiet for it (the
-/// `aphex` CLI and `aphex-runner` do), since its own message would only
-/// look like a crash. Such a panic is raised in libyaml-safer, on the
-/// parser thread or wherever a part of a large file is read.
-pub fn is_parser_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    std::thread::current().name() == Some(PARSER_THREAD) || raised_in_libyaml(info)
-}
-
-/// Whether a panic was raised inside libyaml-safer itself: the narrower
-/// test, for a hook that must still see every panic of our own (the fuzz
-/// target's).
-pub fn raised_in_libyaml(info: &std::panic::PanicHookInfo<'_>) -> bool {
-    info.location()
-        .is_some_and(|at| at.file().contains("libyaml-safer"))
-}
-
-/// The parser thread: events in batches until the end, an error, or the
-/// builder hanging up.
-fn produce<'t>(source: &'t str, tx: &std::sync::mpsc::Sender<Batch<'t>>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut events = events(source).peekable();
-    while let Some(item) = events.next() {
-        batch.push(item);
-        let last = events.peek().is_none();
-        if (last || batch.len() == BATCH)
-            && tx
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// One event of a parser, as the builder needs it. Positions are 1-based
-/// and relative to the text parsed.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Ev<'t> {
-    pub(crate) line: usize,
-    pub(crate) column: usize,
-    pub(crate) event: Event<'t>,
-}
-
-/// What happened (libyaml's events, without the stream's start and the
-/// document's end, which carry nothing the tree needs).
-#[derive(Debug, PartialEq)]
-pub(crate) enum Event<'t> {
-    DocumentStart,
-    Scalar {
-        value: std::borrow::Cow<'t, str>,
-        /// Plain (typed by the core schema) rather than quoted or block.
-        plain: bool,
-        tag: Option<String>,
-        anchor: Option<String>,
-    },
-    SequenceStart {
-        anchor: Option<String>,
-    },
-    MappingStart {
-        anchor: Option<String>,
-    },
-    /// A sequence's or a mapping's end.
-    End,
-    Alias {
-        anchor: String,
-    },
-    StreamEnd,
-}
-
-/// libyaml's events of `source`, ending after the stream's end or the
-/// first error.
-pub(crate) fn events<'t>(source: &str) -> impl Iterator<Item = Result<Ev<'t>, ParseError>> + '_ {
-    use libyaml_safer::EventData;
-    // `&[u8]` is a `BufRead` the parser can own, so the iterator owns both.
+/// The events come from libyaml-safer (a safe-Rust port of libyaml, the
+/// reference YAML parser) rather than through serde, because its events
+/// carry positions. The parser only produces events; every budget (depth,
+/// nodes, aliases) is ours and enforced by the [`Builder`] as the tree
+/// grows, so hostile input stops early. Plain scalars are resolved with
+/// the YAML 1.2 core schema, as serde-saphyr does; anchors, aliases and
+/// `<<` merge keys are supported within the budgets; duplicate keys are
+/// errors.
+pub fn parse(source: &str) -> Result<Node, ParseError> {
+    // `&[u8]` is a `BufRead` the parser can read from directly.
     let mut parser = libyaml_safer::Parser::<&[u8]>::new();
     parser.set_input(source.as_bytes());
-    let mut done = false;
-    // Where the last event ended: where a parser failure is reported.
+    let mut builder = Builder::default();
+    // Where the last event ended: where a parser panic is reported.
     let mut at = Pos { line: 1, column: 1 };
-    std::iter::from_fn(move || {
-        loop {
-            if done {
-                return None;
-            }
-            // libyaml-safer 0.3 still panics on a few inputs it has not ported
-            // (a `!tag` followed directly by `,` in a flow collection); the file
-            // is then refused like any other unreadable YAML, never a crash.
-            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse()));
-            let event = match parsed {
-                Ok(Ok(event)) => event,
-                Ok(Err(e)) => {
-                    done = true;
-                    return Some(Err(syntax_error(&e)));
-                }
-                Err(panic) => {
-                    done = true;
-                    let why = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    let message = format!(
-                        "the YAML parser cannot read what follows this point (libyaml-safer stopped: {why}); \
-                         check the syntax here, e.g. put a space between a `!tag` and a `,`"
-                    );
-                    return Some(Err(ParseError { message, pos: at }));
-                }
-            };
-            at = mark_pos(event.end_mark);
-            let start = mark_pos(event.start_mark);
-            let event = match event.data {
-                EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => continue,
-                EventData::StreamEnd => {
-                    done = true;
-                    Event::StreamEnd
-                }
-                EventData::DocumentStart { .. } => Event::DocumentStart,
-                EventData::Scalar {
-                    anchor,
-                    tag,
-                    value,
-                    style,
-                    ..
-                } => Event::Scalar {
-                    value: value.into(),
-                    plain: style == libyaml_safer::ScalarStyle::Plain,
-                    tag,
-                    anchor,
-                },
-                EventData::SequenceStart { anchor, .. } => Event::SequenceStart { anchor },
-                EventData::MappingStart { anchor, .. } => Event::MappingStart { anchor },
-                EventData::SequenceEnd | EventData::MappingEnd => Event::End,
-                EventData::Alias { anchor } => Event::Alias { anchor },
-            };
-            return Some(Ok(Ev {
-                line: start.line,
-                column: start.column,
-                event,
-            }));
+    loop {
+        let event = next_event(&mut parser, at)?;
+        at = mark_pos(event.end_mark);
+        if !builder.feed(event)? {
+            return Ok(builder.finish());
         }
-    })
+    }
+}
+
+thread_local! {
+    /// Whether this thread is inside libyaml-safer, where a panic is
+    /// caught and reported (see [`quiet_parser_panics`]).
+    static IN_PARSER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// libyaml's next event. libyaml-safer 0.3 still panics on a few inputs it
+/// has not finished porting (a `!tag` followed directly by `,` in a flow
+/// collection): the panic is caught here and the file is refused like any
+/// other unreadable YAML, at the end of the last event read, never a crash.
+fn next_event(
+    parser: &mut libyaml_safer::Parser<&[u8]>,
+    at: Pos,
+) -> Result<libyaml_safer::Event, ParseError> {
+    IN_PARSER.set(true);
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse()));
+    IN_PARSER.set(false);
+    match parsed {
+        Ok(Ok(event)) => Ok(event),
+        Ok(Err(e)) => Err(syntax_error(&e)),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let message = format!(
+                "the YAML parser cannot read what follows this point (libyaml-safer stopped: {why}); \
+                 check the syntax here, e.g. put a space between a `!tag` and a `,`"
+            );
+            Err(ParseError { message, pos: at })
+        }
+    }
+}
+
+/// Keeps the process's panic hook quiet for the YAML parser's panics,
+/// which loading catches and reports as a placed syntax error (see
+/// [`parse`]): their own message would only read as a crash. Wraps the
+/// hook installed when it is first called, so call it after installing any
+/// hook of your own; every other panic still reaches that hook. Later
+/// calls do nothing. Both binaries call it first thing in `main`.
+pub fn quiet_parser_panics() {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let next = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // `try_with`: a panic while this thread's locals are torn down.
+            if !IN_PARSER.try_with(std::cell::Cell::get).unwrap_or(false) {
+                next(info);
+            }
+        }));
+    });
 }
 
 /// libyaml's error as ours: "did not find expected key (while parsing a
@@ -496,79 +360,6 @@ fn syntax_error(e: &libyaml_safer::Error) -> ParseError {
         message,
         pos: e.problem_mark().map_or(Pos { line: 1, column: 1 }, mark_pos),
     }
-}
-
-/// Which sequence's items [`build`] reports as each is completed.
-pub(crate) enum Watch {
-    /// None.
-    Nothing,
-    /// The sequence under this root key.
-    RootKey(String),
-    /// The root sequence (a part of a list, read on its own).
-    RootSeq,
-}
-
-/// What [`build`] made: the document, and what it spent of the budgets.
-pub(crate) struct Built {
-    /// The root node.
-    pub root: Node,
-    /// Nodes made, alias copies included.
-    pub nodes: usize,
-    /// Aliases used.
-    pub aliases: usize,
-    /// Whether the root mapping had `<<` merge keys.
-    pub root_merged: bool,
-}
-
-/// Builds the tree of `text` with a builder from `builder`, calling
-/// `on_item` as [`parse_watching`] does: from the subset reader's events
-/// when the text is in its subset, else from libyaml's (with a fresh
-/// builder when the subset reader declined late, so the items are then
-/// reported again from the first).
-pub(crate) fn read(
-    text: &str,
-    builder: &dyn Fn() -> Builder,
-    on_item: &mut dyn FnMut(usize, &mut [Node]),
-) -> Result<Built, ParseError> {
-    let mut b = builder();
-    match subset::read(text, &mut |ev| b.feed(ev, on_item).map(drop)) {
-        Ok(()) => Ok(b.finish()),
-        Err(subset::Stop::Sink(e)) => Err(e),
-        Err(subset::Stop::Declined) => build(events(text), builder(), on_item),
-    }
-}
-
-/// Builds the tree of `text`, which [`subset::fits`], calling `on_item`
-/// (a first pass made sure it is never called for a text then declined).
-fn read_subset(
-    text: &str,
-    mut b: Builder,
-    on_item: &mut dyn FnMut(usize, &mut [Node]),
-) -> Result<Built, ParseError> {
-    match subset::read(text, &mut |ev| b.feed(ev, on_item).map(drop)) {
-        Ok(()) => Ok(b.finish()),
-        Err(subset::Stop::Sink(e)) => Err(e),
-        // The reader is deterministic: what fits once fits again.
-        Err(subset::Stop::Declined) => Err(ParseError {
-            message: "the YAML reader declined a text it had accepted; please report this".into(),
-            pos: Pos { line: 1, column: 1 },
-        }),
-    }
-}
-
-/// Builds the tree from the events, calling `on_item` for each completed
-/// item of the watched sequence.
-pub(crate) fn build<'t>(
-    events: impl Iterator<Item = Result<Ev<'t>, ParseError>>,
-    mut b: Builder,
-    on_item: &mut dyn FnMut(usize, &mut [Node]),
-) -> Result<Built, ParseError> {
-    for event in events {
-        if !b.feed(event?, on_item)? {
-            break;
-        }
-    }
-    Ok(b.finish())
 }
 
 /// libyaml's marks are 0-based and count characters; ours are 1-based.
@@ -639,68 +430,34 @@ impl Open {
     }
 }
 
-pub(crate) struct Builder {
+/// Builds the tree from libyaml's events, within the budgets.
+#[derive(Default)]
+struct Builder {
     stack: Vec<Open>,
     root: Option<Node>,
     anchors: std::collections::HashMap<String, Node>,
+    /// Nodes made, alias copies included.
     nodes: usize,
     aliases: usize,
     /// Where an error belongs when it is not at the current event (a duplicate key).
     error_at: Option<Pos>,
-    /// Whose items are reported when complete.
-    watch: Watch,
-    /// The index of such an item completed by the last event.
-    completed: Option<usize>,
-    /// Lines before the text parsed (0 for a whole file).
-    line_base: usize,
-    /// Whether the root mapping had `<<` merge keys.
-    root_merged: bool,
-    /// Levels above the text parsed (its root is that deep in the file).
-    depth_base: usize,
     /// Documents begun.
     documents: usize,
 }
 
 impl Builder {
-    /// A builder reporting the items of `watch`, for text that starts after
-    /// `line_base` lines of the file.
-    pub(crate) fn new(watch: Watch, line_base: usize) -> Builder {
-        Builder {
-            stack: Vec::new(),
-            root: None,
-            anchors: std::collections::HashMap::new(),
-            nodes: 0,
-            aliases: 0,
-            error_at: None,
-            watch,
-            completed: None,
-            line_base,
-            root_merged: false,
-            depth_base: 0,
-            documents: 0,
-        }
-    }
-
-    /// The text's root is `depth` levels deep in the file (depth counts
-    /// against [`MAX_DEPTH`] as in the whole file).
-    pub(crate) fn depth_from(mut self, depth: usize) -> Builder {
-        self.depth_base = depth;
-        self
-    }
-
     /// Takes one event; `false` after the stream's end.
-    fn feed(&mut self, ev: Ev<'_>, on_item: &mut dyn FnMut(usize, &mut [Node])) -> Result<bool, ParseError> {
-        let pos = Pos {
-            line: ev.line.saturating_add(self.line_base),
-            column: ev.column,
-        };
+    fn feed(&mut self, event: libyaml_safer::Event) -> Result<bool, ParseError> {
+        use libyaml_safer::EventData;
+        let pos = mark_pos(event.start_mark);
         let placed = |b: &Builder, message: String| ParseError {
             message,
             pos: b.error_at.unwrap_or(pos),
         };
-        match ev.event {
-            Event::StreamEnd => return Ok(false),
-            Event::DocumentStart => {
+        match event.data {
+            EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
+            EventData::StreamEnd => return Ok(false),
+            EventData::DocumentStart { .. } => {
                 self.documents += 1;
                 if self.documents > 1 {
                     return Err(ParseError {
@@ -710,24 +467,28 @@ impl Builder {
                     });
                 }
             }
-            Event::Scalar {
+            EventData::Scalar {
                 anchor,
                 tag,
                 value,
-                plain,
+                style,
+                ..
             } => {
+                let plain = style == libyaml_safer::ScalarStyle::Plain;
                 let value = resolve(value, plain, tag.as_deref());
                 self.add(Node { pos, value }, anchor)
                     .map_err(|m| placed(self, m))?;
             }
-            Event::SequenceStart { anchor } => self
+            EventData::SequenceStart { anchor, .. } => self
                 .open(pos, Value::Seq(Vec::new()), anchor)
                 .map_err(|m| placed(self, m))?,
-            Event::MappingStart { anchor } => self
+            EventData::MappingStart { anchor, .. } => self
                 .open(pos, Value::Map(Vec::new()), anchor)
                 .map_err(|m| placed(self, m))?,
-            Event::End => self.close().map_err(|m| placed(self, m))?,
-            Event::Alias { anchor } => {
+            EventData::SequenceEnd | EventData::MappingEnd => {
+                self.close().map_err(|m| placed(self, m))?;
+            }
+            EventData::Alias { anchor } => {
                 self.aliases += 1;
                 if self.aliases > MAX_ALIASES {
                     return Err(ParseError {
@@ -752,30 +513,19 @@ impl Builder {
                 .map_err(|m| placed(self, m))?;
             }
         }
-        if let Some(i) = self.completed.take()
-            && let Some(Value::Seq(items)) = self.stack.last_mut().map(|seq| &mut seq.node.value)
-        {
-            on_item(i, items);
-        }
         Ok(true)
     }
 
     /// The document built (an empty text is null).
-    fn finish(mut self) -> Built {
-        let root = self.root.take().unwrap_or(Node {
+    fn finish(mut self) -> Node {
+        self.root.take().unwrap_or(Node {
             pos: Pos { line: 1, column: 1 },
             value: Value::Null,
-        });
-        Built {
-            root,
-            nodes: self.nodes,
-            aliases: self.aliases,
-            root_merged: self.root_merged,
-        }
+        })
     }
 
     fn open(&mut self, pos: Pos, value: Value, anchor: Option<String>) -> Result<(), String> {
-        if self.stack.len() + self.depth_base >= MAX_DEPTH {
+        if self.stack.len() >= MAX_DEPTH {
             return Err(format!("nested more than {MAX_DEPTH} levels deep"));
         }
         self.stack.push(Open {
@@ -793,9 +543,7 @@ impl Builder {
             return Err("unbalanced collection end".into());
         };
         // Explicit keys win over merged ones, whatever their order.
-        let merges = std::mem::take(&mut open.merges);
-        let merged_any = !merges.is_empty();
-        for merged in merges {
+        for merged in std::mem::take(&mut open.merges) {
             let maps = match merged.value {
                 Value::Map(m) => vec![m],
                 Value::Seq(items) => items
@@ -815,7 +563,6 @@ impl Builder {
                 }
             }
         }
-        self.root_merged |= merged_any && self.stack.is_empty();
         self.add(open.node, open.anchor)
     }
 
@@ -842,21 +589,7 @@ impl Builder {
             return Ok(());
         };
         match &mut top.node.value {
-            Value::Seq(items) => {
-                items.push(node);
-                let last = items.len() - 1;
-                let watched = match &self.watch {
-                    Watch::Nothing => false,
-                    Watch::RootSeq => self.stack.len() == 1,
-                    Watch::RootKey(key) => {
-                        self.stack.len() == 2
-                            && self.stack[0].key.as_ref().and_then(Node::as_str) == Some(key.as_str())
-                    }
-                };
-                if watched {
-                    self.completed = Some(last);
-                }
-            }
+            Value::Seq(items) => items.push(node),
             Value::Map(_) => match top.key.take() {
                 None => top.key = Some(node),
                 Some(key) => {
@@ -892,14 +625,14 @@ fn key_text(key: Value) -> Result<String, String> {
 
 /// The value of a scalar: quoted and block scalars are strings; plain ones
 /// follow the YAML 1.2 core schema; core tags (`!!str`, `!!null`) force a type.
-fn resolve(text: std::borrow::Cow<'_, str>, plain: bool, tag: Option<&str>) -> Value {
+fn resolve(text: String, plain: bool, tag: Option<&str>) -> Value {
     match tag.and_then(|t| t.strip_prefix("tag:yaml.org,2002:")) {
-        Some("str") => return Value::Str(text.into_owned()),
+        Some("str") => return Value::Str(text),
         Some("null") => return Value::Null,
         _ => {}
     }
     if !plain {
-        return Value::Str(text.into_owned());
+        return Value::Str(text);
     }
     match &*text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
@@ -912,7 +645,7 @@ fn resolve(text: std::borrow::Cow<'_, str>, plain: bool, tag: Option<&str>) -> V
     }
     let first = text.as_bytes()[0];
     if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
-        return Value::Str(text.into_owned());
+        return Value::Str(text);
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
     if !digits.is_empty()
@@ -938,7 +671,7 @@ fn resolve(text: std::borrow::Cow<'_, str>, plain: bool, tag: Option<&str>) -> V
     if is_float && let Ok(f) = text.parse::<f64>() {
         return Value::Float(f);
     }
-    Value::Str(text.into_owned())
+    Value::Str(text)
 }
 
 #[cfg(test)]

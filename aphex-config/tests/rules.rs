@@ -403,6 +403,72 @@ fn cases() -> Vec<Case> {
             ),
         ),
         case(
+            "github API URL is https",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, apiUrl: \"http://ghe.example.com/api/v3\" } }\nbuild:",
+            (
+                "pipeline.github.apiUrl",
+                2,
+                50,
+                "`github.apiUrl` is not the https:// URL of a GitHub API",
+            ),
+        ),
+        case(
+            "github API URL is no option",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, apiUrl: \"--upload-pack=x\" } }\nbuild:",
+            (
+                "pipeline.github.apiUrl",
+                2,
+                50,
+                "`github.apiUrl` is not the https:// URL of a GitHub API",
+            ),
+        ),
+        case(
+            "ignored senders are GitHub logins",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, ignoreSenders: [ok-bot, \"a b\"] } }\nbuild:",
+            (
+                "pipeline.github.ignoreSenders[1]",
+                2,
+                66,
+                "`a b` is not a GitHub login",
+            ),
+        ),
+        case(
+            "ignored senders hold no regular expression",
+            "build:",
+            "pipeline: { github: { owner: o, repo: r, ignoreSenders: [\".*\"] } }\nbuild:",
+            (
+                "pipeline.github.ignoreSenders[0]",
+                2,
+                58,
+                "`.*` is not a GitHub login",
+            ),
+        ),
+        case(
+            "argo URL is a plain http(s) address",
+            "build:",
+            "pipeline: { argoUrl: \"https://argo.example.com/?a=<!channel>\" }\nbuild:",
+            (
+                "pipeline.argoUrl",
+                2,
+                22,
+                "`argoUrl` is not the http(s) URL of the Argo UI",
+            ),
+        ),
+        case(
+            "commit statuses need a repository",
+            "build:",
+            "pipeline: { notifications: { githubStatus: true } }\nbuild:",
+            (
+                "pipeline.notifications.githubStatus",
+                2,
+                44,
+                "`githubStatus` is true, but there is no `pipeline.github` to post commit statuses to",
+            ),
+        ),
+        case(
             "bucket name",
             "build:",
             "pipeline: { artifacts: { bucket: My_Bucket } }\nbuild:",

@@ -8,19 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aphex_config::Config;
-use aphex_stages::context::{Ports, RunInfo, StageContext};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
 use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
 use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
 use aphex_stages::ports::{
-    CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError, StackDeployer,
+    CommitStatuses, CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError,
+    StackDeployer,
 };
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Event, Reporter, TracingReporter};
-use aphex_stages::single::{self, OutputsSource, RunKind, RunnerStage};
+use aphex_stages::single::{self, OutputsSource, RunnerStage};
 use aphex_stages::stages::StageError;
 use clap::{Parser, ValueEnum};
 
@@ -91,6 +92,22 @@ struct Args {
     /// Run id (the Argo workflow name).
     #[arg(long, env = "APHEX_WORKFLOW_ID")]
     workflow_id: String,
+    /// The Workflow's labels as a JSON object (`{{workflow.labels.json}}`):
+    /// `aphex.dev/trigger` says how the run started. Absent or unreadable:
+    /// started by a person.
+    #[arg(long, env = "APHEX_WORKFLOW_LABELS")]
+    workflow_labels: Option<String>,
+    /// Where the run can be watched (the Argo UI); the WorkflowTemplate
+    /// derives it from `pipeline.argoUrl`.
+    #[arg(long, env = "APHEX_RUN_URL")]
+    run_url: Option<String>,
+    /// GitHub's REST API, where commit statuses are posted; given only to
+    /// the pods that post them (validate, finalize) when the config asks.
+    #[arg(long, env = "APHEX_GITHUB_API_URL")]
+    github_api_url: Option<String>,
+    /// `owner/repo` the commit statuses are posted on.
+    #[arg(long, env = "APHEX_GITHUB_REPOSITORY")]
+    github_repository: Option<String>,
     /// Config file, relative to the repository root.
     #[arg(long, env = "APHEX_CONFIG_FILE", default_value = "aphex-config.yaml")]
     config: String,
@@ -98,7 +115,7 @@ struct Args {
     #[arg(long, env = "APHEX_WORK_DIR", default_value = "/tmp/aphex/work")]
     work_dir: PathBuf,
     /// Where Argo output-parameter files go.
-    #[arg(long, env = "APHEX_OUTPUTS_DIR", default_value = "/tmp/aphex/outputs")]
+    #[arg(long, env = "APHEX_OUTPUTS_DIR", default_value = aphex_template::workflow::OUTPUTS_DIR)]
     outputs_dir: PathBuf,
     /// Use the local adapters in this directory instead of AWS (tests, dry runs).
     #[arg(long, env = "APHEX_STATE_DIR")]
@@ -176,6 +193,60 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
     }
 }
 
+/// The commit status poster, when the template asks for statuses (it
+/// passes the API and the repository, from the config it was rendered from,
+/// never the commit's) and the token is there. A missing token is a
+/// warning: the template reads the Secret optionally, so that it costs the
+/// statuses, never the run.
+fn statuses(
+    args: &Args,
+    pipeline: &str,
+    kind: RunKind,
+    redactor: &Redactor,
+) -> Option<Arc<dyn CommitStatuses>> {
+    use aphex_template::workflow::{GITHUB_TOKEN_ENV, GITHUB_TOKEN_SECRET_KEY};
+    let api = args.github_api_url.as_deref().filter(|a| !a.is_empty())?;
+    let Some((owner, repo)) = args.github_repository.as_deref().and_then(|r| r.split_once('/')) else {
+        tracing::warn!(
+            "--github-api-url is set but --github-repository is not `owner/repo`: no commit status is posted"
+        );
+        return None;
+    };
+    let token = std::env::var(GITHUB_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let Some(token) = token else {
+        tracing::warn!(
+            "notifications.githubStatus is true but {GITHUB_TOKEN_ENV} is empty: no commit status is posted; \
+             create the Secret named by github.tokenSecret (default `github-token`) with key \
+             `{GITHUB_TOKEN_SECRET_KEY}`, a token that may write commit statuses, in the workflows' namespace"
+        );
+        return None;
+    };
+    let context = match kind {
+        RunKind::Deploy => format!("aphex/{pipeline}/deploy"),
+        RunKind::PullRequest(_) => format!("aphex/{pipeline}/validate"),
+    };
+    Some(Arc::new(aphex_stages::github::GitHubStatuses::new(
+        api,
+        owner,
+        repo,
+        context,
+        token.trim(),
+        redactor.clone(),
+    )))
+}
+
+/// How the run started, from the Workflow's labels (`{{workflow.labels.json}}`).
+fn trigger(labels: Option<&str>) -> Trigger {
+    let labels: Option<serde_json::Value> = labels.and_then(|l| serde_json::from_str(l).ok());
+    let value = labels
+        .as_ref()
+        .and_then(|l| l.get(aphex_template::submit::TRIGGER_LABEL))
+        .and_then(|v| v.as_str());
+    Trigger::from_label(value)
+}
+
 /// The adapters of a run of `kind`. A pull request's validation (only
 /// `validate-pr`'s templates pass `--pull-request`) runs with a role that
 /// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
@@ -183,6 +254,7 @@ fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
 async fn ports(
     args: &Args,
     kind: RunKind,
+    pipeline: &str,
     config: Option<&Config>,
     redactor: &Redactor,
 ) -> anyhow::Result<Ports> {
@@ -224,6 +296,7 @@ async fn ports(
             notifier: notifier(redactor, config),
             credentials,
             pipeline_stack: pipeline_stack.clone(),
+            statuses: statuses(args, pipeline, kind, redactor),
         });
     }
     let bucket = config
@@ -251,6 +324,7 @@ async fn ports(
         notifier: notifier(redactor, config),
         credentials,
         pipeline_stack,
+        statuses: statuses(args, pipeline, kind, redactor),
     })
 }
 
@@ -284,6 +358,16 @@ fn cancel_on_signals(cancel: Cancel) {
         tracing::warn!("signal received: stopping the running command");
         cancel.cancel();
     });
+}
+
+/// Writes the `run` output (whether the run goes on) for Argo. Should it
+/// fail, the template's default (`continue`) applies: the run deploys.
+fn write_run_output(dir: &Path, value: &str) {
+    let file = dir.join(aphex_template::workflow::RUN_OUTPUT);
+    let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, value));
+    if let Err(e) = written {
+        tracing::warn!("writing {}: {e}", file.display());
+    }
 }
 
 fn fresh_work_dir(base: &Path, stage: &str) -> PathBuf {
@@ -338,6 +422,9 @@ async fn run(args: Args) -> i32 {
     for (what, value) in [
         ("--repo-url", Some(args.repo_url.as_str())),
         ("--branch", branch.as_deref()),
+        ("--run-url", args.run_url.as_deref()),
+        ("--github-api-url", args.github_api_url.as_deref()),
+        ("--github-repository", args.github_repository.as_deref()),
     ] {
         if let Some(Err(e)) = value.map(|v| aphex_stages::workspace::check_not_option("value", v)) {
             eprintln!("error: {what}: {e}");
@@ -378,8 +465,11 @@ async fn run(args: Args) -> i32 {
         namespace: std::env::var(aphex_template::workflow::NAMESPACE_ENV)
             .ok()
             .filter(|n| !n.is_empty()),
+        kind,
+        trigger: trigger(args.workflow_labels.as_deref()),
+        url: args.run_url.clone().filter(|u| !u.is_empty()),
     };
-    let ports = match ports(&args, kind, config.as_ref().ok(), &redactor).await {
+    let ports = match ports(&args, kind, &run_info.pipeline, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{}", redactor.redact(&format!("{e:#}")));
@@ -456,7 +546,13 @@ async fn run(args: Args) -> i32 {
                 (None, Some(json)) => OutputsSource::Inline(json),
                 (None, None) => OutputsSource::RunRecord,
             };
-            single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await
+            let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await;
+            if stage == RunnerStage::Validate
+                && let Ok(outcome) = &result
+            {
+                write_run_output(&args.outputs_dir, single::run_output(outcome));
+            }
+            result
         }
         (_, Err(problems), None) => Err(StageError::Invalid(problems)),
         (None, Ok(_), None) => Err(StageError::Failed("the checkout failed".to_owned())),
@@ -523,12 +619,7 @@ fn approver(given: Option<&str>) -> Option<String> {
 fn main() {
     // The config loader turns a YAML parser panic into an error; the
     // panic's own message would only look like a crash in the pod's log.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !aphex_config::tree::is_parser_panic(info) {
-            default_hook(info);
-        }
-    }));
+    aphex_config::quiet_parser_panics();
     let args = Args::parse();
     init_logging();
     let rt = match tokio::runtime::Runtime::new() {

@@ -88,6 +88,11 @@ impl Pod<'_> {
             .env_remove("APHEX_STACK_OUTPUTS")
             .env_remove("APHEX_STACK_OUTPUTS_FILE")
             .env_remove("APHEX_SLACK_WEBHOOK_URL")
+            .env_remove("APHEX_GITHUB_TOKEN")
+            .env_remove("APHEX_GITHUB_API_URL")
+            .env_remove("APHEX_GITHUB_REPOSITORY")
+            .env_remove("APHEX_RUN_URL")
+            .env_remove("APHEX_WORKFLOW_LABELS")
             .envs(extra_env.iter().copied())
             .output()
             .expect("runner runs");
@@ -353,4 +358,188 @@ fn values_git_would_read_as_options_never_reach_git() {
     };
     let (out, _) = pod.run("build", "", &[("APHEX_PULL_REQUEST", "{{workflow.name}}")]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}
+
+/// Runs `stages` of run `id` started as `trigger` (the Workflow's labels,
+/// as Argo's `{{workflow.labels.json}}` gives them); each must exit 0.
+fn run_as(pod: &Pod<'_>, id: &str, trigger: &str, stages: &[(&str, &str)]) -> std::path::PathBuf {
+    let labels = serde_json::json!({"aphex.dev/pipeline": "shop", "aphex.dev/trigger": trigger}).to_string();
+    let mut validate_pod = None;
+    for (stage, env) in stages {
+        let (out, dir) = pod.run(
+            stage,
+            env,
+            &[
+                ("APHEX_WORKFLOW_ID", id),
+                ("APHEX_WORKFLOW_LABELS", &labels),
+                ("APHEX_WORKFLOW_STATUS", "Succeeded"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{id} {stage}: {}", stdout(&out));
+        if *stage == "validate" {
+            validate_pod = Some(dir);
+        }
+    }
+    validate_pod.expect("validate ran")
+}
+
+const WHOLE_RUN: &[(&str, &str)] = &[
+    ("validate", ""),
+    ("build", ""),
+    ("pipeline", ""),
+    ("deploy", "dev"),
+    ("test", "dev"),
+    ("finalize", ""),
+];
+
+fn record_of(root: &Path, id: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(root.join(format!("state/runs/shop/{id}.json"))).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_re_pushed_head_ends_as_a_duplicate_at_validate_unless_a_person_starts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let sha = repo(&repo_dir);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &sha,
+    };
+    let run_output = |validate_pod: &Path| std::fs::read_to_string(validate_pod.join("outputs/run")).unwrap();
+
+    // The first push deploys.
+    let v = run_as(&pod, "shop-1", "push", WHOLE_RUN);
+    assert_eq!(run_output(&v), "continue");
+    assert_eq!(record_of(dir.path(), "shop-1")["status"], "succeeded");
+
+    // The same head pushed again: validate says the run ends there (the
+    // template's `when` skips every later task), and finalize records why.
+    let v = run_as(&pod, "shop-2", "push", &[("validate", ""), ("finalize", "")]);
+    assert_eq!(run_output(&v), "duplicate");
+    let record = record_of(dir.path(), "shop-2");
+    assert_eq!(record["status"], "duplicate", "{record}");
+    let message = record["stages"][0]["endsRun"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "commit {} is already deployed in every environment: dev (run shop-1)",
+            &sha[..12]
+        )),
+        "{message}"
+    );
+
+    // A person asking for it (`aphex trigger`) deploys it again.
+    let v = run_as(&pod, "shop-3", "manual", &[("validate", "")]);
+    assert_eq!(run_output(&v), "continue");
+    // So does a Workflow without the label at all (submitted by hand).
+    let (out, v) = pod.run("validate", "", &[("APHEX_WORKFLOW_ID", "shop-4")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(run_output(&v), "continue");
+}
+
+/// A stand-in for GitHub's API on 127.0.0.1 that accepts `count` commit
+/// statuses (201) and hands back each request's head and body.
+fn status_server(count: usize) -> (String, std::thread::JoinHandle<Vec<(String, String)>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let handle = std::thread::spawn(move || {
+        (0..count)
+            .map(|_| {
+                let (sock, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(sock);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                reader
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .unwrap();
+                (head, String::from_utf8(body).unwrap())
+            })
+            .collect()
+    });
+    (url, handle)
+}
+
+#[test]
+fn commit_statuses_go_where_the_template_says_and_a_missing_token_only_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let sha = repo(&repo_dir);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &sha,
+    };
+    let (api, server) = status_server(2);
+    let args = [
+        ("APHEX_GITHUB_API_URL", api.as_str()),
+        ("APHEX_GITHUB_REPOSITORY", "acme/shop"),
+        (
+            "APHEX_RUN_URL",
+            "https://argo.example.com/workflows/argo/shop-abc12",
+        ),
+    ];
+    let with_token: Vec<(&str, &str)> = args
+        .iter()
+        .copied()
+        .chain([("APHEX_GITHUB_TOKEN", "ghp_secret123")])
+        .collect();
+    let (out, _) = pod.run("validate", "", &with_token);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let mut finalize = with_token.clone();
+    finalize.push(("APHEX_WORKFLOW_STATUS", "Succeeded"));
+    let (out, _) = pod.run("finalize", "", &finalize);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let seen = server.join().unwrap();
+    let path = format!("POST /repos/acme/shop/statuses/{sha} HTTP/1.1");
+    let states: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|(head, body)| {
+            assert!(head.starts_with(&path), "{head}");
+            assert!(head.contains("authorization: Bearer ghp_secret123"), "{head}");
+            serde_json::from_str(body).unwrap()
+        })
+        .collect();
+    assert_eq!(states[0]["state"], "pending");
+    assert_eq!(states[0]["context"], "aphex/shop/deploy");
+    assert_eq!(states[1]["state"], "success");
+    assert_eq!(
+        states[1]["target_url"],
+        "https://argo.example.com/workflows/argo/shop-abc12"
+    );
+    // The link reaches the record, and so the notification.
+    assert_eq!(
+        record_of(dir.path(), "shop-abc12")["url"],
+        "https://argo.example.com/workflows/argo/shop-abc12"
+    );
+
+    // No Secret (the optional secretKeyRef left the variable unset): a
+    // warning that names the Secret, and the stage succeeds.
+    let (out, _) = pod.run("validate", "", &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("no commit status is posted"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("github.tokenSecret"), "{}", stdout(&out));
 }

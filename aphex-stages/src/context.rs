@@ -8,8 +8,8 @@ use std::sync::Arc;
 use aphex_config::Config;
 
 use crate::ports::{
-    ArtifactStore, CredentialChecker, ManifestApplier, MetricsSink, Notifier, PipelineStackUpdater,
-    RunRecorder, StackDeployer,
+    ArtifactStore, CommitStatuses, CredentialChecker, ManifestApplier, MetricsSink, Notifier,
+    PipelineStackUpdater, RunRecorder, StackDeployer,
 };
 use crate::process::Exec;
 use crate::report::{Event, Reporter};
@@ -36,6 +36,53 @@ pub struct Ports {
     /// wired" and the stage reports that this run does not manage the stack
     /// rather than pretending it deployed.
     pub pipeline_stack: Option<Arc<dyn PipelineStackUpdater>>,
+    /// Commit statuses (`notifications.githubStatus`); `None`: none are posted.
+    pub statuses: Option<Arc<dyn CommitStatuses>>,
+}
+
+/// What a run is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// A run of the branch the pipeline deploys (`main`).
+    Deploy,
+    /// The validation of a pull request (`validate-pr`): deploys nothing.
+    PullRequest(u64),
+}
+
+impl RunKind {
+    /// The run's ref for the record: the branch, or GitHub's ref of the
+    /// pull request (`pull/7/head`).
+    pub fn record_ref(self, branch: Option<&str>) -> Option<String> {
+        match self {
+            RunKind::Deploy => branch.map(str::to_owned),
+            RunKind::PullRequest(n) => Some(format!("pull/{n}/head")),
+        }
+    }
+}
+
+/// How a run started: the Workflow's `aphex.dev/trigger` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A push the Sensor turned into a run (`push`): a re-pushed head that
+    /// every environment already runs ends as a duplicate.
+    Push,
+    /// A restart of a run on its new topology (`restart`).
+    Restart,
+    /// A person: `aphex trigger` (`manual`), `aphex run --local`, or a
+    /// Workflow submitted without the label. Always deploys.
+    Manual,
+}
+
+impl Trigger {
+    /// The trigger a label value names; anything unknown is a person's.
+    pub fn from_label(value: Option<&str>) -> Trigger {
+        use aphex_template::submit::Origin;
+        match value {
+            Some(v) if v == Origin::Push.as_label() => Trigger::Push,
+            Some(v) if v == Origin::Restart.as_label() => Trigger::Restart,
+            _ => Trigger::Manual,
+        }
+    }
 }
 
 /// Who and what a run is about.
@@ -55,6 +102,12 @@ pub struct RunInfo {
     /// `APHEX_NAMESPACE`): the pipeline stage refuses a config that moves
     /// the pipeline elsewhere.
     pub namespace: Option<String>,
+    /// A deploy run or a pull request's.
+    pub kind: RunKind,
+    /// How it started.
+    pub trigger: Trigger,
+    /// Where it can be watched (the Argo UI), when `pipeline.argoUrl` is set.
+    pub url: Option<String>,
 }
 
 /// Everything a stage runs with.

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use aphex_template::{Plan, StageKind};
 
-use crate::context::{Ports, RunInfo, StageContext, load_config};
+use crate::context::{Ports, RunInfo, RunKind, StageContext, Trigger, load_config};
 use crate::log_upload::{Limits, LogTarget, LogUpload};
 use crate::process::Exec;
 use crate::record::{RunRecord, StageRecord, Status};
@@ -60,6 +60,9 @@ pub struct LocalRun {
     pub state: PathBuf,
     /// Only this environment's approve/deploy/test stages, when set.
     pub only_env: Option<String>,
+    /// How the run started: `aphex run --local` is a person's
+    /// ([`Trigger::Manual`]); tests replay pushes.
+    pub trigger: Trigger,
 }
 
 /// A new run id: sortable UTC time plus a random suffix.
@@ -136,6 +139,7 @@ pub async fn run_local(
         ended_at: None,
         status: Status::Running,
         stages: Vec::new(),
+        url: None,
     };
     ports
         .runs
@@ -168,6 +172,9 @@ pub async fn run_local(
                     branch: opts.branch.clone(),
                     repo: opts.repo.clone(),
                     namespace: None,
+                    kind: RunKind::Deploy,
+                    trigger: opts.trigger,
+                    url: None,
                 },
                 config,
                 config_file: opts.config_file.clone(),
@@ -234,6 +241,7 @@ async fn run_stages(
                 stacks: Vec::new(),
                 artifact_bytes: None,
                 approved_by: None,
+                ends_run: None,
             });
             continue;
         }
@@ -281,7 +289,7 @@ async fn run_stages(
             StageKind::Test => stages::test::run(&stage_ctx, env, &outputs).await,
         };
         let seconds = clock.elapsed().as_secs_f64();
-        let ok = finish_stage(&*reporter, &ctx.exec, record, &name, started, seconds, result);
+        let goes_on = finish_stage(&*reporter, &ctx.exec, record, &name, started, seconds, result);
         // Stored before the record says the stage ended, so a reader
         // following the log has all of it once it sees the end.
         if let Err(e) = upload.finish().await {
@@ -298,12 +306,13 @@ async fn run_stages(
             .record(record)
             .await
             .map_err(StageError::port("recording the run"))?;
-        stopped = !ok;
+        stopped = !goes_on;
     }
     Ok(())
 }
 
-/// Appends the stage's record and reports its end; whether the run goes on.
+/// Appends the stage's record and reports its end; whether the run goes on
+/// (it does not after a failure, nor after a stage that ended it early).
 fn finish_stage(
     reporter: &dyn Reporter,
     exec: &Exec,
@@ -345,6 +354,10 @@ fn finish_stage(
         stacks: outcome.stacks,
         artifact_bytes: outcome.artifact_bytes,
         approved_by: None,
+        ends_run: outcome.ends_run.clone().map(|mut end| {
+            end.message = exec.redactor.redact(&end.message);
+            end
+        }),
     });
-    status == Status::Succeeded
+    status == Status::Succeeded && outcome.ends_run.is_none()
 }

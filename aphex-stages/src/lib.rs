@@ -1,6 +1,7 @@
 //! `aphex-stages` owns the stage engine: every stage (validate, build,
 //! pipeline, deploy, test, finalize) written once against ports (traits), the
-//! local adapters, process execution with log capture and redaction, git
+//! local adapters and the HTTP ones (Slack-compatible webhooks, GitHub commit
+//! statuses), process execution with log capture and redaction, git
 //! checkout, the CDK cloud assembly reader, and the local executor.
 //!
 //! Architecture invariant: no AWS or Kubernetes crate; adapters for those
@@ -9,10 +10,13 @@
 pub mod artifact;
 pub mod assembly;
 pub mod bootstrap;
+pub mod commit_status;
 pub mod context;
+pub mod duplicate;
 pub mod executor;
 pub mod fake;
 pub mod files;
+pub mod github;
 pub mod lines;
 pub mod local;
 pub mod log_upload;

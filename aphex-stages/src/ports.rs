@@ -353,3 +353,38 @@ pub trait Notifier: Send + Sync {
     /// Sends a notification about a finished run (already redacted).
     async fn notify(&self, run: &RunRecord) -> Result<(), PortError>;
 }
+
+/// A commit status's state, as GitHub names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitState {
+    /// The run is going.
+    Pending,
+    /// The run succeeded (or had nothing to do).
+    Success,
+    /// The run failed.
+    Failure,
+    /// The run could not finish (interrupted).
+    Error,
+}
+
+/// A status shown next to a commit on its forge (a GitHub commit status);
+/// the adapter adds its context (which pipeline and kind of run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    /// The full commit SHA.
+    pub sha: String,
+    /// Its state.
+    pub state: CommitState,
+    /// One line, at most [`crate::commit_status::MAX_DESCRIPTION`] characters, redacted.
+    pub description: String,
+    /// Where to see the run (the Argo UI), when known.
+    pub target_url: Option<String>,
+}
+
+/// Where commit statuses go (GitHub's REST API).
+#[async_trait]
+pub trait CommitStatuses: Send + Sync {
+    /// Posts one status; an `Err` names what failed, never a credential.
+    async fn post(&self, status: &CommitStatus) -> Result<(), PortError>;
+}

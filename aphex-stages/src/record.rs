@@ -25,6 +25,60 @@ pub enum Status {
     Interrupted,
     /// Not run (an earlier stage failed, or nothing to do).
     Skipped,
+    /// A run that ended early because its commit was already deployed in
+    /// every environment (a re-pushed head); runs only.
+    Duplicate,
+    /// A run that ended early because a restart on the new topology took
+    /// over (issue 18); runs only. It posts no commit status: the restart
+    /// owns it.
+    Superseded,
+}
+
+impl Status {
+    /// The status as a word (`succeeded`, `duplicate`, ...), as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+            Status::Skipped => "skipped",
+            Status::Duplicate => "duplicate",
+            Status::Superseded => "superseded",
+        }
+    }
+}
+
+/// Why a run stopped early with nothing wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    /// The commit is already deployed in every environment.
+    Duplicate,
+    /// A restart of the run took over.
+    Superseded,
+}
+
+impl EndReason {
+    /// The run's status when a stage ends it for this reason.
+    pub fn status(self) -> Status {
+        match self {
+            EndReason::Duplicate => Status::Duplicate,
+            EndReason::Superseded => Status::Superseded,
+        }
+    }
+}
+
+/// What a stage that ends its run early records: the stages after it do
+/// not run (in a cluster, their tasks' `when` reads the stage's `run`
+/// output), and the run is recorded with [`EndReason::status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunEnd {
+    /// Why.
+    pub reason: EndReason,
+    /// What to tell the people watching, in a sentence or two (redacted).
+    pub message: String,
 }
 
 /// One pipeline run.
@@ -47,6 +101,9 @@ pub struct RunRecord {
     pub status: Status,
     /// Stages in the order they ran.
     pub stages: Vec<StageRecord>,
+    /// Where the run can be watched (the Argo UI, `pipeline.argoUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One stage of a run.
@@ -73,6 +130,9 @@ pub struct StageRecord {
     /// when it had one and the approver was named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Set when this stage ended the run early (see [`RunEnd`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_run: Option<RunEnd>,
 }
 
 /// What happened to one stack in a deploy stage.
@@ -113,7 +173,13 @@ impl RunRecord {
             ended_at: None,
             status: Status::Running,
             stages: vec![stage.clone()],
+            url: None,
         }
+    }
+
+    /// The stage that ended this run early, if one did.
+    pub fn ended_early(&self) -> Option<&RunEnd> {
+        self.stages.iter().find_map(|s| s.ends_run.as_ref())
     }
 }
 

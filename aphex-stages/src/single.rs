@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use aphex_config::Config;
 
-use crate::context::{Ports, RunInfo, StageContext, load_config};
+use crate::context::{Ports, RunInfo, RunKind, StageContext, load_config};
 use crate::record::{RunRecord, StageRecord, Status};
 use crate::redact::Redactor;
 use crate::report::Reporter;
@@ -25,26 +25,6 @@ use crate::stages::{self, StageError, StageOutcome};
 /// File name of the deploy stage's outputs under the outputs directory
 /// (what `hooks.post` reads through `APHEX_OUTPUTS_JSON`).
 pub const STACK_OUTPUTS_FILE: &str = "stack-outputs.json";
-
-/// What a run is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunKind {
-    /// A run of the branch the pipeline deploys (`main`).
-    Deploy,
-    /// The validation of a pull request (`validate-pr`): deploys nothing.
-    PullRequest(u64),
-}
-
-impl RunKind {
-    /// The run's ref for the record: the branch, or GitHub's ref of the
-    /// pull request (`pull/7/head`).
-    pub fn record_ref(self, branch: Option<&str>) -> Option<String> {
-        match self {
-            RunKind::Deploy => branch.map(str::to_owned),
-            RunKind::PullRequest(n) => Some(format!("pull/{n}/head")),
-        }
-    }
-}
 
 /// Where the test stage takes the deploy's outputs from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +187,17 @@ pub async fn run_stage(
     }
 }
 
+/// The value of the stage's `run` output (the file `run` in the outputs
+/// directory), which the tasks after it test in their `when`:
+/// `continue`, or why the run ends here (`duplicate`, `superseded`).
+pub fn run_output(outcome: &StageOutcome) -> &'static str {
+    match outcome.ends_run.as_ref().map(|e| e.reason) {
+        None => aphex_template::workflow::RUN_CONTINUES,
+        Some(crate::record::EndReason::Duplicate) => "duplicate",
+        Some(crate::record::EndReason::Superseded) => "superseded",
+    }
+}
+
 /// The outputs this run's `deploy-<env>` stage recorded, keyed by
 /// configured stack name.
 async fn recorded_outputs(ctx: &StageContext, env: &str) -> Result<Outputs, StageError> {
@@ -254,12 +245,16 @@ pub fn stage_record(
     result: &Result<StageOutcome, StageError>,
     redactor: &Redactor,
 ) -> StageRecord {
-    let (status, error, stacks, artifact_bytes) = match result {
+    let (status, error, stacks, artifact_bytes, ends_run) = match result {
         Ok(o) => (
             Status::Succeeded,
             o.warning.clone(),
             o.stacks.clone(),
             o.artifact_bytes,
+            o.ends_run.clone().map(|mut end| {
+                end.message = redactor.redact(&end.message);
+                end
+            }),
         ),
         Err(e) => (
             if e.is_interrupted() {
@@ -269,6 +264,7 @@ pub fn stage_record(
             },
             Some(redactor.redact(&e.to_string())),
             e.stacks().to_vec(),
+            None,
             None,
         ),
     };
@@ -281,6 +277,7 @@ pub fn stage_record(
         stacks,
         artifact_bytes,
         approved_by: None,
+        ends_run,
     }
 }
 
@@ -294,6 +291,7 @@ fn new_record(run: &RunInfo) -> RunRecord {
         ended_at: None,
         status: Status::Running,
         stages: Vec::new(),
+        url: run.url.clone(),
     }
 }
 
@@ -315,7 +313,8 @@ pub async fn record_stage(ports: &Ports, run: &RunInfo, stage: StageRecord) -> R
 
 /// Closes the record of `run` (creating it when no stage got to write one):
 /// the overall status comes from the stages, and a workflow Argo reports as
-/// `Failed` or `Error` is never recorded as succeeded.
+/// `Failed` or `Error` is never recorded as succeeded (nor as a duplicate
+/// or superseded).
 pub async fn finalize_run(
     ports: &Ports,
     reporter: &dyn Reporter,
@@ -331,10 +330,15 @@ pub async fn finalize_run(
         .map_err(StageError::port("loading the run record"))?
         .unwrap_or_else(|| new_record(run));
     let mut status = stages::finalize::overall_status(&record.stages);
-    if status == Status::Succeeded && matches!(workflow_status, Some("Failed" | "Error")) {
+    if matches!(status, Status::Succeeded | Status::Duplicate | Status::Superseded)
+        && matches!(workflow_status, Some("Failed" | "Error"))
+    {
         status = Status::Failed;
     }
     record.status = status;
+    if run.url.is_some() {
+        record.url = run.url.clone();
+    }
     let (record, _) = stages::finalize::run(ports, reporter, redactor, record, only_on_failure).await?;
     Ok(record)
 }

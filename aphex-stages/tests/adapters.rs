@@ -26,7 +26,9 @@ fn run(id: &str, started: &str, status: Status) -> RunRecord {
             stacks: vec![],
             artifact_bytes: None,
             approved_by: None,
+            ends_run: None,
         }],
+        url: None,
     }
 }
 
@@ -236,4 +238,31 @@ async fn webhook_errors_name_the_status_but_never_the_url() {
     let text = format!("{err}: {:?}", std::error::Error::source(&err));
     assert!(text.contains("500"), "{text}");
     assert!(!text.contains("SECRETPATH"), "{text}");
+}
+
+#[tokio::test]
+async fn a_notification_links_to_the_run_and_says_why_a_duplicate_deployed_nothing() {
+    let (port, rx) = one_shot_server("200 OK").await;
+    let mut r = run("shop-x2", "2026-01-01T00:00:00Z", Status::Succeeded);
+    r.status = Status::Duplicate;
+    r.stages[0].name = "validate".to_owned();
+    r.stages[0].ends_run = Some(aphex_stages::record::RunEnd {
+        reason: aphex_stages::record::EndReason::Duplicate,
+        message: "commit 0123456789ab is already deployed in every environment: dev (run shop-x1)".to_owned(),
+    });
+    r.url = Some("https://argo.example.com/workflows/argo/shop-x2".to_owned());
+    WebhookNotifier::new(format!("http://127.0.0.1:{port}/hook"), Redactor::new())
+        .notify(&r)
+        .await
+        .unwrap();
+    let (_, body) = rx.await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert_eq!(
+        text,
+        ":fast_forward: shop run shop-x2 duplicate: commit 0123456789ab on main\n\
+         commit 0123456789ab is already deployed in every environment: dev (run shop-x1)\n\
+         • validate: succeeded\n\
+         https://argo.example.com/workflows/argo/shop-x2"
+    );
 }

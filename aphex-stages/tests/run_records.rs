@@ -30,6 +30,7 @@ fn header(id: &str, started: &str) -> RunRecord {
         ended_at: None,
         status: Status::Running,
         stages: Vec::new(),
+        url: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn stage(name: &str, started: &str, status: Status) -> StageRecord {
         stacks: Vec::new(),
         artifact_bytes: None,
         approved_by: None,
+        ends_run: None,
     }
 }
 

@@ -178,6 +178,7 @@ fn pipeline_refuses_a_changed_service_account_or_pod_setting() {
                 c.pipeline.as_mut().unwrap().notifications = Some(aphex_config::Notifications {
                     slack_webhook_secret: Some("other-webhook".to_owned()),
                     only_on_failure: None,
+                    github_status: None,
                 })
             },
             "container.env (Secrets read)` is (not set) on the cluster but `[\"other-webhook\"]`",
@@ -436,6 +437,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
         started_at: "2026-01-01T00:00:00Z".to_owned(),
         ended_at: None,
         status: Status::Running,
+        url: None,
         stages: vec![
             StageRecord {
                 name: "build".to_owned(),
@@ -446,6 +448,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                 stacks: vec![],
                 artifact_bytes: Some(1234),
                 approved_by: None,
+                ends_run: None,
             },
             StageRecord {
                 name: "deploy-dev".to_owned(),
@@ -464,6 +467,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                 }],
                 artifact_bytes: None,
                 approved_by: None,
+                ends_run: None,
             },
         ],
     }
@@ -683,6 +687,7 @@ fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environmen
             }],
             artifact_bytes: None,
             approved_by: None,
+            ends_run: None,
         },
     );
     let deployed: Vec<Vec<(String, String)>> = finalize::metrics_of(&run)

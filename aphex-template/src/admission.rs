@@ -26,7 +26,7 @@ use crate::rbac::{
     argo_executor_service_account, pull_request_service_account, user_of, workflow_service_account,
 };
 use crate::workflow::{
-    MAIN_ENTRYPOINT, PIPELINE_STAGE_TEMPLATE, SLACK_WEBHOOK_ENV, VALIDATE_PR_ENTRYPOINT,
+    GITHUB_TOKEN_ENV, MAIN_ENTRYPOINT, PIPELINE_STAGE_TEMPLATE, SLACK_WEBHOOK_ENV, VALIDATE_PR_ENTRYPOINT,
     container_security_context, labels, pod_security_context, stack_outputs_config_map,
 };
 
@@ -113,15 +113,21 @@ fn rule(expression: String, message: String) -> Value {
     json!({"expression": expression, "message": message, "reason": "Forbidden"})
 }
 
-/// The Secrets the pipeline's pods may read through `secretKeyRef`.
+/// The Secrets the pipeline's pods may read through `secretKeyRef`: the
+/// notification webhook's, and the GitHub token's when runs post commit
+/// statuses.
 fn secrets(config: &Config) -> Vec<String> {
-    config
-        .settings()
+    let settings = config.settings();
+    let slack = settings
         .notifications
         .as_ref()
-        .and_then(|n| n.slack_webhook_secret.clone())
-        .into_iter()
-        .collect()
+        .and_then(|n| n.slack_webhook_secret.clone());
+    let github = settings
+        .github
+        .as_ref()
+        .filter(|_| settings.posts_github_status())
+        .map(|gh| gh.token_secret().to_owned());
+    slack.into_iter().chain(github).collect()
 }
 
 /// The users the policy applies to: the pipeline's four service accounts.
@@ -235,7 +241,7 @@ pub fn validations(config: &Config) -> Vec<Value> {
             ),
             format!(
                 "WorkflowTemplate {name}: every container keeps securityContext {} and reads only the Secrets and \
-                 ConfigMaps `aphex render` names ({SLACK_WEBHOOK_ENV}'s Secret, the pipeline stack's ConfigMap)",
+                 ConfigMaps `aphex render` names ({SLACK_WEBHOOK_ENV}'s and {GITHUB_TOKEN_ENV}'s Secrets, the pipeline stack's ConfigMap)",
                 container_security_context()
             ),
         ),

@@ -9,11 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 /// Global variables Argo provides that the template may use as they are.
-const ARGO_GLOBALS: [&str; 4] = [
+const ARGO_GLOBALS: [&str; 5] = [
     "workflow.name",
     "workflow.namespace",
     "workflow.mainEntrypoint",
     "workflow.status",
+    "workflow.labels.json",
 ];
 
 /// Whether `s` is a DNS-1123 label (lowercase alphanumerics and `-`, starting

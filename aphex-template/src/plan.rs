@@ -262,46 +262,17 @@ pub struct Plan {
     pub environments: Vec<EnvironmentPlan>,
 }
 
-/// Stacks from which the environments' plans are made on two threads
-/// (below it, a thread costs more than it saves).
-const PARALLEL_FROM_STACKS: usize = 1000;
-
-/// Each environment's plan, in list order. Large configurations are split
-/// in two halves planned side by side (each environment's plan is
-/// independent of the others; the result is the same either way).
-fn environment_plans(envs: &[Environment]) -> Result<Vec<EnvironmentPlan>, PlanError> {
-    let plan_all = |envs: &[Environment]| {
-        envs.iter()
-            .map(EnvironmentPlan::new)
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let stacks: usize = envs.iter().map(|e| e.stacks.len()).sum();
-    if stacks < PARALLEL_FROM_STACKS || envs.len() < 2 {
-        return plan_all(envs);
-    }
-    let (first, second) = envs.split_at(envs.len() / 2);
-    std::thread::scope(|scope| {
-        let other = std::thread::Builder::new().spawn_scoped(scope, || plan_all(second));
-        let mut plans = plan_all(first)?;
-        match other {
-            Ok(handle) => match handle.join() {
-                Ok(rest) => plans.extend(rest?),
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-            // No thread to be had: this one does both halves.
-            Err(_) => plans.extend(plan_all(second)?),
-        }
-        Ok(plans)
-    })
-}
-
 impl Plan {
     /// The plan of a validated config.
     pub fn new(config: &Config) -> Result<Self, PlanError> {
         Ok(Plan {
             pipeline: config.pipeline_name().to_owned(),
             stages: Stages::new(config),
-            environments: environment_plans(&config.environments)?,
+            environments: config
+                .environments
+                .iter()
+                .map(EnvironmentPlan::new)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -334,36 +305,6 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn large_configs_plan_in_two_halves_to_the_same_result() {
-        let mut yaml = String::from("version: \"1.0\"\nbuild: {commands: [make]}\nenvironments:\n");
-        for e in 0..30 {
-            yaml.push_str(&format!("  - name: e{e}\n    region: us-east-1\n    account: \"{:012}\"\n    concurrency: 3\n    stacks:\n", e + 1));
-            for s in 0..40 {
-                let depends = if s % 3 == 2 {
-                    format!(", dependsOn: [S{}]", s - 2)
-                } else {
-                    String::new()
-                };
-                yaml.push_str(&format!("      - {{name: S{s}, path: s{depends}}}\n"));
-            }
-        }
-        let config = config(&yaml);
-        let stacks: usize = config.environments.iter().map(|e| e.stacks.len()).sum();
-        assert!(
-            stacks >= PARALLEL_FROM_STACKS,
-            "this config takes the two-thread path"
-        );
-        let halves = environment_plans(&config.environments).unwrap();
-        let one_by_one: Vec<EnvironmentPlan> = config
-            .environments
-            .iter()
-            .map(|e| EnvironmentPlan::new(e).unwrap())
-            .collect();
-        let json = |p: &[EnvironmentPlan]| serde_json::to_value(p).unwrap();
-        assert_eq!(json(&halves), json(&one_by_one));
-    }
 
     fn config(yaml: &str) -> Config {
         aphex_config::load_str("t.yaml", yaml).expect("valid test config")

@@ -8,13 +8,20 @@
 //! expression on the gjson result at `path`; rendering anchors and escapes
 //! every literal, so "matches" means "equals" on both sides.
 //!
+//! A `!=` filter passes when **any** of its values does not match, and a
+//! filter whose path is absent fails (argo-events' `filterData`), so each
+//! negative filter renders to exactly one expression: an alternation of
+//! every value it rejects.
+//!
 //! Only values the filters pin down become workflow parameters: a 40-hex
 //! commit SHA, a pull request's number, literals from the config. Free text
 //! of the payload (refs, messages, names, URLs) never does, because Argo
-//! evaluates `{{...}}` in parameter values (docs/security.md). The one value
-//! of the payload that becomes a label, the sender's login, is used only
-//! when it has the shape of a GitHub login, and is empty otherwise
-//! ([`Source::Checked`]): a bot's `name[bot]` still deploys, unnamed.
+//! evaluates `{{...}}` in parameter values (docs/security.md). The head
+//! commit's message is read by a filter only (`[skip ci]`), never passed.
+//! The one value of the payload that becomes a label, the sender's login,
+//! is used only when it has the shape of a GitHub login, and is empty
+//! otherwise ([`Source::Checked`]): a bot's `name[bot]` still deploys,
+//! unnamed.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -72,6 +79,23 @@ pub enum Filter {
         path: &'static str,
         /// The accepted value (ASCII letters compared without case).
         value: String,
+    },
+    /// The string at `path` exists and contains none of `needles`.
+    ContainsNone {
+        /// gjson path in the event.
+        path: &'static str,
+        /// Rejected substrings, matched exactly (case included).
+        needles: Vec<String>,
+    },
+    /// The string at `path` exists and equals none of `values`, ASCII
+    /// letters compared without case (GitHub logins are case-insensitive).
+    NoneIgnoringCase {
+        /// gjson path in the event.
+        path: &'static str,
+        /// Rejected values.
+        values: Vec<String>,
+        /// Where the values come from, for the simulator's reason.
+        source: &'static str,
     },
     /// The value at `path` has the given shape.
     Shaped {
@@ -187,6 +211,21 @@ pub struct Rule {
 pub const EVENT_HEADER_PATH: &str = "headers.X-Github-Event.0";
 /// The `after` of a push that deletes a branch or tag.
 pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+/// A head commit whose message holds one of these triggers nothing:
+/// GitHub's own skip instructions (`[skip ci]`, `[ci skip]`, `[no ci]`),
+/// and Aphex's (`[skip aphex]`, `[aphex skip]`) for skipping only this
+/// pipeline. Matched exactly, as GitHub documents them.
+pub const SKIP_MARKERS: [&str; 5] = [
+    "[skip ci]",
+    "[ci skip]",
+    "[no ci]",
+    "[skip aphex]",
+    "[aphex skip]",
+];
+/// Path of the pushed head commit's message (free text: filtered, never passed).
+pub const HEAD_COMMIT_MESSAGE_PATH: &str = "body.head_commit.message";
+/// Path of the login of whoever caused the delivery.
+pub const SENDER_LOGIN_PATH: &str = "body.sender.login";
 
 /// The branch whose pushes deploy (the configured one, else "main").
 pub fn deploy_branch(config: &Config) -> String {
@@ -234,7 +273,28 @@ pub fn rules(config: &Config) -> Vec<Rule> {
             path: "body.after",
             shape: Shape::CommitSha,
         },
+        // GitHub's convention: a commit that says so (a release bot's
+        // version bump) triggers nothing. GitHub sends `head_commit` with
+        // every push that does not delete the branch.
+        Filter::ContainsNone {
+            path: HEAD_COMMIT_MESSAGE_PATH,
+            needles: SKIP_MARKERS.iter().map(|m| (*m).to_owned()).collect(),
+        },
     ]);
+    let ignored = config
+        .settings()
+        .github
+        .as_ref()
+        .map(|gh| gh.ignore_senders.clone())
+        .unwrap_or_default();
+    if !ignored.is_empty() {
+        // Bots that push back to the branch cannot start a loop.
+        push.push(Filter::NoneIgnoringCase {
+            path: SENDER_LOGIN_PATH,
+            values: ignored,
+            source: "pipeline.github.ignoreSenders",
+        });
+    }
     let mut pull_request = vec![
         Filter::OneOf {
             path: EVENT_HEADER_PATH,
@@ -404,6 +464,27 @@ impl Filter {
                     Err(format!("`{path}` is `{s}`, not `{value}`"))
                 }
             }
+            Filter::ContainsNone { path, needles } => {
+                let Some(v) = lookup(event, path) else {
+                    return Err(format!("`{path}` is absent"));
+                };
+                let s = as_gjson_string(v);
+                match needles.iter().find(|n| s.contains(n.as_str())) {
+                    // The text itself is not repeated: it is free text.
+                    Some(n) => Err(format!("`{path}` contains `{n}`")),
+                    None => Ok(()),
+                }
+            }
+            Filter::NoneIgnoringCase { path, values, source } => {
+                let Some(v) = lookup(event, path) else {
+                    return Err(format!("`{path}` is absent"));
+                };
+                let s = as_gjson_string(v);
+                match values.iter().find(|x| x.eq_ignore_ascii_case(&s)) {
+                    Some(x) => Err(format!("`{path}` is `{x}`, which {source} ignores")),
+                    None => Ok(()),
+                }
+            }
             Filter::Shaped { path, shape } => {
                 let Some(v) = lookup(event, path) else {
                     return Err(format!("`{path}` is absent"));
@@ -480,6 +561,24 @@ pub fn render_filters(filters: &[Filter]) -> Value {
                 "type": "string",
                 "value": [format!("^{}$", ascii_caseless(value))],
             })),
+            Filter::ContainsNone { path, needles } => {
+                let any: Vec<String> = needles.iter().map(|n| regex_escape(n)).collect();
+                data.push(json!({
+                    "path": path,
+                    "type": "string",
+                    "comparator": "!=",
+                    "value": [any.join("|")],
+                }))
+            }
+            Filter::NoneIgnoringCase { path, values, .. } => {
+                let any: Vec<String> = values.iter().map(|v| ascii_caseless(v)).collect();
+                data.push(json!({
+                    "path": path,
+                    "type": "string",
+                    "comparator": "!=",
+                    "value": [format!("^(?:{})$", any.join("|"))],
+                }))
+            }
             Filter::Shaped { path, shape } => data.push(json!({
                 "path": path,
                 "type": "string",

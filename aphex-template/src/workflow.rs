@@ -1,6 +1,6 @@
 //! The Argo WorkflowTemplate: the pipeline's topology and nothing else.
 //!
-//! Every stage task runs the one shared `stage` template, a container running
+//! Every stage task runs a shared stage template, a container running
 //! `aphex-runner <stage> --env=<env> ...` whose values reach the runner as
 //! arguments and environment variables, never through a shell. Commands,
 //! stacks and tests are read by the runner from the config at the commit, so
@@ -19,7 +19,11 @@
 //! means "no environment"; the repository and the branch are literals of
 //! this template (derived from the config), and only the commit SHA and a
 //! pull request's number are workflow parameters; `deploy` records the
-//! captured stack outputs in the run record, where `test` reads them.
+//! captured stack outputs in the run record, where `test` reads them. The
+//! `validate` task has a template of its own: it may get the GitHub token
+//! (it posts the `pending` commit status) and it says, in its `run`
+//! output, whether the run goes on; every later task of `main` runs only
+//! `when` it does.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -48,6 +52,12 @@ const EXIT_TEMPLATE: &str = "exit";
 const FINALIZE_PR_TEMPLATE: &str = "finalize-pr";
 /// The variable the runner reads the workflow's namespace from.
 pub const NAMESPACE_ENV: &str = "APHEX_NAMESPACE";
+/// The validate task's template in `main`: [`STAGE_TEMPLATE`] plus the
+/// GitHub token (it posts the `pending` commit status) and the `run` output.
+pub const VALIDATE_TEMPLATE: &str = "validate";
+/// The validate task's template in `validate-pr`: [`PR_STAGE_TEMPLATE`]
+/// plus the GitHub token.
+pub const PR_VALIDATE_TEMPLATE: &str = "pr-validate";
 /// The shared suspend template of every approval task.
 const APPROVAL_TEMPLATE: &str = "approval";
 /// The exit handler.
@@ -56,6 +66,19 @@ const FINALIZE_TEMPLATE: &str = "finalize";
 pub const SLACK_WEBHOOK_ENV: &str = "APHEX_SLACK_WEBHOOK_URL";
 /// The key of `notifications.slackWebhookSecret` that holds the URL.
 pub const SLACK_WEBHOOK_SECRET_KEY: &str = "url";
+/// The variable the runner reads the GitHub token from (commit statuses).
+pub const GITHUB_TOKEN_ENV: &str = "APHEX_GITHUB_TOKEN";
+/// The key of `github.tokenSecret` that holds the token.
+pub const GITHUB_TOKEN_SECRET_KEY: &str = "token";
+/// Where the runner writes its Argo output parameter files.
+pub const OUTPUTS_DIR: &str = "/tmp/aphex/outputs";
+/// The validate task's output (and file in [`OUTPUTS_DIR`]): [`RUN_CONTINUES`],
+/// or why the run ends there (`duplicate`; `superseded` is reserved for the
+/// restart of issue 18).
+pub const RUN_OUTPUT: &str = "run";
+/// [`RUN_OUTPUT`]'s value when the run goes on (also its default, should
+/// the file be missing).
+pub const RUN_CONTINUES: &str = "continue";
 /// The runner binary in both images.
 const RUNNER: &str = "aphex-runner";
 
@@ -99,7 +122,6 @@ fn resources(config: &Config) -> Value {
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// The label naming the pipeline an object belongs to.
 pub const PIPELINE_LABEL: &str = "aphex.dev/pipeline";
-
 /// The labels every rendered object carries.
 pub fn labels(config: &Config) -> Value {
     json!({
@@ -161,6 +183,8 @@ pub fn workflow_template(config: &Config) -> Value {
     template["spec"]["templates"] = Value::Array(vec![
         main_dag(config, &stages),
         validate_pr_dag(config),
+        validate_template(config, StageTemplate::Deploy),
+        validate_template(config, StageTemplate::PullRequest),
         stage_template(config, StageTemplate::Deploy),
         stage_template(config, StageTemplate::Pipeline),
         stage_template(config, StageTemplate::PullRequest),
@@ -218,6 +242,14 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
             stage.kind,
             env,
         ),
+        StageKind::Validate => stage_task(
+            config,
+            VALIDATE_TEMPLATE,
+            &name,
+            stage.kind.as_str(),
+            stage.kind,
+            env,
+        ),
         kind => stage_task(config, STAGE_TEMPLATE, &name, kind.as_str(), kind, env),
     }
 }
@@ -238,7 +270,40 @@ fn with_dependencies(mut task: Value, deps: &[String]) -> Value {
     task
 }
 
-/// `main`: the plan's stages as a DAG, each task depending on its predecessor.
+/// Whether the run goes on after validate: validate's `run` output says so.
+/// Both sides quoted, as the exit handler's: a string comparison under
+/// every evaluator Argo has used for `when` (the value is the runner's
+/// word, never free text).
+fn run_continues() -> String {
+    format!(
+        "'{{{{tasks.{}.outputs.parameters.{RUN_OUTPUT}}}}}' == '{RUN_CONTINUES}'",
+        StageKind::Validate.as_str()
+    )
+}
+
+/// `task` with a `when` (after its dependencies, for readable diffs).
+fn with_when(mut task: Value, when: String) -> Value {
+    let obj = task.as_object_mut().expect("tasks are objects");
+    let rest: Vec<(String, Value)> = std::mem::take(obj).into_iter().collect();
+    let after = if rest.iter().any(|(k, _)| k == "dependencies") {
+        "dependencies"
+    } else {
+        "name"
+    };
+    for (k, v) in rest {
+        let here = k == after;
+        obj.insert(k, v);
+        if here {
+            obj.insert("when".into(), Value::String(when.clone()));
+        }
+    }
+    task
+}
+
+/// `main`: the plan's stages as a DAG, each task depending on its
+/// predecessor, and every task after validate running only when validate
+/// says the run goes on (a duplicate push ends there). Every task carries
+/// the `when`: a dependency Argo skipped would not stop the next one.
 fn main_dag(config: &Config, stages: &Stages) -> Value {
     let tasks: Vec<Value> = stages
         .with_dependencies()
@@ -257,7 +322,11 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
                     }));
             }
             let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();
-            with_dependencies(task, &deps)
+            let task = with_dependencies(task, &deps);
+            match s.kind {
+                StageKind::Validate => task,
+                _ => with_when(task, run_continues()),
+            }
         })
         .collect();
     let mut dag = json!({
@@ -279,7 +348,7 @@ fn validate_pr_dag(config: &Config) -> Value {
     let mut tasks = vec![
         stage_task(
             config,
-            PR_STAGE_TEMPLATE,
+            PR_VALIDATE_TEMPLATE,
             "validate",
             "validate",
             StageKind::Validate,
@@ -320,14 +389,51 @@ fn validate_pr_dag(config: &Config) -> Value {
 /// Arguments every runner invocation gets: the run's identity. The
 /// repository and the branch come from the config this template was
 /// rendered from, never from whoever submits a run; the runner checks the
-/// commit against that branch.
+/// commit against that branch. So does the link to the run in the Argo UI
+/// (`pipeline.argoUrl`): a pull request's config must not choose where
+/// notifications point. The Workflow's labels say how the run started
+/// (`aphex.dev/trigger`): all of them, as JSON, because Argo refuses
+/// `{{workflow.labels.<key>}}` in a Workflow that lacks the label (one
+/// submitted by hand), and a default in `workflowMetadata` would override
+/// the submitter's value.
 fn run_args(config: &Config) -> Vec<Value> {
-    vec![
+    let settings = config.settings();
+    let mut args = vec![
         json!("--commit-sha={{workflow.parameters.commit-sha}}"),
         json!(format!("--branch={}", crate::triggers::deploy_branch(config))),
         json!(format!("--repo-url={}", repo_url(config).unwrap_or_default())),
         json!("--workflow-id={{workflow.name}}"),
-    ]
+        json!("--workflow-labels={{workflow.labels.json}}"),
+    ];
+    if let Some(url) = settings.run_url("{{workflow.name}}") {
+        args.push(json!(format!("--run-url={url}")));
+    }
+    args
+}
+
+/// The arguments and variable of the pods that post commit statuses
+/// (validate, finalize), when runs post them: where (the API and the
+/// repository, literals of this template like the repository URL, so that
+/// no commit's config can send the token elsewhere) and the token, from
+/// `github.tokenSecret` (key `token`). Optional, so a missing Secret costs
+/// the status (the runner warns), never the run. Build and test pods,
+/// which run the repository's commands, never get it.
+fn github_status(config: &Config) -> Option<(Vec<Value>, Value)> {
+    let settings = config.settings();
+    let gh = settings.github.as_ref()?;
+    if !settings.posts_github_status() {
+        return None;
+    }
+    let args = vec![
+        json!(format!("--github-api-url={}", gh.api_url())),
+        json!(format!("--github-repository={}", gh.full_name())),
+    ];
+    let env = json!({"name": GITHUB_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+        "name": gh.token_secret(),
+        "key": GITHUB_TOKEN_SECRET_KEY,
+        "optional": true,
+    }}});
+    Some((args, env))
 }
 
 /// The ConfigMap holding the pipeline stack's outputs (written by bootstrap,
@@ -419,6 +525,40 @@ fn pod_settings(config: &Config, template: &mut Value, kind: StageTemplate) {
     }
 }
 
+/// The validate task's template for `kind`'s runs: the stage template
+/// with the GitHub token (validate runs none of the repository's commands)
+/// and, in a deploy run, the `run` output, read from the file the runner
+/// writes (`continue` should it be missing).
+fn validate_template(config: &Config, kind: StageTemplate) -> Value {
+    let mut template = stage_template(config, kind);
+    // The token-holding templates run validate and nothing else, whatever
+    // a caller passes.
+    template["container"]["args"][0] = json!(StageKind::Validate.as_str());
+    template["name"] = json!(match kind {
+        StageTemplate::PullRequest => PR_VALIDATE_TEMPLATE,
+        _ => VALIDATE_TEMPLATE,
+    });
+    if let Some((args, token)) = github_status(config) {
+        let container = &mut template["container"];
+        container["args"]
+            .as_array_mut()
+            .expect("the stage template has an argument list")
+            .extend(args);
+        container["env"]
+            .as_array_mut()
+            .expect("the stage template has an env list")
+            .push(token);
+    }
+    // Only a deploy run can end early (a duplicate push).
+    if kind == StageTemplate::Deploy {
+        template["outputs"] = json!({"parameters": [{
+            "name": RUN_OUTPUT,
+            "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RUN_OUTPUT}"), "default": RUN_CONTINUES},
+        }]});
+    }
+    template
+}
+
 fn stage_template(config: &Config, kind: StageTemplate) -> Value {
     // The token-holding template runs the pipeline stage and nothing else,
     // whatever a caller passes.
@@ -504,6 +644,11 @@ fn finalize_template(config: &Config, kind: StageTemplate) -> Value {
             "key": SLACK_WEBHOOK_SECRET_KEY,
             "optional": true,
         }}}));
+    }
+    // It posts the run's final commit status.
+    if let Some((status_args, token)) = github_status(config) {
+        args.extend(status_args);
+        env.push(token);
     }
     let name = match kind {
         StageTemplate::PullRequest => FINALIZE_PR_TEMPLATE,

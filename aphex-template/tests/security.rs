@@ -70,13 +70,15 @@ fn the_template_runs_as_the_pipelines_own_accounts() {
         // Every task of validate-pr runs as the pull-request account, every
         // task of a deploy run as the workflow account.
         assert!(
-            task_templates(wt, "validate-pr").iter().all(|t| *t == "pr-stage"),
+            task_templates(wt, "validate-pr")
+                .iter()
+                .all(|t| ["pr-stage", "pr-validate"].contains(t)),
             "{name}"
         );
         assert!(
             task_templates(wt, "main")
                 .iter()
-                .all(|t| ["stage", "pipeline-stage", "approval"].contains(t)),
+                .all(|t| ["validate", "stage", "pipeline-stage", "approval"].contains(t)),
             "{name}"
         );
     }

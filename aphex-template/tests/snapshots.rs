@@ -200,3 +200,146 @@ fn the_notification_webhook_reaches_only_the_finalize_pods() {
         .collect();
     assert_eq!(with_url, ["finalize", "finalize-pr"]);
 }
+
+/// The templates whose pods see a variable called `name`.
+fn templates_with_env(config: &aphex_config::Config, name: &str) -> Vec<String> {
+    let wt = render(config, &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["container"]["env"]
+                .as_array()
+                .is_some_and(|env| env.iter().any(|e| e["name"] == name))
+        })
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_github_token_reaches_only_the_pods_that_post_commit_statuses() {
+    use aphex_template::workflow::GITHUB_TOKEN_ENV;
+    // validate posts `pending`, finalize the outcome, in deploy and
+    // pull-request runs; build and test run the repository's commands and
+    // must never see the token.
+    let full = config("full.yaml");
+    assert_eq!(
+        templates_with_env(&full, GITHUB_TOKEN_ENV),
+        ["validate", "pr-validate", "finalize", "finalize-pr"]
+    );
+    let wt = render(&full, &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    let validate = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "validate")
+        .unwrap();
+    let token = validate["container"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == GITHUB_TOKEN_ENV)
+        .unwrap();
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "github-token", "key": "token", "optional": true})
+    );
+    // The templates holding it run validate, whatever a task passes.
+    for name in ["validate", "pr-validate"] {
+        let t = wt["spec"]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap();
+        assert_eq!(t["container"]["args"][0], "validate", "{name}");
+    }
+    // Without `githubStatus`, nobody gets it.
+    assert!(templates_with_env(&config("cross-account.yaml"), GITHUB_TOKEN_ENV).is_empty());
+}
+
+#[test]
+fn tasks_after_validate_run_only_when_the_run_goes_on() {
+    let wt = render(&config("full.yaml"), &RenderOptions::default())
+        .get("WorkflowTemplate")
+        .unwrap()
+        .clone();
+    let main = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "main")
+        .unwrap();
+    for task in main["dag"]["tasks"].as_array().unwrap() {
+        let when = task.get("when").and_then(|w| w.as_str());
+        if task["name"] == "validate" {
+            assert_eq!(task["template"], "validate");
+            assert_eq!(when, None);
+        } else {
+            // Every one, approvals included: Argo runs a task whose
+            // dependency it skipped, so no task may rely on its predecessor's `when`.
+            assert_eq!(
+                when,
+                Some("'{{tasks.validate.outputs.parameters.run}}' == 'continue'"),
+                "{}",
+                task["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn commit_statuses_go_to_the_api_of_the_configured_github() {
+    // (github settings, the API the finalize pod is pointed at)
+    let cases = [
+        ("{ owner: o, repo: r }", "https://api.github.com"),
+        (
+            "{ owner: o, repo: r, url: \"https://ghe.example.com\" }",
+            "https://ghe.example.com/api/v3",
+        ),
+        (
+            "{ owner: o, repo: r, url: \"https://ghe.example.com/\" }",
+            "https://ghe.example.com/api/v3",
+        ),
+        (
+            "{ owner: o, repo: r, url: \"https://ghe.example.com\", apiUrl: \"https://api.ghe.example.com/\" }",
+            "https://api.ghe.example.com",
+        ),
+    ];
+    for (github, api) in cases {
+        let yaml = format!(
+            "version: \"1.0\"\npipeline: {{ github: {github}, notifications: {{ githubStatus: true }} }}\n\
+             build: {{ commands: [\"true\"] }}\nenvironments:\n  - name: dev\n    region: us-east-1\n    \
+             account: \"123456789012\"\n    stacks: [{{ name: App, path: app.ts }}]\n"
+        );
+        let config = aphex_config::load_str("aphex-config.yaml", &yaml).expect("valid config");
+        let wt = render(&config, &RenderOptions::default())
+            .get("WorkflowTemplate")
+            .unwrap()
+            .clone();
+        let finalize = wt["spec"]["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "finalize")
+            .unwrap();
+        let args: Vec<&str> = finalize["container"]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            args.contains(&format!("--github-api-url={api}").as_str()),
+            "{github}: {args:?}"
+        );
+        assert!(args.contains(&"--github-repository=o/r"), "{github}: {args:?}");
+    }
+}

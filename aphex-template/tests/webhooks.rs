@@ -151,6 +151,166 @@ fn a_branch_name_with_regex_characters_matches_only_itself() {
     }
 }
 
+fn with_ignored_senders(senders: &[&str]) -> Config {
+    let mut cfg = master();
+    let gh = cfg
+        .pipeline
+        .as_mut()
+        .and_then(|p| p.github.as_mut())
+        .expect("GitHub settings");
+    gh.ignore_senders = senders.iter().map(|s| (*s).to_owned()).collect();
+    cfg
+}
+
+#[test]
+fn a_head_commit_that_says_skip_ci_triggers_nothing() {
+    let cfg = master();
+    for marker in aphex_template::triggers::SKIP_MARKERS {
+        for message in [
+            format!("{marker} bump version to 1.2.3"),
+            // In the body, after the subject line: GitHub reads the whole message.
+            format!("Release 1.2.3\n\nAutomated by the release job {marker}\n"),
+        ] {
+            let (_, mut push) = webhook("push-with-new-branch.json");
+            push["head_commit"]["message"] = json!(message);
+            let out = run_with(&cfg, "push", &push);
+            assert_eq!(out.trigger, "none", "{message:?}");
+            assert!(
+                out.reason
+                    .contains(&format!("`body.head_commit.message` contains `{marker}`")),
+                "{}",
+                out.reason
+            );
+            assert!(out.parameters.is_empty());
+        }
+    }
+    // Only the markers as GitHub documents them: anything else deploys.
+    for message in [
+        "skip ci",
+        "[skip-ci]",
+        "[Skip CI]",
+        "[skip  ci]",
+        "(skip ci)",
+        "[ci]",
+        "Initial commit",
+    ] {
+        let (_, mut push) = webhook("push-with-new-branch.json");
+        push["head_commit"]["message"] = json!(message);
+        assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy", "{message:?}");
+    }
+    // The message is filtered, never passed: a marker in a pull request's
+    // title changes nothing (GitHub's pull_request event carries no commit).
+    let (_, mut pr) = webhook("pull_request-opened.json");
+    pr["pull_request"]["title"] = json!("[skip ci] docs");
+    assert_eq!(run_with(&cfg, "pull_request", &pr).trigger, "validate");
+}
+
+#[test]
+fn a_push_without_a_head_commit_triggers_nothing_on_both_sides() {
+    // Argo Events fails a data filter whose path is absent; the simulator
+    // says so too. (GitHub omits `head_commit` only when the push deletes
+    // the branch, which the `after` filter already refuses.)
+    let cfg = master();
+    let (_, mut push) = webhook("push-with-new-branch.json");
+    push["head_commit"] = Value::Null;
+    let out = run_with(&cfg, "push", &push);
+    assert_eq!(out.trigger, "none");
+    assert!(
+        out.reason.contains("`body.head_commit.message` is absent"),
+        "{}",
+        out.reason
+    );
+}
+
+#[test]
+fn pushes_by_an_ignored_sender_trigger_nothing() {
+    let cfg = with_ignored_senders(&["github-actions[bot]", "Release-Bot"]);
+    let (_, push) = webhook("push-with-new-branch.json");
+    assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy");
+    for login in [
+        "github-actions[bot]",
+        "release-bot",
+        "RELEASE-BOT",
+        "GitHub-Actions[BOT]",
+    ] {
+        let mut push = push.clone();
+        push["sender"]["login"] = json!(login);
+        let out = run_with(&cfg, "push", &push);
+        assert_eq!(out.trigger, "none", "{login}");
+        assert!(
+            out.reason.contains("which pipeline.github.ignoreSenders ignores"),
+            "{}",
+            out.reason
+        );
+    }
+    // Exactly the login: no prefix, suffix or pattern.
+    for login in [
+        "github-actions",
+        "github-actions[bot]x",
+        "xrelease-bot",
+        "release-bot\n",
+        "release_bot",
+    ] {
+        let mut push = push.clone();
+        push["sender"]["login"] = json!(login);
+        assert_eq!(run_with(&cfg, "push", &push).trigger, "deploy", "{login:?}");
+    }
+    // A bot's pull request still validates: only its pushes could loop.
+    let (_, mut pr) = webhook("pull_request-opened.json");
+    pr["sender"]["login"] = json!("github-actions[bot]");
+    assert_eq!(run_with(&cfg, "pull_request", &pr).trigger, "validate");
+}
+
+/// A commit message: free text around, perhaps, a skip marker, itself
+/// perhaps changed in case or spacing.
+fn commit_message() -> impl Strategy<Value = (String, bool)> {
+    let marker = prop::sample::select(aphex_template::triggers::SKIP_MARKERS.to_vec());
+    (
+        "[ -~\n]{0,20}",
+        prop::option::of((marker, 0usize..4)),
+        "[ -~\n]{0,20}",
+    )
+        .prop_map(|(before, marker, after)| match marker {
+            None => (format!("{before}{after}"), false),
+            Some((m, 0)) => (format!("{before}{m}{after}"), true),
+            // Near misses: another case, no bracket, a doubled space.
+            Some((m, 1)) => (format!("{before}{}{after}", m.to_uppercase()), false),
+            Some((m, 2)) => (format!("{before}{}{after}", &m[1..]), false),
+            Some((m, _)) => (format!("{before}{}{after}", m.replacen(' ', "  ", 1)), false),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    // Property: on a push with any head commit message and any sender, the
+    // rendered Sensor (as Argo Events evaluates it: an unanchored RE2 match,
+    // `!=` passing when a value does not match) and the simulator fire the
+    // same trigger; and a push deploys exactly when its message holds no
+    // skip marker (as written) and its sender is not ignored.
+    #[test]
+    fn sensor_and_simulator_agree_on_skip_markers_and_senders(
+        (message, marked) in commit_message(),
+        sender in prop::sample::select(vec![
+            "Codertocat", "renovate[bot]", "Renovate[Bot]", "renovate", "renovate[bot]2", "a.b", "x|y",
+        ]),
+    ) {
+        let cfg = with_ignored_senders(&["renovate[bot]", "x"]);
+        let (_, mut push) = webhook("push-with-new-branch.json");
+        push["head_commit"]["message"] = json!(message);
+        push["sender"]["login"] = json!(sender);
+        let out = simulate(&cfg, "push", &push);
+        let rendered = rendered_sensor_outcome(&cfg, "push", &push);
+        prop_assert_eq!(rendered.0, out.trigger);
+        prop_assert_eq!(rendered.1, out.parameters.into_iter().collect::<Vec<_>>());
+        let ignored = sender.eq_ignore_ascii_case("renovate[bot]");
+        // A near miss may still hold a real marker by chance in the free text.
+        let has_marker = aphex_template::triggers::SKIP_MARKERS.iter().any(|m| message.contains(m));
+        prop_assert!(marked <= has_marker);
+        prop_assert_eq!(out.trigger == "deploy", !has_marker && !ignored);
+    }
+}
+
 /// What an attacker puts where a payload carries free text: an Argo
 /// expression, a git option, shell syntax.
 const EXPRESSION: &str = "{{=sprig.b64enc(sprig.env('AWS_SECRET_ACCESS_KEY'))}}";
@@ -421,6 +581,11 @@ fn runner_argv(cfg: &Config, parameters: &[(String, String)]) -> Vec<String> {
     vars.push(("{{inputs.parameters.env}}".into(), "dev".into()));
     vars.push(("{{inputs.parameters.approved-by}}".into(), String::new()));
     vars.push(("{{workflow.name}}".into(), "shop-x1".into()));
+    // Argo's JSON of the Workflow's labels: those the Sensor sets.
+    let labels = sensor(cfg).expect("config has GitHub settings")["spec"]["triggers"][0]["template"]["argoWorkflow"]
+        ["source"]["resource"]["metadata"]["labels"]
+        .to_string();
+    vars.push(("{{workflow.labels.json}}".into(), labels));
     stage["container"]["args"]
         .as_array()
         .unwrap()

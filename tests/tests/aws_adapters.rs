@@ -201,6 +201,7 @@ fn run(pipeline: &str, id: &str, started_at: &str, status: Status) -> RunRecord 
         ended_at: None,
         status,
         stages: Vec::new(),
+        url: None,
     }
 }
 

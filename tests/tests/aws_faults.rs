@@ -53,6 +53,7 @@ fn run(pipeline: &str, id: &str) -> RunRecord {
         started_at: "2026-11-22T01:02:03Z".into(),
         ended_at: None,
         status: Status::Running,
+        url: None,
         stages: Vec::new(),
     }
 }

@@ -47,6 +47,7 @@ fn stage(name: &str, started: &str, status: Status) -> StageRecord {
         stacks: Vec::new(),
         artifact_bytes: None,
         approved_by: None,
+        ends_run: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn header(id: &str, started: &str) -> RunRecord {
         ended_at: None,
         status: Status::Running,
         stages: Vec::new(),
+        url: None,
     }
 }
 
@@ -78,6 +80,7 @@ fn ports(state: &std::path::Path, runs: S3RunRecorder) -> Ports {
         notifier: Arc::new(NoopNotifier),
         credentials: None,
         pipeline_stack: None,
+        statuses: None,
     }
 }
 
@@ -94,6 +97,9 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         branch: Some("feature".to_owned()),
         repo: "https://github.com/acme/shop".to_owned(),
         namespace: None,
+        kind: aphex_stages::context::RunKind::Deploy,
+        trigger: aphex_stages::context::Trigger::Push,
+        url: None,
     };
     // One task per pod, all released together, each with its own client.
     let barrier = Arc::new(tokio::sync::Barrier::new(STAGES));

@@ -1,5 +1,6 @@
-//! Tidy checks that keep the architecture honest: pure crates stay pure,
-//! dependencies point one way, and every source file says what it owns.
+//! Tidy checks that keep the architecture honest: pure crates stay pure
+//! (in their dependencies and in what their sources use), dependencies
+//! point one way, and every source file says what it owns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -172,6 +173,111 @@ fn every_source_file_opens_with_a_module_doc() {
         missing.is_empty(),
         "these files must open with a `//!` doc saying what they own: {missing:#?}"
     );
+}
+
+/// `aphex-config` and `aphex-template` are pure: they start no thread and no
+/// process, and touch no file but the one `aphex_config::read_file` is
+/// given (the loader's one entry point that reads). Their sources are read
+/// as Rust tokens, so comments and strings never count.
+#[test]
+fn pure_crates_start_no_threads_or_processes_and_read_only_the_given_file() {
+    let root = workspace_root();
+    let mut found = Vec::new();
+    for krate in ["aphex-config", "aphex-template"] {
+        for file in walk(&root.join(krate).join("src")) {
+            let name = file.strip_prefix(&root).unwrap().display().to_string();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let tokens: proc_macro2::TokenStream = text
+                .parse()
+                .unwrap_or_else(|e| panic!("{name} does not lex as Rust: {e:?}"));
+            for (module, line, function) in std_modules_used(tokens, None) {
+                found.push((name.clone(), line, module, function));
+            }
+        }
+    }
+    let (entry, bad): (Vec<_>, Vec<_>) = found.into_iter().partition(|(file, _, module, function)| {
+        file == "aphex-config/src/lib.rs" && module == "fs" && function.as_deref() == Some("read_file")
+    });
+    assert!(
+        bad.is_empty(),
+        "pure crates must not use std::thread, std::process or std::fs (only aphex_config::read_file \
+         reads a file); found (file, line, module, function): {bad:#?}"
+    );
+    assert!(
+        !entry.is_empty(),
+        "the scan finds read_file's std::fs in aphex-config/src/lib.rs; if it moved, update this test"
+    );
+}
+
+/// Where `tokens` name `std::thread`, `std::process` or `std::fs` (also in
+/// `use std::{..}` groups): the module, its line, and the function whose
+/// body holds it (`function` is the enclosing one).
+fn std_modules_used(
+    tokens: proc_macro2::TokenStream,
+    function: Option<&str>,
+) -> Vec<(String, usize, Option<String>)> {
+    use proc_macro2::{Delimiter, TokenTree};
+    const WATCHED: [&str; 3] = ["thread", "process", "fs"];
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let ident = |i: usize| match tokens.get(i) {
+        Some(TokenTree::Ident(id)) => Some(id.to_string()),
+        _ => None,
+    };
+    let punct = |i: usize, c: char| matches!(tokens.get(i), Some(TokenTree::Punct(p)) if p.as_char() == c);
+    let mut found = Vec::new();
+    // The `fn` whose body (its next brace group) comes next.
+    let mut pending_fn: Option<String> = None;
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Ident(id) if id == "fn" => pending_fn = ident(i + 1),
+            TokenTree::Punct(p) if p.as_char() == ';' => pending_fn = None,
+            TokenTree::Ident(id) if id == "std" && punct(i + 1, ':') && punct(i + 2, ':') => {
+                match tokens.get(i + 3) {
+                    Some(TokenTree::Ident(module)) if WATCHED.contains(&module.to_string().as_str()) => {
+                        found.push((
+                            module.to_string(),
+                            module.span().start().line,
+                            function.map(str::to_owned),
+                        ));
+                    }
+                    // `std::{fs, io::Read}`: the head of each item of the group.
+                    Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Brace => {
+                        let mut head = true;
+                        for t in group.stream() {
+                            match &t {
+                                TokenTree::Ident(module)
+                                    if head && WATCHED.contains(&module.to_string().as_str()) =>
+                                {
+                                    found.push((
+                                        module.to_string(),
+                                        module.span().start().line,
+                                        function.map(str::to_owned),
+                                    ));
+                                }
+                                TokenTree::Punct(p) if p.as_char() == ',' => {
+                                    head = true;
+                                    continue;
+                                }
+                                _ => {}
+                            }
+                            head = false;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            TokenTree::Group(group) => {
+                let body = if group.delimiter() == Delimiter::Brace {
+                    pending_fn.take()
+                } else {
+                    None
+                };
+                found.extend(std_modules_used(group.stream(), body.as_deref().or(function)));
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// An AWS SDK crate (aws-lc-rs, a crypto library rustls uses, is not one).

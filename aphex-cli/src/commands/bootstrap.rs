@@ -122,6 +122,22 @@ fn print_report(config: &aphex_config::Config, report: &Report) -> Result<(), Cl
             SecretState::Kept => writeln!(out, "webhook secret: kept in Secret {ns}/{name} ({read})")?,
         }
     }
+    let settings = config.settings();
+    if let Some(gh) = settings
+        .github
+        .as_ref()
+        .filter(|_| settings.posts_github_status())
+    {
+        // Read optionally by the pods: a missing one costs the statuses only.
+        println!(
+            "commit statuses: the validate and finalize pods read the token from Secret {}/{} (key `{}`), \
+             when it exists: a token that may write commit statuses on {}",
+            settings.namespace(),
+            gh.token_secret(),
+            aphex_template::workflow::GITHUB_TOKEN_SECRET_KEY,
+            gh.full_name(),
+        );
+    }
     if !report.todo.is_empty() {
         writeln!(out, "to do:")?;
         for t in &report.todo {

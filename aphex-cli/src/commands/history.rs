@@ -44,16 +44,6 @@ pub struct Args {
     pub store: Option<String>,
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Running => "running",
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::Interrupted => "interrupted",
-        Status::Skipped => "skipped",
-    }
-}
-
 /// One line: id, start, status, commit, branch, and where it stopped.
 pub fn line(run: &RunRecord) -> String {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
@@ -77,7 +67,7 @@ pub fn line(run: &RunRecord) -> String {
     format!(
         "{:<32} {started:<19} {:<11} {short} {:<12} {}{stopped}{approved}",
         run.id,
-        status_word(run.status),
+        run.status.as_str(),
         run.branch.as_deref().unwrap_or("-"),
         run.pipeline
     )
@@ -198,6 +188,7 @@ mod tests {
             stacks: Vec::new(),
             artifact_bytes: None,
             approved_by: approved_by.map(str::to_owned),
+            ends_run: None,
         };
         let run = RunRecord {
             id: "shop-x".to_owned(),
@@ -207,6 +198,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".to_owned(),
             ended_at: None,
             status: Status::Succeeded,
+            url: None,
             stages: vec![stage("build", None), stage("deploy-prod", Some("jane"))],
         };
         assert!(

@@ -40,16 +40,13 @@ pub struct Args {
 
 /// Runs `aphex render`.
 pub fn run(args: Args) -> Result<Exit, CliError> {
-    // The process ends right after this command: freeing the config and
-    // manifests (tens of thousands of allocations for 100 x 50) would only
-    // delay the exit, so they are left to the OS.
-    let config = std::mem::ManuallyDrop::new(super::validate::load_config(&args.path)?);
+    let config = super::validate::load_config(&args.path)?;
     let options = RenderOptions {
         executor_role_arn: args.role_arn,
         pr_role_arn: args.pr_role_arn,
         artifact_bucket: args.artifact_bucket,
     };
-    let rendered = std::mem::ManuallyDrop::new(render(&config, &options));
+    let rendered = render(&config, &options);
     if config.settings().github.is_none() {
         eprintln!(
             "note: no `pipeline.github` in {}: the EventSource and Sensor are not rendered",

@@ -135,6 +135,9 @@ pub async fn adapters(
         notifier,
         credentials,
         pipeline_stack,
+        // A local run posts no commit status: it may be of uncommitted
+        // thinking, and the token lives in the cluster.
+        statuses: None,
     }
 }
 
@@ -248,16 +251,6 @@ impl Approver for CliApprover {
     }
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Running => "running",
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::Interrupted => "interrupted",
-        Status::Skipped => "skipped",
-    }
-}
-
 fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&str>) -> Result<(), CliError> {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
     let branch = run
@@ -269,7 +262,7 @@ fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&st
         out,
         "run {} {} (commit {short}{branch})",
         run.id,
-        status_word(run.status)
+        run.status.as_str()
     )?;
     for s in &run.stages {
         let secs = s
@@ -277,12 +270,12 @@ fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&st
             .as_deref()
             .map(|e| format!("{:.1}s", aphex_stages::time::seconds_between(&s.started_at, e)))
             .unwrap_or_default();
-        writeln!(out, "  {:<20} {:<12} {secs}", s.name, status_word(s.status))?;
+        writeln!(out, "  {:<20} {:<12} {secs}", s.name, s.status.as_str())?;
         for st in &s.stacks {
             let what = match (st.status, st.changed) {
                 (Status::Succeeded, Some(true)) => "deployed",
                 (Status::Succeeded, Some(false)) => "no changes",
-                (status, _) => status_word(status),
+                (status, _) => status.as_str(),
             };
             writeln!(out, "    stack {:<24} {what:<11} {}", st.name, st.stack_name)?;
         }
@@ -402,6 +395,7 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
         config_file: config_file.display().to_string(),
         state: state.clone(),
         only_env: args.env.clone(),
+        trigger: aphex_stages::context::Trigger::Manual,
     };
     let approver = CliApprover {
         yes: args.yes,
@@ -423,7 +417,8 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
                 )?;
             }
             Ok(match record.status {
-                Status::Succeeded => Exit::Ok,
+                // A duplicate deployed nothing because nothing was new.
+                Status::Succeeded | Status::Duplicate => Exit::Ok,
                 Status::Interrupted => Exit::Interrupted,
                 _ => Exit::Failure,
             })

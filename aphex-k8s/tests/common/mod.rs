@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use aphex_k8s::KubeApplier;
-use aphex_stages::context::{Ports, RunInfo, StageContext};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
 use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::local::{DirArtifactStore, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
 use aphex_stages::process::{Cancel, Exec};
@@ -53,6 +53,9 @@ pub async fn run_pipeline_stage_in(
             branch: Some("main".to_owned()),
             repo: "https://github.com/acme/shop.git".to_owned(),
             namespace: namespace.map(str::to_owned),
+            kind: RunKind::Deploy,
+            trigger: Trigger::Manual,
+            url: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),
@@ -68,6 +71,7 @@ pub async fn run_pipeline_stage_in(
             notifier: Arc::new(NoopNotifier),
             credentials: None,
             pipeline_stack: None,
+            statuses: None,
         },
         exec: Exec {
             reporter: reporter.clone(),

@@ -10,12 +10,16 @@ use crate::ports::{Notifier, PortError};
 use crate::record::{RunRecord, Status};
 use crate::redact::Redactor;
 
-/// The message sent about a run: status, commit, and each stage's outcome.
+/// The message sent about a run: status, commit, each stage's outcome,
+/// why it ended early (a duplicate push), and where to watch it (the
+/// Argo UI, when `pipeline.argoUrl` is set) as a bare URL, which Slack
+/// links by itself.
 pub fn notification_text(run: &RunRecord) -> String {
     let icon = match run.status {
         Status::Succeeded => ":white_check_mark:",
         Status::Failed => ":x:",
         Status::Interrupted => ":warning:",
+        Status::Duplicate | Status::Superseded => ":fast_forward:",
         Status::Running | Status::Skipped => ":hourglass:",
     };
     let short = run.commit.get(..12).unwrap_or(&run.commit);
@@ -23,30 +27,26 @@ pub fn notification_text(run: &RunRecord) -> String {
         "{icon} {} run {} {}: commit {short}{}",
         run.pipeline,
         run.id,
-        status_word(run.status),
+        run.status.as_str(),
         run.branch
             .as_deref()
             .map(|b| format!(" on {b}"))
             .unwrap_or_default()
     );
+    if let Some(end) = run.ended_early() {
+        text.push_str(&format!("\n{}", end.message));
+    }
     for s in &run.stages {
-        text.push_str(&format!("\n• {}: {}", s.name, status_word(s.status)));
+        text.push_str(&format!("\n• {}: {}", s.name, s.status.as_str()));
         if let Some(e) = &s.error {
             let first = e.lines().next().unwrap_or_default();
             text.push_str(&format!(" ({first})"));
         }
     }
-    text
-}
-
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Running => "running",
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::Interrupted => "interrupted",
-        Status::Skipped => "skipped",
+    if let Some(url) = &run.url {
+        text.push_str(&format!("\n{url}"));
     }
+    text
 }
 
 /// `text` with Slack's three control characters escaped (`&` as `&amp;`,

@@ -1,7 +1,8 @@
 //! The finalize stage: close the run record (end time, overall status),
 //! store it, emit metrics (stage durations, per-stack deploy success and
-//! failure, artifact size) and notify (always, or only on failure). Every
-//! error message is redacted again before it is stored or sent.
+//! failure, artifact size), notify (always, or only on failure) and post
+//! the run's final commit status (always, but never for a superseded run).
+//! Every error message is redacted again before it is stored or sent.
 
 use super::{StageError, StageOutcome};
 use crate::context::Ports;
@@ -11,12 +12,15 @@ use crate::redact::Redactor;
 use crate::report::{Event, Reporter};
 
 /// The overall status of a run from its stages: interrupted if any stage
-/// was, failed if any failed, else succeeded.
+/// was, failed if any failed, else what a stage that ended the run early
+/// says (duplicate, superseded), else succeeded.
 pub fn overall_status(stages: &[crate::record::StageRecord]) -> Status {
     if stages.iter().any(|s| s.status == Status::Interrupted) {
         Status::Interrupted
     } else if stages.iter().any(|s| s.status == Status::Failed) {
         Status::Failed
+    } else if let Some(end) = stages.iter().find_map(|s| s.ends_run.as_ref()) {
+        end.reason.status()
     } else {
         Status::Succeeded
     }
@@ -75,7 +79,7 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
         }
     }
     let mut dims = base;
-    dims.push(("status".to_owned(), format!("{:?}", run.status).to_lowercase()));
+    dims.push(("status".to_owned(), run.status.as_str().to_owned()));
     if let Some(end) = &run.ended_at {
         out.push(Metric {
             name: "WorkflowDuration".to_owned(),
@@ -94,8 +98,8 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
 }
 
 /// Closes, stores, measures and announces `run`. Recording must succeed;
-/// metrics and notification failures are reported as warnings, since the
-/// run itself is over and its record is safe.
+/// metrics, notification and commit status failures are reported as
+/// warnings, since the run itself is over and its record is safe.
 pub async fn run(
     ports: &Ports,
     reporter: &dyn Reporter,
@@ -130,10 +134,17 @@ pub async fn run(
     if let Err(e) = ports.metrics.emit(&metrics_of(&run)).await {
         warn(format!("emitting metrics: {e}"));
     }
-    if !(only_on_failure && run.status == Status::Succeeded)
+    let failed = matches!(run.status, Status::Failed | Status::Interrupted);
+    if (failed || !only_on_failure)
         && let Err(e) = ports.notifier.notify(&run).await
     {
         warn(format!("sending the notification: {e}"));
+    }
+    if let Some(statuses) = &ports.statuses
+        && let Some(status) = crate::commit_status::finished(&run, redactor)
+        && let Err(e) = statuses.post(&status).await
+    {
+        warn(format!("{e}"));
     }
     Ok((run, StageOutcome::default()))
 }

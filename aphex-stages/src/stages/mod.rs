@@ -14,7 +14,7 @@ use crate::artifact::ArtifactError;
 use crate::context::StageContext;
 use crate::ports::PortError;
 use crate::process::{CommandSpec, ProcessError};
-use crate::record::StackResult;
+use crate::record::{RunEnd, StackResult};
 use crate::workspace::CheckoutError;
 
 /// What a finished stage leaves in the run record.
@@ -26,6 +26,8 @@ pub struct StageOutcome {
     pub artifact_bytes: Option<u64>,
     /// Something went wrong but the stage went on (self-update with `continue`).
     pub warning: Option<String>,
+    /// The run ends after this stage, with nothing wrong (a duplicate push).
+    pub ends_run: Option<RunEnd>,
 }
 
 /// Why a stage failed.

@@ -1,7 +1,10 @@
 //! The validate stage: everything that can be known wrong before anything
 //! runs. Config (schema + semantics, done by the loader before this), every
 //! environment's credentials, required CDK context, the programs commands
-//! start with, the stack source paths. All problems in one report.
+//! start with, the stack source paths. All problems in one report. Then,
+//! for a pushed deploy run, whether it is a duplicate ([`crate::duplicate`]):
+//! if so, the run ends here. As the first stage of every run, it posts the
+//! `pending` commit status ([`crate::commit_status`]).
 
 use std::path::Path;
 
@@ -13,6 +16,7 @@ const STAGE: &str = "validate";
 
 /// Runs the validate stage on an already loaded config.
 pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
+    post_started(ctx).await;
     let mut problems = Vec::new();
     problems.extend(credential_problems(ctx).await);
     problems.extend(context_problems(&ctx.checkout, &ctx.config));
@@ -20,11 +24,29 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
     problems.extend(path_problems(&ctx.checkout, &ctx.config));
     if problems.is_empty() {
         ctx.info(STAGE, "config, context, tools and stack paths are valid");
-        Ok(StageOutcome::default())
+        let ends_run = crate::duplicate::check(ctx, STAGE).await;
+        if let Some(end) = &ends_run {
+            ctx.info(STAGE, format!("duplicate: {}", end.message));
+        }
+        Ok(StageOutcome {
+            ends_run,
+            ..StageOutcome::default()
+        })
     } else {
         Err(StageError::Invalid(
             problems.iter().map(|p| ctx.exec.redactor.redact(p)).collect(),
         ))
+    }
+}
+
+/// Posts the run's `pending` commit status, when statuses are wired. A
+/// refusal or an unreachable GitHub is a warning: the status is for the
+/// people watching, and the run goes on without it.
+async fn post_started(ctx: &StageContext) {
+    if let Some(statuses) = &ctx.ports.statuses
+        && let Err(e) = statuses.post(&crate::commit_status::started(&ctx.run)).await
+    {
+        ctx.warn(STAGE, e.to_string());
     }
 }
 

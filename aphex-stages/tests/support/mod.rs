@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use aphex_stages::context::{Ports, RunInfo, StageContext};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
 use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::local::{DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
 use aphex_stages::ports::{
@@ -77,6 +77,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
         notifier: Arc::new(NoopNotifier),
         credentials: None,
         pipeline_stack: None,
+        statuses: None,
     };
     let ctx = StageContext {
         run: RunInfo {
@@ -86,6 +87,9 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
             branch: Some("main".to_owned()),
             repo: checkout.display().to_string(),
             namespace: None,
+            kind: RunKind::Deploy,
+            trigger: Trigger::Manual,
+            url: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),
