@@ -195,6 +195,10 @@ async fn webhook_notifier_posts_slack_text_with_secrets_masked() {
         "{text}"
     );
     assert!(text.contains("• build: failed (token *** rejected)"), "{text}");
+    assert!(
+        text.contains("\n  log: aphex logs run-7 --stage build"),
+        "a failed stage points at its stored log: {text}"
+    );
     assert!(!body.contains(secret));
 }
 

@@ -44,14 +44,15 @@ pub struct Args {
     pub store: Option<String>,
 }
 
-/// One line: id, start, status, commit, branch, and where it stopped.
+/// One line: id, start, status, commit, branch, and where it stopped (with
+/// the command that prints that stage's stored log).
 pub fn line(run: &RunRecord) -> String {
     let short = run.commit.get(..12).unwrap_or(&run.commit);
     let stopped = run
         .stages
         .iter()
         .find(|s| matches!(s.status, Status::Failed | Status::Interrupted))
-        .map(|s| format!("  at {}", s.name))
+        .map(|s| format!("  at {} (log: aphex logs {} --stage {})", s.name, run.id, s.name))
         .unwrap_or_default();
     // Second precision is plenty for a listing.
     let started = run
@@ -205,6 +206,15 @@ mod tests {
             line(&run).ends_with("shop  deploy-prod approved by jane"),
             "{}",
             line(&run)
+        );
+
+        let mut failed = run.clone();
+        failed.status = Status::Failed;
+        failed.stages[1].status = Status::Failed;
+        assert!(
+            line(&failed).contains("  at deploy-prod (log: aphex logs shop-x --stage deploy-prod)"),
+            "a stopped run points at the stage's stored log: {}",
+            line(&failed)
         );
     }
 }

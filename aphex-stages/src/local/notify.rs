@@ -11,7 +11,8 @@ use crate::record::{RunRecord, Status};
 use crate::redact::Redactor;
 
 /// The message sent about a run: status, commit, each stage's outcome,
-/// why it ended early (a duplicate push), and where to watch it (the
+/// why it ended early (a duplicate push), the command that prints a failed
+/// stage's stored log, and where to watch it (the
 /// Argo UI, when `pipeline.argoUrl` is set) as a bare URL, which Slack
 /// links by itself.
 pub fn notification_text(run: &RunRecord) -> String {
@@ -41,6 +42,10 @@ pub fn notification_text(run: &RunRecord) -> String {
         if let Some(e) = &s.error {
             let first = e.lines().next().unwrap_or_default();
             text.push_str(&format!(" ({first})"));
+        }
+        // The stage's whole log is in the run store, beside its record.
+        if matches!(s.status, Status::Failed | Status::Interrupted) {
+            text.push_str(&format!("\n  log: aphex logs {} --stage {}", run.id, s.name));
         }
     }
     if let Some(url) = &run.url {
