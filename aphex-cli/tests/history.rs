@@ -49,18 +49,30 @@ fn an_overdue_run_is_interrupted_and_an_unreadable_record_is_skipped_with_a_warn
     // (file under runs/shop, content)
     let files = [
         // Its finalize never ran, long ago: the run object says running.
-        ("killed.json", record("killed", LONG_AGO, "running", &[("deploy-dev", "running")])),
+        (
+            "killed.json",
+            record("killed", LONG_AGO, "running", &[("deploy-dev", "running")]),
+        ),
         // Only a stage object, long ago (a workflow that lost its pods).
         (
             "lost/stages/deploy-prod.json",
             record("lost", LONG_AGO, "running", &[("deploy-prod", "running")]),
         ),
         // Still going, within the deadline.
-        ("going.json", record("going", &now, "running", &[("build", "running")])),
-        ("done.json", record("done", LONG_AGO, "succeeded", &[("build", "succeeded")])),
+        (
+            "going.json",
+            record("going", &now, "running", &[("build", "running")]),
+        ),
+        (
+            "done.json",
+            record("done", LONG_AGO, "succeeded", &[("build", "succeeded")]),
+        ),
         ("broken.json", "{\"id\": \"broken\", \"pipel".to_owned()),
         // A newer Aphex's record: a status this one does not know.
-        ("newer.json", record("newer", &now, "paused", &[]).replace("\"id\"", "\"format\":2,\"id\"")),
+        (
+            "newer.json",
+            record("newer", &now, "paused", &[]).replace("\"id\"", "\"format\":2,\"id\""),
+        ),
     ];
     for (path, text) in &files {
         write(&runs.join(path), text);
@@ -98,5 +110,8 @@ fn an_overdue_run_is_interrupted_and_an_unreadable_record_is_skipped_with_a_warn
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let killed = text.lines().find(|l| l.starts_with("killed ")).expect(&text);
-    assert!(killed.contains(" interrupted ") && killed.ends_with("at deploy-dev"), "{killed}");
+    assert!(
+        killed.contains(" interrupted ") && killed.ends_with("at deploy-dev"),
+        "{killed}"
+    );
 }

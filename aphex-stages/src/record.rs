@@ -305,14 +305,25 @@ mod tests {
                 started_at: started.into(),
                 ended_at: None,
                 status,
-                stages: vec![stage("build", Status::Succeeded), stage("deploy-dev", Status::Running)],
+                stages: vec![
+                    stage("build", Status::Succeeded),
+                    stage("deploy-dev", Status::Running),
+                ],
                 url: None,
             };
-            assert_eq!(settle_overdue(&mut run, now, day), settled, "{status:?} {started}");
+            assert_eq!(
+                settle_overdue(&mut run, now, day),
+                settled,
+                "{status:?} {started}"
+            );
             let expected = if settled { Status::Interrupted } else { status };
             assert_eq!(run.status, expected, "{status:?} {started}");
             assert_eq!(run.stages[0].status, Status::Succeeded);
-            let deploy = if settled { Status::Interrupted } else { Status::Running };
+            let deploy = if settled {
+                Status::Interrupted
+            } else {
+                Status::Running
+            };
             assert_eq!(run.stages[1].status, deploy, "{status:?} {started}");
         }
     }

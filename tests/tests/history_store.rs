@@ -48,14 +48,38 @@ async fn an_overdue_run_is_interrupted_and_an_unreadable_record_is_skipped_with_
     let recorder = S3RunRecorder::new(&config, &bucket);
     let pipeline = unique_name("history");
     let now = aphex_stages::time::now_rfc3339();
-    let killed = run(&pipeline, "killed", LONG_AGO, Status::Running, &[("deploy-dev", Status::Running)]);
+    let killed = run(
+        &pipeline,
+        "killed",
+        LONG_AGO,
+        Status::Running,
+        &[("deploy-dev", Status::Running)],
+    );
     recorder.record(&killed).await.unwrap();
     let lost = run(&pipeline, "lost", LONG_AGO, Status::Running, &[]);
-    let stage = run(&pipeline, "lost", LONG_AGO, Status::Running, &[("deploy-prod", Status::Running)]);
+    let stage = run(
+        &pipeline,
+        "lost",
+        LONG_AGO,
+        Status::Running,
+        &[("deploy-prod", Status::Running)],
+    );
     recorder.record_stage(&lost, &stage.stages[0]).await.unwrap();
-    let going = run(&pipeline, "going", &now, Status::Running, &[("build", Status::Running)]);
+    let going = run(
+        &pipeline,
+        "going",
+        &now,
+        Status::Running,
+        &[("build", Status::Running)],
+    );
     recorder.record(&going).await.unwrap();
-    let done = run(&pipeline, "done", LONG_AGO, Status::Succeeded, &[("build", Status::Succeeded)]);
+    let done = run(
+        &pipeline,
+        "done",
+        LONG_AGO,
+        Status::Succeeded,
+        &[("build", Status::Succeeded)],
+    );
     recorder.record(&done).await.unwrap();
     // Unreadable ones, at the keys their runs would have.
     let s3 = aphex_aws::client::s3(&config);
