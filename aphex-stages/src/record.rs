@@ -296,6 +296,7 @@ mod tests {
                 stacks: Vec::new(),
                 artifact_bytes: None,
                 ends_run: None,
+                approved_by: None,
             };
             let mut run = RunRecord {
                 id: "r".into(),

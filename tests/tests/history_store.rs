@@ -35,6 +35,7 @@ fn run(pipeline: &str, id: &str, started: &str, status: Status, stages: &[(&str,
                 stacks: Vec::new(),
                 artifact_bytes: None,
                 ends_run: None,
+                approved_by: None,
             })
             .collect(),
         url: None,
