@@ -368,18 +368,31 @@ struct ProgressToReporter<'a> {
     redactor: &'a crate::redact::Redactor,
     /// Per CloudFormation stack name: the deployer's latest step and the
     /// stack's latest own status, for the record of an interrupted deploy.
-    in_flight: std::sync::Mutex<HashMap<String, (Option<String>, Option<String>)>>,
+    in_flight: std::sync::Mutex<HashMap<String, InFlight>>,
+}
+
+/// What one stack was doing, as far as the deploy stage saw.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// The deployer's latest step (`executing its CREATE change set`).
+    step: Option<String>,
+    /// The stack's latest own status (`CREATE_IN_PROGRESS`).
+    status: Option<String>,
 }
 
 impl ProgressToReporter<'_> {
     /// What stack `stack_name` was doing when the deploy stopped watching it.
     fn in_flight(&self, stack_name: &str) -> String {
         let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        match in_flight.get(stack_name) {
-            Some((Some(step), Some(status))) => format!("{stack_name}: {step}, last status {status}"),
-            Some((Some(step), None)) => format!("{stack_name}: {step}"),
-            Some((None, Some(status))) => format!("{stack_name}: {status}"),
-            _ => format!("{stack_name}: starting"),
+        let seen = in_flight.get(stack_name);
+        match (
+            seen.and_then(|s| s.step.as_deref()),
+            seen.and_then(|s| s.status.as_deref()),
+        ) {
+            (Some(step), Some(status)) => format!("{stack_name}: {step}, last status {status}"),
+            (Some(step), None) => format!("{stack_name}: {step}"),
+            (None, Some(status)) => format!("{stack_name}: {status}"),
+            (None, None) => format!("{stack_name}: starting"),
         }
     }
 }
@@ -387,13 +400,13 @@ impl ProgressToReporter<'_> {
 impl DeployProgress for ProgressToReporter<'_> {
     fn step(&self, stack: &str, step: &str) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.entry(stack.to_owned()).or_default().0 = Some(step.to_owned());
+        in_flight.entry(stack.to_owned()).or_default().step = Some(step.to_owned());
     }
 
     fn event(&self, e: &StackEvent) {
         if e.logical_id == e.stack && e.resource_type == "AWS::CloudFormation::Stack" {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            in_flight.entry(e.stack.clone()).or_default().1 = Some(e.status.clone());
+            in_flight.entry(e.stack.clone()).or_default().status = Some(e.status.clone());
         }
         let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         self.reporter.event(&Event::Info {
