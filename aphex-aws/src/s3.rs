@@ -43,7 +43,9 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, LogChunk, PortError, RunRecorder};
+use aphex_stages::ports::{
+    ArtifactMetadata, ArtifactStore, LogChunk, PortError, RunListing, RunRecorder, UnreadableRun,
+};
 use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
@@ -781,9 +783,9 @@ impl RunRecorder for S3RunRecorder {
         self.assemble(pipeline, id, key, level.staged.contains(id)).await
     }
 
-    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
+    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, PortError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(RunListing::default());
         }
         let root = self.root(pipeline);
         let pipeline = root.as_str();
@@ -811,14 +813,24 @@ impl RunRecorder for S3RunRecorder {
         let loads: Vec<_> = wanted
             .into_iter()
             .map(|(key, id)| {
-                Box::pin(async move { self.assemble(pipeline, id, key, staged.contains(id)).await })
+                Box::pin(async move { (id, self.assemble(pipeline, id, key, staged.contains(id)).await) })
             })
             .collect();
-        let runs: Vec<Option<RunRecord>> = futures::stream::iter(loads).buffered(8).try_collect().await?;
-        let mut runs: Vec<RunRecord> = runs.into_iter().flatten().collect();
-        record::sort_newest_first(&mut runs);
-        runs.truncate(limit);
-        Ok(runs)
+        let loaded: Vec<_> = futures::stream::iter(loads).buffered(8).collect().await;
+        let mut listing = RunListing::default();
+        for (id, run) in loaded {
+            match run {
+                Ok(run) => listing.runs.extend(run),
+                // One record this version cannot read never hides the others.
+                Err(e) => listing.unreadable.push(UnreadableRun {
+                    id: id.to_owned(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        record::sort_newest_first(&mut listing.runs);
+        listing.runs.truncate(limit);
+        Ok(listing)
     }
 
     async fn put_log_chunk(

@@ -14,7 +14,7 @@ pub enum Exit {
     Usage,
     /// `aphex diff --exit-code` found differences.
     Differs,
-    /// Interrupted by the user (Ctrl-C).
+    /// Interrupted by a stop signal (Ctrl-C, SIGTERM).
     Interrupted,
     /// Stdout's reader went away (`aphex render | head`).
     BrokenPipe,

@@ -342,22 +342,8 @@ fn init_logging() {
     }
 }
 
-fn cancel_on_signals(cancel: Cancel) {
-    tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::warn!("signal received: stopping the running command");
-        cancel.cancel();
-    });
+fn say_warning(message: &str) {
+    tracing::warn!("{message}");
 }
 
 /// Writes the `run` output (whether the run goes on) for Argo. Should it
@@ -433,7 +419,7 @@ async fn run(args: Args) -> i32 {
     }
     let redactor = Redactor::from_env();
     let cancel = Cancel::new();
-    cancel_on_signals(cancel.clone());
+    aphex_stages::shutdown::cancel_on_signals(cancel.clone(), exit::INTERRUPTED, say_warning);
     let name = stage.record_name(env.as_deref());
     let work = fresh_work_dir(&args.work_dir, &name);
     let started = aphex_stages::time::now_rfc3339();

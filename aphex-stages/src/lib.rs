@@ -25,6 +25,7 @@ pub mod process;
 pub mod record;
 pub mod redact;
 pub mod report;
+pub mod shutdown;
 pub mod single;
 pub mod stage_log;
 pub mod stages;

@@ -101,9 +101,22 @@ pub trait RunRecorder: Send + Sync {
     /// merged in ([`crate::record::merge_stage_objects`]); a run with stage
     /// objects only is still running.
     async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError>;
-    /// The newest `limit` runs, newest first, each loaded as [`Self::load`]
-    /// does (stage objects are never listed as runs of their own).
-    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError>;
+    /// The newest `limit` runs of `pipeline` that could be read, newest
+    /// first, each loaded as [`Self::load`] does (stage objects are never
+    /// listed as runs of their own), and every run whose record could not be read (not JSON, or
+    /// written by a newer Aphex in a format this one does not know), which
+    /// is left out: one bad record never hides the others. An error is the
+    /// listing itself failing.
+    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, PortError>;
+    /// The runs of [`RunRecorder::scan`]; each unreadable one is logged as a
+    /// warning and left out.
+    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
+        let listing = self.scan(pipeline, limit).await?;
+        for bad in &listing.unreadable {
+            tracing::warn!("{bad}");
+        }
+        Ok(listing.runs)
+    }
     /// Writes (or replaces) piece `index` of `stage`'s log in run `id`
     /// (see [`crate::log_upload`]): the log outlives the pod that wrote it.
     async fn put_log_chunk(
@@ -145,6 +158,27 @@ pub struct LogChunk {
     pub index: u64,
     /// Its size in bytes.
     pub bytes: u64,
+}
+
+/// What [`RunRecorder::scan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunListing {
+    /// The runs read, newest first.
+    pub runs: Vec<RunRecord>,
+    /// The runs whose record could not be read.
+    pub unreadable: Vec<UnreadableRun>,
+}
+
+/// A run left out of a listing because its record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "skipping run {id}: {error} (a record not JSON, or written by a newer Aphex; `aphex history` of that version reads it)"
+)]
+pub struct UnreadableRun {
+    /// The run's id.
+    pub id: String,
+    /// Why, naming the file or key that could not be read.
+    pub error: String,
 }
 
 /// One CloudFormation stack event, as progress or as a root cause.
@@ -218,6 +252,12 @@ pub struct DeployError {
 pub trait DeployProgress: Send + Sync {
     /// A new stack event.
     fn event(&self, event: &StackEvent);
+    /// The deployer is starting `step` on CloudFormation stack `stack`
+    /// (`executing its CREATE change set`, ...): what a deploy interrupted
+    /// now records as in flight.
+    fn step(&self, stack: &str, step: &str) {
+        let _ = (stack, step);
+    }
 }
 
 /// Deploys one stack of a cloud assembly (publishing its assets first).

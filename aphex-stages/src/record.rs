@@ -220,6 +220,23 @@ pub fn merge_stage_objects(run: Option<RunRecord>, parts: Vec<RunRecord>) -> Opt
     Some(record)
 }
 
+/// Marks a run that is still `running` although it started more than
+/// `deadline` before `now` (RFC 3339) as interrupted, and each of its stages
+/// still running too: its workflow outlived the WorkflowTemplate's
+/// `activeDeadlineSeconds` or lost its pods, so its `finalize` never ran
+/// and nothing will close the record. Returns whether it did.
+pub fn settle_overdue(run: &mut RunRecord, now: &str, deadline: std::time::Duration) -> bool {
+    let age = crate::time::seconds_between(&run.started_at, now);
+    if run.status != Status::Running || age <= deadline.as_secs_f64() {
+        return false;
+    }
+    run.status = Status::Interrupted;
+    for stage in run.stages.iter_mut().filter(|s| s.status == Status::Running) {
+        stage.status = Status::Interrupted;
+    }
+    true
+}
+
 /// Sorts runs newest first by start time (the id breaks ties).
 pub fn sort_newest_first(runs: &mut [RunRecord]) {
     runs.sort_by(|a, b| by_time(&b.started_at, &a.started_at).then_with(|| b.id.cmp(&a.id)));
@@ -249,4 +266,66 @@ pub fn check_segment(kind: &str, name: &str) -> Result<(), crate::ports::PortErr
 fn by_time(a: &str, b: &str) -> std::cmp::Ordering {
     let parse = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
     parse(a).cmp(&parse(b)).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_running_run_past_the_deadline_is_settled_as_interrupted() {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let now = "2026-05-02T12:00:00Z";
+        // (status, started, whether it is settled)
+        let cases = [
+            (Status::Running, "2026-05-01T11:59:59Z", true),
+            (Status::Running, "2026-05-01T12:00:00Z", false),
+            (Status::Running, "2026-05-02T11:00:00Z", false),
+            (Status::Succeeded, "2020-01-01T00:00:00Z", false),
+            (Status::Failed, "2020-01-01T00:00:00Z", false),
+            // A start that does not parse is never taken for old.
+            (Status::Running, "yesterday", false),
+        ];
+        for (status, started, settled) in cases {
+            let stage = |name: &str, status| StageRecord {
+                name: name.into(),
+                started_at: started.into(),
+                ended_at: None,
+                status,
+                error: None,
+                stacks: Vec::new(),
+                artifact_bytes: None,
+                ends_run: None,
+                approved_by: None,
+            };
+            let mut run = RunRecord {
+                id: "r".into(),
+                pipeline: "shop".into(),
+                commit: "c".into(),
+                branch: None,
+                started_at: started.into(),
+                ended_at: None,
+                status,
+                stages: vec![
+                    stage("build", Status::Succeeded),
+                    stage("deploy-dev", Status::Running),
+                ],
+                url: None,
+            };
+            assert_eq!(
+                settle_overdue(&mut run, now, day),
+                settled,
+                "{status:?} {started}"
+            );
+            let expected = if settled { Status::Interrupted } else { status };
+            assert_eq!(run.status, expected, "{status:?} {started}");
+            assert_eq!(run.stages[0].status, Status::Succeeded);
+            let deploy = if settled {
+                Status::Interrupted
+            } else {
+                Status::Running
+            };
+            assert_eq!(run.stages[1].status, deploy, "{status:?} {started}");
+        }
+    }
 }

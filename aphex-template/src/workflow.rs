@@ -82,8 +82,11 @@ pub const RUN_CONTINUES: &str = "continue";
 /// The runner binary in both images.
 const RUNNER: &str = "aphex-runner";
 
-/// A whole run may wait for approvals overnight, but not forever.
-const WORKFLOW_DEADLINE_SECONDS: u64 = 24 * 3600;
+/// The WorkflowTemplate's `activeDeadlineSeconds`: a whole run may wait for
+/// approvals overnight, but not forever. A run still recorded as running
+/// after this long never reached its finalize (`aphex history` shows it
+/// interrupted: `aphex_stages::record::settle_overdue`).
+pub const WORKFLOW_DEADLINE_SECONDS: u64 = 24 * 3600;
 /// One stage pod: large CloudFormation deploys can take an hour or more.
 const STAGE_DEADLINE_SECONDS: u64 = 3 * 3600;
 /// Finished runs stay visible for a day, failed ones for a week.

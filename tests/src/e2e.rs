@@ -15,6 +15,10 @@ use std::process::{Command, Output, Stdio};
 
 use aws_config::SdkConfig;
 
+use crate::bootstrap::{account_config, prepare_bootstrap};
+use crate::cluster::prepare_cluster;
+use crate::{DEFAULT_ACCOUNT, REGION, unique_name};
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,7 +59,7 @@ pub fn node_modules() -> PathBuf {
 /// 12-digit access key ID as an account, so stacks, exports and parameters of
 /// different tests (and of earlier runs on a long-lived emulator) never meet.
 pub fn unique_account() -> String {
-    let name = crate::unique_name("a");
+    let name = unique_name("a");
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -118,27 +122,200 @@ impl AppRepo {
     /// Like [`AppRepo::aphex`], with `AWS_ENDPOINT_URL` set to `endpoint`
     /// (a fault proxy in front of the emulator).
     pub fn aphex_at(&self, endpoint: &str, args: &[&str]) -> Run {
+        let output = self.command(endpoint, args).output().expect("running aphex");
+        Run::from(output)
+    }
+
+    /// Starts `aphex <args>` like [`AppRepo::aphex_at`], in a process group
+    /// of its own (as a pod's main process is), its output going to files,
+    /// for a test that signals it while it works.
+    pub fn spawn_at(&self, endpoint: &str, args: &[&str]) -> Spawned {
+        use std::os::unix::process::CommandExt;
+        let out = tempfile::NamedTempFile::new().expect("a file for stdout");
+        let err = tempfile::NamedTempFile::new().expect("a file for stderr");
+        let child = self
+            .command(endpoint, args)
+            .process_group(0)
+            .stdout(out.reopen().expect("reopening"))
+            .stderr(err.reopen().expect("reopening"))
+            .spawn()
+            .expect("starting aphex");
+        Spawned { child, out, err }
+    }
+
+    fn command(&self, endpoint: &str, args: &[&str]) -> Command {
         let emulator = crate::emulator();
         let mut cmd = Command::new(aphex_bin());
         for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"] {
             cmd.env_remove(var);
         }
-        let output = cmd
-            .args(args)
+        cmd.args(args)
             .current_dir(self.path())
             .envs(emulator.child_env())
             .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_DEFAULT_REGION", crate::REGION)
+            .env("AWS_DEFAULT_REGION", REGION)
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("NODE_PATH", node_modules())
             .env("CDK_DISABLE_CLI_TELEMETRY", "true")
             .env("CDK_DISABLE_VERSION_CHECK", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running aphex");
-        Run::from(output)
+            .stdin(Stdio::null());
+        cmd
     }
+}
+
+/// An `aphex` process started by [`AppRepo::spawn_at`]; killed (with its
+/// group) if dropped while running.
+pub struct Spawned {
+    child: std::process::Child,
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
+}
+
+impl Spawned {
+    /// Sends `signal` (`TERM`, `KILL`, ...) to the process's whole group,
+    /// as the kubelet does to a pod's processes.
+    pub fn signal(&self, signal: &str) {
+        assert!(self.send(signal), "kill -s {signal} of aphex's group failed");
+    }
+
+    fn send(&self, signal: &str) -> bool {
+        Command::new("kill")
+            .args(["-s", signal, "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("checking on aphex").is_none()
+    }
+
+    /// Its standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.err.path()).unwrap_or_default()
+    }
+
+    /// Waits for it to exit, at most `bound` (then it is killed and the
+    /// test fails), and returns what it did and how long the wait took.
+    pub fn wait(mut self, bound: std::time::Duration) -> (Run, std::time::Duration) {
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for aphex") {
+                break status;
+            }
+            if start.elapsed() > bound {
+                self.send("KILL");
+                let _ = self.child.wait();
+                panic!(
+                    "aphex did not exit within {bound:?}; its stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            // Polling the child's exit, not timing the test.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let took = start.elapsed();
+        let run = Run {
+            code: status.code(),
+            stdout: std::fs::read_to_string(self.out.path()).unwrap_or_default(),
+            stderr: self.stderr(),
+        };
+        (run, took)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.send("KILL");
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The quick start's stacks, in each environment.
+pub const STACKS: [&str; 3] = ["QuickstartShared", "QuickstartApp", "QuickstartAudit"];
+
+/// The quick start in accounts of its own, pipeline and cluster of its own,
+/// with an S3 store bucket: what `aphex run --local --store` needs.
+pub struct QuickStart {
+    /// The repository.
+    pub repo: AppRepo,
+    /// dev's account.
+    pub dev: String,
+    /// prod's account.
+    pub prod: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// `s3://BUCKET`.
+    pub store: String,
+}
+
+pub async fn quick_start() -> QuickStart {
+    let emulator = crate::emulator();
+    let (dev, prod) = (unique_account(), unique_account());
+    for account in [dev.as_str(), prod.as_str(), DEFAULT_ACCOUNT] {
+        prepare_bootstrap(account, REGION).await.expect("bootstrapping");
+    }
+    let base = emulator.aws_config().await;
+    let bucket = unique_name("aphex-faults-store");
+    aphex_aws::client::s3(&base)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("creating the store bucket");
+    let pipeline = unique_name("faults");
+    let cluster = unique_name("cluster");
+    prepare_cluster(&base, DEFAULT_ACCOUNT, &cluster)
+        .await
+        .expect("the cluster's exports");
+    let repo = AppRepo::quickstart(|config| {
+        config
+            .replace("000000000000", &dev)
+            .replace("111111111111", &prod)
+            .replace("\n  name: quickstart\n", &format!("\n  name: {pipeline}\n"))
+            .replace(
+                "cluster: { name: demo }",
+                &format!("cluster: {{ name: {cluster} }}"),
+            )
+    });
+    QuickStart {
+        repo,
+        dev,
+        prod,
+        pipeline,
+        store: format!("s3://{bucket}"),
+    }
+}
+
+/// Each output of each stack, as CloudFormation has it.
+pub async fn outputs_of(account: &str) -> serde_json::Value {
+    let config = account_config(account, REGION).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let mut all = serde_json::Map::new();
+    for stack in STACKS {
+        let described = cfn
+            .describe_stacks()
+            .stack_name(stack)
+            .send()
+            .await
+            .expect("DescribeStacks");
+        let outputs: serde_json::Map<String, serde_json::Value> = described.stacks()[0]
+            .outputs()
+            .iter()
+            .map(|o| {
+                (
+                    o.output_key().unwrap_or_default().to_owned(),
+                    o.output_value().unwrap_or_default().into(),
+                )
+            })
+            .collect();
+        all.insert(stack.to_owned(), outputs.into());
+    }
+    all.into()
 }
 
 /// What one `aphex` process did.

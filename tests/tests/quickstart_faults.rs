@@ -15,92 +15,13 @@ use aphex_aws::s3::S3RunRecorder;
 use aphex_stages::ports::RunRecorder;
 use aphex_stages::record::Status;
 use aphex_testkit::fault_proxy::{Answer, Fault, FaultProxy, Outcome, RandomFaults, Rule};
-use aphex_tests::bootstrap::{account_config, prepare_bootstrap};
-use aphex_tests::cluster::prepare_cluster;
-use aphex_tests::e2e::{AppRepo, stack_creates, stack_status, unique_account};
-use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
-
-/// The quick start's stacks, in each environment.
-const STACKS: [&str; 3] = ["QuickstartShared", "QuickstartApp", "QuickstartAudit"];
+use aphex_tests::bootstrap::account_config;
+use aphex_tests::e2e::{STACKS, outputs_of, quick_start, stack_creates, stack_status};
+use aphex_tests::{REGION, emulator};
 
 /// How long a run may take to fail once every request fails
 /// (docs/deploying.md, "Retries and timeouts").
 const OUTAGE_BOUND: Duration = Duration::from_secs(120);
-
-/// The quick start in accounts of its own, pipeline and cluster of its own,
-/// with an S3 store bucket: what `aphex run --local --store` needs.
-struct QuickStart {
-    repo: AppRepo,
-    dev: String,
-    prod: String,
-    pipeline: String,
-    store: String,
-}
-
-async fn quick_start() -> QuickStart {
-    let emulator = emulator();
-    let (dev, prod) = (unique_account(), unique_account());
-    for account in [dev.as_str(), prod.as_str(), DEFAULT_ACCOUNT] {
-        prepare_bootstrap(account, REGION).await.expect("bootstrapping");
-    }
-    let base = emulator.aws_config().await;
-    let bucket = unique_name("aphex-faults-store");
-    aphex_aws::client::s3(&base)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("creating the store bucket");
-    let pipeline = unique_name("faults");
-    let cluster = unique_name("cluster");
-    prepare_cluster(&base, DEFAULT_ACCOUNT, &cluster)
-        .await
-        .expect("the cluster's exports");
-    let repo = AppRepo::quickstart(|config| {
-        config
-            .replace("000000000000", &dev)
-            .replace("111111111111", &prod)
-            .replace("\n  name: quickstart\n", &format!("\n  name: {pipeline}\n"))
-            .replace(
-                "cluster: { name: demo }",
-                &format!("cluster: {{ name: {cluster} }}"),
-            )
-    });
-    QuickStart {
-        repo,
-        dev,
-        prod,
-        pipeline,
-        store: format!("s3://{bucket}"),
-    }
-}
-
-/// Each output of each stack, as CloudFormation has it.
-async fn outputs_of(account: &str) -> serde_json::Value {
-    let config = account_config(account, REGION).await;
-    let cfn = aws_sdk_cloudformation::Client::new(&config);
-    let mut all = serde_json::Map::new();
-    for stack in STACKS {
-        let described = cfn
-            .describe_stacks()
-            .stack_name(stack)
-            .send()
-            .await
-            .expect("DescribeStacks");
-        let outputs: serde_json::Map<String, serde_json::Value> = described.stacks()[0]
-            .outputs()
-            .iter()
-            .map(|o| {
-                (
-                    o.output_key().unwrap_or_default().to_owned(),
-                    o.output_value().unwrap_or_default().into(),
-                )
-            })
-            .collect();
-        all.insert(stack.to_owned(), outputs.into());
-    }
-    all.into()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_start_deploys_through_fifteen_percent_of_faults() {

@@ -77,6 +77,10 @@ pub(crate) async fn deploy(
     // change set's description carries it, so a change set made by an
     // attempt whose answer was lost is known as this deploy's own.
     let token = request_token();
+    progress.step(
+        name,
+        &format!("creating its {} change set", change_set_type.as_str()),
+    );
     delete_change_set(cfn, name, CHANGE_SET_NAME)
         .await
         .map_err(fail)?;
@@ -133,6 +137,10 @@ pub(crate) async fn deploy(
     let mut tail = EventTail::start(cfn, name)
         .await
         .map_err(|e| fail(format!("{e}; {LEFT_CHANGE_SET}")))?;
+    progress.step(
+        name,
+        &format!("executing its {} change set", change_set_type.as_str()),
+    );
     execute(cfn, name, &id, &token, &mut tail, progress)
         .await
         .map_err(fail)?;
@@ -379,6 +387,10 @@ async fn settle(
                 status,
                 "waiting for the operation in progress to end"
             );
+            progress.step(
+                name,
+                &format!("waiting for the operation in progress ({status}) to end"),
+            );
             let id = stack.stack_id().unwrap_or(name);
             let mut tail = EventTail::start_at(cfn, name, id).await.map_err(fail)?;
             wait_for_stack(cfn, name, &mut tail, Operation::Running, progress, options)
@@ -390,6 +402,10 @@ async fn settle(
             tracing::info!(
                 stack = name,
                 "deleting the stack left in ROLLBACK_COMPLETE by a failed create"
+            );
+            progress.step(
+                name,
+                "deleting the stack its failed first create left in ROLLBACK_COMPLETE",
             );
             let id = stack.stack_id().unwrap_or(name).to_owned();
             return recreate_from_rollback(cfn, name, &id, progress, options)

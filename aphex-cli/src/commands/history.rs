@@ -1,13 +1,21 @@
 //! `aphex history [--limit N] [--repo DIR] [--store s3://BUCKET] [-o
 //! human|wide|json|yaml]` (`--format` too): the runs recorded by the local run recorder
 //! (`<repo>/.aphex/runs/`), or in an S3 bucket with `--store`, newest first,
-//! across every pipeline found there.
+//! across every pipeline found there. A run still recorded as running after
+//! the workflow's deadline is shown as interrupted (its finalize never ran);
+//! a record that cannot be read is named in a warning and left out.
 
 use std::path::{Path, PathBuf};
 
 use aphex_stages::local::DirRunRecorder;
 use aphex_stages::ports::RunRecorder;
-use aphex_stages::record::{RunRecord, Status};
+use aphex_stages::record::{RunRecord, Status, settle_overdue};
+
+/// How long a run may be recorded as running: the WorkflowTemplate's
+/// deadline. One older than that never reached its finalize, and is shown
+/// as interrupted.
+const WORKFLOW_DEADLINE: std::time::Duration =
+    std::time::Duration::from_secs(aphex_template::workflow::WORKFLOW_DEADLINE_SECONDS);
 
 use crate::exit::{CliError, Exit};
 use crate::out::Out;
@@ -27,7 +35,9 @@ pub enum Format {
 
 /// Arguments of `aphex history`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Exit status: 0 listed (possibly nothing), 2 unreadable records.")]
+#[command(
+    after_help = "Exit status: 0 listed (possibly nothing; an unreadable record is a warning naming it), 2 the store could not be listed."
+)]
 pub struct Args {
     /// How many runs to show.
     #[arg(long, default_value_t = 20)]
@@ -85,10 +95,18 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         } = run_store(args.repo.as_deref(), args.store.as_deref()).await?;
         let mut runs = Vec::new();
         for p in pipelines {
-            runs.extend(recorder.list(&p, args.limit).await.map_err(CliError::usage)?);
+            let listing = recorder.scan(&p, args.limit).await.map_err(CliError::usage)?;
+            for bad in &listing.unreadable {
+                eprintln!("warning: {bad}");
+            }
+            runs.extend(listing.runs);
         }
         runs.sort_by(|a, b| (&b.started_at, &b.id).cmp(&(&a.started_at, &a.id)));
         runs.truncate(args.limit);
+        let now = aphex_stages::time::now_rfc3339();
+        for run in &mut runs {
+            settle_overdue(run, &now, WORKFLOW_DEADLINE);
+        }
         let mut out = Out::lock();
         match args.format {
             Format::Json => writeln!(
@@ -108,7 +126,6 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
                 }
             }
             Format::Wide => {
-                let now = aphex_stages::time::now_rfc3339();
                 for r in &runs {
                     let took =
                         aphex_k8s::run_status::duration(Some(&r.started_at), r.ended_at.as_deref(), &now);

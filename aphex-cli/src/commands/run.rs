@@ -360,16 +360,7 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
         None => Arc::new(PlainReporter),
     };
     let cancel = Cancel::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupting: stopping the running command (Ctrl-C again to quit at once)");
-            on_signal.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(Exit::Interrupted.into());
-            }
-        }
-    });
+    aphex_stages::shutdown::cancel_on_signals(cancel.clone(), Exit::Interrupted.into(), say);
     eprintln!(
         "aphex run --local: commit {commit}{} of {}",
         if args.commit.is_none() {
@@ -432,4 +423,9 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
             })
         }
     }
+}
+
+/// Writes a message of the signal watcher to standard error.
+fn say(message: &str) {
+    eprintln!("{message}");
 }

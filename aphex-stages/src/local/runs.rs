@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{io_err, write_atomic};
-use crate::ports::{LogChunk, PortError, RunRecorder};
+use crate::ports::{LogChunk, PortError, RunListing, RunRecorder, UnreadableRun};
 use crate::record::{self, RunRecord, StageRecord};
 
 /// Run records in a directory.
@@ -125,11 +125,11 @@ impl RunRecorder for DirRunRecorder {
         self.load_sync(pipeline, id)
     }
 
-    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
+    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, PortError> {
         let dir = self.root.join(pipeline);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RunListing::default()),
             Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
         };
         // A run is `<id>.json`, or a `<id>/stages/` folder with stage objects
@@ -149,13 +149,19 @@ impl RunRecorder for DirRunRecorder {
                 ids.insert(name.to_owned());
             }
         }
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            runs.extend(self.load_sync(pipeline, id)?);
+        let mut listing = RunListing::default();
+        for id in ids {
+            match self.load_sync(pipeline, &id) {
+                Ok(run) => listing.runs.extend(run),
+                Err(e) => listing.unreadable.push(UnreadableRun {
+                    id,
+                    error: e.to_string(),
+                }),
+            }
         }
-        record::sort_newest_first(&mut runs);
-        runs.truncate(limit);
-        Ok(runs)
+        record::sort_newest_first(&mut listing.runs);
+        listing.runs.truncate(limit);
+        Ok(listing)
     }
 
     async fn put_log_chunk(

@@ -366,10 +366,48 @@ struct ProgressToReporter<'a> {
     stage: &'a str,
     reporter: &'a dyn Reporter,
     redactor: &'a crate::redact::Redactor,
+    /// Per CloudFormation stack name: the deployer's latest step and the
+    /// stack's latest own status, for the record of an interrupted deploy.
+    in_flight: std::sync::Mutex<HashMap<String, InFlight>>,
+}
+
+/// What one stack was doing, as far as the deploy stage saw.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// The deployer's latest step (`executing its CREATE change set`).
+    step: Option<String>,
+    /// The stack's latest own status (`CREATE_IN_PROGRESS`).
+    status: Option<String>,
+}
+
+impl ProgressToReporter<'_> {
+    /// What stack `stack_name` was doing when the deploy stopped watching it.
+    fn in_flight(&self, stack_name: &str) -> String {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = in_flight.get(stack_name);
+        match (
+            seen.and_then(|s| s.step.as_deref()),
+            seen.and_then(|s| s.status.as_deref()),
+        ) {
+            (Some(step), Some(status)) => format!("{stack_name}: {step}, last status {status}"),
+            (Some(step), None) => format!("{stack_name}: {step}"),
+            (None, Some(status)) => format!("{stack_name}: {status}"),
+            (None, None) => format!("{stack_name}: starting"),
+        }
+    }
 }
 
 impl DeployProgress for ProgressToReporter<'_> {
+    fn step(&self, stack: &str, step: &str) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.entry(stack.to_owned()).or_default().step = Some(step.to_owned());
+    }
+
     fn event(&self, e: &StackEvent) {
+        if e.logical_id == e.stack && e.resource_type == "AWS::CloudFormation::Stack" {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            in_flight.entry(e.stack.clone()).or_default().status = Some(e.status.clone());
+        }
         let reason = e.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
         self.reporter.event(&Event::Info {
             stage: self.stage.to_owned(),
@@ -429,6 +467,7 @@ async fn deploy_stacks(
         stage,
         reporter: ctx.reporter(),
         redactor: &ctx.exec.redactor,
+        in_flight: Default::default(),
     };
     let concurrency = env.concurrency() as usize;
     let mut results: BTreeMap<&str, StackResult> = BTreeMap::new();
@@ -472,13 +511,14 @@ async fn deploy_stacks(
             _ = ctx.exec.cancel.cancelled() => None,
         };
         let Some((name, result, millis)) = next else {
-            let still: Vec<&str> = started
+            let still: Vec<String> = order
                 .iter()
-                .copied()
-                .filter(|s| !results.contains_key(s))
+                .map(String::as_str)
+                .filter(|s| started.contains(s) && !results.contains_key(s))
+                .map(|s| format!("{s} ({})", progress.in_flight(&artifacts[s].stack_name)))
                 .collect();
             failure = Some(format!(
-                "interrupted while {} deploying; the deploy continues in CloudFormation without aphex watching",
+                "interrupted while deploying {}; the CloudFormation operation was not cancelled and goes on by itself: the next run waits for it to end",
                 still.join(", ")
             ));
             break;
@@ -547,7 +587,12 @@ async fn deploy_stacks(
                 },
                 changed: None,
                 millis: 0,
-                error: None,
+                error: (interrupted && started.contains(name.as_str())).then(|| {
+                    format!(
+                        "interrupted in flight ({})",
+                        progress.in_flight(&artifacts[name.as_str()].stack_name)
+                    )
+                }),
                 outputs: BTreeMap::new(),
             })
         })
