@@ -111,7 +111,8 @@ fn an_overdue_run_is_interrupted_and_an_unreadable_record_is_skipped_with_a_warn
     let text = String::from_utf8_lossy(&out.stdout);
     let killed = text.lines().find(|l| l.starts_with("killed ")).expect(&text);
     assert!(
-        killed.contains(" interrupted ") && killed.ends_with("at deploy-dev"),
+        killed.contains(" interrupted ")
+            && killed.ends_with("at deploy-dev (log: aphex logs killed --stage deploy-dev)"),
         "{killed}"
     );
 }
