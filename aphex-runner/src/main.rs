@@ -7,16 +7,11 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aphex_adapters::{Adapters, Cluster, DeployerKind, Scope, Storage};
 use aphex_config::Config;
 use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
-use aphex_stages::local::{
-    DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
-};
 use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
-use aphex_stages::ports::{
-    CommitStatuses, CredentialChecker, ManifestApplier, Notifier, PipelineStackUpdater, PortError,
-    StackDeployer,
-};
+use aphex_stages::ports::CommitStatuses;
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
@@ -57,14 +52,6 @@ impl From<Stage> for RunnerStage {
             Stage::Finalize => RunnerStage::Finalize,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeployerKind {
-    /// CloudFormation, with the pod's AWS credentials.
-    Cloudformation,
-    /// Records requests, deploys nothing (tests).
-    Fake,
 }
 
 /// Runs one stage of an Aphex pipeline at one commit.
@@ -129,70 +116,6 @@ struct Args {
     approved_by: Option<String>,
 }
 
-/// Stands in for the Kubernetes applier when no client could be made (no
-/// service account token in the pod, no kubeconfig outside one): fails
-/// clearly, and only in the stage that applies, instead of pretending
-/// manifests were applied.
-struct UnwiredApplier(String);
-
-#[async_trait::async_trait]
-impl ManifestApplier for UnwiredApplier {
-    fn describe(&self) -> String {
-        "no Kubernetes API server".to_owned()
-    }
-    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, PortError> {
-        Err(self.unwired())
-    }
-    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), PortError> {
-        Err(self.unwired())
-    }
-}
-
-impl UnwiredApplier {
-    fn unwired(&self) -> PortError {
-        PortError::Other {
-            context: "connecting to the Kubernetes API server".to_owned(),
-            source: format!(
-                "{}: in a pod, mount the service account token (automountServiceAccountToken); elsewhere set KUBECONFIG",
-                self.0
-            )
-            .into(),
-        }
-    }
-}
-
-/// The Kubernetes applier: made now, connecting only when a stage applies.
-async fn applier() -> Arc<dyn ManifestApplier> {
-    match aphex_k8s::KubeApplier::infer().await {
-        Ok(a) => Arc::new(a),
-        Err(e) => Arc::new(UnwiredApplier(e.to_string())),
-    }
-}
-
-fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifier> {
-    match std::env::var(aphex_template::workflow::SLACK_WEBHOOK_ENV) {
-        Ok(url) if !url.is_empty() => Arc::new(WebhookNotifier::new(url, redactor.clone())),
-        _ => {
-            // The template reads the Secret optionally (a missing Secret must
-            // not cost the run record), so say here why nothing is sent.
-            if let Some(secret) = config.and_then(|c| {
-                c.settings()
-                    .notifications
-                    .clone()
-                    .and_then(|n| n.slack_webhook_secret)
-            }) {
-                tracing::warn!(
-                    "notifications.slackWebhookSecret is `{secret}` but {} is empty: no notification is sent; \
-                     create the Secret `{secret}` with key `{}` in the workflow's namespace",
-                    aphex_template::workflow::SLACK_WEBHOOK_ENV,
-                    aphex_template::workflow::SLACK_WEBHOOK_SECRET_KEY,
-                );
-            }
-            Arc::new(NoopNotifier)
-        }
-    }
-}
-
 /// The commit status poster, when the template asks for statuses (it
 /// passes the API and the repository, from the config it was rendered from,
 /// never the commit's) and the token is there. A missing token is a
@@ -247,10 +170,11 @@ fn trigger(labels: Option<&str>) -> Trigger {
     Trigger::from_label(value)
 }
 
-/// The adapters of a run of `kind`. A pull request's validation (only
-/// `validate-pr`'s templates pass `--pull-request`) runs with a role that
-/// reaches only the CDK lookup roles and the pipeline's `pr/` prefix, so
-/// its adapters stay there.
+/// The adapters of a run of `kind`: the local ones under `--state-dir`,
+/// else the pipeline's bucket and the cluster. A pull request's validation
+/// (only `validate-pr`'s templates pass `--pull-request`) runs with a role
+/// that reaches only the CDK lookup roles and the pipeline's `pr/` prefix,
+/// so its adapters stay there.
 async fn ports(
     args: &Args,
     kind: RunKind,
@@ -258,74 +182,36 @@ async fn ports(
     config: Option<&Config>,
     redactor: &Redactor,
 ) -> anyhow::Result<Ports> {
-    let pull_request = matches!(kind, RunKind::PullRequest(_));
-    let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
-        match args.deployer {
-            DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
-            DeployerKind::Cloudformation => {
-                let base = aphex_aws::client::load().await;
-                let checker = if pull_request {
-                    aphex_aws::sts::StsCredentialChecker::lookup_only(base.clone())
-                } else {
-                    aphex_aws::sts::StsCredentialChecker::new(base.clone())
-                };
-                (
-                    Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base)),
-                    Some(Arc::new(checker)),
-                )
-            }
-        };
-    // The fake deploys nothing, the pipeline's own stack included; a pull
-    // request deploys nothing either.
-    let pipeline_stack: Option<Arc<dyn PipelineStackUpdater>> = match args.deployer {
-        DeployerKind::Fake => None,
-        DeployerKind::Cloudformation if pull_request => None,
-        DeployerKind::Cloudformation => Some(Arc::new(
-            aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(aphex_aws::client::load().await),
-        )),
+    let (storage, cluster) = match &args.state_dir {
+        Some(state) => {
+            aphex_stages::files::prepare_state_dir(state)
+                .map_err(|e| anyhow::anyhow!("preparing the state directory {}: {e}", state.display()))?;
+            (Storage::Dir(state.clone()), Cluster::Dir(state.join("cluster")))
+        }
+        None => {
+            let bucket = config
+                .and_then(|c| c.settings().artifacts.as_ref().and_then(|a| a.bucket.clone()))
+                .or_else(|| std::env::var("APHEX_ARTIFACT_BUCKET").ok().filter(|b| !b.is_empty()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no artifact bucket: set pipeline.artifacts.bucket in the config or APHEX_ARTIFACT_BUCKET (the pipeline stack's ArtifactBucketName output)"
+                    )
+                })?;
+            (Storage::S3(bucket), Cluster::Kubernetes)
+        }
     };
-    if let Some(state) = &args.state_dir {
-        aphex_stages::files::prepare_state_dir(state)
-            .map_err(|e| anyhow::anyhow!("preparing the state directory {}: {e}", state.display()))?;
-        return Ok(Ports {
-            artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
-            runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
-            deployer,
-            applier: Arc::new(DirCluster::new(state.join("cluster"))),
-            metrics: Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
-            notifier: notifier(redactor, config),
-            credentials,
-            pipeline_stack: pipeline_stack.clone(),
-            statuses: statuses(args, pipeline, kind, redactor),
-        });
-    }
-    let bucket = config
-        .and_then(|c| c.settings().artifacts.as_ref().and_then(|a| a.bucket.clone()))
-        .or_else(|| std::env::var("APHEX_ARTIFACT_BUCKET").ok().filter(|b| !b.is_empty()))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no artifact bucket: set pipeline.artifacts.bucket in the config or APHEX_ARTIFACT_BUCKET (the pipeline stack's ArtifactBucketName output)"
-            )
-        })?;
-    let base = aphex_aws::client::load().await;
-    let (mut artifacts, mut runs) = (
-        aphex_aws::s3::S3ArtifactStore::new(&base, &bucket),
-        aphex_aws::s3::S3RunRecorder::new(&base, &bucket),
-    );
-    if pull_request {
-        (artifacts, runs) = (artifacts.for_pull_requests(), runs.for_pull_requests());
-    }
-    Ok(Ports {
-        artifacts: Arc::new(artifacts),
-        runs: Arc::new(runs),
-        deployer,
-        applier: applier().await,
-        metrics: Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(&base)),
-        notifier: notifier(redactor, config),
-        credentials,
-        pipeline_stack,
+    Ok(aphex_adapters::build(Adapters {
+        deployer: args.deployer,
+        storage,
+        cluster,
+        scope: match kind {
+            RunKind::Deploy => Scope::Deploy,
+            RunKind::PullRequest(_) => Scope::PullRequest,
+        },
+        notifier: aphex_adapters::notifier(redactor, config),
         statuses: statuses(args, pipeline, kind, redactor),
     })
+    .await)
 }
 
 fn init_logging() {

@@ -116,12 +116,21 @@ fn dependencies_point_one_way() {
     let forbidden: &[(&str, &[&str])] = &[
         (
             "aphex-config",
-            &["aphex-template", "aphex-stages", "aphex-aws", "aphex-k8s"],
+            &[
+                "aphex-template",
+                "aphex-stages",
+                "aphex-aws",
+                "aphex-k8s",
+                "aphex-adapters",
+            ],
         ),
-        ("aphex-template", &["aphex-stages", "aphex-aws", "aphex-k8s"]),
-        ("aphex-stages", &["aphex-aws", "aphex-k8s"]),
-        ("aphex-aws", &["aphex-k8s"]),
-        ("aphex-k8s", &["aphex-aws"]),
+        (
+            "aphex-template",
+            &["aphex-stages", "aphex-aws", "aphex-k8s", "aphex-adapters"],
+        ),
+        ("aphex-stages", &["aphex-aws", "aphex-k8s", "aphex-adapters"]),
+        ("aphex-aws", &["aphex-k8s", "aphex-adapters"]),
+        ("aphex-k8s", &["aphex-aws", "aphex-adapters"]),
     ];
     for (krate, not) in forbidden {
         for n in *not {
@@ -156,6 +165,7 @@ fn every_source_file_opens_with_a_module_doc() {
         "aphex-stages",
         "aphex-aws",
         "aphex-k8s",
+        "aphex-adapters",
         "aphex-cli",
         "aphex-runner",
         "xtask",

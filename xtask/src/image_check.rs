@@ -339,6 +339,29 @@ impl<'a> Leg<'a> {
                 repo.display()
             );
         }
+        // A deploy run's commit must be on the branch it names. On a
+        // detached HEAD (a CI checkout of one commit) there is no branch to
+        // name, so the clone gets one at that commit.
+        let branch = if branch.is_empty() {
+            let name = "xtask-image-check";
+            let status = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&repo)
+                .args(["branch", "--quiet", "--force", name, &commit.sha])
+                .stdin(Stdio::null())
+                .status()
+                .context("running git")?;
+            if !status.success() {
+                bail!(
+                    "making branch {name} at {} in {} failed ({status})",
+                    commit.sha,
+                    repo.display()
+                );
+            }
+            name.to_owned()
+        } else {
+            branch
+        };
         let gitconfig = scratch.path().join("gitconfig");
         std::fs::write(&gitconfig, format!("[safe]\n\tdirectory = {REPO}\n"))
             .with_context(|| format!("writing {}", gitconfig.display()))?;
@@ -363,9 +386,7 @@ impl<'a> Leg<'a> {
             // `upload-pack` of a local fetch).
             ("GIT_CONFIG_GLOBAL".into(), GITCONFIG.into()),
         ];
-        if !branch.is_empty() {
-            env.push(("APHEX_BRANCH".into(), branch));
-        }
+        env.push(("APHEX_BRANCH".into(), branch));
         env.extend(emulator.env().into_iter().filter(|(k, _)| k.starts_with("AWS_")));
         env.extend(
             crate::npm::CDK_ENV

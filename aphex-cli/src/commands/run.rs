@@ -10,14 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aphex_adapters::{Adapters, Cluster, Scope, Storage};
 use aphex_stages::context::Ports;
 use aphex_stages::executor::{Approver, LocalRun, new_run_id, run_dir, run_local};
-use aphex_stages::local::{
-    DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
-};
-use aphex_stages::ports::{
-    ArtifactStore, CredentialChecker, MetricsSink, Notifier, PipelineStackUpdater, RunRecorder, StackDeployer,
-};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::{RunRecord, Status};
 use aphex_stages::redact::Redactor;
@@ -27,14 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::exit::{CliError, Exit};
 use crate::out::Out;
 
-/// Which `StackDeployer` a local run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeployerKind {
-    /// CloudFormation in the accounts of the config, with the usual AWS credentials.
-    Cloudformation,
-    /// Records what would be deployed and deploys nothing (outputs are made up).
-    Fake,
-}
+pub use aphex_adapters::DeployerKind;
 
 /// Arguments of `aphex run`.
 #[derive(Debug, clap::Args)]
@@ -78,67 +66,27 @@ pub struct Args {
 
 /// The adapters of a local run: directories under `state` (or, with a
 /// `store` bucket, S3 for artifacts and run records and CloudWatch for
-/// metrics), and the chosen deployer. Swapping an adapter is a change here only.
+/// metrics), and the chosen deployer.
 pub async fn adapters(
     state: &Path,
     deployer: DeployerKind,
     store: Option<&str>,
     redactor: &Redactor,
 ) -> Ports {
-    // Loaded once: the default chain (env, profile, AWS_ENDPOINT_URL) is the
-    // same for every adapter.
-    let base = match (deployer, store) {
-        (DeployerKind::Fake, None) => None,
-        _ => Some(aphex_aws::client::load().await),
-    };
-    // The fake deploys nothing, the pipeline's own stack included.
-    let pipeline_stack: Option<Arc<dyn PipelineStackUpdater>> = match (deployer, &base) {
-        (DeployerKind::Cloudformation, Some(base)) => Some(Arc::new(
-            aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(base.clone()),
-        )),
-        _ => None,
-    };
-    let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) = match deployer
-    {
-        DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
-        DeployerKind::Cloudformation => {
-            let base = base.clone().expect("loaded for the CloudFormation deployer");
-            (
-                Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
-                Some(Arc::new(aphex_aws::sts::StsCredentialChecker::new(base))),
-            )
-        }
-    };
-    let notifier: Arc<dyn Notifier> = match std::env::var("APHEX_SLACK_WEBHOOK_URL") {
-        Ok(url) if !url.is_empty() => Arc::new(WebhookNotifier::new(url, redactor.clone())),
-        _ => Arc::new(NoopNotifier),
-    };
-    let (artifacts, runs, metrics): (Arc<dyn ArtifactStore>, Arc<dyn RunRecorder>, Arc<dyn MetricsSink>) =
-        match (store, &base) {
-            (Some(bucket), Some(base)) => (
-                Arc::new(aphex_aws::s3::S3ArtifactStore::new(base, bucket)),
-                Arc::new(aphex_aws::s3::S3RunRecorder::new(base, bucket)),
-                Arc::new(aphex_aws::cloudwatch::CloudWatchMetrics::new(base)),
-            ),
-            _ => (
-                Arc::new(DirArtifactStore::new(state.join("artifacts"))),
-                Arc::new(DirRunRecorder::new(state.join("runs"))),
-                Arc::new(JsonLinesMetrics::new(state.join("metrics.jsonl"))),
-            ),
-        };
-    Ports {
-        artifacts,
-        runs,
+    aphex_adapters::build(Adapters {
         deployer,
-        applier: Arc::new(DirCluster::new(state.join("cluster"))),
-        metrics,
-        notifier,
-        credentials,
-        pipeline_stack,
+        storage: match store {
+            Some(bucket) => Storage::S3(bucket.to_owned()),
+            None => Storage::Dir(state.to_path_buf()),
+        },
+        cluster: Cluster::Dir(state.join("cluster")),
+        scope: Scope::Deploy,
+        notifier: aphex_adapters::notifier(redactor, None),
         // A local run posts no commit status: it may be of uncommitted
         // thinking, and the token lives in the cluster.
         statuses: None,
-    }
+    })
+    .await
 }
 
 /// The config file to run: `path` relative to the repository root (or an
