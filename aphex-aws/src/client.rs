@@ -160,6 +160,29 @@ where
     format!("{service} {call}: {}", last_error(error))
 }
 
+/// One failed call, worded as [`call_error`] words it (`Service Call: ` and
+/// what its last attempt ended with), with the SDK error as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{summary}")]
+pub struct CallError {
+    summary: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CallError {
+    /// The failed `call` of `service` (e.g. `"S3"`, `"PutObject"`).
+    pub fn new<E>(service: &str, call: &str, error: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        CallError {
+            summary: call_error(service, call, &error),
+            source: Box::new(error),
+        }
+    }
+}
+
 /// An AWS call that failed, summarized for people: the service and the call,
 /// then the AWS error code and message for a service error, what the last
 /// attempt ended with otherwise (the SDK's own `Display` says only

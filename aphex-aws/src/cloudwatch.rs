@@ -58,9 +58,9 @@ impl MetricsSink for CloudWatchMetrics {
         // One namespace per call: group by pipeline, keeping each group's order.
         let mut groups: Vec<(String, Vec<&Metric>)> = Vec::new();
         for m in metrics {
-            let namespace = namespace_of(m).ok_or_else(|| PortError::Other {
+            let namespace = namespace_of(m).ok_or_else(|| PortError::Refused {
                 context: format!("sending metric {} to CloudWatch", m.name),
-                source: format!("it has no `{PIPELINE_DIMENSION}` dimension to name its namespace").into(),
+                why: format!("it has no `{PIPELINE_DIMENSION}` dimension to name its namespace"),
             })?;
             match groups.iter_mut().find(|(n, _)| *n == namespace) {
                 Some((_, group)) => group.push(m),

@@ -10,6 +10,7 @@
 
 mod assets;
 mod changeset;
+mod error;
 mod events;
 mod session;
 mod wait;
@@ -28,6 +29,7 @@ pub use assets::deterministic_zip;
 pub(crate) use assets::{S3Object, upload_template};
 pub use changeset::StackDeleted;
 pub(crate) use changeset::{StackInput, TemplateSource, delete as delete_stack, deploy as run_change_set};
+pub use error::StepError;
 use session::Sessions;
 
 /// The largest template CloudFormation accepts inline (`TemplateBody`).
@@ -95,9 +97,9 @@ impl CloudFormationDeployer {
     ) -> Result<StackOutcome, DeployError> {
         let stack = request.stack;
         let env = request.environment;
-        let fail = |message: String| DeployError {
+        let fail = |e: StepError| DeployError {
             stack: stack.stack_name.clone(),
-            message,
+            message: e.to_string(),
             root_causes: vec![],
         };
         refuse_docker_images(stack).map_err(fail)?;
@@ -183,32 +185,30 @@ fn deploy_role(
 /// A stack synthesized for a concrete account or region other than the
 /// environment's would act on the wrong account: its role ARNs and asset
 /// buckets name that account, placeholders or not.
-fn check_target(stack: &StackArtifact, env: &aphex_config::Environment) -> Result<(), String> {
+fn check_target(stack: &StackArtifact, env: &aphex_config::Environment) -> Result<(), StepError> {
     let synthesized = &stack.environment;
     let account_differs = synthesized.account != "unknown-account" && synthesized.account != env.account;
     let region_differs = synthesized.region != "unknown-region" && synthesized.region != env.region;
     if !account_differs && !region_differs {
         return Ok(());
     }
-    Err(format!(
-        "the stack was synthesized for aws://{}/{} but environment {} deploys to aws://{}/{}; let the CDK app take its account and region from CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION (Aphex sets them per environment) or fix the environment in aphex-config.yaml",
-        synthesized.account, synthesized.region, env.name, env.account, env.region
-    ))
+    Err(StepError::WrongTarget {
+        synthesized_account: synthesized.account.clone(),
+        synthesized_region: synthesized.region.clone(),
+        environment: env.name.clone(),
+        account: env.account.clone(),
+        region: env.region.clone(),
+    })
 }
 
-fn refuse_docker_images(stack: &StackArtifact) -> Result<(), String> {
+fn refuse_docker_images(stack: &StackArtifact) -> Result<(), StepError> {
     let Some(image) = stack.assets.docker_images.first() else {
         return Ok(());
     };
-    let directory = image
-        .directory
-        .as_deref()
-        .map(|d| format!(" (directory {d})"))
-        .unwrap_or_default();
-    Err(format!(
-        "docker image asset {}{directory} cannot be published: the native deployer does not publish container images yet; publish the image with `cdk deploy` (or `cdk-assets`) first, or remove the image asset from the stack",
-        image.id
-    ))
+    Err(StepError::DockerImage {
+        id: image.id.clone(),
+        directory: image.directory.clone(),
+    })
 }
 
 /// Inline when small and not published by the assembly; otherwise in S3.
@@ -218,19 +218,18 @@ async fn place_template(
     target: &assets::Target<'_>,
     deploy_config: &SdkConfig,
     published: &HashSet<S3Object>,
-) -> Result<TemplateSource, String> {
-    let body = tokio::fs::read(&stack.template_file).await.map_err(|e| {
-        format!(
-            "reading the template {} failed: {e}; synthesize the app again (assembly {})",
-            stack.template_file.display(),
-            assembly.dir.display()
-        )
-    })?;
+) -> Result<TemplateSource, StepError> {
+    let body = tokio::fs::read(&stack.template_file)
+        .await
+        .map_err(|source| StepError::ReadTemplate {
+            path: stack.template_file.clone(),
+            assembly: assembly.dir.clone(),
+            source,
+        })?;
     let endpoint = deploy_config.endpoint_url();
     if let Some(url) = &stack.stack_template_asset_object_url {
         let resolved = target.resolve(url);
-        let object = S3Object::parse(&resolved)
-            .ok_or_else(|| format!("the template asset URL {resolved} is not of the form s3://bucket/key"))?;
+        let object = S3Object::parse(&resolved).ok_or(StepError::TemplateUrl(resolved))?;
         // The template is normally one of the file assets just published.
         if !published.contains(&object) {
             upload_template(deploy_config, &object, &body).await?;
@@ -254,7 +253,10 @@ async fn place_template(
     }
     String::from_utf8(body)
         .map(TemplateSource::Body)
-        .map_err(|_| format!("the template {} is not UTF-8", stack.template_file.display()))
+        .map_err(|source| StepError::TemplateNotUtf8 {
+            path: stack.template_file.clone(),
+            source,
+        })
 }
 
 /// CloudFormation reports a missing stack as a `ValidationError` "does not exist".

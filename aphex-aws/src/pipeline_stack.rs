@@ -97,7 +97,7 @@ impl PipelineStackDeployer {
             };
             crate::deployer::upload_template(&self.config, &object, stack.template.as_bytes())
                 .await
-                .map_err(fail)?;
+                .map_err(|e| fail(e.to_string()))?;
             let region = self
                 .config
                 .region()

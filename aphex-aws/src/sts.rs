@@ -12,7 +12,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use aphex_config::Environment;
-use aphex_stages::ports::{CredentialChecker, Identity, SynthCredentials};
+use aphex_stages::ports::{CredentialChecker, CredentialError, Identity, SynthCredentials};
 
 use crate::client;
 
@@ -224,7 +224,7 @@ impl StsCredentialChecker {
 
 #[async_trait]
 impl CredentialChecker for StsCredentialChecker {
-    async fn check(&self, env: &Environment) -> Result<Identity, String> {
+    async fn check(&self, env: &Environment) -> Result<Identity, CredentialError> {
         let role = self.check_role(env);
         let fix = if self.roles == Roles::Lookup {
             "pull-request runs reach each account through its CDK lookup role: bootstrap the account with `cdk bootstrap --trust <pipeline account>`"
@@ -237,34 +237,48 @@ impl CredentialChecker for StsCredentialChecker {
         let assumed = assume_role(&config, &role, &format!("aphex-validate-{}", env.name))
             .await
             .map_err(|e| {
-                format!(
-                    "environment `{}`: cannot assume role {role} to reach account {} \
-                     (STS AssumeRole, AWS error code {}: {}); {fix}",
-                    env.name, env.account, e.code, e.message
+                CredentialError::Unreachable(
+                    format!(
+                        "environment `{}`: cannot assume role {role} to reach account {} \
+                         (STS AssumeRole, AWS error code {}: {}); {fix}",
+                        env.name, env.account, e.code, e.message
+                    )
+                    .into(),
                 )
             })?;
         let identity = caller_identity(&assumed).await.map_err(|e| {
-            format!(
-                "environment `{}` (account {}, role {role}): {e}",
-                env.name, env.account
+            CredentialError::Unreachable(
+                format!(
+                    "environment `{}` (account {}, role {role}): {e}",
+                    env.name, env.account
+                )
+                .into(),
             )
         })?;
         if identity.account != env.account {
-            return Err(format!(
-                "environment `{}`: expected account {}, but role {role} resolves to account {} ({}); \
-                 fix the environment's `account` or `roleArn`",
-                env.name, env.account, identity.account, identity.arn
-            ));
+            return Err(CredentialError::WrongAccount {
+                environment: env.name.clone(),
+                expected: env.account.clone(),
+                role,
+                actual: identity.account,
+                arn: identity.arn,
+            });
         }
         Ok(identity)
     }
 
-    async fn synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, String> {
+    async fn synth_credentials(
+        &self,
+        env: &Environment,
+    ) -> Result<Option<SynthCredentials>, CredentialError> {
         let config = self.in_region(env);
         let home = caller_identity(&config).await.map_err(|e| {
-            format!(
-                "environment `{}`: cannot tell which account this runner is in: {e}",
-                env.name
+            CredentialError::Unreachable(
+                format!(
+                    "environment `{}`: cannot tell which account this runner is in: {e}",
+                    env.name
+                )
+                .into(),
             )
         })?;
         if home.account == env.account {
@@ -286,9 +300,12 @@ impl CredentialChecker for StsCredentialChecker {
         )
         .await
         .map_err(|e| {
-            format!(
-                "environment `{}`: cannot assume role {role} for its synth (STS AssumeRole, AWS error code {}: {}); {fix}",
-                env.name, e.code, e.message
+            CredentialError::Unreachable(
+                format!(
+                    "environment `{}`: cannot assume role {role} for its synth (STS AssumeRole, AWS error code {}: {}); {fix}",
+                    env.name, e.code, e.message
+                )
+                .into(),
             )
         })?;
         Ok(Some(SynthCredentials {

@@ -116,29 +116,57 @@ fn no_template_markers(c: &mut Checker<'_>, path: &Path, node: &Node) {
     }
 }
 
+/// Why a name is not a branch name git accepts (`git check-ref-format
+/// --branch`), or has a `{{`, which we also refuse. Each message completes
+/// "is not a valid git branch name: ...".
+#[derive(Debug, thiserror::Error)]
+pub enum BranchError {
+    /// git would read it as an option.
+    #[error("it starts with `-`")]
+    LeadingDash,
+    /// git reads a lone `@` as HEAD.
+    #[error("`@` is not a branch name (git reads it as HEAD)")]
+    LoneAt,
+    /// Argo would evaluate it as an expression.
+    #[error("it contains `{{{{`, which Argo would evaluate")]
+    TemplateMarker,
+    /// A byte git refuses in reference names.
+    #[error("it contains {byte:?}")]
+    InvalidByte {
+        /// The byte(s), as text.
+        byte: String,
+    },
+    /// Any other rule of git's reference names. Not a `#[source]`: the
+    /// message is git's own, reworded to read after "branch name: ".
+    #[error("{}", reword(.0))]
+    Git(gix_validate::reference::name::Error),
+}
+
 /// Why `name` is not a branch name git accepts (`git check-ref-format
 /// --branch`), or a `{{`, which we also refuse.
-pub fn branch(name: &str) -> Result<(), String> {
+pub fn branch(name: &str) -> Result<(), BranchError> {
     if name.starts_with('-') {
-        // git would read it as an option.
-        return Err("it starts with `-`".to_owned());
+        return Err(BranchError::LeadingDash);
     }
     if name == "@" {
-        // git reads a lone `@` as HEAD.
-        return Err("`@` is not a branch name (git reads it as HEAD)".to_owned());
+        return Err(BranchError::LoneAt);
     }
     if name.contains("{{") {
-        return Err("it contains `{{`, which Argo would evaluate".to_owned());
+        return Err(BranchError::TemplateMarker);
     }
     let full = format!("refs/heads/{name}");
     gix_validate::reference::branch_name(full.as_str().into())
         .map(drop)
         .map_err(|e| match e {
-            gix_validate::reference::name::Error::InvalidByte { byte } => {
-                format!("it contains {:?}", String::from_utf8_lossy(&byte))
-            }
-            other => lowercase_first(&other.to_string().replace("Reference name", "the name")),
+            gix_validate::reference::name::Error::InvalidByte { byte } => BranchError::InvalidByte {
+                byte: String::from_utf8_lossy(&byte).into_owned(),
+            },
+            other => BranchError::Git(other),
         })
+}
+
+fn reword(e: &gix_validate::reference::name::Error) -> String {
+    lowercase_first(&e.to_string().replace("Reference name", "the name"))
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -148,11 +176,16 @@ fn lowercase_first(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Why a value is not an image reference (`[registry/]repository[:tag][@digest]`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ImageError(#[from] oci_spec::distribution::ParseError);
+
 /// Why `image` is not an image reference (`[registry/]repository[:tag][@digest]`).
-pub fn image(image: &str) -> Result<(), String> {
+pub fn image(image: &str) -> Result<(), ImageError> {
     oci_spec::distribution::Reference::try_from(image)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(ImageError)
 }
 
 /// Whether `url` is an absolute `https://` URL with a host and no spaces or `{{`.
@@ -171,7 +204,7 @@ mod tests {
     #[test]
     fn branch_names_follow_git() {
         for ok in ["main", "release/1.x", "feature/a-b_c", "v1.2", "dev@x", "{one}"] {
-            assert_eq!(branch(ok), Ok(()), "{ok}");
+            assert!(branch(ok).is_ok(), "{ok}: {:?}", branch(ok));
         }
         for bad in [
             "", "a..b", "a:b", "a~1", "a^", "a@{1}", "a\\b", "a b", "a\u{7}", "x{{y}}", "-x", "/a", "a/",
@@ -189,7 +222,7 @@ mod tests {
             "localhost:5000/a/b:1.0",
             "a/b@sha256:0123456789012345678901234567890123456789012345678901234567890123",
         ] {
-            assert_eq!(image(ok), Ok(()), "{ok}");
+            assert!(image(ok).is_ok(), "{ok}: {:?}", image(ok));
         }
         for bad in ["", "a/UPPER", "a b", "a:{{x}}", "-a", "a:", "a@sha256:12"] {
             assert!(image(bad).is_err(), "{bad:?} was accepted");

@@ -450,8 +450,8 @@ impl Builder {
     fn feed(&mut self, event: libyaml_safer::Event) -> Result<bool, ParseError> {
         use libyaml_safer::EventData;
         let pos = mark_pos(event.start_mark);
-        let placed = |b: &Builder, message: String| ParseError {
-            message,
+        let placed = |b: &Builder, e: BuildError| ParseError {
+            message: e.to_string(),
             pos: b.error_at.unwrap_or(pos),
         };
         match event.data {
@@ -524,9 +524,9 @@ impl Builder {
         })
     }
 
-    fn open(&mut self, pos: Pos, value: Value, anchor: Option<String>) -> Result<(), String> {
+    fn open(&mut self, pos: Pos, value: Value, anchor: Option<String>) -> Result<(), BuildError> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+            return Err(BuildError::TooDeep);
         }
         self.stack.push(Open {
             node: Node { pos, value },
@@ -538,9 +538,9 @@ impl Builder {
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), String> {
+    fn close(&mut self) -> Result<(), BuildError> {
         let Some(mut open) = self.stack.pop() else {
-            return Err("unbalanced collection end".into());
+            return Err(BuildError::Unbalanced);
         };
         // Explicit keys win over merged ones, whatever their order.
         for merged in std::mem::take(&mut open.merges) {
@@ -553,7 +553,7 @@ impl Builder {
                         _ => None,
                     })
                     .collect(),
-                _ => return Err("`<<` merges a mapping or a list of mappings".into()),
+                _ => return Err(BuildError::BadMerge),
             };
             for m in maps {
                 for (k, v) in m {
@@ -566,21 +566,17 @@ impl Builder {
         self.add(open.node, open.anchor)
     }
 
-    fn add(&mut self, node: Node, anchor: Option<String>) -> Result<(), String> {
+    fn add(&mut self, node: Node, anchor: Option<String>) -> Result<(), BuildError> {
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(format!(
-                "more than {MAX_NODES} nodes (an alias bomb, or not a configuration)"
-            ));
+            return Err(BuildError::TooManyNodes);
         }
         if let Some(anchor) = anchor {
             // Keeping a copy costs as much as the node: it counts too, so
             // many anchors on large nodes cannot run away either.
             self.nodes += count(&node);
             if self.nodes > MAX_NODES {
-                return Err(format!(
-                    "more than {MAX_NODES} nodes (an alias bomb, or not a configuration)"
-                ));
+                return Err(BuildError::TooManyNodes);
             }
             self.anchors.insert(anchor, node.clone());
         }
@@ -599,7 +595,10 @@ impl Builder {
                         top.merges.push(node);
                     } else if let Some(first) = top.find(&name) {
                         self.error_at = Some(pos);
-                        return Err(format!("duplicate key `{name}` (first on line {})", first.line));
+                        return Err(BuildError::DuplicateKey {
+                            name,
+                            first_line: first.line,
+                        });
                     } else {
                         top.push(Key { name, pos }, node);
                     }
@@ -611,15 +610,32 @@ impl Builder {
     }
 }
 
+/// Why the builder refused an event; [`Builder::feed`] places it.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    #[error("nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+    #[error("unbalanced collection end")]
+    Unbalanced,
+    #[error("`<<` merges a mapping or a list of mappings")]
+    BadMerge,
+    #[error("more than {MAX_NODES} nodes (an alias bomb, or not a configuration)")]
+    TooManyNodes,
+    #[error("duplicate key `{name}` (first on line {first_line})")]
+    DuplicateKey { name: String, first_line: usize },
+    #[error("a list or mapping cannot be a mapping key")]
+    CollectionKey,
+}
+
 /// A key as text; collections cannot be keys.
-fn key_text(key: Value) -> Result<String, String> {
+fn key_text(key: Value) -> Result<String, BuildError> {
     Ok(match key {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Str(s) => s,
-        Value::Seq(_) | Value::Map(_) => return Err("a list or mapping cannot be a mapping key".into()),
+        Value::Seq(_) | Value::Map(_) => return Err(BuildError::CollectionKey),
     })
 }
 

@@ -152,13 +152,12 @@ impl KubeApplier {
     async fn served(&self, api_version: &str, kind: &str) -> Result<Served, PortError> {
         self.served_if_any(api_version, kind)
             .await?
-            .ok_or_else(|| PortError::Other {
+            .ok_or_else(|| PortError::Refused {
                 context: format!("finding {kind} ({api_version}) on the cluster"),
-                source: format!(
+                why: format!(
                     "the cluster does not serve {kind} in {api_version}{}",
                     install_hint(kind)
-                )
-                .into(),
+                ),
             })
     }
 
@@ -220,9 +219,9 @@ impl KubeApplier {
             s(&manifest["metadata"]["name"]),
         );
         if api_version.is_empty() || kind.is_empty() || name.is_empty() {
-            return Err(PortError::Other {
+            return Err(PortError::Refused {
                 context: "applying a manifest".to_owned(),
-                source: "it has no apiVersion, kind or metadata.name".into(),
+                why: "it has no apiVersion, kind or metadata.name".to_owned(),
             });
         }
         let served = self.served(&api_version, &kind).await?;
@@ -314,9 +313,9 @@ impl ManifestApplier for KubeApplier {
 
     async fn current(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, PortError> {
         let Some((_, api_version)) = KINDS.iter().find(|(k, _)| *k == kind) else {
-            return Err(PortError::Other {
+            return Err(PortError::Refused {
                 context: format!("reading {kind} {}", object(namespace, name)),
-                source: format!("aphex does not know the API version of kind {kind}").into(),
+                why: format!("aphex does not know the API version of kind {kind}"),
             });
         };
         let served = self.served(api_version, kind).await?;

@@ -92,9 +92,9 @@ impl Workflows {
             && status.is_not_found()
             && status.details.as_ref().is_none_or(|d| d.name.is_empty())
         {
-            return WorkflowError::Kube(PortError::Other {
+            return WorkflowError::Kube(PortError::Refused {
                 context,
-                source: "the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?".into(),
+                why: "the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?".to_owned(),
             });
         }
         if let kube::Error::Api(status) = &e

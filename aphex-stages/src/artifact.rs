@@ -82,7 +82,8 @@ pub enum ArtifactError {
         /// The entry's path in the archive.
         entry: String,
         /// Why it is refused.
-        why: String,
+        #[source]
+        why: EntryRefusal,
     },
     /// The archive unpacks to more than allowed.
     #[error(
@@ -100,6 +101,56 @@ pub enum ArtifactError {
         /// What was being done.
         context: String,
         /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why restoring refuses an archive entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryRefusal {
+    /// Its path is absolute or has too many `..`.
+    #[error("its path is absolute or climbs out of the checkout")]
+    Outside,
+    /// Its build did not declare its path.
+    #[error("it is not under the artifact paths its build declared ({declared})")]
+    Undeclared {
+        /// The declared paths, joined with `, `.
+        declared: String,
+    },
+    /// It would overwrite something never restored.
+    #[error("it would overwrite {0}")]
+    Protected(&'static str),
+    /// A symbolic link with no target.
+    #[error("a symbolic link without a target")]
+    LinkWithoutTarget,
+    /// A symbolic link pointing out of the checkout.
+    #[error("it is a symbolic link to `{}`, outside the checkout", .0.display())]
+    LinkOutside(PathBuf),
+    /// An entry that is not a file, folder or symbolic link.
+    #[error("it is a {0} entry; only files, directories and symbolic links are restored")]
+    Kind(&'static str),
+    /// A folder on its way is a symbolic link.
+    #[error("`{}` on its way is a symbolic link", .0.display())]
+    LinkOnTheWay(PathBuf),
+    /// A folder on its way is something else.
+    #[error("`{}` on its way is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    /// A folder on its way could not be made.
+    #[error("creating `{}`: {source}", .path.display())]
+    Create {
+        /// The folder, relative to the checkout.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A folder on its way could not be checked.
+    #[error("checking `{}`: {source}", .path.display())]
+    Check {
+        /// The folder, relative to the checkout.
+        path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -304,20 +355,18 @@ pub fn unpack(
         }
         let raw = entry.path().map_err(unpacking)?.into_owned();
         let shown = raw.display().to_string();
-        let refuse = |why: String| ArtifactError::Refused {
+        let refuse = |why: EntryRefusal| ArtifactError::Refused {
             entry: shown.clone(),
             why,
         };
-        let rel = normalized(&raw)
-            .ok_or_else(|| refuse("its path is absolute or climbs out of the checkout".to_owned()))?;
+        let rel = normalized(&raw).ok_or_else(|| refuse(EntryRefusal::Outside))?;
         if !declared.iter().any(|d| rel.starts_with(d)) {
-            return Err(refuse(format!(
-                "it is not under the artifact paths its build declared ({})",
-                metadata.paths.join(", ")
-            )));
+            return Err(refuse(EntryRefusal::Undeclared {
+                declared: metadata.paths.join(", "),
+            }));
         }
         if let Some(what) = protected(&rel, &config_file) {
-            return Err(refuse(format!("it would overwrite {what}")));
+            return Err(refuse(EntryRefusal::Protected(what)));
         }
         let kind = entry.header().entry_type();
         let size = entry.size();
@@ -348,22 +397,16 @@ pub fn unpack(
             let link = entry
                 .link_name()
                 .map_err(unpacking)?
-                .ok_or_else(|| refuse("a symbolic link without a target".to_owned()))?
+                .ok_or_else(|| refuse(EntryRefusal::LinkWithoutTarget))?
                 .into_owned();
             if link_escapes(&rel, &link) {
-                return Err(refuse(format!(
-                    "it is a symbolic link to `{}`, outside the checkout",
-                    link.display()
-                )));
+                return Err(refuse(EntryRefusal::LinkOutside(link)));
             }
             remove_existing(&target).map_err(io(format!("replacing {}", target.display())))?;
             std::os::unix::fs::symlink(&link, &target)
                 .map_err(io(format!("linking {}", target.display())))?;
         } else {
-            return Err(refuse(format!(
-                "it is a {} entry; only files, directories and symbolic links are restored",
-                kind_name(kind)
-            )));
+            return Err(refuse(EntryRefusal::Kind(kind_name(kind))));
         }
     }
     Ok(done)
@@ -441,7 +484,7 @@ fn link_escapes(rel: &Path, target: &Path) -> bool {
 
 /// Refuses writing `rel` under `dest` when a folder on its way is a
 /// symbolic link (or not a folder): restoring never writes through a link.
-fn check_no_links(dest: &Path, rel: &Path, real_dirs: &mut HashSet<PathBuf>) -> Result<(), String> {
+fn check_no_links(dest: &Path, rel: &Path, real_dirs: &mut HashSet<PathBuf>) -> Result<(), EntryRefusal> {
     let Some(parent) = rel.parent() else {
         return Ok(());
     };
@@ -453,14 +496,17 @@ fn check_no_links(dest: &Path, rel: &Path, real_dirs: &mut HashSet<PathBuf>) -> 
         }
         match std::fs::symlink_metadata(dest.join(&at)) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("`{}` on its way is a symbolic link", at.display()));
+                return Err(EntryRefusal::LinkOnTheWay(at));
             }
-            Ok(m) if !m.is_dir() => return Err(format!("`{}` on its way is not a folder", at.display())),
+            Ok(m) if !m.is_dir() => return Err(EntryRefusal::NotAFolder(at)),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                make_dir(&dest.join(&at)).map_err(|e| format!("creating `{}`: {e}", at.display()))?;
+                make_dir(&dest.join(&at)).map_err(|source| EntryRefusal::Create {
+                    path: at.clone(),
+                    source,
+                })?;
             }
-            Err(e) => return Err(format!("checking `{}`: {e}", at.display())),
+            Err(source) => return Err(EntryRefusal::Check { path: at, source }),
         }
         real_dirs.insert(at.clone());
     }

@@ -19,7 +19,9 @@ use aphex_template::cloudformation::pipeline_stack_name;
 use aphex_template::render::{RenderOptions, render};
 use serde_json::{Value, json};
 
-use crate::ports::{DeployProgress, ManifestApplier, PipelineStackUpdater, StackOutcome};
+use crate::ports::{
+    DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackOutcome,
+};
 use crate::stages::pipeline::{StackAction, differs, identity, stack_action};
 
 /// The key of the webhook secret in its Secret (what the EventSource reads).
@@ -106,20 +108,58 @@ pub enum BootstrapError {
         "bootstrap needs a cluster: the workflow role trusts that cluster's OIDC provider. Set `pipeline.cluster` in the config or pass `--cluster NAME`"
     )]
     NoCluster,
-    /// A step failed; the message says which and why.
-    #[error("{step}: {message}")]
-    Step {
-        /// The step (`checking the cluster`, `deploying the pipeline stack aphex-shop`, ...).
-        step: String,
-        /// What went wrong.
-        message: String,
+    /// The cluster could not be read (before anything was changed).
+    #[error("checking the cluster ({cluster}): {source}")]
+    Cluster {
+        /// The applier's description of the cluster.
+        cluster: String,
+        /// Why.
+        #[source]
+        source: PortError,
+    },
+    /// The pipeline stack could not be deployed.
+    #[error("deploying the pipeline stack {stack}: {source}")]
+    Stack {
+        /// The stack's name.
+        stack: String,
+        /// Why.
+        #[source]
+        source: DeployError,
+    },
+    /// The pipeline stack deployed without the role the workflows run as.
+    #[error("reading the pipeline stack {stack}: it has no WorkflowExecutionRoleArn output")]
+    NoRoleOutput {
+        /// The stack's name.
+        stack: String,
+    },
+    /// No webhook secret could be made.
+    #[error("making the webhook secret: {0}")]
+    Secret(#[source] SecretError),
+    /// A live object could not be read.
+    #[error("reading {object}: {source}")]
+    Read {
+        /// `Kind namespace/name`.
+        object: String,
+        /// Why.
+        #[source]
+        source: PortError,
+    },
+    /// The manifests could not be applied.
+    #[error("applying to {cluster}: {source}")]
+    Apply {
+        /// The applier's description of the cluster.
+        cluster: String,
+        /// Why.
+        #[source]
+        source: PortError,
     },
 }
 
-fn step(step: impl Into<String>) -> impl FnOnce(String) -> BootstrapError {
-    let step = step.into();
-    move |message| BootstrapError::Step { step, message }
-}
+/// Why no webhook secret could be made. (getrandom's error is an
+/// `std::error::Error` only with its `std` feature, so it is not a source.)
+#[derive(Debug, thiserror::Error)]
+#[error("no randomness from the operating system: {0}")]
+pub struct SecretError(pub getrandom::Error);
 
 /// Bootstraps the pipeline of `config`; `new_secret` makes the webhook
 /// secret when there is none yet.
@@ -127,7 +167,7 @@ pub async fn bootstrap(
     config: &Config,
     ports: Ports<'_>,
     progress: &dyn DeployProgress,
-    new_secret: &dyn Fn() -> Result<String, String>,
+    new_secret: &dyn Fn() -> Result<String, SecretError>,
 ) -> Result<Report, BootstrapError> {
     if let StackAction::Skip(_) = stack_action(config) {
         return Err(BootstrapError::NoCluster);
@@ -141,8 +181,10 @@ pub async fn bootstrap(
     applier
         .current("WorkflowTemplate", settings.namespace(), name)
         .await
-        .map_err(|e| e.to_string())
-        .map_err(step(format!("checking the cluster ({})", applier.describe())))?;
+        .map_err(|source| BootstrapError::Cluster {
+            cluster: applier.describe(),
+            source,
+        })?;
 
     // 2. The pipeline stack.
     let stack_name = pipeline_stack_name(config);
@@ -150,8 +192,10 @@ pub async fn bootstrap(
         .stack
         .update(config, progress)
         .await
-        .map_err(|e| e.to_string())
-        .map_err(step(format!("deploying the pipeline stack {stack_name}")))?;
+        .map_err(|source| BootstrapError::Stack {
+            stack: stack_name.clone(),
+            source,
+        })?;
     let output = |key: &str| {
         stack
             .outputs
@@ -159,9 +203,8 @@ pub async fn bootstrap(
             .find(|o| o.key == key)
             .map(|o| o.value.clone())
     };
-    let role_arn = output("WorkflowExecutionRoleArn").ok_or_else(|| BootstrapError::Step {
-        step: format!("reading the pipeline stack {stack_name}"),
-        message: "it has no WorkflowExecutionRoleArn output".to_owned(),
+    let role_arn = output("WorkflowExecutionRoleArn").ok_or_else(|| BootstrapError::NoRoleOutput {
+        stack: stack_name.clone(),
     })?;
 
     // 3. Every manifest, with the stack's outputs.
@@ -186,7 +229,7 @@ pub async fn bootstrap(
             let state = if exists {
                 SecretState::Kept
             } else {
-                let value = new_secret().map_err(step("making the webhook secret"))?;
+                let value = new_secret().map_err(BootstrapError::Secret)?;
                 manifests.push(secret(
                     config,
                     &namespace,
@@ -232,8 +275,10 @@ pub async fn bootstrap(
     applier
         .apply(&manifests)
         .await
-        .map_err(|e| e.to_string())
-        .map_err(step(format!("applying to {}", applier.describe())))?;
+        .map_err(|source| BootstrapError::Apply {
+            cluster: applier.describe(),
+            source,
+        })?;
 
     Ok(Report {
         stack,
@@ -257,8 +302,10 @@ async fn read(
     applier
         .current(kind, namespace, name)
         .await
-        .map_err(|e| e.to_string())
-        .map_err(step(format!("reading {kind} {namespace}/{name}")))
+        .map_err(|source| BootstrapError::Read {
+            object: format!("{kind} {namespace}/{name}"),
+            source,
+        })
 }
 
 fn secret(config: &Config, namespace: &str, name: &str, key: &str, value: &str) -> Value {
@@ -276,8 +323,8 @@ fn secret(config: &Config, namespace: &str, name: &str, key: &str, value: &str) 
 }
 
 /// A new webhook secret: 32 random bytes from the operating system, as hex.
-pub fn random_secret() -> Result<String, String> {
+pub fn random_secret() -> Result<String, SecretError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the operating system: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(SecretError)?;
     Ok(hex::encode(bytes))
 }

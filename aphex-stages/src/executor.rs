@@ -30,7 +30,29 @@ use crate::stages::{self, StageError, StageOutcome};
 pub trait Approver: Send + Sync {
     /// `Ok(true)` to deploy `env`, `Ok(false)` when a person declined, `Err`
     /// when nobody can be asked (the message says how to approve).
-    fn approve(&self, env: &str) -> Result<bool, String>;
+    fn approve(&self, env: &str) -> Result<bool, ApprovalError>;
+}
+
+/// Why an approval gate could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// Nobody is there to ask (no terminal) and `--yes` was not given.
+    #[error(
+        "environment {env} needs a manual approval and nobody can be asked (not a terminal): pass --yes to approve"
+    )]
+    NobodyToAsk {
+        /// The environment gated.
+        env: String,
+    },
+    /// The answer could not be read.
+    #[error("reading the approval for {env}: {source}")]
+    Read {
+        /// The environment gated.
+        env: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Approves every gate (`--yes`), saying so.
@@ -38,7 +60,7 @@ pub trait Approver: Send + Sync {
 pub struct AutoApprove;
 
 impl Approver for AutoApprove {
-    fn approve(&self, _env: &str) -> Result<bool, String> {
+    fn approve(&self, _env: &str) -> Result<bool, ApprovalError> {
         Ok(true)
     }
 }
@@ -208,7 +230,7 @@ async fn run_stages(
     approver: &dyn Approver,
     record: &mut RunRecord,
 ) -> Result<(), StageError> {
-    let plan = Plan::new(&ctx.config).map_err(|e| StageError::Failed(e.to_string()))?;
+    let plan = Plan::new(&ctx.config)?;
     if let Some(only) = &opts.only_env
         && plan.environment(only).is_none()
     {
@@ -282,8 +304,8 @@ async fn run_stages(
                     stage_ctx.info(&name, format!("deploy to {env} approved"));
                     Ok(StageOutcome::default())
                 }
-                Ok(false) => Err(StageError::Failed(format!("deploy to {env} was not approved"))),
-                Err(e) => Err(StageError::Failed(e)),
+                Ok(false) => Err(StageError::NotApproved { env: env.to_owned() }),
+                Err(e) => Err(StageError::Approval(e)),
             },
             StageKind::Deploy => stages::deploy::run(&stage_ctx, env, &outputs).await,
             StageKind::Test => stages::test::run(&stage_ctx, env, &outputs).await,

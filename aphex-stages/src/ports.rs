@@ -29,7 +29,17 @@ pub enum PortError {
         /// Checksum of what was read.
         actual: String,
     },
-    /// Anything else, with context.
+    /// The adapter refused the request before its store or cluster was
+    /// asked (a name that would escape its folder, a manifest without a
+    /// kind, a kind the cluster does not serve): no error underneath.
+    #[error("{context}: {why}")]
+    Refused {
+        /// What the adapter was asked to do.
+        context: String,
+        /// Why not, and what to do.
+        why: String,
+    },
+    /// The store, cluster or service failed, with context and its error.
     #[error("{context}: {source}")]
     Other {
         /// What the adapter was doing.
@@ -317,13 +327,40 @@ impl std::fmt::Debug for SynthCredentials {
     }
 }
 
+/// Why an environment's credentials could not be checked, or lent to its
+/// synth. No variant ever holds a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The credentials reach another account than the environment's.
+    #[error(
+        "environment `{environment}`: expected account {expected}, but role {role} resolves to account {actual} ({arn}); fix the environment's `account` or `roleArn`"
+    )]
+    WrongAccount {
+        /// The environment.
+        environment: String,
+        /// Its configured account.
+        expected: String,
+        /// The role used.
+        role: String,
+        /// The account it resolved to.
+        actual: String,
+        /// The caller ARN it resolved to.
+        arn: String,
+    },
+    /// The account could not be reached: a role could not be assumed, or
+    /// the caller's identity could not be read. The adapter's error names
+    /// environment, role and AWS error code, and what to do.
+    #[error("{0}")]
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Checks that an environment's credentials reach its account, and lends
 /// them to its synth.
 #[async_trait]
 pub trait CredentialChecker: Send + Sync {
-    /// The identity used for `env`, after assuming its role; an `Err` is a
-    /// message naming environment, role and AWS error code (never a credential).
-    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, String>;
+    /// The identity used for `env`, after assuming its role; an `Err` names
+    /// environment, role and AWS error code (never a credential).
+    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, CredentialError>;
 
     /// Credentials in `env`'s account for its synth command, or `None` when
     /// the runner's own credentials are already in that account. The `cdk`
@@ -334,7 +371,7 @@ pub trait CredentialChecker: Send + Sync {
     async fn synth_credentials(
         &self,
         _env: &aphex_config::Environment,
-    ) -> Result<Option<SynthCredentials>, String> {
+    ) -> Result<Option<SynthCredentials>, CredentialError> {
         Ok(None)
     }
 }

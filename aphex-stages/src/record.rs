@@ -254,9 +254,9 @@ pub fn check_segment(kind: &str, name: &str) -> Result<(), crate::ports::PortErr
     if is_plain_segment(name) {
         return Ok(());
     }
-    Err(crate::ports::PortError::Other {
+    Err(crate::ports::PortError::Refused {
         context: format!("recording {kind} `{name}`"),
-        source: format!("a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)").into(),
+        why: format!("a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)"),
     })
 }
 

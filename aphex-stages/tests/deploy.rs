@@ -319,18 +319,24 @@ struct Lender {
 
 #[async_trait::async_trait]
 impl aphex_stages::ports::CredentialChecker for Lender {
-    async fn check(&self, _: &aphex_config::Environment) -> Result<aphex_stages::ports::Identity, String> {
+    async fn check(
+        &self,
+        _: &aphex_config::Environment,
+    ) -> Result<aphex_stages::ports::Identity, aphex_stages::ports::CredentialError> {
         unreachable!("the deploy stage checks no credentials")
     }
 
     async fn synth_credentials(
         &self,
         env: &aphex_config::Environment,
-    ) -> Result<Option<aphex_stages::ports::SynthCredentials>, String> {
+    ) -> Result<Option<aphex_stages::ports::SynthCredentials>, aphex_stages::ports::CredentialError> {
         if self.refuse {
-            return Err(format!(
-                "environment `{}`: cannot assume role lookup (AccessDenied)",
-                env.name
+            return Err(aphex_stages::ports::CredentialError::Unreachable(
+                format!(
+                    "environment `{}`: cannot assume role lookup (AccessDenied)",
+                    env.name
+                )
+                .into(),
             ));
         }
         Ok(Some(aphex_stages::ports::SynthCredentials {

@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use aphex_stages::context::Ports;
-use aphex_stages::ports::{CredentialChecker, Identity, Notifier, PortError};
+use aphex_stages::ports::{CredentialChecker, CredentialError, Identity, Notifier, PortError};
 use aphex_stages::record::{RunRecord, StackResult, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
@@ -38,13 +38,15 @@ struct Checker;
 
 #[async_trait::async_trait]
 impl CredentialChecker for Checker {
-    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, String> {
+    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, CredentialError> {
         match env.name.as_str() {
             "dev" => Ok(Identity {
                 account: "999999999999".to_owned(),
                 arn: "arn:aws:sts::999999999999:assumed-role/x/y".to_owned(),
             }),
-            _ => Err("AccessDenied assuming arn:aws:iam::210987654321:role/deploy".to_owned()),
+            _ => Err(CredentialError::Unreachable(
+                "AccessDenied assuming arn:aws:iam::210987654321:role/deploy".into(),
+            )),
         }
     }
 }

@@ -419,80 +419,168 @@ pub fn as_gjson_string(v: &Value) -> String {
     }
 }
 
+/// Why an event fails a [`Filter`]: one phrase naming the path, as the
+/// simulator reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The path is not in the event.
+    #[error("`{path}` is absent")]
+    Absent {
+        /// gjson path in the event.
+        path: &'static str,
+    },
+    /// The value is none of the accepted ones.
+    #[error("`{path}` is `{value}`, not {}", quoted_list(.accepted))]
+    NotOneOf {
+        /// gjson path in the event.
+        path: &'static str,
+        /// The value found.
+        value: String,
+        /// The accepted values.
+        accepted: Vec<String>,
+    },
+    /// The value is the rejected one.
+    #[error("`{path}` is `{value}`")]
+    Rejected {
+        /// gjson path in the event.
+        path: &'static str,
+        /// The value found (the rejected one).
+        value: String,
+    },
+    /// Two values that must be equal differ.
+    #[error("`{left}` (`{left_value}`) differs from `{right}` (`{right_value}`)")]
+    Differ {
+        /// First path.
+        left: &'static str,
+        /// Its value.
+        left_value: String,
+        /// Second path.
+        right: &'static str,
+        /// Its value.
+        right_value: String,
+    },
+    /// One of two paths that must be equal is not in the event.
+    #[error("`{left}` or `{right}` is absent")]
+    EitherAbsent {
+        /// First path.
+        left: &'static str,
+        /// Second path.
+        right: &'static str,
+    },
+    /// The value is not the accepted one, even ignoring case.
+    #[error("`{path}` is `{value}`, not `{accepted}`")]
+    NotEqual {
+        /// gjson path in the event.
+        path: &'static str,
+        /// The value found.
+        value: String,
+        /// The accepted value.
+        accepted: String,
+    },
+    /// The text contains a rejected substring (the text itself is not
+    /// repeated: it is free text).
+    #[error("`{path}` contains `{needle}`")]
+    Contains {
+        /// gjson path in the event.
+        path: &'static str,
+        /// The rejected substring found.
+        needle: String,
+    },
+    /// The value is one that is ignored.
+    #[error("`{path}` is `{value}`, which {ignored_by} ignores")]
+    Ignored {
+        /// gjson path in the event.
+        path: &'static str,
+        /// The rejected value, as configured.
+        value: String,
+        /// Where the rejected values come from.
+        ignored_by: &'static str,
+    },
+    /// The value does not have the shape a parameter needs.
+    #[error("`{path}` is not {}", .shape.describe())]
+    Unshaped {
+        /// gjson path in the event.
+        path: &'static str,
+        /// What it must look like.
+        shape: Shape,
+    },
+}
+
 impl Filter {
-    /// Whether `event` passes this filter, and if not, why (one phrase).
-    pub fn evaluate(&self, event: &Value) -> Result<(), String> {
+    /// Whether `event` passes this filter, and if not, why.
+    pub fn evaluate(&self, event: &Value) -> Result<(), Refusal> {
+        let found = |path: &'static str| lookup(event, path).ok_or(Refusal::Absent { path });
         match self {
             Filter::OneOf { path, values } => {
-                let Some(v) = lookup(event, path) else {
-                    return Err(format!("`{path}` is absent"));
-                };
-                let s = as_gjson_string(v);
+                let s = as_gjson_string(found(path)?);
                 if values.contains(&s) {
                     Ok(())
                 } else {
-                    Err(format!("`{path}` is `{s}`, not {}", quoted_list(values)))
+                    Err(Refusal::NotOneOf {
+                        path,
+                        value: s,
+                        accepted: values.clone(),
+                    })
                 }
             }
             Filter::NotEqual { path, value } => {
-                let Some(v) = lookup(event, path) else {
-                    return Err(format!("`{path}` is absent"));
-                };
-                if as_gjson_string(v) == *value {
-                    Err(format!("`{path}` is `{value}`"))
+                if as_gjson_string(found(path)?) == *value {
+                    Err(Refusal::Rejected {
+                        path,
+                        value: value.clone(),
+                    })
                 } else {
                     Ok(())
                 }
             }
             Filter::SameValue { left, right } => match (lookup(event, left), lookup(event, right)) {
                 (Some(l), Some(r)) if l == r => Ok(()),
-                (Some(l), Some(r)) => Err(format!(
-                    "`{left}` (`{}`) differs from `{right}` (`{}`)",
-                    as_gjson_string(l),
-                    as_gjson_string(r)
-                )),
-                _ => Err(format!("`{left}` or `{right}` is absent")),
+                (Some(l), Some(r)) => Err(Refusal::Differ {
+                    left,
+                    left_value: as_gjson_string(l),
+                    right,
+                    right_value: as_gjson_string(r),
+                }),
+                _ => Err(Refusal::EitherAbsent { left, right }),
             },
             Filter::EqualsIgnoringCase { path, value } => {
-                let Some(v) = lookup(event, path) else {
-                    return Err(format!("`{path}` is absent"));
-                };
-                let s = as_gjson_string(v);
+                let s = as_gjson_string(found(path)?);
                 if s.eq_ignore_ascii_case(value) {
                     Ok(())
                 } else {
-                    Err(format!("`{path}` is `{s}`, not `{value}`"))
+                    Err(Refusal::NotEqual {
+                        path,
+                        value: s,
+                        accepted: value.clone(),
+                    })
                 }
             }
             Filter::ContainsNone { path, needles } => {
-                let Some(v) = lookup(event, path) else {
-                    return Err(format!("`{path}` is absent"));
-                };
-                let s = as_gjson_string(v);
+                let s = as_gjson_string(found(path)?);
                 match needles.iter().find(|n| s.contains(n.as_str())) {
-                    // The text itself is not repeated: it is free text.
-                    Some(n) => Err(format!("`{path}` contains `{n}`")),
+                    Some(n) => Err(Refusal::Contains {
+                        path,
+                        needle: n.clone(),
+                    }),
                     None => Ok(()),
                 }
             }
             Filter::NoneIgnoringCase { path, values, source } => {
-                let Some(v) = lookup(event, path) else {
-                    return Err(format!("`{path}` is absent"));
-                };
-                let s = as_gjson_string(v);
+                let s = as_gjson_string(found(path)?);
                 match values.iter().find(|x| x.eq_ignore_ascii_case(&s)) {
-                    Some(x) => Err(format!("`{path}` is `{x}`, which {source} ignores")),
+                    Some(x) => Err(Refusal::Ignored {
+                        path,
+                        value: x.clone(),
+                        ignored_by: source,
+                    }),
                     None => Ok(()),
                 }
             }
             Filter::Shaped { path, shape } => {
-                let Some(v) = lookup(event, path) else {
-                    return Err(format!("`{path}` is absent"));
-                };
-                if shape.accepts(&as_gjson_string(v)) {
+                if shape.accepts(&as_gjson_string(found(path)?)) {
                     Ok(())
                 } else {
-                    Err(format!("`{path}` is not {}", shape.describe()))
+                    Err(Refusal::Unshaped { path, shape: *shape })
                 }
             }
         }

@@ -345,7 +345,8 @@ async fn sts_check_fails_clearly_on_an_account_mismatch() {
     let err = checker
         .check(&environment("staging", "222222222222", Some(role.clone())))
         .await
-        .expect_err("the role lands in the wrong account");
+        .expect_err("the role lands in the wrong account")
+        .to_string();
     for part in ["staging", "222222222222", "111111111111", role.as_str()] {
         assert!(err.contains(part), "the message names {part}: {err}");
     }
@@ -360,7 +361,8 @@ async fn sts_check_fails_clearly_when_the_role_cannot_be_assumed() {
     let err = checker
         .check(&environment("qa", "111111111111", Some("bad-role".to_owned())))
         .await
-        .expect_err("the role cannot be assumed");
+        .expect_err("the role cannot be assumed")
+        .to_string();
     for part in ["qa", "111111111111", "bad-role", "AWS error code"] {
         assert!(err.contains(part), "the message names {part}: {err}");
     }

@@ -333,3 +333,150 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Library crates return typed errors (`thiserror` enums carrying their
+/// sources), never `Result<_, String>`: a string cannot be matched on, and
+/// loses the error underneath. Sources are read as Rust tokens, so a
+/// signature over several lines counts and comments never do; `#[cfg(test)]`
+/// modules and the crates' `tests/` folders are left out (testkit is not a
+/// library). `PENDING` lists files another change is rewriting; each entry
+/// goes once that change is in.
+#[test]
+fn library_crates_return_no_string_errors() {
+    const PENDING: [&str; 2] = [
+        // Typed by the deploy scheduler's change (issue 17).
+        "aphex-stages/src/stages/deploy.rs",
+        "aphex-aws/src/sts.rs",
+    ];
+    let root = workspace_root();
+    let mut found = Vec::new();
+    let mut pending_seen = Vec::new();
+    for krate in [
+        "aphex-config",
+        "aphex-template",
+        "aphex-stages",
+        "aphex-aws",
+        "aphex-k8s",
+    ] {
+        for file in walk(&root.join(krate).join("src")) {
+            let name = file.strip_prefix(&root).unwrap().display().to_string();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let tokens: proc_macro2::TokenStream = text
+                .parse()
+                .unwrap_or_else(|e| panic!("{name} does not lex as Rust: {e:?}"));
+            let lines = string_error_results(tokens);
+            if PENDING.contains(&name.as_str()) {
+                pending_seen.push(name);
+                continue;
+            }
+            found.extend(lines.into_iter().map(|line| format!("{name}:{line}")));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "library crates return thiserror enums with their sources, not Result<_, String>; found: {found:#?}"
+    );
+    assert_eq!(
+        pending_seen.len(),
+        PENDING.len(),
+        "a file in PENDING is gone: remove it from the list"
+    );
+}
+
+/// The lines of every `Result<.., String>` in `tokens` (the error type
+/// `String`, `string::String` or `std::string::String`), outside
+/// `#[cfg(test)]` items.
+fn string_error_results(tokens: proc_macro2::TokenStream) -> Vec<usize> {
+    use proc_macro2::{Spacing, TokenTree};
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let punct = |i: usize, c: char| matches!(tokens.get(i), Some(TokenTree::Punct(p)) if p.as_char() == c);
+    let mut found = Vec::new();
+    let mut skip_next_group = false;
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            // `#[cfg(test)]`: the item's next brace group (a module's or a
+            // function's body) is test code.
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                if let Some(TokenTree::Group(attr)) = tokens.get(i + 1) {
+                    let text: String = attr.stream().to_string().split_whitespace().collect();
+                    if text == "cfg(test)" {
+                        skip_next_group = true;
+                    }
+                }
+            }
+            TokenTree::Ident(id) if id == "Result" && punct(i + 1, '<') => {
+                // The generic arguments at depth one, split at commas; a
+                // `>` right after a joint `-` is an arrow (`Fn() -> T`).
+                let mut depth = 1;
+                let mut args: Vec<String> = vec![String::new()];
+                let mut j = i + 2;
+                while let Some(t) = tokens.get(j) {
+                    match t {
+                        TokenTree::Punct(p) if p.as_char() == '<' => depth += 1,
+                        TokenTree::Punct(p)
+                            if p.as_char() == '>'
+                                && !matches!(tokens.get(j - 1), Some(TokenTree::Punct(q))
+                                    if q.as_char() == '-' && q.spacing() == Spacing::Joint) =>
+                        {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        TokenTree::Punct(p) if p.as_char() == ',' && depth == 1 => {
+                            args.push(String::new());
+                            j += 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    args.last_mut()
+                        .expect("one argument at least")
+                        .push_str(&t.to_string());
+                    j += 1;
+                }
+                // A trailing comma leaves an empty last argument.
+                let error = args.iter().rev().find(|a| !a.is_empty());
+                if args.len() >= 2
+                    && error.is_some_and(|e| {
+                        ["String", "string::String", "std::string::String"].contains(&e.as_str())
+                    })
+                {
+                    found.push(id.span().start().line);
+                }
+            }
+            TokenTree::Group(group) => {
+                if group.delimiter() == proc_macro2::Delimiter::Brace && std::mem::take(&mut skip_next_group)
+                {
+                    continue;
+                }
+                found.extend(string_error_results(group.stream()));
+            }
+            // `#[cfg(test)] use ...;` ends without a group.
+            TokenTree::Punct(p) if p.as_char() == ';' => skip_next_group = false,
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The scan itself: what counts and what does not.
+#[test]
+fn string_error_results_are_found_across_lines_and_outside_tests_only() {
+    let source = r#"
+        fn a() -> Result<(), String> { todo!() }
+        fn b()
+            -> Result<
+                Vec<u8>,
+                std::string::String,
+            > { todo!() }
+        fn c() -> Result<Box<dyn Fn() -> String>, Error> { todo!() }
+        fn d() -> io::Result<String> { todo!() }
+        fn e() -> Result<HashMap<String, String>, MyError> { todo!() }
+        // fn f() -> Result<(), String>
+        #[cfg(test)]
+        mod tests { fn g() -> Result<(), String> { Ok(()) } }
+    "#;
+    let lines = string_error_results(source.parse().unwrap());
+    assert_eq!(lines, vec![2, 4], "a and b, nothing else");
+}

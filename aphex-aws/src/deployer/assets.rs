@@ -15,8 +15,9 @@ use walkdir::WalkDir;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
+use super::StepError;
 use super::session::{Role, Sessions};
-use crate::client::call_error;
+use crate::client::CallError;
 
 /// An S3 object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,7 +73,7 @@ pub(crate) async fn publish(
     assets: &[FileAsset],
     target: &Target<'_>,
     sessions: &mut Sessions,
-) -> Result<HashSet<S3Object>, String> {
+) -> Result<HashSet<S3Object>, StepError> {
     let mut published = HashSet::new();
     for asset in assets {
         // Zipped once per asset, however many destinations it has.
@@ -100,12 +101,9 @@ pub(crate) async fn publish(
             let config = sessions
                 .config(role.as_ref(), &region)
                 .await
-                .map_err(|e| format!("publishing {where_}: {e}"))?;
+                .map_err(|e| publishing(&where_, e))?;
             let s3 = crate::client::s3(&config);
-            if exists(&s3, &object)
-                .await
-                .map_err(|e| format!("publishing {where_}: {e}"))?
-            {
+            if exists(&s3, &object).await.map_err(|e| publishing(&where_, e))? {
                 tracing::debug!(
                     asset = asset.id,
                     bucket = object.bucket,
@@ -119,9 +117,11 @@ pub(crate) async fn publish(
                 Packaging::File => asset.path.clone(),
                 Packaging::Zip => {
                     if zipped.is_none() {
-                        zipped = Some(zip_to_temp(&asset.path).await.map_err(|e| {
-                            format!("publishing {where_}: zipping the directory failed: {e}")
-                        })?);
+                        zipped = Some(
+                            zip_to_temp(&asset.path)
+                                .await
+                                .map_err(|e| publishing(&where_, StepError::Zip(e)))?,
+                        );
                     }
                     zipped
                         .as_ref()
@@ -131,8 +131,9 @@ pub(crate) async fn publish(
             };
             upload(&s3, &object, &source, content_type(asset.packaging, &asset.path))
                 .await
-                .map_err(|e| {
-                    format!("publishing {where_}: {e}; check that the bucket exists (is the account CDK-bootstrapped?) and the publishing role may write to it")
+                .map_err(|e| StepError::Upload {
+                    asset: where_.clone(),
+                    source: Box::new(e),
                 })?;
             tracing::info!(
                 asset = asset.id,
@@ -146,12 +147,19 @@ pub(crate) async fn publish(
     Ok(published)
 }
 
+fn publishing(asset: &str, e: StepError) -> StepError {
+    StepError::Publish {
+        asset: asset.to_owned(),
+        source: Box::new(e),
+    }
+}
+
 /// Uploads a template (or any local file) to `object` with `config`'s credentials.
 pub(crate) async fn upload_template(
     config: &aws_config::SdkConfig,
     object: &S3Object,
     body: &[u8],
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let s3 = crate::client::s3(config);
     s3.put_object()
         .bucket(&object.bucket)
@@ -161,17 +169,14 @@ pub(crate) async fn upload_template(
         .send()
         .await
         .map(|_| ())
-        .map_err(|err| {
-            format!(
-                "uploading the template to s3://{}/{} failed: {}; check that the bucket exists (is the account CDK-bootstrapped?)",
-                object.bucket,
-                object.key,
-                call_error("S3", "PutObject", &err)
-            )
+        .map_err(|err| StepError::UploadTemplate {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            source: CallError::new("S3", "PutObject", err),
         })
 }
 
-async fn exists(s3: &aws_sdk_s3::Client, object: &S3Object) -> Result<bool, String> {
+async fn exists(s3: &aws_sdk_s3::Client, object: &S3Object) -> Result<bool, StepError> {
     match s3
         .head_object()
         .bucket(&object.bucket)
@@ -184,9 +189,9 @@ async fn exists(s3: &aws_sdk_s3::Client, object: &S3Object) -> Result<bool, Stri
         // Without s3:ListBucket, S3 answers 403 for a missing key: upload,
         // and let the upload say whether writing is allowed.
         Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 403) => Ok(false),
-        Err(err) => Err(format!(
-            "checking whether it exists failed: {}",
-            call_error("S3", "HeadObject", &err)
+        Err(err) => Err(StepError::call_while(
+            "checking whether it exists failed",
+            CallError::new("S3", "HeadObject", err),
         )),
     }
 }
@@ -196,10 +201,13 @@ async fn upload(
     object: &S3Object,
     source: &Path,
     content_type: &str,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let body = ByteStream::from_path(source)
         .await
-        .map_err(|e| format!("reading {} failed: {e}", source.display()))?;
+        .map_err(|e| StepError::ReadAsset {
+            path: source.to_path_buf(),
+            source: e,
+        })?;
     s3.put_object()
         .bucket(&object.bucket)
         .key(&object.key)
@@ -208,7 +216,7 @@ async fn upload(
         .send()
         .await
         .map(|_| ())
-        .map_err(|err| format!("uploading failed: {}", call_error("S3", "PutObject", &err)))
+        .map_err(|err| StepError::call_while("uploading failed", CallError::new("S3", "PutObject", err)))
 }
 
 fn content_type(packaging: Packaging, path: &Path) -> &'static str {

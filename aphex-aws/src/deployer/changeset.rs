@@ -17,10 +17,11 @@ use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Stack, Tag};
 
+use super::error::LEFT_CHANGE_SET;
 use super::events::{EventTail, describe_causes, root_causes};
 use super::wait::{ChangeSetState, Operation, wait_for_change_set, wait_for_stack};
-use super::{DeployOptions, is_missing_stack};
-use crate::client::call_error;
+use super::{DeployOptions, StepError, is_missing_stack};
+use crate::client::{CallError, call_error};
 
 /// One name per stack: a leftover from an interrupted run is deleted first.
 const CHANGE_SET_NAME: &str = "aphex-deploy";
@@ -60,6 +61,7 @@ pub(crate) async fn deploy(
         message,
         root_causes: vec![],
     };
+    let failed = |e: StepError| fail(e.to_string());
 
     let existing = settle(cfn, name, progress, options).await?;
     // A stack in REVIEW_IN_PROGRESS was made by a change set never executed:
@@ -83,10 +85,10 @@ pub(crate) async fn deploy(
     );
     delete_change_set(cfn, name, CHANGE_SET_NAME)
         .await
-        .map_err(fail)?;
+        .map_err(failed)?;
     let id = create_change_set(cfn, input, &change_set_type, &token)
         .await
-        .map_err(fail)?;
+        .map_err(failed)?;
 
     match wait_for_change_set(cfn, name, &id, options)
         .await
@@ -94,14 +96,14 @@ pub(crate) async fn deploy(
     {
         ChangeSetState::Ready => {}
         ChangeSetState::Empty => {
-            delete_change_set(cfn, name, &id).await.map_err(fail)?;
+            delete_change_set(cfn, name, &id).await.map_err(failed)?;
             let stack = describe(cfn, name)
                 .await
-                .map_err(fail)?
+                .map_err(failed)?
                 .ok_or_else(|| fail("the stack disappeared after an empty change set".to_owned()))?;
             protect(cfn, name, &stack, input.termination_protection)
                 .await
-                .map_err(fail)?;
+                .map_err(failed)?;
             return Ok(StackOutcome {
                 stack_name: name.to_owned(),
                 changed: false,
@@ -109,7 +111,7 @@ pub(crate) async fn deploy(
             });
         }
         ChangeSetState::Failed(reason) => {
-            delete_change_set(cfn, name, &id).await.map_err(&fail)?;
+            delete_change_set(cfn, name, &id).await.map_err(failed)?;
             if creating {
                 // The failed CREATE change set left an empty stack behind in
                 // REVIEW_IN_PROGRESS; remove it so the next try starts clean
@@ -143,7 +145,7 @@ pub(crate) async fn deploy(
     );
     execute(cfn, name, &id, &token, &mut tail, progress)
         .await
-        .map_err(fail)?;
+        .map_err(failed)?;
 
     let verb = change_set_type.as_str();
     let stack = wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options)
@@ -160,7 +162,7 @@ pub(crate) async fn deploy(
     if status == "CREATE_COMPLETE" || status == "UPDATE_COMPLETE" {
         protect(cfn, name, &stack, input.termination_protection)
             .await
-            .map_err(fail)?;
+            .map_err(failed)?;
         return Ok(StackOutcome {
             stack_name: name.to_owned(),
             changed: true,
@@ -189,10 +191,6 @@ pub(crate) async fn deploy(
     })
 }
 
-/// What a failure between creating and executing the change set leaves.
-const LEFT_CHANGE_SET: &str =
-    "change set aphex-deploy is left unexecuted on the stack (the next deploy replaces it)";
-
 /// A token for the calls of one deploy (`ClientToken`,
 /// `ClientRequestToken`: a letter, then letters, digits and dashes).
 fn request_token() -> String {
@@ -211,7 +209,7 @@ async fn create_change_set(
     input: &StackInput,
     kind: &ChangeSetType,
     token: &str,
-) -> Result<String, String> {
+) -> Result<String, StepError> {
     let name = input.stack_name.as_str();
     let description = format!("{} [{token}]", input.description);
     for _ in 0..2 {
@@ -249,10 +247,9 @@ async fn create_change_set(
             Err(err) => err,
         };
         if err.code() != Some("AlreadyExistsException") {
-            return Err(format!(
-                "creating the {} change set failed: {}",
-                kind.as_str(),
-                call_error("CloudFormation", "CreateChangeSet", &err)
+            return Err(StepError::call_while(
+                format!("creating the {} change set failed", kind.as_str()),
+                CallError::new("CloudFormation", "CreateChangeSet", err),
             ));
         }
         let existing = cfn
@@ -262,9 +259,9 @@ async fn create_change_set(
             .send()
             .await
             .map_err(|err| {
-                format!(
-                    "change set {CHANGE_SET_NAME} already exists and reading it failed: {}",
-                    call_error("CloudFormation", "DescribeChangeSet", &err)
+                StepError::call_while(
+                    format!("change set {CHANGE_SET_NAME} already exists and reading it failed"),
+                    CallError::new("CloudFormation", "DescribeChangeSet", err),
                 )
             })?;
         if existing.description().is_some_and(|d| d.contains(token)) {
@@ -282,9 +279,7 @@ async fn create_change_set(
         let foreign = existing.change_set_id().unwrap_or(CHANGE_SET_NAME);
         delete_change_set(cfn, name, foreign).await?;
     }
-    Err(format!(
-        "another client keeps creating change set {CHANGE_SET_NAME} on the stack: is another deploy of it running? Let it end and deploy again"
-    ))
+    Err(StepError::ChangeSetContested)
 }
 
 /// Executes change set `id`. When the answer to the first attempt was lost,
@@ -301,7 +296,7 @@ async fn execute(
     token: &str,
     tail: &mut EventTail,
     progress: &dyn DeployProgress,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let err = match cfn
         .execute_change_set()
         .stack_name(name)
@@ -313,10 +308,7 @@ async fn execute(
         Ok(_) => return Ok(()),
         Err(err) => err,
     };
-    let failed = format!(
-        "executing the change set failed: {}",
-        call_error("CloudFormation", "ExecuteChangeSet", &err)
-    );
+    let source = CallError::new("CloudFormation", "ExecuteChangeSet", err);
     match execution_began(cfn, name, id, tail, progress).await {
         Ok(true) => {
             tracing::info!(
@@ -325,10 +317,11 @@ async fn execute(
             );
             Ok(())
         }
-        Ok(false) => Err(format!("{failed}; {LEFT_CHANGE_SET}")),
-        Err(unknown) => Err(format!(
-            "{failed}; whether it began is unknown ({unknown}): the next deploy waits for any operation in progress and replaces the change set"
-        )),
+        Ok(false) => Err(StepError::Execute { source }),
+        Err(unknown) => Err(StepError::ExecuteUnknown {
+            source,
+            unknown: Box::new(unknown),
+        }),
     }
 }
 
@@ -341,7 +334,7 @@ async fn execution_began(
     id: &str,
     tail: &mut EventTail,
     progress: &dyn DeployProgress,
-) -> Result<bool, String> {
+) -> Result<bool, StepError> {
     match cfn
         .describe_change_set()
         .stack_name(name)
@@ -357,7 +350,7 @@ async fn execution_began(
             tail.poll(cfn, progress).await?;
             Ok(tail.saw_stack_operation_begin())
         }
-        Err(err) => Err(call_error("CloudFormation", "DescribeChangeSet", &err)),
+        Err(err) => Err(CallError::new("CloudFormation", "DescribeChangeSet", err).into()),
     }
 }
 
@@ -375,9 +368,10 @@ async fn settle(
         message,
         root_causes: vec![],
     };
+    let failed = |e: StepError| fail(e.to_string());
     // Each pass ends one operation; three is enough for wait, delete, gone.
     for _ in 0..4 {
-        let Some(stack) = describe(cfn, name).await.map_err(fail)? else {
+        let Some(stack) = describe(cfn, name).await.map_err(failed)? else {
             return Ok(None);
         };
         let status = status_of(&stack);
@@ -392,10 +386,10 @@ async fn settle(
                 &format!("waiting for the operation in progress ({status}) to end"),
             );
             let id = stack.stack_id().unwrap_or(name);
-            let mut tail = EventTail::start_at(cfn, name, id).await.map_err(fail)?;
+            let mut tail = EventTail::start_at(cfn, name, id).await.map_err(failed)?;
             wait_for_stack(cfn, name, &mut tail, Operation::Running, progress, options)
                 .await
-                .map_err(fail)?;
+                .map_err(failed)?;
             continue;
         }
         if status == "ROLLBACK_COMPLETE" {
@@ -410,7 +404,7 @@ async fn settle(
             let id = stack.stack_id().unwrap_or(name).to_owned();
             return recreate_from_rollback(cfn, name, &id, progress, options)
                 .await
-                .map_err(fail);
+                .map_err(failed);
         }
         if let Some(fix) = stuck_fix(status, name) {
             let reason = stack.stack_status_reason().unwrap_or("no reason given");
@@ -448,8 +442,8 @@ async fn recreate_from_rollback(
     id: &str,
     progress: &dyn DeployProgress,
     options: &DeployOptions,
-) -> Result<Option<Stack>, String> {
-    let mut last = String::new();
+) -> Result<Option<Stack>, StepError> {
+    let mut last = (String::new(), String::new());
     for _attempt in 0..2 {
         let mut tail = EventTail::start_at(cfn, name, id).await?;
         let delete = cfn
@@ -457,30 +451,33 @@ async fn recreate_from_rollback(
             .stack_name(name)
             .client_request_token(request_token());
         delete.send().await.map_err(|err| {
-            format!(
-                "the stack is in ROLLBACK_COMPLETE and deleting it (to create it again) failed: {}",
-                call_error("CloudFormation", "DeleteStack", &err)
+            StepError::call_while(
+                "the stack is in ROLLBACK_COMPLETE and deleting it (to create it again) failed",
+                CallError::new("CloudFormation", "DeleteStack", err),
             )
         })?;
         match wait_for_stack(cfn, name, &mut tail, Operation::Requested, progress, options).await? {
             None => return Ok(None),
             Some(after) => {
-                last = format!(
-                    "{}: {}",
-                    status_of(&after),
-                    after.stack_status_reason().unwrap_or("no reason given")
+                last = (
+                    status_of(&after).to_owned(),
+                    after
+                        .stack_status_reason()
+                        .unwrap_or("no reason given")
+                        .to_owned(),
                 );
                 tracing::warn!(
                     stack = name,
-                    status = last,
+                    status = format!("{}: {}", last.0, last.1),
                     "deleting the rolled-back stack failed"
                 );
             }
         }
     }
-    Err(format!(
-        "the stack was in ROLLBACK_COMPLETE and deleting it (to create it again) ended in {last}; delete it by hand and deploy again"
-    ))
+    Err(StepError::RollbackNotDeleted {
+        status: last.0,
+        reason: last.1,
+    })
 }
 
 /// What deleting a stack did.
@@ -500,7 +497,7 @@ pub(crate) async fn delete(
     name: &str,
     progress: &dyn DeployProgress,
     options: &DeployOptions,
-) -> Result<StackDeleted, String> {
+) -> Result<StackDeleted, StepError> {
     let Some(stack) = describe(cfn, name).await? else {
         return Ok(StackDeleted::Absent);
     };
@@ -518,23 +515,26 @@ pub(crate) async fn delete(
         .send()
         .await
         .map_err(|err| {
-            format!(
-                "deleting stack {name} failed: {}",
-                call_error("CloudFormation", "DeleteStack", &err)
+            StepError::call_while(
+                format!("deleting stack {name} failed"),
+                CallError::new("CloudFormation", "DeleteStack", err),
             )
         })?;
     match wait_for_stack(cfn, &id, &mut tail, Operation::Requested, progress, options).await? {
         None => Ok(StackDeleted::Deleted(outputs)),
-        Some(after) => Err(format!(
-            "deleting stack {name} ended in {}: {}",
-            status_of(&after),
-            after.stack_status_reason().unwrap_or("no reason given")
-        )),
+        Some(after) => Err(StepError::DeleteEnded {
+            stack: name.to_owned(),
+            status: status_of(&after).to_owned(),
+            reason: after
+                .stack_status_reason()
+                .unwrap_or("no reason given")
+                .to_owned(),
+        }),
     }
 }
 
 /// Deletes change set `change_set` (its name or id) of stack `name`, if it exists.
-async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result<(), String> {
+async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result<(), StepError> {
     match cfn
         .delete_change_set()
         .stack_name(name)
@@ -544,9 +544,9 @@ async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result
     {
         Ok(_) => Ok(()),
         Err(err) if is_missing_change_set(&err) => Ok(()),
-        Err(err) => Err(format!(
-            "deleting change set {CHANGE_SET_NAME} failed: {}",
-            call_error("CloudFormation", "DeleteChangeSet", &err)
+        Err(err) => Err(StepError::call_while(
+            format!("deleting change set {CHANGE_SET_NAME} failed"),
+            CallError::new("CloudFormation", "DeleteChangeSet", err),
         )),
     }
 }
@@ -559,7 +559,7 @@ where
 }
 
 /// The stack named `name`, or `None` when it does not exist (or was deleted).
-pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<Stack>, String> {
+pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<Stack>, StepError> {
     match cfn.describe_stacks().stack_name(name).send().await {
         Ok(out) => Ok(out
             .stacks()
@@ -567,9 +567,9 @@ pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<Stack>, 
             .filter(|s| status_of(s) != "DELETE_COMPLETE")
             .cloned()),
         Err(err) if is_missing_stack(&err) => Ok(None),
-        Err(err) => Err(format!(
-            "describing the stack failed: {}",
-            call_error("CloudFormation", "DescribeStacks", &err)
+        Err(err) => Err(StepError::call_while(
+            "describing the stack failed",
+            CallError::new("CloudFormation", "DescribeStacks", err),
         )),
     }
 }
@@ -585,7 +585,7 @@ pub(crate) fn is_in_progress(status: &str) -> bool {
 }
 
 /// Sets termination protection to what the assembly asks for.
-async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Result<(), String> {
+async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Result<(), StepError> {
     if stack.enable_termination_protection().unwrap_or(false) == wanted {
         return Ok(());
     }
@@ -596,9 +596,9 @@ async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Resul
         .await
         .map(|_| ())
         .map_err(|err| {
-            format!(
-                "setting termination protection to {wanted} failed: {}",
-                call_error("CloudFormation", "UpdateTerminationProtection", &err)
+            StepError::call_while(
+                format!("setting termination protection to {wanted} failed"),
+                CallError::new("CloudFormation", "UpdateTerminationProtection", err),
             )
         })
 }

@@ -10,7 +10,8 @@ use aphex_stages::ports::{DeployProgress, StackEvent};
 use aws_sdk_cloudformation::Client;
 use aws_smithy_types::date_time::Format;
 
-use crate::client::call_error;
+use super::StepError;
+use crate::client::CallError;
 
 /// Reasons CloudFormation gives to resources it stopped because another one
 /// failed: noise, never a root cause.
@@ -34,12 +35,12 @@ pub(crate) struct EventTail {
 impl EventTail {
     /// Starts following `stack`: every event that exists now counts as seen,
     /// so only what the coming operation causes is reported.
-    pub(crate) async fn start(cfn: &Client, stack: &str) -> Result<Self, String> {
+    pub(crate) async fn start(cfn: &Client, stack: &str) -> Result<Self, StepError> {
         Self::start_at(cfn, stack, stack).await
     }
 
     /// Like [`EventTail::start`], asking about `target` (the stack ID).
-    pub(crate) async fn start_at(cfn: &Client, stack: &str, target: &str) -> Result<Self, String> {
+    pub(crate) async fn start_at(cfn: &Client, stack: &str, target: &str) -> Result<Self, StepError> {
         let mut tail = Self {
             stack: stack.to_owned(),
             target: target.to_owned(),
@@ -59,9 +60,9 @@ impl EventTail {
             // A stack that does not exist yet has no events to skip.
             Err(err) if super::is_missing_stack(&err) => {}
             Err(err) => {
-                return Err(format!(
-                    "reading the events of stack {stack}: {}",
-                    call_error("CloudFormation", "DescribeStackEvents", &err)
+                return Err(StepError::call_while(
+                    format!("reading the events of stack {stack}"),
+                    CallError::new("CloudFormation", "DescribeStackEvents", err),
                 ));
             }
         }
@@ -74,7 +75,7 @@ impl EventTail {
         &mut self,
         cfn: &Client,
         progress: &dyn DeployProgress,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, StepError> {
         let mut fresh = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -88,10 +89,9 @@ impl EventTail {
                 Ok(page) => page,
                 Err(err) if super::is_missing_stack(&err) => break,
                 Err(err) => {
-                    return Err(format!(
-                        "reading the events of stack {}: {}",
-                        self.stack,
-                        call_error("CloudFormation", "DescribeStackEvents", &err)
+                    return Err(StepError::call_while(
+                        format!("reading the events of stack {}", self.stack),
+                        CallError::new("CloudFormation", "DescribeStackEvents", err),
                     ));
                 }
             };

@@ -13,7 +13,7 @@ use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-const ASSUME_HINT: &str = "check that the role exists (is the account CDK-bootstrapped?) and that the current credentials may assume it";
+use super::StepError;
 
 /// A role to act as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -37,7 +37,7 @@ impl Sessions {
     }
 
     /// A configuration acting as `role` (or the base credentials) in `region`.
-    pub(crate) async fn config(&mut self, role: Option<&Role>, region: &str) -> Result<SdkConfig, String> {
+    pub(crate) async fn config(&mut self, role: Option<&Role>, region: &str) -> Result<SdkConfig, StepError> {
         let key = (role.cloned(), region.to_owned());
         if let Some(config) = self.cache.get(&key) {
             return Ok(config.clone());
@@ -52,7 +52,9 @@ impl Sessions {
             Some(role) => match &role.external_id {
                 None => crate::sts::assume_role(&regional, &role.arn, "aphex-deploy")
                     .await
-                    .map_err(|err| format!("{err}; {ASSUME_HINT}"))?,
+                    .map_err(|err| StepError::AssumeDeployRole {
+                        source: Box::new(err),
+                    })?,
                 // `sts::assume_role` takes no external id; asset publishing
                 // roles may need one.
                 Some(external_id) => {
@@ -63,12 +65,11 @@ impl Sessions {
                         .build()
                         .await;
                     // Fail here, naming the role, instead of at the first call.
-                    provider.provide_credentials().await.map_err(|err| {
-                        format!(
-                            "cannot assume role {} (external id given; STS AssumeRole): {}; {ASSUME_HINT}",
-                            role.arn,
-                            crate::client::describe(&err)
-                        )
+                    provider.provide_credentials().await.map_err(|source| {
+                        StepError::AssumeRoleWithExternalId {
+                            role: role.arn.clone(),
+                            source,
+                        }
                     })?;
                     regional
                         .to_builder()

@@ -12,9 +12,10 @@ use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::types::Stack;
 
 use super::DeployOptions;
+use super::StepError;
 use super::changeset::{describe, is_in_progress, status_of};
 use super::events::{Backoff, EventTail};
-use crate::client::call_error;
+use crate::client::CallError;
 
 /// Polls that may fail in a row (each after the SDK's own retries) before
 /// a wait gives up.
@@ -41,7 +42,7 @@ pub(crate) async fn wait_for_stack(
     operation: Operation,
     progress: &dyn DeployProgress,
     options: &DeployOptions,
-) -> Result<Option<Stack>, String> {
+) -> Result<Option<Stack>, StepError> {
     let started = Instant::now();
     let mut backoff = Backoff::new(options.poll_initial, options.poll_max);
     let mut failed = FailedPolls::default();
@@ -68,10 +69,10 @@ pub(crate) async fn wait_for_stack(
                     return Ok(Some(stack));
                 }
                 if started.elapsed() > options.wait_timeout {
-                    return Err(format!(
-                        "still {status} after {} s; wait for the operation to finish (or cancel it in the CloudFormation console) and deploy again",
-                        options.wait_timeout.as_secs()
-                    ));
+                    return Err(StepError::StillInProgress {
+                        status: status.to_owned(),
+                        seconds: options.wait_timeout.as_secs(),
+                    });
                 }
             }
             Err(e) => failed.note(name, e)?,
@@ -93,7 +94,7 @@ pub(crate) async fn wait_for_change_set(
     name: &str,
     id: &str,
     options: &DeployOptions,
-) -> Result<ChangeSetState, String> {
+) -> Result<ChangeSetState, StepError> {
     let started = Instant::now();
     let mut backoff = Backoff::new(options.poll_initial, options.poll_max);
     let mut failed = FailedPolls::default();
@@ -116,19 +117,19 @@ pub(crate) async fn wait_for_change_set(
                         return Ok(ChangeSetState::Failed(format!("{status}: {reason}")));
                     }
                     _ if started.elapsed() > options.wait_timeout => {
-                        return Err(format!(
-                            "the change set is still {status} after {} s",
-                            options.wait_timeout.as_secs()
-                        ));
+                        return Err(StepError::ChangeSetPending {
+                            status: status.to_owned(),
+                            seconds: options.wait_timeout.as_secs(),
+                        });
                     }
                     _ => {}
                 }
             }
             Err(err) => failed.note(
                 name,
-                format!(
-                    "reading the change set failed: {}",
-                    call_error("CloudFormation", "DescribeChangeSet", &err)
+                StepError::call_while(
+                    "reading the change set failed",
+                    CallError::new("CloudFormation", "DescribeChangeSet", err),
                 ),
             )?,
         }
@@ -147,12 +148,15 @@ struct FailedPolls(u32);
 
 impl FailedPolls {
     /// Counts a failed poll: fine to poll again, or the error to give up with.
-    fn note(&mut self, stack: &str, error: String) -> Result<(), String> {
+    fn note(&mut self, stack: &str, error: StepError) -> Result<(), StepError> {
         self.0 += 1;
         if self.0 >= MAX_FAILED_POLLS {
-            return Err(format!("{error} ({} polls in a row failed)", self.0));
+            return Err(StepError::Polls {
+                count: self.0,
+                last: Box::new(error),
+            });
         }
-        tracing::warn!(stack, error, "a poll failed; polling again");
+        tracing::warn!(stack, error = %error, "a poll failed; polling again");
         Ok(())
     }
 

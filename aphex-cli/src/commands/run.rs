@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aphex_adapters::{Adapters, Cluster, Scope, Storage};
 use aphex_stages::context::Ports;
-use aphex_stages::executor::{Approver, LocalRun, new_run_id, run_dir, run_local};
+use aphex_stages::executor::{ApprovalError, Approver, LocalRun, new_run_id, run_dir, run_local};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::{RunRecord, Status};
 use aphex_stages::redact::Redactor;
@@ -176,15 +176,13 @@ struct CliApprover {
 }
 
 impl Approver for CliApprover {
-    fn approve(&self, env: &str) -> Result<bool, String> {
+    fn approve(&self, env: &str) -> Result<bool, ApprovalError> {
         if self.yes {
             eprintln!("deploy to {env} approved by --yes");
             return Ok(true);
         }
         let Some(term) = &self.terminal else {
-            return Err(format!(
-                "environment {env} needs a manual approval and nobody can be asked (not a terminal): pass --yes to approve"
-            ));
+            return Err(ApprovalError::NobodyToAsk { env: env.to_owned() });
         };
         term.suspend(|| {
             eprint!("Deploy to {env}? [y/N] ");
@@ -193,7 +191,10 @@ impl Approver for CliApprover {
             std::io::stdin()
                 .lock()
                 .read_line(&mut answer)
-                .map_err(|e| format!("reading the approval for {env}: {e}"))?;
+                .map_err(|source| ApprovalError::Read {
+                    env: env.to_owned(),
+                    source,
+                })?;
             Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
         })
     }

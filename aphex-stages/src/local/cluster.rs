@@ -35,18 +35,43 @@ impl DirCluster {
     }
 }
 
+/// Why a manifest cannot be written to the directory cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// It has no `kind`.
+    #[error("a manifest has no `kind`")]
+    NoKind,
+    /// It has no name.
+    #[error("a {kind} manifest has no `metadata.name`")]
+    NoName {
+        /// Its kind.
+        kind: String,
+    },
+    /// Its kind, namespace or name would not make a file name of its own.
+    #[error("{kind} `{name}` has a name that is not a valid object name")]
+    BadName {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+}
+
 /// `(kind, namespace, name)` of a manifest, or what is missing.
-pub(crate) fn identity(m: &serde_json::Value) -> Result<(String, String, String), String> {
-    let kind = m["kind"].as_str().ok_or("a manifest has no `kind`")?;
+pub(crate) fn identity(m: &serde_json::Value) -> Result<(String, String, String), ManifestError> {
+    let kind = m["kind"].as_str().ok_or(ManifestError::NoKind)?;
     let name = m["metadata"]["name"]
         .as_str()
-        .ok_or_else(|| format!("a {kind} manifest has no `metadata.name`"))?;
+        .ok_or_else(|| ManifestError::NoName {
+            kind: kind.to_owned(),
+        })?;
     let ns = m["metadata"]["namespace"].as_str().unwrap_or("");
     let safe = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
     if !safe(kind) || !safe(name) || (!ns.is_empty() && !safe(ns)) {
-        return Err(format!(
-            "{kind} `{name}` has a name that is not a valid object name"
-        ));
+        return Err(ManifestError::BadName {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        });
     }
     Ok((kind.to_owned(), ns.to_owned(), name.to_owned()))
 }
@@ -84,7 +109,7 @@ impl ManifestApplier for DirCluster {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PortError::Other {
                 context: "applying manifests".to_owned(),
-                source: e.into(),
+                source: Box::new(e),
             })?;
         for (m, (kind, ns, name)) in manifests.iter().zip(ids) {
             let mut bytes = serde_json::to_vec_pretty(m).expect("manifest serializes");

@@ -13,7 +13,7 @@ mod runs;
 use std::path::Path;
 
 pub use artifacts::DirArtifactStore;
-pub use cluster::DirCluster;
+pub use cluster::{DirCluster, ManifestError};
 pub use metrics::JsonLinesMetrics;
 pub use notify::{NoopNotifier, WebhookNotifier, notification_text};
 pub use runs::DirRunRecorder;

@@ -72,7 +72,21 @@ pub enum StageError {
         /// Every stack's result (failed, succeeded, and the skipped ones).
         stacks: Vec<StackResult>,
     },
-    /// Anything else, already phrased for the user.
+    /// The pipeline's plan could not be made from the config.
+    #[error(transparent)]
+    Plan(#[from] aphex_template::PlanError),
+    /// A person declined an approval gate.
+    #[error("deploy to {env} was not approved")]
+    NotApproved {
+        /// The environment gated.
+        env: String,
+    },
+    /// An approval gate could not be decided.
+    #[error(transparent)]
+    Approval(#[from] crate::executor::ApprovalError),
+    /// Anything else, already phrased for the user: a refusal with no
+    /// error underneath (a stage that needs `--env`, a stage a pull
+    /// request's run does not run), or a message that had to be redacted.
     #[error("{0}")]
     Failed(String),
     /// A local file operation failed.

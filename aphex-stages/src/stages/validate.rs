@@ -6,7 +6,7 @@
 //! if so, the run ends here. As the first stage of every run, it posts the
 //! `pending` commit status ([`crate::commit_status`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{StageError, StageOutcome};
 use crate::context::StageContext;
@@ -75,13 +75,36 @@ async fn credential_problems(ctx: &StageContext) -> Vec<String> {
     problems
 }
 
-fn read_json(path: &Path) -> Result<Option<serde_json::Value>, String> {
+/// Why a CDK context file could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ContextFileError {
+    #[error("{}: not valid JSON: {source}", .path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>, ContextFileError> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| format!("{}: not valid JSON: {e}", path.display())),
+            .map_err(|source| ContextFileError::Json {
+                path: path.to_owned(),
+                source,
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(ContextFileError::Read {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -92,11 +115,11 @@ pub fn context_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<S
     }
     let mut problems = Vec::new();
     let cdk_json = read_json(&checkout.join("cdk.json")).unwrap_or_else(|e| {
-        problems.push(e);
+        problems.push(e.to_string());
         None
     });
     let context_json = read_json(&checkout.join("cdk.context.json")).unwrap_or_else(|e| {
-        problems.push(e);
+        problems.push(e.to_string());
         None
     });
     let has = |key: &str| {
