@@ -261,7 +261,7 @@ async fn ports(
     let pull_request = matches!(kind, RunKind::PullRequest(_));
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) =
         match args.deployer {
-            DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
+            DeployerKind::Fake => (Arc::new(aphex_stages::local::NoopDeployer), None),
             DeployerKind::Cloudformation => {
                 let base = aphex_aws::client::load().await;
                 let checker = if pull_request {

@@ -100,7 +100,7 @@ pub async fn adapters(
     };
     let (deployer, credentials): (Arc<dyn StackDeployer>, Option<Arc<dyn CredentialChecker>>) = match deployer
     {
-        DeployerKind::Fake => (Arc::new(aphex_stages::fake::RecordingDeployer::new()), None),
+        DeployerKind::Fake => (Arc::new(aphex_stages::local::NoopDeployer), None),
         DeployerKind::Cloudformation => {
             let base = base.clone().expect("loaded for the CloudFormation deployer");
             (
