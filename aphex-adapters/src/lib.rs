@@ -121,7 +121,7 @@ pub async fn build(adapters: Adapters) -> Ports {
         (DeployerKind::Cloudformation, Some(base)) => cloudformation(base, pull_request),
         // The fake deploys nothing, the pipeline's own stack included.
         _ => Deploying {
-            deployer: Arc::new(aphex_stages::fake::RecordingDeployer::new()),
+            deployer: Arc::new(aphex_stages::local::NoopDeployer),
             credentials: None,
             pipeline_stack: None,
         },

@@ -9,34 +9,22 @@ use std::process::{Command, Output, Stdio};
 use aphex_stages::local::DirRunRecorder;
 use aphex_stages::ports::RunRecorder;
 use aphex_stages::record::{RunRecord, StageRecord, Status};
+use aphex_testkit::records;
 
 const ID: &str = "shop-7x2kq";
 
 fn header() -> RunRecord {
     RunRecord {
-        id: ID.to_owned(),
-        pipeline: "shop".to_owned(),
         commit: "4f0c3c8e5d2a1b0c9e8f7a6b5c4d3e2f1a0b9c8d".to_owned(),
-        branch: Some("main".to_owned()),
-        started_at: "2026-01-01T00:00:00Z".to_owned(),
-        ended_at: None,
-        status: Status::Running,
-        url: None,
-        stages: Vec::new(),
+        ..records::header(ID, "2026-01-01T00:00:00Z")
     }
 }
 
 fn stage(name: &str, started_at: &str, status: Status) -> StageRecord {
     StageRecord {
-        name: name.to_owned(),
-        started_at: started_at.to_owned(),
         ended_at: (status != Status::Running).then(|| "2026-01-01T00:30:00Z".to_owned()),
-        status,
         error: None,
-        stacks: Vec::new(),
-        artifact_bytes: None,
-        approved_by: None,
-        ends_run: None,
+        ..records::stage(name, started_at, status)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use aphex_testkit::assembly::{FakeStack, write_assembly};
 use aphex_testkit::git;
 
 const CONFIG: &str = r#"
@@ -38,21 +39,17 @@ fn example_repo(config: &str) -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("app");
     std::fs::create_dir_all(repo.join("lib")).unwrap();
-    std::fs::create_dir_all(repo.join("fake-cdk-out")).unwrap();
     std::fs::write(repo.join("aphex-config.yaml"), config).unwrap();
     std::fs::write(repo.join("lib/app.ts"), "// the app stack\n").unwrap();
-    std::fs::write(
-        repo.join("fake-cdk-out/manifest.json"),
-        r#"{"version": "55.0.0", "artifacts": {"AppStack": {"type": "aws:cloudformation:stack",
-            "environment": "aws://unknown-account/unknown-region",
-            "properties": {"templateFile": "AppStack.template.json"}, "displayName": "AppStack"}}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        repo.join("fake-cdk-out/AppStack.template.json"),
-        r#"{"Resources": {}, "Outputs": {"Url": {"Value": "https://app.example"}}}"#,
-    )
-    .unwrap();
+    write_assembly(
+        &repo.join("fake-cdk-out"),
+        &[FakeStack {
+            environment: "aws://unknown-account/unknown-region",
+            display_name: Some("AppStack"),
+            outputs: &[("Url", "https://app.example")],
+            ..FakeStack::new("AppStack")
+        }],
+    );
     std::fs::write(repo.join(".gitignore"), ".aphex/\n").unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);

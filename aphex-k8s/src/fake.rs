@@ -1,7 +1,7 @@
-//! An in-process fake Kubernetes API server for tests, at the HTTP level
-//! (kube-rs's own way: a [`Client`] over a tower service, no socket), or on
-//! a loopback port for a child process (`aphex trigger` in the CLI's
-//! tests, with the `test-util` feature: [`Fake::serve`]). It answers
+//! An in-process fake Kubernetes API server for tests (feature
+//! `test-util`), at the HTTP level (kube-rs's own way: a [`Client`] over a
+//! tower service, no socket), or on a loopback port for a child process
+//! (`aphex trigger` in the CLI's tests: [`Fake::serve`]). It answers
 //! discovery, GET (one object, or a collection with a label selector),
 //! POST (with `generateName`), server-side-apply and merge PATCH (a merge
 //! patch carrying a stale `resourceVersion` is refused with 409, as a
@@ -395,7 +395,6 @@ impl Fake {
     }
 }
 
-#[cfg(feature = "test-util")]
 impl Fake {
     /// Serves this fake over HTTP on a loopback port (for a child process
     /// whose kubeconfig names `http://ADDRESS`), on a thread of its own for

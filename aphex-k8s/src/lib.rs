@@ -3,16 +3,17 @@
 //! serves each kind (an Argo CRD missing is the usual first failure), reads
 //! the live object, and applies manifests with server-side apply.
 //!
-//! [`diff`] compares rendered objects with the live ones (`aphex diff`);
 //! [`workflows`] submits, lists and reads a pipeline's Workflows and sets
 //! its approval gates; [`run_status`] reads a Workflow's status as a run
 //! (`aphex trigger`, `status`, `approve`). [`connect`] makes the client a
 //! kubeconfig context names; [`KubeApplier::delete`] removes what
-//! bootstrap applied (`aphex destroy`).
+//! bootstrap applied (`aphex destroy`). `aphex diff` compares through the
+//! port (`aphex_stages::diff`). The fake API server of the tests
+//! (`fake`) is built only with the `test-util` feature.
 //!
 //! Architecture invariant: knows nothing of AWS.
 
-pub mod diff;
+#[cfg(feature = "test-util")]
 pub mod fake;
 pub mod run_status;
 pub mod workflows;

@@ -234,7 +234,7 @@ async fn a_missing_namespace_is_named_as_the_likely_cause() {
 
 #[tokio::test]
 async fn diff_says_missing_then_same_then_changed_ignoring_server_fields() {
-    use aphex_k8s::diff::{ObjectDiff, diff};
+    use aphex_stages::diff::{ObjectDiff, diff};
     let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
     let applier = KubeApplier::new(fake.client());
     let wt = workflow_template();

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aphex_k8s::KubeApplier;
-use aphex_k8s::diff::{ObjectDiff, diff};
+use aphex_stages::diff::strip_server_fields;
+use aphex_stages::diff::{ObjectDiff, diff};
 use aphex_stages::ports::ManifestApplier;
-use aphex_stages::stages::pipeline::strip_server_fields;
 use aphex_template::render::{RenderOptions, render};
 use aphex_testkit::kube_api::{KubeApi, kube_api};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};

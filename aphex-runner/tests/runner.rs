@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use aphex_testkit::assembly::{FakeStack, write_assembly};
 use aphex_testkit::git;
 
 const CONFIG: &str = r#"
@@ -37,24 +38,16 @@ fn big_output() -> String {
 
 fn repo(dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("lib")).unwrap();
-    std::fs::create_dir_all(dir.join("fake-cdk-out")).unwrap();
     std::fs::write(dir.join("aphex-config.yaml"), CONFIG).unwrap();
     std::fs::write(dir.join("lib/app.ts"), "").unwrap();
-    std::fs::write(
-        dir.join("fake-cdk-out/manifest.json"),
-        r#"{"version": "55.0.0", "artifacts": {"AppStack": {"type": "aws:cloudformation:stack",
-            "environment": "aws://123456789012/us-east-1", "properties": {"templateFile": "App.json"}}}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("fake-cdk-out/App.json"),
-        serde_json::json!({"Resources": {}, "Outputs": {
-            "Url": {"Value": "https://app.example"},
-            "Big": {"Value": big_output()},
-        }})
-        .to_string(),
-    )
-    .unwrap();
+    let big = big_output();
+    write_assembly(
+        &dir.join("fake-cdk-out"),
+        &[FakeStack {
+            outputs: &[("Url", "https://app.example"), ("Big", &big)],
+            ..FakeStack::new("AppStack")
+        }],
+    );
     git(dir, &["init", "-q", "-b", "main"]);
     git(dir, &["add", "."]);
     git(dir, &["commit", "-q", "-m", "app"]);

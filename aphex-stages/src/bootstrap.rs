@@ -19,10 +19,9 @@ use aphex_template::cloudformation::pipeline_stack_name;
 use aphex_template::render::{RenderOptions, render};
 use serde_json::{Value, json};
 
-use crate::ports::{
-    DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackOutcome,
-};
-use crate::stages::pipeline::{StackAction, differs, identity, stack_action};
+use crate::diff::{differs, identity};
+use crate::ports::{DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackOutcome};
+use crate::stages::pipeline::{StackAction, stack_action};
 
 /// The key of the webhook secret in its Secret (what the EventSource reads).
 pub const WEBHOOK_SECRET_KEY: &str = "secret";

@@ -1,8 +1,7 @@
-//! A recording [`StackDeployer`] that deploys nothing: it writes down which
-//! stacks it was asked to deploy, in which order, and answers with outputs
-//! read from each stack's template (literal `Value`s as written, anything
-//! computed as `fake:<Stack>.<Key>`). For tests, and for `aphex run --local
-//! --deployer fake`, which says so in its output.
+//! Test fakes (feature `test-util`): a [`StackDeployer`] that records which
+//! stacks it was asked to deploy, in which order and how many at once, can
+//! be told to fail a stack or answer with given outputs, and otherwise
+//! answers as [`NoopDeployer`] does (the deployer of `--deployer fake`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -10,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
-use crate::ports::{
-    DeployError, DeployProgress, DeployRequest, StackDeployer, StackEvent, StackOutcome, StackOutput,
-};
+use crate::local::NoopDeployer;
+use crate::local::deployer::{recorded_event, template_outputs};
+use crate::ports::{DeployError, DeployProgress, DeployRequest, StackDeployer, StackOutcome, StackOutput};
 
 /// What the fake was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,34 +73,10 @@ impl RecordingDeployer {
     }
 }
 
-/// Outputs declared in a template, with literal values where there are some.
-fn template_outputs(stack: &str, template: &std::path::Path) -> Vec<StackOutput> {
-    let Ok(text) = std::fs::read_to_string(template) else {
-        return Vec::new();
-    };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Vec::new();
-    };
-    let Some(outputs) = json.get("Outputs").and_then(|o| o.as_object()) else {
-        return Vec::new();
-    };
-    outputs
-        .iter()
-        .map(|(key, o)| StackOutput {
-            key: key.clone(),
-            value: o["Value"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("fake:{stack}.{key}")),
-            export_name: o["Export"]["Name"].as_str().map(str::to_owned),
-        })
-        .collect()
-}
-
 #[async_trait]
 impl StackDeployer for RecordingDeployer {
     fn describe(&self) -> String {
-        "the fake deployer (records each request; deploys nothing to AWS)".to_owned()
+        NoopDeployer.describe()
     }
 
     async fn deploy(
@@ -121,14 +96,10 @@ impl StackDeployer for RecordingDeployer {
         tokio::task::yield_now().await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let failing = self.fail.contains(&stack.id) || self.fail.contains(&stack.stack_name);
-        let event = StackEvent {
-            stack: stack.stack_name.clone(),
-            logical_id: stack.stack_name.clone(),
-            resource_type: "AWS::CloudFormation::Stack".to_owned(),
-            status: if failing { "RECORDED_FAILURE" } else { "RECORDED" }.to_owned(),
-            reason: Some("fake deployer: nothing was deployed".to_owned()),
-            timestamp: crate::time::now_rfc3339(),
-        };
+        let event = recorded_event(
+            &stack.stack_name,
+            if failing { "RECORDED_FAILURE" } else { "RECORDED" },
+        );
         progress.event(&event);
         if failing {
             return Err(DeployError {

@@ -9,6 +9,7 @@ use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
 use aphex_stages::stages::{StageError, deploy, test};
+use aphex_testkit::assembly::FakeStack;
 use proptest::prelude::*;
 use support::*;
 

@@ -18,6 +18,7 @@ use aphex_stages::ports::{CommitState, CommitStatus, CommitStatuses};
 use aphex_stages::record::{EndReason, RunEnd, RunRecord, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
+use aphex_testkit::records;
 use serde_json::Value;
 use support::{MINIMAL, SHA, harness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -266,29 +267,18 @@ async fn an_unreachable_github_is_an_error_naming_the_status_not_the_token() {
 
 fn stage(name: &str, status: Status, error: Option<&str>) -> StageRecord {
     StageRecord {
-        name: name.to_owned(),
-        started_at: "2026-01-01T00:00:00Z".to_owned(),
         ended_at: Some("2026-01-01T00:03:12Z".to_owned()),
-        status,
         error: error.map(str::to_owned),
-        stacks: vec![],
-        artifact_bytes: None,
-        approved_by: None,
-        ends_run: None,
+        ..records::stage(name, "2026-01-01T00:00:00Z", status)
     }
 }
 
 fn record(stages: Vec<StageRecord>) -> RunRecord {
     RunRecord {
-        id: "shop-x1".to_owned(),
-        pipeline: "shop".to_owned(),
         commit: SHA.to_owned(),
-        branch: Some("main".to_owned()),
-        started_at: "2026-01-01T00:00:00Z".to_owned(),
-        ended_at: None,
-        status: Status::Running,
         stages,
         url: Some("https://argo.example.com/workflows/argo/shop-x1".to_owned()),
+        ..records::header("shop-x1", "2026-01-01T00:00:00Z")
     }
 }
 

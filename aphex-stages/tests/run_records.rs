@@ -14,39 +14,12 @@ use aphex_stages::record::{self, RunRecord, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::single;
+use aphex_testkit::records::{header, stage};
 use proptest::prelude::*;
 use support::{MINIMAL, harness};
 
 /// How many stages start together in the concurrency tests.
 const STAGES: usize = 8;
-
-fn header(id: &str, started: &str) -> RunRecord {
-    RunRecord {
-        id: id.to_owned(),
-        pipeline: "shop".to_owned(),
-        commit: support::SHA.to_owned(),
-        branch: Some("main".to_owned()),
-        started_at: started.to_owned(),
-        ended_at: None,
-        status: Status::Running,
-        stages: Vec::new(),
-        url: None,
-    }
-}
-
-fn stage(name: &str, started: &str, status: Status) -> StageRecord {
-    StageRecord {
-        name: name.to_owned(),
-        started_at: started.to_owned(),
-        ended_at: Some(started.to_owned()),
-        status,
-        error: (status == Status::Failed).then(|| format!("{name} failed")),
-        stacks: Vec::new(),
-        artifact_bytes: None,
-        approved_by: None,
-        ends_run: None,
-    }
-}
 
 /// `synth-env0` ... `synth-env7`, started one second apart in that order.
 fn synth_stage(i: usize) -> StageRecord {

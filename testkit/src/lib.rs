@@ -1,12 +1,15 @@
 //! `aphex-testkit` holds helpers that several crates' tests share, so each
-//! suite does not carry its own copy: `git` in a throwaway identity, and the
-//! fault-injecting proxy in front of the AWS emulator ([`fault_proxy`]). It
-//! is a dev-dependency everywhere except `xtask`, whose benchmarks run
-//! through the proxy; no shipped crate depends on it.
+//! suite does not carry its own copy: `git` in a throwaway identity,
+//! hand-written cloud assemblies ([`assembly`]), run records
+//! ([`records`]), and the fault-injecting proxy in front of the AWS
+//! emulator ([`fault_proxy`]). It is a dev-dependency everywhere except
+//! `xtask`, whose benchmarks run through the proxy, and the `tests` crate
+//! (itself tests only); no shipped crate depends on it.
 
+pub mod assembly;
 pub mod fault_proxy;
-
 pub mod kube_api;
+pub mod records;
 pub mod sensor;
 
 use std::path::Path;

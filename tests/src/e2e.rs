@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use aphex_testkit::git;
 use aws_config::SdkConfig;
 
 use crate::bootstrap::{account_config, prepare_bootstrap};
@@ -101,10 +102,7 @@ impl AppRepo {
         git(dir.path(), &["init", "-q", "-b", "main"]);
         git(dir.path(), &["add", "-A"]);
         git(dir.path(), &["commit", "-q", "-m", "app"]);
-        let commit = String::from_utf8(git(dir.path(), &["rev-parse", "HEAD"]).stdout)
-            .expect("a SHA")
-            .trim()
-            .to_owned();
+        let commit = git(dir.path(), &["rev-parse", "HEAD"]);
         AppRepo { dir, commit }
     }
 
@@ -365,27 +363,6 @@ impl Run {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
         serde_json::from_str(&text).expect("a JSON run record")
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> Output {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "user.name=aphex-tests",
-            "-c",
-            "user.email=tests@aphex.invalid",
-        ])
-        .args(["-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running git");
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// Copies `src` into `dest`, without installed packages or local state.

@@ -11,10 +11,11 @@ use aphex_stages::context::{Ports, RunInfo};
 use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::local::{DirArtifactStore, DirCluster, JsonLinesMetrics, NoopNotifier};
 use aphex_stages::ports::RunRecorder;
-use aphex_stages::record::{RunRecord, StageRecord, Status};
+use aphex_stages::record::{RunRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::single;
+use aphex_testkit::records::{header, stage};
 use aphex_tests::{emulator, new_bucket};
 use aws_config::SdkConfig;
 
@@ -35,34 +36,6 @@ async fn keys(config: &SdkConfig, bucket: &str, prefix: &str) -> Vec<String> {
         .filter_map(|o| o.key())
         .map(str::to_owned)
         .collect()
-}
-
-fn stage(name: &str, started: &str, status: Status) -> StageRecord {
-    StageRecord {
-        name: name.to_owned(),
-        started_at: started.to_owned(),
-        ended_at: Some(started.to_owned()),
-        status,
-        error: (status == Status::Failed).then(|| format!("{name} failed")),
-        stacks: Vec::new(),
-        artifact_bytes: None,
-        approved_by: None,
-        ends_run: None,
-    }
-}
-
-fn header(id: &str, started: &str) -> RunRecord {
-    RunRecord {
-        id: id.to_owned(),
-        pipeline: "shop".to_owned(),
-        commit: "0123456789abcdef0123456789abcdef01234567".to_owned(),
-        branch: Some("main".to_owned()),
-        started_at: started.to_owned(),
-        ended_at: None,
-        status: Status::Running,
-        stages: Vec::new(),
-        url: None,
-    }
 }
 
 fn names(run: &RunRecord) -> Vec<&str> {

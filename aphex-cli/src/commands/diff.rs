@@ -1,11 +1,11 @@
 //! `aphex diff [PATH] [--exit-code]`: what applying the rendered manifests
-//! would change on the cluster (`aphex_k8s::diff`), each changed object as
+//! would change on the cluster (`aphex_stages::diff`), each changed object as
 //! a unified diff of its YAML.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use aphex_k8s::diff::{ObjectDiff, diff};
+use aphex_stages::diff::{ObjectDiff, diff};
 use aphex_stages::ports::{ManifestApplier, PortError};
 use aphex_template::workflow::stack_outputs_config_map;
 use aphex_template::yaml::to_yaml;

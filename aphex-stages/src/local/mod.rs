@@ -2,10 +2,12 @@
 //! kept in plain files under one directory (`.aphex/` for `aphex run --local`).
 //! Writes are atomic (temp file + rename + directory sync, see
 //! [`crate::files`]), so a crash never leaves half a record behind, and
-//! private (`0700` directories, `0600` files).
+//! private (`0700` directories, `0600` files). [`NoopDeployer`] is the
+//! deployer of `--deployer fake`: it deploys nothing.
 
 mod artifacts;
 mod cluster;
+pub(crate) mod deployer;
 mod metrics;
 mod notify;
 mod runs;
@@ -14,6 +16,7 @@ use std::path::Path;
 
 pub use artifacts::DirArtifactStore;
 pub use cluster::{DirCluster, ManifestError};
+pub use deployer::NoopDeployer;
 pub use metrics::JsonLinesMetrics;
 pub use notify::{NoopNotifier, WebhookNotifier, notification_text};
 pub use runs::DirRunRecorder;

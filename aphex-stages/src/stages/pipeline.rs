@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::{StageError, StageOutcome};
 use crate::context::StageContext;
+use crate::diff::{differs, identity};
 use crate::ports::{DeployProgress, StackEvent};
 use crate::record::{StackResult, Status};
 
@@ -347,43 +348,6 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
         format!("applied {} manifests to {}", manifests.len(), applier.describe()),
     );
     Ok(())
-}
-
-/// `(kind, namespace, name)` of a rendered manifest.
-pub(crate) fn identity(m: &Value) -> (String, String, String) {
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    (
-        s(&m["kind"]),
-        s(&m["metadata"]["namespace"]),
-        s(&m["metadata"]["name"]),
-    )
-}
-
-/// Whether the live object `live` differs from `rendered`, ignoring what a
-/// real cluster adds to an object (not a change we made).
-pub(crate) fn differs(live: &Value, rendered: &Value) -> bool {
-    strip_server_fields(live) != strip_server_fields(rendered)
-}
-
-/// `v` without what a real cluster adds to an object (ids, versions,
-/// timestamps, managed fields, status): not a change we made.
-pub fn strip_server_fields(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "generation",
-            "creationTimestamp",
-            "managedFields",
-        ] {
-            meta.remove(k);
-        }
-    }
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-    }
-    v
 }
 
 /// Task names of the `main` DAG of a WorkflowTemplate, in order.

@@ -16,6 +16,7 @@ use aphex_stages::ports::{
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
+use aphex_testkit::assembly::{FakeStack, write_assembly};
 
 /// A config with one environment and one stack, for tests that only need
 /// the build or a stage context.
@@ -109,78 +110,6 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
         reporter,
         deployer,
     }
-}
-
-/// One stack of a fake assembly.
-pub struct FakeStack<'a> {
-    pub id: &'a str,
-    pub display_name: Option<&'a str>,
-    pub stack_name: Option<&'a str>,
-    pub depends_on: &'a [&'a str],
-    pub outputs: &'a [(&'a str, &'a str)],
-}
-
-impl<'a> FakeStack<'a> {
-    pub fn new(id: &'a str) -> Self {
-        FakeStack {
-            id,
-            display_name: None,
-            stack_name: None,
-            depends_on: &[],
-            outputs: &[],
-        }
-    }
-}
-
-/// Writes a minimal cloud assembly (manifest.json + one template per stack)
-/// into `dir`, shaped as `cdk synth` writes them.
-pub fn write_assembly(dir: &Path, stacks: &[FakeStack<'_>]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut artifacts = serde_json::Map::new();
-    for s in stacks {
-        let template = format!("{}.template.json", s.id);
-        let outputs: serde_json::Map<String, serde_json::Value> = s
-            .outputs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::json!({ "Value": v })))
-            .collect();
-        std::fs::write(
-            dir.join(&template),
-            serde_json::json!({
-                "Resources": { "Param": { "Type": "AWS::SSM::Parameter", "Properties": { "Type": "String", "Value": "x" } } },
-                "Outputs": outputs,
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let mut props = serde_json::json!({ "templateFile": template, "validateOnSynth": false });
-        if let Some(n) = s.stack_name {
-            props["stackName"] = n.into();
-        }
-        let mut a = serde_json::json!({
-            "type": "aws:cloudformation:stack",
-            "environment": "aws://123456789012/us-east-1",
-            "properties": props,
-        });
-        if !s.depends_on.is_empty() {
-            a["dependencies"] = serde_json::json!(s.depends_on);
-        }
-        if let Some(d) = s.display_name {
-            a["displayName"] = d.into();
-        }
-        artifacts.insert(s.id.to_owned(), a);
-    }
-    artifacts.insert(
-        "Tree".to_owned(),
-        serde_json::json!({ "type": "cdk:tree", "properties": { "file": "tree.json" } }),
-    );
-    std::fs::write(dir.join("tree.json"), "{}").unwrap();
-    std::fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_string_pretty(&serde_json::json!({ "version": "55.0.0", "artifacts": artifacts }))
-            .unwrap(),
-    )
-    .unwrap();
 }
 
 /// Prepares `fake-assembly/` in the checkout and returns a synth command

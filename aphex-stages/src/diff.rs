@@ -1,9 +1,12 @@
-//! The live-versus-rendered diff (`aphex diff`): each rendered object next
-//! to what the cluster holds, ignoring what a server adds to an object.
+//! Rendered objects against the live ones (`aphex diff`, and the pipeline
+//! stage's and bootstrap's `created` / `unchanged` / `changed`), ignoring
+//! what a server adds to an object. Written against the `ManifestApplier`
+//! port only, so any cluster adapter (aphex-k8s's, the local directory)
+//! diffs the same way.
 
-use aphex_stages::ports::{ManifestApplier, PortError};
-use aphex_stages::stages::pipeline::strip_server_fields;
 use serde_json::Value;
+
+use crate::ports::{ManifestApplier, PortError};
 
 /// One rendered object against the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,12 +49,7 @@ impl ObjectDiff {
 pub async fn diff(applier: &dyn ManifestApplier, manifests: &[Value]) -> Result<Vec<ObjectDiff>, PortError> {
     let mut out = Vec::with_capacity(manifests.len());
     for m in manifests {
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let (kind, namespace, name) = (
-            s(&m["kind"]),
-            s(&m["metadata"]["namespace"]),
-            s(&m["metadata"]["name"]),
-        );
+        let (kind, namespace, name) = identity(m);
         let object = format!("{kind} {namespace}/{name}");
         let rendered = strip_server_fields(m);
         out.push(match applier.current(&kind, &namespace, &name).await? {
@@ -71,4 +69,41 @@ pub async fn diff(applier: &dyn ManifestApplier, manifests: &[Value]) -> Result<
         });
     }
     Ok(out)
+}
+
+/// `(kind, namespace, name)` of a rendered manifest.
+pub(crate) fn identity(m: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        s(&m["kind"]),
+        s(&m["metadata"]["namespace"]),
+        s(&m["metadata"]["name"]),
+    )
+}
+
+/// Whether the live object `live` differs from `rendered`, ignoring what a
+/// real cluster adds to an object (not a change we made).
+pub(crate) fn differs(live: &Value, rendered: &Value) -> bool {
+    strip_server_fields(live) != strip_server_fields(rendered)
+}
+
+/// `v` without what a real cluster adds to an object (ids, versions,
+/// timestamps, managed fields, status): not a change we made.
+pub fn strip_server_fields(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            meta.remove(k);
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    v
 }
