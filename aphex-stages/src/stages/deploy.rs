@@ -1,8 +1,9 @@
 //! The deploy stage of one environment: restore and verify the artifacts,
 //! `hooks.pre`, synthesize once (just in time, into a fresh `CDK_OUTDIR`),
 //! read the cloud assembly, match the configured stacks to its artifacts,
-//! deploy them through the `StackDeployer` as the environment's
-//! [`Schedule`] says, with the assembly's own dependencies merged in
+//! deploy them through the `StackDeployer` as the environment's schedule
+//! ([`aphex_template::plan::Schedule`]) says, with the assembly's own
+//! dependencies merged in
 //! (`concurrency` at a time, nothing new starts after a failure), write
 //! `outputs.json`, `hooks.post`. The schedule decides what starts when; this
 //! module is the IO around it.
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use aphex_config::Environment;
 use aphex_template::EnvironmentPlan;
-use aphex_template::plan::{Schedule, StackState};
+use aphex_template::plan::StackState;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
