@@ -30,7 +30,7 @@ pub async fn environment_session(base: &SdkConfig, env: &Environment) -> Result<
         .region(aws_config::Region::new(env.region.clone()))
         .build();
     let role = crate::sts::environment_role(env);
-    crate::sts::assume_role(&regional, &role, "aphex-destroy")
+    crate::sts::assume_role(&regional, &role, None, "aphex-destroy")
         .await
         .map_err(|e| StepError::AssumeRole { source: Box::new(e) })
 }

@@ -205,7 +205,7 @@ impl AwsPipelineStackUpdater {
             .ok_or(PipelineStackError::NoRegion)?;
         let identity = caller_identity(&self.base)
             .await
-            .map_err(PipelineStackError::Identity)?;
+            .map_err(|e| PipelineStackError::Identity(e.to_string()))?;
         let home = BootstrapRoles::new(&identity.arn, &identity.account, &region);
 
         let prefix = cluster.export_prefix();
@@ -213,7 +213,7 @@ impl AwsPipelineStackUpdater {
         let provider = OidcProviderArn::parse(&exports.oidc_provider_arn)?;
         let template = pipeline_stack_for(config, Some(&provider)).to_string();
 
-        let deploy_config = assume_role(&self.base, &home.deploy_role, "aphex-pipeline-stack")
+        let deploy_config = assume_role(&self.base, &home.deploy_role, None, "aphex-pipeline-stack")
             .await
             .map_err(|source| PipelineStackError::DeployRole {
                 account: identity.account.clone(),

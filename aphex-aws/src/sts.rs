@@ -4,7 +4,8 @@
 //! lends a cross-account synth the credentials of its environment's account.
 //!
 //! Messages name the environment, the role, the accounts and the AWS error
-//! code; they never contain a credential.
+//! code; they never contain a credential. Every role Aphex acts as is assumed
+//! through [`assume_role`], with an external id when the assembly names one.
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -19,7 +20,7 @@ use crate::client;
 /// The CDK bootstrap qualifier Aphex expects (the CDK default).
 pub const CDK_QUALIFIER: &str = aphex_template::cloudformation::CDK_QUALIFIER;
 
-/// A failed role assumption.
+/// A failed role assumption (one STS `AssumeRole` call).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot assume role {role_arn} (STS AssumeRole, AWS error code {code}): {message}")]
 pub struct AssumeRoleError {
@@ -32,6 +33,99 @@ pub struct AssumeRoleError {
     /// The SDK error.
     #[source]
     pub source: aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>,
+}
+
+/// A failed STS `GetCallerIdentity` call.
+#[derive(Debug, thiserror::Error)]
+#[error("STS GetCallerIdentity failed (AWS error code {code}): {message}")]
+pub struct CallerIdentityError {
+    /// The AWS error code, e.g. `Throttling`.
+    pub code: String,
+    /// STS's message, else the SDK's last error.
+    pub message: String,
+    /// The SDK error.
+    #[source]
+    pub source: aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError>,
+}
+
+/// Why an environment's credentials could not be checked or lent to its
+/// synth: each names the environment, the role and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StsError {
+    /// The role that reaches the environment's account could not be assumed.
+    #[error(
+        "environment `{env}`: cannot assume role {role} to reach account {account} \
+         (STS AssumeRole, AWS error code {}: {}); {fix}",
+        .source.code, .source.message
+    )]
+    Unreachable {
+        /// The environment.
+        env: String,
+        /// Its account.
+        account: String,
+        /// The role tried.
+        role: String,
+        /// What to do about it.
+        fix: &'static str,
+        /// The refused assumption.
+        #[source]
+        source: AssumeRoleError,
+    },
+    /// The assumed role's identity could not be read.
+    #[error("environment `{env}` (account {account}, role {role}): {source}")]
+    Identity {
+        /// The environment.
+        env: String,
+        /// Its account.
+        account: String,
+        /// The role assumed.
+        role: String,
+        /// The failed call.
+        #[source]
+        source: CallerIdentityError,
+    },
+    /// The role resolves to another account than the environment's.
+    #[error(
+        "environment `{env}`: expected account {expected}, but role {role} resolves to account {actual} ({arn}); \
+         fix the environment's `account` or `roleArn`"
+    )]
+    WrongAccount {
+        /// The environment.
+        env: String,
+        /// Its configured account.
+        expected: String,
+        /// The role assumed.
+        role: String,
+        /// The account the role is in.
+        actual: String,
+        /// The assumed identity's ARN.
+        arn: String,
+    },
+    /// The runner's own account could not be read (before a synth).
+    #[error("environment `{env}`: cannot tell which account this runner is in: {source}")]
+    HomeAccount {
+        /// The environment.
+        env: String,
+        /// The failed call.
+        #[source]
+        source: CallerIdentityError,
+    },
+    /// The role a cross-account synth acts as could not be assumed.
+    #[error(
+        "environment `{env}`: cannot assume role {role} for its synth (STS AssumeRole, AWS error code {}: {}); {fix}",
+        .source.code, .source.message
+    )]
+    SynthRole {
+        /// The environment.
+        env: String,
+        /// The role tried.
+        role: String,
+        /// What to do about it.
+        fix: String,
+        /// The refused assumption.
+        #[source]
+        source: AssumeRoleError,
+    },
 }
 
 /// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`, ...).
@@ -58,22 +152,24 @@ pub fn environment_role(env: &Environment) -> String {
         .unwrap_or_else(|| bootstrap_deploy_role(&env.account, &env.region))
 }
 
-/// Assumes `role_arn` from `config`'s credentials and returns a configuration
-/// acting as that role (same region, endpoint and retries). The role is
-/// assumed once now, so a failure is reported here with its AWS error code;
-/// the returned configuration refreshes the session itself before it expires.
+/// Assumes `role_arn` (with `external_id`, when the role's trust policy asks
+/// for one) from `config`'s credentials and returns a configuration acting
+/// as that role (same region, endpoint and retries). The role is assumed
+/// once now, so a failure is reported here with its AWS error code; the
+/// returned configuration refreshes the session itself before it expires.
 pub async fn assume_role(
     config: &SdkConfig,
     role_arn: &str,
+    external_id: Option<&str>,
     session_name: &str,
 ) -> Result<SdkConfig, AssumeRoleError> {
     let session_name = sanitize_session_name(session_name);
-    assume_role_once(config, role_arn, &session_name).await?;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-        .session_name(session_name)
-        .configure(config)
-        .build()
-        .await;
+    assume_role_once(config, role_arn, external_id, &session_name).await?;
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name(session_name);
+    if let Some(external_id) = external_id {
+        provider = provider.external_id(external_id);
+    }
+    let provider = provider.configure(config).build().await;
     Ok(config
         .to_builder()
         .credentials_provider(SharedCredentialsProvider::new(provider))
@@ -84,11 +180,13 @@ pub async fn assume_role(
 async fn assume_role_once(
     config: &SdkConfig,
     role_arn: &str,
+    external_id: Option<&str>,
     session_name: &str,
 ) -> Result<aws_sdk_sts::types::Credentials, AssumeRoleError> {
     let out = aws_sdk_sts::Client::new(config)
         .assume_role()
         .role_arn(role_arn)
+        .set_external_id(external_id.map(str::to_owned))
         .role_session_name(session_name)
         .send()
         .await
@@ -136,19 +234,18 @@ fn sanitize_session_name(name: &str) -> String {
 }
 
 /// The identity `config`'s credentials resolve to.
-pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, String> {
+pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, CallerIdentityError> {
     let out = aws_sdk_sts::Client::new(config)
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "STS GetCallerIdentity failed (AWS error code {}): {}",
-                client::error_code(&e),
-                e.message()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| client::last_error(&e))
-            )
+        .map_err(|source| CallerIdentityError {
+            code: client::error_code(&source),
+            message: source
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| client::last_error(&source)),
+            source,
         })?;
     Ok(Identity {
         account: out.account().unwrap_or_default().to_owned(),
@@ -222,9 +319,9 @@ impl StsCredentialChecker {
     }
 }
 
-#[async_trait]
-impl CredentialChecker for StsCredentialChecker {
-    async fn check(&self, env: &Environment) -> Result<Identity, CredentialError> {
+impl StsCredentialChecker {
+    /// Assumes `env`'s role and checks that it resolves to `env`'s account.
+    async fn check_env(&self, env: &Environment) -> Result<Identity, StsError> {
         let role = self.check_role(env);
         let fix = if self.roles == Roles::Lookup {
             "pull-request runs reach each account through its CDK lookup role: bootstrap the account with `cdk bootstrap --trust <pipeline account>`"
@@ -234,30 +331,32 @@ impl CredentialChecker for StsCredentialChecker {
             "bootstrap the account with `cdk bootstrap`, or set the environment's `roleArn`"
         };
         let config = self.in_region(env);
-        let assumed = assume_role(&config, &role, &format!("aphex-validate-{}", env.name))
-            .await
-            .map_err(|e| {
-                CredentialError::Unreachable(
-                    format!(
-                        "environment `{}`: cannot assume role {role} to reach account {} \
-                         (STS AssumeRole, AWS error code {}: {}); {fix}",
-                        env.name, env.account, e.code, e.message
-                    )
-                    .into(),
-                )
-            })?;
-        let identity = caller_identity(&assumed).await.map_err(|e| {
-            CredentialError::Unreachable(
-                format!(
-                    "environment `{}` (account {}, role {role}): {e}",
-                    env.name, env.account
-                )
-                .into(),
-            )
-        })?;
+        let assumed = match assume_role(&config, &role, None, &format!("aphex-validate-{}", env.name)).await {
+            Ok(assumed) => assumed,
+            Err(source) => {
+                return Err(StsError::Unreachable {
+                    env: env.name.clone(),
+                    account: env.account.clone(),
+                    role,
+                    fix,
+                    source,
+                });
+            }
+        };
+        let identity = match caller_identity(&assumed).await {
+            Ok(identity) => identity,
+            Err(source) => {
+                return Err(StsError::Identity {
+                    env: env.name.clone(),
+                    account: env.account.clone(),
+                    role,
+                    source,
+                });
+            }
+        };
         if identity.account != env.account {
-            return Err(CredentialError::WrongAccount {
-                environment: env.name.clone(),
+            return Err(StsError::WrongAccount {
+                env: env.name.clone(),
                 expected: env.account.clone(),
                 role,
                 actual: identity.account,
@@ -267,20 +366,16 @@ impl CredentialChecker for StsCredentialChecker {
         Ok(identity)
     }
 
-    async fn synth_credentials(
-        &self,
-        env: &Environment,
-    ) -> Result<Option<SynthCredentials>, CredentialError> {
+    /// The credentials of `env`'s account for its synth, when this runner is
+    /// in another account.
+    async fn lend_synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, StsError> {
         let config = self.in_region(env);
-        let home = caller_identity(&config).await.map_err(|e| {
-            CredentialError::Unreachable(
-                format!(
-                    "environment `{}`: cannot tell which account this runner is in: {e}",
-                    env.name
-                )
-                .into(),
-            )
-        })?;
+        let home = caller_identity(&config)
+            .await
+            .map_err(|source| StsError::HomeAccount {
+                env: env.name.clone(),
+                source,
+            })?;
         if home.account == env.account {
             return Ok(None);
         }
@@ -293,21 +388,18 @@ impl CredentialChecker for StsCredentialChecker {
                 env.account, home.account
             )
         };
-        let credentials = assume_role_once(
-            &config,
-            &role,
-            &sanitize_session_name(&format!("aphex-synth-{}", env.name)),
-        )
-        .await
-        .map_err(|e| {
-            CredentialError::Unreachable(
-                format!(
-                    "environment `{}`: cannot assume role {role} for its synth (STS AssumeRole, AWS error code {}: {}); {fix}",
-                    env.name, e.code, e.message
-                )
-                .into(),
-            )
-        })?;
+        let session_name = sanitize_session_name(&format!("aphex-synth-{}", env.name));
+        let credentials = match assume_role_once(&config, &role, None, &session_name).await {
+            Ok(credentials) => credentials,
+            Err(source) => {
+                return Err(StsError::SynthRole {
+                    env: env.name.clone(),
+                    role,
+                    fix,
+                    source,
+                });
+            }
+        };
         Ok(Some(SynthCredentials {
             role_arn: role,
             vars: vec![
@@ -316,6 +408,40 @@ impl CredentialChecker for StsCredentialChecker {
                 ("AWS_SESSION_TOKEN".to_owned(), credentials.session_token),
             ],
         }))
+    }
+}
+
+/// The port's error: a wrong account as itself, everything else as the
+/// reason the account could not be reached (the message is the error's own).
+impl From<StsError> for CredentialError {
+    fn from(e: StsError) -> Self {
+        match e {
+            StsError::WrongAccount {
+                env,
+                expected,
+                role,
+                actual,
+                arn,
+            } => CredentialError::WrongAccount {
+                environment: env,
+                expected,
+                role,
+                actual,
+                arn,
+            },
+            other => CredentialError::Unreachable(Box::new(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl CredentialChecker for StsCredentialChecker {
+    async fn check(&self, env: &Environment) -> Result<Identity, CredentialError> {
+        Ok(self.check_env(env).await?)
+    }
+
+    async fn synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, CredentialError> {
+        Ok(self.lend_synth_credentials(env).await?)
     }
 }
 
@@ -352,6 +478,40 @@ mod tests {
         );
         env.role_arn = Some("arn:aws:iam::111111111111:role/deployer".to_owned());
         assert_eq!(synth_role(&env), "arn:aws:iam::111111111111:role/deployer");
+    }
+
+    #[test]
+    fn checker_errors_name_the_environment_the_role_the_code_and_the_fix() {
+        let refused = || AssumeRoleError {
+            role_arn: "arn:aws:iam::111111111111:role/deployer".to_owned(),
+            code: "AccessDenied".to_owned(),
+            message: "not authorized".to_owned(),
+            source: aws_sdk_sts::error::SdkError::construction_failure("refused"),
+        };
+        let err = StsError::Unreachable {
+            env: "prod".to_owned(),
+            account: "111111111111".to_owned(),
+            role: "arn:aws:iam::111111111111:role/deployer".to_owned(),
+            fix: "check the environment's `roleArn`",
+            source: refused(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "environment `prod`: cannot assume role arn:aws:iam::111111111111:role/deployer to reach account \
+             111111111111 (STS AssumeRole, AWS error code AccessDenied: not authorized); check the environment's `roleArn`"
+        );
+        let err = StsError::SynthRole {
+            env: "prod".to_owned(),
+            role: "arn:aws:iam::111111111111:role/deployer".to_owned(),
+            fix: "set the environment's `roleArn`".to_owned(),
+            source: refused(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "environment `prod`: cannot assume role arn:aws:iam::111111111111:role/deployer for its synth \
+             (STS AssumeRole, AWS error code AccessDenied: not authorized); set the environment's `roleArn`"
+        );
+        assert!(std::error::Error::source(&err).is_some(), "the STS error is kept as the source");
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The stack dependency graph of one environment (petgraph). Used here to
-//! reject cycles and unknown `dependsOn` names, and by `aphex-template` and
-//! `aphex-stages` for deploy order and waves; the deploy stage merges the CDK
-//! app's own dependencies with [`StackGraph::add_dependency`] and re-checks.
+//! reject cycles and unknown `dependsOn` names, and by `aphex-template`'s
+//! schedule, the one place that turns it into a deploy order; the deploy
+//! stage merges the CDK app's own dependencies with
+//! [`StackGraph::add_dependency`] and re-checks.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -87,7 +87,7 @@ impl StackGraph {
     }
 
     /// The graph of an environment's stacks and their `dependsOn` edges.
-    /// Unknown names are errors; cycles are reported by [`StackGraph::order`].
+    /// Unknown names are errors; cycles are reported by [`StackGraph::find_cycle`].
     pub fn from_environment(env: &Environment) -> Result<Self, GraphError> {
         let mut g = StackGraph::new(env.stacks.iter().map(|s| s.name.clone()));
         for s in &env.stacks {
@@ -146,67 +146,13 @@ impl StackGraph {
         deps.into_iter().map(|d| self.graph[d].as_str()).collect()
     }
 
-    /// The stable topological order: dependencies first, list order breaking
-    /// ties (so with no edges it is exactly list order).
-    pub fn order(&self) -> Result<Vec<&str>, GraphError> {
-        // Waves of one are exactly Kahn's algorithm taking the earliest ready
-        // stack each time; wider waves would let a later independent stack
-        // jump ahead of an earlier one unblocked by the same wave.
-        Ok(self.waves(1)?.into_iter().flatten().collect())
-    }
-
-    /// Deploy waves of at most `concurrency` stacks: every stack's
-    /// dependencies are in earlier waves; within the ready set, list order
-    /// decides who goes first.
-    pub fn waves(&self, concurrency: usize) -> Result<Vec<Vec<&str>>, GraphError> {
-        let concurrency = concurrency.max(1);
-        let mut indegree: Vec<usize> = self
-            .graph
-            .node_indices()
-            .map(|n| {
-                self.graph
-                    .neighbors_directed(n, petgraph::Direction::Incoming)
-                    .count()
-            })
-            .collect();
-        let mut ready: BinaryHeap<Reverse<usize>> = (0..indegree.len())
-            .filter(|i| indegree[*i] == 0)
-            .map(Reverse)
-            .collect();
-        let mut waves = Vec::new();
-        let mut placed = 0;
-        while !ready.is_empty() {
-            let mut wave = Vec::new();
-            while wave.len() < concurrency {
-                match ready.pop() {
-                    Some(Reverse(i)) => wave.push(i),
-                    None => break,
-                }
-            }
-            for &i in &wave {
-                for n in self
-                    .graph
-                    .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
-                {
-                    indegree[n.index()] -= 1;
-                    if indegree[n.index()] == 0 {
-                        ready.push(Reverse(n.index()));
-                    }
-                }
-            }
-            placed += wave.len();
-            waves.push(
-                wave.into_iter()
-                    .map(|i| self.graph[NodeIndex::new(i)].as_str())
-                    .collect(),
-            );
-        }
-        if placed < self.len() {
-            return Err(GraphError::Cycle {
-                cycle: self.find_cycle().unwrap_or_default(),
-            });
-        }
-        Ok(waves)
+    /// Every "`before` must deploy before `after`" edge as list indices
+    /// `(before, after)`, in the order they were added.
+    pub fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.graph
+            .raw_edges()
+            .iter()
+            .map(|e| (e.source().index(), e.target().index()))
     }
 
     /// One dependency cycle, if any, as `[A, B, A]` (A deploys after B, which
@@ -303,7 +249,6 @@ mod tests {
         assert_eq!(g.find_cycle().unwrap().join(" -> "), "A -> B -> C -> A");
         let g = graph(&["A"], &[("A", "A")]);
         assert_eq!(g.find_cycle().unwrap().join(" -> "), "A -> A");
-        assert_eq!(g.order().unwrap_err().to_string(), "dependency cycle: A -> A");
     }
 
     #[test]
@@ -316,12 +261,11 @@ mod tests {
     }
 
     #[test]
-    fn acyclic_graphs_have_no_cycle_and_a_stable_order() {
-        let g = graph(&["C", "B", "A"], &[("C", "A")]);
+    fn acyclic_graphs_have_no_cycle_and_list_indexed_edges() {
+        let g = graph(&["C", "B", "A"], &[("C", "A"), ("C", "A")]);
         assert_eq!(g.find_cycle(), None);
-        assert_eq!(g.order().unwrap(), ["B", "A", "C"]);
-        assert_eq!(g.waves(2).unwrap(), vec![vec!["B", "A"], vec!["C"]]);
-        assert_eq!(graph(&["A", "B"], &[]).order().unwrap(), ["A", "B"]);
+        assert_eq!(g.edges().collect::<Vec<_>>(), [(2, 0)]);
+        assert_eq!(g.dependencies_of("C"), ["A"]);
     }
 
     #[test]

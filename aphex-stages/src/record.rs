@@ -8,6 +8,7 @@
 //! any other record; [`merge_stage_objects`] puts the pieces back together.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +47,13 @@ impl Status {
             Status::Duplicate => "duplicate",
             Status::Superseded => "superseded",
         }
+    }
+}
+
+/// The stored word; width and alignment apply (`{:<12}`), as for a `str`.
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -271,6 +279,16 @@ fn by_time(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_displays_as_stored_and_pads_like_a_str() {
+        use Status::*;
+        for status in [Running, Succeeded, Failed, Interrupted, Skipped, Duplicate, Superseded] {
+            let stored = serde_json::to_value(status).unwrap();
+            assert_eq!(Some(status.to_string().as_str()), stored.as_str());
+            assert_eq!(format!("{status:<12}|"), format!("{:<12}|", status.as_str()));
+        }
+    }
 
     #[test]
     fn only_a_running_run_past_the_deadline_is_settled_as_interrupted() {

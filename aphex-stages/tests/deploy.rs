@@ -257,8 +257,7 @@ proptest! {
         for d in dependents_of(&deps, failed).into_iter().skip(1) {
             prop_assert!(!called.contains(&format!("S{d}")), "dependent S{} started", d);
         }
-        let order = aphex_config::StackGraph::from_environment(&h.ctx.config.environments[0]).unwrap();
-        let order: Vec<String> = order.order().unwrap().into_iter().map(str::to_owned).collect();
+        let order = aphex_template::EnvironmentPlan::new(&h.ctx.config.environments[0]).unwrap().order;
         if concurrency == 1 {
             let at = order.iter().position(|s| s == &failed_name).unwrap();
             prop_assert_eq!(&called, &order[..=at].to_vec());

@@ -25,5 +25,5 @@ pub mod workflow;
 pub mod yaml;
 
 pub use diff::PlanDiff;
-pub use plan::{EnvironmentPlan, Plan, PlanError, Stage, StageKind};
+pub use plan::{EnvironmentPlan, Plan, PlanError, Schedule, Stage, StageKind};
 pub use render::{RenderOptions, Rendered, render};

@@ -173,7 +173,7 @@ fn walk_find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
 /// Runs `cmd` to completion, draining its output, sampling its `VmHWM`.
 fn measure(mut cmd: Command, what: &str) -> Result<Measure> {
     cmd.env("APHEX_LOG", "info")
-        .env_remove("APHEX_SLACK_WEBHOOK_URL")
+        .env_remove(aphex_template::workflow::SLACK_WEBHOOK_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

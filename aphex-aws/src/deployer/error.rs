@@ -43,15 +43,6 @@ pub enum StepError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A role needing an external id could not be assumed.
-    #[error("cannot assume role {role} (external id given; STS AssumeRole): {}; {ASSUME_HINT}", crate::client::describe(.source))]
-    AssumeRoleWithExternalId {
-        /// The role.
-        role: String,
-        /// Why.
-        #[source]
-        source: aws_credential_types::provider::error::CredentialsError,
-    },
     /// The stack names a docker image asset, which this deployer does not publish.
     #[error(
         "docker image asset {id}{} cannot be published: the native deployer does not publish container images yet; publish the image with `cdk deploy` (or `cdk-assets`) first, or remove the image asset from the stack",

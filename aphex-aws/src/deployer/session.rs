@@ -3,15 +3,12 @@
 //! `roleArn`, an asset destination's publishing role), per region. Assuming
 //! happens once per role and region, and is checked at once so a refused
 //! role is reported as such rather than as a failed CloudFormation call.
-//! Assuming goes through [`crate::sts::assume_role`] except for roles that
-//! need an external id, which it does not take.
+//! Assuming goes through [`crate::sts::assume_role`].
 
 use std::collections::HashMap;
 
 use aws_config::Region;
 use aws_config::SdkConfig;
-use aws_config::sts::AssumeRoleProvider;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use super::StepError;
 
@@ -49,34 +46,11 @@ impl Sessions {
             .build();
         let config = match role {
             None => regional,
-            Some(role) => match &role.external_id {
-                None => crate::sts::assume_role(&regional, &role.arn, "aphex-deploy")
-                    .await
-                    .map_err(|err| StepError::AssumeDeployRole {
-                        source: Box::new(err),
-                    })?,
-                // `sts::assume_role` takes no external id; asset publishing
-                // roles may need one.
-                Some(external_id) => {
-                    let provider = AssumeRoleProvider::builder(role.arn.clone())
-                        .session_name("aphex-deploy")
-                        .external_id(external_id.clone())
-                        .configure(&regional)
-                        .build()
-                        .await;
-                    // Fail here, naming the role, instead of at the first call.
-                    provider.provide_credentials().await.map_err(|source| {
-                        StepError::AssumeRoleWithExternalId {
-                            role: role.arn.clone(),
-                            source,
-                        }
-                    })?;
-                    regional
-                        .to_builder()
-                        .credentials_provider(SharedCredentialsProvider::new(provider))
-                        .build()
-                }
-            },
+            Some(role) => crate::sts::assume_role(&regional, &role.arn, role.external_id.as_deref(), "aphex-deploy")
+                .await
+                .map_err(|err| StepError::AssumeDeployRole {
+                    source: Box::new(err),
+                })?,
         };
         self.cache.insert(key, config.clone());
         Ok(config)

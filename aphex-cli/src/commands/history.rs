@@ -78,7 +78,7 @@ pub fn line(run: &RunRecord) -> String {
     format!(
         "{:<32} {started:<19} {:<11} {short} {:<12} {}{stopped}{approved}",
         run.id,
-        run.status.as_str(),
+        run.status,
         run.branch.as_deref().unwrap_or("-"),
         run.pipeline
     )

@@ -210,8 +210,7 @@ fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&st
     writeln!(
         out,
         "run {} {} (commit {short}{branch})",
-        run.id,
-        run.status.as_str()
+        run.id, run.status
     )?;
     for s in &run.stages {
         let secs = s
@@ -219,7 +218,7 @@ fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&st
             .as_deref()
             .map(|e| format!("{:.1}s", aphex_stages::time::seconds_between(&s.started_at, e)))
             .unwrap_or_default();
-        writeln!(out, "  {:<20} {:<12} {secs}", s.name, s.status.as_str())?;
+        writeln!(out, "  {:<20} {:<12} {secs}", s.name, s.status)?;
         for st in &s.stacks {
             let what = match (st.status, st.changed) {
                 (Status::Succeeded, Some(true)) => "deployed",
@@ -377,4 +376,22 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
 /// Writes a message of the signal watcher to standard error.
 fn say(message: &str) {
     eprintln!("{message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, Command};
+
+    // The help text is a literal (clap's attribute takes no constant); this
+    // keeps it naming the variable the runner and the template use.
+    #[test]
+    fn the_help_names_the_slack_variable_the_pipeline_uses() {
+        let help = super::Args::augment_args(Command::new("run"))
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains(&format!("Set {} to send", aphex_template::workflow::SLACK_WEBHOOK_ENV)),
+            "{help}"
+        );
+    }
 }

@@ -28,7 +28,7 @@ pub fn notification_text(run: &RunRecord) -> String {
         "{icon} {} run {} {}: commit {short}{}",
         run.pipeline,
         run.id,
-        run.status.as_str(),
+        run.status,
         run.branch
             .as_deref()
             .map(|b| format!(" on {b}"))
@@ -38,7 +38,7 @@ pub fn notification_text(run: &RunRecord) -> String {
         text.push_str(&format!("\n{}", end.message));
     }
     for s in &run.stages {
-        text.push_str(&format!("\n• {}: {}", s.name, s.status.as_str()));
+        text.push_str(&format!("\n• {}: {}", s.name, s.status));
         if let Some(e) = &s.error {
             let first = e.lines().next().unwrap_or_default();
             text.push_str(&format!(" ({first})"));

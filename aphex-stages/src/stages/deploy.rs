@@ -1,18 +1,22 @@
 //! The deploy stage of one environment: restore and verify the artifacts,
 //! `hooks.pre`, synthesize once (just in time, into a fresh `CDK_OUTDIR`),
 //! read the cloud assembly, match the configured stacks to its artifacts,
-//! deploy them through the `StackDeployer` in plan order merged with the
-//! assembly's own dependencies (`concurrency` at a time, nothing new starts
-//! after a failure), write `outputs.json`, `hooks.post`.
+//! deploy them through the `StackDeployer` as the environment's schedule
+//! ([`aphex_template::plan::Schedule`]) says, with the assembly's own
+//! dependencies merged in
+//! (`concurrency` at a time, nothing new starts after a failure), write
+//! `outputs.json`, `hooks.post`. The schedule decides what starts when; this
+//! module is the IO around it.
 //!
 //! [`synth_check`] is the pull-request variant: synth and match, no deploy.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aphex_config::Environment;
-use aphex_template::Plan;
+use aphex_template::EnvironmentPlan;
+use aphex_template::plan::StackState;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
@@ -53,22 +57,22 @@ pub async fn run(
     .await?;
     let assembly = synth(ctx, &stage, env).await?;
     let matched = match_stacks(env, &assembly)?;
-    let order = deploy_order(ctx, &stage, env, &matched)?;
+    let plan = deploy_plan(ctx, &stage, env, &matched)?;
     ctx.info(
         &stage,
         format!(
             "deploying {} with {}: {}",
             env.name,
             ctx.ports.deployer.describe(),
-            order.join(" -> ")
+            plan.order.join(" -> ")
         ),
     );
-    let (results, outputs, failure) = deploy_stacks(ctx, &stage, env, &assembly, &matched, &order).await;
-    write_outputs(outputs_file, &outputs)?;
-    if let Some(message) = failure {
+    let deployed = deploy_stacks(ctx, &stage, env, &assembly, &matched, &plan).await;
+    write_outputs(outputs_file, &deployed.outputs)?;
+    if let Some(failure) = deployed.failure {
         return Err(StageError::Deploy {
-            message: ctx.exec.redactor.redact(&message),
-            stacks: results,
+            message: ctx.exec.redactor.redact(&failure.to_string()),
+            stacks: deployed.stacks,
         });
     }
     ctx.info(
@@ -90,7 +94,7 @@ pub async fn run(
     )
     .await?;
     Ok(StageOutcome {
-        stacks: results,
+        stacks: deployed.stacks,
         ..StageOutcome::default()
     })
 }
@@ -103,12 +107,12 @@ pub async fn synth_check(ctx: &StageContext, env_name: &str) -> Result<StageOutc
     restore_artifacts(ctx, &stage).await?;
     let assembly = synth(ctx, &stage, env).await?;
     let matched = match_stacks(env, &assembly)?;
-    let order = deploy_order(ctx, &stage, env, &matched)?;
+    let plan = deploy_plan(ctx, &stage, env, &matched)?;
     ctx.info(
         &stage,
         format!(
             "assembly has every configured stack; deploy order {}",
-            order.join(" -> ")
+            plan.order.join(" -> ")
         ),
     );
     Ok(StageOutcome::default())
@@ -324,14 +328,15 @@ pub fn match_stacks<'a>(
     )))
 }
 
-/// The deploy order: the plan's order merged with the assembly's own stack
-/// dependencies; returns configured names. A cycle is an error.
-fn deploy_order(
+/// The environment's plan with the assembly's own stack dependencies merged
+/// in (configured names); its schedule is what the deploy follows. A cycle
+/// is an error.
+fn deploy_plan(
     ctx: &StageContext,
     stage: &str,
     env: &Environment,
     matched: &[(String, &StackArtifact)],
-) -> Result<Vec<String>, StageError> {
+) -> Result<EnvironmentPlan, StageError> {
     let by_id: HashMap<&str, &str> = matched.iter().map(|(n, a)| (a.id.as_str(), n.as_str())).collect();
     let mut edges = Vec::new();
     for (name, artifact) in matched {
@@ -348,18 +353,12 @@ fn deploy_order(
             }
         }
     }
-    let plan = Plan::new(&ctx.config).map_err(|e| StageError::Failed(e.to_string()))?;
-    let env_plan = plan
-        .environment(&env.name)
-        .ok_or_else(|| StageError::Failed(format!("environment {} is not in the plan", env.name)))?;
-    let merged = env_plan
-        .with_extra_dependencies(env, edges)
-        .map_err(|e| {
-            StageError::Failed(format!(
-                "{e} (dependsOn in the config combined with the CDK app's own stack dependencies): remove one of the dependencies"
-            ))
-        })?;
-    Ok(merged.order.clone())
+    let plan = EnvironmentPlan::new(env).map_err(|e| StageError::Failed(e.to_string()))?;
+    plan.with_extra_dependencies(env, edges).map_err(|e| {
+        StageError::Failed(format!(
+            "{e} (dependsOn in the config combined with the CDK app's own stack dependencies): remove one of the dependencies"
+        ))
+    })
 }
 
 struct ProgressToReporter<'a> {
@@ -431,77 +430,82 @@ fn failure_message(name: &str, e: &DeployError) -> String {
     m
 }
 
-/// Deploys in `order`, at most `concurrency` at once, each only after the
-/// stacks it depends on succeeded; after a failure nothing new starts.
+/// What deploying an environment's stacks did.
+#[derive(Debug)]
+pub struct Deployed {
+    /// Every stack's result in plan order: succeeded, failed, skipped, or
+    /// interrupted in flight.
+    pub stacks: Vec<StackResult>,
+    /// The outputs of the stacks that succeeded.
+    pub outputs: Outputs,
+    /// Why the deploy stopped short, if it did.
+    pub failure: Option<DeployFailure>,
+}
+
+/// Why a deploy stopped short. Messages are redacted when made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployFailure {
+    /// A stack failed (the first one: nothing new started after it).
+    #[error("{report}")]
+    Stack {
+        /// The stack's configured name.
+        stack: String,
+        /// What failed, with the root-cause events.
+        report: String,
+    },
+    /// The run was cancelled while stacks were deploying.
+    #[error(
+        "interrupted while deploying {}; the CloudFormation operation was not cancelled and goes on by itself: the next run waits for it to end",
+        .in_flight.join(", ")
+    )]
+    Interrupted {
+        /// Each stack still deploying, with what it was doing.
+        in_flight: Vec<String>,
+    },
+}
+
+/// Deploys `plan`'s stacks as its schedule says: at most `concurrency` at
+/// once, each only after the stacks it depends on succeeded; after a failure
+/// or a cancellation nothing new starts.
 async fn deploy_stacks(
     ctx: &StageContext,
     stage: &str,
     env: &Environment,
     assembly: &CloudAssembly,
     matched: &[(String, &StackArtifact)],
-    order: &[String],
-) -> (Vec<StackResult>, Outputs, Option<String>) {
+    plan: &EnvironmentPlan,
+) -> Deployed {
     let artifacts: HashMap<&str, &StackArtifact> = matched.iter().map(|(n, a)| (n.as_str(), *a)).collect();
-    let graph = ctx
-        .config
-        .environment(&env.name)
-        .and_then(|e| aphex_config::StackGraph::from_environment(e).ok());
-    // Dependencies as the merged order implies them: config and assembly edges.
-    let mut deps: HashMap<&str, Vec<&str>> = HashMap::new();
-    for name in order {
-        let mut d: Vec<&str> = graph
-            .as_ref()
-            .map(|g| g.dependencies_of(name))
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|x| order.iter().find(|o| o.as_str() == x).map(String::as_str))
-            .collect();
-        for dep in &artifacts[name.as_str()].dependencies {
-            if let Some((n, _)) = matched.iter().find(|(_, a)| &a.id == dep) {
-                d.push(n.as_str());
-            }
-        }
-        deps.insert(name.as_str(), d);
-    }
     let progress = ProgressToReporter {
         stage,
         reporter: ctx.reporter(),
         redactor: &ctx.exec.redactor,
         in_flight: Default::default(),
     };
-    let concurrency = env.concurrency() as usize;
-    let mut results: BTreeMap<&str, StackResult> = BTreeMap::new();
+    let mut schedule = plan.schedule();
+    let mut results: BTreeMap<String, StackResult> = BTreeMap::new();
     let mut outputs = Outputs::new();
-    let mut succeeded: HashSet<&str> = HashSet::new();
-    let mut started: HashSet<&str> = HashSet::new();
-    let mut failure: Option<String> = None;
+    let mut failure: Option<DeployFailure> = None;
     let mut running = FuturesUnordered::new();
     loop {
-        if failure.is_none() && !ctx.exec.cancel.is_cancelled() {
-            for name in order {
-                if running.len() >= concurrency {
-                    break;
-                }
-                let name = name.as_str();
-                if started.contains(name) || !deps[name].iter().all(|d| succeeded.contains(d)) {
-                    continue;
-                }
-                started.insert(name);
-                let artifact = artifacts[name];
-                ctx.info(stage, format!("deploying stack {name} ({})", artifact.stack_name));
-                let request = DeployRequest {
-                    pipeline: &ctx.run.pipeline,
-                    environment: env,
-                    assembly,
-                    stack: artifact,
-                };
-                let progress = &progress;
-                running.push(async move {
-                    let t = Instant::now();
-                    let r = ctx.ports.deployer.deploy(request, progress).await;
-                    (name, r, t.elapsed().as_millis() as u64)
-                });
-            }
+        if ctx.exec.cancel.is_cancelled() {
+            schedule.stop();
+        }
+        for name in schedule.start_next() {
+            let artifact = artifacts[name.as_str()];
+            ctx.info(stage, format!("deploying stack {name} ({})", artifact.stack_name));
+            let request = DeployRequest {
+                pipeline: &ctx.run.pipeline,
+                environment: env,
+                assembly,
+                stack: artifact,
+            };
+            let progress = &progress;
+            running.push(async move {
+                let t = Instant::now();
+                let r = ctx.ports.deployer.deploy(request, progress).await;
+                (name, r, t.elapsed().as_millis() as u64)
+            });
         }
         if running.is_empty() {
             break;
@@ -511,23 +515,21 @@ async fn deploy_stacks(
             _ = ctx.exec.cancel.cancelled() => None,
         };
         let Some((name, result, millis)) = next else {
-            let still: Vec<String> = order
+            let in_flight = plan
+                .order
                 .iter()
-                .map(String::as_str)
-                .filter(|s| started.contains(s) && !results.contains_key(s))
-                .map(|s| format!("{s} ({})", progress.in_flight(&artifacts[s].stack_name)))
+                .filter(|s| schedule.state(s) == Some(StackState::Running))
+                .map(|s| format!("{s} ({})", progress.in_flight(&artifacts[s.as_str()].stack_name)))
                 .collect();
-            failure = Some(format!(
-                "interrupted while deploying {}; the CloudFormation operation was not cancelled and goes on by itself: the next run waits for it to end",
-                still.join(", ")
-            ));
+            failure = Some(DeployFailure::Interrupted { in_flight });
             break;
         };
-        let stack_name = artifacts[name].stack_name.clone();
-        match result {
+        let stack_name = artifacts[name.as_str()].stack_name.clone();
+        let result = match result {
             Ok(StackOutcome {
                 changed, outputs: o, ..
             }) => {
+                schedule.finished(&name);
                 ctx.info(
                     stage,
                     format!(
@@ -537,67 +539,75 @@ async fn deploy_stacks(
                     ),
                 );
                 let values: BTreeMap<String, String> = o.into_iter().map(|o| (o.key, o.value)).collect();
-                outputs.insert(name.to_owned(), values.clone());
-                succeeded.insert(name);
-                results.insert(
-                    name,
-                    StackResult {
-                        name: name.to_owned(),
-                        stack_name,
-                        status: Status::Succeeded,
-                        changed: Some(changed),
-                        millis,
-                        error: None,
-                        outputs: values,
-                    },
-                );
+                outputs.insert(name.clone(), values.clone());
+                StackResult {
+                    name: name.clone(),
+                    stack_name,
+                    status: Status::Succeeded,
+                    changed: Some(changed),
+                    millis,
+                    error: None,
+                    outputs: values,
+                }
             }
             Err(e) => {
-                let message = ctx.exec.redactor.redact(&failure_message(name, &e));
-                ctx.warn(stage, &message);
-                if failure.is_none() {
-                    failure = Some(message.clone());
+                // Stacks already deploying finish; nothing new starts.
+                schedule.failed(&name);
+                schedule.stop();
+                let report = ctx.exec.redactor.redact(&failure_message(&name, &e));
+                ctx.warn(stage, &report);
+                failure.get_or_insert_with(|| DeployFailure::Stack {
+                    stack: name.clone(),
+                    report: report.clone(),
+                });
+                StackResult {
+                    name: name.clone(),
+                    stack_name,
+                    status: Status::Failed,
+                    changed: None,
+                    millis,
+                    error: Some(report),
+                    outputs: BTreeMap::new(),
                 }
-                results.insert(
-                    name,
-                    StackResult {
-                        name: name.to_owned(),
-                        stack_name,
-                        status: Status::Failed,
-                        changed: None,
-                        millis,
-                        error: Some(message),
-                        outputs: BTreeMap::new(),
-                    },
-                );
             }
-        }
+        };
+        results.insert(name, result);
     }
-    let interrupted = ctx.exec.cancel.is_cancelled();
-    let ordered = order
+    let stacks = plan
+        .order
         .iter()
         .map(|name| {
-            results.remove(name.as_str()).unwrap_or_else(|| StackResult {
-                name: name.clone(),
-                stack_name: artifacts[name.as_str()].stack_name.clone(),
-                status: if interrupted && started.contains(name.as_str()) {
-                    Status::Interrupted
-                } else {
-                    Status::Skipped
-                },
-                changed: None,
-                millis: 0,
-                error: (interrupted && started.contains(name.as_str())).then(|| {
-                    format!(
-                        "interrupted in flight ({})",
-                        progress.in_flight(&artifacts[name.as_str()].stack_name)
-                    )
-                }),
-                outputs: BTreeMap::new(),
+            results.remove(name).unwrap_or_else(|| {
+                let stack_name = artifacts[name.as_str()].stack_name.clone();
+                // Still running here means the deploy was interrupted.
+                let in_flight = schedule.state(name) == Some(StackState::Running);
+                unfinished(name, stack_name, in_flight.then(|| progress.in_flight(&artifacts[name.as_str()].stack_name)))
             })
         })
         .collect();
-    (ordered, outputs, failure)
+    Deployed {
+        stacks,
+        outputs,
+        failure,
+    }
+}
+
+/// The result of a stack that did not finish: interrupted while `in_flight`
+/// (what it was doing), else skipped.
+fn unfinished(name: &str, stack_name: String, in_flight: Option<String>) -> StackResult {
+    StackResult {
+        name: name.to_owned(),
+        stack_name,
+        status: if in_flight.is_some() {
+            Status::Interrupted
+        } else {
+            Status::Skipped
+        },
+        changed: None,
+        millis: 0,
+        error: in_flight.map(|doing| format!("interrupted in flight ({doing})")),
+        outputs: BTreeMap::new(),
+    }
 }
 
 /// Writes the outputs document (pretty JSON, configured stack names as
@@ -617,11 +627,18 @@ pub fn read_outputs(path: &Path) -> Result<Outputs, StageError> {
     parse_outputs(&text).map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
 }
 
+/// A text that is not a stack outputs document.
+#[derive(Debug, thiserror::Error)]
+#[error("not a stack outputs document ({{\"Stack\": {{\"OutputKey\": \"value\"}}}}): {source}")]
+pub struct OutputsError {
+    /// Why it does not parse as one.
+    #[from]
+    source: serde_json::Error,
+}
+
 /// Parses an outputs document: `{"Stack": {"Key": "value"}}`.
-pub fn parse_outputs(text: &str) -> Result<Outputs, String> {
-    serde_json::from_str(text).map_err(|e| {
-        format!("not a stack outputs document ({{\"Stack\": {{\"OutputKey\": \"value\"}}}}): {e}")
-    })
+pub fn parse_outputs(text: &str) -> Result<Outputs, OutputsError> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// Where the deploy stage of `env` writes outputs under a run's scratch space.

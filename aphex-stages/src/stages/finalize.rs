@@ -79,7 +79,7 @@ pub fn metrics_of(run: &RunRecord) -> Vec<Metric> {
         }
     }
     let mut dims = base;
-    dims.push(("status".to_owned(), run.status.as_str().to_owned()));
+    dims.push(("status".to_owned(), run.status.to_string()));
     if let Some(end) = &run.ended_at {
         out.push(Metric {
             name: "WorkflowDuration".to_owned(),

@@ -1,8 +1,14 @@
 //! The pipeline **plan**: the stage graph (`validate -> build -> pipeline ->`
 //! per environment `[approve] -> deploy -> [test]`) and, per environment, the
-//! stack graph with its deploy order and waves. The stack graph itself is
-//! [`aphex_config::StackGraph`]; this module only resolves it per environment
-//! and lets the deploy stage merge the CDK app's own dependencies.
+//! stack graph with its [`Schedule`]. The stack graph itself is
+//! [`aphex_config::StackGraph`]; this module resolves it per environment and
+//! lets the deploy stage merge the CDK app's own dependencies. The schedule
+//! is the one source of deploy order: `aphex plan` shows its order and
+//! waves, the deploy stage follows it.
+
+mod schedule;
+
+pub use schedule::{Schedule, StackState};
 
 use aphex_config::{Config, Environment, GraphError, StackGraph};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -107,6 +113,9 @@ pub struct EnvironmentPlan {
     pub waves: Vec<Vec<String>>,
     #[serde(skip)]
     graph: StackGraph,
+    /// Nothing started yet; [`EnvironmentPlan::schedule`] hands out copies.
+    #[serde(skip)]
+    schedule: Schedule,
 }
 
 impl EnvironmentPlan {
@@ -120,22 +129,10 @@ impl EnvironmentPlan {
     }
 
     fn resolve(env: &Environment, graph: StackGraph) -> Result<Self, PlanError> {
-        let err = |source| PlanError::StackGraph {
+        let schedule = Schedule::new(&graph, env.concurrency()).map_err(|source| PlanError::StackGraph {
             env: env.name.clone(),
             source,
-        };
-        let order = graph
-            .order()
-            .map_err(err)?
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let waves = graph
-            .waves(env.concurrency() as usize)
-            .map_err(err)?
-            .into_iter()
-            .map(|w| w.into_iter().map(str::to_owned).collect())
-            .collect();
+        })?;
         Ok(EnvironmentPlan {
             name: env.name.clone(),
             region: env.region.clone(),
@@ -143,9 +140,10 @@ impl EnvironmentPlan {
             approval: env.needs_approval(),
             tests: !env.test_commands().is_empty(),
             concurrency: env.concurrency(),
-            order,
-            waves,
+            order: schedule.order(),
+            waves: schedule.waves(),
             graph,
+            schedule,
         })
     }
 
@@ -172,6 +170,12 @@ impl EnvironmentPlan {
     /// The underlying stack graph.
     pub fn graph(&self) -> &StackGraph {
         &self.graph
+    }
+
+    /// A fresh schedule of this environment's stacks (nothing started), for
+    /// a deploy to follow.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule.clone()
     }
 }
 
