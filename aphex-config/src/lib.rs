@@ -12,6 +12,38 @@
 //!
 //! Architecture invariant: this crate is pure. It reads only the text (or the
 //! one file) it is given, and knows nothing of AWS, Kubernetes or Argo.
+//!
+//! # Example
+//!
+//! Embedding the loader: text in, a validated [`Config`] out, or every
+//! problem placed on its line.
+//!
+//! ```
+//! let text = r#"
+//! version: "1.0"
+//! build:
+//!   commands: ["npm ci", "npm run build"]
+//! environments:
+//!   - name: dev
+//!     region: us-east-1
+//!     account: "123456789012"
+//!     stacks:
+//!       - { name: NetworkStack, path: lib/network-stack.ts }
+//!       - { name: AppStack, path: lib/app-stack.ts, dependsOn: [NetworkStack] }
+//! "#;
+//! let config = aphex_config::load_str("aphex-config.yaml", text).expect("a valid config");
+//! let dev = config.environment("dev").expect("declared above");
+//! assert_eq!(dev.account, "123456789012");
+//! assert_eq!(dev.stacks[1].depends_on, ["NetworkStack"]);
+//!
+//! // An account written as a YAML number is refused, at its field and line.
+//! let unquoted = text.replace("\"123456789012\"", "123456789012");
+//! let problems = aphex_config::load_str("aphex-config.yaml", &unquoted).expect_err("unquoted");
+//! assert_eq!(problems[0].path, "environments[0].account");
+//! assert_eq!(problems[0].line, 8);
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod diagnostic;
 pub mod graph;
