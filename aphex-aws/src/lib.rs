@@ -13,7 +13,7 @@
 //! timeouts, and the ports a run needs built on it. Nothing is called until
 //! a stage uses them.
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
 //!
 //! use aphex_aws::cloudwatch::CloudWatchMetrics;

@@ -23,10 +23,17 @@ use crate::FIELD_MANAGER;
 /// A request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The HTTP method.
     pub method: Method,
+    /// The URL path (`/apis/argoproj.io/v1alpha1/namespaces/argo/workflowtemplates/aphex`).
     pub path: String,
+    /// The query string, without `?` (empty when none): where `fieldManager`,
+    /// `force` and `fieldValidation` show.
     pub query: String,
+    /// The `content-type` header (empty when none): tells an apply patch
+    /// from a merge patch.
     pub content_type: String,
+    /// The body parsed as JSON (`null` when empty or not JSON).
     pub body: Value,
 }
 

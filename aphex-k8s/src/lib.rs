@@ -12,6 +12,29 @@
 //! (`fake`) is built only with the `test-util` feature.
 //!
 //! Architecture invariant: knows nothing of AWS.
+//!
+//! # Example
+//!
+//! Embedding the applier: build it from the environment (the pod's service
+//! account, else `KUBECONFIG` or `~/.kube/config`), then apply what
+//! `aphex-template` renders for a config, as the pipeline stage does.
+//!
+//! ```no_run
+//! use aphex_stages::ports::ManifestApplier;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let applier = aphex_k8s::KubeApplier::infer().await?;
+//! let text = std::fs::read_to_string("aphex-config.yaml")?;
+//! let config = aphex_config::load_str("aphex-config.yaml", &text).expect("a valid config");
+//! let rendered = aphex_template::render(&config, &aphex_template::RenderOptions::default());
+//! let manifests: Vec<serde_json::Value> = rendered.manifests.into_iter().map(|m| m.value).collect();
+//! applier.apply(&manifests).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 #[cfg(feature = "test-util")]
 pub mod fake;

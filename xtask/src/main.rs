@@ -153,6 +153,13 @@ fn test() -> Result<()> {
         &["test", "--workspace", "--all-targets", "--no-fail-fast"],
         &[emulator.env(), kube_api.env()].concat(),
     );
+    // `--all-targets` leaves out doctests: the library crates' embedding
+    // examples (their crate docs) run here.
+    let doctests = cargo_with_env(
+        &["test", "--workspace", "--doc", "--no-fail-fast"],
+        &[emulator.env(), kube_api.env()].concat(),
+    );
+    let tests = tests.and(doctests);
     // The images around the runner the tests built, against the same emulator.
     let images = image_check::in_test(&emulator).context("the image check (cargo xtask image --check)");
     tests.and(images)
