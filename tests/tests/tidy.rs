@@ -166,23 +166,23 @@ fn dependencies_point_one_way() {
     );
 }
 
+/// The library crates and binaries, whose sources ship.
+const SHIPPED: [&str; 8] = [
+    "aphex-config",
+    "aphex-template",
+    "aphex-stages",
+    "aphex-aws",
+    "aphex-k8s",
+    "aphex-adapters",
+    "aphex-cli",
+    "aphex-runner",
+];
+
 #[test]
 fn every_source_file_opens_with_a_module_doc() {
     let root = workspace_root();
     let mut missing = Vec::new();
-    for krate in [
-        "aphex-config",
-        "aphex-template",
-        "aphex-stages",
-        "aphex-aws",
-        "aphex-k8s",
-        "aphex-adapters",
-        "aphex-cli",
-        "aphex-runner",
-        "xtask",
-        "tests",
-        "testkit",
-    ] {
+    for krate in SHIPPED.into_iter().chain(["xtask", "tests", "testkit"]) {
         for entry in walk(&root.join(krate)) {
             let text = std::fs::read_to_string(&entry).unwrap();
             if !text.trim_start().starts_with("//!") {
@@ -229,17 +229,6 @@ fn pure_crates_start_no_threads_or_processes_and_read_only_the_given_file() {
         "the scan finds read_file's std::fs in aphex-config/src/lib.rs; if it moved, update this test"
     );
 }
-
-/// The library crates and binaries, whose sources ship.
-const SHIPPED: [&str; 7] = [
-    "aphex-config",
-    "aphex-template",
-    "aphex-stages",
-    "aphex-aws",
-    "aphex-k8s",
-    "aphex-cli",
-    "aphex-runner",
-];
 
 /// Test fakes are built only for tests: every fake module of a shipped
 /// crate is `#[cfg(feature = "test-util")]`, no crate turns a `test-util`
