@@ -261,7 +261,10 @@ async fn sigterm_stops_the_runner_mid_deploy_within_the_bound_and_records_what_w
         runner.text()
     );
     for later in &STACKS[1..] {
-        assert!(!log.contains(&format!("deploying stack {later}")), "{later}:\n{log}");
+        assert!(
+            !log.contains(&format!("deploying stack {later}")),
+            "{later}:\n{log}"
+        );
         assert_eq!(stack_status(&cfn, later).await, None, "{later} was created");
     }
 

@@ -171,18 +171,22 @@ mod tests {
 
     #[test]
     fn failed_polls_give_up_at_the_bound_and_start_over_after_a_success() {
+        let boom = || StepError::ChangeSetPending {
+            status: "CREATE_PENDING".to_owned(),
+            seconds: 1,
+        };
         let mut failed = FailedPolls::default();
         for _ in 1..MAX_FAILED_POLLS {
-            assert!(failed.note("App", "boom".into()).is_ok());
+            assert!(failed.note("App", boom()).is_ok());
         }
         failed.reset();
         for _ in 1..MAX_FAILED_POLLS {
-            assert!(failed.note("App", "boom".into()).is_ok());
+            assert!(failed.note("App", boom()).is_ok());
         }
-        let error = failed.note("App", "CloudFormation DescribeStacks: Throttling".into());
+        let error = failed.note("App", boom());
         assert_eq!(
-            error.unwrap_err(),
-            format!("CloudFormation DescribeStacks: Throttling ({MAX_FAILED_POLLS} polls in a row failed)")
+            error.unwrap_err().to_string(),
+            format!("the change set is still CREATE_PENDING after 1 s ({MAX_FAILED_POLLS} polls in a row failed)")
         );
     }
 
