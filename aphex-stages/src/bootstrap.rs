@@ -20,7 +20,9 @@ use aphex_template::render::{RenderOptions, render};
 use serde_json::{Value, json};
 
 use crate::diff::{differs, identity};
-use crate::ports::{DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackOutcome};
+use crate::ports::{
+    DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackOutcome,
+};
 use crate::stages::pipeline::{StackAction, stack_action};
 
 /// The key of the webhook secret in its Secret (what the EventSource reads).

@@ -46,11 +46,13 @@ impl Sessions {
             .build();
         let config = match role {
             None => regional,
-            Some(role) => crate::sts::assume_role(&regional, &role.arn, role.external_id.as_deref(), "aphex-deploy")
-                .await
-                .map_err(|err| StepError::AssumeDeployRole {
-                    source: Box::new(err),
-                })?,
+            Some(role) => {
+                crate::sts::assume_role(&regional, &role.arn, role.external_id.as_deref(), "aphex-deploy")
+                    .await
+                    .map_err(|err| StepError::AssumeDeployRole {
+                        source: Box::new(err),
+                    })?
+            }
         };
         self.cache.insert(key, config.clone());
         Ok(config)
