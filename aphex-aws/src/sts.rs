@@ -45,7 +45,8 @@ pub struct CallerIdentityError {
     pub message: String,
     /// The SDK error.
     #[source]
-    pub source: aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError>,
+    pub source:
+        aws_sdk_sts::error::SdkError<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError>,
 }
 
 /// Why an environment's credentials could not be checked or lent to its
@@ -489,7 +490,10 @@ mod tests {
             "environment `prod`: cannot assume role arn:aws:iam::111111111111:role/deployer for its synth \
              (STS AssumeRole, AWS error code AccessDenied: not authorized); set the environment's `roleArn`"
         );
-        assert!(std::error::Error::source(&err).is_some(), "the STS error is kept as the source");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the STS error is kept as the source"
+        );
     }
 
     #[test]

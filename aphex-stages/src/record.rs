@@ -283,7 +283,15 @@ mod tests {
     #[test]
     fn a_status_displays_as_stored_and_pads_like_a_str() {
         use Status::*;
-        for status in [Running, Succeeded, Failed, Interrupted, Skipped, Duplicate, Superseded] {
+        for status in [
+            Running,
+            Succeeded,
+            Failed,
+            Interrupted,
+            Skipped,
+            Duplicate,
+            Superseded,
+        ] {
             let stored = serde_json::to_value(status).unwrap();
             assert_eq!(Some(status.to_string().as_str()), stored.as_str());
             assert_eq!(format!("{status:<12}|"), format!("{:<12}|", status.as_str()));

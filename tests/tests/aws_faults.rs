@@ -131,7 +131,10 @@ async fn throttling_on_every_attempt_fails_naming_the_service_the_call_and_the_e
         panic!("expected a failed ListExports, got {listed:?}");
     };
     let cfn = describe(&err);
-    let sts = aphex_aws::sts::caller_identity(&config).await.unwrap_err().to_string();
+    let sts = aphex_aws::sts::caller_identity(&config)
+        .await
+        .unwrap_err()
+        .to_string();
     let s3 = S3RunRecorder::new(&config, &bucket)
         .record(&run("throttled", "r1"))
         .await

@@ -46,9 +46,11 @@ impl Sessions {
             .build();
         let config = match role {
             None => regional,
-            Some(role) => crate::sts::assume_role(&regional, &role.arn, role.external_id.as_deref(), "aphex-deploy")
-                .await
-                .map_err(|err| format!("{err}; {ASSUME_HINT}"))?,
+            Some(role) => {
+                crate::sts::assume_role(&regional, &role.arn, role.external_id.as_deref(), "aphex-deploy")
+                    .await
+                    .map_err(|err| format!("{err}; {ASSUME_HINT}"))?
+            }
         };
         self.cache.insert(key, config.clone());
         Ok(config)

@@ -258,11 +258,7 @@ fn print_summary(out: &mut Out, run: &RunRecord, state: &Path, store: Option<&st
         .as_deref()
         .map(|b| format!(" on {b}"))
         .unwrap_or_default();
-    writeln!(
-        out,
-        "run {} {} (commit {short}{branch})",
-        run.id, run.status
-    )?;
+    writeln!(out, "run {} {} (commit {short}{branch})", run.id, run.status)?;
     for s in &run.stages {
         let secs = s
             .ended_at
@@ -441,7 +437,10 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(
-            help.contains(&format!("Set {} to send", aphex_template::workflow::SLACK_WEBHOOK_ENV)),
+            help.contains(&format!(
+                "Set {} to send",
+                aphex_template::workflow::SLACK_WEBHOOK_ENV
+            )),
             "{help}"
         );
     }

@@ -581,7 +581,11 @@ async fn deploy_stacks(
                 let stack_name = artifacts[name.as_str()].stack_name.clone();
                 // Still running here means the deploy was interrupted.
                 let in_flight = schedule.state(name) == Some(StackState::Running);
-                unfinished(name, stack_name, in_flight.then(|| progress.in_flight(&artifacts[name.as_str()].stack_name)))
+                unfinished(
+                    name,
+                    stack_name,
+                    in_flight.then(|| progress.in_flight(&artifacts[name.as_str()].stack_name)),
+                )
             })
         })
         .collect();

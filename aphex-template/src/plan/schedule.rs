@@ -93,7 +93,9 @@ impl Schedule {
     /// `stack` succeeded: its slot frees up and the stacks waiting only for
     /// it become ready. A stack that is not running is ignored.
     pub fn finished(&mut self, stack: &str) {
-        let Some(i) = self.running_index(stack) else { return };
+        let Some(i) = self.running_index(stack) else {
+            return;
+        };
         self.state[i] = StackState::Succeeded;
         self.running -= 1;
         for &d in &self.dependents[i] {
@@ -109,7 +111,9 @@ impl Schedule {
     /// [`Schedule::stop`] as well to start nothing more. A stack that is not
     /// running is ignored.
     pub fn failed(&mut self, stack: &str) {
-        let Some(i) = self.running_index(stack) else { return };
+        let Some(i) = self.running_index(stack) else {
+            return;
+        };
         self.state[i] = StackState::Failed;
         self.running -= 1;
         let mut queue = self.dependents[i].clone();
@@ -146,7 +150,10 @@ impl Schedule {
 
     /// Every stack with its state, in list order.
     pub fn states(&self) -> impl Iterator<Item = (&str, StackState)> {
-        self.names.iter().map(String::as_str).zip(self.state.iter().copied())
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.state.iter().copied())
     }
 
     /// The stacks in the order they start when each succeeds before the
@@ -265,7 +272,10 @@ mod tests {
                         g.add_dependency(&name(i), &name(j)).unwrap();
                     }
                 }
-                let deps = deps.into_iter().map(|d| d.into_iter().map(name).collect()).collect();
+                let deps = deps
+                    .into_iter()
+                    .map(|d| d.into_iter().map(name).collect())
+                    .collect();
                 (g, deps)
             })
     }
