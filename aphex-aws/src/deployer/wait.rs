@@ -186,7 +186,9 @@ mod tests {
         let error = failed.note("App", boom());
         assert_eq!(
             error.unwrap_err().to_string(),
-            format!("the change set is still CREATE_PENDING after 1 s ({MAX_FAILED_POLLS} polls in a row failed)")
+            format!(
+                "the change set is still CREATE_PENDING after 1 s ({MAX_FAILED_POLLS} polls in a row failed)"
+            )
         );
     }
 
