@@ -133,6 +133,8 @@ fn runner_build(bin: &Path, dir: &Path, repo: &Path, sha: &str, i: usize) -> Res
         .args(["--workflow-id", &format!("bench-output-{i}")])
         .arg("--repo-url")
         .arg(repo)
+        // The branch the commit must be on, as the WorkflowTemplate passes it.
+        .args(["--branch", "main"])
         .arg("--work-dir")
         .arg(dir.join(format!("work-{i}")))
         .arg("--outputs-dir")
