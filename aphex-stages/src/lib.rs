@@ -109,13 +109,21 @@
 
 #![warn(missing_docs)]
 
+// The public surface, by what an embedder does with it. Stages and their
+// inputs: `stages`, `context`, `single` (one stage as a pod runs it),
+// `executor` (a whole local run), `report`, `process`, `redact`,
+// `shutdown`. The ports and the adapters kept here: `ports`, `local`,
+// `github`, `log_upload`. Records and data: `record`, `assembly`,
+// `artifact`, `commit_status`, `diff`, `bootstrap`. Small helpers other
+// crates share: `files`, `lines`, `time`, `workspace`. Modules only the
+// stages use stay private.
 pub mod artifact;
 pub mod assembly;
 pub mod bootstrap;
 pub mod commit_status;
 pub mod context;
 pub mod diff;
-pub mod duplicate;
+mod duplicate;
 pub mod executor;
 #[cfg(feature = "test-util")]
 pub mod fake;
@@ -131,7 +139,7 @@ pub mod redact;
 pub mod report;
 pub mod shutdown;
 pub mod single;
-pub mod stage_log;
+mod stage_log;
 pub mod stages;
 pub mod time;
 pub mod workspace;
