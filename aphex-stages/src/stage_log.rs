@@ -57,11 +57,6 @@ impl StageLog {
         Ok(())
     }
 
-    /// The file now (for tests and messages).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Keeps the newer half of the file, from a line start, behind a note.
     fn compact(&mut self) -> io::Result<()> {
         let mut old = File::open(&self.path)?;
