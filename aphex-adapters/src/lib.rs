@@ -38,7 +38,9 @@ use aphex_stages::ports::{
     PipelineStackUpdater, PortError, RunRecorder, StackDeployer,
 };
 use aphex_stages::redact::Redactor;
-use aphex_template::workflow::{SLACK_WEBHOOK_ENV, SLACK_WEBHOOK_SECRET_KEY};
+use aphex_template::workflow::{
+    GITHUB_TOKEN_ENV, GITHUB_TOKEN_SECRET_KEY, SLACK_WEBHOOK_ENV, SLACK_WEBHOOK_SECRET_KEY,
+};
 
 /// Which `StackDeployer` a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +170,50 @@ pub async fn build(adapters: Adapters) -> Ports {
         pipeline_stack,
         statuses,
     }
+}
+
+/// The commit status poster, when the template asks for statuses (it
+/// passes the GitHub API and `owner/repo`, from the config it was rendered
+/// from, never the commit's) and the token (`GITHUB_TOKEN_ENV`) is there. A
+/// missing token is a warning: the template reads the Secret optionally, so
+/// that it costs the statuses, never the run.
+pub fn commit_statuses(
+    api: Option<&str>,
+    repository: Option<&str>,
+    pipeline: &str,
+    scope: Scope,
+    redactor: &Redactor,
+) -> Option<Arc<dyn CommitStatuses>> {
+    let api = api.filter(|a| !a.is_empty())?;
+    let Some((owner, repo)) = repository.and_then(|r| r.split_once('/')) else {
+        tracing::warn!(
+            "--github-api-url is set but --github-repository is not `owner/repo`: no commit status is posted"
+        );
+        return None;
+    };
+    let token = std::env::var(GITHUB_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let Some(token) = token else {
+        tracing::warn!(
+            "notifications.githubStatus is true but {GITHUB_TOKEN_ENV} is empty: no commit status is posted; \
+             create the Secret named by github.tokenSecret (default `github-token`) with key \
+             `{GITHUB_TOKEN_SECRET_KEY}`, a token that may write commit statuses, in the workflows' namespace"
+        );
+        return None;
+    };
+    let context = match scope {
+        Scope::Deploy => format!("aphex/{pipeline}/deploy"),
+        Scope::PullRequest => format!("aphex/{pipeline}/validate"),
+    };
+    Some(Arc::new(aphex_stages::github::GitHubStatuses::new(
+        api,
+        owner,
+        repo,
+        context,
+        token.trim(),
+        redactor.clone(),
+    )))
 }
 
 /// The adapters that deploy.

@@ -11,7 +11,6 @@ use aphex_adapters::{Adapters, Cluster, DeployerKind, Scope, Storage};
 use aphex_config::Config;
 use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
 use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
-use aphex_stages::ports::CommitStatuses;
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
@@ -116,60 +115,6 @@ struct Args {
     approved_by: Option<String>,
 }
 
-/// The commit status poster, when the template asks for statuses (it
-/// passes the API and the repository, from the config it was rendered from,
-/// never the commit's) and the token is there. A missing token is a
-/// warning: the template reads the Secret optionally, so that it costs the
-/// statuses, never the run.
-fn statuses(
-    args: &Args,
-    pipeline: &str,
-    kind: RunKind,
-    redactor: &Redactor,
-) -> Option<Arc<dyn CommitStatuses>> {
-    use aphex_template::workflow::{GITHUB_TOKEN_ENV, GITHUB_TOKEN_SECRET_KEY};
-    let api = args.github_api_url.as_deref().filter(|a| !a.is_empty())?;
-    let Some((owner, repo)) = args.github_repository.as_deref().and_then(|r| r.split_once('/')) else {
-        tracing::warn!(
-            "--github-api-url is set but --github-repository is not `owner/repo`: no commit status is posted"
-        );
-        return None;
-    };
-    let token = std::env::var(GITHUB_TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.trim().is_empty());
-    let Some(token) = token else {
-        tracing::warn!(
-            "notifications.githubStatus is true but {GITHUB_TOKEN_ENV} is empty: no commit status is posted; \
-             create the Secret named by github.tokenSecret (default `github-token`) with key \
-             `{GITHUB_TOKEN_SECRET_KEY}`, a token that may write commit statuses, in the workflows' namespace"
-        );
-        return None;
-    };
-    let context = match kind {
-        RunKind::Deploy => format!("aphex/{pipeline}/deploy"),
-        RunKind::PullRequest(_) => format!("aphex/{pipeline}/validate"),
-    };
-    Some(Arc::new(aphex_stages::github::GitHubStatuses::new(
-        api,
-        owner,
-        repo,
-        context,
-        token.trim(),
-        redactor.clone(),
-    )))
-}
-
-/// How the run started, from the Workflow's labels (`{{workflow.labels.json}}`).
-fn trigger(labels: Option<&str>) -> Trigger {
-    let labels: Option<serde_json::Value> = labels.and_then(|l| serde_json::from_str(l).ok());
-    let value = labels
-        .as_ref()
-        .and_then(|l| l.get(aphex_template::submit::TRIGGER_LABEL))
-        .and_then(|v| v.as_str());
-    Trigger::from_label(value)
-}
-
 /// The adapters of a run of `kind`: the local ones under `--state-dir`,
 /// else the pipeline's bucket and the cluster. A pull request's validation
 /// (only `validate-pr`'s templates pass `--pull-request`) runs with a role
@@ -200,16 +145,23 @@ async fn ports(
             (Storage::S3(bucket), Cluster::Kubernetes)
         }
     };
+    let scope = match kind {
+        RunKind::Deploy => Scope::Deploy,
+        RunKind::PullRequest(_) => Scope::PullRequest,
+    };
     Ok(aphex_adapters::build(Adapters {
         deployer: args.deployer,
         storage,
         cluster,
-        scope: match kind {
-            RunKind::Deploy => Scope::Deploy,
-            RunKind::PullRequest(_) => Scope::PullRequest,
-        },
+        scope,
         notifier: aphex_adapters::notifier(redactor, config),
-        statuses: statuses(args, pipeline, kind, redactor),
+        statuses: aphex_adapters::commit_statuses(
+            args.github_api_url.as_deref(),
+            args.github_repository.as_deref(),
+            pipeline,
+            scope,
+            redactor,
+        ),
     })
     .await)
 }
@@ -338,7 +290,7 @@ async fn run(args: Args) -> i32 {
             .ok()
             .filter(|n| !n.is_empty()),
         kind,
-        trigger: trigger(args.workflow_labels.as_deref()),
+        trigger: Trigger::from_labels_json(args.workflow_labels.as_deref()),
         url: args.run_url.clone().filter(|u| !u.is_empty()),
     };
     let ports = match ports(&args, kind, &run_info.pipeline, config.as_ref().ok(), &redactor).await {

@@ -83,6 +83,17 @@ impl Trigger {
             _ => Trigger::Manual,
         }
     }
+
+    /// The trigger a Workflow's labels name, given as the JSON object Argo
+    /// passes (`{{workflow.labels.json}}`); absent or unreadable: a person's.
+    pub fn from_labels_json(labels: Option<&str>) -> Trigger {
+        let labels: Option<serde_json::Value> = labels.and_then(|l| serde_json::from_str(l).ok());
+        let value = labels
+            .as_ref()
+            .and_then(|l| l.get(aphex_template::submit::TRIGGER_LABEL))
+            .and_then(|v| v.as_str());
+        Trigger::from_label(value)
+    }
 }
 
 /// Who and what a run is about.
@@ -213,4 +224,25 @@ pub fn load_config(checkout: &Path, file: &str) -> Result<Config, Vec<String>> {
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Trigger;
+
+    #[test]
+    fn a_workflows_labels_name_its_trigger_and_anything_else_is_a_persons() {
+        let cases = [
+            (Some(r#"{"aphex.dev/trigger":"push","app":"x"}"#), Trigger::Push),
+            (Some(r#"{"aphex.dev/trigger":"restart"}"#), Trigger::Restart),
+            (Some(r#"{"aphex.dev/trigger":"manual"}"#), Trigger::Manual),
+            (Some(r#"{"aphex.dev/trigger":"somebody-else"}"#), Trigger::Manual),
+            (Some(r#"{"app":"x"}"#), Trigger::Manual),
+            (Some("not json"), Trigger::Manual),
+            (None, Trigger::Manual),
+        ];
+        for (labels, want) in cases {
+            assert_eq!(Trigger::from_labels_json(labels), want, "labels {labels:?}");
+        }
+    }
 }

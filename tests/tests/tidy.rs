@@ -319,12 +319,6 @@ fn test_fakes_are_built_only_for_tests() {
 /// library, formats. 400 is about what the largest CLI command holds today.
 const COMMAND_MODULE_LINES: usize = 400;
 
-/// Modules over [`COMMAND_MODULE_LINES`] today, each to be thinned rather
-/// than listed. FIXME(issue 17): the runner builds its adapters and drives
-/// every stage in one file; the adapter building is shared with
-/// `aphex run --local` under that issue, which should bring it under.
-const OVER_TODAY: &[&str] = &["aphex-runner/src/main.rs"];
-
 /// The binaries stay thin: no command module of `aphex`
 /// (`aphex-cli/src/commands/`) or of `aphex-runner` holds more than
 /// [`COMMAND_MODULE_LINES`] lines of logic.
@@ -342,22 +336,11 @@ fn command_modules_stay_thin() {
         sizes.contains_key("aphex-cli/src/commands/run.rs") && sizes.contains_key("aphex-runner/src/main.rs"),
         "the scan reads the command modules; if they moved, update this test: {sizes:?}"
     );
-    let over: Vec<(&String, &usize)> = sizes
-        .iter()
-        .filter(|(name, n)| **n > COMMAND_MODULE_LINES && !OVER_TODAY.contains(&name.as_str()))
-        .collect();
+    let over: Vec<(&String, &usize)> = sizes.iter().filter(|(_, n)| **n > COMMAND_MODULE_LINES).collect();
     assert!(
         over.is_empty(),
         "command modules hold at most {COMMAND_MODULE_LINES} lines of logic (move the logic into a \
          library crate): {over:?}"
-    );
-    let thinned: Vec<&&str> = OVER_TODAY
-        .iter()
-        .filter(|name| sizes.get(**name).is_none_or(|n| *n <= COMMAND_MODULE_LINES))
-        .collect();
-    assert!(
-        thinned.is_empty(),
-        "{thinned:?} now hold at most {COMMAND_MODULE_LINES} lines of logic: take them off OVER_TODAY"
     );
 }
 
