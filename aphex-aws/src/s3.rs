@@ -43,9 +43,7 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use aphex_stages::ports::{
-    ArtifactMetadata, ArtifactStore, LogChunk, PortError, RunListing, RunRecorder, UnreadableRun,
-};
+use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, LogChunk, PortError, RunListing, RunRecorder};
 use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
@@ -547,29 +545,45 @@ impl S3RunRecorder {
     /// The pipelines with a top-level folder in the bucket (`aphex history
     /// --store` lists the runs of each; one without runs lists none).
     pub async fn pipelines(&self) -> Result<Vec<String>, PortError> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .delimiter("/")
-            .into_paginator()
-            .send();
-        let mut names = Vec::new();
+        let listed = self.list("", Depth::OneLevel).await?;
+        Ok(listed
+            .folders
+            .iter()
+            .map(|p| p.trim_end_matches('/').to_owned())
+            .collect())
+    }
+
+    /// Every page of `ListObjectsV2` under `prefix`: the objects (key and
+    /// size) and, one level deep, the folders (common prefixes).
+    async fn list(&self, prefix: &str, depth: Depth) -> Result<Listed, PortError> {
+        let mut request = self.client.list_objects_v2().bucket(&self.bucket);
+        if !prefix.is_empty() {
+            request = request.prefix(prefix);
+        }
+        if depth == Depth::OneLevel {
+            request = request.delimiter("/");
+        }
+        let mut pages = request.into_paginator().send();
+        let mut listed = Listed::default();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
                 other(
-                    format!("listing {}", self.url("")),
+                    format!("listing {}", self.url(prefix)),
                     AwsError::new("S3", "ListObjectsV2", e),
                 )
             })?;
-            names.extend(
+            listed.objects.extend(page.contents().iter().filter_map(|o| {
+                let size = o.size().unwrap_or(0).max(0) as u64;
+                Some((o.key()?.to_owned(), size))
+            }));
+            listed.folders.extend(
                 page.common_prefixes()
                     .iter()
                     .filter_map(|p| p.prefix())
-                    .map(|p| p.trim_end_matches('/').to_owned()),
+                    .map(str::to_owned),
             );
         }
-        Ok(names)
+        Ok(listed)
     }
 
     /// The folder of run `id`'s stage objects.
@@ -607,32 +621,17 @@ impl S3RunRecorder {
     /// first list whatever they are named.
     async fn runs_level(&self, pipeline: &str) -> Result<RunsLevel, PortError> {
         let prefix = Self::runs_prefix(pipeline);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
+        let listed = self.list(&prefix, Depth::OneLevel).await?;
         let mut level = RunsLevel::default();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                other(
-                    format!("listing {}", self.url(&prefix)),
-                    AwsError::new("S3", "ListObjectsV2", e),
-                )
-            })?;
-            for key in page.contents().iter().filter_map(|o| o.key()) {
-                if let Some(id) = Self::run_id_of(&prefix, key) {
-                    level.runs.push((key.to_owned(), id));
-                }
+        for (key, _) in listed.objects {
+            if let Some(id) = Self::run_id_of(&prefix, &key) {
+                level.runs.push((key, id));
             }
-            level.staged.extend(page.common_prefixes().iter().filter_map(|p| {
-                let id = p.prefix()?.strip_prefix(&prefix)?.strip_suffix('/')?;
-                Some(id.to_owned())
-            }));
         }
+        level.staged.extend(listed.folders.iter().filter_map(|p| {
+            let id = p.strip_prefix(&prefix)?.strip_suffix('/')?;
+            Some(id.to_owned())
+        }));
         Ok(level)
     }
 
@@ -674,30 +673,13 @@ impl S3RunRecorder {
     /// The keys of run `id`'s stage objects.
     async fn stage_keys(&self, pipeline: &str, id: &str) -> Result<Vec<String>, PortError> {
         let prefix = Self::stages_prefix(pipeline, id);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                other(
-                    format!("listing {}", self.url(&prefix)),
-                    AwsError::new("S3", "ListObjectsV2", e),
-                )
-            })?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter(|k| k.ends_with(".json"))
-                    .map(str::to_owned),
-            );
-        }
-        Ok(keys)
+        let listed = self.list(&prefix, Depth::All).await?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|k| k.ends_with(".json"))
+            .collect())
     }
 
     /// Reads `keys`, eight at a time, in order.
@@ -817,75 +799,11 @@ impl RunRecorder for S3RunRecorder {
             })
             .collect();
         let loaded: Vec<_> = futures::stream::iter(loads).buffered(8).collect().await;
-        let mut listing = RunListing::default();
-        for (id, run) in loaded {
-            match run {
-                Ok(run) => listing.runs.extend(run),
-                // One record this version cannot read never hides the others.
-                Err(e) => listing.unreadable.push(UnreadableRun {
-                    id: id.to_owned(),
-                    error: e.to_string(),
-                }),
-            }
-        }
-        record::sort_newest_first(&mut listing.runs);
-        listing.runs.truncate(limit);
-        Ok(listing)
+        let loaded = loaded.into_iter().map(|(id, run)| (id.to_owned(), run));
+        Ok(RunListing::collect(loaded, limit))
     }
 
     async fn put_log_chunk(
-        &self,
-        pipeline: &str,
-        id: &str,
-        stage: &str,
-        index: u64,
-        text: &[u8],
-    ) -> Result<(), PortError> {
-        self.put_log_piece(pipeline, id, stage, index, text).await
-    }
-
-    async fn remove_log_chunk(
-        &self,
-        pipeline: &str,
-        id: &str,
-        stage: &str,
-        index: u64,
-    ) -> Result<(), PortError> {
-        self.remove_log_piece(pipeline, id, stage, index).await
-    }
-
-    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
-        self.log_pieces(pipeline, id).await
-    }
-
-    async fn log_chunk(
-        &self,
-        pipeline: &str,
-        id: &str,
-        stage: &str,
-        index: u64,
-    ) -> Result<Vec<u8>, PortError> {
-        self.log_piece(pipeline, id, stage, index).await
-    }
-}
-
-/// Stage logs in pieces, for [`RunRecorder`]'s log methods.
-impl S3RunRecorder {
-    /// Checks the run id and stage name that make a log key; the key under
-    /// this recorder's root (a pull-request run's logs stay under `pr/`).
-    fn checked_log_key(
-        &self,
-        pipeline: &str,
-        id: &str,
-        stage: &str,
-        index: u64,
-    ) -> Result<String, PortError> {
-        record::check_segment("run id", id)?;
-        record::check_segment("stage name", stage)?;
-        Ok(Self::log_key(&self.root(pipeline), id, stage, index))
-    }
-
-    async fn put_log_piece(
         &self,
         pipeline: &str,
         id: &str,
@@ -911,7 +829,7 @@ impl S3RunRecorder {
         Ok(())
     }
 
-    async fn remove_log_piece(
+    async fn remove_log_chunk(
         &self,
         pipeline: &str,
         id: &str,
@@ -935,48 +853,33 @@ impl S3RunRecorder {
         Ok(())
     }
 
-    async fn log_pieces(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
         record::check_segment("run id", id)?;
         let prefix = Self::logs_prefix(&self.root(pipeline), id);
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
+        let listed = self.list(&prefix, Depth::All).await?;
         let mut chunks = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                other(
-                    format!("listing {}", self.url(&prefix)),
-                    AwsError::new("S3", "ListObjectsV2", e),
-                )
-            })?;
-            for object in page.contents() {
-                let Some((stage, index)) = object
-                    .key()
-                    .and_then(|k| k.strip_prefix(&prefix))
-                    .and_then(|k| k.strip_suffix(".log"))
-                    .and_then(|k| k.split_once('/'))
-                else {
-                    continue;
-                };
-                let Ok(index) = index.parse::<u64>() else {
-                    continue;
-                };
-                chunks.push(LogChunk {
-                    stage: stage.to_owned(),
-                    index,
-                    bytes: object.size().unwrap_or(0).max(0) as u64,
-                });
-            }
+        for (key, bytes) in &listed.objects {
+            let Some((stage, index)) = key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix(".log"))
+                .and_then(|k| k.split_once('/'))
+            else {
+                continue;
+            };
+            let Ok(index) = index.parse::<u64>() else {
+                continue;
+            };
+            chunks.push(LogChunk {
+                stage: stage.to_owned(),
+                index,
+                bytes: *bytes,
+            });
         }
         chunks.sort_by(|a, b| (&a.stage, a.index).cmp(&(&b.stage, b.index)));
         Ok(chunks)
     }
 
-    async fn log_piece(
+    async fn log_chunk(
         &self,
         pipeline: &str,
         id: &str,
@@ -999,6 +902,41 @@ impl S3RunRecorder {
             .map_err(|e| other(format!("reading {}", self.url(&key)), e))?
             .into_bytes();
         Ok(bytes.to_vec())
+    }
+}
+
+/// How deep a listing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Every object under the prefix.
+    All,
+    /// The objects directly under it, and its folders (`/` as delimiter).
+    OneLevel,
+}
+
+/// What one listing found.
+#[derive(Debug, Default)]
+struct Listed {
+    /// Key and size of each object.
+    objects: Vec<(String, u64)>,
+    /// The folders one level down (with their trailing `/`).
+    folders: Vec<String>,
+}
+
+/// Stage logs in pieces, for [`RunRecorder`]'s log methods.
+impl S3RunRecorder {
+    /// Checks the run id and stage name that make a log key; the key under
+    /// this recorder's root (a pull-request run's logs stay under `pr/`).
+    fn checked_log_key(
+        &self,
+        pipeline: &str,
+        id: &str,
+        stage: &str,
+        index: u64,
+    ) -> Result<String, PortError> {
+        record::check_segment("run id", id)?;
+        record::check_segment("stage name", stage)?;
+        Ok(Self::log_key(&self.root(pipeline), id, stage, index))
     }
 }
 

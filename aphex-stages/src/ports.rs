@@ -179,6 +179,30 @@ pub struct RunListing {
     pub unreadable: Vec<UnreadableRun>,
 }
 
+impl RunListing {
+    /// The listing of what a recorder read for each run id: the newest
+    /// `limit` runs, and every run whose record could not be read (one
+    /// record this version cannot read never hides the others).
+    pub fn collect(
+        loaded: impl IntoIterator<Item = (String, Result<Option<RunRecord>, PortError>)>,
+        limit: usize,
+    ) -> RunListing {
+        let mut listing = RunListing::default();
+        for (id, run) in loaded {
+            match run {
+                Ok(run) => listing.runs.extend(run),
+                Err(e) => listing.unreadable.push(UnreadableRun {
+                    id,
+                    error: e.to_string(),
+                }),
+            }
+        }
+        crate::record::sort_newest_first(&mut listing.runs);
+        listing.runs.truncate(limit);
+        listing
+    }
+}
+
 /// A run left out of a listing because its record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

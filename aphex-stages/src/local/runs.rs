@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{io_err, write_atomic};
-use crate::ports::{LogChunk, PortError, RunListing, RunRecorder, UnreadableRun};
+use crate::ports::{LogChunk, PortError, RunListing, RunRecorder};
 use crate::record::{self, RunRecord, StageRecord};
 
 /// Run records in a directory.
@@ -149,19 +149,11 @@ impl RunRecorder for DirRunRecorder {
                 ids.insert(name.to_owned());
             }
         }
-        let mut listing = RunListing::default();
-        for id in ids {
-            match self.load_sync(pipeline, &id) {
-                Ok(run) => listing.runs.extend(run),
-                Err(e) => listing.unreadable.push(UnreadableRun {
-                    id,
-                    error: e.to_string(),
-                }),
-            }
-        }
-        record::sort_newest_first(&mut listing.runs);
-        listing.runs.truncate(limit);
-        Ok(listing)
+        let loaded = ids.into_iter().map(|id| {
+            let run = self.load_sync(pipeline, &id);
+            (id, run)
+        });
+        Ok(RunListing::collect(loaded, limit))
     }
 
     async fn put_log_chunk(
