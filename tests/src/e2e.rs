@@ -30,15 +30,21 @@ pub fn workspace() -> PathBuf {
 
 /// `target/debug/aphex`, next to this test executable's `deps/` folder.
 pub fn aphex_bin() -> PathBuf {
+    workspace_bin("aphex", "aphex-cli")
+}
+
+/// The workspace binary `name` (of `package`), next to this test
+/// executable's `deps/` folder (`cargo test --workspace` builds it).
+pub fn workspace_bin(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let debug = exe
         .parent()
         .and_then(Path::parent)
         .expect("test executables live in target/<profile>/deps/");
-    let bin = debug.join("aphex");
+    let bin = debug.join(name);
     assert!(
         bin.is_file(),
-        "{} is missing: build it with `cargo build -p aphex-cli` (or run `cargo xtask test`, \
+        "{} is missing: build it with `cargo build -p {package}` (or run `cargo xtask test`, \
          which builds every binary before the tests)",
         bin.display()
     );

@@ -13,7 +13,7 @@
 //! end by itself (never cancelled). `quickstart_killed.rs` holds the same
 //! for `aphex run --local`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use aphex_stages::record::Status;
 use aphex_stages::shutdown::SHUTDOWN_BOUND;
 use aphex_testkit::fault_proxy::{Fault, FaultProxy, Rule};
 use aphex_tests::bootstrap::{account_config, prepare_bootstrap};
-use aphex_tests::e2e::{AppRepo, node_modules, stack_creates, stack_status, unique_account};
+use aphex_tests::e2e::{AppRepo, node_modules, stack_creates, stack_status, unique_account, workspace_bin};
 use aphex_tests::{REGION, emulator, new_bucket, unique_name};
 
 /// How long the proxy holds back the answer of the call the signal
@@ -42,24 +42,6 @@ const STACKS: [&str; 6] = [
     "Parallel5",
     "Parallel6",
 ];
-
-/// `target/debug/aphex-runner`, next to this test executable's `deps/`
-/// folder (built by `cargo test --workspace`, which `cargo xtask test` runs).
-fn runner_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let debug = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps/");
-    let bin = debug.join("aphex-runner");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p aphex-runner` (or run `cargo xtask test`, \
-         which builds every binary before the tests)",
-        bin.display()
-    );
-    bin
-}
 
 /// A running `aphex-runner`, its output going to files; killed (with its
 /// group) if the test ends while it runs.
@@ -137,7 +119,7 @@ fn start_deploy(pod: &Pod<'_>, endpoint: &str) -> Runner {
     use std::os::unix::process::CommandExt;
     let out = tempfile::NamedTempFile::new().expect("a file for stdout");
     let err = tempfile::NamedTempFile::new().expect("a file for stderr");
-    let mut cmd = Command::new(runner_bin());
+    let mut cmd = Command::new(workspace_bin("aphex-runner", "aphex-runner"));
     for var in [
         "AWS_SESSION_TOKEN",
         "AWS_PROFILE",
