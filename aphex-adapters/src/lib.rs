@@ -34,8 +34,8 @@ use aphex_stages::local::{
     DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier, WebhookNotifier,
 };
 use aphex_stages::ports::{
-    ArtifactStore, CommitStatuses, CredentialChecker, ManifestApplier, MetricsSink, Notifier,
-    PipelineStackUpdater, PortError, RunRecorder, StackDeployer,
+    ArtifactStore, ClusterError, CommitStatuses, CredentialChecker, ManifestApplier, MetricsSink, Notifier,
+    PipelineStackUpdater, RunRecorder, StackDeployer,
 };
 use aphex_stages::redact::Redactor;
 use aphex_template::workflow::{
@@ -272,7 +272,7 @@ pub fn notifier(redactor: &Redactor, config: Option<&Config>) -> Arc<dyn Notifie
 async fn kubernetes() -> Arc<dyn ManifestApplier> {
     match aphex_k8s::KubeApplier::infer().await {
         Ok(a) => Arc::new(a),
-        Err(e) => Arc::new(UnwiredApplier(e.to_string())),
+        Err(e) => Arc::new(UnwiredApplier(Arc::new(e))),
     }
 }
 
@@ -280,30 +280,34 @@ async fn kubernetes() -> Arc<dyn ManifestApplier> {
 /// service account token in the pod, no kubeconfig outside one): fails
 /// clearly, and only in the stage that applies, instead of pretending
 /// manifests were applied.
-struct UnwiredApplier(String);
+struct UnwiredApplier(Arc<kube::Error>);
 
 #[async_trait::async_trait]
 impl ManifestApplier for UnwiredApplier {
     fn describe(&self) -> String {
         "no Kubernetes API server".to_owned()
     }
-    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, PortError> {
+    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, ClusterError> {
         Err(self.unwired())
     }
-    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), PortError> {
+    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), ClusterError> {
         Err(self.unwired())
     }
 }
 
 impl UnwiredApplier {
-    fn unwired(&self) -> PortError {
-        PortError::Other {
-            context: "connecting to the Kubernetes API server".to_owned(),
-            source: format!(
-                "{}: in a pod, mount the service account token (automountServiceAccountToken); elsewhere set KUBECONFIG",
-                self.0
-            )
-            .into(),
-        }
+    fn unwired(&self) -> ClusterError {
+        ClusterError::backend(
+            "connecting to the Kubernetes API server",
+            NoClient(self.0.clone()),
+        )
     }
 }
+
+/// Why [`UnwiredApplier`] has no client: kube's error, shared by every
+/// call that fails for it, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0}: in a pod, mount the service account token (automountServiceAccountToken); elsewhere set KUBECONFIG"
+)]
+struct NoClient(#[source] Arc<kube::Error>);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
-use aphex_stages::ports::{Metric, MetricUnit, MetricsSink, PortError};
+use aphex_stages::ports::{Metric, MetricUnit, MetricsError, MetricsSink};
 
 use crate::client::AwsError;
 
@@ -53,14 +53,15 @@ pub fn namespace_of(metric: &Metric) -> Option<String> {
 
 #[async_trait]
 impl MetricsSink for CloudWatchMetrics {
-    async fn emit(&self, metrics: &[Metric]) -> Result<(), PortError> {
+    async fn emit(&self, metrics: &[Metric]) -> Result<(), MetricsError> {
         let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
         // One namespace per call: group by pipeline, keeping each group's order.
         let mut groups: Vec<(String, Vec<&Metric>)> = Vec::new();
         for m in metrics {
-            let namespace = namespace_of(m).ok_or_else(|| PortError::Refused {
-                context: format!("sending metric {} to CloudWatch", m.name),
-                why: format!("it has no `{PIPELINE_DIMENSION}` dimension to name its namespace"),
+            let namespace = namespace_of(m).ok_or_else(|| MetricsError::MissingDimension {
+                metric: m.name.clone(),
+                sink: "CloudWatch".to_owned(),
+                dimension: PIPELINE_DIMENSION.to_owned(),
             })?;
             match groups.iter_mut().find(|(n, _)| *n == namespace) {
                 Some((_, group)) => group.push(m),
@@ -80,7 +81,7 @@ impl CloudWatchMetrics {
         namespace: &str,
         metrics: &[&Metric],
         now: aws_smithy_types::DateTime,
-    ) -> Result<(), PortError> {
+    ) -> Result<(), MetricsError> {
         for batch in metrics.chunks(self.batch_size) {
             let data: Vec<MetricDatum> = batch.iter().map(|m| datum(m, now)).collect();
             self.client
@@ -89,7 +90,7 @@ impl CloudWatchMetrics {
                 .set_metric_data(Some(data))
                 .send()
                 .await
-                .map_err(|e| PortError::Other {
+                .map_err(|e| MetricsError::Backend {
                     context: format!(
                         "sending {} metrics to CloudWatch namespace {}",
                         batch.len(),

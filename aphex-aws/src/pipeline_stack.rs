@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::deployer::{DeployOptions, MAX_TEMPLATE_BODY_BYTES, StackInput, TemplateSource};
 use crate::discovery::{DiscoveryError, discover_cluster};
-use crate::sts::{AssumeRoleError, CDK_QUALIFIER, assume_role, caller_identity};
+use crate::sts::{AssumeRoleError, CDK_QUALIFIER, CallerIdentityError, assume_role, caller_identity};
 
 /// One pipeline stack to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,9 +132,10 @@ pub enum PipelineStackError {
     /// The SDK configuration has no region.
     #[error("no AWS region is configured for the pipeline stack; set AWS_REGION (or a profile's region)")]
     NoRegion,
-    /// `GetCallerIdentity` of the ambient credentials failed.
+    /// `GetCallerIdentity` of the ambient credentials failed (boxed: it
+    /// carries the whole SDK error).
     #[error("finding the pipeline's home account: {0}; check the AWS credentials")]
-    Identity(String),
+    Identity(#[source] Box<CallerIdentityError>),
     /// The cluster's exports are missing or unreadable.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
@@ -205,7 +206,7 @@ impl AwsPipelineStackUpdater {
             .ok_or(PipelineStackError::NoRegion)?;
         let identity = caller_identity(&self.base)
             .await
-            .map_err(|e| PipelineStackError::Identity(e.to_string()))?;
+            .map_err(|e| PipelineStackError::Identity(Box::new(e)))?;
         let home = BootstrapRoles::new(&identity.arn, &identity.account, &region);
 
         let prefix = cluster.export_prefix();

@@ -43,7 +43,9 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use aphex_stages::ports::{ArtifactMetadata, ArtifactStore, LogChunk, PortError, RunListing, RunRecorder};
+use aphex_stages::ports::{
+    ArtifactMetadata, ArtifactStore, LogChunk, RecordError, RunListing, RunRecorder, StoreError,
+};
 use aphex_stages::record::{self, RunRecord, StageRecord};
 
 use crate::client::{self, AwsError};
@@ -139,10 +141,10 @@ impl S3ArtifactStore {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    async fn put_whole(&self, archive: &Path, key: &str, tags: &str, sha256: &str) -> Result<(), PortError> {
+    async fn put_whole(&self, archive: &Path, key: &str, tags: &str, sha256: &str) -> Result<(), StoreError> {
         let body = ByteStream::from_path(archive)
             .await
-            .map_err(|e| other(format!("reading {}", archive.display()), e))?;
+            .map_err(|e| StoreError::backend(format!("reading {}", archive.display()), e))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -154,7 +156,7 @@ impl S3ArtifactStore {
             .send()
             .await
             .map_err(|e| {
-                other(
+                StoreError::backend(
                     format!("uploading {}", self.url(key)),
                     AwsError::new("S3", "PutObject", e),
                 )
@@ -169,7 +171,7 @@ impl S3ArtifactStore {
         key: &str,
         tags: &str,
         sha256: &str,
-    ) -> Result<(), PortError> {
+    ) -> Result<(), StoreError> {
         let created = self
             .client
             .create_multipart_upload()
@@ -182,7 +184,7 @@ impl S3ArtifactStore {
             .send()
             .await
             .map_err(|e| {
-                other(
+                StoreError::backend(
                     format!("starting the multipart upload of {}", self.url(key)),
                     AwsError::new("S3", "CreateMultipartUpload", e),
                 )
@@ -227,7 +229,7 @@ impl S3ArtifactStore {
         parts: Vec<CompletedPart>,
         size: u64,
         sha256: &str,
-    ) -> Result<(), PortError> {
+    ) -> Result<(), StoreError> {
         let err = match self
             .client
             .complete_multipart_upload()
@@ -248,7 +250,7 @@ impl S3ArtifactStore {
             );
             return Ok(());
         }
-        Err(other(
+        Err(StoreError::backend(
             format!("completing the upload of {}", self.url(key)),
             AwsError::new("S3", "CompleteMultipartUpload", err),
         ))
@@ -283,7 +285,7 @@ impl S3ArtifactStore {
         size: u64,
         key: &str,
         upload_id: &str,
-    ) -> Result<Vec<CompletedPart>, PortError> {
+    ) -> Result<Vec<CompletedPart>, StoreError> {
         let count = size.div_ceil(self.part_size).max(1);
         let mut parts: Vec<CompletedPart> = futures::stream::iter(0..count)
             .map(|index| {
@@ -306,14 +308,14 @@ impl S3ArtifactStore {
         number: i32,
         offset: u64,
         length: u64,
-    ) -> Result<CompletedPart, PortError> {
+    ) -> Result<CompletedPart, StoreError> {
         let body = ByteStream::read_from()
             .path(archive)
             .offset(offset)
             .length(Length::Exact(length))
             .build()
             .await
-            .map_err(|e| other(format!("reading {}", archive.display()), e))?;
+            .map_err(|e| StoreError::backend(format!("reading {}", archive.display()), e))?;
         let out = self
             .client
             .upload_part()
@@ -326,7 +328,7 @@ impl S3ArtifactStore {
             .send()
             .await
             .map_err(|e| {
-                other(
+                StoreError::backend(
                     format!("uploading part {number} of {}", self.url(key)),
                     AwsError::new("S3", "UploadPart", e),
                 )
@@ -340,7 +342,7 @@ impl S3ArtifactStore {
 
     /// Downloads `key` into `dest` (through a temporary file next to it) and
     /// returns the SHA-256 and size of what was read.
-    async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64), PortError> {
+    async fn download(&self, key: &str, dest: &Path) -> Result<(String, u64), StoreError> {
         let out = self
             .client
             .get_object()
@@ -348,29 +350,34 @@ impl S3ArtifactStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| not_found_or(e, self.url(key), "downloading"))?;
+            .map_err(|e| not_found_or(e, self.url(key), "downloading", store_missing))?;
         let partial = partial_path(dest);
         let mut file = tokio::fs::File::create(&partial)
             .await
-            .map_err(|e| other(format!("creating {}", partial.display()), e))?;
+            .map_err(StoreError::io(format!("creating {}", partial.display())))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut body = out.body;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| other(format!("downloading {}", self.url(key)), e))?;
+            let chunk =
+                chunk.map_err(|e| StoreError::backend(format!("downloading {}", self.url(key)), e))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
             file.write_all(&chunk)
                 .await
-                .map_err(|e| other(format!("writing {}", partial.display()), e))?;
+                .map_err(StoreError::io(format!("writing {}", partial.display())))?;
         }
         file.flush()
             .await
-            .map_err(|e| other(format!("writing {}", partial.display()), e))?;
+            .map_err(StoreError::io(format!("writing {}", partial.display())))?;
         drop(file);
         tokio::fs::rename(&partial, dest)
             .await
-            .map_err(|e| other(format!("moving {} to {}", partial.display(), dest.display()), e))?;
+            .map_err(StoreError::io(format!(
+                "moving {} to {}",
+                partial.display(),
+                dest.display()
+            )))?;
         Ok((hex::encode(hasher.finalize()), size))
     }
 }
@@ -381,10 +388,10 @@ impl ArtifactStore for S3ArtifactStore {
         format!("s3://{}", self.bucket)
     }
 
-    async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), PortError> {
+    async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), StoreError> {
         let size = tokio::fs::metadata(archive)
             .await
-            .map_err(|e| other(format!("reading {}", archive.display()), e))?
+            .map_err(StoreError::io(format!("reading {}", archive.display())))?
             .len();
         record::check_segment("run id", &metadata.run_id)?;
         let tags = tag_set(&[
@@ -401,8 +408,10 @@ impl ArtifactStore for S3ArtifactStore {
                 .await?;
         }
         let metadata_key = Self::metadata_key(&self.root(&metadata.pipeline), &metadata.run_id);
-        let json =
-            serde_json::to_vec_pretty(metadata).map_err(|e| other("serializing the artifact metadata", e))?;
+        let json = serde_json::to_vec_pretty(metadata).map_err(|source| StoreError::Metadata {
+            context: "serializing the artifact metadata".to_owned(),
+            source,
+        })?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -413,7 +422,7 @@ impl ArtifactStore for S3ArtifactStore {
             .send()
             .await
             .map_err(|e| {
-                other(
+                StoreError::backend(
                     format!("uploading {}", self.url(&metadata_key)),
                     AwsError::new("S3", "PutObject", e),
                 )
@@ -422,7 +431,7 @@ impl ArtifactStore for S3ArtifactStore {
         Ok(())
     }
 
-    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, PortError> {
+    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, StoreError> {
         record::check_segment("run id", run_id)?;
         let metadata_key = Self::metadata_key(&self.root(pipeline), run_id);
         let out = self
@@ -432,25 +441,24 @@ impl ArtifactStore for S3ArtifactStore {
             .key(&metadata_key)
             .send()
             .await
-            .map_err(|e| not_found_or(e, self.url(&metadata_key), "downloading"))?;
+            .map_err(|e| not_found_or(e, self.url(&metadata_key), "downloading", store_missing))?;
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| other(format!("downloading {}", self.url(&metadata_key)), e))?
+            .map_err(|e| StoreError::backend(format!("downloading {}", self.url(&metadata_key)), e))?
             .into_bytes();
-        let metadata: ArtifactMetadata = serde_json::from_slice(&bytes).map_err(|e| {
-            other(
-                format!("reading {} (not artifact metadata)", self.url(&metadata_key)),
-                e,
-            )
-        })?;
+        let metadata: ArtifactMetadata =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Metadata {
+                context: format!("reading {} (not artifact metadata)", self.url(&metadata_key)),
+                source,
+            })?;
         let archive_key = Self::archive_key(&self.root(pipeline), run_id);
         let (actual, size) = self.download(&archive_key, dest).await?;
         if actual != metadata.sha256 || size != metadata.size {
             // A corrupt archive must never be unpacked by mistake.
             let _ = tokio::fs::remove_file(dest).await;
-            return Err(PortError::Corrupt {
+            return Err(StoreError::Corrupt {
                 what: self.url(&archive_key),
                 expected: metadata.sha256,
                 actual,
@@ -475,8 +483,11 @@ const KEY_CLOCK_MAX: i128 = 9_999_999_999_999;
 impl S3RunRecorder {
     /// Writes `record` as JSON at `key`. One PutObject replaces the whole
     /// object at once: readers never see half a record.
-    async fn put_record(&self, key: &str, record: &RunRecord) -> Result<(), PortError> {
-        let json = serde_json::to_vec_pretty(record).map_err(|e| other("serializing the run record", e))?;
+    async fn put_record(&self, key: &str, record: &RunRecord) -> Result<(), RecordError> {
+        let json = serde_json::to_vec_pretty(record).map_err(|source| RecordError::Json {
+            context: "serializing the run record".to_owned(),
+            source,
+        })?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -486,7 +497,7 @@ impl S3RunRecorder {
             .send()
             .await
             .map_err(|e| {
-                other(
+                RecordError::backend(
                     format!("writing {}", self.url(key)),
                     AwsError::new("S3", "PutObject", e),
                 )
@@ -544,7 +555,7 @@ impl S3RunRecorder {
 
     /// The pipelines with a top-level folder in the bucket (`aphex history
     /// --store` lists the runs of each; one without runs lists none).
-    pub async fn pipelines(&self) -> Result<Vec<String>, PortError> {
+    pub async fn pipelines(&self) -> Result<Vec<String>, RecordError> {
         let listed = self.list("", Depth::OneLevel).await?;
         Ok(listed
             .folders
@@ -555,7 +566,7 @@ impl S3RunRecorder {
 
     /// Every page of `ListObjectsV2` under `prefix`: the objects (key and
     /// size) and, one level deep, the folders (common prefixes).
-    async fn list(&self, prefix: &str, depth: Depth) -> Result<Listed, PortError> {
+    async fn list(&self, prefix: &str, depth: Depth) -> Result<Listed, RecordError> {
         let mut request = self.client.list_objects_v2().bucket(&self.bucket);
         if !prefix.is_empty() {
             request = request.prefix(prefix);
@@ -567,7 +578,7 @@ impl S3RunRecorder {
         let mut listed = Listed::default();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                other(
+                RecordError::backend(
                     format!("listing {}", self.url(prefix)),
                     AwsError::new("S3", "ListObjectsV2", e),
                 )
@@ -619,7 +630,7 @@ impl S3RunRecorder {
     /// order (newest first) with their ids, and the ids that have a folder
     /// of stage objects. The `/` delimiter keeps stage objects out of the
     /// first list whatever they are named.
-    async fn runs_level(&self, pipeline: &str) -> Result<RunsLevel, PortError> {
+    async fn runs_level(&self, pipeline: &str) -> Result<RunsLevel, RecordError> {
         let prefix = Self::runs_prefix(pipeline);
         let listed = self.list(&prefix, Depth::OneLevel).await?;
         let mut level = RunsLevel::default();
@@ -636,7 +647,7 @@ impl S3RunRecorder {
     }
 
     /// The stage objects of run `id`.
-    async fn stage_objects(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, PortError> {
+    async fn stage_objects(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, RecordError> {
         let keys = self.stage_keys(pipeline, id).await?;
         self.read_all(keys).await
     }
@@ -671,7 +682,7 @@ impl S3RunRecorder {
     }
 
     /// The keys of run `id`'s stage objects.
-    async fn stage_keys(&self, pipeline: &str, id: &str) -> Result<Vec<String>, PortError> {
+    async fn stage_keys(&self, pipeline: &str, id: &str) -> Result<Vec<String>, RecordError> {
         let prefix = Self::stages_prefix(pipeline, id);
         let listed = self.list(&prefix, Depth::All).await?;
         Ok(listed
@@ -683,7 +694,7 @@ impl S3RunRecorder {
     }
 
     /// Reads `keys`, eight at a time, in order.
-    async fn read_all(&self, keys: Vec<String>) -> Result<Vec<RunRecord>, PortError> {
+    async fn read_all(&self, keys: Vec<String>) -> Result<Vec<RunRecord>, RecordError> {
         // Boxed so the futures' lifetimes do not trip async-trait's `Send` bound.
         let reads: Vec<_> = keys
             .into_iter()
@@ -700,7 +711,7 @@ impl S3RunRecorder {
         id: &str,
         key: Option<&str>,
         staged: bool,
-    ) -> Result<Option<RunRecord>, PortError> {
+    ) -> Result<Option<RunRecord>, RecordError> {
         let run = match key {
             Some(key) => Some(self.read(key).await?),
             None => None,
@@ -713,7 +724,7 @@ impl S3RunRecorder {
         Ok(record::merge_stage_objects(run, parts))
     }
 
-    async fn read(&self, key: &str) -> Result<RunRecord, PortError> {
+    async fn read(&self, key: &str) -> Result<RunRecord, RecordError> {
         let out = self
             .client
             .get_object()
@@ -721,21 +732,23 @@ impl S3RunRecorder {
             .key(key)
             .send()
             .await
-            .map_err(|e| not_found_or(e, self.url(key), "reading"))?;
+            .map_err(|e| not_found_or(e, self.url(key), "reading", record_missing))?;
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| other(format!("reading {}", self.url(key)), e))?
+            .map_err(|e| RecordError::backend(format!("reading {}", self.url(key)), e))?
             .into_bytes();
-        serde_json::from_slice(&bytes)
-            .map_err(|e| other(format!("reading {} (not a run record)", self.url(key)), e))
+        serde_json::from_slice(&bytes).map_err(|source| RecordError::Json {
+            context: format!("reading {} (not a run record)", self.url(key)),
+            source,
+        })
     }
 }
 
 #[async_trait]
 impl RunRecorder for S3RunRecorder {
-    async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
+    async fn record(&self, run: &RunRecord) -> Result<(), RecordError> {
         let root = self.root(&run.pipeline);
         self.put_record(&Self::run_key_under(&root, run), run).await?;
         // A closed run's object holds every stage (finalize wrote it from
@@ -747,7 +760,7 @@ impl RunRecorder for S3RunRecorder {
         Ok(())
     }
 
-    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {
+    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), RecordError> {
         record::check_segment("run id", &header.id)?;
         record::check_segment("stage name", &stage.name)?;
         // Its own key per stage: parallel stages never replace each other's
@@ -757,7 +770,7 @@ impl RunRecorder for S3RunRecorder {
             .await
     }
 
-    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, RecordError> {
         let root = self.root(pipeline);
         let pipeline = root.as_str();
         let level = self.runs_level(pipeline).await?;
@@ -765,7 +778,7 @@ impl RunRecorder for S3RunRecorder {
         self.assemble(pipeline, id, key, level.staged.contains(id)).await
     }
 
-    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, PortError> {
+    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, RecordError> {
         if limit == 0 {
             return Ok(RunListing::default());
         }
@@ -810,7 +823,7 @@ impl RunRecorder for S3RunRecorder {
         stage: &str,
         index: u64,
         text: &[u8],
-    ) -> Result<(), PortError> {
+    ) -> Result<(), RecordError> {
         let key = self.checked_log_key(pipeline, id, stage, index)?;
         self.client
             .put_object()
@@ -821,7 +834,7 @@ impl RunRecorder for S3RunRecorder {
             .send()
             .await
             .map_err(|e| {
-                other(
+                RecordError::backend(
                     format!("writing {}", self.url(&key)),
                     AwsError::new("S3", "PutObject", e),
                 )
@@ -835,7 +848,7 @@ impl RunRecorder for S3RunRecorder {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<(), PortError> {
+    ) -> Result<(), RecordError> {
         let key = self.checked_log_key(pipeline, id, stage, index)?;
         // Deleting a key that is not there succeeds in S3.
         self.client
@@ -845,7 +858,7 @@ impl RunRecorder for S3RunRecorder {
             .send()
             .await
             .map_err(|e| {
-                other(
+                RecordError::backend(
                     format!("removing {}", self.url(&key)),
                     AwsError::new("S3", "DeleteObject", e),
                 )
@@ -853,7 +866,7 @@ impl RunRecorder for S3RunRecorder {
         Ok(())
     }
 
-    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, RecordError> {
         record::check_segment("run id", id)?;
         let prefix = Self::logs_prefix(&self.root(pipeline), id);
         let listed = self.list(&prefix, Depth::All).await?;
@@ -885,7 +898,7 @@ impl RunRecorder for S3RunRecorder {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<Vec<u8>, PortError> {
+    ) -> Result<Vec<u8>, RecordError> {
         let key = self.checked_log_key(pipeline, id, stage, index)?;
         let out = self
             .client
@@ -894,12 +907,12 @@ impl RunRecorder for S3RunRecorder {
             .key(&key)
             .send()
             .await
-            .map_err(|e| not_found_or(e, self.url(&key), "reading"))?;
+            .map_err(|e| not_found_or(e, self.url(&key), "reading", record_missing))?;
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| other(format!("reading {}", self.url(&key)), e))?
+            .map_err(|e| RecordError::backend(format!("reading {}", self.url(&key)), e))?
             .into_bytes();
         Ok(bytes.to_vec())
     }
@@ -933,7 +946,7 @@ impl S3RunRecorder {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<String, PortError> {
+    ) -> Result<String, RecordError> {
         record::check_segment("run id", id)?;
         record::check_segment("stage name", stage)?;
         Ok(Self::log_key(&self.root(pipeline), id, stage, index))
@@ -1004,24 +1017,41 @@ fn partial_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-fn other(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> PortError {
-    PortError::Other {
-        context: context.into(),
-        source: Box::new(source),
+/// What a `GetObject` that failed means: the object (or bucket) is
+/// missing, or the call failed.
+enum GetFailed {
+    Missing(String),
+    Call(String, AwsError),
+}
+
+fn store_missing(failed: GetFailed) -> StoreError {
+    match failed {
+        GetFailed::Missing(what) => StoreError::NotFound { what },
+        GetFailed::Call(context, e) => StoreError::backend(context, e),
     }
 }
 
-/// `NotFound` for a missing key (or bucket), `Other` for anything else.
-fn not_found_or(
+fn record_missing(failed: GetFailed) -> RecordError {
+    match failed {
+        GetFailed::Missing(what) => RecordError::NotFound { what },
+        GetFailed::Call(context, e) => RecordError::backend(context, e),
+    }
+}
+
+/// `NotFound` for a missing key (or bucket), the call's error for anything
+/// else, as the port's error `into` makes.
+fn not_found_or<E>(
     error: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
     what: String,
     doing: &str,
-) -> PortError {
+    into: fn(GetFailed) -> E,
+) -> E {
     let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
-    if missing {
-        return PortError::NotFound { what };
-    }
-    other(format!("{doing} {what}"), AwsError::new("S3", "GetObject", error))
+    into(if missing {
+        GetFailed::Missing(what)
+    } else {
+        GetFailed::Call(format!("{doing} {what}"), AwsError::new("S3", "GetObject", error))
+    })
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub mod workflows;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use aphex_stages::ports::{ManifestApplier, PortError};
+use aphex_stages::ports::{ClusterError, ManifestApplier};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -173,11 +173,13 @@ impl KubeApplier {
     /// How the cluster serves `kind` of `api_version`, asking its discovery
     /// document the first time; an error that says what to install when the
     /// cluster does not serve it.
-    async fn served(&self, api_version: &str, kind: &str) -> Result<Served, PortError> {
+    async fn served(&self, api_version: &str, kind: &str) -> Result<Served, ClusterError> {
+        let context = || format!("finding {kind} ({api_version}) on the cluster");
         self.served_if_any(api_version, kind)
-            .await?
-            .ok_or_else(|| PortError::Refused {
-                context: format!("finding {kind} ({api_version}) on the cluster"),
+            .await
+            .map_err(|e| ClusterError::backend(context(), e))?
+            .ok_or_else(|| ClusterError::Refused {
+                context: context(),
                 why: format!(
                     "the cluster does not serve {kind} in {api_version}{}",
                     install_hint(kind)
@@ -186,7 +188,7 @@ impl KubeApplier {
     }
 
     /// How the cluster serves `kind` of `api_version`, `None` when it does not.
-    async fn served_if_any(&self, api_version: &str, kind: &str) -> Result<Option<Served>, PortError> {
+    async fn served_if_any(&self, api_version: &str, kind: &str) -> Result<Option<Served>, KubeError> {
         let key = (api_version.to_owned(), kind.to_owned());
         if let Some(s) = self.served.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Some(s.clone()));
@@ -199,9 +201,7 @@ impl KubeApplier {
         let list = match list {
             Ok(l) => l,
             Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(None),
-            Err(e) => {
-                return Err(self.port_error(format!("finding {kind} ({api_version}) on the cluster"), e));
-            }
+            Err(e) => return Err(self.kube_error(e)),
         };
         // Subresources (`workflowtemplates/status`) share the kind.
         let Some(r) = list
@@ -235,7 +235,7 @@ impl KubeApplier {
         }
     }
 
-    async fn apply_one(&self, manifest: &Value) -> Result<(), PortError> {
+    async fn apply_one(&self, manifest: &Value) -> Result<(), ClusterError> {
         let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let (api_version, kind) = (s(&manifest["apiVersion"]), s(&manifest["kind"]));
         let (namespace, name) = (
@@ -243,7 +243,7 @@ impl KubeApplier {
             s(&manifest["metadata"]["name"]),
         );
         if api_version.is_empty() || kind.is_empty() || name.is_empty() {
-            return Err(PortError::Refused {
+            return Err(ClusterError::Refused {
                 context: "applying a manifest".to_owned(),
                 why: "it has no apiVersion, kind or metadata.name".to_owned(),
             });
@@ -259,7 +259,12 @@ impl KubeApplier {
             .patch(&name, &params, &Patch::Apply(manifest))
             .await
             .map(drop)
-            .map_err(|e| self.port_error(format!("applying {kind} {}", object(&namespace, &name)), e))
+            .map_err(|e| {
+                ClusterError::backend(
+                    format!("applying {kind} {}", object(&namespace, &name)),
+                    self.kube_error(e),
+                )
+            })
     }
 }
 
@@ -280,7 +285,7 @@ impl KubeApplier {
     /// namespace and name), letting the cluster remove what it owns; only
     /// when its `aphex.dev/pipeline` label is the manifest's, so an object
     /// someone else made under the same name is kept.
-    pub async fn delete(&self, manifest: &Value) -> Result<Deleted, PortError> {
+    pub async fn delete(&self, manifest: &Value) -> Result<Deleted, ClusterError> {
         let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let (api_version, kind) = (s(&manifest["apiVersion"]), s(&manifest["kind"]));
         let (namespace, name) = (
@@ -289,14 +294,18 @@ impl KubeApplier {
         );
         let what = format!("deleting {kind} {}", object(&namespace, &name));
         // A kind the cluster does not serve holds nothing to delete.
-        let Some(served) = self.served_if_any(&api_version, &kind).await? else {
+        let fail = |e| ClusterError::backend(what.clone(), self.kube_error(e));
+        let Some(served) = self.served_if_any(&api_version, &kind).await.map_err(|e| {
+            ClusterError::backend(format!("finding {kind} ({api_version}) on the cluster"), e)
+        })?
+        else {
             return Ok(Deleted::Absent);
         };
         let api = self.api(&served, &namespace);
         let live = match api.get_opt(&name).await {
             Ok(Some(live)) => live,
             Ok(None) => return Ok(Deleted::Absent),
-            Err(e) => return Err(self.port_error(what, e)),
+            Err(e) => return Err(fail(e)),
         };
         let label = aphex_template::workflow::PIPELINE_LABEL;
         let ours = manifest["metadata"]["labels"][label].as_str();
@@ -321,7 +330,7 @@ impl KubeApplier {
         match api.delete(&name, &params).await {
             Ok(_) => Ok(Deleted::Deleted),
             Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Deleted::Absent),
-            Err(e) => Err(self.port_error(what, e)),
+            Err(e) => Err(fail(e)),
         }
     }
 }
@@ -335,10 +344,11 @@ impl ManifestApplier for KubeApplier {
         )
     }
 
-    async fn current(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, PortError> {
+    async fn current(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+        let context = || format!("reading {kind} {}", object(namespace, name));
         let Some((_, api_version)) = KINDS.iter().find(|(k, _)| *k == kind) else {
-            return Err(PortError::Refused {
-                context: format!("reading {kind} {}", object(namespace, name)),
+            return Err(ClusterError::Refused {
+                context: context(),
                 why: format!("aphex does not know the API version of kind {kind}"),
             });
         };
@@ -347,11 +357,11 @@ impl ManifestApplier for KubeApplier {
             .api(&served, namespace)
             .get_opt(name)
             .await
-            .map_err(|e| self.port_error(format!("reading {kind} {}", object(namespace, name)), e))?;
+            .map_err(|e| ClusterError::backend(context(), self.kube_error(e)))?;
         live.map(|o| {
-            serde_json::to_value(o).map_err(|e| PortError::Other {
-                context: format!("reading {kind} {}", object(namespace, name)),
-                source: Box::new(e),
+            serde_json::to_value(o).map_err(|source| ClusterError::Json {
+                context: context(),
+                source,
             })
         })
         .transpose()
@@ -359,7 +369,7 @@ impl ManifestApplier for KubeApplier {
 
     /// Applies in order and stops at the first failure, which names the
     /// object: the manifests before it are applied, those after are not.
-    async fn apply(&self, manifests: &[Value]) -> Result<(), PortError> {
+    async fn apply(&self, manifests: &[Value]) -> Result<(), ClusterError> {
         for m in manifests {
             self.apply_one(m).await?;
         }
@@ -387,28 +397,69 @@ fn install_hint(kind: &str) -> &'static str {
 }
 
 impl KubeApplier {
-    /// A kube error as a port error, with what to do for the usual API
-    /// statuses and for a server that cannot be reached.
-    fn port_error(&self, context: String, e: kube::Error) -> PortError {
-        port_error(self.server.as_deref(), context, e)
+    /// A kube error, with what to do for the usual API statuses and for a
+    /// server that cannot be reached.
+    fn kube_error(&self, e: kube::Error) -> KubeError {
+        KubeError::new(self.server.as_deref(), e)
     }
 }
 
-/// A kube error as a port error, with what to do for the usual API
-/// statuses and for a server (at `server`, when known) that cannot be reached.
-pub(crate) fn port_error(server: Option<&str>, context: String, e: kube::Error) -> PortError {
-    let source = match &e {
-        kube::Error::Service(_) | kube::Error::HyperError(_) => {
-            let server = server.unwrap_or("the API server");
-            format!(
-                "cannot reach {server}: {} (is the cluster running, and is the kubeconfig's current context the right one?)",
-                error_chain(&e)
-            )
-            .into()
+/// Why a request to the API server failed, with what to check. Each
+/// variant keeps kube's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The API server could not be reached.
+    #[error(
+        "cannot reach {server}: {} (is the cluster running, and is the kubeconfig's current context the right one?)",
+        error_chain(.source)
+    )]
+    Unreachable {
+        /// The API server's URL, or `the API server` when not known.
+        server: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server answered with an error status; `hint` says what to
+    /// check (or is empty).
+    #[error("{}{hint}", status_line(.source))]
+    Status {
+        /// What to check, from ` (`, or empty.
+        hint: String,
+        /// The client's error ([`kube::Error::Api`]).
+        #[source]
+        source: kube::Error,
+    },
+    /// Anything else the client reports (a request that could not be
+    /// built, an answer that could not be read).
+    #[error(transparent)]
+    Client(kube::Error),
+}
+
+impl KubeError {
+    /// `e`, with what to do for the usual API statuses and for a server
+    /// (at `server`, when known) that cannot be reached.
+    pub fn new(server: Option<&str>, e: kube::Error) -> KubeError {
+        match &e {
+            kube::Error::Service(_) | kube::Error::HyperError(_) => KubeError::Unreachable {
+                server: server.unwrap_or("the API server").to_owned(),
+                source: e,
+            },
+            kube::Error::Api(status) => KubeError::Status {
+                hint: status_hint(status).to_owned(),
+                source: e,
+            },
+            _ => KubeError::Client(e),
         }
-        _ => api_error(e),
-    };
-    PortError::Other { context, source }
+    }
+}
+
+/// `code reason: message` of an API status, else the error's own text.
+fn status_line(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} {}: {}", status.code, status.reason, status.message),
+        e => e.to_string(),
+    }
 }
 
 /// An error and its causes on one line: "client error (Connect): tcp
@@ -428,32 +479,26 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// A kube error, with what to do for the usual API statuses.
-fn api_error(e: kube::Error) -> Box<dyn std::error::Error + Send + Sync> {
-    match &e {
-        kube::Error::Api(status) => {
-            // Server-side apply refuses a field the CRD's schema lacks with
-            // a 500; a create with `fieldValidation=Strict`, with a 400.
-            let unknown_field = status.message.contains("field not declared in schema")
-                || status.message.contains("unknown field");
-            let hint = match status.code {
-                _ if unknown_field => {
-                    " (the cluster's Argo CRD does not declare this field: is the installed Argo older than the one aphex renders for? compare `aphex render` with `kubectl explain`)"
-                }
-                401 => " (the credentials were refused: in a pod, is the service account token mounted?)",
-                403 => {
-                    // Both callers: the pipeline stage in a pod, and an
-                    // operator's `aphex bootstrap`/`aphex diff`.
-                    " (these credentials may not do this: in a pod, the executor's Role from `aphex render` allows get and patch on the pipeline's WorkflowTemplate only; `aphex bootstrap` needs a kubeconfig that may create RBAC objects, Secrets and Argo objects in both Argo namespaces)"
-                }
-                // Discovery found the kind, so on apply a 404 is the namespace.
-                404 => " (does the namespace exist? Argo's installation makes its namespaces)",
-                409 => " (a conflicting change: run the stage again)",
-                422 => " (the API server rejected the object: compare it with `aphex render`)",
-                _ => "",
-            };
-            format!("{} {}: {}{hint}", status.code, status.reason, status.message).into()
+/// What to check after an API status, from ` (`, or nothing.
+fn status_hint(status: &kube::core::Status) -> &'static str {
+    // Server-side apply refuses a field the CRD's schema lacks with a
+    // 500; a create with `fieldValidation=Strict`, with a 400.
+    let unknown_field =
+        status.message.contains("field not declared in schema") || status.message.contains("unknown field");
+    match status.code {
+        _ if unknown_field => {
+            " (the cluster's Argo CRD does not declare this field: is the installed Argo older than the one aphex renders for? compare `aphex render` with `kubectl explain`)"
         }
-        _ => Box::new(e),
+        401 => " (the credentials were refused: in a pod, is the service account token mounted?)",
+        403 => {
+            // Both callers: the pipeline stage in a pod, and an
+            // operator's `aphex bootstrap`/`aphex diff`.
+            " (these credentials may not do this: in a pod, the executor's Role from `aphex render` allows get and patch on the pipeline's WorkflowTemplate only; `aphex bootstrap` needs a kubeconfig that may create RBAC objects, Secrets and Argo objects in both Argo namespaces)"
+        }
+        // Discovery found the kind, so on apply a 404 is the namespace.
+        404 => " (does the namespace exist? Argo's installation makes its namespaces)",
+        409 => " (a conflicting change: run the stage again)",
+        422 => " (the API server rejected the object: compare it with `aphex render`)",
+        _ => "",
     }
 }

@@ -11,9 +11,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch,
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::port_error;
+use crate::KubeError;
 use crate::run_status::RunView;
-use aphex_stages::ports::PortError;
 use aphex_template::submit::APPROVED_BY;
 
 /// Why a Workflow operation did not happen.
@@ -21,8 +20,43 @@ use aphex_template::submit::APPROVED_BY;
 pub enum WorkflowError {
     /// The API server refused, or could not be reached (the message says
     /// what to check).
-    #[error(transparent)]
-    Kube(#[from] PortError),
+    #[error("{context}: {source}")]
+    Kube {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: KubeError,
+    },
+    /// The cluster does not serve Argo's Workflow kind (a namespace-wide 404).
+    #[error(
+        "{context}: the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?"
+    )]
+    NoWorkflowKind {
+        /// What was being done.
+        context: String,
+        /// The API server's 404.
+        #[source]
+        source: kube::Error,
+    },
+    /// A Workflow could not be written or read as JSON.
+    #[error("{context}: {source}")]
+    Json {
+        /// What was being done.
+        context: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The request to submit a Workflow could not be built.
+    #[error("{context}: {source}")]
+    Request {
+        /// What was being done.
+        context: String,
+        /// The HTTP error.
+        #[source]
+        source: http::Error,
+    },
     /// No such run.
     #[error("run {name} not found in namespace {namespace}: `aphex status` lists the pipeline's runs")]
     NotFound {
@@ -92,27 +126,23 @@ impl Workflows {
             && status.is_not_found()
             && status.details.as_ref().is_none_or(|d| d.name.is_empty())
         {
-            return WorkflowError::Kube(PortError::Refused {
-                context,
-                why: "the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?".to_owned(),
-            });
+            return WorkflowError::NoWorkflowKind { context, source: e };
         }
-        if let kube::Error::Api(status) = &e
-            && status.code == 403
-        {
-            let ns = &self.namespace;
-            return WorkflowError::Kube(PortError::Other {
-                context,
-                source: format!(
-                    "403 {}: {} (these credentials may not do this: `aphex trigger` needs create, `aphex status` list \
-                     and get, `aphex approve` get and patch on workflows.argoproj.io in namespace {ns}; \
-                     `kubectl auth can-i patch workflows -n {ns}` checks)",
-                    status.reason, status.message
-                )
-                .into(),
-            });
-        }
-        WorkflowError::Kube(port_error(self.server.as_deref(), context, e))
+        let source = match e {
+            kube::Error::Api(status) if status.code == 403 => {
+                let ns = &self.namespace;
+                KubeError::Status {
+                    hint: format!(
+                        " (these credentials may not do this: `aphex trigger` needs create, `aphex status` list \
+                         and get, `aphex approve` get and patch on workflows.argoproj.io in namespace {ns}; \
+                         `kubectl auth can-i patch workflows -n {ns}` checks)"
+                    ),
+                    source: kube::Error::Api(status),
+                }
+            }
+            e => KubeError::new(self.server.as_deref(), e),
+        };
+        WorkflowError::Kube { context, source }
     }
 
     /// Creates `workflow` (with `metadata.generateName`) as the Sensor does,
@@ -124,20 +154,16 @@ impl Workflows {
             self.namespace
         );
         let context = || format!("submitting a Workflow in namespace {}", self.namespace);
-        let body = serde_json::to_vec(workflow).map_err(|e| {
-            WorkflowError::Kube(PortError::Other {
-                context: context(),
-                source: Box::new(e),
-            })
+        let body = serde_json::to_vec(workflow).map_err(|source| WorkflowError::Json {
+            context: context(),
+            source,
         })?;
         let request = http::Request::post(url)
             .header("content-type", "application/json")
             .body(body)
-            .map_err(|e| {
-                WorkflowError::Kube(PortError::Other {
-                    context: context(),
-                    source: Box::new(e),
-                })
+            .map_err(|source| WorkflowError::Request {
+                context: context(),
+                source,
             })?;
         self.client
             .request::<Value>(request)
@@ -175,11 +201,9 @@ impl Workflows {
             .await
             .map_err(|e| self.error(format!("reading Workflow {}/{name}", self.namespace), e))?;
         match found {
-            Some(o) => serde_json::to_value(o).map_err(|e| {
-                WorkflowError::Kube(PortError::Other {
-                    context: format!("reading Workflow {}/{name}", self.namespace),
-                    source: Box::new(e),
-                })
+            Some(o) => serde_json::to_value(o).map_err(|source| WorkflowError::Json {
+                context: format!("reading Workflow {}/{name}", self.namespace),
+                source,
             }),
             None => Err(WorkflowError::NotFound {
                 namespace: self.namespace.clone(),

@@ -108,6 +108,18 @@ async fn a_cluster_without_argo_says_what_to_install() {
     );
 }
 
+/// The status code of the first `kube::Error::Api` in `error`'s sources.
+fn api_status(error: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
+            return Some(status.code);
+        }
+        next = e.source();
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_refused_apply_names_the_object_and_the_role() {
     let fake = Fake::serving(&["argoproj.io/v1alpha1", "v1"]);
@@ -117,7 +129,10 @@ async fn a_refused_apply_names_the_object_and_the_role() {
     let applier = KubeApplier::new(fake.client());
     let sa =
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "after", "namespace": ns}});
-    let err = applier.apply(&[wt, sa]).await.unwrap_err().to_string();
+    let error = applier.apply(&[wt, sa]).await.unwrap_err();
+    // The API server's answer is kept as kube's error, not only as text.
+    assert_eq!(api_status(&error), Some(403), "{error:?}");
+    let err = error.to_string();
     assert!(
         err.contains(&format!("applying WorkflowTemplate {ns}/{name}")),
         "{err}"
@@ -271,4 +286,35 @@ async fn diff_says_missing_then_same_then_changed_ignoring_server_fields() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_workflow_the_credentials_may_not_create_says_which_verbs_each_command_needs() {
+    let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
+    fake.forbid("workflows");
+    let workflows = aphex_k8s::workflows::Workflows::new(fake.client(), "ci");
+    let workflow = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "shop-"},
+    });
+    let error = workflows.create(&workflow).await.unwrap_err();
+    assert!(
+        matches!(error, aphex_k8s::workflows::WorkflowError::Kube { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        api_status(&error),
+        Some(403),
+        "kube's error is the source: {error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.starts_with("submitting a Workflow in namespace ci: 403 Forbidden: "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("`kubectl auth can-i patch workflows -n ci` checks)"),
+        "{text}"
+    );
 }

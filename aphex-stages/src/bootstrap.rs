@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::diff::{differs, identity};
 use crate::ports::{
-    DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackOutcome,
+    ClusterError, DeployError, DeployProgress, ManifestApplier, PipelineStackUpdater, StackOutcome,
 };
 use crate::stages::pipeline::{StackAction, stack_action};
 
@@ -116,7 +116,7 @@ pub enum BootstrapError {
         cluster: String,
         /// Why.
         #[source]
-        source: PortError,
+        source: ClusterError,
     },
     /// The pipeline stack could not be deployed.
     #[error("deploying the pipeline stack {stack}: {source}")]
@@ -143,7 +143,7 @@ pub enum BootstrapError {
         object: String,
         /// Why.
         #[source]
-        source: PortError,
+        source: ClusterError,
     },
     /// The manifests could not be applied.
     #[error("applying to {cluster}: {source}")]
@@ -152,7 +152,7 @@ pub enum BootstrapError {
         cluster: String,
         /// Why.
         #[source]
-        source: PortError,
+        source: ClusterError,
     },
 }
 

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::ports::{ManifestApplier, PortError};
+use crate::ports::{ClusterError, ManifestApplier};
 
 /// One rendered object against the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +46,10 @@ impl ObjectDiff {
 }
 
 /// Compares every rendered manifest with the live object, in order.
-pub async fn diff(applier: &dyn ManifestApplier, manifests: &[Value]) -> Result<Vec<ObjectDiff>, PortError> {
+pub async fn diff(
+    applier: &dyn ManifestApplier,
+    manifests: &[Value],
+) -> Result<Vec<ObjectDiff>, ClusterError> {
     let mut out = Vec::with_capacity(manifests.len());
     for m in manifests {
         let (kind, namespace, name) = identity(m);

@@ -167,7 +167,7 @@ pub async fn run_local(
         .runs
         .record(&record)
         .await
-        .map_err(StageError::port("recording the run start"))?;
+        .map_err(StageError::record("recording the run start"))?;
     let dir = run_dir(&opts.state, &pipeline, &opts.id);
     let logs = dir.join("logs");
     crate::files::create_private_dir(&logs)
@@ -327,7 +327,7 @@ async fn run_stages(
             .runs
             .record(record)
             .await
-            .map_err(StageError::port("recording the run"))?;
+            .map_err(StageError::record("recording the run"))?;
         stopped = !goes_on;
     }
     Ok(())

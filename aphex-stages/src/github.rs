@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::ports::{CommitStatus, CommitStatuses, PortError};
+use crate::ports::{CommitStatus, CommitStatusError, CommitStatuses};
 use crate::redact::Redactor;
 
 /// The REST API version the requests are written against.
@@ -82,12 +82,8 @@ impl GitHubStatuses {
 
 #[async_trait]
 impl CommitStatuses for GitHubStatuses {
-    async fn post(&self, status: &CommitStatus) -> Result<(), PortError> {
+    async fn post(&self, status: &CommitStatus) -> Result<(), CommitStatusError> {
         let doing = format!("posting the {:?} commit status on {}", status.state, status.sha).to_lowercase();
-        let fail = |e: Box<dyn std::error::Error + Send + Sync>| PortError::Other {
-            context: doing.clone(),
-            source: e,
-        };
         let mut body = json!({
             "state": status.state,
             "description": status.description,
@@ -109,7 +105,10 @@ impl CommitStatuses for GitHubStatuses {
             .json(&body)
             .send()
             .await
-            .map_err(|e| fail(self.redactor.redact(&e.to_string()).into()))?;
+            .map_err(|source| CommitStatusError::Send {
+                context: doing.clone(),
+                source,
+            })?;
         let code = response.status();
         if code.is_success() {
             return Ok(());
@@ -125,8 +124,11 @@ impl CommitStatuses for GitHubStatuses {
         } else {
             format!(" ({})", self.redactor.redact(message.trim()))
         };
-        Err(fail(
-            format!("GitHub answered {code}{said}: {}", self.hint(code)).into(),
-        ))
+        Err(CommitStatusError::Answered {
+            context: doing,
+            status: code,
+            said,
+            hint: self.hint(code),
+        })
     }
 }

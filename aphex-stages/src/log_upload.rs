@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::ports::{PortError, RunRecorder};
+use crate::ports::{RecordError, RunRecorder};
 use crate::report::{Event, Reporter};
 
 /// The size a log piece is closed at (a longer line makes a longer piece).
@@ -77,6 +77,17 @@ struct Pending {
     dropped: u64,
 }
 
+/// Why a stage's log could not be stored in full.
+#[derive(Debug, thiserror::Error)]
+pub enum LogUploadError {
+    /// The run store refused a piece (the first such error).
+    #[error(transparent)]
+    Store(#[from] RecordError),
+    /// The uploading task panicked or was cancelled.
+    #[error("storing the stage's log: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Reports through `inner` and stores the log as it goes. Call
 /// [`LogUpload::finish`] when the stage ends.
 pub struct LogUpload {
@@ -85,7 +96,7 @@ pub struct LogUpload {
     pending: Arc<Mutex<Pending>>,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
-    task: Mutex<Option<JoinHandle<Result<(), PortError>>>>,
+    task: Mutex<Option<JoinHandle<Result<(), RecordError>>>>,
 }
 
 impl LogUpload {
@@ -121,18 +132,14 @@ impl LogUpload {
 
     /// Stores what is left and stops; the first storing error, if any (the
     /// stage's outcome does not depend on its log).
-    pub async fn finish(&self) -> Result<(), PortError> {
+    pub async fn finish(&self) -> Result<(), LogUploadError> {
         let task = self.task.lock().expect("upload lock").take();
         let Some(task) = task else {
             return Ok(());
         };
         self.stop.notify_one();
-        task.await.unwrap_or_else(|e| {
-            Err(PortError::Other {
-                context: "storing the stage's log".to_owned(),
-                source: Box::new(e),
-            })
-        })
+        task.await??;
+        Ok(())
     }
 }
 
@@ -166,7 +173,7 @@ struct Pieces {
     unsaved: bool,
     /// Closed pieces stored: index and size, oldest first.
     stored: VecDeque<(u64, u64)>,
-    first_error: Option<PortError>,
+    first_error: Option<RecordError>,
 }
 
 impl Pieces {
@@ -284,7 +291,7 @@ pub async fn read_since(
     stage: &str,
     chunks: &[crate::ports::LogChunk],
     cursor: LogCursor,
-) -> Result<(Vec<u8>, LogCursor), PortError> {
+) -> Result<(Vec<u8>, LogCursor), RecordError> {
     let mut indexes: Vec<u64> = chunks
         .iter()
         .filter(|c| c.stage == stage)
@@ -314,7 +321,7 @@ pub async fn read_since(
         let piece = match runs.log_chunk(pipeline, id, stage, index).await {
             Ok(p) => p,
             // Dropped by the cap between the listing and the read.
-            Err(PortError::NotFound { .. }) => continue,
+            Err(RecordError::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
         let from = if index == cursor.index { cursor.offset } else { 0 };

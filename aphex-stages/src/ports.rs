@@ -10,28 +10,169 @@ use serde::{Deserialize, Serialize};
 use crate::assembly::{CloudAssembly, StackArtifact};
 use crate::record::{RunRecord, StageRecord};
 
-/// A failure inside an adapter, with the object it concerns.
+/// The error of an adapter that lives outside this crate (S3's and
+/// CloudWatch's `aphex_aws::client::AwsError`, aphex-k8s's `KubeError`),
+/// boxed because a port cannot name its adapters' types (this crate knows
+/// no AWS or Kubernetes crate). It is still a typed error: downcast it to
+/// reach the SDK's or client's error underneath.
+pub type AdapterError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A run id or stage name that would escape its folder or key prefix
+/// ([`crate::record::check_segment`]): refused before anything is read or
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("recording {kind} `{name}`: a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)")]
+pub struct SegmentError {
+    /// What the name is (`run id`, `stage name`).
+    pub kind: String,
+    /// The name refused.
+    pub name: String,
+}
+
+/// Why an [`ArtifactStore`] could not store or fetch a run's artifacts.
 #[derive(Debug, thiserror::Error)]
-pub enum PortError {
-    /// The named object does not exist.
+pub enum StoreError {
+    /// No artifacts are stored for that run.
     #[error("{what} not found")]
     NotFound {
         /// What was looked for (e.g. `s3://bucket/key`).
         what: String,
     },
-    /// Stored data failed its checksum.
+    /// The archive read does not match its metadata.
     #[error("{what} is corrupt: expected SHA-256 {expected}, got {actual}")]
     Corrupt {
-        /// The object.
+        /// The archive.
         what: String,
         /// Checksum recorded at upload.
         expected: String,
         /// Checksum of what was read.
         actual: String,
     },
-    /// The adapter refused the request before its store or cluster was
-    /// asked (a name that would escape its folder, a manifest without a
-    /// kind, a kind the cluster does not serve): no error underneath.
+    /// The run id would not make a folder or key of its own.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A local file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the store was doing, naming the file.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stored metadata is not [`ArtifactMetadata`] (or could not be
+    /// written as JSON).
+    #[error("{context}: {source}")]
+    Metadata {
+        /// What the store was doing, naming the object.
+        context: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The fetched archive could not be hashed.
+    #[error("{context}: {source}")]
+    Archive {
+        /// What the store was doing, naming the file.
+        context: String,
+        /// The error.
+        #[source]
+        source: crate::artifact::ArtifactError,
+    },
+    /// The store's service failed (S3), with its own error.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What the store was doing, naming the object.
+        context: String,
+        /// The adapter's error.
+        #[source]
+        source: AdapterError,
+    },
+}
+
+impl StoreError {
+    /// A local IO failure while doing `context`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+
+    /// The store's service failing while doing `context`.
+    pub fn backend(context: impl Into<String>, source: impl Into<AdapterError>) -> StoreError {
+        StoreError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Why a [`RunRecorder`] could not write, read or list run records or
+/// stage logs. Apart from [`ArtifactStore`]'s: a record has no checksum,
+/// and its failures are read by other code (a record that is not JSON is
+/// left out of a listing, a log piece not found was dropped by the cap).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The object asked for does not exist (a log piece).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for (e.g. `s3://bucket/key`).
+        what: String,
+    },
+    /// The run id or stage name would not make a file or key of its own.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A local file or folder could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the recorder was doing, naming the file.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored record is not a [`RunRecord`] (not JSON, or written by a
+    /// newer Aphex), or one could not be written as JSON.
+    #[error("{context}: {source}")]
+    Json {
+        /// What the recorder was doing, naming the file or object.
+        context: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store's service failed (S3), with its own error.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What the recorder was doing, naming the object.
+        context: String,
+        /// The adapter's error.
+        #[source]
+        source: AdapterError,
+    },
+}
+
+impl RecordError {
+    /// A local IO failure while doing `context`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RecordError {
+        let context = context.into();
+        move |source| RecordError::Io { context, source }
+    }
+
+    /// The store's service failing while doing `context`.
+    pub fn backend(context: impl Into<String>, source: impl Into<AdapterError>) -> RecordError {
+        RecordError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Why a [`ManifestApplier`] could not read or apply objects.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The adapter turned the request down before its cluster was asked
+    /// (a manifest without a kind, a kind the cluster does not serve):
+    /// there is no error underneath.
     #[error("{context}: {why}")]
     Refused {
         /// What the adapter was asked to do.
@@ -39,14 +180,145 @@ pub enum PortError {
         /// Why not, and what to do.
         why: String,
     },
-    /// The store, cluster or service failed, with context and its error.
+    /// A manifest cannot be written to the directory cluster.
     #[error("{context}: {source}")]
-    Other {
+    Manifest {
         /// What the adapter was doing.
         context: String,
-        /// The underlying error.
+        /// What is wrong with the manifest.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: crate::local::ManifestError,
+    },
+    /// A local file could not be read or written (the directory cluster).
+    #[error("{context}: {source}")]
+    Io {
+        /// What the adapter was doing, naming the file.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An object could not be read as JSON.
+    #[error("{context}: {source}")]
+    Json {
+        /// What the adapter was doing, naming the object.
+        context: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The cluster failed or refused (aphex-k8s's `KubeError`, with what
+    /// to check), or no client could be made for it.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What the adapter was doing, naming the object.
+        context: String,
+        /// The adapter's error.
+        #[source]
+        source: AdapterError,
+    },
+}
+
+impl ClusterError {
+    /// A local IO failure while doing `context`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+        let context = context.into();
+        move |source| ClusterError::Io { context, source }
+    }
+
+    /// The cluster failing while doing `context`.
+    pub fn backend(context: impl Into<String>, source: impl Into<AdapterError>) -> ClusterError {
+        ClusterError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Why a [`MetricsSink`] could not emit a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A data point lacks the dimension that names where it goes.
+    #[error("sending metric {metric} to {sink}: it has no `{dimension}` dimension to name its namespace")]
+    MissingDimension {
+        /// The metric's name.
+        metric: String,
+        /// The sink (`CloudWatch`).
+        sink: String,
+        /// The dimension it needs (`pipeline`).
+        dimension: String,
+    },
+    /// The metrics file could not be written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the sink was doing, naming the file.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics service failed (CloudWatch), with its own error.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What the sink was doing.
+        context: String,
+        /// The adapter's error.
+        #[source]
+        source: AdapterError,
+    },
+}
+
+impl MetricsError {
+    /// A local IO failure while doing `context`.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> MetricsError {
+        let context = context.into();
+        move |source| MetricsError::Io { context, source }
+    }
+}
+
+/// Why a [`Notifier`] could not send. Neither variant holds the webhook's
+/// URL (Slack's carry its token).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The request could not be made (connection, timeout).
+    #[error("posting the run notification to the webhook: {0}")]
+    Send(#[source] reqwest::Error),
+    /// The webhook answered with an error status.
+    #[error("posting the run notification to the webhook: webhook answered {status}: {body}")]
+    Answered {
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The answer's body, trimmed and redacted.
+        body: String,
+    },
+}
+
+/// Why a [`CommitStatuses`] adapter could not post a status. Never holds
+/// the token.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitStatusError {
+    /// The request could not be made (connection, timeout). Its text names
+    /// the URL, which holds no credential (the token goes in a header);
+    /// the stages redact every warning they show anyway.
+    #[error("{context}: {source}")]
+    Send {
+        /// What was being posted (`posting the pending commit status on <sha>`).
+        context: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The forge answered with an error status.
+    #[error("{context}: GitHub answered {status}{said}: {hint}")]
+    Answered {
+        /// What was being posted.
+        context: String,
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// GitHub's own `message`, redacted, as ` (message)`, or empty.
+        said: String,
+        /// What to do about it.
+        hint: String,
     },
 }
 
@@ -87,11 +359,11 @@ pub trait ArtifactStore: Send + Sync {
     /// Stores the archive file with its metadata under the metadata's
     /// pipeline and run (tagging commit SHA, run and timestamp), the
     /// metadata last: an archive without it is absent.
-    async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), PortError>;
+    async fn put(&self, archive: &Path, metadata: &ArtifactMetadata) -> Result<(), StoreError>;
     /// Fetches the archive run `run_id` of `pipeline` stored into `dest`,
     /// verifying its size and SHA-256 against the stored metadata
-    /// ([`PortError::Corrupt`] on mismatch).
-    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, PortError>;
+    /// ([`StoreError::Corrupt`] on mismatch).
+    async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, StoreError>;
 }
 
 /// Where run records are kept: a run object per run, and a stage object per
@@ -101,26 +373,26 @@ pub trait ArtifactStore: Send + Sync {
 pub trait RunRecorder: Send + Sync {
     /// Writes (or replaces) the run object of one run, atomically (`finalize`
     /// and the local executor: the consolidated record).
-    async fn record(&self, run: &RunRecord) -> Result<(), PortError>;
+    async fn record(&self, run: &RunRecord) -> Result<(), RecordError>;
     /// Writes (or replaces, on a retry) the stage object of `stage` in the
     /// run `header` names, atomically, without reading anything first. Of
     /// `header` only id, pipeline, commit, branch and start time are kept
     /// ([`RunRecord::stage_object`]).
-    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError>;
+    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), RecordError>;
     /// The record of run `id`, if any: its run object with its stage objects
     /// merged in ([`crate::record::merge_stage_objects`]); a run with stage
     /// objects only is still running.
-    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError>;
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, RecordError>;
     /// The newest `limit` runs of `pipeline` that could be read, newest
     /// first, each loaded as [`Self::load`] does (stage objects are never
     /// listed as runs of their own), and every run whose record could not be read (not JSON, or
     /// written by a newer Aphex in a format this one does not know), which
     /// is left out: one bad record never hides the others. An error is the
     /// listing itself failing.
-    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, PortError>;
+    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, RecordError>;
     /// The runs of [`RunRecorder::scan`]; each unreadable one is logged as a
     /// warning and left out.
-    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, PortError> {
+    async fn list(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>, RecordError> {
         let listing = self.scan(pipeline, limit).await?;
         for bad in &listing.unreadable {
             tracing::warn!("{bad}");
@@ -136,7 +408,7 @@ pub trait RunRecorder: Send + Sync {
         stage: &str,
         index: u64,
         text: &[u8],
-    ) -> Result<(), PortError>;
+    ) -> Result<(), RecordError>;
     /// Removes piece `index` of `stage`'s log (a log over its cap drops its
     /// oldest pieces); one that is not there is no error.
     async fn remove_log_chunk(
@@ -145,9 +417,9 @@ pub trait RunRecorder: Send + Sync {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<(), PortError>;
+    ) -> Result<(), RecordError>;
     /// Every stored piece of run `id`'s stage logs, by stage, then index.
-    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError>;
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, RecordError>;
     /// The text of piece `index` of `stage`'s log.
     async fn log_chunk(
         &self,
@@ -155,7 +427,7 @@ pub trait RunRecorder: Send + Sync {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<Vec<u8>, PortError>;
+    ) -> Result<Vec<u8>, RecordError>;
 }
 
 /// One stored piece of a stage's log.
@@ -184,7 +456,7 @@ impl RunListing {
     /// `limit` runs, and every run whose record could not be read (one
     /// record this version cannot read never hides the others).
     pub fn collect(
-        loaded: impl IntoIterator<Item = (String, Result<Option<RunRecord>, PortError>)>,
+        loaded: impl IntoIterator<Item = (String, Result<Option<RunRecord>, RecordError>)>,
         limit: usize,
     ) -> RunListing {
         let mut listing = RunListing::default();
@@ -411,9 +683,9 @@ pub trait ManifestApplier: Send + Sync {
         kind: &str,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<serde_json::Value>, PortError>;
+    ) -> Result<Option<serde_json::Value>, ClusterError>;
     /// Applies every manifest (server-side apply semantics: create or replace).
-    async fn apply(&self, manifests: &[serde_json::Value]) -> Result<(), PortError>;
+    async fn apply(&self, manifests: &[serde_json::Value]) -> Result<(), ClusterError>;
 }
 
 /// A metric data point.
@@ -445,14 +717,14 @@ pub enum MetricUnit {
 #[async_trait]
 pub trait MetricsSink: Send + Sync {
     /// Emits a batch of data points.
-    async fn emit(&self, metrics: &[Metric]) -> Result<(), PortError>;
+    async fn emit(&self, metrics: &[Metric]) -> Result<(), MetricsError>;
 }
 
 /// Where run notifications go.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// Sends a notification about a finished run (already redacted).
-    async fn notify(&self, run: &RunRecord) -> Result<(), PortError>;
+    async fn notify(&self, run: &RunRecord) -> Result<(), NotifyError>;
 }
 
 /// A commit status's state, as GitHub names them.
@@ -487,5 +759,5 @@ pub struct CommitStatus {
 #[async_trait]
 pub trait CommitStatuses: Send + Sync {
     /// Posts one status; an `Err` names what failed, never a credential.
-    async fn post(&self, status: &CommitStatus) -> Result<(), PortError>;
+    async fn post(&self, status: &CommitStatus) -> Result<(), CommitStatusError>;
 }

@@ -258,13 +258,13 @@ pub fn is_plain_segment(name: &str) -> bool {
 
 /// Refuses a run id or stage name (`kind`) that would escape its folder or
 /// key prefix: the check every run recorder makes before writing.
-pub fn check_segment(kind: &str, name: &str) -> Result<(), crate::ports::PortError> {
+pub fn check_segment(kind: &str, name: &str) -> Result<(), crate::ports::SegmentError> {
     if is_plain_segment(name) {
         return Ok(());
     }
-    Err(crate::ports::PortError::Refused {
-        context: format!("recording {kind} `{name}`"),
-        why: format!("a {kind} must be one path segment (no `/`, `\\`, `.` or `..`)"),
+    Err(crate::ports::SegmentError {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
     })
 }
 

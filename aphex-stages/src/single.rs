@@ -208,7 +208,7 @@ async fn recorded_outputs(ctx: &StageContext, env: &str) -> Result<Outputs, Stag
         .runs
         .load(&run.pipeline, &run.id)
         .await
-        .map_err(StageError::port(format!(
+        .map_err(StageError::record(format!(
             "loading run {} for the stack outputs of {deploy}",
             run.id
         )))?;
@@ -308,7 +308,7 @@ pub async fn record_stage(ports: &Ports, run: &RunInfo, stage: StageRecord) -> R
         .runs
         .record_stage(&header, &stage)
         .await
-        .map_err(StageError::port(format!("recording stage {}", stage.name)))
+        .map_err(StageError::record(format!("recording stage {}", stage.name)))
 }
 
 /// Closes the record of `run` (creating it when no stage got to write one):
@@ -327,7 +327,7 @@ pub async fn finalize_run(
         .runs
         .load(&run.pipeline, &run.id)
         .await
-        .map_err(StageError::port("loading the run record"))?
+        .map_err(StageError::record("loading the run record"))?
         .unwrap_or_else(|| new_record(run));
     let mut status = stages::finalize::overall_status(&record.stages);
     if matches!(status, Status::Succeeded | Status::Duplicate | Status::Superseded)

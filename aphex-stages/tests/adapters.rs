@@ -3,7 +3,10 @@
 //! notifier against an HTTP server on 127.0.0.1.
 
 use aphex_stages::local::{DirCluster, DirRunRecorder, JsonLinesMetrics, WebhookNotifier};
-use aphex_stages::ports::{ManifestApplier, Metric, MetricUnit, MetricsSink, Notifier, RunRecorder};
+use aphex_stages::ports::{
+    ClusterError, ManifestApplier, Metric, MetricUnit, MetricsSink, Notifier, NotifyError, RecordError,
+    RunRecorder,
+};
 use aphex_stages::record::{RunRecord, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,6 +66,39 @@ async fn run_recorder_replaces_atomically_and_lists_newest_first() {
 }
 
 #[tokio::test]
+async fn a_record_that_is_not_json_is_left_out_and_read_as_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = DirRunRecorder::new(dir.path());
+    rec.record(&run("good", "2026-01-01T00:00:00Z", Status::Succeeded))
+        .await
+        .unwrap();
+    std::fs::write(rec.path_of("shop", "bad"), b"{ not json").unwrap();
+    let err = rec.load("shop", "bad").await.unwrap_err();
+    match &err {
+        RecordError::Json { context, source } => {
+            assert!(context.contains("bad.json"), "{context}");
+            assert!(source.is_syntax(), "{source}");
+        }
+        other => panic!("expected a JSON error, got {other:?}"),
+    }
+    let listing = rec.scan("shop", 10).await.unwrap();
+    assert_eq!(listing.runs.len(), 1);
+    assert_eq!(listing.unreadable.len(), 1);
+    assert!(
+        listing.unreadable[0].error.contains("parsing run record"),
+        "{}",
+        listing.unreadable[0]
+    );
+    // A run id that would leave the pipeline's folder is refused before any file is touched.
+    let err = rec
+        .record(&run("../escape", "2026-01-01T00:00:00Z", Status::Running))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecordError::Segment(_)), "{err:?}");
+    assert!(err.to_string().contains("must be one path segment"), "{err}");
+}
+
+#[tokio::test]
 async fn directory_cluster_keeps_one_file_per_object() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = DirCluster::new(dir.path());
@@ -94,7 +130,9 @@ async fn directory_cluster_keeps_one_file_per_object() {
     assert_eq!(cluster.current("ConfigMap", "argo", "x").await.unwrap(), None);
     // A manifest without a name is refused before anything is written.
     let bad = serde_json::json!({"kind": "ConfigMap", "metadata": {}});
-    let err = cluster.apply(&[wt(3), bad]).await.unwrap_err().to_string();
+    let err = cluster.apply(&[wt(3), bad]).await.unwrap_err();
+    assert!(matches!(err, ClusterError::Manifest { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("has no `metadata.name`"), "{err}");
     assert_eq!(
         cluster
@@ -239,6 +277,10 @@ async fn webhook_errors_name_the_status_but_never_the_url() {
         .notify(&run("r", "2026-01-01T00:00:00Z", Status::Succeeded))
         .await
         .unwrap_err();
+    assert!(
+        matches!(&err, NotifyError::Answered { status, .. } if status.as_u16() == 500),
+        "{err:?}"
+    );
     let text = format!("{err}: {:?}", std::error::Error::source(&err));
     assert!(text.contains("500"), "{text}");
     assert!(!text.contains("SECRETPATH"), "{text}");

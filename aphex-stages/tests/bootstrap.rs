@@ -6,7 +6,7 @@ mod support;
 
 use aphex_stages::bootstrap::{BootstrapError, Change, Ports, Report, SecretState, bootstrap};
 use aphex_stages::local::DirCluster;
-use aphex_stages::ports::{DeployProgress, ManifestApplier, PipelineStackUpdater, PortError, StackEvent};
+use aphex_stages::ports::{ClusterError, DeployProgress, ManifestApplier, PipelineStackUpdater, StackEvent};
 use serde_json::{Value, json};
 use support::*;
 
@@ -172,13 +172,13 @@ impl ManifestApplier for Unreachable {
     fn describe(&self) -> String {
         "an unreachable cluster".to_owned()
     }
-    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<Value>, PortError> {
-        Err(PortError::Other {
+    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<Value>, ClusterError> {
+        Err(ClusterError::Refused {
             context: "finding WorkflowTemplate".to_owned(),
-            source: "the cluster does not serve WorkflowTemplate".into(),
+            why: "the cluster does not serve WorkflowTemplate".to_owned(),
         })
     }
-    async fn apply(&self, _: &[Value]) -> Result<(), PortError> {
+    async fn apply(&self, _: &[Value]) -> Result<(), ClusterError> {
         unreachable!("nothing is applied to a cluster that could not be read")
     }
 }

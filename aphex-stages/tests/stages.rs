@@ -7,7 +7,9 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use aphex_stages::context::Ports;
-use aphex_stages::ports::{CredentialChecker, CredentialError, Identity, Notifier, PortError};
+use aphex_stages::ports::{
+    ClusterError, CredentialChecker, CredentialError, Identity, Notifier, NotifyError,
+};
 use aphex_stages::record::{RunRecord, StackResult, StageRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
@@ -209,12 +211,13 @@ impl aphex_stages::ports::ManifestApplier for BrokenApplier {
     fn describe(&self) -> String {
         "a broken cluster".to_owned()
     }
-    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, PortError> {
+    async fn current(&self, _: &str, _: &str, _: &str) -> Result<Option<serde_json::Value>, ClusterError> {
         Ok(None)
     }
-    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), PortError> {
-        Err(PortError::NotFound {
-            what: "CRD workflowtemplates.argoproj.io".to_owned(),
+    async fn apply(&self, _: &[serde_json::Value]) -> Result<(), ClusterError> {
+        Err(ClusterError::Refused {
+            context: "finding WorkflowTemplate (argoproj.io/v1alpha1) on the cluster".to_owned(),
+            why: "CRD workflowtemplates.argoproj.io not found".to_owned(),
         })
     }
 }
@@ -225,7 +228,10 @@ fn pipeline_failure_halts_or_continues_as_configured() {
     h.ctx.ports.applier = Arc::new(BrokenApplier);
     let err = rt().block_on(pipeline::run(&h.ctx)).unwrap_err().to_string();
     assert!(
-        err.contains("applying to a broken cluster: CRD workflowtemplates.argoproj.io not found"),
+        err.contains(
+            "applying to a broken cluster: finding WorkflowTemplate (argoproj.io/v1alpha1) on the cluster: \
+             CRD workflowtemplates.argoproj.io not found"
+        ),
         "{err}"
     );
 
@@ -424,7 +430,7 @@ struct Recorded(Mutex<Vec<RunRecord>>);
 
 #[async_trait::async_trait]
 impl Notifier for Recorded {
-    async fn notify(&self, run: &RunRecord) -> Result<(), PortError> {
+    async fn notify(&self, run: &RunRecord) -> Result<(), NotifyError> {
         self.0.lock().unwrap().push(run.clone());
         Ok(())
     }

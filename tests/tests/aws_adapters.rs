@@ -10,8 +10,8 @@ use aphex_aws::s3::{S3ArtifactStore, S3RunRecorder};
 use aphex_aws::sts::StsCredentialChecker;
 use aphex_config::Environment;
 use aphex_stages::ports::{
-    ArtifactMetadata, ArtifactStore, CredentialChecker, Metric, MetricUnit, MetricsSink, PortError,
-    RunRecorder,
+    ArtifactMetadata, ArtifactStore, CredentialChecker, Metric, MetricUnit, MetricsSink, RunRecorder,
+    StoreError,
 };
 use aphex_stages::record::{RunRecord, Status};
 use aphex_tests::{Emulator, artifact_metadata as metadata_for, emulator, new_bucket, noise, unique_name};
@@ -149,7 +149,7 @@ async fn corrupt_archive_is_detected_and_named() {
         .expect_err("a tampered archive must not restore");
 
     match &err {
-        PortError::Corrupt {
+        StoreError::Corrupt {
             what,
             expected,
             actual,
@@ -181,7 +181,7 @@ async fn missing_artifact_is_not_found() {
         .await
         .expect_err("nothing stored");
     match err {
-        PortError::NotFound { what } => {
+        StoreError::NotFound { what } => {
             assert_eq!(
                 what,
                 format!("s3://{bucket}/shop/artifacts/shop-none/metadata.json")

@@ -250,7 +250,7 @@ async fn s3_log_pieces_round_trip_and_a_pull_requests_stay_under_pr() {
         .unwrap();
     assert!(matches!(
         recorder.log_chunk("shop", "wf-1", "build", 0).await,
-        Err(aphex_stages::ports::PortError::NotFound { .. })
+        Err(aphex_stages::ports::RecordError::NotFound { .. })
     ));
     // Logs never count as runs.
     assert!(recorder.list("shop", 10).await.unwrap().is_empty());

@@ -109,9 +109,6 @@ pub fn who(given: Option<&str>, connection: Option<&Connection>) -> Result<Strin
 
 impl From<WorkflowError> for CliError {
     fn from(e: WorkflowError) -> Self {
-        match e {
-            WorkflowError::Kube(e) => CliError::failure(e),
-            WorkflowError::NotFound { .. } | WorkflowError::Gate(_) => CliError::failure(e),
-        }
+        CliError::failure(e)
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use aphex_stages::diff::{ObjectDiff, diff};
-use aphex_stages::ports::{ManifestApplier, PortError};
+use aphex_stages::ports::{ClusterError, ManifestApplier};
 use aphex_template::workflow::stack_outputs_config_map;
 use aphex_template::yaml::to_yaml;
 use aphex_template::{RenderOptions, render};
@@ -65,7 +65,7 @@ fn compare_and_print(args: Args) -> Result<Exit, CliError> {
 async fn compare(
     config: &aphex_config::Config,
     applier: &dyn ManifestApplier,
-) -> Result<Vec<ObjectDiff>, PortError> {
+) -> Result<Vec<ObjectDiff>, ClusterError> {
     let settings = config.settings();
     let namespace = settings.namespace();
     let outputs_map = stack_outputs_config_map(config);

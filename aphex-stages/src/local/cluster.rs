@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{io_err, write_atomic};
-use crate::ports::{ManifestApplier, PortError};
+use super::write_atomic;
+use crate::ports::{ClusterError, ManifestApplier};
 
 /// A directory standing in for a cluster.
 #[derive(Debug, Clone)]
@@ -87,34 +87,34 @@ impl ManifestApplier for DirCluster {
         kind: &str,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<serde_json::Value>, PortError> {
+    ) -> Result<Option<serde_json::Value>, ClusterError> {
         let path = self.path_of(kind, namespace, name);
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| PortError::Other {
+                .map_err(|source| ClusterError::Json {
                     context: format!("parsing {}", path.display()),
-                    source: Box::new(e),
+                    source,
                 }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+            Err(e) => Err(ClusterError::io(format!("reading {}", path.display()))(e)),
         }
     }
 
-    async fn apply(&self, manifests: &[serde_json::Value]) -> Result<(), PortError> {
+    async fn apply(&self, manifests: &[serde_json::Value]) -> Result<(), ClusterError> {
         // Check every object first: a bad one must not leave half an apply.
         let ids = manifests
             .iter()
             .map(identity)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PortError::Other {
+            .map_err(|source| ClusterError::Manifest {
                 context: "applying manifests".to_owned(),
-                source: Box::new(e),
+                source,
             })?;
         for (m, (kind, ns, name)) in manifests.iter().zip(ids) {
             let mut bytes = serde_json::to_vec_pretty(m).expect("manifest serializes");
             bytes.push(b'\n');
-            write_atomic(&self.path_of(&kind, &ns, &name), &bytes)?;
+            write_atomic(&self.path_of(&kind, &ns, &name), &bytes, ClusterError::io)?;
         }
         Ok(())
     }

@@ -7,8 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::io_err;
-use crate::ports::{Metric, MetricsSink, PortError};
+use crate::ports::{Metric, MetricsError, MetricsSink};
 
 /// Metrics appended to a file.
 #[derive(Debug)]
@@ -30,7 +29,7 @@ impl JsonLinesMetrics {
 
 #[async_trait]
 impl MetricsSink for JsonLinesMetrics {
-    async fn emit(&self, metrics: &[Metric]) -> Result<(), PortError> {
+    async fn emit(&self, metrics: &[Metric]) -> Result<(), MetricsError> {
         let now = crate::time::now_rfc3339();
         let mut text = String::new();
         for m in metrics {
@@ -41,12 +40,13 @@ impl MetricsSink for JsonLinesMetrics {
         }
         let _guard = self.lock.lock().expect("metrics lock");
         if let Some(dir) = self.path.parent() {
-            crate::files::create_private_dir(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            crate::files::create_private_dir(dir)
+                .map_err(MetricsError::io(format!("creating {}", dir.display())))?;
         }
         let mut file = crate::files::append_private_file(&self.path)
-            .map_err(io_err(format!("opening {}", self.path.display())))?;
+            .map_err(MetricsError::io(format!("opening {}", self.path.display())))?;
         // One write call per batch keeps lines whole.
         file.write_all(text.as_bytes())
-            .map_err(io_err(format!("appending to {}", self.path.display())))
+            .map_err(MetricsError::io(format!("appending to {}", self.path.display())))
     }
 }

@@ -21,18 +21,11 @@ pub use metrics::JsonLinesMetrics;
 pub use notify::{NoopNotifier, WebhookNotifier, notification_text};
 pub use runs::DirRunRecorder;
 
-use crate::ports::PortError;
-
-/// Wraps an IO error with what was being done.
-pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> PortError {
-    let context = context.into();
-    move |source| PortError::Other {
-        context,
-        source: Box::new(source),
-    }
-}
-
-/// Writes `bytes` to `path` atomically ([`crate::files::write_atomic`]).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PortError> {
-    crate::files::write_atomic(path, bytes).map_err(io_err(format!("writing {}", path.display())))
+/// Writes `bytes` to `path` atomically ([`crate::files::write_atomic`]);
+/// `io` makes the port's error from what was being done (naming the file).
+pub(crate) fn write_atomic<E, F>(path: &Path, bytes: &[u8], io: impl FnOnce(String) -> F) -> Result<(), E>
+where
+    F: FnOnce(std::io::Error) -> E,
+{
+    crate::files::write_atomic(path, bytes).map_err(io(format!("writing {}", path.display())))
 }

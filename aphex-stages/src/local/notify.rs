@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::ports::{Notifier, PortError};
+use crate::ports::{Notifier, NotifyError};
 use crate::record::{RunRecord, Status};
 use crate::redact::Redactor;
 
@@ -94,26 +94,22 @@ impl WebhookNotifier {
 
 #[async_trait]
 impl Notifier for WebhookNotifier {
-    async fn notify(&self, run: &RunRecord) -> Result<(), PortError> {
+    async fn notify(&self, run: &RunRecord) -> Result<(), NotifyError> {
         // Escaped after redaction, which must see the values as they are.
         let text = slack_escape(&self.redactor.redact(&notification_text(run)));
         // The URL is a secret itself (Slack's carry the token): never print it.
-        let fail = |e: Box<dyn std::error::Error + Send + Sync>| PortError::Other {
-            context: "posting the run notification to the webhook".to_owned(),
-            source: e,
-        };
         let response = self
             .client
             .post(&self.url)
             .json(&serde_json::json!({ "text": text }))
             .send()
             .await
-            .map_err(|e| fail(e.without_url().into()))?;
+            .map_err(|e| NotifyError::Send(e.without_url()))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             let body = self.redactor.redact(body.trim());
-            return Err(fail(format!("webhook answered {status}: {body}").into()));
+            return Err(NotifyError::Answered { status, body });
         }
         Ok(())
     }
@@ -125,7 +121,7 @@ pub struct NoopNotifier;
 
 #[async_trait]
 impl Notifier for NoopNotifier {
-    async fn notify(&self, _run: &RunRecord) -> Result<(), PortError> {
+    async fn notify(&self, _run: &RunRecord) -> Result<(), NotifyError> {
         Ok(())
     }
 }

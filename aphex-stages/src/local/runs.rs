@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{io_err, write_atomic};
-use crate::ports::{LogChunk, PortError, RunListing, RunRecorder};
+use super::write_atomic;
+use crate::ports::{LogChunk, RecordError, RunListing, RunRecorder};
 use crate::record::{self, RunRecord, StageRecord};
 
 /// Run records in a directory.
@@ -41,35 +41,36 @@ impl DirRunRecorder {
         self.root.join(pipeline).join(id).join("logs").join(stage)
     }
 
-    fn log_piece(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<PathBuf, PortError> {
+    fn log_piece(&self, pipeline: &str, id: &str, stage: &str, index: u64) -> Result<PathBuf, RecordError> {
         record::check_segment("run id", id)?;
         record::check_segment("stage name", stage)?;
         Ok(self.log_dir(pipeline, id, stage).join(format!("{index:08}.log")))
     }
 
     /// The run object of `id`, if written.
-    fn read_run(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+    fn read_run(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, RecordError> {
         let path = self.path_of(pipeline, id);
         match std::fs::read(&path) {
             Ok(b) => parse(&path, &b).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+            Err(e) => Err(RecordError::io(format!("reading {}", path.display()))(e)),
         }
     }
 
     /// The stage objects of `id` (none when its folder does not exist).
-    fn read_stages(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, PortError> {
+    fn read_stages(&self, pipeline: &str, id: &str) -> Result<Vec<RunRecord>, RecordError> {
         let dir = self.stages_dir(pipeline, id);
         json_files(&dir)?
             .iter()
             .map(|path| {
-                let bytes = std::fs::read(path).map_err(io_err(format!("reading {}", path.display())))?;
+                let bytes =
+                    std::fs::read(path).map_err(RecordError::io(format!("reading {}", path.display())))?;
                 parse(path, &bytes)
             })
             .collect()
     }
 
-    fn load_sync(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+    fn load_sync(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, RecordError> {
         let run = self.read_run(pipeline, id)?;
         Ok(record::merge_stage_objects(run, self.read_stages(pipeline, id)?))
     }
@@ -77,16 +78,16 @@ impl DirRunRecorder {
 
 /// The `*.json` files directly in `dir` (none when it does not exist); temp
 /// files of writes in progress have no such extension.
-fn json_files(dir: &Path) -> Result<Vec<PathBuf>, PortError> {
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>, RecordError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        Err(e) => return Err(RecordError::io(format!("listing {}", dir.display()))(e)),
     };
     let mut files = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(io_err(format!("listing {}", dir.display())))?
+            .map_err(RecordError::io(format!("listing {}", dir.display())))?
             .path();
         if path.extension().is_some_and(|e| e == "json") && path.is_file() {
             files.push(path);
@@ -95,22 +96,22 @@ fn json_files(dir: &Path) -> Result<Vec<PathBuf>, PortError> {
     Ok(files)
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<RunRecord, PortError> {
-    serde_json::from_slice(bytes).map_err(|e| PortError::Other {
+fn parse(path: &Path, bytes: &[u8]) -> Result<RunRecord, RecordError> {
+    serde_json::from_slice(bytes).map_err(|source| RecordError::Json {
         context: format!("parsing run record {}", path.display()),
-        source: Box::new(e),
+        source,
     })
 }
 
 #[async_trait]
 impl RunRecorder for DirRunRecorder {
-    async fn record(&self, run: &RunRecord) -> Result<(), PortError> {
+    async fn record(&self, run: &RunRecord) -> Result<(), RecordError> {
         record::check_segment("run id", &run.id)?;
         let bytes = serde_json::to_vec_pretty(run).expect("run record serializes");
-        write_atomic(&self.path_of(&run.pipeline, &run.id), &bytes)
+        write_atomic(&self.path_of(&run.pipeline, &run.id), &bytes, RecordError::io)
     }
 
-    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), PortError> {
+    async fn record_stage(&self, header: &RunRecord, stage: &StageRecord) -> Result<(), RecordError> {
         record::check_segment("run id", &header.id)?;
         record::check_segment("stage name", &stage.name)?;
         let object = RunRecord::stage_object(header, stage);
@@ -118,19 +119,19 @@ impl RunRecorder for DirRunRecorder {
         let path = self
             .stages_dir(&header.pipeline, &header.id)
             .join(format!("{}.json", stage.name));
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes, RecordError::io)
     }
 
-    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, PortError> {
+    async fn load(&self, pipeline: &str, id: &str) -> Result<Option<RunRecord>, RecordError> {
         self.load_sync(pipeline, id)
     }
 
-    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, PortError> {
+    async fn scan(&self, pipeline: &str, limit: usize) -> Result<RunListing, RecordError> {
         let dir = self.root.join(pipeline);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RunListing::default()),
-            Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+            Err(e) => return Err(RecordError::io(format!("listing {}", dir.display()))(e)),
         };
         // A run is `<id>.json`, or a `<id>/stages/` folder with stage objects
         // and no run object yet. A run folder may also hold the local
@@ -138,7 +139,7 @@ impl RunRecorder for DirRunRecorder {
         let mut ids = std::collections::BTreeSet::new();
         for entry in entries {
             let path = entry
-                .map_err(io_err(format!("listing {}", dir.display())))?
+                .map_err(RecordError::io(format!("listing {}", dir.display())))?
                 .path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
@@ -163,8 +164,12 @@ impl RunRecorder for DirRunRecorder {
         stage: &str,
         index: u64,
         text: &[u8],
-    ) -> Result<(), PortError> {
-        write_atomic(&self.log_piece(pipeline, id, stage, index)?, text)
+    ) -> Result<(), RecordError> {
+        write_atomic(
+            &self.log_piece(pipeline, id, stage, index)?,
+            text,
+            RecordError::io,
+        )
     }
 
     async fn remove_log_chunk(
@@ -173,17 +178,17 @@ impl RunRecorder for DirRunRecorder {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<(), PortError> {
+    ) -> Result<(), RecordError> {
         let path = self.log_piece(pipeline, id, stage, index)?;
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io_err(format!("removing {}", path.display()))(e))
+                Err(RecordError::io(format!("removing {}", path.display()))(e))
             }
             _ => Ok(()),
         }
     }
 
-    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, PortError> {
+    async fn log_chunks(&self, pipeline: &str, id: &str) -> Result<Vec<LogChunk>, RecordError> {
         record::check_segment("run id", id)?;
         let logs = self.root.join(pipeline).join(id).join("logs");
         let mut chunks = Vec::new();
@@ -191,10 +196,10 @@ impl RunRecorder for DirRunRecorder {
             let Some(stage) = stage_dir.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let entries =
-                std::fs::read_dir(&stage_dir).map_err(io_err(format!("listing {}", stage_dir.display())))?;
+            let entries = std::fs::read_dir(&stage_dir)
+                .map_err(RecordError::io(format!("listing {}", stage_dir.display())))?;
             for entry in entries {
-                let entry = entry.map_err(io_err(format!("listing {}", stage_dir.display())))?;
+                let entry = entry.map_err(RecordError::io(format!("listing {}", stage_dir.display())))?;
                 let name = entry.file_name();
                 // Temp files of writes in progress have other names.
                 let Some(index) = name
@@ -206,7 +211,7 @@ impl RunRecorder for DirRunRecorder {
                 };
                 let bytes = entry
                     .metadata()
-                    .map_err(io_err(format!("reading {}", entry.path().display())))?
+                    .map_err(RecordError::io(format!("reading {}", entry.path().display())))?
                     .len();
                 chunks.push(LogChunk {
                     stage: stage.to_owned(),
@@ -225,28 +230,28 @@ impl RunRecorder for DirRunRecorder {
         id: &str,
         stage: &str,
         index: u64,
-    ) -> Result<Vec<u8>, PortError> {
+    ) -> Result<Vec<u8>, RecordError> {
         let path = self.log_piece(pipeline, id, stage, index)?;
         std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PortError::NotFound {
+            std::io::ErrorKind::NotFound => RecordError::NotFound {
                 what: path.display().to_string(),
             },
-            _ => io_err(format!("reading {}", path.display()))(e),
+            _ => RecordError::io(format!("reading {}", path.display()))(e),
         })
     }
 }
 
 /// The folders directly in `dir` (none when it does not exist).
-fn dirs(dir: &Path) -> Result<Vec<PathBuf>, PortError> {
+fn dirs(dir: &Path) -> Result<Vec<PathBuf>, RecordError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(format!("listing {}", dir.display()))(e)),
+        Err(e) => return Err(RecordError::io(format!("listing {}", dir.display()))(e)),
     };
     let mut found = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(io_err(format!("listing {}", dir.display())))?
+            .map_err(RecordError::io(format!("listing {}", dir.display())))?
             .path();
         if path.is_dir() {
             found.push(path);

@@ -65,7 +65,7 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
         .artifacts
         .put(&archive, &metadata)
         .await
-        .map_err(StageError::port(format!(
+        .map_err(StageError::store(format!(
             "storing the artifacts in {}",
             ctx.ports.artifacts.location()
         )))?;

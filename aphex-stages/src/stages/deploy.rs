@@ -24,7 +24,7 @@ use super::{StageError, StageOutcome, env_vars, environment, run_commands};
 use crate::artifact::{ARCHIVE_NAME, unpack};
 use crate::assembly::{CloudAssembly, StackArtifact};
 use crate::context::StageContext;
-use crate::ports::{DeployError, DeployProgress, DeployRequest, PortError, StackEvent, StackOutcome};
+use crate::ports::{DeployError, DeployProgress, DeployRequest, StackEvent, StackOutcome, StoreError};
 use crate::process::{CommandSpec, ProcessError};
 use crate::record::{StackResult, Status};
 use crate::report::{Event, Reporter};
@@ -162,14 +162,14 @@ pub async fn restore_artifacts(ctx: &StageContext, stage: &str) -> Result<(), St
             );
             Ok(())
         }
-        Err(PortError::NotFound { what }) => {
+        Err(StoreError::NotFound { what }) => {
             ctx.info(stage, format!("no build artifacts to restore ({what} not found)"));
             Ok(())
         }
-        Err(e @ PortError::Corrupt { .. }) => Err(StageError::Failed(format!(
+        Err(e @ StoreError::Corrupt { .. }) => Err(StageError::Failed(format!(
             "refusing the stored artifacts: {e}; rebuild this commit to store them again"
         ))),
-        Err(e) => Err(StageError::port(format!(
+        Err(e) => Err(StageError::store(format!(
             "fetching the artifacts from {}",
             store.location()
         ))(e)),

@@ -124,7 +124,7 @@ pub async fn run(
         .runs
         .record(&run)
         .await
-        .map_err(StageError::port("recording the run"))?;
+        .map_err(StageError::record("recording the run"))?;
     let warn = |message: String| {
         reporter.event(&Event::Warning {
             stage: STAGE.to_owned(),

@@ -12,7 +12,7 @@ pub mod validate;
 
 use crate::artifact::ArtifactError;
 use crate::context::StageContext;
-use crate::ports::PortError;
+use crate::ports::{ClusterError, RecordError, StoreError};
 use crate::process::{CommandSpec, ProcessError};
 use crate::record::{RunEnd, StackResult};
 use crate::workspace::CheckoutError;
@@ -51,14 +51,32 @@ pub enum StageError {
     /// Packaging or unpacking artifacts failed.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    /// An adapter failed.
+    /// The artifact store failed.
     #[error("{what}: {source}")]
-    Port {
+    Store {
         /// What the stage asked of it.
         what: String,
-        /// The adapter's error.
+        /// The store's error.
         #[source]
-        source: PortError,
+        source: StoreError,
+    },
+    /// The run recorder failed.
+    #[error("{what}: {source}")]
+    Record {
+        /// What the stage asked of it.
+        what: String,
+        /// The recorder's error.
+        #[source]
+        source: RecordError,
+    },
+    /// The manifest applier (the cluster) failed.
+    #[error("{what}: {source}")]
+    Cluster {
+        /// What the stage asked of it.
+        what: String,
+        /// The applier's error.
+        #[source]
+        source: ClusterError,
     },
     /// The checkout failed.
     #[error(transparent)]
@@ -134,9 +152,19 @@ impl StageError {
         move |source| StageError::Io { context, source }
     }
 
-    pub(crate) fn port(what: impl Into<String>) -> impl FnOnce(PortError) -> StageError {
+    pub(crate) fn store(what: impl Into<String>) -> impl FnOnce(StoreError) -> StageError {
         let what = what.into();
-        move |source| StageError::Port { what, source }
+        move |source| StageError::Store { what, source }
+    }
+
+    pub(crate) fn record(what: impl Into<String>) -> impl FnOnce(RecordError) -> StageError {
+        let what = what.into();
+        move |source| StageError::Record { what, source }
+    }
+
+    pub(crate) fn cluster(what: impl Into<String>) -> impl FnOnce(ClusterError) -> StageError {
+        let what = what.into();
+        move |source| StageError::Cluster { what, source }
     }
 }
 

@@ -200,7 +200,7 @@ async fn check_pinned(ctx: &StageContext) -> Result<(), StageError> {
         let live = applier
             .current(&kind, &ns, &name)
             .await
-            .map_err(StageError::port(format!(
+            .map_err(StageError::cluster(format!(
                 "reading {kind} {name} from {}",
                 applier.describe()
             )))?;
@@ -319,7 +319,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
         let current = applier
             .current(&kind, &ns, &name)
             .await
-            .map_err(StageError::port(format!(
+            .map_err(StageError::cluster(format!(
                 "reading {kind} {name} from {}",
                 applier.describe()
             )))?;
@@ -339,7 +339,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
     applier
         .apply(&manifests)
         .await
-        .map_err(StageError::port(format!("applying to {}", applier.describe())))?;
+        .map_err(StageError::cluster(format!("applying to {}", applier.describe())))?;
     for c in changes {
         ctx.info(STAGE, c);
     }
