@@ -26,9 +26,9 @@ use crate::ports::{
 use crate::stages::pipeline::{StackAction, stack_action};
 
 /// The key of the webhook secret in its Secret (what the EventSource reads).
-pub const WEBHOOK_SECRET_KEY: &str = "secret";
+pub(crate) const WEBHOOK_SECRET_KEY: &str = "secret";
 /// The key of the GitHub token in its Secret.
-pub const TOKEN_KEY: &str = "token";
+pub(crate) const TOKEN_KEY: &str = "token";
 
 /// The adapters bootstrap works through.
 pub struct Ports<'a> {

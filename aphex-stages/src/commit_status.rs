@@ -10,10 +10,10 @@ use crate::record::{RunRecord, Status};
 use crate::redact::Redactor;
 
 /// The longest description GitHub accepts, in characters.
-pub const MAX_DESCRIPTION: usize = 140;
+pub(crate) const MAX_DESCRIPTION: usize = 140;
 
 /// The status a run posts when its first stage starts.
-pub fn started(run: &RunInfo) -> CommitStatus {
+pub(crate) fn started(run: &RunInfo) -> CommitStatus {
     CommitStatus {
         sha: run.commit.clone(),
         state: CommitState::Pending,
@@ -25,7 +25,7 @@ pub fn started(run: &RunInfo) -> CommitStatus {
 /// The status a finished run posts, or `None` when it posts nothing more
 /// (superseded: its restart owns the status; still running: not finished).
 /// The description is redacted with `redactor` before it is cut.
-pub fn finished(run: &RunRecord, redactor: &Redactor) -> Option<CommitStatus> {
+pub(crate) fn finished(run: &RunRecord, redactor: &Redactor) -> Option<CommitStatus> {
     let took = run
         .ended_at
         .as_deref()
@@ -80,7 +80,7 @@ fn took(seconds: f64) -> String {
 
 /// `text` as a status description: its first line, control characters
 /// removed, cut to [`MAX_DESCRIPTION`] characters with `…` where cut.
-pub fn description(text: &str) -> String {
+pub(crate) fn description(text: &str) -> String {
     let line: String = text
         .lines()
         .next()

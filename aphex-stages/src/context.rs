@@ -75,7 +75,7 @@ pub enum Trigger {
 
 impl Trigger {
     /// The trigger a label value names; anything unknown is a person's.
-    pub fn from_label(value: Option<&str>) -> Trigger {
+    pub(crate) fn from_label(value: Option<&str>) -> Trigger {
         use aphex_template::submit::Origin;
         match value {
             Some(v) if v == Origin::Push.as_label() => Trigger::Push,
@@ -166,7 +166,7 @@ impl StageContext {
     }
 
     /// A fresh, empty directory under the scratch space, named after `what`.
-    pub fn fresh_dir(&self, what: &str) -> std::io::Result<PathBuf> {
+    pub(crate) fn fresh_dir(&self, what: &str) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.work)?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{what}-"))
@@ -175,21 +175,13 @@ impl StageContext {
         // removed as a whole.
         Ok(dir.keep())
     }
-
-    /// The config file's path in the checkout.
-    pub fn config_path(&self) -> PathBuf {
-        match Path::new(&self.config_file).file_name() {
-            Some(name) => self.checkout.join(name),
-            None => self.checkout.join(&self.config_file),
-        }
-    }
 }
 
 /// The app's folder in a checkout: the config file's folder. Commands run
 /// there and the config's paths (stacks, artifacts) are relative to it, so an
 /// app in a subfolder of a repository (`examples/quickstart/aphex-config.yaml`)
 /// runs as it would at the root.
-pub fn app_root(checkout: &Path, config_file: &str) -> PathBuf {
+pub(crate) fn app_root(checkout: &Path, config_file: &str) -> PathBuf {
     match Path::new(config_file).parent() {
         Some(dir) if !dir.as_os_str().is_empty() => checkout.join(dir),
         _ => checkout.to_path_buf(),

@@ -13,11 +13,11 @@ use crate::record::{EndReason, RunEnd, RunRecord, Status};
 /// How many of the newest runs are read to find each environment's last
 /// deploy; an environment not deployed among them is taken as never
 /// deployed (so the run deploys).
-pub const RECENT_RUNS: usize = 50;
+pub(crate) const RECENT_RUNS: usize = 50;
 
 /// The newest deploy attempt of one environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastDeploy<'a> {
+pub(crate) struct LastDeploy<'a> {
     /// The run that made it.
     pub run: &'a str,
     /// The commit it deployed.
@@ -29,7 +29,7 @@ pub struct LastDeploy<'a> {
 /// The newest deploy attempt of `environment` among `runs` (newest first,
 /// as [`crate::ports::RunRecorder::list`] returns them), other than in run
 /// `current`: the first run whose `deploy-<environment>` stage started.
-pub fn last_deploy<'a>(runs: &'a [RunRecord], environment: &str, current: &str) -> Option<LastDeploy<'a>> {
+pub(crate) fn last_deploy<'a>(runs: &'a [RunRecord], environment: &str, current: &str) -> Option<LastDeploy<'a>> {
     let stage = format!("deploy-{environment}");
     runs.iter().filter(|r| r.id != current).find_map(|r| {
         r.stages
@@ -48,7 +48,7 @@ pub fn last_deploy<'a>(runs: &'a [RunRecord], environment: &str, current: &str) 
 
 /// Why a run of `commit` is a duplicate (every one of `environments` last
 /// deployed exactly `commit`, successfully), or `None` when it deploys.
-pub fn duplicate(runs: &[RunRecord], environments: &[&str], commit: &str, current: &str) -> Option<String> {
+pub(crate) fn duplicate(runs: &[RunRecord], environments: &[&str], commit: &str, current: &str) -> Option<String> {
     let mut deployed = Vec::with_capacity(environments.len());
     for env in environments {
         let last = last_deploy(runs, env, current)?;
@@ -68,7 +68,7 @@ pub fn duplicate(runs: &[RunRecord], environments: &[&str], commit: &str, curren
 /// The duplicate check of a pushed deploy run, from the newest
 /// [`RECENT_RUNS`] records. A store that cannot be read is a warning, and
 /// the run deploys: redeploying is safe, skipping wrongly is not.
-pub async fn check(ctx: &StageContext, stage: &str) -> Option<RunEnd> {
+pub(crate) async fn check(ctx: &StageContext, stage: &str) -> Option<RunEnd> {
     if ctx.run.trigger != Trigger::Push || ctx.run.kind != RunKind::Deploy {
         return None;
     }

@@ -55,16 +55,6 @@ pub enum ApprovalError {
     },
 }
 
-/// Approves every gate (`--yes`), saying so.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AutoApprove;
-
-impl Approver for AutoApprove {
-    fn approve(&self, _env: &str) -> Result<bool, ApprovalError> {
-        Ok(true)
-    }
-}
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LocalRun {

@@ -1,9 +1,9 @@
 //! Test fakes (feature `test-util`): a [`StackDeployer`] that records which
 //! stacks it was asked to deploy, in which order and how many at once, can
-//! be told to fail a stack or answer with given outputs, and otherwise
-//! answers as [`NoopDeployer`] does (the deployer of `--deployer fake`).
+//! be told to fail a stack, and otherwise answers as [`NoopDeployer`] does
+//! (the deployer of `--deployer fake`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::local::NoopDeployer;
 use crate::local::deployer::{recorded_event, template_outputs};
-use crate::ports::{DeployError, DeployProgress, DeployRequest, StackDeployer, StackOutcome, StackOutput};
+use crate::ports::{DeployError, DeployProgress, DeployRequest, StackDeployer, StackOutcome};
 
 /// What the fake was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,6 @@ pub struct DeployCall {
 pub struct RecordingDeployer {
     calls: Mutex<Vec<DeployCall>>,
     fail: HashSet<String>,
-    overrides: BTreeMap<String, Vec<StackOutput>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -43,22 +42,6 @@ impl RecordingDeployer {
     /// Makes the stack with this artifact id or stack name fail.
     pub fn failing(mut self, stack: impl Into<String>) -> Self {
         self.fail.insert(stack.into());
-        self
-    }
-
-    /// Answers with these outputs for the stack with this artifact id or stack name.
-    pub fn with_outputs(mut self, stack: impl Into<String>, outputs: &[(&str, &str)]) -> Self {
-        self.overrides.insert(
-            stack.into(),
-            outputs
-                .iter()
-                .map(|(k, v)| StackOutput {
-                    key: (*k).to_owned(),
-                    value: (*v).to_owned(),
-                    export_name: None,
-                })
-                .collect(),
-        );
         self
     }
 
@@ -108,16 +91,10 @@ impl StackDeployer for RecordingDeployer {
                 root_causes: vec![event],
             });
         }
-        let outputs = self
-            .overrides
-            .get(&stack.id)
-            .or_else(|| self.overrides.get(&stack.stack_name))
-            .cloned()
-            .unwrap_or_else(|| template_outputs(&stack.stack_name, &stack.template_file));
         Ok(StackOutcome {
             stack_name: stack.stack_name.clone(),
             changed: true,
-            outputs,
+            outputs: template_outputs(&stack.stack_name, &stack.template_file),
         })
     }
 }

@@ -12,18 +12,18 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Mode of the directories we create: only the user.
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 /// Mode of the files we create: only the user.
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// Creates `dir` and its missing parents, each `0700` (existing ones are
 /// left as they are).
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
 /// Creates (or truncates) `path` for writing, `0600` when created.
-pub fn create_private_file(path: &Path) -> io::Result<File> {
+pub(crate) fn create_private_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create(true)
@@ -33,7 +33,7 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
 }
 
 /// Opens `path` for appending, creating it `0600`.
-pub fn append_private_file(path: &Path) -> io::Result<File> {
+pub(crate) fn append_private_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
@@ -43,13 +43,13 @@ pub fn append_private_file(path: &Path) -> io::Result<File> {
 
 /// Writes `bytes` to `path` atomically (see the module docs); the file is
 /// `0600`, missing directories `0700`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     copy_atomic(path, &mut &*bytes).map(|_| ())
 }
 
 /// Streams `from` into `path` atomically (see the module docs), in constant
 /// memory whatever its size; returns the bytes written.
-pub fn copy_atomic(path: &Path, from: &mut dyn Read) -> io::Result<u64> {
+pub(crate) fn copy_atomic(path: &Path, from: &mut dyn Read) -> io::Result<u64> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -72,7 +72,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// What the local state directory's `.gitignore` says: nothing in it is
 /// ever committed (artifacts, logs and run records are this machine's).
-pub const STATE_GITIGNORE: &str = "# Written by aphex: local run state, never committed.\n*\n";
+pub(crate) const STATE_GITIGNORE: &str = "# Written by aphex: local run state, never committed.\n*\n";
 
 /// Prepares the local state directory `dir` (`.aphex/`): created `0700`
 /// (and narrowed to `0700` when an older Aphex made it wider), with a

@@ -12,7 +12,7 @@ use crate::ports::{CommitStatus, CommitStatusError, CommitStatuses};
 use crate::redact::Redactor;
 
 /// The REST API version the requests are written against.
-pub const API_VERSION: &str = "2022-11-28";
+pub(crate) const API_VERSION: &str = "2022-11-28";
 
 /// Posts commit statuses on one repository under one context.
 #[derive(Clone)]

@@ -29,13 +29,6 @@ pub struct Line {
     pub len: u64,
 }
 
-impl Line {
-    /// Whether the line is longer than what was kept of it.
-    pub fn is_cut(&self) -> bool {
-        self.len > self.head.len() as u64
-    }
-}
-
 /// Turns chunks of bytes into [`Line`]s, keeping at most `keep` bytes of each.
 #[derive(Debug)]
 pub struct LineSplitter {
@@ -103,7 +96,7 @@ pub fn shown(line: &Line, redactor: &mut LineRedactor<'_>) -> String {
 }
 
 /// What follows a line cut at `cap` bytes of `len`.
-pub fn cut_marker(len: u64, cap: usize) -> String {
+pub(crate) fn cut_marker(len: u64, cap: usize) -> String {
     format!(
         " [aphex: line cut at {} KiB; {} more bytes not shown]",
         cap / 1024,

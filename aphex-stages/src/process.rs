@@ -25,11 +25,11 @@ use crate::redact::{LineRedactor, Redactor};
 use crate::report::{Event, Reporter, Stream};
 
 /// How many trailing output lines an error shows.
-pub const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 
 /// Lines read but not yet reported, across both pipes of a command: with
 /// lines of at most 80 KiB, at most a few MiB wait.
-pub const LINE_QUEUE: usize = 32;
+pub(crate) const LINE_QUEUE: usize = 32;
 
 /// Bytes read from a pipe at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -363,7 +363,7 @@ fn signal_group(pid: u32, signal: &str) {
 
 /// Whether `program` (the first word of `command`) can be found: on PATH, or
 /// as a path relative to `cwd`. Shell builtins and keywords count as found.
-pub fn program_of(command: &str) -> Option<String> {
+pub(crate) fn program_of(command: &str) -> Option<String> {
     command
         .split_whitespace()
         // Skip leading `VAR=value` assignments.
@@ -372,7 +372,7 @@ pub fn program_of(command: &str) -> Option<String> {
 }
 
 /// Whether the program a command starts with is available (see [`program_of`]).
-pub fn program_available(program: &str, cwd: &Path) -> bool {
+pub(crate) fn program_available(program: &str, cwd: &Path) -> bool {
     const BUILTINS: &[&str] = &[
         "cd", "echo", "export", "test", "[", "[[", "true", "false", "printf", "set", "source", ".", "exit",
         "if", "for", "while", "case", "{", "(", "!", "exec", "eval", ":", "read", "unset", "pushd", "popd",

@@ -186,7 +186,7 @@ impl RunRecord {
     }
 
     /// The stage that ended this run early, if one did.
-    pub fn ended_early(&self) -> Option<&RunEnd> {
+    pub(crate) fn ended_early(&self) -> Option<&RunEnd> {
         self.stages.iter().find_map(|s| s.ends_run.as_ref())
     }
 }
@@ -246,13 +246,13 @@ pub fn settle_overdue(run: &mut RunRecord, now: &str, deadline: std::time::Durat
 }
 
 /// Sorts runs newest first by start time (the id breaks ties).
-pub fn sort_newest_first(runs: &mut [RunRecord]) {
+pub(crate) fn sort_newest_first(runs: &mut [RunRecord]) {
     runs.sort_by(|a, b| by_time(&b.started_at, &a.started_at).then_with(|| b.id.cmp(&a.id)));
 }
 
 /// Whether `name` can be one segment of a path or key (a run id, a stage
 /// name): not empty, no separator, not `.` or `..`.
-pub fn is_plain_segment(name: &str) -> bool {
+pub(crate) fn is_plain_segment(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
 }
 

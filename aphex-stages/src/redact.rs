@@ -59,7 +59,7 @@ impl Redactor {
     }
 
     /// This redactor plus the secret-named variables among `vars`.
-    pub fn with_vars<I, K, V>(&self, vars: I) -> Self
+    pub(crate) fn with_vars<I, K, V>(&self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
@@ -134,7 +134,7 @@ impl LineRedactor<'_> {
     /// The next line of the stream, redacted with all of `line` in view but
     /// only its first `cut` bytes shown (a character boundary): a secret
     /// that crosses the cut is masked, not shown in part.
-    pub fn line_cut(&mut self, line: &str, cut: usize) -> String {
+    pub(crate) fn line_cut(&mut self, line: &str, cut: usize) -> String {
         if self.key_lines_left > 0 {
             self.key_lines_left -= 1;
             let Some(end) = secrets::private_key_end(line) else {

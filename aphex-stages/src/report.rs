@@ -170,13 +170,3 @@ impl Reporter for CollectingReporter {
         self.events.lock().expect("reporter lock").push(event.clone());
     }
 }
-
-/// Sends every event to two reporters.
-pub struct Tee<'a>(pub &'a dyn Reporter, pub &'a dyn Reporter);
-
-impl Reporter for Tee<'_> {
-    fn event(&self, event: &Event) {
-        self.0.event(event);
-        self.1.event(event);
-    }
-}

@@ -24,7 +24,7 @@ use crate::stages::{self, StageError, StageOutcome};
 
 /// File name of the deploy stage's outputs under the outputs directory
 /// (what `hooks.post` reads through `APHEX_OUTPUTS_JSON`).
-pub const STACK_OUTPUTS_FILE: &str = "stack-outputs.json";
+pub(crate) const STACK_OUTPUTS_FILE: &str = "stack-outputs.json";
 
 /// Where the test stage takes the deploy's outputs from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

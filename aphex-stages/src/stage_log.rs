@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use crate::files;
 
 /// The most bytes a stage's stored log holds.
-pub const LOG_CAP: u64 = 50 * 1024 * 1024;
+pub(crate) const LOG_CAP: u64 = 50 * 1024 * 1024;
 
 /// An append-only log file with a size cap that keeps the tail.
 #[derive(Debug)]
-pub struct StageLog {
+pub(crate) struct StageLog {
     path: PathBuf,
     file: File,
     size: u64,
@@ -29,7 +29,7 @@ pub struct StageLog {
 
 impl StageLog {
     /// Creates (or empties) the log at `path`, capped at `cap` bytes.
-    pub fn create(path: &Path, cap: u64) -> io::Result<Self> {
+    pub(crate) fn create(path: &Path, cap: u64) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             files::create_private_dir(dir)?;
         }
@@ -46,7 +46,7 @@ impl StageLog {
 
     /// Appends `line` and a newline, dropping the older half first when the
     /// line would take the file past the cap.
-    pub fn append(&mut self, line: &str) -> io::Result<()> {
+    pub(crate) fn append(&mut self, line: &str) -> io::Result<()> {
         let len = line.len() as u64 + 1;
         if self.size + len > self.cap && self.size > 0 {
             self.compact()?;

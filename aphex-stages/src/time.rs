@@ -9,7 +9,7 @@ pub fn now_rfc3339() -> String {
 }
 
 /// `t` as RFC 3339.
-pub fn format_rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn format_rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }

@@ -1,8 +1,8 @@
 //! Tidy checks that keep the architecture honest: pure crates stay pure
 //! (in their dependencies and in what their sources use), dependencies
 //! point one way, test fakes stay behind the `test-util` feature, the
-//! binaries' command modules stay thin, and every source file says what it
-//! owns.
+//! binaries' command modules stay thin, aphex-stages's public modules are
+//! the documented ones, and every source file says what it owns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -342,6 +342,95 @@ fn command_modules_stay_thin() {
         "command modules hold at most {COMMAND_MODULE_LINES} lines of logic (move the logic into a \
          library crate): {over:?}"
     );
+}
+
+/// aphex-stages's public modules are a reviewed decision: the `pub mod`s
+/// reachable from its `lib.rs` (a `pub mod` inside a public module counts,
+/// `stages::deploy`; one inside a private module does not) are exactly the
+/// list docs/architecture.md keeps under "Public modules" in the
+/// aphex-stages section. A new public module changes both, in one review.
+#[test]
+fn stages_public_modules_are_the_documented_ones() {
+    let root = workspace_root();
+    let src = root.join("aphex-stages/src");
+    let mut in_code = BTreeSet::new();
+    let mut parents = vec![(String::new(), src.join("lib.rs"))];
+    while let Some((path, file)) = parents.pop() {
+        let name = file.strip_prefix(&root).unwrap().display().to_string();
+        for module in public_modules(lex(&file, &name)) {
+            let full = if path.is_empty() { module.clone() } else { format!("{path}::{module}") };
+            // A module's file: `<dir>/<module>.rs` or `<dir>/<module>/mod.rs`,
+            // where `<dir>` is the parent's directory (`src/` for lib.rs,
+            // `src/<parent path>/` otherwise).
+            let dir = src.join(path.replace("::", "/"));
+            let file = [dir.join(format!("{module}.rs")), dir.join(&module).join("mod.rs")]
+                .into_iter()
+                .find(|f| f.exists());
+            if let Some(file) = file {
+                parents.push((full.clone(), file));
+            }
+            in_code.insert(full);
+        }
+    }
+    assert!(
+        in_code.contains("ports") && in_code.contains("stages::deploy"),
+        "the scan reads aphex-stages's modules; if they moved, update this test: {in_code:?}"
+    );
+
+    let architecture = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let documented = documented_public_modules(&architecture);
+    assert!(
+        !documented.is_empty(),
+        "docs/architecture.md's aphex-stages section lists its public modules after a line \
+         starting \"Public modules\", one item per module (\"- `ports`: ...\")"
+    );
+    let undocumented: Vec<&String> = in_code.difference(&documented).collect();
+    let gone: Vec<&String> = documented.difference(&in_code).collect();
+    assert!(
+        undocumented.is_empty() && gone.is_empty(),
+        "aphex-stages's public modules must be the ones docs/architecture.md lists. Public but not \
+         listed: {undocumented:?} (make it private or `pub(crate)`, or document why an embedder or \
+         another crate needs it); listed but not public: {gone:?} (update the list)"
+    );
+}
+
+/// The modules a file's top level declares `pub` (not `pub(crate)` or
+/// private), by name.
+fn public_modules(tokens: proc_macro2::TokenStream) -> Vec<String> {
+    use proc_macro2::TokenTree;
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut found = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        if matches!(token, TokenTree::Ident(id) if id == "pub")
+            && matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "mod")
+        {
+            if let Some(TokenTree::Ident(name)) = tokens.get(i + 2) {
+                found.push(name.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The module paths docs/architecture.md lists for aphex-stages: in the
+/// section headed aphex-stages, the list items after the line starting
+/// "Public modules", up to the first blank line; each item's first
+/// backquoted word is a module path (`ports`, and nested items for
+/// `stages::deploy`).
+fn documented_public_modules(architecture: &str) -> BTreeSet<String> {
+    let section = architecture
+        .split("\n### ")
+        .find(|s| s.starts_with("`aphex-stages`"))
+        .unwrap_or_default();
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with("Public modules"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.trim_start().strip_prefix("- `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `file`'s tokens; `name` is how a failure names it.

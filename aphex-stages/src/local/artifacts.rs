@@ -26,7 +26,7 @@ impl DirArtifactStore {
     }
 
     /// Directory of one run's artifacts.
-    pub fn dir_of(&self, pipeline: &str, run_id: &str) -> PathBuf {
+    pub(crate) fn dir_of(&self, pipeline: &str, run_id: &str) -> PathBuf {
         self.root.join(pipeline).join(run_id)
     }
 }

@@ -15,10 +15,10 @@ mod runs;
 use std::path::Path;
 
 pub use artifacts::DirArtifactStore;
-pub use cluster::{DirCluster, ManifestError};
+pub use cluster::DirCluster;
 pub use deployer::NoopDeployer;
 pub use metrics::JsonLinesMetrics;
-pub use notify::{NoopNotifier, WebhookNotifier, notification_text};
+pub use notify::{NoopNotifier, WebhookNotifier};
 pub use runs::DirRunRecorder;
 
 /// Writes `bytes` to `path` atomically ([`crate::files::write_atomic`]);

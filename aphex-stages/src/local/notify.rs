@@ -15,7 +15,7 @@ use crate::redact::Redactor;
 /// stage's stored log, and where to watch it (the
 /// Argo UI, when `pipeline.argoUrl` is set) as a bare URL, which Slack
 /// links by itself.
-pub fn notification_text(run: &RunRecord) -> String {
+pub(crate) fn notification_text(run: &RunRecord) -> String {
     let icon = match run.status {
         Status::Succeeded => ":white_check_mark:",
         Status::Failed => ":x:",
@@ -57,7 +57,7 @@ pub fn notification_text(run: &RunRecord) -> String {
 /// `text` with Slack's three control characters escaped (`&` as `&amp;`,
 /// `<` as `&lt;`, `>` as `&gt;`), as Slack asks of text it should show as
 /// written: only `<...>` makes a mention or a link.
-pub fn slack_escape(text: &str) -> String {
+pub(crate) fn slack_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -32,12 +32,12 @@ impl DirRunRecorder {
     }
 
     /// The folder of run `id`'s stage objects.
-    pub fn stages_dir(&self, pipeline: &str, id: &str) -> PathBuf {
+    pub(crate) fn stages_dir(&self, pipeline: &str, id: &str) -> PathBuf {
         self.root.join(pipeline).join(id).join("stages")
     }
 
     /// The folder of `stage`'s log pieces in run `id`.
-    pub fn log_dir(&self, pipeline: &str, id: &str, stage: &str) -> PathBuf {
+    pub(crate) fn log_dir(&self, pipeline: &str, id: &str, stage: &str) -> PathBuf {
         self.root.join(pipeline).join(id).join("logs").join(stage)
     }
 

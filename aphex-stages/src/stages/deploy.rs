@@ -30,7 +30,7 @@ use crate::record::{StackResult, Status};
 use crate::report::{Event, Reporter};
 
 /// Name of the outputs document.
-pub const OUTPUTS_FILE: &str = "outputs.json";
+pub(crate) const OUTPUTS_FILE: &str = "outputs.json";
 
 /// Stack outputs keyed by configured stack name, then output key.
 pub type Outputs = BTreeMap<String, BTreeMap<String, String>>;
@@ -178,7 +178,7 @@ pub async fn restore_artifacts(ctx: &StageContext, stage: &str) -> Result<(), St
 
 /// Whether `command` runs the `cdk` CLI's synth as one simple command (no
 /// shell operators), so `--output "$CDK_OUTDIR"` can be appended safely.
-pub fn is_cdk_cli_synth(command: &str) -> bool {
+pub(crate) fn is_cdk_cli_synth(command: &str) -> bool {
     if command.contains([';', '&', '|', '<', '>', '(', ')', '`', '$', '\n']) {
         return false;
     }
@@ -204,7 +204,7 @@ pub fn is_cdk_cli_synth(command: &str) -> bool {
 }
 
 /// The synth command as run: a `cdk` CLI synth gets `--output "$CDK_OUTDIR"`.
-pub fn synth_command(command: &str) -> String {
+pub(crate) fn synth_command(command: &str) -> String {
     if is_cdk_cli_synth(command) {
         format!("{command} --output \"$CDK_OUTDIR\"")
     } else {
@@ -288,7 +288,7 @@ fn read_assembly(outdir: &Path, env: &Environment) -> Result<CloudAssembly, Stag
 /// Each configured stack (in list order) with its assembly artifact, matched
 /// by artifact id or display name. Missing stacks are one error listing what
 /// the assembly has.
-pub fn match_stacks<'a>(
+pub(crate) fn match_stacks<'a>(
     env: &Environment,
     assembly: &'a CloudAssembly,
 ) -> Result<Vec<(String, &'a StackArtifact)>, StageError> {
@@ -616,7 +616,7 @@ fn unfinished(name: &str, stack_name: String, in_flight: Option<String>) -> Stac
 
 /// Writes the outputs document (pretty JSON, configured stack names as
 /// keys), atomically: the test stage, Argo and `hooks.post` read it.
-pub fn write_outputs(path: &Path, outputs: &Outputs) -> Result<(), StageError> {
+pub(crate) fn write_outputs(path: &Path, outputs: &Outputs) -> Result<(), StageError> {
     let text = serde_json::to_string_pretty(outputs).expect("outputs serialize") + "\n";
     crate::files::write_atomic(path, text.as_bytes())
         .map_err(StageError::io(format!("writing {}", path.display())))
@@ -634,19 +634,19 @@ pub fn read_outputs(path: &Path) -> Result<Outputs, StageError> {
 /// A text that is not a stack outputs document.
 #[derive(Debug, thiserror::Error)]
 #[error("not a stack outputs document ({{\"Stack\": {{\"OutputKey\": \"value\"}}}}): {source}")]
-pub struct OutputsError {
+pub(crate) struct OutputsError {
     /// Why it does not parse as one.
     #[from]
     source: serde_json::Error,
 }
 
 /// Parses an outputs document: `{"Stack": {"Key": "value"}}`.
-pub fn parse_outputs(text: &str) -> Result<Outputs, OutputsError> {
+pub(crate) fn parse_outputs(text: &str) -> Result<Outputs, OutputsError> {
     Ok(serde_json::from_str(text)?)
 }
 
 /// Where the deploy stage of `env` writes outputs under a run's scratch space.
-pub fn outputs_path(dir: &Path, env: &str) -> PathBuf {
+pub(crate) fn outputs_path(dir: &Path, env: &str) -> PathBuf {
     dir.join(env).join(OUTPUTS_FILE)
 }
 

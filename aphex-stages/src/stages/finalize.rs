@@ -14,7 +14,7 @@ use crate::report::{Event, Reporter};
 /// The overall status of a run from its stages: interrupted if any stage
 /// was, failed if any failed, else what a stage that ended the run early
 /// says (duplicate, superseded), else succeeded.
-pub fn overall_status(stages: &[crate::record::StageRecord]) -> Status {
+pub(crate) fn overall_status(stages: &[crate::record::StageRecord]) -> Status {
     if stages.iter().any(|s| s.status == Status::Interrupted) {
         Status::Interrupted
     } else if stages.iter().any(|s| s.status == Status::Failed) {

@@ -102,7 +102,7 @@ async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<(),
 /// change (the admission policy pins them), as `(field, value)` pairs:
 /// namespace, service accounts, Kubernetes tokens, security contexts and
 /// the Secrets containers read. Templates are named by name, not index.
-pub fn pinned_settings(wt: &Value) -> Vec<(String, Value)> {
+pub(crate) fn pinned_settings(wt: &Value) -> Vec<(String, Value)> {
     let mut out = vec![(
         "metadata.namespace".to_owned(),
         wt["metadata"]["namespace"].clone(),
@@ -153,7 +153,7 @@ pub fn pinned_settings(wt: &Value) -> Vec<(String, Value)> {
 
 /// How `rendered` changes `live`'s pinned settings, one phrase each
 /// (empty: it does not).
-pub fn pinned_changes(live: &Value, rendered: &Value) -> Vec<String> {
+pub(crate) fn pinned_changes(live: &Value, rendered: &Value) -> Vec<String> {
     let (live, rendered) = (pinned_settings(live), pinned_settings(rendered));
     let show = |v: Option<&Value>| match v {
         None | Some(Value::Null) => "(not set)".to_owned(),
@@ -351,7 +351,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
 }
 
 /// Task names of the `main` DAG of a WorkflowTemplate, in order.
-pub fn main_tasks(wt: &Value) -> Vec<String> {
+pub(crate) fn main_tasks(wt: &Value) -> Vec<String> {
     let templates = wt["spec"]["templates"].as_array().cloned().unwrap_or_default();
     let entry = wt["spec"]["entrypoint"].as_str().unwrap_or("main");
     templates
@@ -369,7 +369,7 @@ pub fn main_tasks(wt: &Value) -> Vec<String> {
 
 /// Environments (`deploy-<env>` tasks) and stages added and removed between
 /// two WorkflowTemplates, one line each; empty when the topology is the same.
-pub fn topology_diff(old: &Value, new: &Value) -> Vec<String> {
+pub(crate) fn topology_diff(old: &Value, new: &Value) -> Vec<String> {
     let (old_tasks, new_tasks) = (main_tasks(old), main_tasks(new));
     let envs = |tasks: &[String]| -> Vec<String> {
         tasks

@@ -11,7 +11,7 @@ use super::{StageError, StageOutcome, env_vars, environment, run_commands};
 use crate::context::StageContext;
 
 /// `APHEX_OUTPUT_<STACK>_<KEY>`: upper-cased, every non-alphanumeric as `_`.
-pub fn output_var(stack: &str, key: &str) -> String {
+pub(crate) fn output_var(stack: &str, key: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {
@@ -29,14 +29,14 @@ pub fn output_var(stack: &str, key: &str) -> String {
 /// The longest output value given a variable of its own. Linux refuses to
 /// start a program when one environment string exceeds 128 KiB, or when
 /// all of them together fill its argument space (2 MiB at most).
-pub const MAX_OUTPUT_VAR_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_OUTPUT_VAR_BYTES: usize = 32 * 1024;
 /// The most all output variables together may hold.
-pub const MAX_OUTPUT_VARS_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_OUTPUT_VARS_BYTES: usize = 256 * 1024;
 
 /// The variables the outputs become, and the outputs left out because
 /// they are too large for the environment (`Stack.Key`, in the document
 /// only).
-pub fn output_vars(outputs_file: &Path, outputs: &Outputs) -> (Vec<(String, String)>, Vec<String>) {
+pub(crate) fn output_vars(outputs_file: &Path, outputs: &Outputs) -> (Vec<(String, String)>, Vec<String>) {
     let mut vars = vec![(
         "APHEX_OUTPUTS_JSON".to_owned(),
         outputs_file.display().to_string(),

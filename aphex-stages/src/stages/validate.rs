@@ -109,7 +109,7 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>, ContextFileError>
 }
 
 /// `requiredContext` keys must be in `cdk.json`'s `context` or in `cdk.context.json`.
-pub fn context_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
     if config.environments.iter().all(|e| e.required_context.is_empty()) {
         return Vec::new();
     }
@@ -143,7 +143,7 @@ pub fn context_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<S
 }
 
 /// The first program of every build, test, hook and synth command must exist.
-pub fn program_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
     let mut commands: Vec<(String, &str)> = config
         .build
         .commands
@@ -178,7 +178,7 @@ pub fn program_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<S
 }
 
 /// Every stack's `path` must exist in the checkout.
-pub fn path_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+pub(crate) fn path_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
     let mut problems = Vec::new();
     for (e, env) in config.environments.iter().enumerate() {
         for (s, stack) in env.stacks.iter().enumerate() {
