@@ -37,7 +37,7 @@ impl DirCluster {
 
 /// Why a manifest cannot be written to the directory cluster.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ManifestError {
+pub enum ManifestError {
     /// It has no `kind`.
     #[error("a manifest has no `kind`")]
     NoKind,

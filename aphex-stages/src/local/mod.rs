@@ -15,7 +15,7 @@ mod runs;
 use std::path::Path;
 
 pub use artifacts::DirArtifactStore;
-pub use cluster::DirCluster;
+pub use cluster::{DirCluster, ManifestError};
 pub use deployer::NoopDeployer;
 pub use metrics::JsonLinesMetrics;
 pub use notify::{NoopNotifier, WebhookNotifier};
