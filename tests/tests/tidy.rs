@@ -358,7 +358,11 @@ fn stages_public_modules_are_the_documented_ones() {
     while let Some((path, file)) = parents.pop() {
         let name = file.strip_prefix(&root).unwrap().display().to_string();
         for module in public_modules(lex(&file, &name)) {
-            let full = if path.is_empty() { module.clone() } else { format!("{path}::{module}") };
+            let full = if path.is_empty() {
+                module.clone()
+            } else {
+                format!("{path}::{module}")
+            };
             // A module's file: `<dir>/<module>.rs` or `<dir>/<module>/mod.rs`,
             // where `<dir>` is the parent's directory (`src/` for lib.rs,
             // `src/<parent path>/` otherwise).
