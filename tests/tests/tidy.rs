@@ -407,10 +407,9 @@ fn public_modules(tokens: proc_macro2::TokenStream) -> Vec<String> {
     for (i, token) in tokens.iter().enumerate() {
         if matches!(token, TokenTree::Ident(id) if id == "pub")
             && matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "mod")
+            && let Some(TokenTree::Ident(name)) = tokens.get(i + 2)
         {
-            if let Some(TokenTree::Ident(name)) = tokens.get(i + 2) {
-                found.push(name.to_string());
-            }
+            found.push(name.to_string());
         }
     }
     found
