@@ -34,10 +34,10 @@ use crate::ports::ArtifactMetadata;
 pub const ARCHIVE_NAME: &str = "artifacts.tar.zst";
 
 /// The most bytes any archive may unpack to, whatever its build recorded.
-pub(crate) const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+pub const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// The most entries any archive may hold, whatever its build recorded.
-pub(crate) const MAX_ENTRIES: u64 = 1_000_000;
+pub const MAX_ENTRIES: u64 = 1_000_000;
 
 /// Tar bytes an entry may take beyond its content: its header, a GNU long
 /// name or link record (a path of up to 4 KiB), and padding.

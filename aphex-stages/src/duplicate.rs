@@ -29,7 +29,11 @@ pub(crate) struct LastDeploy<'a> {
 /// The newest deploy attempt of `environment` among `runs` (newest first,
 /// as [`crate::ports::RunRecorder::list`] returns them), other than in run
 /// `current`: the first run whose `deploy-<environment>` stage started.
-pub(crate) fn last_deploy<'a>(runs: &'a [RunRecord], environment: &str, current: &str) -> Option<LastDeploy<'a>> {
+pub(crate) fn last_deploy<'a>(
+    runs: &'a [RunRecord],
+    environment: &str,
+    current: &str,
+) -> Option<LastDeploy<'a>> {
     let stage = format!("deploy-{environment}");
     runs.iter().filter(|r| r.id != current).find_map(|r| {
         r.stages
@@ -48,7 +52,12 @@ pub(crate) fn last_deploy<'a>(runs: &'a [RunRecord], environment: &str, current:
 
 /// Why a run of `commit` is a duplicate (every one of `environments` last
 /// deployed exactly `commit`, successfully), or `None` when it deploys.
-pub(crate) fn duplicate(runs: &[RunRecord], environments: &[&str], commit: &str, current: &str) -> Option<String> {
+pub(crate) fn duplicate(
+    runs: &[RunRecord],
+    environments: &[&str],
+    commit: &str,
+    current: &str,
+) -> Option<String> {
     let mut deployed = Vec::with_capacity(environments.len());
     for env in environments {
         let last = last_deploy(runs, env, current)?;

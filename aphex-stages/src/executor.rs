@@ -7,7 +7,7 @@
 //! State lives under one directory (`.aphex/` for `aphex run --local`):
 //! `work/<run-id>/` (checkout and scratch, removed after a successful run),
 //! `runs/<pipeline>/<run-id>/logs/<stage>.log` (each capped at
-//! [`LOG_CAP`], the tail kept) and
+//! [`crate::log_upload::LOG_CAP`], the tail kept) and
 //! `runs/<pipeline>/<run-id>/outputs/<env>/outputs.json`. The directory is
 //! private (`0700`, files `0600`) and ignores itself in git
 //! ([`crate::files::prepare_state_dir`]).

@@ -118,9 +118,10 @@
 // records and data (`record`, `assembly`, `artifact`, `diff`, `bootstrap`,
 // `workspace`). Small helpers other crates share stay public: `files`,
 // `time`; `lines` is public for its property tests. Inside these modules,
-// what no other crate and no test uses is `pub(crate)`, and every item has
-// one path (no re-exports at the root). Modules only the stages use are
-// private.
+// what no other crate and no test uses is `pub(crate)` (the constants that
+// state a public item's limits stay public: they are its documentation),
+// and every item has one path (no re-exports at the root). Modules only
+// the stages use are private.
 pub mod artifact;
 pub mod assembly;
 pub mod bootstrap;

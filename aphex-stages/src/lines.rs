@@ -3,7 +3,7 @@
 //! build printing one 100 MB line holds 80 KiB of it, never the line. The
 //! lookahead is there for redaction: a secret that starts before the cap is
 //! still whole when the line is redacted, and only then is the line cut at
-//! the cap ([`crate::redact::LineRedactor::line_cut`]), with a marker
+//! the cap (`LineRedactor::line_cut`), with a marker
 //! ([`cut_marker`]).
 //!
 //! Bytes arrive in whatever chunks the pipe gives; a line (and a secret in
@@ -96,7 +96,7 @@ pub fn shown(line: &Line, redactor: &mut LineRedactor<'_>) -> String {
 }
 
 /// What follows a line cut at `cap` bytes of `len`.
-pub(crate) fn cut_marker(len: u64, cap: usize) -> String {
+pub fn cut_marker(len: u64, cap: usize) -> String {
     format!(
         " [aphex: line cut at {} KiB; {} more bytes not shown]",
         cap / 1024,

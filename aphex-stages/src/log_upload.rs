@@ -22,14 +22,14 @@ use crate::ports::{RecordError, RunRecorder};
 use crate::report::{Event, Reporter};
 
 /// The size a log piece is closed at (a longer line makes a longer piece).
-pub(crate) const PIECE_BYTES: usize = 1024 * 1024;
+pub const PIECE_BYTES: usize = 1024 * 1024;
 /// The most a stage's stored log keeps (its newest pieces up to this
 /// size): the cap of the stage's log file too.
-pub(crate) use crate::stage_log::LOG_CAP;
+pub use crate::stage_log::LOG_CAP;
 /// How often the growing piece is stored.
-pub(crate) const UPLOAD_EVERY: Duration = Duration::from_secs(3);
+pub const UPLOAD_EVERY: Duration = Duration::from_secs(3);
 /// The most output waiting for the store; more is dropped, with a note.
-pub(crate) const PENDING_CAP: usize = 4 * 1024 * 1024;
+pub const PENDING_CAP: usize = 4 * 1024 * 1024;
 
 /// The sizes and pace of an upload ([`Limits::default`]: the constants
 /// above; tests take smaller ones).

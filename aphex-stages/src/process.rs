@@ -29,7 +29,7 @@ pub(crate) const TAIL_LINES: usize = 20;
 
 /// Lines read but not yet reported, across both pipes of a command: with
 /// lines of at most 80 KiB, at most a few MiB wait.
-pub(crate) const LINE_QUEUE: usize = 32;
+pub const LINE_QUEUE: usize = 32;
 
 /// Bytes read from a pipe at a time.
 const READ_CHUNK: usize = 16 * 1024;

@@ -105,7 +105,7 @@ impl RunnerStage {
 }
 
 /// A fresh checkout of the commit under `work`, returned as its app folder
-/// ([`crate::context::app_root`]), and its config (or every problem with
+/// (`context::app_root`), and its config (or every problem with
 /// it). With `on_branch`, the commit must be reachable from that branch's
 /// head in `repo` ([`crate::workspace::check_on_branch`]).
 pub async fn prepare(

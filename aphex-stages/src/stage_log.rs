@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::files;
 
 /// The most bytes a stage's stored log holds.
-pub(crate) const LOG_CAP: u64 = 50 * 1024 * 1024;
+pub const LOG_CAP: u64 = 50 * 1024 * 1024;
 
 /// An append-only log file with a size cap that keeps the tail.
 #[derive(Debug)]

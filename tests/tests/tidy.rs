@@ -358,7 +358,11 @@ fn stages_public_modules_are_the_documented_ones() {
     while let Some((path, file)) = parents.pop() {
         let name = file.strip_prefix(&root).unwrap().display().to_string();
         for module in public_modules(lex(&file, &name)) {
-            let full = if path.is_empty() { module.clone() } else { format!("{path}::{module}") };
+            let full = if path.is_empty() {
+                module.clone()
+            } else {
+                format!("{path}::{module}")
+            };
             // A module's file: `<dir>/<module>.rs` or `<dir>/<module>/mod.rs`,
             // where `<dir>` is the parent's directory (`src/` for lib.rs,
             // `src/<parent path>/` otherwise).
@@ -381,7 +385,7 @@ fn stages_public_modules_are_the_documented_ones() {
     let documented = documented_public_modules(&architecture);
     assert!(
         !documented.is_empty(),
-        "docs/architecture.md's aphex-stages section lists its public modules after a line \
+        "docs/architecture.md's aphex-stages section lists its public modules after a paragraph \
          starting \"Public modules\", one item per module (\"- `ports`: ...\")"
     );
     let undocumented: Vec<&String> = in_code.difference(&documented).collect();
@@ -403,18 +407,17 @@ fn public_modules(tokens: proc_macro2::TokenStream) -> Vec<String> {
     for (i, token) in tokens.iter().enumerate() {
         if matches!(token, TokenTree::Ident(id) if id == "pub")
             && matches!(tokens.get(i + 1), Some(TokenTree::Ident(id)) if id == "mod")
+            && let Some(TokenTree::Ident(name)) = tokens.get(i + 2)
         {
-            if let Some(TokenTree::Ident(name)) = tokens.get(i + 2) {
-                found.push(name.to_string());
-            }
+            found.push(name.to_string());
         }
     }
     found
 }
 
 /// The module paths docs/architecture.md lists for aphex-stages: in the
-/// section headed aphex-stages, the list items after the line starting
-/// "Public modules", up to the first blank line; each item's first
+/// section headed aphex-stages, the list after the paragraph starting
+/// "Public modules", up to its end (a blank line); each item's first
 /// backquoted word is a module path (`ports`, and nested items for
 /// `stages::deploy`).
 fn documented_public_modules(architecture: &str) -> BTreeSet<String> {
@@ -425,7 +428,7 @@ fn documented_public_modules(architecture: &str) -> BTreeSet<String> {
     section
         .lines()
         .skip_while(|l| !l.starts_with("Public modules"))
-        .skip(1)
+        .skip_while(|l| !l.starts_with("- "))
         .take_while(|l| !l.trim().is_empty())
         .filter_map(|l| l.trim_start().strip_prefix("- `"))
         .filter_map(|l| l.split('`').next())

@@ -2,9 +2,9 @@
 //! runs. Config (schema + semantics, done by the loader before this), every
 //! environment's credentials, required CDK context, the programs commands
 //! start with, the stack source paths. All problems in one report. Then,
-//! for a pushed deploy run, whether it is a duplicate ([`crate::duplicate`]):
+//! for a pushed deploy run, whether it is a duplicate (`duplicate.rs`):
 //! if so, the run ends here. As the first stage of every run, it posts the
-//! `pending` commit status ([`crate::commit_status`]).
+//! `pending` commit status (`commit_status.rs`).
 
 use std::path::{Path, PathBuf};
 
