@@ -221,7 +221,7 @@ fn a_pull_requests_run_can_restart_nothing() {
         // The Roles that may create Workflows are bound to the workflow
         // account (whose token only `pipeline-stage` mounts) and the
         // Sensor's, never to the pull-request account.
-        let creates = |m: &&aphex_template::render::Manifest| {
+        let creates = |m: &&render::Manifest| {
             m.kind == "Role"
                 && m.value["rules"].as_array().unwrap().iter().any(|rule| {
                     rule["resources"]
