@@ -35,7 +35,7 @@ use aphex_stages::local::{
 };
 use aphex_stages::ports::{
     ArtifactStore, ClusterError, CommitStatuses, CredentialChecker, ManifestApplier, MetricsSink, Notifier,
-    PipelineStackUpdater, RunRecorder, StackDeployer,
+    PipelineStackUpdater, RunRecorder, StackDeployer, SubmitError, Submitted, WorkflowSubmitter,
 };
 use aphex_stages::redact::Redactor;
 use aphex_template::workflow::{
@@ -155,10 +155,16 @@ pub async fn build(adapters: Adapters) -> Ports {
                 )
             }
         };
-    let applier: Arc<dyn ManifestApplier> = match cluster {
-        Cluster::Dir(dir) => Arc::new(DirCluster::new(dir)),
-        Cluster::Kubernetes => kubernetes().await,
+    let (applier, workflows): (Arc<dyn ManifestApplier>, Option<Arc<dyn WorkflowSubmitter>>) = match cluster {
+        Cluster::Dir(dir) => {
+            let cluster = Arc::new(DirCluster::new(dir));
+            (cluster.clone(), Some(cluster))
+        }
+        Cluster::Kubernetes => (kubernetes().await, Some(kubernetes_workflows().await)),
     };
+    // A pull request's run never restarts anything: it runs no pipeline
+    // stage, and its account may not create Workflows (docs/security.md).
+    let workflows = workflows.filter(|_| !pull_request);
     Ports {
         artifacts,
         runs,
@@ -169,6 +175,7 @@ pub async fn build(adapters: Adapters) -> Ports {
         credentials,
         pipeline_stack,
         statuses,
+        workflows,
     }
 }
 
@@ -276,10 +283,20 @@ async fn kubernetes() -> Arc<dyn ManifestApplier> {
     }
 }
 
-/// Stands in for the Kubernetes applier when no client could be made (no
-/// service account token in the pod, no kubeconfig outside one): fails
-/// clearly, and only in the stage that applies, instead of pretending
-/// manifests were applied.
+/// The Workflows of the pod's namespace (the service account's; outside a
+/// pod, the kubeconfig context's): made now, connecting only when the
+/// pipeline stage submits a restart.
+async fn kubernetes_workflows() -> Arc<dyn WorkflowSubmitter> {
+    match aphex_k8s::workflows::Workflows::infer().await {
+        Ok(w) => Arc::new(w),
+        Err(e) => Arc::new(UnwiredApplier(Arc::new(e))),
+    }
+}
+
+/// Stands in for the Kubernetes applier and Workflow submitter when no
+/// client could be made (no service account token in the pod, no
+/// kubeconfig outside one): fails clearly, and only in the stage that
+/// applies or submits, instead of pretending it did.
 struct UnwiredApplier(Arc<kube::Error>);
 
 #[async_trait::async_trait]
@@ -295,7 +312,27 @@ impl ManifestApplier for UnwiredApplier {
     }
 }
 
+#[async_trait::async_trait]
+impl WorkflowSubmitter for UnwiredApplier {
+    fn describe(&self) -> String {
+        "no Kubernetes API server".to_owned()
+    }
+    async fn find(&self, _: &[(&str, &str)]) -> Result<Vec<String>, SubmitError> {
+        Err(self.unwired_submit())
+    }
+    async fn submit(&self, _: &serde_json::Value) -> Result<Submitted, SubmitError> {
+        Err(self.unwired_submit())
+    }
+}
+
 impl UnwiredApplier {
+    fn unwired_submit(&self) -> SubmitError {
+        SubmitError::Other {
+            context: "connecting to the Kubernetes API server".to_owned(),
+            source: Box::new(NoClient(self.0.clone())),
+        }
+    }
+
     fn unwired(&self) -> ClusterError {
         ClusterError::backend(
             "connecting to the Kubernetes API server",

@@ -204,6 +204,49 @@ fn run_local_executes_every_stage_with_the_fake_deployer() {
     );
 }
 
+/// A local run plans from the commit's config, so a changed topology
+/// takes effect at once: the run says how it changed since the previous
+/// run recorded, the pipeline stage restarts nothing, and the run succeeds
+/// (it is not superseded).
+#[test]
+fn a_run_after_a_topology_change_says_so_and_restarts_nothing() {
+    let (_dir, repo, _) = example_repo(CONFIG);
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!first.contains("the topology changed"), "{first}");
+
+    // The commit removes prod (and its gate).
+    let shrunk = &CONFIG[..CONFIG.find("  - name: prod").unwrap()];
+    std::fs::write(repo.join("aphex-config.yaml"), shrunk).unwrap();
+    git(&repo, &["commit", "-q", "-am", "no prod"]);
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains(
+            "[plan] the topology changed since run local-"
+        ) && stderr.contains(
+            "- environment prod, - stage approve-prod, - stage deploy-prod; this run follows this commit's config"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("topology: - environment prod"), "{stderr}");
+    assert!(
+        stderr.contains("not restarting: no Workflow submitter is wired"),
+        "{stderr}"
+    );
+    assert!(stdout.contains(" succeeded (commit "), "{stdout}");
+    assert!(!repo.join(".aphex/cluster/argo/workflow").exists());
+
+    // The same topology again: nothing to say.
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("the topology changed"), "{stderr}");
+}
+
 #[test]
 fn the_state_directory_is_private_and_ignores_itself() {
     use std::os::unix::fs::PermissionsExt;

@@ -1,4 +1,5 @@
-//! A pipeline's Workflows on the cluster: submit one (`aphex trigger`), list
+//! A pipeline's Workflows on the cluster: submit one (`aphex trigger`, and
+//! the pipeline stage's restart through the `WorkflowSubmitter` port), list
 //! and read them (`aphex status`), and decide an approval gate (`aphex
 //! approve`) the way `argo resume`, `argo stop` and `argo node set` decide a
 //! suspend node: the gate's node in `status.nodes` gets phase `Succeeded`
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::KubeError;
 use crate::run_status::RunView;
+use aphex_stages::ports::{SubmitError, Submitted, WorkflowSubmitter};
 use aphex_template::submit::APPROVED_BY;
 
 /// Why a Workflow operation did not happen.
@@ -100,6 +102,16 @@ impl Workflows {
         }
     }
 
+    /// The Workflows of the namespace the environment names: the pod's
+    /// own (its service account's) inside a cluster, else the kubeconfig
+    /// context's. Contacts nothing yet.
+    pub async fn infer() -> Result<Self, kube::Error> {
+        let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+        let server = config.cluster_url.to_string();
+        let namespace = config.default_namespace.clone();
+        Ok(Workflows::new(Client::try_from(config)?, &namespace).with_server(server))
+    }
+
     /// Names the API server in errors that cannot reach it.
     pub fn with_server(mut self, server: String) -> Self {
         self.server = Some(server);
@@ -134,7 +146,8 @@ impl Workflows {
                 KubeError::Status {
                     hint: format!(
                         " (these credentials may not do this: `aphex trigger` needs create, `aphex status` list \
-                         and get, `aphex approve` get and patch on workflows.argoproj.io in namespace {ns}; \
+                         and get, `aphex approve` get and patch, the pipeline stage's restart list and create, \
+                         on workflows.argoproj.io in namespace {ns}; \
                          `kubectl auth can-i patch workflows -n {ns}` checks)"
                     ),
                     source: kube::Error::Api(status),
@@ -149,26 +162,27 @@ impl Workflows {
     /// refusing fields the cluster's CRD does not know (`fieldValidation=Strict`);
     /// the created object, named.
     pub async fn create(&self, workflow: &Value) -> Result<Value, WorkflowError> {
+        self.post(workflow).await.map_err(|e| {
+            self.error(
+                format!("submitting a Workflow in namespace {}", self.namespace),
+                e,
+            )
+        })
+    }
+
+    /// The POST of [`Self::create`], its error as kube's (a 409 is told
+    /// apart by the caller).
+    async fn post(&self, workflow: &Value) -> Result<Value, kube::Error> {
         let url = format!(
             "/apis/argoproj.io/v1alpha1/namespaces/{}/workflows?fieldValidation=Strict",
             self.namespace
         );
-        let context = || format!("submitting a Workflow in namespace {}", self.namespace);
-        let body = serde_json::to_vec(workflow).map_err(|source| WorkflowError::Json {
-            context: context(),
-            source,
-        })?;
+        let body = serde_json::to_vec(workflow).map_err(kube::Error::SerdeError)?;
         let request = http::Request::post(url)
             .header("content-type", "application/json")
             .body(body)
-            .map_err(|source| WorkflowError::Request {
-                context: context(),
-                source,
-            })?;
-        self.client
-            .request::<Value>(request)
-            .await
-            .map_err(|e| self.error(context(), e))
+            .map_err(kube::Error::HttpError)?;
+        self.client.request::<Value>(request).await
     }
 
     /// The Workflows whose labels match `selector` (`a=b,c=d`), newest first.
@@ -326,4 +340,60 @@ pub fn gate_patch(
         patch["metadata"] = json!({"resourceVersion": rv});
     }
     Ok(patch)
+}
+
+/// The pipeline stage's restart goes through the same calls as `aphex
+/// trigger` and `aphex status`: a 409 on create is a Workflow of that name
+/// already there.
+#[async_trait::async_trait]
+impl WorkflowSubmitter for Workflows {
+    fn describe(&self) -> String {
+        format!("the Kubernetes API server (namespace {})", self.namespace)
+    }
+
+    async fn find(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, SubmitError> {
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let found = self.list(&selector.join(",")).await.map_err(submit_error)?;
+        Ok(found
+            .iter()
+            .filter_map(|w| w["metadata"]["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    async fn submit(&self, workflow: &Value) -> Result<Submitted, SubmitError> {
+        let name = workflow["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        match self.post(workflow).await {
+            Ok(created) => Ok(Submitted::Created(
+                created["metadata"]["name"].as_str().unwrap_or(&name).to_owned(),
+            )),
+            Err(kube::Error::Api(status)) if status.code == 409 && !name.is_empty() => {
+                Ok(Submitted::AlreadyExists(name))
+            }
+            Err(e) => Err(submit_error(self.error(
+                format!("submitting Workflow {name} in namespace {}", self.namespace),
+                e,
+            ))),
+        }
+    }
+}
+
+/// A Workflow error as the submitter port's.
+fn submit_error(e: WorkflowError) -> SubmitError {
+    match e {
+        WorkflowError::NoWorkflowKind { context, .. } => SubmitError::Refused {
+            context,
+            why: "the cluster does not serve Workflow in argoproj.io/v1alpha1: is Argo Workflows installed (its CRDs, `*.argoproj.io`)?".to_owned(),
+        },
+        WorkflowError::Kube { context, source } => SubmitError::Other {
+            context,
+            source: Box::new(source),
+        },
+        other => SubmitError::Other {
+            context: "submitting a Workflow".to_owned(),
+            source: Box::new(other),
+        },
+    }
 }

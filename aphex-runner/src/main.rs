@@ -371,7 +371,9 @@ async fn run(args: Args) -> i32 {
                 (None, None) => OutputsSource::RunRecord,
             };
             let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await;
-            if stage == RunnerStage::Validate
+            // Validate (a duplicate) and the pipeline stage (superseded by
+            // a restart) may end the run; the tasks after them read this.
+            if matches!(stage, RunnerStage::Validate | RunnerStage::Pipeline)
                 && let Ok(outcome) = &result
             {
                 write_run_output(&args.outputs_dir, single::run_output(outcome));

@@ -431,6 +431,125 @@ fn a_re_pushed_head_ends_as_a_duplicate_at_validate_unless_a_person_starts_it() 
     assert_eq!(run_output(&v), "continue");
 }
 
+/// Issue 18 pod by pod: a commit that adds an environment supersedes the
+/// run at its pipeline stage (its `run` output, which the later tasks'
+/// `when` reads) and submits one restart of the same commit to the
+/// directory cluster; the restart deploys the new topology and submits
+/// nothing; a commit that removes the environment supersedes its run
+/// again, and the stale `deploy-<env>` of the old topology, should it run,
+/// succeeds doing nothing and still writes its outputs file.
+#[test]
+fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let first = repo(&repo_dir);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &first,
+    };
+    run_as(&pod, "shop-1", "push", WHOLE_RUN);
+    let output = |stage_pod: &Path| std::fs::read_to_string(stage_pod.join("outputs/run")).unwrap();
+    let workflows = dir.path().join("state/cluster/argo/workflow");
+
+    // The next commit adds `qa`.
+    let qa = "  - name: qa\n    region: us-east-1\n    account: \"123456789012\"\n    synth: cp -r fake-cdk-out/. \"$CDK_OUTDIR\"/\n    stacks: [{ name: AppStack, path: lib/app.ts }]\n";
+    std::fs::write(repo_dir.join("aphex-config.yaml"), format!("{CONFIG}{qa}")).unwrap();
+    git(&repo_dir, &["commit", "-q", "-am", "add qa"]);
+    let second = git(&repo_dir, &["rev-parse", "HEAD"]);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &second,
+    };
+    run_as(&pod, "shop-2", "push", &[("validate", ""), ("build", "")]);
+    // The pipeline stage of the run the push started, on the old template.
+    let (out, pipeline_pod) = pod.run(
+        "pipeline",
+        "",
+        &[
+            ("APHEX_WORKFLOW_ID", "shop-2"),
+            ("APHEX_WORKFLOW_LABELS", r#"{"aphex.dev/trigger":"push"}"#),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(output(&pipeline_pod), "superseded");
+    let restart = format!("shop-restart-{}", &second[..12]);
+    let submitted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workflows.join(format!("{restart}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(submitted["metadata"]["labels"]["aphex.dev/trigger"], "restart");
+    assert_eq!(
+        submitted["metadata"]["labels"]["aphex.dev/commit"],
+        second.as_str()
+    );
+    assert_eq!(
+        submitted["metadata"]["annotations"]["aphex.dev/restart-of"],
+        "shop-2"
+    );
+    // Argo skips the later tasks (their `when`) and ends the Workflow
+    // `Succeeded`; finalize records the run as superseded.
+    let (out, _) = pod.run(
+        "finalize",
+        "",
+        &[
+            ("APHEX_WORKFLOW_ID", "shop-2"),
+            ("APHEX_WORKFLOW_STATUS", "Succeeded"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let record = record_of(dir.path(), "shop-2");
+    assert_eq!(record["status"], "superseded", "{record}");
+    let pipeline_stage = record["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pipeline")
+        .unwrap();
+    let message = pipeline_stage["endsRun"]["message"].as_str().unwrap();
+    assert!(message.contains("+ environment qa"), "{message}");
+    assert!(message.contains(&format!("as run {restart}")), "{message}");
+
+    // The restart runs the new topology to the end and restarts nothing.
+    let mut whole = WHOLE_RUN.to_vec();
+    whole.insert(5, ("deploy", "qa"));
+    run_as(&pod, &restart, "restart", &whole);
+    assert_eq!(output(&dir.path().join("pod-pipeline-")), "continue");
+    let record = record_of(dir.path(), &restart);
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(std::fs::read_dir(&workflows).unwrap().count(), 1);
+
+    // A commit that removes `qa` supersedes its run too, and the old
+    // topology's `deploy-qa`, should it run, is a no-op that says so.
+    std::fs::write(repo_dir.join("aphex-config.yaml"), CONFIG).unwrap();
+    git(&repo_dir, &["commit", "-q", "-am", "drop qa"]);
+    let third = git(&repo_dir, &["rev-parse", "HEAD"]);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &third,
+    };
+    run_as(
+        &pod,
+        "shop-3",
+        "push",
+        &[("validate", ""), ("build", ""), ("pipeline", "")],
+    );
+    assert_eq!(output(&dir.path().join("pod-pipeline-")), "superseded");
+    let (out, deploy_pod) = pod.run("deploy", "qa", &[("APHEX_WORKFLOW_ID", "shop-3")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing to do: environment `qa` is not in aphex-config.yaml at this commit"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(deploy_pod.join("outputs/stack-outputs.json")).unwrap(),
+        "{}\n"
+    );
+    assert_eq!(std::fs::read_dir(&workflows).unwrap().count(), 2);
+}
+
 /// A stand-in for GitHub's API on 127.0.0.1 that accepts `count` commit
 /// statuses (201) and hands back each request's head and body.
 fn status_server(count: usize) -> (String, std::thread::JoinHandle<Vec<(String, String)>>) {

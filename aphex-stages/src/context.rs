@@ -9,7 +9,7 @@ use aphex_config::Config;
 
 use crate::ports::{
     ArtifactStore, CommitStatuses, CredentialChecker, ManifestApplier, MetricsSink, Notifier,
-    PipelineStackUpdater, RunRecorder, StackDeployer,
+    PipelineStackUpdater, RunRecorder, StackDeployer, WorkflowSubmitter,
 };
 use crate::process::Exec;
 use crate::report::{Event, Reporter};
@@ -38,6 +38,10 @@ pub struct Ports {
     pub pipeline_stack: Option<Arc<dyn PipelineStackUpdater>>,
     /// Commit statuses (`notifications.githubStatus`); `None`: none are posted.
     pub statuses: Option<Arc<dyn CommitStatuses>>,
+    /// Submits the restart of a run whose topology the pipeline stage
+    /// changed; `None`: nothing restarts (a pull request's run, and a
+    /// local run, which already plans from the commit's config).
+    pub workflows: Option<Arc<dyn WorkflowSubmitter>>,
 }
 
 /// What a run is about.

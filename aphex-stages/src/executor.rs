@@ -2,7 +2,9 @@
 //! loads its config, walks the plan's stages in order (asking the
 //! [`Approver`] at manual gates), keeps the run record up to date after
 //! every stage, stops at the first failure or on cancellation, and
-//! finalizes (record, metrics, notification).
+//! finalizes (record, metrics, notification). It plans from the commit's
+//! config, so a changed topology takes effect at once: it says how it
+//! changed since the previous run recorded, and restarts nothing.
 //!
 //! State lives under one directory (`.aphex/` for `aphex run --local`):
 //! `work/<run-id>/` (checkout and scratch, removed after a successful run),
@@ -176,6 +178,12 @@ pub async fn run_local(
             finish_stage(&*reporter, &exec, &mut record, "validate", started, 0.0, Err(err));
         }
         Ok(config) => {
+            // A local run plans from the commit's config, so the pipeline
+            // stage has nothing to restart (it says the topology changed).
+            let ports = Ports {
+                workflows: None,
+                ..ports.clone()
+            };
             let ctx = StageContext {
                 run: RunInfo {
                     id: opts.id.clone(),
@@ -193,7 +201,7 @@ pub async fn run_local(
                 checkout: crate::context::app_root(&checkout, &opts.config_file),
                 work: work.join("scratch"),
                 logs: logs.clone(),
-                ports: ports.clone(),
+                ports,
                 exec: exec.clone(),
             };
             if let Err(e) = run_stages(&ctx, opts, &dir, approver, &mut record).await {
@@ -231,6 +239,7 @@ async fn run_stages(
             names.join(", ")
         )));
     }
+    report_topology_change(ctx, &plan).await;
     let stages: Vec<_> = plan
         .stages()
         .into_iter()
@@ -321,6 +330,53 @@ async fn run_stages(
         stopped = !goes_on;
     }
     Ok(())
+}
+
+/// How many of the newest runs are read to find the previous one.
+const PREVIOUS_RUNS: usize = 10;
+
+/// Says, before any stage runs, how the plan's stages differ from those of
+/// the newest earlier run of the pipeline recorded that walked its plan
+/// (one with a `pipeline` stage: every stage of the plan is recorded, the
+/// ones not run as skipped): environments and stages added or removed. A
+/// local run plans from the commit's config, so it follows the new topology
+/// at once; this line is what, in a cluster, the pipeline stage's restart
+/// is. A run recorded with `--env` holds one environment's stages, so the
+/// others show as added. Records that cannot be read cost only this line.
+async fn report_topology_change(ctx: &StageContext, plan: &Plan) {
+    const STAGE: &str = "plan";
+    let runs = match ctx.ports.runs.list(&ctx.run.pipeline, PREVIOUS_RUNS).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            ctx.warn(
+                STAGE,
+                format!("not compared with the previous run's topology: listing the runs: {e}"),
+            );
+            return;
+        }
+    };
+    let pipeline = StageKind::Pipeline.as_str();
+    let Some(previous) = runs
+        .iter()
+        .find(|r| r.id != ctx.run.id && r.stages.iter().any(|s| s.name == pipeline))
+    else {
+        return;
+    };
+    let before: Vec<String> = previous.stages.iter().map(|s| s.name.clone()).collect();
+    let now: Vec<String> = plan.stages().iter().map(|s| s.task_name()).collect();
+    let diff = stages::pipeline::tasks_diff(&before, &now);
+    if diff.is_empty() {
+        return;
+    }
+    ctx.info(
+        STAGE,
+        format!(
+            "the topology changed since run {} (commit {}): {}; this run follows this commit's config",
+            previous.id,
+            &previous.commit[..previous.commit.len().min(12)],
+            diff.join(", ")
+        ),
+    );
 }
 
 /// Appends the stage's record and reports its end; whether the run goes on

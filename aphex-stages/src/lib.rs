@@ -83,6 +83,7 @@
 //!         credentials: None,
 //!         pipeline_stack: None,
 //!         statuses: None,
+//!         workflows: None,
 //!     },
 //!     exec: Exec {
 //!         reporter: Arc::new(TracingReporter),

@@ -688,6 +688,55 @@ pub trait ManifestApplier: Send + Sync {
     async fn apply(&self, manifests: &[serde_json::Value]) -> Result<(), ClusterError>;
 }
 
+/// Why a Workflow could not be looked up or submitted: the
+/// [`WorkflowSubmitter`]'s own error, apart from [`PortError`].
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The submitter refused before the cluster was asked, or the cluster
+    /// does not serve Workflows: no error underneath.
+    #[error("{context}: {why}")]
+    Refused {
+        /// What the submitter was asked to do.
+        context: String,
+        /// Why not, and what to do.
+        why: String,
+    },
+    /// The cluster (or the directory standing in for it) failed.
+    #[error("{context}: {source}")]
+    Other {
+        /// What the submitter was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// What [`WorkflowSubmitter::submit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// The Workflow was created under this name.
+    Created(String),
+    /// A Workflow of this name already exists: nothing was created (a
+    /// restart submitted by an earlier attempt of the same stage).
+    AlreadyExists(String),
+}
+
+/// Submits Workflows of the pipeline's WorkflowTemplate (the pipeline
+/// stage's restart on a new topology), in the namespace the run is in.
+#[async_trait]
+pub trait WorkflowSubmitter: Send + Sync {
+    /// Where Workflows go, for the output.
+    fn describe(&self) -> String;
+    /// The names of the Workflows whose labels include every one of
+    /// `labels`, in no particular order.
+    async fn find(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, SubmitError>;
+    /// Creates `workflow`, which names itself (`metadata.name`): a second
+    /// submission of the same name creates nothing
+    /// ([`Submitted::AlreadyExists`]).
+    async fn submit(&self, workflow: &serde_json::Value) -> Result<Submitted, SubmitError>;
+}
+
 /// A metric data point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

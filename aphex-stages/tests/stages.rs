@@ -158,6 +158,124 @@ fn pipeline_applies_manifests_and_logs_the_topology_diff() {
     assert!(log.contains("WorkflowTemplate argo/shop: changed"), "{log}");
 }
 
+/// The restart on a new topology through the directory cluster (the
+/// runner's `--state-dir`): one Workflow of the same commit, labelled as a
+/// restart and naming the run it restarts; a second call submits nothing;
+/// the run is superseded and says by which run.
+#[test]
+fn a_changed_topology_restarts_the_run_once_through_the_directory_cluster() {
+    let rt = rt();
+    let h = harness(WITH_GITHUB);
+    let cluster = Arc::new(aphex_stages::local::DirCluster::new(h.state().join("cluster")));
+    rt.block_on(pipeline::run(&h.ctx)).unwrap();
+    let mut ctx = h.ctx.clone();
+    ctx.ports.workflows = Some(cluster);
+    ctx.run.trigger = aphex_stages::context::Trigger::Push;
+    let mut prod = ctx.config.environments[0].clone();
+    prod.name = "prod".to_owned();
+    ctx.config.environments.push(prod);
+    let outcome = rt.block_on(pipeline::run(&ctx)).unwrap();
+    let end = outcome.ends_run.expect("superseded");
+    assert_eq!(end.reason, aphex_stages::record::EndReason::Superseded);
+    assert_eq!(aphex_stages::single::run_output(&outcome_of(&end)), "superseded");
+    let name = format!("shop-restart-{}", &SHA[..12]);
+    assert!(end.message.contains(&format!("as run {name}")), "{}", end.message);
+    let workflows = h.state().join("cluster/argo/workflow");
+    let files: Vec<_> = std::fs::read_dir(&workflows).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    let restart: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(workflows.join(format!("{name}.json"))).unwrap()).unwrap();
+    assert_eq!(restart["metadata"]["labels"]["aphex.dev/trigger"], "restart");
+    assert_eq!(restart["metadata"]["labels"]["aphex.dev/commit"], SHA);
+    assert_eq!(
+        restart["metadata"]["annotations"]["aphex.dev/restart-of"],
+        "run-1"
+    );
+
+    // The same commit again on the old template: nothing more is written.
+    let before = std::fs::read(workflows.join(format!("{name}.json"))).unwrap();
+    let mut old = h.ctx.clone();
+    old.ports = ctx.ports.clone();
+    rt.block_on(pipeline::run(&old)).unwrap();
+    let outcome = rt.block_on(pipeline::run(&ctx)).unwrap();
+    assert!(
+        outcome
+            .ends_run
+            .unwrap()
+            .message
+            .contains("was already restarted"),
+        "{}",
+        h.log()
+    );
+    assert_eq!(std::fs::read_dir(&workflows).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read(workflows.join(format!("{name}.json"))).unwrap(),
+        before
+    );
+}
+
+fn outcome_of(end: &aphex_stages::record::RunEnd) -> aphex_stages::stages::StageOutcome {
+    aphex_stages::stages::StageOutcome {
+        ends_run: Some(end.clone()),
+        ..Default::default()
+    }
+}
+
+/// The decision alone: only a deploy run that is not itself a restart, and
+/// only on a change.
+#[test]
+fn only_a_changed_deploy_run_that_is_no_restart_restarts() {
+    use aphex_stages::context::{RunKind, Trigger};
+    use pipeline::{RestartAction, restart_action};
+    let diff = ["+ environment prod".to_owned()];
+    for trigger in [Trigger::Push, Trigger::Manual] {
+        assert_eq!(
+            restart_action(RunKind::Deploy, trigger, &diff),
+            RestartAction::Restart
+        );
+        assert!(matches!(
+            restart_action(RunKind::Deploy, trigger, &[]),
+            RestartAction::Stay(_)
+        ));
+    }
+    assert!(matches!(
+        restart_action(RunKind::Deploy, Trigger::Restart, &diff),
+        RestartAction::Stay(why) if why.contains("a restart never restarts")
+    ));
+    assert!(matches!(
+        restart_action(RunKind::PullRequest(7), Trigger::Push, &diff),
+        RestartAction::Stay(why) if why.contains("pull request #7")
+    ));
+}
+
+/// A stale `deploy-<env>` or `test-<env>` task of an environment the
+/// commit removed succeeds doing nothing, says so, and still writes the
+/// outputs document.
+#[test]
+fn a_stale_task_of_a_removed_environment_is_a_no_op_that_says_so() {
+    let h = harness(WITH_GITHUB);
+    let rt = rt();
+    let outputs = h.dir.path().join("out/gone/outputs.json");
+    let outcome = rt
+        .block_on(aphex_stages::stages::deploy::run(&h.ctx, "gone", &outputs))
+        .unwrap();
+    let warning = outcome.warning.expect("the no-op says why");
+    assert!(
+        warning.starts_with(
+            "nothing to do: environment `gone` is not in aphex-config.yaml at this commit (it has: dev)"
+        ),
+        "{warning}"
+    );
+    assert!(outcome.stacks.is_empty());
+    assert_eq!(std::fs::read_to_string(&outputs).unwrap(), "{}\n");
+    assert!(h.deployer.calls().is_empty());
+    let outcome = rt
+        .block_on(aphex_stages::stages::test::run(&h.ctx, "gone", &outputs))
+        .unwrap();
+    assert!(outcome.warning.unwrap().contains("the commit removed it"));
+    assert!(h.log().contains("[deploy-gone] nothing to do"), "{}", h.log());
+}
+
 // The pipeline stage refusing, against the directory cluster, a commit that
 // changes what only `aphex bootstrap` may change; the live template stays.
 #[test]

@@ -4,7 +4,8 @@
 //! - the **workflow** account (`pipeline.serviceAccount`, default
 //!   `aphex-<pipeline>`): the stage pods of deploy runs, with the workflow
 //!   role (IRSA); its Kubernetes token reaches only the pipeline stage's
-//!   pod, whose Role may get and patch this pipeline's WorkflowTemplate;
+//!   pod, whose Role may get and patch this pipeline's WorkflowTemplate
+//!   and list and create Workflows (the restart on a new topology);
 //! - the **pull-request** account (`<workflow account>.pr`): the pods of
 //!   `validate-pr`, with the read-only pull-request role (IRSA) and no
 //!   Kubernetes permission at all;
@@ -114,9 +115,15 @@ pub fn rbac(config: &Config, role_arn: Option<&str>, pr_role_arn: Option<&str>) 
             &pipeline_role,
             ns,
             // The pipeline stage rewrites this pipeline's template, and only
-            // it: RBAC and the Argo Events objects stay with bootstrap.
+            // it: RBAC and the Argo Events objects stay with bootstrap. When
+            // the topology changed it restarts the run: it looks for a
+            // restart of the commit (list) and submits one (create). RBAC
+            // cannot name the Workflow a create makes; the admission policy
+            // admits only Workflows that start this pipeline's template
+            // with parameters alone.
             json!([
                 {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "resourceNames": [name], "verbs": ["get", "patch"]},
+                {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "list"]},
             ]),
         ),
         binding(config, &pipeline_role, ns, &workflow, ns),

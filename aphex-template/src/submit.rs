@@ -1,8 +1,9 @@
 //! The Workflows that start a run, and the labels that say how each one
 //! started: the Sensor's (a push, a pull request), `aphex trigger`'s (by
-//! hand) and a self-restart's. A Workflow submitted by hand is the Sensor's
-//! push Workflow ([`crate::events::workflow_for`]) with the commit filled
-//! in, so it carries exactly the parameters a push would.
+//! hand) and a self-restart's ([`restart_workflow`], one per commit). A
+//! Workflow submitted by hand or by a restart is the Sensor's push Workflow
+//! ([`crate::events::workflow_for`]) with the commit filled in, so it
+//! carries exactly the parameters a push would.
 //!
 //! The names that become labels or approval records are checked here, as
 //! the Sensor checks a GitHub login: a label holds `[A-Za-z0-9._-]` only,
@@ -19,6 +20,11 @@ pub const TRIGGER_LABEL: &str = "aphex.dev/trigger";
 /// The label naming who started a run: the GitHub login of the event's
 /// sender, or the person who ran `aphex trigger` (empty when unknown).
 pub const SENDER_LABEL: &str = "aphex.dev/sender";
+/// The label naming the commit a restart runs (a full SHA, a valid label
+/// value): at most one restart per commit is found by it.
+pub const COMMIT_LABEL: &str = "aphex.dev/commit";
+/// The annotation naming the run (Workflow) a restart took over from.
+pub const RESTART_OF_ANNOTATION: &str = "aphex.dev/restart-of";
 /// The approval gate's output parameter naming who approved (or rejected).
 pub const APPROVED_BY: &str = "approved-by";
 
@@ -119,6 +125,31 @@ pub fn started_workflow(config: &Config, commit: &str, origin: Origin, sender: &
     let labels = &mut workflow["metadata"]["labels"];
     labels[TRIGGER_LABEL] = json!(origin.as_label());
     labels[SENDER_LABEL] = json!(sender);
+    workflow
+}
+
+/// The name of the restart of `commit`: one name per pipeline and commit,
+/// so the API server itself refuses a second restart of the commit (409).
+/// At most 40 + 9 + 12 = 61 characters: a label value, as Argo needs of a
+/// Workflow's name.
+pub fn restart_name(config: &Config, commit: &str) -> String {
+    format!("{}-restart-{}", config.pipeline_name(), &commit[..12])
+}
+
+/// The Workflow the pipeline stage submits when it changed the topology:
+/// the Sensor's push Workflow for `commit` (checked by the caller),
+/// labelled as a restart ([`Origin::Restart`]) of that commit
+/// ([`COMMIT_LABEL`]), named by [`restart_name`] and annotated with the run
+/// it restarts (`restarts`, a Workflow name).
+pub fn restart_workflow(config: &Config, commit: &str, restarts: &str) -> Value {
+    let mut workflow = started_workflow(config, commit, Origin::Restart, "");
+    let metadata = workflow["metadata"]
+        .as_object_mut()
+        .expect("workflow_for writes metadata");
+    metadata.remove("generateName");
+    metadata.insert("name".to_owned(), json!(restart_name(config, commit)));
+    metadata.insert("annotations".to_owned(), json!({RESTART_OF_ANNOTATION: restarts}));
+    workflow["metadata"]["labels"][COMMIT_LABEL] = json!(commit);
     workflow
 }
 

@@ -23,7 +23,9 @@
 //! `validate` task has a template of its own: it may get the GitHub token
 //! (it posts the `pending` commit status) and it says, in its `run`
 //! output, whether the run goes on; every later task of `main` runs only
-//! `when` it does.
+//! `when` it does. The pipeline stage's template has a `run` output too
+//! (`superseded` when it restarted the run on a new topology), which every
+//! task after it reads as well.
 
 use aphex_config::Config;
 use serde_json::{Value, json};
@@ -72,9 +74,10 @@ pub const GITHUB_TOKEN_ENV: &str = "APHEX_GITHUB_TOKEN";
 pub const GITHUB_TOKEN_SECRET_KEY: &str = "token";
 /// Where the runner writes its Argo output parameter files.
 pub const OUTPUTS_DIR: &str = "/tmp/aphex/outputs";
-/// The validate task's output (and file in [`OUTPUTS_DIR`]): [`RUN_CONTINUES`],
-/// or why the run ends there (`duplicate`; `superseded` is reserved for the
-/// restart of issue 18).
+/// The output (and file in [`OUTPUTS_DIR`]) of the tasks that may end a
+/// deploy run early, validate and pipeline: [`RUN_CONTINUES`], or why the
+/// run ends there (`duplicate` from validate, `superseded` from the
+/// pipeline stage when a restart on the new topology took over).
 pub const RUN_OUTPUT: &str = "run";
 /// [`RUN_OUTPUT`]'s value when the run goes on (also its default, should
 /// the file be missing).
@@ -273,15 +276,21 @@ fn with_dependencies(mut task: Value, deps: &[String]) -> Value {
     task
 }
 
-/// Whether the run goes on after validate: validate's `run` output says so.
-/// Both sides quoted, as the exit handler's: a string comparison under
-/// every evaluator Argo has used for `when` (the value is the runner's
-/// word, never free text).
-fn run_continues() -> String {
-    format!(
-        "'{{{{tasks.{}.outputs.parameters.{RUN_OUTPUT}}}}}' == '{RUN_CONTINUES}'",
-        StageKind::Validate.as_str()
-    )
+/// Whether the run goes on after `ends`, the stages before a task that
+/// may end the run (validate; the pipeline stage too for the tasks after
+/// it): each one's `run` output says so. Both sides quoted, as the exit
+/// handler's: a string comparison under every evaluator Argo has used for
+/// `when` (the value is the runner's word, never free text).
+fn run_continues(ends: &[StageKind]) -> String {
+    ends.iter()
+        .map(|kind| {
+            format!(
+                "'{{{{tasks.{}.outputs.parameters.{RUN_OUTPUT}}}}}' == '{RUN_CONTINUES}'",
+                kind.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
 }
 
 /// `task` with a `when` (after its dependencies, for readable diffs).
@@ -305,9 +314,12 @@ fn with_when(mut task: Value, when: String) -> Value {
 
 /// `main`: the plan's stages as a DAG, each task depending on its
 /// predecessor, and every task after validate running only when validate
-/// says the run goes on (a duplicate push ends there). Every task carries
-/// the `when`: a dependency Argo skipped would not stop the next one.
+/// says the run goes on (a duplicate push ends there), every task after
+/// the pipeline stage only when it says so too (a restart on a new
+/// topology supersedes the run there). Every task carries the `when`: a
+/// dependency Argo skipped would not stop the next one.
 fn main_dag(config: &Config, stages: &Stages) -> Value {
+    let mut ends: Vec<StageKind> = Vec::new();
     let tasks: Vec<Value> = stages
         .with_dependencies()
         .into_iter()
@@ -326,10 +338,15 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
             }
             let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();
             let task = with_dependencies(task, &deps);
-            match s.kind {
-                StageKind::Validate => task,
-                _ => with_when(task, run_continues()),
+            let task = if ends.is_empty() {
+                task
+            } else {
+                with_when(task, run_continues(&ends))
+            };
+            if matches!(s.kind, StageKind::Validate | StageKind::Pipeline) {
+                ends.push(s.kind);
             }
+            task
         })
         .collect();
     let mut dag = json!({
@@ -554,12 +571,18 @@ fn validate_template(config: &Config, kind: StageTemplate) -> Value {
     }
     // Only a deploy run can end early (a duplicate push).
     if kind == StageTemplate::Deploy {
-        template["outputs"] = json!({"parameters": [{
-            "name": RUN_OUTPUT,
-            "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RUN_OUTPUT}"), "default": RUN_CONTINUES},
-        }]});
+        template["outputs"] = run_output();
     }
     template
+}
+
+/// The `run` output of a template whose task may end the run, read from
+/// the file the runner writes (`continue` should it be missing).
+fn run_output() -> Value {
+    json!({"parameters": [{
+        "name": RUN_OUTPUT,
+        "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RUN_OUTPUT}"), "default": RUN_CONTINUES},
+    }]})
 }
 
 fn stage_template(config: &Config, kind: StageTemplate) -> Value {
@@ -597,6 +620,11 @@ fn stage_template(config: &Config, kind: StageTemplate) -> Value {
     });
     pod_settings(config, &mut template, kind);
     template["container"] = container(config, kind, "{{inputs.parameters.image}}", args, run_env(config));
+    // The pipeline stage ends the run when a restart on the new topology
+    // takes over (`superseded`).
+    if kind == StageTemplate::Pipeline {
+        template["outputs"] = run_output();
+    }
     template
 }
 

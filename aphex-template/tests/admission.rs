@@ -105,8 +105,19 @@ fn what_the_pipeline_writes_is_admitted() {
         for wf in &s.workflows {
             assert_eq!(admit(&s.policy, &s.sensor, wf), Ok(()), "{name}: {wf}");
         }
+        // The pipeline stage's restart on a new topology, submitted as the
+        // workflow account.
+        let restart = aphex_template::submit::restart_workflow(&config(name), SHA, "my-app-x7k2p");
+        assert_eq!(
+            admit(&s.policy, &s.executor, &restart),
+            Ok(()),
+            "{name}: {restart}"
+        );
     }
 }
+
+/// A commit SHA.
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A template by name.
 fn template<'a>(wt: &'a mut Value, name: &str) -> &'a mut Value {

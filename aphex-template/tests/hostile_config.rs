@@ -116,7 +116,7 @@ fn document(values: &[String]) -> String {
 /// login's shape.
 static OURS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"^\{\{(workflow\.(parameters\.[a-z-]+|name|namespace|status|mainEntrypoint|labels\.json)|inputs\.parameters\.[a-z-]+|tasks\.deploy-[a-z0-9-]+\.outputs\.parameters\.stack-outputs|tasks\.validate\.outputs\.parameters\.run|tasks\.approve-[a-z0-9-]+\.outputs\.parameters\.approved-by)\}\}$|^\{\{ (if regexMatch "\^\[A-Za-z0-9\]\(\?:\[A-Za-z0-9-\]\{0,37\}\[A-Za-z0-9\]\)\?\$" \.Input\.body\.sender\.login|\.Input\.body\.sender\.login|end) \}\}$"#,
+        r#"^\{\{(workflow\.(parameters\.[a-z-]+|name|namespace|status|mainEntrypoint|labels\.json)|inputs\.parameters\.[a-z-]+|tasks\.deploy-[a-z0-9-]+\.outputs\.parameters\.stack-outputs|tasks\.(validate|pipeline)\.outputs\.parameters\.run|tasks\.approve-[a-z0-9-]+\.outputs\.parameters\.approved-by)\}\}$|^\{\{ (if regexMatch "\^\[A-Za-z0-9\]\(\?:\[A-Za-z0-9-\]\{0,37\}\[A-Za-z0-9\]\)\?\$" \.Input\.body\.sender\.login|\.Input\.body\.sender\.login|end) \}\}$"#,
     )
     .unwrap()
 });

@@ -1,5 +1,5 @@
 //! Every rendered WorkflowTemplate, EventSource and Sensor (and the Workflows
-//! the Sensor submits) passes Argo's strict schemas, and the WorkflowTemplate
+//! the Sensor and the pipeline stage's restart submit) passes Argo's strict schemas, and the WorkflowTemplate
 //! passes the static reference check.
 
 mod common;
@@ -20,6 +20,9 @@ fn rendered_objects_pass_the_strict_schemas() {
         for rule in rules(&cfg) {
             assert_schema_valid(Kind::Workflow, &workflow_for(&cfg, &rule), name);
         }
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let restart = aphex_template::submit::restart_workflow(&cfg, sha, "my-app-x7k2p");
+        assert_schema_valid(Kind::Workflow, &restart, name);
         match (r.get("EventSource"), r.get("Sensor")) {
             (Some(es), Some(sensor)) => {
                 assert_schema_valid(Kind::EventSource, es, name);

@@ -123,7 +123,10 @@ fn two_accounts_each_with_its_own_role() {
                 .all(|s| s["name"] != json!(pr))),
         "no RoleBinding names {pr}"
     );
-    // The workflow account may get and patch its own WorkflowTemplate, nothing else.
+    // The workflow account may get and patch its own WorkflowTemplate and
+    // list and create Workflows (the pipeline stage's restart on a new
+    // topology; the admission policy admits only Workflows of this
+    // pipeline's template), nothing else.
     let role = r
         .manifests
         .iter()
@@ -131,7 +134,10 @@ fn two_accounts_each_with_its_own_role() {
         .unwrap();
     assert_eq!(
         role.value["rules"],
-        json!([{"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "resourceNames": ["my-app"], "verbs": ["get", "patch"]}])
+        json!([
+            {"apiGroups": ["argoproj.io"], "resources": ["workflowtemplates"], "resourceNames": ["my-app"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "list"]},
+        ])
     );
     // Two roles in the pipeline stack, each trusting its own account.
     let stack = &r.pipeline_stack;
@@ -179,6 +185,64 @@ fn only_the_pipeline_stage_gets_a_kubernetes_token() {
                 json!(false),
                 "{name}: {}",
                 m.name
+            );
+        }
+    }
+}
+
+/// The boundary of the restart (docs/security.md): only the pipeline
+/// stage's pod holds the token that may create Workflows, and a pull
+/// request's run never reaches it: `validate-pr` has no pipeline task, its
+/// templates run as the pull-request account without a token, and no Role
+/// is bound to that account.
+#[test]
+fn a_pull_requests_run_can_restart_nothing() {
+    for name in CONFIGS {
+        let config = config(name);
+        let r = render(&config, &RenderOptions::default());
+        let wt = r.get("WorkflowTemplate").unwrap();
+        let validate_pr = templates(wt)
+            .iter()
+            .find(|t| t["name"] == aphex_template::workflow::VALIDATE_PR_ENTRYPOINT)
+            .unwrap();
+        let pr_account = pull_request_service_account(&config);
+        for task in validate_pr["dag"]["tasks"].as_array().unwrap() {
+            let template = task["template"].as_str().unwrap();
+            assert_ne!(template, PIPELINE_STAGE_TEMPLATE, "{name}: {task}");
+            let t = templates(wt).iter().find(|t| t["name"] == template).unwrap();
+            assert_eq!(t["serviceAccountName"], json!(pr_account), "{name}: {template}");
+            assert_ne!(
+                t["automountServiceAccountToken"],
+                json!(true),
+                "{name}: {template}"
+            );
+            assert_ne!(t["container"]["args"][0], json!("pipeline"), "{name}: {template}");
+        }
+        // The Roles that may create Workflows are bound to the workflow
+        // account (whose token only `pipeline-stage` mounts) and the
+        // Sensor's, never to the pull-request account.
+        let creates = |m: &&render::Manifest| {
+            m.kind == "Role"
+                && m.value["rules"].as_array().unwrap().iter().any(|rule| {
+                    rule["resources"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("workflows"))
+                        && rule["verbs"].as_array().unwrap().contains(&json!("create"))
+                })
+        };
+        for role in r.manifests.iter().filter(creates) {
+            let binding = r
+                .manifests
+                .iter()
+                .find(|m| m.kind == "RoleBinding" && m.value["roleRef"]["name"] == json!(role.name))
+                .unwrap();
+            let subject = binding.value["subjects"][0]["name"].as_str().unwrap();
+            assert!(
+                subject == workflow_service_account(&config)
+                    || subject == aphex_template::events::sensor_service_account(&config),
+                "{name}: {} is bound to {subject}",
+                role.name
             );
         }
     }

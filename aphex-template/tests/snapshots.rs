@@ -265,8 +265,11 @@ fn the_github_token_reaches_only_the_pods_that_post_commit_statuses() {
     assert!(templates_with_env(&config("cross-account.yaml"), GITHUB_TOKEN_ENV).is_empty());
 }
 
+/// Validate may end the run (a duplicate), and so may the pipeline stage
+/// (superseded by its restart on a new topology): every task after each
+/// runs only when its `run` output says the run goes on.
 #[test]
-fn tasks_after_validate_run_only_when_the_run_goes_on() {
+fn tasks_after_validate_and_pipeline_run_only_when_the_run_goes_on() {
     let wt = render(&config("full.yaml"), &RenderOptions::default())
         .get("WorkflowTemplate")
         .unwrap()
@@ -279,20 +282,31 @@ fn tasks_after_validate_run_only_when_the_run_goes_on() {
         .unwrap();
     for task in main["dag"]["tasks"].as_array().unwrap() {
         let when = task.get("when").and_then(|w| w.as_str());
-        if task["name"] == "validate" {
-            assert_eq!(task["template"], "validate");
-            assert_eq!(when, None);
-        } else {
+        let validate = "'{{tasks.validate.outputs.parameters.run}}' == 'continue'";
+        let both = "'{{tasks.validate.outputs.parameters.run}}' == 'continue' \
+                    && '{{tasks.pipeline.outputs.parameters.run}}' == 'continue'";
+        match task["name"].as_str().unwrap() {
+            "validate" => {
+                assert_eq!(task["template"], "validate");
+                assert_eq!(when, None);
+            }
+            "build" | "pipeline" => assert_eq!(when, Some(validate), "{}", task["name"]),
             // Every one, approvals included: Argo runs a task whose
             // dependency it skipped, so no task may rely on its predecessor's `when`.
-            assert_eq!(
-                when,
-                Some("'{{tasks.validate.outputs.parameters.run}}' == 'continue'"),
-                "{}",
-                task["name"]
-            );
+            name => assert_eq!(when, Some(both), "{name}"),
         }
     }
+    // The pipeline stage's template says whether the run goes on, as validate's does.
+    let pipeline_stage = wt["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "pipeline-stage")
+        .unwrap();
+    assert_eq!(
+        pipeline_stage["outputs"],
+        serde_json::json!({"parameters": [{"name": "run", "valueFrom": {"path": "/tmp/aphex/outputs/run", "default": "continue"}}]})
+    );
 }
 
 #[test]

@@ -54,6 +54,7 @@ fn ports(state: &std::path::Path, runs: S3RunRecorder) -> Ports {
         credentials: None,
         pipeline_stack: None,
         statuses: None,
+        workflows: None,
     }
 }
 

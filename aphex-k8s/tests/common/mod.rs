@@ -43,7 +43,21 @@ pub async fn run_pipeline_stage_in(
     namespace: Option<&str>,
 ) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    let (ctx, reporter) = stage_context(dir.path(), applier, config, namespace);
+    pipeline::run(&ctx).await.map_err(|e| e.to_string())?;
+    Ok(reporter.text())
+}
+
+/// The context of a pipeline stage of run `run-1` (a person's, at commit
+/// `0123456789abcdef...`) on `config`, with its state under `dir`, applying
+/// through `applier` and submitting no Workflow; and its log.
+pub fn stage_context(
+    dir: &std::path::Path,
+    applier: KubeApplier,
+    config: aphex_config::Config,
+    namespace: Option<&str>,
+) -> (StageContext, Arc<CollectingReporter>) {
+    let state = dir.join("state");
     let reporter = Arc::new(CollectingReporter::default());
     let ctx = StageContext {
         run: RunInfo {
@@ -59,9 +73,9 @@ pub async fn run_pipeline_stage_in(
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),
-        checkout: dir.path().join("checkout"),
-        work: dir.path().join("work"),
-        logs: dir.path().join("logs"),
+        checkout: dir.join("checkout"),
+        work: dir.join("work"),
+        logs: dir.join("logs"),
         ports: Ports {
             artifacts: Arc::new(DirArtifactStore::new(state.join("artifacts"))),
             runs: Arc::new(DirRunRecorder::new(state.join("runs"))),
@@ -72,6 +86,7 @@ pub async fn run_pipeline_stage_in(
             credentials: None,
             pipeline_stack: None,
             statuses: None,
+            workflows: None,
         },
         exec: Exec {
             reporter: reporter.clone(),
@@ -79,8 +94,7 @@ pub async fn run_pipeline_stage_in(
             cancel: Cancel::new(),
         },
     };
-    pipeline::run(&ctx).await.map_err(|e| e.to_string())?;
-    Ok(reporter.text())
+    (ctx, reporter)
 }
 
 /// The pipeline stage creates, then leaves unchanged, then changes the

@@ -1,13 +1,14 @@
 //! The directory "cluster": applied manifests land one file per object at
 //! `<root>/<namespace>/<kind>/<name>.json` (`_cluster` for objects without a
 //! namespace), so a second apply shows exactly which objects changed.
+//! Submitted Workflows (a restart) land there too, under `workflow/`.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 
 use super::write_atomic;
-use crate::ports::{ClusterError, ManifestApplier};
+use crate::ports::{ClusterError, ManifestApplier, SubmitError, Submitted, WorkflowSubmitter};
 
 /// A directory standing in for a cluster.
 #[derive(Debug, Clone)]
@@ -117,5 +118,71 @@ impl ManifestApplier for DirCluster {
             write_atomic(&self.path_of(&kind, &ns, &name), &bytes, ClusterError::io)?;
         }
         Ok(())
+    }
+}
+
+/// Submitted Workflows land beside the applied objects, at
+/// `<root>/<namespace>/workflow/<name>.json`, created once: a second
+/// submission of a name writes nothing.
+#[async_trait]
+impl WorkflowSubmitter for DirCluster {
+    fn describe(&self) -> String {
+        format!("directory cluster {}", self.root.display())
+    }
+
+    async fn find(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, SubmitError> {
+        let context = || format!("listing Workflows in {}", self.root.display());
+        let namespaces = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(SubmitError::Other {
+                    context: context(),
+                    source: Box::new(e),
+                });
+            }
+        };
+        let mut names = Vec::new();
+        for ns in namespaces.flatten() {
+            let Ok(files) = std::fs::read_dir(ns.path().join("workflow")) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                let workflow: serde_json::Value = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or_else(|| SubmitError::Refused {
+                        context: context(),
+                        why: format!("{} is not a readable Workflow: remove it", path.display()),
+                    })?;
+                let has = |(k, v): &(&str, &str)| workflow["metadata"]["labels"][*k].as_str() == Some(*v);
+                if labels.iter().all(has)
+                    && let Some(name) = workflow["metadata"]["name"].as_str()
+                {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn submit(&self, workflow: &serde_json::Value) -> Result<Submitted, SubmitError> {
+        let (kind, ns, name) = identity(workflow).map_err(|e| SubmitError::Refused {
+            context: "submitting a Workflow".to_owned(),
+            why: e.to_string(),
+        })?;
+        let path = self.path_of(&kind, &ns, &name);
+        if path.exists() {
+            return Ok(Submitted::AlreadyExists(name));
+        }
+        let mut bytes = serde_json::to_vec_pretty(workflow).expect("a Workflow serializes");
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes).map_err(|e| SubmitError::Other {
+            context: format!("submitting Workflow {name}"),
+            source: Box::new(e),
+        })?;
+        Ok(Submitted::Created(name))
     }
 }

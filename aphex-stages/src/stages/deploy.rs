@@ -43,6 +43,12 @@ pub async fn run(
     outputs_file: &Path,
 ) -> Result<StageOutcome, StageError> {
     let stage = format!("deploy-{env_name}");
+    if let Some(noop) = super::removed_environment(ctx, &stage, env_name) {
+        // The outputs document is written all the same: whatever reads it
+        // after this task finds one (empty).
+        write_outputs(outputs_file, &Outputs::new())?;
+        return Ok(noop);
+    }
     let env = environment(ctx, env_name)?;
     restore_artifacts(ctx, &stage).await?;
     let vars = env_vars(ctx, env);

@@ -12,7 +12,7 @@ pub mod validate;
 
 use crate::artifact::ArtifactError;
 use crate::context::StageContext;
-use crate::ports::{ClusterError, RecordError, StoreError};
+use crate::ports::{ClusterError, RecordError, StoreError, SubmitError};
 use crate::process::{CommandSpec, ProcessError};
 use crate::record::{RunEnd, StackResult};
 use crate::workspace::CheckoutError;
@@ -77,6 +77,15 @@ pub enum StageError {
         /// The applier's error.
         #[source]
         source: ClusterError,
+    },
+    /// The restart of the run on its new topology could not be submitted.
+    #[error("{what}: {source}")]
+    Submit {
+        /// What the stage asked of the submitter.
+        what: String,
+        /// The submitter's error.
+        #[source]
+        source: SubmitError,
     },
     /// The checkout failed.
     #[error(transparent)]
@@ -166,6 +175,11 @@ impl StageError {
         let what = what.into();
         move |source| StageError::Cluster { what, source }
     }
+
+    pub(crate) fn submit(what: impl Into<String>) -> impl FnOnce(SubmitError) -> StageError {
+        let what = what.into();
+        move |source| StageError::Submit { what, source }
+    }
 }
 
 /// Runs `commands` in order, each in its own shell in the checkout, and
@@ -227,6 +241,30 @@ pub(crate) fn env_vars(ctx: &StageContext, env: &aphex_config::Environment) -> V
         ("AWS_DEFAULT_REGION".to_owned(), env.region.clone()),
     ]);
     vars
+}
+
+/// A stale task of the old topology: `Some` (a no-op that says why) when
+/// the config at this commit has no environment `name`. A run started
+/// before the commit removed the environment still has its `deploy-<env>`
+/// and `test-<env>` tasks; the pipeline stage restarts such a run on the
+/// new topology, but should one of them run, it succeeds doing nothing.
+pub(crate) fn removed_environment(ctx: &StageContext, stage: &str, name: &str) -> Option<StageOutcome> {
+    if ctx.config.environment(name).is_some() {
+        return None;
+    }
+    let names: Vec<&str> = ctx.config.environments.iter().map(|e| e.name.as_str()).collect();
+    let message = format!(
+        "nothing to do: environment `{name}` is not in {} at this commit (it has: {}), so the commit removed it and \
+         this task is a stale one of the topology the run started with; its stacks are left as they are (delete them \
+         with `cdk destroy` if they should go)",
+        ctx.config_file,
+        names.join(", ")
+    );
+    ctx.info(stage, &message);
+    Some(StageOutcome {
+        warning: Some(ctx.exec.redactor.redact(&message)),
+        ..StageOutcome::default()
+    })
 }
 
 /// The environment called `name`, or an error listing the configured ones.

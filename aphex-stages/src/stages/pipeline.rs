@@ -7,6 +7,15 @@
 //! `selfUpdate.onFailure: continue` leaves the old stack and topology in
 //! place and lets the run go on.
 //!
+//! When the topology changed (environments or stages added or removed),
+//! the running workflow still has the old DAG: the stage submits a restart
+//! of the same commit from the template it just applied
+//! ([`aphex_template::submit::restart_workflow`], through the
+//! `WorkflowSubmitter`) and ends this run as superseded (its `run` output,
+//! which every later task's `when` reads). At most one restart per commit:
+//! a restart never restarts, and a restart of the commit already there (by
+//! its label, or its name on a 409) is named rather than submitted again.
+//!
 //! Before anything changes, the stage refuses a commit whose config would
 //! change what only `aphex bootstrap` may change ([`pinned_settings`]): the
 //! namespace, the service accounts and the pod security settings. The
@@ -20,10 +29,10 @@ use aphex_template::cloudformation::pipeline_stack_name;
 use serde_json::Value;
 
 use super::{StageError, StageOutcome};
-use crate::context::StageContext;
+use crate::context::{RunKind, StageContext, Trigger};
 use crate::diff::{differs, identity};
-use crate::ports::{DeployProgress, StackEvent};
-use crate::record::{StackResult, Status};
+use crate::ports::{DeployProgress, StackEvent, Submitted};
+use crate::record::{EndReason, RunEnd, StackResult, Status};
 
 const STAGE: &str = "pipeline";
 
@@ -66,8 +75,9 @@ pub fn render_manifests(config: &Config) -> Vec<Value> {
 pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
     let mut stacks = Vec::new();
     match update(ctx, &mut stacks).await {
-        Ok(()) => Ok(StageOutcome {
+        Ok(ends_run) => Ok(StageOutcome {
             stacks,
+            ends_run,
             ..StageOutcome::default()
         }),
         Err(e) if e.is_interrupted() => Err(e),
@@ -92,10 +102,117 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
     }
 }
 
-async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<(), StageError> {
+/// Updates the stack and the topology; how the run ends when a restart
+/// on the new topology takes over.
+async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<Option<RunEnd>, StageError> {
     check_pinned(ctx).await?;
     update_stack(ctx, stacks).await?;
-    apply_manifests(ctx).await
+    let changed = apply_manifests(ctx).await?;
+    restart(ctx, &changed).await
+}
+
+/// What the stage does about a topology change, decided from the run alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartAction {
+    /// Submit a restart of the commit and end this run as superseded.
+    Restart,
+    /// Go on with the DAG this run has; the reason is logged as one line.
+    Stay(String),
+}
+
+/// Whether a run whose pipeline stage changed the topology by `diff`
+/// restarts: only a deploy run that is not itself a restart, when there
+/// is a change.
+pub fn restart_action(kind: RunKind, trigger: Trigger, diff: &[String]) -> RestartAction {
+    if diff.is_empty() {
+        return RestartAction::Stay("no topology change: nothing to restart".to_owned());
+    }
+    if let RunKind::PullRequest(n) = kind {
+        return RestartAction::Stay(format!(
+            "pull request #{n}'s run restarts nothing (it applies no topology)"
+        ));
+    }
+    if trigger == Trigger::Restart {
+        return RestartAction::Stay(
+            "this run is itself a restart on a new topology, and a restart never restarts: it goes on with the \
+             stages it has (at most one restart per commit)"
+                .to_owned(),
+        );
+    }
+    RestartAction::Restart
+}
+
+/// Submits the restart of this run's commit on the topology just applied
+/// (or names the one already there) and says how this run ends.
+async fn restart(ctx: &StageContext, diff: &[String]) -> Result<Option<RunEnd>, StageError> {
+    if let RestartAction::Stay(why) = restart_action(ctx.run.kind, ctx.run.trigger, diff) {
+        if !diff.is_empty() {
+            ctx.info(STAGE, format!("not restarting: {why}"));
+        }
+        return Ok(None);
+    }
+    let Some(submitter) = &ctx.ports.workflows else {
+        ctx.info(
+            STAGE,
+            "not restarting: no Workflow submitter is wired (a local run plans from the commit's config, so its \
+             stages already are the new topology's)",
+        );
+        return Ok(None);
+    };
+    if ctx.exec.cancel.is_cancelled() {
+        return Err(StageError::Interrupted);
+    }
+    let (config, commit) = (&ctx.config, ctx.run.commit.as_str());
+    let pipeline = config.pipeline_name();
+    let labels = [
+        (aphex_template::workflow::PIPELINE_LABEL, pipeline),
+        (
+            aphex_template::submit::TRIGGER_LABEL,
+            aphex_template::submit::Origin::Restart.as_label(),
+        ),
+        (aphex_template::submit::COMMIT_LABEL, commit),
+    ];
+    let found = submitter.find(&labels).await.map_err(StageError::submit(format!(
+        "looking for a restart of commit {commit} in {}",
+        submitter.describe()
+    )))?;
+    let (name, already) = match found.into_iter().next() {
+        Some(name) => (name, true),
+        None => {
+            let workflow = aphex_template::submit::restart_workflow(config, commit, &ctx.run.id);
+            match submitter
+                .submit(&workflow)
+                .await
+                .map_err(StageError::submit(format!(
+                    "submitting the restart of commit {commit} to {}",
+                    submitter.describe()
+                )))? {
+                Submitted::Created(name) => (name, false),
+                Submitted::AlreadyExists(name) => (name, true),
+            }
+        }
+    };
+    let link = config
+        .settings()
+        .run_url(&name)
+        .map(|url| format!(" ({url})"))
+        .unwrap_or_default();
+    let how = if already {
+        "was already restarted"
+    } else {
+        "restarts"
+    };
+    let message = format!(
+        "superseded: the topology changed ({}); commit {} {how} on it as run {name}{link}, which deploys; this run \
+         ends here",
+        diff.join(", "),
+        &commit[..commit.len().min(12)],
+    );
+    ctx.info(STAGE, &message);
+    Ok(Some(RunEnd {
+        reason: EndReason::Superseded,
+        message,
+    }))
 }
 
 /// The settings of a WorkflowTemplate that only `aphex bootstrap` may
@@ -310,10 +427,13 @@ impl DeployProgress for ProgressToStage<'_> {
     }
 }
 
-async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
+/// Applies the manifests; the topology's change against the template that
+/// was applied (empty when it is the same, or when there was none).
+async fn apply_manifests(ctx: &StageContext) -> Result<Vec<String>, StageError> {
     let applier = &ctx.ports.applier;
     let manifests = render_manifests(&ctx.config);
     let mut changes = Vec::new();
+    let mut topology = Vec::new();
     for m in &manifests {
         let (kind, ns, name) = identity(m);
         let current = applier
@@ -330,7 +450,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
         };
         changes.push(format!("{kind} {ns}/{name}: {change}"));
         if kind == "WorkflowTemplate" {
-            log_topology(ctx, current.as_ref(), m);
+            topology = log_topology(ctx, current.as_ref(), m);
         }
     }
     if ctx.exec.cancel.is_cancelled() {
@@ -347,7 +467,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<(), StageError> {
         STAGE,
         format!("applied {} manifests to {}", manifests.len(), applier.describe()),
     );
-    Ok(())
+    Ok(topology)
 }
 
 /// Task names of the `main` DAG of a WorkflowTemplate, in order.
@@ -370,14 +490,20 @@ pub(crate) fn main_tasks(wt: &Value) -> Vec<String> {
 /// Environments (`deploy-<env>` tasks) and stages added and removed between
 /// two WorkflowTemplates, one line each; empty when the topology is the same.
 pub(crate) fn topology_diff(old: &Value, new: &Value) -> Vec<String> {
-    let (old_tasks, new_tasks) = (main_tasks(old), main_tasks(new));
+    tasks_diff(&main_tasks(old), &main_tasks(new))
+}
+
+/// Environments (`deploy-<env>`) and stages added and removed between two
+/// lists of task (or stage record) names, one line each; empty when they
+/// hold the same names.
+pub(crate) fn tasks_diff(old_tasks: &[String], new_tasks: &[String]) -> Vec<String> {
     let envs = |tasks: &[String]| -> Vec<String> {
         tasks
             .iter()
             .filter_map(|t| t.strip_prefix("deploy-").map(str::to_owned))
             .collect()
     };
-    let (old_envs, new_envs) = (envs(&old_tasks), envs(&new_tasks));
+    let (old_envs, new_envs) = (envs(old_tasks), envs(new_tasks));
     let old_set: BTreeSet<&String> = old_tasks.iter().collect();
     let new_set: BTreeSet<&String> = new_tasks.iter().collect();
     let mut lines = Vec::new();
@@ -408,24 +534,30 @@ pub(crate) fn topology_diff(old: &Value, new: &Value) -> Vec<String> {
     lines
 }
 
-fn log_topology(ctx: &StageContext, current: Option<&Value>, new: &Value) {
+/// Logs how the topology changes; the change (empty on a first apply:
+/// no run was started from a template that was not there).
+fn log_topology(ctx: &StageContext, current: Option<&Value>, new: &Value) -> Vec<String> {
     match current {
-        None => ctx.info(
-            STAGE,
-            format!(
-                "first apply of the pipeline: stages {}",
-                main_tasks(new).join(" -> ")
-            ),
-        ),
+        None => {
+            ctx.info(
+                STAGE,
+                format!(
+                    "first apply of the pipeline: stages {}",
+                    main_tasks(new).join(" -> ")
+                ),
+            );
+            Vec::new()
+        }
         Some(old) => {
             let diff = topology_diff(old, new);
             if diff.is_empty() {
                 ctx.info(STAGE, "no topology change");
             } else {
-                for line in diff {
+                for line in &diff {
                     ctx.info(STAGE, format!("topology: {line}"));
                 }
             }
+            diff
         }
     }
 }

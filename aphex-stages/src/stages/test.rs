@@ -65,6 +65,9 @@ pub async fn run(
     outputs_file: &Path,
 ) -> Result<StageOutcome, StageError> {
     let stage = format!("test-{env_name}");
+    if let Some(noop) = super::removed_environment(ctx, &stage, env_name) {
+        return Ok(noop);
+    }
     let env = environment(ctx, env_name)?;
     let i = ctx
         .config

@@ -79,6 +79,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
         credentials: None,
         pipeline_stack: None,
         statuses: None,
+        workflows: None,
     };
     let ctx = StageContext {
         run: RunInfo {
