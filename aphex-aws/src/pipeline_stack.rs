@@ -108,6 +108,7 @@ impl PipelineStackDeployer {
         let input = StackInput {
             stack_name: stack.stack_name.clone(),
             template,
+            template_body: stack.template.clone(),
             parameters: stack.parameters.clone(),
             tags: stack.tags.clone(),
             execution_role_arn: stack.execution_role_arn.clone(),
