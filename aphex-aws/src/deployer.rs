@@ -17,6 +17,7 @@ mod unchanged;
 mod wait;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aphex_stages::assembly::{CloudAssembly, StackArtifact, partition_of};
@@ -73,12 +74,15 @@ impl Default for DeployOptions {
 pub struct CloudFormationDeployer {
     base: SdkConfig,
     options: DeployOptions,
+    /// Roles assumed, shared by every stack this deployer deploys.
+    sessions: Arc<Sessions>,
 }
 
 impl CloudFormationDeployer {
     /// A deployer acting from `base` (credentials, endpoint), assuming roles as needed.
     pub fn new(base: SdkConfig) -> Self {
         Self {
+            sessions: Arc::new(Sessions::new(base.clone())),
             base,
             options: DeployOptions::default(),
         }
@@ -115,14 +119,14 @@ impl CloudFormationDeployer {
             region: &env.region,
             partition: partition_of(&env.region),
         };
-        let mut sessions = Sessions::new(self.base.clone());
+        let sessions = &self.sessions;
         let deploy_role = deploy_role(stack, env, &target);
         let deploy_config = sessions
             .config(deploy_role.as_ref(), &env.region)
             .await
             .map_err(fail)?;
 
-        let published = assets::publish(&stack.assets.files, &target, &mut sessions)
+        let published = assets::publish(&stack.assets.files, &target, sessions)
             .await
             .map_err(fail)?;
         let body = read_template(request.assembly, stack).await.map_err(fail)?;
