@@ -235,18 +235,24 @@ fn cloudformation(base: &aws_config::SdkConfig, pull_request: bool, force: bool)
         force,
         ..Default::default()
     };
+    // Asked of STS once, for both the pipeline stage and the synths.
+    let home = aphex_aws::sts::HomeIdentity::new(base.clone());
     let checker = if pull_request {
         aphex_aws::sts::StsCredentialChecker::lookup_only(base.clone())
     } else {
         aphex_aws::sts::StsCredentialChecker::new(base.clone())
-    };
+    }
+    .with_home(home.clone());
     Deploying {
         deployer: Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone()).with_options(options.clone())),
         credentials: Some(Arc::new(checker)),
         // A pull request deploys nothing, the pipeline's own stack included.
         pipeline_stack: (!pull_request).then(|| {
-            Arc::new(aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(base.clone()).with_options(options))
-                as Arc<dyn PipelineStackUpdater>
+            Arc::new(
+                aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(base.clone())
+                    .with_options(options)
+                    .with_home(home),
+            ) as Arc<dyn PipelineStackUpdater>
         }),
     }
 }

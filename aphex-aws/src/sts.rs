@@ -319,6 +319,34 @@ fn sanitize_session_name(name: &str) -> String {
     clean
 }
 
+/// The identity of a run's own (base) credentials, asked of STS once and
+/// shared by the adapters that need it: the pipeline stage (its home
+/// account) and each synth (whether it runs in another account). A failed
+/// call is not kept: the next asker tries again.
+#[derive(Debug, Clone)]
+pub struct HomeIdentity {
+    base: SdkConfig,
+    known: std::sync::Arc<tokio::sync::OnceCell<Identity>>,
+}
+
+impl HomeIdentity {
+    /// The identity of `base`'s credentials, not yet asked.
+    pub fn new(base: SdkConfig) -> Self {
+        HomeIdentity {
+            base,
+            known: std::sync::Arc::default(),
+        }
+    }
+
+    /// The identity, from STS the first time.
+    pub async fn get(&self) -> Result<Identity, CallerIdentityError> {
+        self.known
+            .get_or_try_init(|| caller_identity(&self.base))
+            .await
+            .cloned()
+    }
+}
+
 /// The identity `config`'s credentials resolve to.
 pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, CallerIdentityError> {
     let out = aws_sdk_sts::Client::new(config)
@@ -345,6 +373,7 @@ pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, CallerIdent
 pub struct StsCredentialChecker {
     base: SdkConfig,
     roles: Roles,
+    home: HomeIdentity,
 }
 
 /// Which roles a checker reaches environments through.
@@ -362,15 +391,24 @@ impl StsCredentialChecker {
     /// A checker assuming roles from `base`'s credentials.
     pub fn new(base: SdkConfig) -> Self {
         StsCredentialChecker {
+            home: HomeIdentity::new(base.clone()),
             base,
             roles: Roles::Deploy,
         }
+    }
+
+    /// Shares `home` (the base credentials' identity) with other adapters,
+    /// so that STS is asked once per run.
+    pub fn with_home(mut self, home: HomeIdentity) -> Self {
+        self.home = home;
+        self
     }
 
     /// A pull-request run's checker: it reaches every environment through
     /// its CDK bootstrap lookup role, never a deploy role or `roleArn`.
     pub fn lookup_only(base: SdkConfig) -> Self {
         StsCredentialChecker {
+            home: HomeIdentity::new(base.clone()),
             base,
             roles: Roles::Lookup,
         }
@@ -445,7 +483,9 @@ impl StsCredentialChecker {
     /// in another account.
     async fn lend_synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, StsError> {
         let config = self.in_region(env);
-        let home = caller_identity(&config)
+        let home = self
+            .home
+            .get()
             .await
             .map_err(|source| StsError::HomeAccount {
                 env: env.name.clone(),

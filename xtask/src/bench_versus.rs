@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::bench_deploy::{copy_tree, git, vm_hwm};
-use crate::demo::{aws, aws_env, bootstrap, prepare_cluster, target_dir};
+use crate::demo::{aws_env, bootstrap, prepare_cluster, target_dir};
 use crate::emulator::Emulator;
 
 /// The account the pipeline's own stack and its cluster's exports live in
@@ -36,7 +36,7 @@ use crate::emulator::Emulator;
 const HOME: &str = "000000000000";
 
 /// Timed rounds (after one untimed warm-up round).
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 3;
 
 /// The concurrencies compared.
 const CONCURRENCY: [u32; 2] = [1, 3];

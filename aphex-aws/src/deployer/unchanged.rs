@@ -1,7 +1,8 @@
 //! Skipping a stack this deploy would not change: when the deployed stack
 //! is settled and whole (`CREATE_COMPLETE`, `UPDATE_COMPLETE`,
 //! `IMPORT_COMPLETE`), and its template, parameters, tags and execution
-//! role equal what this deploy would send, no change set is made. Creating
+//! role (when the stack shows one) equal what this deploy would send, no
+//! change set is made. Creating
 //! one only to find it empty costs two calls and a wait of seconds per
 //! stack; the CDK CLI skips on the same grounds. Termination protection is
 //! not part of a change set: a skipped stack still has it set.
@@ -187,11 +188,11 @@ pub(crate) fn change_needed(input: &StackInput, deployed: &Deployed, template: O
     if input.tags != deployed.tags {
         return Some(Change::Tags);
     }
-    // No role sent keeps the stack's own; a role sent must be that one.
-    if input
-        .execution_role_arn
-        .as_ref()
-        .is_some_and(|r| deployed.role_arn.as_ref() != Some(r))
+    // No role sent keeps the stack's own; a role sent must be the one the
+    // stack shows. A stack that shows none is not compared: the emulator
+    // never shows one, and the CDK CLI compares no role at all.
+    if let (Some(sent), Some(shown)) = (&input.execution_role_arn, &deployed.role_arn)
+        && sent != shown
     {
         return Some(Change::Role);
     }
@@ -404,10 +405,12 @@ mod tests {
     }
 
     #[test]
-    fn no_role_sent_keeps_the_stack_s_own() {
+    fn a_role_is_compared_only_when_both_sides_name_one() {
         let t = template();
         let i = StackInput { execution_role_arn: None, ..input(&t) };
-        assert_eq!(change_needed(&i, &deployed(), Some(&compact(&t))), None);
+        assert_eq!(change_needed(&i, &deployed(), Some(&compact(&t))), None, "none sent");
+        let d = Deployed { role_arn: None, ..deployed() };
+        assert_eq!(change_needed(&input(&t), &d, Some(&compact(&t))), None, "none shown");
     }
 
     proptest! {
