@@ -244,7 +244,9 @@ fn cloudformation(base: &aws_config::SdkConfig, pull_request: bool, force: bool)
     }
     .with_home(home.clone());
     Deploying {
-        deployer: Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone()).with_options(options.clone())),
+        deployer: Arc::new(
+            aphex_aws::deployer::CloudFormationDeployer::new(base.clone()).with_options(options.clone()),
+        ),
         credentials: Some(Arc::new(checker)),
         // A pull request deploys nothing, the pipeline's own stack included.
         pipeline_stack: (!pull_request).then(|| {

@@ -211,7 +211,10 @@ impl AssumedRole {
             }
         };
         let expiry = std::time::SystemTime::try_from(*session.expiration()).map_err(|e| {
-            CredentialsError::unhandled(format!("AssumeRole of {}: the expiry is out of range: {e}", self.role_arn))
+            CredentialsError::unhandled(format!(
+                "AssumeRole of {}: the expiry is out of range: {e}",
+                self.role_arn
+            ))
         })?;
         Ok(aws_credential_types::Credentials::new(
             session.access_key_id(),
@@ -246,7 +249,11 @@ async fn assume_role_once(
 /// Assumes `role_arn` once and returns the identity the session is, as the
 /// answer states it (`AssumedRoleUser`): what `GetCallerIdentity` with the
 /// session would say, without that second call.
-async fn assumed_identity(config: &SdkConfig, role_arn: &str, session_name: &str) -> Result<Identity, AssumeRoleError> {
+async fn assumed_identity(
+    config: &SdkConfig,
+    role_arn: &str,
+    session_name: &str,
+) -> Result<Identity, AssumeRoleError> {
     let session_name = sanitize_session_name(session_name);
     let out = assume_role_call(config, role_arn, None, &session_name).await?;
     let arn = out
@@ -483,14 +490,10 @@ impl StsCredentialChecker {
     /// in another account.
     async fn lend_synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, StsError> {
         let config = self.in_region(env);
-        let home = self
-            .home
-            .get()
-            .await
-            .map_err(|source| StsError::HomeAccount {
-                env: env.name.clone(),
-                source,
-            })?;
+        let home = self.home.get().await.map_err(|source| StsError::HomeAccount {
+            env: env.name.clone(),
+            source,
+        })?;
         if home.account == env.account {
             return Ok(None);
         }

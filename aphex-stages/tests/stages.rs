@@ -139,7 +139,10 @@ fn validate_for_one_environment_checks_that_one_only() {
         };
         let text = problems.join("\n");
         assert_eq!(problems.len(), 4, "{only:?}: {text}");
-        assert!(problems.iter().all(|p| p.starts_with("environments[1]")), "{only:?}: {text}");
+        assert!(
+            problems.iter().all(|p| p.starts_with("environments[1]")),
+            "{only:?}: {text}"
+        );
     }
 }
 

@@ -16,12 +16,12 @@ use aphex_stages::assembly::{
     AwsEnvironment, CloudAssembly, DockerImageAsset, FileAsset, FileDestination, Packaging, StackArtifact,
 };
 use aphex_stages::ports::{DeployRequest, StackDeployer, StackOutcome};
+use aphex_testkit::fault_proxy::FaultProxy;
 use aphex_tests::bootstrap::{account_config, assets_bucket, prepare_bootstrap};
 use aphex_tests::stacks::{
     Fixture, Recorder, deploy, environment, failing_template, fast_polls, fixture, large_template,
     parameter_template,
 };
-use aphex_testkit::fault_proxy::FaultProxy;
 use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
 use aws_config::SdkConfig;
 use serde_json::json;
@@ -227,7 +227,10 @@ async fn an_unchanged_stack_makes_no_change_set_and_a_changed_parameter_or_tag_d
         .expect("forced deploy");
     assert!(!outcome.changed);
     assert_eq!(forced_proxy.calls("CreateChangeSet").len(), 1, "forced");
-    assert!(forced_proxy.calls("GetTemplate").is_empty(), "a forced deploy compares nothing");
+    assert!(
+        forced_proxy.calls("GetTemplate").is_empty(),
+        "a forced deploy compares nothing"
+    );
 
     // A changed parameter: a change set, executed.
     fx.stack.parameters.insert("Greeting".into(), "hola".into());

@@ -117,7 +117,10 @@ pub fn run() -> Result<()> {
     prepare_cluster(&emulator, HOME, &cluster)?;
     let cdk = node_modules.join("aws-cdk/bin/cdk");
     if !cdk.is_file() {
-        bail!("{} is missing: the quick start pins the CDK CLI (`aws-cdk`)", cdk.display());
+        bail!(
+            "{} is missing: the quick start pins the CDK CLI (`aws-cdk`)",
+            cdk.display()
+        );
     }
     let tools = Tools {
         aphex: target_dir(&root).join("release/aphex"),
@@ -240,7 +243,13 @@ fn sequence(
     let account = account(round, concurrency, tool);
     bootstrap(emulator, &account)?;
     let repo = dir.join(format!("quickstart-{tag}"));
-    app_repo(&tools.root, &repo, &format!("versus-{tag}"), &account, concurrency)?;
+    app_repo(
+        &tools.root,
+        &repo,
+        &format!("versus-{tag}"),
+        &account,
+        concurrency,
+    )?;
     let mut measures = Vec::new();
     for scenario in 0..SCENARIOS.len() {
         if scenario == 2 {
@@ -338,7 +347,10 @@ fn stack_parameter(emulator: &Emulator, account: &str) -> Result<String> {
         &["ssm", "get-parameter", "--name", "/aphex-quickstart/stage"],
     )?;
     let value: serde_json::Value = serde_json::from_str(&out).context("reading get-parameter's answer")?;
-    Ok(value["Parameter"]["Value"].as_str().unwrap_or_default().to_owned())
+    Ok(value["Parameter"]["Value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// `aphex run --local --env dev --yes` in `repo`.
@@ -374,7 +386,9 @@ fn measure(mut cmd: Command) -> Result<Measure> {
     let start = Instant::now();
     let mut child = cmd.spawn().context("starting the tool")?;
     let pid = child.id();
-    let drain = |pipe: Box<dyn std::io::Read + Send>| std::thread::spawn(move || std::io::read_to_string(pipe).unwrap_or_default());
+    let drain = |pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || std::io::read_to_string(pipe).unwrap_or_default())
+    };
     let out = drain(Box::new(child.stdout.take().expect("piped")));
     let err = drain(Box::new(child.stderr.take().expect("piped")));
     let mut own_kib = 0;

@@ -44,7 +44,13 @@ impl Sessions {
     /// again.
     pub(crate) async fn config(&self, role: Option<&Role>, region: &str) -> Result<SdkConfig, StepError> {
         let key = (role.cloned(), region.to_owned());
-        let cell = self.cache.lock().expect("sessions lock").entry(key).or_default().clone();
+        let cell = self
+            .cache
+            .lock()
+            .expect("sessions lock")
+            .entry(key)
+            .or_default()
+            .clone();
         cell.get_or_try_init(|| async {
             let regional = self
                 .base

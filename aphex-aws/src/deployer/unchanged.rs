@@ -165,7 +165,11 @@ fn status_change(deployed: &Deployed) -> Option<Change> {
 
 /// Why `input` needs a change set against `deployed`, whose template is
 /// `template`; `None` when it would change nothing.
-pub(crate) fn change_needed(input: &StackInput, deployed: &Deployed, template: Option<&str>) -> Option<Change> {
+pub(crate) fn change_needed(
+    input: &StackInput,
+    deployed: &Deployed,
+    template: Option<&str>,
+) -> Option<Change> {
     if let Some(change) = status_change(deployed) {
         return Some(change);
     }
@@ -214,7 +218,10 @@ fn parameter_change(input: &StackInput, deployed: &Deployed, template: &Value) -
     }
     for (key, formal) in declared {
         let kind = formal.get("Type").and_then(Value::as_str).unwrap_or_default();
-        let description = formal.get("Description").and_then(Value::as_str).unwrap_or_default();
+        let description = formal
+            .get("Description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if kind.starts_with("AWS::SSM::Parameter::") && !description.contains(SSM_NO_INVALIDATE) {
             return Some(Change::SsmParameter(key.clone()));
         }
@@ -285,7 +292,10 @@ mod tests {
             parameters: BTreeMap::from([
                 ("Greeting".into(), "bonjour".into()),
                 ("Size".into(), "3".into()),
-                ("BootstrapVersion".into(), "/cdk-bootstrap/hnb659fds/version".into()),
+                (
+                    "BootstrapVersion".into(),
+                    "/cdk-bootstrap/hnb659fds/version".into(),
+                ),
             ]),
             tags: BTreeMap::from([("team".into(), "platform".into())]),
             role_arn: Some("arn:aws:iam::1:role/exec".into()),
@@ -310,19 +320,37 @@ mod tests {
             (
                 "a failed update",
                 input(&t),
-                Deployed { status: "UPDATE_ROLLBACK_COMPLETE".into(), ..deployed() },
+                Deployed {
+                    status: "UPDATE_ROLLBACK_COMPLETE".into(),
+                    ..deployed()
+                },
                 Some(body.clone()),
                 Change::Status("UPDATE_ROLLBACK_COMPLETE".into()),
             ),
             (
                 "review in progress",
                 input(&t),
-                Deployed { status: "REVIEW_IN_PROGRESS".into(), ..deployed() },
+                Deployed {
+                    status: "REVIEW_IN_PROGRESS".into(),
+                    ..deployed()
+                },
                 Some(body.clone()),
                 Change::Status("REVIEW_IN_PROGRESS".into()),
             ),
-            ("template unread", input(&t), deployed(), None, Change::TemplateUnread),
-            ("YAML deployed", input(&t), deployed(), Some("Resources: {}".into()), Change::NotJson),
+            (
+                "template unread",
+                input(&t),
+                deployed(),
+                None,
+                Change::TemplateUnread,
+            ),
+            (
+                "YAML deployed",
+                input(&t),
+                deployed(),
+                Some("Resources: {}".into()),
+                Change::NotJson,
+            ),
             (
                 "another template",
                 input(&t),
@@ -342,7 +370,10 @@ mod tests {
             ),
             (
                 "a parameter back to its default",
-                StackInput { parameters: BTreeMap::new(), ..input(&t) },
+                StackInput {
+                    parameters: BTreeMap::new(),
+                    ..input(&t)
+                },
                 deployed(),
                 Some(body.clone()),
                 Change::Parameter("Greeting".into()),
@@ -362,14 +393,20 @@ mod tests {
             ),
             (
                 "tags changed",
-                StackInput { tags: BTreeMap::new(), ..input(&t) },
+                StackInput {
+                    tags: BTreeMap::new(),
+                    ..input(&t)
+                },
                 deployed(),
                 Some(body.clone()),
                 Change::Tags,
             ),
             (
                 "another role",
-                StackInput { execution_role_arn: Some("arn:aws:iam::1:role/other".into()), ..input(&t) },
+                StackInput {
+                    execution_role_arn: Some("arn:aws:iam::1:role/other".into()),
+                    ..input(&t)
+                },
                 deployed(),
                 Some(body.clone()),
                 Change::Role,
@@ -387,7 +424,8 @@ mod tests {
     #[test]
     fn ssm_and_noecho_parameters_are_never_taken_as_unchanged() {
         let mut t = template();
-        t["Parameters"]["Ami"] = json!({ "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/ami" });
+        t["Parameters"]["Ami"] =
+            json!({ "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", "Default": "/ami" });
         let mut d = deployed();
         d.parameters.insert("Ami".into(), "/ami".into());
         assert_eq!(
@@ -407,10 +445,24 @@ mod tests {
     #[test]
     fn a_role_is_compared_only_when_both_sides_name_one() {
         let t = template();
-        let i = StackInput { execution_role_arn: None, ..input(&t) };
-        assert_eq!(change_needed(&i, &deployed(), Some(&compact(&t))), None, "none sent");
-        let d = Deployed { role_arn: None, ..deployed() };
-        assert_eq!(change_needed(&input(&t), &d, Some(&compact(&t))), None, "none shown");
+        let i = StackInput {
+            execution_role_arn: None,
+            ..input(&t)
+        };
+        assert_eq!(
+            change_needed(&i, &deployed(), Some(&compact(&t))),
+            None,
+            "none sent"
+        );
+        let d = Deployed {
+            role_arn: None,
+            ..deployed()
+        };
+        assert_eq!(
+            change_needed(&input(&t), &d, Some(&compact(&t))),
+            None,
+            "none shown"
+        );
     }
 
     proptest! {
