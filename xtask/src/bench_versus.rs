@@ -251,15 +251,15 @@ fn sequence(
         concurrency,
     )?;
     let mut measures = Vec::new();
-    for scenario in 0..SCENARIOS.len() {
-        if scenario == 2 {
+    for (i, scenario) in SCENARIOS.iter().enumerate() {
+        if i == 2 {
             change_one_stack(&repo)?;
         }
         let m = match tool {
             Tool::Aphex => aphex(tools, emulator, &repo),
             Tool::Cdk => cdk(tools, emulator, &repo, &account, concurrency),
         }
-        .with_context(|| format!("{} ({tag}), {}", tool.name(), SCENARIOS[scenario]))?;
+        .with_context(|| format!("{} ({tag}), {scenario}", tool.name()))?;
         measures.push(m);
     }
     // Both tools deployed the same three stacks each time (checked once,

@@ -21,13 +21,16 @@ pub(crate) struct Role {
     pub(crate) external_id: Option<String>,
 }
 
+/// A role (or none: the base credentials) in a region.
+type SessionKey = (Option<Role>, String);
+
 /// The sessions of a deployer, keyed by role and region, shared by every
 /// stack it deploys: each role is assumed once per run, not once per stack
 /// (the credentials refresh themselves, see [`crate::sts::assume_role`]).
 #[derive(Debug)]
 pub(crate) struct Sessions {
     base: SdkConfig,
-    cache: Mutex<HashMap<(Option<Role>, String), Arc<OnceCell<SdkConfig>>>>,
+    cache: Mutex<HashMap<SessionKey, Arc<OnceCell<SdkConfig>>>>,
 }
 
 impl Sessions {
