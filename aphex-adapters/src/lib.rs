@@ -17,6 +17,7 @@
 //!     scope: Scope::Deploy,
 //!     notifier: aphex_adapters::notifier(&redactor, None),
 //!     statuses: None,
+//!     force: false,
 //! })
 //! .await;
 //! println!("deploying with {}", ports.deployer.describe());
@@ -96,6 +97,10 @@ pub struct Adapters {
     pub notifier: Arc<dyn Notifier>,
     /// Where commit statuses are posted, if anywhere.
     pub statuses: Option<Arc<dyn CommitStatuses>>,
+    /// Make a change set for every stack, even one whose template,
+    /// parameters and tags equal the deployed stack's (otherwise skipped):
+    /// `aphex run --local --force`.
+    pub force: bool,
 }
 
 /// The ports of a run. The AWS configuration (the default chain: env,
@@ -109,6 +114,7 @@ pub async fn build(adapters: Adapters) -> Ports {
         scope,
         notifier,
         statuses,
+        force,
     } = adapters;
     let pull_request = scope == Scope::PullRequest;
     let needs_aws = deployer == DeployerKind::Cloudformation || matches!(storage, Storage::S3(_));
@@ -122,7 +128,7 @@ pub async fn build(adapters: Adapters) -> Ports {
         credentials,
         pipeline_stack,
     } = match (deployer, &aws) {
-        (DeployerKind::Cloudformation, Some(base)) => cloudformation(base, pull_request),
+        (DeployerKind::Cloudformation, Some(base)) => cloudformation(base, pull_request, force),
         // The fake deploys nothing, the pipeline's own stack included.
         _ => Deploying {
             deployer: Arc::new(aphex_stages::local::NoopDeployer),
@@ -231,20 +237,31 @@ struct Deploying {
 }
 
 /// CloudFormation with the credentials of `base`.
-fn cloudformation(base: &aws_config::SdkConfig, pull_request: bool) -> Deploying {
+fn cloudformation(base: &aws_config::SdkConfig, pull_request: bool, force: bool) -> Deploying {
+    let options = aphex_aws::deployer::DeployOptions {
+        force,
+        ..Default::default()
+    };
+    // Asked of STS once, for both the pipeline stage and the synths.
+    let home = aphex_aws::sts::HomeIdentity::new(base.clone());
     let checker = if pull_request {
         aphex_aws::sts::StsCredentialChecker::lookup_only(base.clone())
     } else {
         aphex_aws::sts::StsCredentialChecker::new(base.clone())
-    };
+    }
+    .with_home(home.clone());
     Deploying {
-        deployer: Arc::new(aphex_aws::deployer::CloudFormationDeployer::new(base.clone())),
+        deployer: Arc::new(
+            aphex_aws::deployer::CloudFormationDeployer::new(base.clone()).with_options(options.clone()),
+        ),
         credentials: Some(Arc::new(checker)),
         // A pull request deploys nothing, the pipeline's own stack included.
         pipeline_stack: (!pull_request).then(|| {
-            Arc::new(aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(
-                base.clone(),
-            )) as Arc<dyn PipelineStackUpdater>
+            Arc::new(
+                aphex_aws::pipeline_stack::AwsPipelineStackUpdater::new(base.clone())
+                    .with_options(options)
+                    .with_home(home),
+            ) as Arc<dyn PipelineStackUpdater>
         }),
     }
 }

@@ -13,9 +13,11 @@ mod changeset;
 mod error;
 mod events;
 mod session;
+mod unchanged;
 mod wait;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aphex_stages::assembly::{CloudAssembly, StackArtifact, partition_of};
@@ -49,6 +51,9 @@ pub struct DeployOptions {
     /// Longest wait for one operation: a change set being computed, a stack
     /// operation already in flight, the deploy itself.
     pub wait_timeout: Duration,
+    /// Make a change set even for a stack whose template, parameters and
+    /// tags equal the deployed ones (which is otherwise skipped).
+    pub force: bool,
 }
 
 impl Default for DeployOptions {
@@ -59,6 +64,7 @@ impl Default for DeployOptions {
             poll_initial: Duration::from_millis(500),
             poll_max: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(60 * 60),
+            force: false,
         }
     }
 }
@@ -68,12 +74,15 @@ impl Default for DeployOptions {
 pub struct CloudFormationDeployer {
     base: SdkConfig,
     options: DeployOptions,
+    /// Roles assumed, shared by every stack this deployer deploys.
+    sessions: Arc<Sessions>,
 }
 
 impl CloudFormationDeployer {
     /// A deployer acting from `base` (credentials, endpoint), assuming roles as needed.
     pub fn new(base: SdkConfig) -> Self {
         Self {
+            sessions: Arc::new(Sessions::new(base.clone())),
             base,
             options: DeployOptions::default(),
         }
@@ -110,17 +119,18 @@ impl CloudFormationDeployer {
             region: &env.region,
             partition: partition_of(&env.region),
         };
-        let mut sessions = Sessions::new(self.base.clone());
+        let sessions = &self.sessions;
         let deploy_role = deploy_role(stack, env, &target);
         let deploy_config = sessions
             .config(deploy_role.as_ref(), &env.region)
             .await
             .map_err(fail)?;
 
-        let published = assets::publish(&stack.assets.files, &target, &mut sessions)
+        let published = assets::publish(&stack.assets.files, &target, sessions)
             .await
             .map_err(fail)?;
-        let template = place_template(request.assembly, stack, &target, &deploy_config, &published)
+        let body = read_template(request.assembly, stack).await.map_err(fail)?;
+        let template = place_template(&body, stack, &target, &deploy_config, &published)
             .await
             .map_err(fail)?;
 
@@ -129,6 +139,7 @@ impl CloudFormationDeployer {
         let input = StackInput {
             stack_name: stack.stack_name.clone(),
             template,
+            template_body: body,
             parameters: stack.parameters.clone(),
             tags,
             execution_role_arn: stack
@@ -211,14 +222,8 @@ fn refuse_docker_images(stack: &StackArtifact) -> Result<(), StepError> {
     })
 }
 
-/// Inline when small and not published by the assembly; otherwise in S3.
-async fn place_template(
-    assembly: &CloudAssembly,
-    stack: &StackArtifact,
-    target: &assets::Target<'_>,
-    deploy_config: &SdkConfig,
-    published: &HashSet<S3Object>,
-) -> Result<TemplateSource, StepError> {
+/// The stack's template as synthesized.
+async fn read_template(assembly: &CloudAssembly, stack: &StackArtifact) -> Result<String, StepError> {
     let body = tokio::fs::read(&stack.template_file)
         .await
         .map_err(|source| StepError::ReadTemplate {
@@ -226,13 +231,27 @@ async fn place_template(
             assembly: assembly.dir.clone(),
             source,
         })?;
+    String::from_utf8(body).map_err(|source| StepError::TemplateNotUtf8 {
+        path: stack.template_file.clone(),
+        source,
+    })
+}
+
+/// Inline when small and not published by the assembly; otherwise in S3.
+async fn place_template(
+    body: &str,
+    stack: &StackArtifact,
+    target: &assets::Target<'_>,
+    deploy_config: &SdkConfig,
+    published: &HashSet<S3Object>,
+) -> Result<TemplateSource, StepError> {
     let endpoint = deploy_config.endpoint_url();
     if let Some(url) = &stack.stack_template_asset_object_url {
         let resolved = target.resolve(url);
         let object = S3Object::parse(&resolved).ok_or(StepError::TemplateUrl(resolved))?;
         // The template is normally one of the file assets just published.
         if !published.contains(&object) {
-            upload_template(deploy_config, &object, &body).await?;
+            upload_template(deploy_config, &object, body.as_bytes()).await?;
         }
         return Ok(TemplateSource::Url(object.template_url(target.region, endpoint)));
     }
@@ -245,18 +264,13 @@ async fn place_template(
             key: format!(
                 "aphex/{}/{}.json",
                 stack.stack_name,
-                hex::encode(Sha256::digest(&body))
+                hex::encode(Sha256::digest(body.as_bytes()))
             ),
         };
-        upload_template(deploy_config, &object, &body).await?;
+        upload_template(deploy_config, &object, body.as_bytes()).await?;
         return Ok(TemplateSource::Url(object.template_url(target.region, endpoint)));
     }
-    String::from_utf8(body)
-        .map(TemplateSource::Body)
-        .map_err(|source| StepError::TemplateNotUtf8 {
-            path: stack.template_file.clone(),
-            source,
-        })
+    Ok(TemplateSource::Body(body.to_owned()))
 }
 
 /// CloudFormation reports a missing stack as a `ValidationError` "does not exist".

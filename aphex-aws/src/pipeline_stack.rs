@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::deployer::{DeployOptions, MAX_TEMPLATE_BODY_BYTES, StackInput, TemplateSource};
 use crate::discovery::{DiscoveryError, discover_cluster};
-use crate::sts::{AssumeRoleError, CDK_QUALIFIER, CallerIdentityError, assume_role, caller_identity};
+use crate::sts::{AssumeRoleError, CDK_QUALIFIER, CallerIdentityError, HomeIdentity, assume_role};
 
 /// One pipeline stack to deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,7 @@ impl PipelineStackDeployer {
         let input = StackInput {
             stack_name: stack.stack_name.clone(),
             template,
+            template_body: stack.template.clone(),
             parameters: stack.parameters.clone(),
             tags: stack.tags.clone(),
             execution_role_arn: stack.execution_role_arn.clone(),
@@ -170,12 +171,14 @@ pub enum PipelineStackError {
 pub struct AwsPipelineStackUpdater {
     base: SdkConfig,
     options: DeployOptions,
+    home: HomeIdentity,
 }
 
 impl AwsPipelineStackUpdater {
     /// An updater acting from `base` (credentials, region, endpoint).
     pub fn new(base: SdkConfig) -> Self {
         Self {
+            home: HomeIdentity::new(base.clone()),
             base,
             options: DeployOptions::default(),
         }
@@ -184,6 +187,13 @@ impl AwsPipelineStackUpdater {
     /// Sets the polling and waiting options.
     pub fn with_options(mut self, options: DeployOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Shares `home` (the base credentials' identity) with other adapters,
+    /// so that STS is asked once per run.
+    pub fn with_home(mut self, home: HomeIdentity) -> Self {
+        self.home = home;
         self
     }
 
@@ -204,7 +214,9 @@ impl AwsPipelineStackUpdater {
             .region()
             .map(|r| r.as_ref().to_owned())
             .ok_or(PipelineStackError::NoRegion)?;
-        let identity = caller_identity(&self.base)
+        let identity = self
+            .home
+            .get()
             .await
             .map_err(|e| PipelineStackError::Identity(Box::new(e)))?;
         let home = BootstrapRoles::new(&identity.arn, &identity.account, &region);

@@ -1,6 +1,7 @@
 //! STS: assuming roles (cross-account deploys) and the credential checker the
-//! validate stage runs per environment (after assuming the environment's role,
-//! `GetCallerIdentity` must report the environment's account), which also
+//! validate stage runs per environment (the identity assuming the
+//! environment's role gives, `AssumedRoleUser`, must be in the environment's
+//! account: one call, where `GetCallerIdentity` after it would be a second), which also
 //! lends a cross-account synth the credentials of its environment's account.
 //!
 //! Messages name the environment, the role, the accounts and the AWS error
@@ -9,7 +10,8 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use aphex_config::Environment;
@@ -71,19 +73,6 @@ pub enum StsError {
         /// The refused assumption.
         #[source]
         source: AssumeRoleError,
-    },
-    /// The assumed role's identity could not be read.
-    #[error("environment `{env}` (account {account}, role {role}): {source}")]
-    Identity {
-        /// The environment.
-        env: String,
-        /// Its account.
-        account: String,
-        /// The role assumed.
-        role: String,
-        /// The failed call.
-        #[source]
-        source: CallerIdentityError,
     },
     /// The role resolves to another account than the environment's.
     #[error(
@@ -165,16 +154,85 @@ pub async fn assume_role(
     session_name: &str,
 ) -> Result<SdkConfig, AssumeRoleError> {
     let session_name = sanitize_session_name(session_name);
-    assume_role_once(config, role_arn, external_id, &session_name).await?;
-    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name(session_name);
-    if let Some(external_id) = external_id {
-        provider = provider.external_id(external_id);
-    }
-    let provider = provider.configure(config).build().await;
+    let first = assume_role_once(config, role_arn, external_id, &session_name).await?;
+    let provider = AssumedRole {
+        config: config.clone(),
+        role_arn: role_arn.to_owned(),
+        external_id: external_id.map(str::to_owned),
+        session_name,
+        current: tokio::sync::Mutex::new(Some(first)),
+    };
     Ok(config
         .to_builder()
         .credentials_provider(SharedCredentialsProvider::new(provider))
         .build())
+}
+
+/// The credentials of an assumed role: the session [`assume_role`] checked
+/// the role with (a second `AssumeRole` at the first call would only repeat
+/// it), kept until it is about to expire, then a new one. Kept here rather
+/// than left to the SDK's identity cache alone: every client made from the
+/// configuration (one per stack and service) asks again.
+#[derive(Debug)]
+struct AssumedRole {
+    config: SdkConfig,
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    current: tokio::sync::Mutex<Option<aws_sdk_sts::types::Credentials>>,
+}
+
+/// How long before its expiry a session is replaced.
+const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+impl AssumedRole {
+    async fn credentials(&self) -> aws_credential_types::provider::Result {
+        // Held while assuming: clients asking at once wait for one session.
+        let mut current = self.current.lock().await;
+        let fresh = |c: &aws_sdk_sts::types::Credentials| {
+            std::time::SystemTime::try_from(*c.expiration())
+                .ok()
+                .and_then(|expiry| expiry.duration_since(std::time::SystemTime::now()).ok())
+                .is_some_and(|left| left > REFRESH_BEFORE)
+        };
+        let session = match current.as_ref().filter(|c| fresh(c)) {
+            Some(session) => session.clone(),
+            None => {
+                let session = assume_role_once(
+                    &self.config,
+                    &self.role_arn,
+                    self.external_id.as_deref(),
+                    &self.session_name,
+                )
+                .await
+                .map_err(CredentialsError::provider_error)?;
+                *current = Some(session.clone());
+                session
+            }
+        };
+        let expiry = std::time::SystemTime::try_from(*session.expiration()).map_err(|e| {
+            CredentialsError::unhandled(format!(
+                "AssumeRole of {}: the expiry is out of range: {e}",
+                self.role_arn
+            ))
+        })?;
+        Ok(aws_credential_types::Credentials::new(
+            session.access_key_id(),
+            session.secret_access_key(),
+            Some(session.session_token().to_owned()),
+            Some(expiry),
+            "aphex-assume-role",
+        ))
+    }
+}
+
+impl ProvideCredentials for AssumedRole {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.credentials())
+    }
 }
 
 /// One `AssumeRole` call: the session's temporary credentials.
@@ -184,7 +242,36 @@ async fn assume_role_once(
     external_id: Option<&str>,
     session_name: &str,
 ) -> Result<aws_sdk_sts::types::Credentials, AssumeRoleError> {
-    let out = aws_sdk_sts::Client::new(config)
+    let out = assume_role_call(config, role_arn, external_id, session_name).await?;
+    out.credentials.ok_or_else(|| missing(role_arn, "credentials"))
+}
+
+/// Assumes `role_arn` once and returns the identity the session is, as the
+/// answer states it (`AssumedRoleUser`): what `GetCallerIdentity` with the
+/// session would say, without that second call.
+async fn assumed_identity(
+    config: &SdkConfig,
+    role_arn: &str,
+    session_name: &str,
+) -> Result<Identity, AssumeRoleError> {
+    let session_name = sanitize_session_name(session_name);
+    let out = assume_role_call(config, role_arn, None, &session_name).await?;
+    let arn = out
+        .assumed_role_user()
+        .map(|u| u.arn().to_owned())
+        .ok_or_else(|| missing(role_arn, "the assumed role's identity"))?;
+    // arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION
+    let account = arn.split(':').nth(4).unwrap_or_default().to_owned();
+    Ok(Identity { account, arn })
+}
+
+async fn assume_role_call(
+    config: &SdkConfig,
+    role_arn: &str,
+    external_id: Option<&str>,
+    session_name: &str,
+) -> Result<aws_sdk_sts::operation::assume_role::AssumeRoleOutput, AssumeRoleError> {
+    aws_sdk_sts::Client::new(config)
         .assume_role()
         .role_arn(role_arn)
         .set_external_id(external_id.map(str::to_owned))
@@ -199,13 +286,18 @@ async fn assume_role_once(
                 .map(str::to_owned)
                 .unwrap_or_else(|| client::last_error(&source)),
             source,
-        })?;
-    out.credentials.ok_or_else(|| AssumeRoleError {
+        })
+}
+
+/// An `AssumeRole` answer without `what`.
+fn missing(role_arn: &str, what: &str) -> AssumeRoleError {
+    let message = format!("AssumeRole answered without {what}");
+    AssumeRoleError {
         role_arn: role_arn.to_owned(),
-        code: "NoCredentials".to_owned(),
-        message: "AssumeRole answered without credentials".to_owned(),
-        source: aws_sdk_sts::error::SdkError::construction_failure("AssumeRole answered without credentials"),
-    })
+        code: "IncompleteAnswer".to_owned(),
+        source: aws_sdk_sts::error::SdkError::construction_failure(message.clone()),
+        message,
+    }
 }
 
 /// The role an environment's synth acts as: its `roleArn`, else the CDK
@@ -234,6 +326,34 @@ fn sanitize_session_name(name: &str) -> String {
     clean
 }
 
+/// The identity of a run's own (base) credentials, asked of STS once and
+/// shared by the adapters that need it: the pipeline stage (its home
+/// account) and each synth (whether it runs in another account). A failed
+/// call is not kept: the next asker tries again.
+#[derive(Debug, Clone)]
+pub struct HomeIdentity {
+    base: SdkConfig,
+    known: std::sync::Arc<tokio::sync::OnceCell<Identity>>,
+}
+
+impl HomeIdentity {
+    /// The identity of `base`'s credentials, not yet asked.
+    pub fn new(base: SdkConfig) -> Self {
+        HomeIdentity {
+            base,
+            known: std::sync::Arc::default(),
+        }
+    }
+
+    /// The identity, from STS the first time.
+    pub async fn get(&self) -> Result<Identity, CallerIdentityError> {
+        self.known
+            .get_or_try_init(|| caller_identity(&self.base))
+            .await
+            .cloned()
+    }
+}
+
 /// The identity `config`'s credentials resolve to.
 pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, CallerIdentityError> {
     let out = aws_sdk_sts::Client::new(config)
@@ -260,6 +380,7 @@ pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, CallerIdent
 pub struct StsCredentialChecker {
     base: SdkConfig,
     roles: Roles,
+    home: HomeIdentity,
 }
 
 /// Which roles a checker reaches environments through.
@@ -277,15 +398,24 @@ impl StsCredentialChecker {
     /// A checker assuming roles from `base`'s credentials.
     pub fn new(base: SdkConfig) -> Self {
         StsCredentialChecker {
+            home: HomeIdentity::new(base.clone()),
             base,
             roles: Roles::Deploy,
         }
+    }
+
+    /// Shares `home` (the base credentials' identity) with other adapters,
+    /// so that STS is asked once per run.
+    pub fn with_home(mut self, home: HomeIdentity) -> Self {
+        self.home = home;
+        self
     }
 
     /// A pull-request run's checker: it reaches every environment through
     /// its CDK bootstrap lookup role, never a deploy role or `roleArn`.
     pub fn lookup_only(base: SdkConfig) -> Self {
         StsCredentialChecker {
+            home: HomeIdentity::new(base.clone()),
             base,
             roles: Roles::Lookup,
         }
@@ -332,25 +462,14 @@ impl StsCredentialChecker {
             "bootstrap the account with `cdk bootstrap`, or set the environment's `roleArn`"
         };
         let config = self.in_region(env);
-        let assumed = match assume_role(&config, &role, None, &format!("aphex-validate-{}", env.name)).await {
-            Ok(assumed) => assumed,
+        let identity = match assumed_identity(&config, &role, &format!("aphex-validate-{}", env.name)).await {
+            Ok(identity) => identity,
             Err(source) => {
                 return Err(StsError::Unreachable {
                     env: env.name.clone(),
                     account: env.account.clone(),
                     role,
                     fix,
-                    source,
-                });
-            }
-        };
-        let identity = match caller_identity(&assumed).await {
-            Ok(identity) => identity,
-            Err(source) => {
-                return Err(StsError::Identity {
-                    env: env.name.clone(),
-                    account: env.account.clone(),
-                    role,
                     source,
                 });
             }
@@ -371,12 +490,10 @@ impl StsCredentialChecker {
     /// in another account.
     async fn lend_synth_credentials(&self, env: &Environment) -> Result<Option<SynthCredentials>, StsError> {
         let config = self.in_region(env);
-        let home = caller_identity(&config)
-            .await
-            .map_err(|source| StsError::HomeAccount {
-                env: env.name.clone(),
-                source,
-            })?;
+        let home = self.home.get().await.map_err(|source| StsError::HomeAccount {
+            env: env.name.clone(),
+            source,
+        })?;
         if home.account == env.account {
             return Ok(None);
         }

@@ -162,6 +162,8 @@ async fn ports(
             scope,
             redactor,
         ),
+        // A pushed run skips unchanged stacks; forcing is for a person at a terminal.
+        force: false,
     })
     .await)
 }

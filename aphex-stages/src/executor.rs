@@ -295,7 +295,7 @@ async fn run_stages(
         let env = stage.env.as_deref().unwrap_or_default();
         let outputs = stages::deploy::outputs_path(&dir.join("outputs"), env);
         let result = match stage.kind {
-            StageKind::Validate => stages::validate::run(&stage_ctx).await,
+            StageKind::Validate => stages::validate::run_for(&stage_ctx, opts.only_env.as_deref()).await,
             StageKind::Build => stages::build::run(&stage_ctx).await,
             StageKind::Pipeline => stages::pipeline::run(&stage_ctx).await,
             StageKind::Approve => match approver.approve(env) {

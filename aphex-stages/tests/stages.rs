@@ -90,6 +90,64 @@ fn validate_reports_every_problem_at_once() {
     assert!(err.to_string().starts_with("5 problems found:\n  - "), "{err}");
 }
 
+const DEV_AND_BROKEN_PROD: &str = r#"
+version: "1.0"
+build: { commands: ["true"] }
+environments:
+  - name: dev
+    region: us-east-1
+    account: "999999999999"
+    synth: "true"
+    stacks: [{ name: AppStack, path: lib/app.ts }]
+  - name: prod
+    region: eu-west-1
+    account: "210987654321"
+    requiredContext: [vpcId]
+    synth: "definitely-not-a-program-xyz"
+    stacks: [{ name: AppStack, path: lib/prod.ts }]
+"#;
+
+/// [`Checker`]'s answers, remembering which environments were asked.
+#[derive(Default)]
+struct Asked(Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl CredentialChecker for Asked {
+    async fn check(&self, env: &aphex_config::Environment) -> Result<Identity, CredentialError> {
+        self.0.lock().unwrap().push(env.name.clone());
+        Checker.check(env).await
+    }
+}
+
+#[test]
+fn validate_for_one_environment_checks_that_one_only() {
+    let mut h = harness(DEV_AND_BROKEN_PROD);
+    std::fs::create_dir_all(h.checkout().join("lib")).unwrap();
+    std::fs::write(h.checkout().join("lib/app.ts"), "").unwrap();
+
+    // `--env dev`: prod's refused credentials, missing context, program and
+    // path are not this run's concern, and its account is not even asked.
+    let asked = Arc::new(Asked::default());
+    h.ctx.ports.credentials = Some(asked.clone());
+    rt().block_on(validate::run_for(&h.ctx, Some("dev"))).unwrap();
+    assert_eq!(*asked.0.lock().unwrap(), ["dev"]);
+    assert!(h.log().contains("only dev runs"), "{}", h.log());
+
+    // The whole pipeline, or `--env prod`: prod's four problems.
+    for only in [None, Some("prod")] {
+        let err = rt().block_on(validate::run_for(&h.ctx, only)).unwrap_err();
+        let StageError::Invalid(problems) = &err else {
+            panic!("{err}")
+        };
+        let text = problems.join("\n");
+        assert_eq!(problems.len(), 4, "{only:?}: {text}");
+        assert!(
+            problems.iter().all(|p| p.starts_with("environments[1]")),
+            "{only:?}: {text}"
+        );
+    }
+}
+
 #[test]
 fn validate_passes_and_says_when_credentials_were_not_checked() {
     let h = harness(MINIMAL);

@@ -41,6 +41,7 @@ pub fn fast_polls() -> DeployOptions {
         poll_initial: Duration::from_millis(100),
         poll_max: Duration::from_millis(500),
         wait_timeout: Duration::from_secs(120),
+        force: false,
     }
 }
 

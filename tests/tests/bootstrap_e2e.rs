@@ -46,6 +46,7 @@ async fn bootstrap_deploys_the_stack_then_applies_every_manifest_with_its_output
         poll_initial: Duration::from_millis(100),
         poll_max: Duration::from_millis(500),
         wait_timeout: Duration::from_secs(120),
+        force: false,
     });
     let fake = Fake::serving(&[
         "v1",

@@ -2,8 +2,9 @@
 //! `aphex-aws`, through the real AWS SDK against the local emulator that
 //! `cargo xtask test` starts: create, update, no-op, failure with root
 //! causes, recovery from ROLLBACK_COMPLETE, templates through S3, assets,
-//! outputs and exports, streamed events, docker assets refused, and a
-//! cross-account deploy through an assumed role.
+//! outputs and exports, streamed events, docker assets refused, a
+//! cross-account deploy through an assumed role, and an unchanged stack
+//! skipped without a change set.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use aphex_stages::assembly::{
     AwsEnvironment, CloudAssembly, DockerImageAsset, FileAsset, FileDestination, Packaging, StackArtifact,
 };
 use aphex_stages::ports::{DeployRequest, StackDeployer, StackOutcome};
+use aphex_testkit::fault_proxy::FaultProxy;
 use aphex_tests::bootstrap::{account_config, assets_bucket, prepare_bootstrap};
 use aphex_tests::stacks::{
     Fixture, Recorder, deploy, environment, failing_template, fast_polls, fixture, large_template,
@@ -153,6 +155,98 @@ async fn creates_then_skips_an_unchanged_stack_then_updates_it() {
         .await
         .unwrap();
     assert_eq!(value.parameter().unwrap().value(), Some("v2"));
+}
+
+/// A deployer whose calls go through a fault proxy (faulting nothing): its
+/// log shows which calls were made.
+async fn observed(options: DeployOptions) -> (FaultProxy, CloudFormationDeployer) {
+    let proxy = FaultProxy::start(emulator().endpoint()).expect("starting the fault proxy");
+    let config = emulator()
+        .aws_config()
+        .await
+        .to_builder()
+        .endpoint_url(proxy.endpoint())
+        .build();
+    (proxy, CloudFormationDeployer::new(config).with_options(options))
+}
+
+#[tokio::test]
+async fn an_unchanged_stack_makes_no_change_set_and_a_changed_parameter_or_tag_does() {
+    let name = unique_name("aphex-cfn-skip");
+    let export = format!("{name}-Export");
+    let (proxy, deployer) = observed(fast_polls()).await;
+    let env = environment(DEFAULT_ACCOUNT, None);
+    let config = emulator().aws_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let change_sets = || proxy.calls("CreateChangeSet").len();
+
+    let mut fx = fixture(&name, &parameter_template("v1", &export));
+    fx.stack.parameters.insert("Greeting".into(), "bonjour".into());
+    fx.stack.tags.insert("team".into(), "platform".into());
+    let created = deploy(&deployer, &env, &fx, &Recorder::default())
+        .await
+        .expect("create");
+    assert!(created.changed);
+    assert_eq!(change_sets(), 1);
+
+    // The same template, parameters and tags: skipped, with the outputs
+    // as deployed, after reading the stack and its template once each.
+    let before = proxy.exchanges().len();
+    let again = deploy(&deployer, &env, &fx, &Recorder::default())
+        .await
+        .expect("unchanged deploy");
+    assert!(!again.changed);
+    assert_eq!(again.outputs, created.outputs);
+    assert_eq!(change_sets(), 1, "no change set for an unchanged stack");
+    let actions: Vec<String> = proxy.exchanges()[before..]
+        .iter()
+        .map(|e| e.call.action.clone())
+        .collect();
+    assert_eq!(actions, ["DescribeStacks", "GetTemplate"], "the calls of a skip");
+    let listed = cfn.list_change_sets().stack_name(&name).send().await.unwrap();
+    assert!(listed.summaries().is_empty(), "{:?}", listed.summaries());
+
+    // Termination protection is no change set's business: set, still skipped.
+    fx.stack.termination_protection = true;
+    let protected = deploy(&deployer, &env, &fx, &Recorder::default())
+        .await
+        .expect("protect");
+    assert!(!protected.changed);
+    assert_eq!(change_sets(), 1);
+    let described = cfn.describe_stacks().stack_name(&name).send().await.unwrap();
+    assert_eq!(described.stacks()[0].enable_termination_protection(), Some(true));
+
+    // Forced: a change set all the same (empty, so nothing changes).
+    let (forced_proxy, forced) = observed(DeployOptions {
+        force: true,
+        ..fast_polls()
+    })
+    .await;
+    let outcome = deploy(&forced, &env, &fx, &Recorder::default())
+        .await
+        .expect("forced deploy");
+    assert!(!outcome.changed);
+    assert_eq!(forced_proxy.calls("CreateChangeSet").len(), 1, "forced");
+    assert!(
+        forced_proxy.calls("GetTemplate").is_empty(),
+        "a forced deploy compares nothing"
+    );
+
+    // A changed parameter: a change set, executed.
+    fx.stack.parameters.insert("Greeting".into(), "hola".into());
+    let updated = deploy(&deployer, &env, &fx, &Recorder::default())
+        .await
+        .expect("update");
+    assert!(updated.changed);
+    assert_eq!(change_sets(), 2, "a changed parameter makes a change set");
+    assert_eq!(output(&updated, "Greeting").value, "hola");
+
+    // A changed tag: a change set too.
+    fx.stack.tags.insert("team".into(), "infra".into());
+    deploy(&deployer, &env, &fx, &Recorder::default())
+        .await
+        .expect("retag");
+    assert_eq!(change_sets(), 3, "a changed tag makes a change set");
 }
 
 #[tokio::test]

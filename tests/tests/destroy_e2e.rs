@@ -86,6 +86,7 @@ async fn destroy_deletes_what_bootstrap_made_and_the_named_stacks_and_keeps_the_
         poll_initial: Duration::from_millis(100),
         poll_max: Duration::from_millis(500),
         wait_timeout: Duration::from_secs(120),
+        force: false,
     });
     let fake = Fake::serving(&[
         "v1",

@@ -31,6 +31,7 @@ fn options() -> DeployOptions {
         poll_initial: Duration::from_millis(100),
         poll_max: Duration::from_millis(500),
         wait_timeout: Duration::from_secs(120),
+        force: false,
     }
 }
 

@@ -2,7 +2,8 @@
 //! configuration of 100 environments x 50 stacks (the DESIGN §8 scale), in
 //! the release profile, against libyaml-safer alone on the same text (the
 //! parser the loader runs), and runs the other parts (rendering, deploying,
-//! a build's runaway output, deploying through faults). Results go in
+//! a build's runaway output, deploying through faults, against the CDK
+//! CLI). Results go in
 //! docs/benchmarks.md.
 
 use std::fmt::Write as _;
@@ -52,6 +53,9 @@ pub enum Part {
     Output,
     /// The quick start through the fault proxy: 0 % vs 15 % of requests faulted.
     Faults,
+    /// `aphex run --local` against the CDK CLI's `cdk deploy --all` on the
+    /// quick start: first deploy, no-change redeploy, one-stack change.
+    VersusCdk,
 }
 
 /// Runs the benchmark (every part, or `only` one) and prints the figures.
@@ -59,7 +63,11 @@ pub fn run(only: Option<Part>) -> Result<()> {
     if cfg!(debug_assertions) {
         // Timings of a debug build mean nothing; measure the release build.
         let mut args = vec!["run", "--release", "--quiet", "--package", "xtask", "--", "bench"];
-        let part = only.map(|p| format!("--only={}", format!("{p:?}").to_lowercase()));
+        let part = only.map(|p| {
+            use clap::ValueEnum as _;
+            let value = p.to_possible_value().expect("every part has a name");
+            format!("--only={}", value.get_name())
+        });
         args.extend(part.as_deref());
         return crate::cargo(&args);
     }
@@ -79,6 +87,9 @@ pub fn run(only: Option<Part>) -> Result<()> {
     }
     if wants(Part::Faults) {
         crate::bench_faults::run()?;
+    }
+    if wants(Part::VersusCdk) {
+        crate::bench_versus::run()?;
     }
     Ok(())
 }

@@ -150,7 +150,7 @@ fn measure_all(root: &Path, runner: &Path, emulator: &Emulator, dir: &Path) -> R
 }
 
 /// nproc, CPU model and load average.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -164,7 +164,7 @@ fn machine() -> String {
     format!("nproc {nproc}, {cpu}, load average {}", loadavg())
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()

@@ -237,7 +237,7 @@ pub(crate) fn aws(emulator: &Emulator, account: &str, args: &[&str]) -> Result<(
 }
 
 /// Runs the emulator venv's AWS CLI as `account`; its standard output.
-fn aws_output(emulator: &Emulator, account: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn aws_output(emulator: &Emulator, account: &str, args: &[&str]) -> Result<String> {
     let cli = emulator.aws_cli();
     let output = aws_env(&mut Command::new(&cli), emulator)
         .args(args)

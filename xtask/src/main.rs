@@ -16,6 +16,7 @@ mod bench_deploy;
 mod bench_faults;
 mod bench_output;
 mod bench_render;
+mod bench_versus;
 mod demo;
 mod emulator;
 mod fixtures;

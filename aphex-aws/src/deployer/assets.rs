@@ -72,7 +72,7 @@ impl Target<'_> {
 pub(crate) async fn publish(
     assets: &[FileAsset],
     target: &Target<'_>,
-    sessions: &mut Sessions,
+    sessions: &Sessions,
 ) -> Result<HashSet<S3Object>, StepError> {
     let mut published = HashSet::new();
     for asset in assets {

@@ -19,6 +19,7 @@ use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Stack,
 
 use super::error::LEFT_CHANGE_SET;
 use super::events::{EventTail, describe_causes, root_causes};
+use super::unchanged::skip_unchanged;
 use super::wait::{ChangeSetState, Operation, wait_for_change_set, wait_for_stack};
 use super::{DeployOptions, StepError, is_missing_stack};
 use crate::client::{CallError, call_error};
@@ -40,6 +41,9 @@ pub(crate) enum TemplateSource {
 pub(crate) struct StackInput {
     pub(crate) stack_name: String,
     pub(crate) template: TemplateSource,
+    /// The template's text as synthesized, however `template` sends it: an
+    /// unchanged stack is recognised by it ([`unchanged`]).
+    pub(crate) template_body: String,
     pub(crate) parameters: BTreeMap<String, String>,
     pub(crate) tags: BTreeMap<String, String>,
     /// The role CloudFormation itself acts as (`RoleARN`).
@@ -64,6 +68,11 @@ pub(crate) async fn deploy(
     let failed = |e: StepError| fail(e.to_string());
 
     let existing = settle(cfn, name, progress, options).await?;
+    if let Some(stack) = &existing
+        && let Some(outcome) = skip_unchanged(cfn, input, stack, options).await?
+    {
+        return Ok(outcome);
+    }
     // A stack in REVIEW_IN_PROGRESS was made by a change set never executed:
     // it still needs a CREATE change set.
     let creating = existing
@@ -585,7 +594,7 @@ pub(crate) fn is_in_progress(status: &str) -> bool {
 }
 
 /// Sets termination protection to what the assembly asks for.
-async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Result<(), StepError> {
+pub(crate) async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Result<(), StepError> {
     if stack.enable_termination_protection().unwrap_or(false) == wanted {
         return Ok(());
     }
@@ -603,7 +612,7 @@ async fn protect(cfn: &Client, name: &str, stack: &Stack, wanted: bool) -> Resul
         })
 }
 
-fn outputs_of(stack: &Stack) -> Vec<StackOutput> {
+pub(crate) fn outputs_of(stack: &Stack) -> Vec<StackOutput> {
     stack
         .outputs()
         .iter()

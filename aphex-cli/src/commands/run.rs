@@ -1,5 +1,5 @@
 //! `aphex run --local [PATH] [--repo DIR] [--commit SHA] [--env NAME] [--yes]
-//! [--deployer cloudformation|fake] [--store s3://BUCKET]`: runs the
+//! [--deployer cloudformation|fake] [--store s3://BUCKET] [--force]`: runs the
 //! pipeline's stages on this machine, with artifacts, run records and metrics
 //! under `<repo>/.aphex/`, or in S3 and CloudWatch with `--store`. The run itself is
 //! `aphex_stages::executor::run_local`; this file parses, wires adapters
@@ -62,6 +62,10 @@ pub struct Args {
     /// send metrics to CloudWatch, instead of `<repo>/.aphex/`.
     #[arg(long, value_name = "s3://BUCKET")]
     pub store: Option<String>,
+    /// Make a change set for every stack, even one whose template,
+    /// parameters and tags equal the deployed stack's (skipped otherwise).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The adapters of a local run: directories under `state` (or, with a
@@ -72,6 +76,7 @@ pub async fn adapters(
     deployer: DeployerKind,
     store: Option<&str>,
     redactor: &Redactor,
+    force: bool,
 ) -> Ports {
     aphex_adapters::build(Adapters {
         deployer,
@@ -85,6 +90,7 @@ pub async fn adapters(
         // A local run posts no commit status: it may be of uncommitted
         // thinking, and the token lives in the cluster.
         statuses: None,
+        force,
     })
     .await
 }
@@ -292,7 +298,7 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
         .map_err(|e| CliError::usage(format!("--store {e}")))?;
     let state = repo.join(".aphex");
     let redactor = Redactor::from_env();
-    let ports = adapters(&state, args.deployer, store.as_deref(), &redactor).await;
+    let ports = adapters(&state, args.deployer, store.as_deref(), &redactor, args.force).await;
     let terminal = std::io::stderr().is_terminal();
     let term = terminal.then(|| {
         Arc::new(TerminalReporter {

@@ -14,16 +14,31 @@ use crate::process::{program_available, program_of};
 
 const STAGE: &str = "validate";
 
-/// Runs the validate stage on an already loaded config.
+/// Runs the validate stage on an already loaded config, for every environment.
 pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
+    run_for(ctx, None).await
+}
+
+/// Runs the validate stage, checking only environment `only` when given
+/// (`aphex run --local --env NAME`: the credentials, context, programs and
+/// paths of environments this run does not deploy are not its concern, and
+/// checking them costs a call per account). The config itself is always
+/// checked whole, by the loader.
+pub async fn run_for(ctx: &StageContext, only: Option<&str>) -> Result<StageOutcome, StageError> {
     post_started(ctx).await;
     let mut problems = Vec::new();
-    problems.extend(credential_problems(ctx).await);
-    problems.extend(context_problems(&ctx.checkout, &ctx.config));
-    problems.extend(program_problems(&ctx.checkout, &ctx.config));
-    problems.extend(path_problems(&ctx.checkout, &ctx.config));
+    problems.extend(credential_problems(ctx, only).await);
+    problems.extend(context_problems(&ctx.checkout, &ctx.config, only));
+    problems.extend(program_problems(&ctx.checkout, &ctx.config, only));
+    problems.extend(path_problems(&ctx.checkout, &ctx.config, only));
     if problems.is_empty() {
-        ctx.info(STAGE, "config, context, tools and stack paths are valid");
+        match only {
+            Some(env) => ctx.info(
+                STAGE,
+                format!("config, and environment {env}'s context, tools and stack paths are valid (only {env} runs)"),
+            ),
+            None => ctx.info(STAGE, "config, context, tools and stack paths are valid"),
+        }
         let ends_run = crate::duplicate::check(ctx, STAGE).await;
         if let Some(end) = &ends_run {
             ctx.info(STAGE, format!("duplicate: {}", end.message));
@@ -50,7 +65,20 @@ async fn post_started(ctx: &StageContext) {
     }
 }
 
-async fn credential_problems(ctx: &StageContext) -> Vec<String> {
+/// The environments to check, with their index in the config (which the
+/// messages name): all, or only `only`.
+fn checked<'c>(
+    config: &'c aphex_config::Config,
+    only: Option<&'c str>,
+) -> impl Iterator<Item = (usize, &'c aphex_config::Environment)> + 'c {
+    config
+        .environments
+        .iter()
+        .enumerate()
+        .filter(move |(_, env)| only.is_none_or(|name| env.name == name))
+}
+
+async fn credential_problems(ctx: &StageContext, only: Option<&str>) -> Vec<String> {
     let Some(checker) = &ctx.ports.credentials else {
         ctx.warn(
             STAGE,
@@ -59,7 +87,7 @@ async fn credential_problems(ctx: &StageContext) -> Vec<String> {
         return Vec::new();
     };
     let mut problems = Vec::new();
-    for (i, env) in ctx.config.environments.iter().enumerate() {
+    for (i, env) in checked(&ctx.config, only) {
         match checker.check(env).await {
             Ok(id) if id.account == env.account => ctx.info(
                 STAGE,
@@ -108,9 +136,9 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>, ContextFileError>
     }
 }
 
-/// `requiredContext` keys must be in `cdk.json`'s `context` or in `cdk.context.json`.
-pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
-    if config.environments.iter().all(|e| e.required_context.is_empty()) {
+/// `requiredContext` keys (of the environments checked) must be in `cdk.json`'s `context` or in `cdk.context.json`.
+pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config, only: Option<&str>) -> Vec<String> {
+    if checked(config, only).all(|(_, e)| e.required_context.is_empty()) {
         return Vec::new();
     }
     let mut problems = Vec::new();
@@ -130,7 +158,7 @@ pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config) -
             .is_some()
             || context_json.as_ref().and_then(|c| c.get(key)).is_some()
     };
-    for (i, env) in config.environments.iter().enumerate() {
+    for (i, env) in checked(config, only) {
         for (k, key) in env.required_context.iter().enumerate() {
             if !has(key) {
                 problems.push(format!(
@@ -142,8 +170,9 @@ pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config) -
     problems
 }
 
-/// The first program of every build, test, hook and synth command must exist.
-pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+/// The first program of every build command, and of the test, hook and
+/// synth commands of the environments checked, must exist.
+pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config, only: Option<&str>) -> Vec<String> {
     let mut commands: Vec<(String, &str)> = config
         .build
         .commands
@@ -151,7 +180,7 @@ pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config) -
         .enumerate()
         .map(|(i, c)| (format!("build.commands[{i}]"), c.as_str()))
         .collect();
-    for (e, env) in config.environments.iter().enumerate() {
+    for (e, env) in checked(config, only) {
         let base = format!("environments[{e}]");
         commands.push((format!("{base}.synth"), env.synth()));
         for (i, c) in env.pre_hooks().iter().enumerate() {
@@ -177,10 +206,10 @@ pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config) -
     problems
 }
 
-/// Every stack's `path` must exist in the checkout.
-pub(crate) fn path_problems(checkout: &Path, config: &aphex_config::Config) -> Vec<String> {
+/// Every stack's `path` (in the environments checked) must exist in the checkout.
+pub(crate) fn path_problems(checkout: &Path, config: &aphex_config::Config, only: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
-    for (e, env) in config.environments.iter().enumerate() {
+    for (e, env) in checked(config, only) {
         for (s, stack) in env.stacks.iter().enumerate() {
             if !checkout.join(&stack.path).exists() {
                 problems.push(format!(
