@@ -114,7 +114,8 @@
 // `executor` (a whole local run), `report`, `process`, `redact`,
 // `shutdown`. The ports and the adapters kept here: `ports`, `local`,
 // `github`, `log_upload`. Records and data: `record`, `assembly`,
-// `artifact`, `commit_status`, `diff`, `bootstrap`. Small helpers other
+// `artifact`, `commit_status`, `diff`, `bootstrap`, `risk` (the risk
+// gates' classifier). Small helpers other
 // crates share: `files`, `lines`, `time`, `workspace`. Modules only the
 // stages use stay private.
 pub mod artifact;
@@ -137,6 +138,7 @@ pub mod process;
 pub mod record;
 pub mod redact;
 pub mod report;
+pub mod risk;
 pub mod shutdown;
 pub mod single;
 mod stage_log;
