@@ -104,6 +104,21 @@ impl AppRepo {
         AppRepo::commit(dir)
     }
 
+    /// A repository of `files` (path, text), committed.
+    pub fn from_files(files: &[(&str, String)]) -> AppRepo {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        write_files(dir.path(), files);
+        AppRepo::commit(dir)
+    }
+
+    /// Writes `files` (path, text) and commits them as the new HEAD.
+    pub fn commit_files(&mut self, files: &[(&str, String)], message: &str) {
+        write_files(self.path(), files);
+        git(self.path(), &["add", "-A"]);
+        git(self.path(), &["commit", "-q", "-m", message]);
+        self.commit = git(self.path(), &["rev-parse", "HEAD"]);
+    }
+
     fn commit(dir: tempfile::TempDir) -> AppRepo {
         git(dir.path(), &["init", "-q", "-b", "main"]);
         git(dir.path(), &["add", "-A"]);
@@ -386,6 +401,14 @@ fn copy_tree(src: &Path, dest: &Path) {
         } else {
             std::fs::copy(entry.path(), &to).expect("copying a file");
         }
+    }
+}
+
+fn write_files(root: &Path, files: &[(&str, String)]) {
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in a folder")).expect("creating a folder");
+        std::fs::write(&path, text).expect("writing a file");
     }
 }
 
