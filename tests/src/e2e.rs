@@ -80,6 +80,8 @@ pub struct AppRepo {
     dir: tempfile::TempDir,
     /// The commit's full SHA.
     pub commit: String,
+    /// Whether its synth runs the CDK (which needs the shared npm install).
+    cdk: bool,
 }
 
 impl AppRepo {
@@ -108,7 +110,10 @@ impl AppRepo {
     pub fn from_files(files: &[(&str, String)]) -> AppRepo {
         let dir = tempfile::tempdir().expect("a temporary folder");
         write_files(dir.path(), files);
-        AppRepo::commit(dir)
+        AppRepo {
+            cdk: false,
+            ..AppRepo::commit(dir)
+        }
     }
 
     /// Writes `files` (path, text) and commits them as the new HEAD.
@@ -124,7 +129,11 @@ impl AppRepo {
         git(dir.path(), &["add", "-A"]);
         git(dir.path(), &["commit", "-q", "-m", "app"]);
         let commit = git(dir.path(), &["rev-parse", "HEAD"]);
-        AppRepo { dir, commit }
+        AppRepo {
+            dir,
+            commit,
+            cdk: true,
+        }
     }
 
     /// The repository's folder.
@@ -175,10 +184,12 @@ impl AppRepo {
             .env("AWS_DEFAULT_REGION", REGION)
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("NODE_PATH", node_modules())
             .env("CDK_DISABLE_CLI_TELEMETRY", "true")
             .env("CDK_DISABLE_VERSION_CHECK", "1")
             .stdin(Stdio::null());
+        if self.cdk {
+            cmd.env("NODE_PATH", node_modules());
+        }
         cmd
     }
 }
