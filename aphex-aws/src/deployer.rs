@@ -12,6 +12,7 @@ mod assets;
 mod changeset;
 mod error;
 mod events;
+mod review;
 mod session;
 mod unchanged;
 mod wait;

@@ -37,6 +37,40 @@ pub const ACCOUNT_PATTERN: &str = "^[0-9]{12}$";
 /// `cn-*`, `us-gov-*`, the ISO partitions, the European Sovereign Cloud).
 pub const REGION_PATTERN: &str = "^(af|ap|ca|cn|eu|eusc|il|me|mx|sa|us)(-(gov|iso|isob|isoe|isof|de))?-(central|north|south|east|west|northeast|northwest|southeast|southwest)-[1-9]$";
 
+/// The shape of a risk gate's `timeout`: a whole number of seconds, minutes
+/// or hours (`90m`, `24h`), as Argo's suspend `duration` reads it.
+pub const DURATION_PATTERN: &str = "^[1-9][0-9]{0,5}[smh]$";
+/// How long a risk gate waits for a person unless `riskGates.timeout` says.
+pub const DEFAULT_RISK_TIMEOUT: &str = "24h";
+/// The shape of a CloudFormation resource type (`AWS::S3::Bucket`).
+pub const RESOURCE_TYPE_PATTERN: &str = "^[A-Za-z0-9]+::[A-Za-z0-9]+::[A-Za-z0-9]+$";
+
+/// The resource types whose replacement or deletion loses data (the
+/// stateful types of a risk gate's `replacement` check) unless an
+/// environment's `riskGates.statefulTypes` lists its own. Each holds data
+/// that a new physical resource does not have: tables, databases, buckets,
+/// file systems, streams and queues, keys (data encrypted under a deleted
+/// key is lost), user pools, caches and search domains, secrets and logs.
+pub const DEFAULT_STATEFUL_TYPES: &[&str] = &[
+    "AWS::DynamoDB::Table",
+    "AWS::DynamoDB::GlobalTable",
+    "AWS::RDS::DBInstance",
+    "AWS::RDS::DBCluster",
+    "AWS::S3::Bucket",
+    "AWS::EFS::FileSystem",
+    "AWS::Kinesis::Stream",
+    "AWS::SQS::Queue",
+    "AWS::KMS::Key",
+    "AWS::Cognito::UserPool",
+    "AWS::ElastiCache::CacheCluster",
+    "AWS::ElastiCache::ReplicationGroup",
+    "AWS::ElastiCache::ServerlessCache",
+    "AWS::OpenSearchService::Domain",
+    "AWS::Elasticsearch::Domain",
+    "AWS::SecretsManager::Secret",
+    "AWS::Logs::LogGroup",
+];
+
 /// A whole `aphex-config.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -269,6 +303,60 @@ pub struct Environment {
     /// Tests run after the deploy, with the stack outputs in the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tests: Option<Tests>,
+    /// What a change set that broadens IAM or replaces stateful resources
+    /// does before it executes (docs/configuration.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_gates: Option<RiskGates>,
+}
+
+/// The risk gates of one environment: read before a stack's change set
+/// executes. Each check defaults to `approve` in an environment with
+/// `approval: manual`, `allow` elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RiskGates {
+    /// IAM broadening: new or changed IAM policies, roles, users and groups,
+    /// new or changed resource policies (bucket, key, queue, topic policies,
+    /// Lambda permissions, ...), any `*` action or principal added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam: Option<GateAction>,
+    /// Stateful replacement: a resource of a stateful type replaced
+    /// (`Replacement` `True` or `Conditional`) or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<GateAction>,
+    /// How long an `approve` gate waits in the cluster before it fails the
+    /// environment: seconds, minutes or hours, e.g. "90m". Default "24h".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// The stateful resource types, replacing the default list (which
+    /// docs/configuration.md gives; copy it to add to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = RESOURCE_TYPE_PATTERN)))]
+    pub stateful_types: Option<Vec<String>>,
+}
+
+/// What a risk gate does with a risky change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum GateAction {
+    /// Deploy it (the gate only logs it).
+    Allow,
+    /// Stop before executing its change set until a person approves.
+    Approve,
+    /// Fail the environment, naming the resource and why.
+    Deny,
+}
+
+impl GateAction {
+    /// The word the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateAction::Allow => "allow",
+            GateAction::Approve => "approve",
+            GateAction::Deny => "deny",
+        }
+    }
 }
 
 /// Approval gate kinds.
@@ -508,6 +596,48 @@ impl Environment {
     /// Post-deploy hook commands.
     pub fn post_hooks(&self) -> &[String] {
         self.hooks.as_ref().map(|h| h.post.as_slice()).unwrap_or(&[])
+    }
+    /// The default of a risk check: `approve` where a person approves the
+    /// environment anyway, `allow` elsewhere.
+    fn default_gate(&self) -> GateAction {
+        if self.needs_approval() {
+            GateAction::Approve
+        } else {
+            GateAction::Allow
+        }
+    }
+    /// What IAM broadening does (`riskGates.iam`).
+    pub fn iam_gate(&self) -> GateAction {
+        self.risk_gates
+            .as_ref()
+            .and_then(|g| g.iam)
+            .unwrap_or_else(|| self.default_gate())
+    }
+    /// What a stateful replacement does (`riskGates.replacement`).
+    pub fn replacement_gate(&self) -> GateAction {
+        self.risk_gates
+            .as_ref()
+            .and_then(|g| g.replacement)
+            .unwrap_or_else(|| self.default_gate())
+    }
+    /// Whether any risk check is other than `allow`: only then does a deploy
+    /// read its change sets' changes.
+    pub fn has_risk_gates(&self) -> bool {
+        self.iam_gate() != GateAction::Allow || self.replacement_gate() != GateAction::Allow
+    }
+    /// How long an `approve` gate waits ("24h" unless set).
+    pub fn risk_timeout(&self) -> &str {
+        self.risk_gates
+            .as_ref()
+            .and_then(|g| g.timeout.as_deref())
+            .unwrap_or(DEFAULT_RISK_TIMEOUT)
+    }
+    /// The stateful resource types ([`DEFAULT_STATEFUL_TYPES`] unless set).
+    pub fn stateful_types(&self) -> Vec<&str> {
+        match self.risk_gates.as_ref().and_then(|g| g.stateful_types.as_ref()) {
+            Some(types) => types.iter().map(String::as_str).collect(),
+            None => DEFAULT_STATEFUL_TYPES.to_vec(),
+        }
     }
     /// The stack called `name`.
     pub fn stack(&self, name: &str) -> Option<&Stack> {

@@ -625,6 +625,17 @@ impl<'a> Checker<'a> {
         if let Some(c) = env.get("tests").and_then(|t| t.get("commands")) {
             self.commands(&path.key("tests").key("commands"), c, true);
         }
+        if let Some(types) = env.get("riskGates").and_then(|g| g.get("statefulTypes"))
+            && let Value::Seq(items) = &types.value
+            && items.is_empty()
+        {
+            self.push(
+                &path.key("riskGates").key("statefulTypes"),
+                types.pos,
+                "`statefulTypes` is empty, so no replacement would ever be gated".to_owned(),
+                "to gate no replacement, write `replacement: allow`; to change the list, name the types (docs/configuration.md lists the default ones)".to_owned(),
+            );
+        }
         if let Some(stacks) = env.get("stacks") {
             let env_name = env.get("name").and_then(Node::as_str).unwrap_or("?");
             self.stacks(&path.key("stacks"), stacks, env_name);

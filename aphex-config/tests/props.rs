@@ -77,6 +77,7 @@ fn environment() -> impl Strategy<Value = Environment> {
                 hooks: None,
                 stacks,
                 tests: tests.map(|commands| Tests { commands }),
+                risk_gates: None,
             },
         )
 }

@@ -667,6 +667,39 @@ fn cases() -> Vec<Case> {
             "region: us-east-1\n    region: us-east-2",
             ("", 7, 5, "invalid YAML: duplicate key `region` (first on line 6)"),
         ),
+        case(
+            "risk gates: statefulTypes not empty",
+            "region: us-east-1",
+            "region: us-east-1\n    riskGates: { statefulTypes: [] }",
+            (
+                "environments[0].riskGates.statefulTypes",
+                7,
+                33,
+                "`statefulTypes` is empty, so no replacement would ever be gated",
+            ),
+        ),
+        case(
+            "risk gates: timeout is a duration",
+            "region: us-east-1",
+            "region: us-east-1\n    riskGates: { timeout: 1d }",
+            (
+                "environments[0].riskGates.timeout",
+                7,
+                27,
+                "`timeout` is not in the expected form",
+            ),
+        ),
+        case(
+            "risk gates: a check is allow, approve or deny",
+            "region: us-east-1",
+            "region: us-east-1\n    riskGates: { iam: ask }",
+            (
+                "environments[0].riskGates.iam",
+                7,
+                23,
+                "`iam` has a value that is not allowed",
+            ),
+        ),
     ]
 }
 

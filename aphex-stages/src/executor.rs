@@ -25,6 +25,7 @@ use crate::log_upload::{Limits, LogTarget, LogUpload};
 use crate::process::Exec;
 use crate::record::{RunRecord, StageRecord, Status};
 use crate::report::{Event, Reporter};
+use crate::risk::RiskyChange;
 use crate::stage_log::{LOG_CAP, StageLog};
 use crate::stages::{self, StageError, StageOutcome};
 
@@ -33,6 +34,15 @@ pub trait Approver: Send + Sync {
     /// `Ok(true)` to deploy `env`, `Ok(false)` when a person declined, `Err`
     /// when nobody can be asked (the message says how to approve).
     fn approve(&self, env: &str) -> Result<bool, ApprovalError>;
+
+    /// `Ok(true)` to deploy `changes`, which `env`'s risk gates stopped
+    /// (each with its stack, resource, type and why); `Ok(false)` when a
+    /// person declined; `Err` when nobody can be asked. Approving a manual
+    /// gate never approves these: the default asks nobody.
+    fn approve_risks(&self, env: &str, changes: &[RiskyChange]) -> Result<bool, ApprovalError> {
+        let _ = changes;
+        Err(ApprovalError::RiskNobodyToAsk { env: env.to_owned() })
+    }
 }
 
 /// Why an approval gate could not be decided.
@@ -43,6 +53,15 @@ pub enum ApprovalError {
         "environment {env} needs a manual approval and nobody can be asked (not a terminal): pass --yes to approve"
     )]
     NobodyToAsk {
+        /// The environment gated.
+        env: String,
+    },
+    /// A risk gate stopped the environment, nobody can be asked (no
+    /// terminal) and `--allow-risk` was not given.
+    #[error(
+        "environment {env} stopped at a risk gate and nobody can be asked (not a terminal): pass --allow-risk to approve its risky changes (--yes does not)"
+    )]
+    RiskNobodyToAsk {
         /// The environment gated.
         env: String,
     },
@@ -221,6 +240,41 @@ pub async fn run_local(
     Ok(record)
 }
 
+/// The deploy stage of `env`, with its risk gate: when a gate stops it,
+/// the [`Approver`] is asked, and the deploy runs again with the
+/// environment's risks approved (the stacks already deployed have nothing
+/// left to change; the stopped one's change set is made again). A declined
+/// gate fails the stage; the gate deleted the pending change set already.
+async fn deploy_gated(
+    ctx: &StageContext,
+    stage: &str,
+    env: &str,
+    outputs: &Path,
+    approver: &dyn Approver,
+) -> Result<StageOutcome, StageError> {
+    match stages::deploy::run(ctx, env, outputs).await {
+        Err(StageError::RiskGate { changes, stack, .. }) => match approver.approve_risks(env, &changes) {
+            Ok(true) => {
+                ctx.info(
+                    stage,
+                    format!(
+                        "risk gate of {env} approved ({} change{}): deploying again from stack {stack}",
+                        changes.len(),
+                        if changes.len() == 1 { "" } else { "s" }
+                    ),
+                );
+                stages::deploy::run_with(ctx, env, outputs, true).await
+            }
+            Ok(false) => Err(StageError::RiskNotApproved {
+                env: env.to_owned(),
+                stack,
+            }),
+            Err(e) => Err(StageError::Approval(e)),
+        },
+        other => other,
+    }
+}
+
 async fn run_stages(
     ctx: &StageContext,
     opts: &LocalRun,
@@ -306,7 +360,7 @@ async fn run_stages(
                 Ok(false) => Err(StageError::NotApproved { env: env.to_owned() }),
                 Err(e) => Err(StageError::Approval(e)),
             },
-            StageKind::Deploy => stages::deploy::run(&stage_ctx, env, &outputs).await,
+            StageKind::Deploy => deploy_gated(&stage_ctx, &name, env, &outputs, approver).await,
             StageKind::Test => stages::test::run(&stage_ctx, env, &outputs).await,
         };
         let seconds = clock.elapsed().as_secs_f64();

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use crate::local::NoopDeployer;
 use crate::local::deployer::{recorded_event, template_outputs};
-use crate::ports::{DeployError, DeployProgress, DeployRequest, StackDeployer, StackOutcome};
+use crate::ports::{DeployError, DeployProgress, DeployRequest, Review, StackDeployer, StackOutcome};
+use crate::risk::ResourceChange;
 
 /// What the fake was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,7 @@ pub struct RecordingDeployer {
     fail: HashSet<String>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    changes: BTreeMap<String, Vec<ResourceChange>>,
 }
 
 impl RecordingDeployer {
@@ -42,6 +44,14 @@ impl RecordingDeployer {
     /// Makes the stack with this artifact id or stack name fail.
     pub fn failing(mut self, stack: impl Into<String>) -> Self {
         self.fail.insert(stack.into());
+        self
+    }
+
+    /// Has the change set of the stack with this artifact id or stack name
+    /// make `changes`: shown to the stage's review (the risk gates) before
+    /// the fake "executes" it, as the CloudFormation deployer does.
+    pub fn with_changes(mut self, stack: impl Into<String>, changes: Vec<ResourceChange>) -> Self {
+        self.changes.insert(stack.into(), changes);
         self
     }
 
@@ -84,6 +94,20 @@ impl StackDeployer for RecordingDeployer {
             if failing { "RECORDED_FAILURE" } else { "RECORDED" },
         );
         progress.event(&event);
+        let changes = self
+            .changes
+            .get(&stack.id)
+            .or_else(|| self.changes.get(&stack.stack_name));
+        if let Some(changes) = changes
+            && progress.reviews_changes()
+            && let Review::Stop(why) = progress.review(&stack.stack_name, changes)
+        {
+            return Err(DeployError {
+                stack: stack.stack_name.clone(),
+                message: format!("{why}; its change set was deleted and nothing was executed"),
+                root_causes: vec![],
+            });
+        }
         if failing {
             return Err(DeployError {
                 stack: stack.stack_name.clone(),

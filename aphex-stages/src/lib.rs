@@ -117,6 +117,7 @@
 // for a whole local run, `report`, `process`, `redact`, `shutdown`); wire
 // or write adapters (`ports`, `local`, `github`, `log_upload`); read
 // records and data (`record`, `assembly`, `artifact`, `diff`, `bootstrap`,
+// `risk` (the risk gates' classifier),
 // `workspace`). Small helpers other crates share stay public: `files`,
 // `time`; `lines` is public for its property tests. Inside these modules,
 // what no other crate and no test uses is `pub(crate)` (the constants that
@@ -143,6 +144,7 @@ pub mod process;
 pub mod record;
 pub mod redact;
 pub mod report;
+pub mod risk;
 pub mod shutdown;
 pub mod single;
 mod stage_log;

@@ -554,6 +554,16 @@ pub struct DeployError {
     pub root_causes: Vec<StackEvent>,
 }
 
+/// What the stage says about a change set that is ready, before it executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Review {
+    /// Execute it.
+    Execute,
+    /// Do not: a risk gate stopped it. The deployer deletes the change set
+    /// and fails the stack with this reason.
+    Stop(String),
+}
+
 /// Receives progress while a stack deploys.
 pub trait DeployProgress: Send + Sync {
     /// A new stack event.
@@ -563,6 +573,19 @@ pub trait DeployProgress: Send + Sync {
     /// now records as in flight.
     fn step(&self, stack: &str, step: &str) {
         let _ = (stack, step);
+    }
+    /// Whether the deployer must read each ready change set's changes and
+    /// ask [`DeployProgress::review`] before executing it (the environment
+    /// has a risk gate). Reading costs a `DescribeChangeSet` or more per
+    /// stack, so the default does not.
+    fn reviews_changes(&self) -> bool {
+        false
+    }
+    /// CloudFormation stack `stack`'s change set is ready and would make
+    /// `changes`: execute it, or stop.
+    fn review(&self, stack: &str, changes: &[crate::risk::ResourceChange]) -> Review {
+        let _ = (stack, changes);
+        Review::Execute
     }
 }
 

@@ -153,7 +153,18 @@ pub async fn run_stage(
         RunnerStage::Validate => stages::validate::run(ctx).await,
         RunnerStage::Build => stages::build::run(ctx).await,
         RunnerStage::Pipeline => stages::pipeline::run(ctx).await,
-        RunnerStage::Deploy => stages::deploy::run(ctx, env_name()?, &outputs_file).await,
+        RunnerStage::Deploy => match stages::deploy::run(ctx, env_name()?, &outputs_file).await {
+            // The workflow has no risk-gate suspend yet (issue 18's cluster
+            // flow): the environment fails, saying how to get past it.
+            Err(e @ StageError::RiskGate { .. }) => Err(StageError::Deploy {
+                message: format!(
+                    "{e}\na workflow cannot pause at a risk gate yet: deploy these changes with `aphex run --local --env {} --allow-risk`, or set the environment's riskGates to `allow` for them",
+                    env_name()?
+                ),
+                stacks: e.stacks().to_vec(),
+            }),
+            other => other,
+        },
         RunnerStage::Synth => stages::deploy::synth_check(ctx, env_name()?).await,
         RunnerStage::Test => {
             let env = env_name()?;

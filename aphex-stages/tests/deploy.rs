@@ -399,3 +399,83 @@ fn a_synth_whose_credentials_cannot_be_lent_warns_and_runs_with_the_runners() {
         "{log}"
     );
 }
+
+/// The recorded answer of a change set that adds a policy allowing every action.
+fn wide_policy() -> Vec<aphex_stages::risk::ResourceChange> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/changesets/iam-wildcard.json"
+    ))
+    .unwrap();
+    aphex_stages::risk::changes_from_json("NetworkStack", &text).unwrap()
+}
+
+fn gated_harness(gates: &str) -> Harness {
+    let mut h = two_stack_harness(RecordingDeployer::new().with_changes("NetworkStack", wide_policy()));
+    let yaml = TWO_STACKS.replace(
+        "    region: eu-west-1\n",
+        &format!("    region: eu-west-1\n    approval: manual\n{gates}"),
+    );
+    let synth = h.ctx.config.environments[0].synth.clone();
+    h.ctx.config = aphex_config::load_str("aphex-config.yaml", &yaml).expect("valid");
+    h.ctx.config.environments[0].synth = synth;
+    h
+}
+
+#[test]
+fn an_approve_gate_stops_before_the_risky_stack_executes_and_approval_lets_it_through() {
+    let h = gated_harness("");
+    let outputs = h.dir.path().join("out/outputs.json");
+    let err = rt().block_on(deploy::run(&h.ctx, "dev", &outputs)).unwrap_err();
+    let StageError::RiskGate {
+        env, stack, changes, ..
+    } = &err
+    else {
+        panic!("expected a risk gate, got {err:?}")
+    };
+    assert_eq!((env.as_str(), stack.as_str()), ("dev", "NetworkStack"));
+    let listed: Vec<String> = changes.iter().map(|c| c.logical_id.clone()).collect();
+    assert_eq!(
+        listed,
+        ["HandlerServiceRoleDefaultPolicy5F1E", "HandlerServiceRole9A1B"]
+    );
+    assert!(
+        err.to_string().contains(
+            "NetworkStack HandlerServiceRoleDefaultPolicy5F1E (AWS::IAM::Policy): IAM broadening: new IAM policy; adds \"*\" to Action"
+        ),
+        "{err}"
+    );
+    let calls: Vec<String> = h.deployer.calls().into_iter().map(|c| c.stack_name).collect();
+    assert_eq!(calls, ["NetworkStack"], "nothing after the gated stack starts");
+    assert_eq!(err.stacks()[1].status, Status::Skipped);
+
+    // Approved for this run, the environment deploys.
+    rt().block_on(deploy::run_with(&h.ctx, "dev", &outputs, true))
+        .unwrap();
+    assert!(h.log().contains("approved for this run"), "{}", h.log());
+}
+
+#[test]
+fn a_deny_gate_fails_naming_the_resource_even_when_approved() {
+    let h = gated_harness("    riskGates: { iam: deny }\n");
+    let outputs = h.dir.path().join("out/outputs.json");
+    let err = rt()
+        .block_on(deploy::run_with(&h.ctx, "dev", &outputs, true))
+        .unwrap_err();
+    assert!(matches!(err, StageError::Deploy { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("denied by riskGates.iam in environment dev")
+            && text.contains("HandlerServiceRoleDefaultPolicy5F1E (AWS::IAM::Policy)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn allow_deploys_risky_changes_without_reading_them() {
+    // No manual approval: both checks default to allow.
+    let h = two_stack_harness(RecordingDeployer::new().with_changes("NetworkStack", wide_policy()));
+    let outputs = h.dir.path().join("out/outputs.json");
+    rt().block_on(deploy::run(&h.ctx, "dev", &outputs)).unwrap();
+    assert!(!h.log().contains("risk gate"), "{}", h.log());
+}

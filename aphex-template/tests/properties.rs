@@ -36,6 +36,7 @@ fn environment(name: &str, stacks: Vec<Stack>, approval: bool, tests: bool, conc
         tests: tests.then(|| Tests {
             commands: vec!["npm test".into()],
         }),
+        risk_gates: None,
     }
 }
 

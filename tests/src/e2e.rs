@@ -80,6 +80,8 @@ pub struct AppRepo {
     dir: tempfile::TempDir,
     /// The commit's full SHA.
     pub commit: String,
+    /// Whether its synth runs the CDK (which needs the shared npm install).
+    cdk: bool,
 }
 
 impl AppRepo {
@@ -104,12 +106,34 @@ impl AppRepo {
         AppRepo::commit(dir)
     }
 
+    /// A repository of `files` (path, text), committed.
+    pub fn from_files(files: &[(&str, String)]) -> AppRepo {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        write_files(dir.path(), files);
+        AppRepo {
+            cdk: false,
+            ..AppRepo::commit(dir)
+        }
+    }
+
+    /// Writes `files` (path, text) and commits them as the new HEAD.
+    pub fn commit_files(&mut self, files: &[(&str, String)], message: &str) {
+        write_files(self.path(), files);
+        git(self.path(), &["add", "-A"]);
+        git(self.path(), &["commit", "-q", "-m", message]);
+        self.commit = git(self.path(), &["rev-parse", "HEAD"]);
+    }
+
     fn commit(dir: tempfile::TempDir) -> AppRepo {
         git(dir.path(), &["init", "-q", "-b", "main"]);
         git(dir.path(), &["add", "-A"]);
         git(dir.path(), &["commit", "-q", "-m", "app"]);
         let commit = git(dir.path(), &["rev-parse", "HEAD"]);
-        AppRepo { dir, commit }
+        AppRepo {
+            dir,
+            commit,
+            cdk: true,
+        }
     }
 
     /// The repository's folder.
@@ -160,10 +184,12 @@ impl AppRepo {
             .env("AWS_DEFAULT_REGION", REGION)
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("NODE_PATH", node_modules())
             .env("CDK_DISABLE_CLI_TELEMETRY", "true")
             .env("CDK_DISABLE_VERSION_CHECK", "1")
             .stdin(Stdio::null());
+        if self.cdk {
+            cmd.env("NODE_PATH", node_modules());
+        }
         cmd
     }
 }
@@ -386,6 +412,14 @@ fn copy_tree(src: &Path, dest: &Path) {
         } else {
             std::fs::copy(entry.path(), &to).expect("copying a file");
         }
+    }
+}
+
+fn write_files(root: &Path, files: &[(&str, String)]) {
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in a folder")).expect("creating a folder");
+        std::fs::write(&path, text).expect("writing a file");
     }
 }
 

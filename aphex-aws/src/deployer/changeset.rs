@@ -103,7 +103,13 @@ pub(crate) async fn deploy(
         .await
         .map_err(|e| fail(format!("{e}; {LEFT_CHANGE_SET}")))?
     {
-        ChangeSetState::Ready => {}
+        ChangeSetState::Ready => {
+            if progress.reviews_changes() {
+                super::review::review(cfn, name, &id, progress)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
         ChangeSetState::Empty => {
             delete_change_set(cfn, name, &id).await.map_err(failed)?;
             let stack = describe(cfn, name)
@@ -543,7 +549,7 @@ pub(crate) async fn delete(
 }
 
 /// Deletes change set `change_set` (its name or id) of stack `name`, if it exists.
-async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result<(), StepError> {
+pub(super) async fn delete_change_set(cfn: &Client, name: &str, change_set: &str) -> Result<(), StepError> {
     match cfn
         .delete_change_set()
         .stack_name(name)

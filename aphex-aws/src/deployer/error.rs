@@ -17,6 +17,20 @@ pub(crate) const LEFT_CHANGE_SET: &str =
 /// Why a step of deploying or deleting one stack failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    /// A risk gate stopped the change set before it executed.
+    #[error("{why}; its change set was deleted and nothing was executed")]
+    Gated {
+        /// What the gate said: the risky changes, and what to do.
+        why: String,
+    },
+    /// `DescribeChangeSet` kept answering with another page.
+    #[error(
+        "the change set's changes did not end after {pages} pages of DescribeChangeSet; the change set is left unexecuted on the stack (the next deploy replaces it)"
+    )]
+    TooManyPages {
+        /// How many pages were read.
+        pages: usize,
+    },
     /// An AWS call failed.
     #[error(transparent)]
     Call(#[from] CallError),

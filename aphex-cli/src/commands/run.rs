@@ -1,5 +1,5 @@
 //! `aphex run --local [PATH] [--repo DIR] [--commit SHA] [--env NAME] [--yes]
-//! [--deployer cloudformation|fake] [--store s3://BUCKET] [--force]`: runs the
+//! [--allow-risk] [--deployer cloudformation|fake] [--store s3://BUCKET] [--force]`: runs the
 //! pipeline's stages on this machine, with artifacts, run records and metrics
 //! under `<repo>/.aphex/`, or in S3 and CloudWatch with `--store`. The run itself is
 //! `aphex_stages::executor::run_local`; this file parses, wires adapters
@@ -17,6 +17,7 @@ use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::{RunRecord, Status};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Event, Reporter};
+use aphex_stages::risk::RiskyChange;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::exit::{CliError, Exit};
@@ -53,8 +54,13 @@ pub struct Args {
     #[arg(long)]
     pub env: Option<String>,
     /// Approve manual gates without asking (required when not on a terminal).
+    /// Risk gates are not approved by it: see --allow-risk.
     #[arg(long)]
     pub yes: bool,
+    /// Approve risk gates set to `approve` (IAM broadening, stateful
+    /// replacement) without asking; a gate set to `deny` still fails.
+    #[arg(long)]
+    pub allow_risk: bool,
     /// The stack deployer.
     #[arg(long, value_enum, default_value_t = DeployerKind::Cloudformation)]
     pub deployer: DeployerKind,
@@ -175,23 +181,23 @@ impl TerminalReporter {
     }
 }
 
-/// Asks on the terminal, or takes `--yes`.
+/// Asks on the terminal, or takes `--yes` (manual gates) and
+/// `--allow-risk` (risk gates).
 struct CliApprover {
     yes: bool,
+    allow_risk: bool,
     terminal: Option<Arc<TerminalReporter>>,
+    redactor: Redactor,
 }
 
-impl Approver for CliApprover {
-    fn approve(&self, env: &str) -> Result<bool, ApprovalError> {
-        if self.yes {
-            eprintln!("deploy to {env} approved by --yes");
-            return Ok(true);
-        }
+impl CliApprover {
+    /// Asks `question` on the terminal; yes only when the person says so.
+    fn ask(&self, env: &str, question: &str) -> Result<bool, ApprovalError> {
         let Some(term) = &self.terminal else {
             return Err(ApprovalError::NobodyToAsk { env: env.to_owned() });
         };
         term.suspend(|| {
-            eprint!("Deploy to {env}? [y/N] ");
+            eprint!("{question} [y/N] ");
             let _ = std::io::stderr().flush();
             let mut answer = String::new();
             std::io::stdin()
@@ -203,6 +209,33 @@ impl Approver for CliApprover {
                 })?;
             Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
         })
+    }
+}
+
+impl Approver for CliApprover {
+    fn approve(&self, env: &str) -> Result<bool, ApprovalError> {
+        if self.yes {
+            eprintln!("deploy to {env} approved by --yes");
+            return Ok(true);
+        }
+        self.ask(env, &format!("Deploy to {env}?"))
+    }
+
+    fn approve_risks(&self, env: &str, changes: &[RiskyChange]) -> Result<bool, ApprovalError> {
+        // Templates come from trusted commits, but a property value may
+        // still hold a secret: printed through redaction like every log line.
+        let listed = self
+            .redactor
+            .redact(&aphex_stages::stages::deploy::list_changes(changes));
+        if self.allow_risk {
+            eprintln!("risk gate of {env} approved by --allow-risk:{listed}");
+            return Ok(true);
+        }
+        if self.terminal.is_none() {
+            return Err(ApprovalError::RiskNobodyToAsk { env: env.to_owned() });
+        }
+        eprintln!("risk gate of {env}: these changes need your approval:{listed}");
+        self.ask(env, &format!("Deploy these changes to {env}?"))
     }
 }
 
@@ -340,6 +373,8 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
     };
     let approver = CliApprover {
         yes: args.yes,
+        allow_risk: args.allow_risk,
+        redactor: redactor.clone(),
         terminal: term,
     };
     let exec = Exec {

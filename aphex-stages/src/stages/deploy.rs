@@ -24,10 +24,11 @@ use super::{StageError, StageOutcome, env_vars, environment, run_commands};
 use crate::artifact::{ARCHIVE_NAME, unpack};
 use crate::assembly::{CloudAssembly, StackArtifact};
 use crate::context::StageContext;
-use crate::ports::{DeployError, DeployProgress, DeployRequest, StackEvent, StackOutcome, StoreError};
+use crate::ports::{DeployError, DeployProgress, DeployRequest, Review, StackEvent, StackOutcome, StoreError};
 use crate::process::{CommandSpec, ProcessError};
 use crate::record::{StackResult, Status};
 use crate::report::{Event, Reporter};
+use crate::risk::{ResourceChange, RiskyChange, StatefulTypes, Verdict};
 
 /// Name of the outputs document.
 pub(crate) const OUTPUTS_FILE: &str = "outputs.json";
@@ -36,11 +37,24 @@ pub(crate) const OUTPUTS_FILE: &str = "outputs.json";
 pub type Outputs = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Runs the deploy stage of environment `env_name`, writing the captured
-/// outputs to `outputs_file`.
+/// outputs to `outputs_file`. A risk gate that wants a person stops it
+/// with [`StageError::RiskGate`].
 pub async fn run(
     ctx: &StageContext,
     env_name: &str,
     outputs_file: &Path,
+) -> Result<StageOutcome, StageError> {
+    run_with(ctx, env_name, outputs_file, false).await
+}
+
+/// [`run`], with this run's risks in the environment already approved
+/// (`risks_approved`: a person approved its risk gate): `approve` gates
+/// let their changes through; `deny` still fails.
+pub async fn run_with(
+    ctx: &StageContext,
+    env_name: &str,
+    outputs_file: &Path,
+    risks_approved: bool,
 ) -> Result<StageOutcome, StageError> {
     let stage = format!("deploy-{env_name}");
     if let Some(noop) = super::removed_environment(ctx, &stage, env_name) {
@@ -73,8 +87,16 @@ pub async fn run(
             plan.order.join(" -> ")
         ),
     );
-    let deployed = deploy_stacks(ctx, &stage, env, &assembly, &matched, &plan).await;
+    let deployed = deploy_stacks(ctx, &stage, env, &assembly, &matched, &plan, risks_approved).await;
     write_outputs(outputs_file, &deployed.outputs)?;
+    if let Some(DeployFailure::Gated { stack, changes }) = deployed.failure {
+        return Err(StageError::RiskGate {
+            env: env.name.clone(),
+            stack,
+            changes,
+            stacks: deployed.stacks,
+        });
+    }
     if let Some(failure) = deployed.failure {
         return Err(StageError::Deploy {
             message: ctx.exec.redactor.redact(&failure.to_string()),
@@ -374,6 +396,50 @@ struct ProgressToReporter<'a> {
     /// Per CloudFormation stack name: the deployer's latest step and the
     /// stack's latest own status, for the record of an interrupted deploy.
     in_flight: std::sync::Mutex<HashMap<String, InFlight>>,
+    /// The environment's risk gates, when any is not `allow`.
+    gates: Option<Gates<'a>>,
+}
+
+/// What the risk gates of one environment's deploy need.
+struct Gates<'a> {
+    env: &'a Environment,
+    stateful: StatefulTypes,
+    /// A person approved this run's risks in the environment.
+    approved: bool,
+    /// Per CloudFormation stack name: what its gate stopped.
+    stopped: std::sync::Mutex<HashMap<String, Verdict>>,
+}
+
+impl ProgressToReporter<'_> {
+    fn info(&self, message: &str) {
+        self.reporter.event(&Event::Info {
+            stage: self.stage.to_owned(),
+            message: self.redactor.redact(message),
+        });
+    }
+
+    /// The verdict that stopped stack `stack_name`, if a gate did.
+    fn gate_of(&self, stack_name: &str) -> Option<Verdict> {
+        let gates = self.gates.as_ref()?;
+        let stopped = gates.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        stopped.get(stack_name).cloned()
+    }
+}
+
+/// One line per change, for the log and the prompt.
+pub fn list_changes(changes: &[RiskyChange]) -> String {
+    changes.iter().map(|c| format!("\n  - {c}")).collect::<String>()
+}
+
+/// The `riskGates` keys whose checks `changes` tripped (`iam`, `replacement`).
+fn gate_keys(changes: &[RiskyChange]) -> String {
+    let mut keys: Vec<&str> = changes.iter().map(|c| c.kind.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.iter()
+        .map(|k| format!("riskGates.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What one stack was doing, as far as the deploy stage saw.
@@ -406,6 +472,55 @@ impl DeployProgress for ProgressToReporter<'_> {
     fn step(&self, stack: &str, step: &str) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         in_flight.entry(stack.to_owned()).or_default().step = Some(step.to_owned());
+    }
+
+    fn reviews_changes(&self) -> bool {
+        self.gates.is_some()
+    }
+
+    fn review(&self, stack: &str, changes: &[ResourceChange]) -> Review {
+        let Some(gates) = &self.gates else {
+            return Review::Execute;
+        };
+        let risky = crate::risk::classify(changes, &gates.stateful);
+        if risky.is_empty() {
+            return Review::Execute;
+        }
+        let verdict = crate::risk::decide(&risky, gates.env, gates.approved);
+        let why = match &verdict {
+            Verdict::Proceed => {
+                let how = if gates.approved {
+                    "approved for this run"
+                } else {
+                    "allowed by the environment's riskGates"
+                };
+                self.info(&format!(
+                    "risk gate: stack {stack}: {} risky change{} {how}:{}",
+                    risky.len(),
+                    if risky.len() == 1 { "" } else { "s" },
+                    list_changes(&risky)
+                ));
+                return Review::Execute;
+            }
+            Verdict::Deny(denied) => format!(
+                "denied by {} in environment {}:{}\nchange the stack so that it does not make these changes, or set the gate to `approve` or `allow`",
+                gate_keys(denied),
+                gates.env.name,
+                list_changes(denied)
+            ),
+            Verdict::Approve(listed) => format!(
+                "stopped at the risk gate ({}: approve) of environment {}: {} risky change{} need{} a person's approval:{}",
+                gate_keys(listed),
+                gates.env.name,
+                listed.len(),
+                if listed.len() == 1 { "" } else { "s" },
+                if listed.len() == 1 { "s" } else { "" },
+                list_changes(listed)
+            ),
+        };
+        let mut stopped = gates.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        stopped.insert(stack.to_owned(), verdict);
+        Review::Stop(self.redactor.redact(&why))
     }
 
     fn event(&self, e: &StackEvent) {
@@ -459,6 +574,14 @@ pub enum DeployFailure {
         /// What failed, with the root-cause events.
         report: String,
     },
+    /// A risk gate stopped a stack's change set until a person approves.
+    #[error("stack {stack} stopped at a risk gate:{}", list_changes(.changes))]
+    Gated {
+        /// The stack's configured name.
+        stack: String,
+        /// The changes to approve.
+        changes: Vec<RiskyChange>,
+    },
     /// The run was cancelled while stacks were deploying.
     #[error(
         "interrupted while deploying {}; the CloudFormation operation was not cancelled and goes on by itself: the next run waits for it to end",
@@ -480,6 +603,7 @@ async fn deploy_stacks(
     assembly: &CloudAssembly,
     matched: &[(String, &StackArtifact)],
     plan: &EnvironmentPlan,
+    risks_approved: bool,
 ) -> Deployed {
     let artifacts: HashMap<&str, &StackArtifact> = matched.iter().map(|(n, a)| (n.as_str(), *a)).collect();
     let progress = ProgressToReporter {
@@ -487,6 +611,12 @@ async fn deploy_stacks(
         reporter: ctx.reporter(),
         redactor: &ctx.exec.redactor,
         in_flight: Default::default(),
+        gates: env.has_risk_gates().then(|| Gates {
+            env,
+            stateful: StatefulTypes::of(env),
+            approved: risks_approved,
+            stopped: Default::default(),
+        }),
     };
     let mut schedule = plan.schedule();
     let mut results: BTreeMap<String, StackResult> = BTreeMap::new();
@@ -562,9 +692,15 @@ async fn deploy_stacks(
                 schedule.stop();
                 let report = ctx.exec.redactor.redact(&failure_message(&name, &e));
                 ctx.warn(stage, &report);
-                failure.get_or_insert_with(|| DeployFailure::Stack {
-                    stack: name.clone(),
-                    report: report.clone(),
+                failure.get_or_insert_with(|| match progress.gate_of(&stack_name) {
+                    Some(Verdict::Approve(changes)) => DeployFailure::Gated {
+                        stack: name.clone(),
+                        changes,
+                    },
+                    _ => DeployFailure::Stack {
+                        stack: name.clone(),
+                        report: report.clone(),
+                    },
                 });
                 StackResult {
                     name: name.clone(),

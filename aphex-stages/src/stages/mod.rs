@@ -99,6 +99,33 @@ pub enum StageError {
         /// Every stack's result (failed, succeeded, and the skipped ones).
         stacks: Vec<StackResult>,
     },
+    /// A risk gate stopped the environment's deploy before stack `stack`'s
+    /// change set executed: a person must approve `changes` (the change set
+    /// was deleted; deploying again with the risks approved re-creates it).
+    #[error(
+        "environment {env}: stack {stack} stopped at a risk gate; approve these changes to deploy them:{}",
+        deploy::list_changes(.changes)
+    )]
+    RiskGate {
+        /// The environment.
+        env: String,
+        /// The stack stopped (configured name).
+        stack: String,
+        /// The risky changes awaiting approval.
+        changes: Vec<crate::risk::RiskyChange>,
+        /// Every stack's result so far.
+        stacks: Vec<StackResult>,
+    },
+    /// A person declined a risk gate.
+    #[error(
+        "the risk gate of {env} was not approved: stack {stack} and the stacks after it were not deployed (its change set was deleted)"
+    )]
+    RiskNotApproved {
+        /// The environment gated.
+        env: String,
+        /// The stack stopped.
+        stack: String,
+    },
     /// The pipeline's plan could not be made from the config.
     #[error(transparent)]
     Plan(#[from] aphex_template::PlanError),
@@ -143,7 +170,7 @@ impl StageError {
     /// Per-stack results carried by a failed deploy.
     pub fn stacks(&self) -> &[StackResult] {
         match self {
-            StageError::Deploy { stacks, .. } => stacks,
+            StageError::Deploy { stacks, .. } | StageError::RiskGate { stacks, .. } => stacks,
             _ => &[],
         }
     }
