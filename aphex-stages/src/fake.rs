@@ -3,7 +3,7 @@
 //! be told to fail a stack, and otherwise answers as [`NoopDeployer`] does
 //! (the deployer of `--deployer fake`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -179,7 +179,7 @@ impl WorkflowSubmitter for DirCluster {
         }
         let mut bytes = serde_json::to_vec_pretty(workflow).expect("a Workflow serializes");
         bytes.push(b'\n');
-        write_atomic(&path, &bytes).map_err(|e| SubmitError::Other {
+        crate::files::write_atomic(&path, &bytes).map_err(|e| SubmitError::Other {
             context: format!("submitting Workflow {name}"),
             source: Box::new(e),
         })?;
