@@ -24,7 +24,9 @@ use super::{StageError, StageOutcome, env_vars, environment, run_commands};
 use crate::artifact::{ARCHIVE_NAME, unpack};
 use crate::assembly::{CloudAssembly, StackArtifact};
 use crate::context::StageContext;
-use crate::ports::{DeployError, DeployProgress, DeployRequest, Review, StackEvent, StackOutcome, StoreError};
+use crate::ports::{
+    DeployError, DeployProgress, DeployRequest, Review, StackEvent, StackOutcome, StoreError,
+};
 use crate::process::{CommandSpec, ProcessError};
 use crate::record::{StackResult, Status};
 use crate::report::{Event, Reporter};

@@ -137,7 +137,11 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>, ContextFileError>
 }
 
 /// `requiredContext` keys (of the environments checked) must be in `cdk.json`'s `context` or in `cdk.context.json`.
-pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config, only: Option<&str>) -> Vec<String> {
+pub(crate) fn context_problems(
+    checkout: &Path,
+    config: &aphex_config::Config,
+    only: Option<&str>,
+) -> Vec<String> {
     if checked(config, only).all(|(_, e)| e.required_context.is_empty()) {
         return Vec::new();
     }
@@ -172,7 +176,11 @@ pub(crate) fn context_problems(checkout: &Path, config: &aphex_config::Config, o
 
 /// The first program of every build command, and of the test, hook and
 /// synth commands of the environments checked, must exist.
-pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config, only: Option<&str>) -> Vec<String> {
+pub(crate) fn program_problems(
+    checkout: &Path,
+    config: &aphex_config::Config,
+    only: Option<&str>,
+) -> Vec<String> {
     let mut commands: Vec<(String, &str)> = config
         .build
         .commands
@@ -207,7 +215,11 @@ pub(crate) fn program_problems(checkout: &Path, config: &aphex_config::Config, o
 }
 
 /// Every stack's `path` (in the environments checked) must exist in the checkout.
-pub(crate) fn path_problems(checkout: &Path, config: &aphex_config::Config, only: Option<&str>) -> Vec<String> {
+pub(crate) fn path_problems(
+    checkout: &Path,
+    config: &aphex_config::Config,
+    only: Option<&str>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (e, env) in checked(config, only) {
         for (s, stack) in env.stacks.iter().enumerate() {
