@@ -356,6 +356,7 @@ impl WorkflowSubmitter for Workflows {
         let found = self.list(&selector.join(",")).await.map_err(submit_error)?;
         Ok(found
             .iter()
+            .filter(|w| !aphex_template::submit::has_finished(w))
             .filter_map(|w| w["metadata"]["name"].as_str().map(str::to_owned))
             .collect())
     }

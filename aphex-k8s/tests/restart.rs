@@ -15,7 +15,7 @@ use aphex_stages::context::{StageContext, Trigger};
 use aphex_stages::record::EndReason;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::{StageOutcome, pipeline};
-use aphex_template::submit::{COMMIT_LABEL, RESTART_OF_ANNOTATION, TRIGGER_LABEL};
+use aphex_template::submit::{COMMIT_LABEL, RESTART_OF_ANNOTATION, TRIGGER_LABEL, restart_name};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -84,15 +84,13 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
     let old_template = fake.object(TEMPLATE).unwrap();
     let (_, grown) = configs();
 
+    let name = restart_name(&grown, SHA, "shop-x7k2p");
+    assert!(name.starts_with("shop-restart-0123456-"), "{name}");
     let (outcome, log) = stage(&fake, grown.clone(), "shop-x7k2p", Trigger::Push).await;
     let end = outcome.ends_run.expect("the run ends: a restart took over");
     assert_eq!(end.reason, EndReason::Superseded);
     assert!(end.message.contains("+ environment prod"), "{}", end.message);
-    assert!(
-        end.message.contains("as run shop-restart-0123456789ab"),
-        "{}",
-        end.message
-    );
+    assert!(end.message.contains(&format!("as run {name}")), "{}", end.message);
     assert!(
         log.text().contains("superseded: the topology changed"),
         "{}",
@@ -102,7 +100,7 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
     let submitted = workflows(&fake);
     assert_eq!(submitted.len(), 1, "{submitted:#?}");
     let restart = &submitted[0];
-    assert_eq!(restart["metadata"]["name"], json!("shop-restart-0123456789ab"));
+    assert_eq!(restart["metadata"]["name"], json!(name));
     assert_eq!(restart["metadata"]["labels"][TRIGGER_LABEL], json!("restart"));
     assert_eq!(restart["metadata"]["labels"][COMMIT_LABEL], json!(SHA));
     assert_eq!(
@@ -127,19 +125,39 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
 
     // A second call for the same commit (another run of it that started on
     // the old template) finds the restart by its labels and submits nothing.
-    fake.put(TEMPLATE, old_template);
-    let (outcome, _) = stage(&fake, grown, "shop-b9q4z", Trigger::Push).await;
+    fake.put(TEMPLATE, old_template.clone());
+    let (outcome, _) = stage(&fake, grown.clone(), "shop-b9q4z", Trigger::Push).await;
     let end = outcome
         .ends_run
         .expect("still superseded, by the restart already there");
     assert!(
         end.message
-            .contains("was already restarted on it as run shop-restart-0123456789ab"),
+            .contains(&format!("was already restarted on it as run {name}")),
         "{}",
         end.message
     );
     assert_eq!(creates(&fake), 1, "no second Workflow was submitted");
     assert_eq!(workflows(&fake).len(), 1);
+
+    // Once that restart has finished it stands for the commit no more: a
+    // later run of the commit on another topology (a rollback to it after
+    // a commit that changed the topology again) restarts anew, under a
+    // name of its own.
+    let mut finished = fake.object(&format!("{WORKFLOWS}/{name}")).unwrap();
+    finished["status"] = json!({"phase": "Succeeded"});
+    fake.put(&format!("{WORKFLOWS}/{name}"), finished);
+    fake.put(TEMPLATE, old_template);
+    let (outcome, _) = stage(&fake, grown.clone(), "shop-m3v8d", Trigger::Push).await;
+    let again = restart_name(&grown, SHA, "shop-m3v8d");
+    assert_ne!(again, name);
+    let end = outcome.ends_run.expect("superseded by a new restart");
+    assert!(
+        end.message.contains(&format!("restarts on it as run {again}")),
+        "{}",
+        end.message
+    );
+    assert_eq!(creates(&fake), 2, "one more Workflow, for the rollback");
+    assert_eq!(workflows(&fake).len(), 2);
 }
 
 #[tokio::test]
@@ -147,12 +165,13 @@ async fn a_restart_of_the_commit_the_labels_miss_is_found_by_its_name() {
     let fake = cluster_with_old_template().await;
     // A Workflow of the restart's name, without the labels (made by hand):
     // the API server refuses the create with 409 and nothing more is made.
-    fake.put(
-        &format!("{WORKFLOWS}/shop-restart-0123456789ab"),
-        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-               "metadata": {"name": "shop-restart-0123456789ab", "namespace": NS}}),
-    );
     let (_, grown) = configs();
+    let name = restart_name(&grown, SHA, "shop-x7k2p");
+    fake.put(
+        &format!("{WORKFLOWS}/{name}"),
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+               "metadata": {"name": name, "namespace": NS}}),
+    );
     let (outcome, _) = stage(&fake, grown, "shop-x7k2p", Trigger::Push).await;
     let end = outcome
         .ends_run

@@ -474,7 +474,18 @@ fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert_eq!(output(&pipeline_pod), "superseded");
-    let restart = format!("shop-restart-{}", &second[..12]);
+    // One Workflow submitted, named for the commit and this run.
+    let names: Vec<String> = std::fs::read_dir(&workflows)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let restart = names[0].clone();
+    assert!(
+        restart.starts_with(&format!("shop-restart-{}-", &second[..7])),
+        "{restart}"
+    );
     let submitted: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(workflows.join(format!("{restart}.json"))).unwrap())
             .unwrap();

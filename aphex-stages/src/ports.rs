@@ -752,7 +752,8 @@ pub trait WorkflowSubmitter: Send + Sync {
     /// Where Workflows go, for the output.
     fn describe(&self) -> String;
     /// The names of the Workflows whose labels include every one of
-    /// `labels`, in no particular order.
+    /// `labels` and that have not finished (no `status.phase` of
+    /// `Succeeded`, `Failed` or `Error`), in no particular order.
     async fn find(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, SubmitError>;
     /// Creates `workflow`, which names itself (`metadata.name`): a second
     /// submission of the same name creates nothing

@@ -236,7 +236,7 @@ fn a_changed_topology_restarts_the_run_once_through_the_directory_cluster() {
     let end = outcome.ends_run.expect("superseded");
     assert_eq!(end.reason, aphex_stages::record::EndReason::Superseded);
     assert_eq!(aphex_stages::single::run_output(&outcome_of(&end)), "superseded");
-    let name = format!("shop-restart-{}", &SHA[..12]);
+    let name = aphex_template::submit::restart_name(&ctx.config, SHA, "run-1");
     assert!(end.message.contains(&format!("as run {name}")), "{}", end.message);
     let workflows = h.state().join("cluster/argo/workflow");
     let files: Vec<_> = std::fs::read_dir(&workflows).unwrap().flatten().collect();

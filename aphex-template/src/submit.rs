@@ -128,12 +128,31 @@ pub fn started_workflow(config: &Config, commit: &str, origin: Origin, sender: &
     workflow
 }
 
-/// The name of the restart of `commit`: one name per pipeline and commit,
-/// so the API server itself refuses a second restart of the commit (409).
-/// At most 40 + 9 + 12 = 61 characters: a label value, as Argo needs of a
-/// Workflow's name.
-pub fn restart_name(config: &Config, commit: &str) -> String {
-    format!("{}-restart-{}", config.pipeline_name(), &commit[..12])
+/// The name of the restart of run `restarts` at `commit`: one name per
+/// run, so the API server itself refuses a second restart of that run
+/// (409), while a later run of the same commit (a rollback to it after
+/// another commit changed the topology) gets a name of its own. The commit
+/// shows in it for people; the run is a hash. At most 40 + 9 + 7 + 1 + 5 =
+/// 62 characters: a label value, as Argo needs of a Workflow's name.
+pub fn restart_name(config: &Config, commit: &str, restarts: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let run = hex::encode(Sha256::digest(restarts.as_bytes()));
+    format!(
+        "{}-restart-{}-{}",
+        config.pipeline_name(),
+        &commit[..7],
+        &run[..5]
+    )
+}
+
+/// Whether a Workflow has finished: Argo's `status.phase` is `Succeeded`,
+/// `Failed` or `Error`. A finished restart no longer stands for its commit:
+/// a later run of that commit that changes the topology restarts anew.
+pub fn has_finished(workflow: &Value) -> bool {
+    matches!(
+        workflow["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Error")
+    )
 }
 
 /// The Workflow the pipeline stage submits when it changed the topology:
@@ -147,7 +166,7 @@ pub fn restart_workflow(config: &Config, commit: &str, restarts: &str) -> Value 
         .as_object_mut()
         .expect("workflow_for writes metadata");
     metadata.remove("generateName");
-    metadata.insert("name".to_owned(), json!(restart_name(config, commit)));
+    metadata.insert("name".to_owned(), json!(restart_name(config, commit, restarts)));
     metadata.insert("annotations".to_owned(), json!({RESTART_OF_ANNOTATION: restarts}));
     workflow["metadata"]["labels"][COMMIT_LABEL] = json!(commit);
     workflow

@@ -158,6 +158,7 @@ impl WorkflowSubmitter for DirCluster {
                     })?;
                 let has = |(k, v): &(&str, &str)| workflow["metadata"]["labels"][*k].as_str() == Some(*v);
                 if labels.iter().all(has)
+                    && !aphex_template::submit::has_finished(&workflow)
                     && let Some(name) = workflow["metadata"]["name"].as_str()
                 {
                     names.push(name.to_owned());

@@ -12,9 +12,11 @@
 //! of the same commit from the template it just applied
 //! ([`aphex_template::submit::restart_workflow`], through the
 //! `WorkflowSubmitter`) and ends this run as superseded (its `run` output,
-//! which every later task's `when` reads). At most one restart per commit:
-//! a restart never restarts, and a restart of the commit already there (by
-//! its label, or its name on a 409) is named rather than submitted again.
+//! which every later task's `when` reads). At most one restart of a commit
+//! at a time: a restart never restarts, and a restart of the commit that
+//! has not finished (found by its labels, or by its name on a 409) is named
+//! rather than submitted again; once it has finished, a later run of the
+//! commit that changes the topology (a rollback to it) restarts anew.
 //!
 //! Before anything changes, the stage refuses a commit whose config would
 //! change what only `aphex bootstrap` may change ([`pinned_settings`]): the
