@@ -236,7 +236,10 @@ fn deploy_once(
             own_kib = own_kib.max(kib);
         }
         // A child still named aphex-runner is a fork before its exec.
-        for (child_pid, name) in descendants(pid).into_iter().filter(|(_, n)| n != "aphex-runner") {
+        for (child_pid, name) in named_descendants(pid)
+            .into_iter()
+            .filter(|(_, n)| n != "aphex-runner")
+        {
             if let Some(kib) = vm_hwm(child_pid) {
                 let e = children_kib.entry(name).or_default();
                 *e = (*e).max(kib);
@@ -374,35 +377,35 @@ pub(crate) fn vm_hwm(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Every live descendant of `pid`, with its command name.
-fn descendants(pid: u32) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    // pid -> (parent, comm)
-    let procs: BTreeMap<u32, (u32, String)> = entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-            let open = stat.find('(')?;
-            let close = stat.rfind(')')?;
-            let comm = stat[open + 1..close].to_owned();
-            let ppid = stat[close + 1..].split_whitespace().nth(1)?.parse().ok()?;
-            Some((p, (ppid, comm)))
-        })
-        .collect();
+/// Every live descendant of `pid`, through each thread's `children` list
+/// (a multi-threaded tool spawns from any of its threads).
+pub(crate) fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut frontier = vec![pid];
     while let Some(parent) = frontier.pop() {
-        for (p, (ppid, comm)) in &procs {
-            if *ppid == parent {
-                found.push((*p, comm.clone()));
-                frontier.push(*p);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.filter_map(|t| t.ok()) {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+                found.push(child);
+                frontier.push(child);
             }
         }
     }
     found
+}
+
+/// [`descendants`] of `pid` that are still there, with their command names.
+fn named_descendants(pid: u32) -> Vec<(u32, String)> {
+    descendants(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).ok()?;
+            Some((p, comm.trim_end().to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -418,7 +421,7 @@ mod tests {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let found = descendants(std::process::id());
+        let found = named_descendants(std::process::id());
         let pid = child.id();
         drop(child.stdin.take());
         let _ = child.wait();

@@ -52,14 +52,7 @@ pub fn run() -> Result<()> {
     bootstrap(&emulator, HOME)?;
     aws(&emulator, HOME, &["s3api", "create-bucket", "--bucket", BUCKET])
         .with_context(|| format!("creating the bench's store bucket {BUCKET}"))?;
-    let config_path = root.join(crate::npm::QUICKSTART).join("aphex-config.yaml");
-    let config = aphex_config::load_file(&config_path)
-        .map_err(|d| anyhow::anyhow!("{} is invalid: {d:?}", config_path.display()))?;
-    let cluster = config
-        .settings()
-        .cluster
-        .clone()
-        .context("the quick start's config names no `pipeline.cluster`")?;
+    let (_, cluster) = crate::demo::quickstart_config(&root)?;
     prepare_cluster(&emulator, HOME, &cluster)?;
     let proxy = FaultProxy::start(&emulator.endpoint()).context("starting the fault proxy")?;
     let aphex = target_dir(&root).join("release/aphex");

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench_deploy::{copy_tree, git, vm_hwm};
+use crate::bench_deploy::{copy_tree, descendants, git, vm_hwm};
 use crate::demo::{aws_env, bootstrap, prepare_cluster, target_dir};
 use crate::emulator::Emulator;
 
@@ -106,14 +106,7 @@ pub fn run() -> Result<()> {
         .wait_healthy()
         .context("starting the local AWS emulator")?;
     bootstrap(&emulator, HOME)?;
-    let config_path = root.join(crate::npm::QUICKSTART).join("aphex-config.yaml");
-    let config = aphex_config::load_file(&config_path)
-        .map_err(|d| anyhow::anyhow!("{} is invalid: {d:?}", config_path.display()))?;
-    let cluster = config
-        .settings()
-        .cluster
-        .clone()
-        .context("the quick start's config names no `pipeline.cluster`")?;
+    let (_, cluster) = crate::demo::quickstart_config(&root)?;
     prepare_cluster(&emulator, HOME, &cluster)?;
     let cdk = node_modules.join("aws-cdk/bin/cdk");
     if !cdk.is_file() {
@@ -473,26 +466,6 @@ fn union(intervals: impl Iterator<Item = (Instant, Instant)>) -> Duration {
         total += b - a;
     }
     total
-}
-
-/// Every live descendant of `pid`, through each thread's `children` list
-/// (a multi-threaded tool spawns from any of its threads).
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(parent) = frontier.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for task in tasks.filter_map(|t| t.ok()) {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
-                found.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    found
 }
 
 #[cfg(test)]

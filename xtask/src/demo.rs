@@ -38,14 +38,7 @@ pub fn run() -> Result<()> {
     for account in ACCOUNTS {
         bootstrap(&emulator, account)?;
     }
-    let config_path = root.join(crate::npm::QUICKSTART).join("aphex-config.yaml");
-    let config = aphex_config::load_file(&config_path)
-        .map_err(|d| anyhow::anyhow!("{} is invalid: {d:?}", config_path.display()))?;
-    let cluster = config
-        .settings()
-        .cluster
-        .clone()
-        .context("the quick start's config names no `pipeline.cluster`")?;
+    let (config, cluster) = quickstart_config(&root)?;
     prepare_cluster(&emulator, ACCOUNTS[0], &cluster)?;
     let aphex = target_dir(&root).join("debug/aphex");
     let runs = root.join(".aphex/runs").join(config.pipeline_name());
@@ -118,6 +111,20 @@ pub(crate) fn bootstrap(emulator: &Emulator, account: &str) -> Result<()> {
         "xtask: account {account} bootstrapped (SSM /cdk-bootstrap/{QUALIFIER}/version, s3://{bucket})"
     );
     Ok(())
+}
+
+/// The quick start's config and the cluster it names (the demo and the
+/// benchmarks prepare that cluster's OIDC provider in the emulator).
+pub(crate) fn quickstart_config(root: &Path) -> Result<(aphex_config::Config, aphex_config::Cluster)> {
+    let config_path = root.join(crate::npm::QUICKSTART).join("aphex-config.yaml");
+    let config = aphex_config::load_file(&config_path)
+        .map_err(|d| anyhow::anyhow!("{} is invalid: {d:?}", config_path.display()))?;
+    let cluster = config
+        .settings()
+        .cluster
+        .clone()
+        .context("the quick start's config names no `pipeline.cluster`")?;
+    Ok((config, cluster))
 }
 
 /// Creates the stand-in for the shared EKS cluster's stack in `account`: no
