@@ -134,7 +134,7 @@ pub struct StageContext {
     pub config: Config,
     /// The config file, relative to the checkout (for messages).
     pub config_file: String,
-    /// The app's folder in the checkout of the commit ([`app_root`]: the
+    /// The app's folder in the checkout of the commit (`app_root`: the
     /// repository root unless the config file is in a subfolder).
     pub checkout: PathBuf,
     /// Scratch space of this run (synth output, archives); may be shared by stages.

@@ -822,7 +822,7 @@ pub struct CommitStatus {
     pub sha: String,
     /// Its state.
     pub state: CommitState,
-    /// One line, at most [`crate::commit_status::MAX_DESCRIPTION`] characters, redacted.
+    /// One line, at most `commit_status::MAX_DESCRIPTION` characters, redacted.
     pub description: String,
     /// Where to see the run (the Argo UI), when known.
     pub target_url: Option<String>,

@@ -766,7 +766,7 @@ pub(crate) fn write_outputs(path: &Path, outputs: &Outputs) -> Result<(), StageE
         .map_err(StageError::io(format!("writing {}", path.display())))
 }
 
-/// Reads an outputs document written by [`write_outputs`] (or passed by Argo).
+/// Reads an outputs document written by `write_outputs` (or passed by Argo).
 pub fn read_outputs(path: &Path) -> Result<Outputs, StageError> {
     let text = std::fs::read_to_string(path).map_err(StageError::io(format!(
         "reading the stack outputs {}",

@@ -19,7 +19,7 @@
 //! commit that changes the topology (a rollback to it) restarts anew.
 //!
 //! Before anything changes, the stage refuses a commit whose config would
-//! change what only `aphex bootstrap` may change ([`pinned_settings`]): the
+//! change what only `aphex bootstrap` may change (`pinned_settings`): the
 //! namespace, the service accounts and the pod security settings. The
 //! cluster's admission policy refuses the same writes; this says why, early,
 //! naming both values.
