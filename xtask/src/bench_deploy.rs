@@ -415,12 +415,20 @@ mod tests {
     #[test]
     fn memory_is_read_for_a_process_and_its_descendants() {
         assert!(vm_hwm(std::process::id()).is_some_and(|k| k > 0), "our own VmHWM");
-        // A child that waits on its stdin until we close it.
+        // A child that waits on its stdin until we close it. Its echo of a
+        // line proves it runs `cat` (a child read between fork and exec
+        // still bears this test thread's name).
         let mut child = Command::new("cat")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"ready\n").unwrap();
+        let mut echoed = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut echoed)
+            .unwrap();
+        assert_eq!(echoed, "ready\n");
         let found = named_descendants(std::process::id());
         let pid = child.id();
         drop(child.stdin.take());
