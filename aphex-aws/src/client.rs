@@ -151,6 +151,18 @@ where
     }
 }
 
+/// The AWS error's own message, or [`last_error`] when the answer has none
+/// (STS errors keep the message and the code apart).
+pub fn error_message<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    error
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| last_error(error))
+}
+
 /// One failed call as people read it: `Service Call: ` and its
 /// [`last_error`].
 pub fn call_error<E>(service: &str, call: &str, error: &SdkError<E, HttpResponse>) -> String

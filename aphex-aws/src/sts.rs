@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use aphex_config::Environment;
 use aphex_stages::ports::{CredentialChecker, CredentialError, Identity, SynthCredentials};
@@ -281,10 +280,7 @@ async fn assume_role_call(
         .map_err(|source| AssumeRoleError {
             role_arn: role_arn.to_owned(),
             code: client::error_code(&source),
-            message: source
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| client::last_error(&source)),
+            message: client::error_message(&source),
             source,
         })
 }
@@ -362,10 +358,7 @@ pub async fn caller_identity(config: &SdkConfig) -> Result<Identity, CallerIdent
         .await
         .map_err(|source| CallerIdentityError {
             code: client::error_code(&source),
-            message: source
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| client::last_error(&source)),
+            message: client::error_message(&source),
             source,
         })?;
     Ok(Identity {
