@@ -40,6 +40,18 @@ pub const REGION_PATTERN: &str = "^(af|ap|ca|cn|eu|eusc|il|me|mx|sa|us)(-(gov|is
 /// The shape of a risk gate's `timeout`: a whole number of seconds, minutes
 /// or hours (`90m`, `24h`), as Argo's suspend `duration` reads it.
 pub const DURATION_PATTERN: &str = "^[1-9][0-9]{0,5}[smh]$";
+/// The seconds of a duration of [`DURATION_PATTERN`]'s shape (`90m`).
+pub fn duration_seconds(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = number.parse().ok()?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    n.checked_mul(per)
+}
 /// How long a risk gate waits for a person unless `riskGates.timeout` says.
 pub const DEFAULT_RISK_TIMEOUT: &str = "24h";
 /// The shape of a CloudFormation resource type (`AWS::S3::Bucket`).
@@ -625,12 +637,21 @@ impl Environment {
     pub fn has_risk_gates(&self) -> bool {
         self.iam_gate() != GateAction::Allow || self.replacement_gate() != GateAction::Allow
     }
+    /// Whether a risk check may stop for a person (`approve`): only then
+    /// does the cluster's topology hold a risk gate for the environment.
+    pub fn has_approve_gate(&self) -> bool {
+        self.iam_gate() == GateAction::Approve || self.replacement_gate() == GateAction::Approve
+    }
     /// How long an `approve` gate waits ("24h" unless set).
     pub fn risk_timeout(&self) -> &str {
         self.risk_gates
             .as_ref()
             .and_then(|g| g.timeout.as_deref())
             .unwrap_or(DEFAULT_RISK_TIMEOUT)
+    }
+    /// [`Environment::risk_timeout`] in seconds.
+    pub fn risk_timeout_seconds(&self) -> u64 {
+        duration_seconds(self.risk_timeout()).unwrap_or(24 * 3600)
     }
     /// The stateful resource types ([`DEFAULT_STATEFUL_TYPES`] unless set).
     pub fn stateful_types(&self) -> Vec<&str> {
