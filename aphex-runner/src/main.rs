@@ -15,7 +15,7 @@ use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Event, Reporter, TracingReporter};
-use aphex_stages::single::{self, OutputsSource, RunnerStage};
+use aphex_stages::single::{self, OutputsSource, RiskStep, RunnerStage};
 use aphex_stages::stages::StageError;
 use clap::{Parser, ValueEnum};
 
@@ -113,6 +113,23 @@ struct Args {
     /// output; empty: no gate, or resumed without a name).
     #[arg(long, env = "APHEX_APPROVED_BY")]
     approved_by: Option<String>,
+    /// Where this deploy stands to the environment's risk gate: `pause`
+    /// (`deploy-<env>`: stop at a gate that wants a person, for the
+    /// `risk-<env>` suspend after it), `resume` (`resume-<env>`: the gate
+    /// was decided), empty (no gate in the topology: such a gate fails).
+    #[arg(long, env = "APHEX_RISK_GATE", value_parser = ["", "pause", "resume"], default_value = "")]
+    risk_gate: String,
+}
+
+/// The deploy's place around its risk gate, from the flags.
+fn risk_step(args: &Args) -> RiskStep {
+    match args.risk_gate.as_str() {
+        "pause" => RiskStep::Pause,
+        "resume" => RiskStep::Resume {
+            by: approver(args.approved_by.as_deref()),
+        },
+        _ => RiskStep::Absent,
+    }
 }
 
 /// The adapters of a run of `kind`: the local ones under `--state-dir`,
@@ -372,7 +389,8 @@ async fn run(args: Args) -> i32 {
                 (None, Some(json)) => OutputsSource::Inline(json),
                 (None, None) => OutputsSource::RunRecord,
             };
-            let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs).await;
+            let risk = risk_step(&args);
+            let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs, &risk).await;
             // Validate (a duplicate) and the pipeline stage (superseded by
             // a restart) may end the run; the tasks after them read this.
             if matches!(stage, RunnerStage::Validate | RunnerStage::Pipeline)
@@ -415,6 +433,10 @@ async fn run(args: Args) -> i32 {
         tracing::warn!("{}", redactor.redact(&e.to_string()));
     }
     match result {
+        Ok(_) if status == Status::Running => {
+            tracing::info!(stage = %name, "stage paused at its risk gate");
+            exit::OK
+        }
         Ok(_) => {
             tracing::info!(stage = %name, "stage succeeded");
             exit::OK

@@ -126,13 +126,15 @@ pub async fn prepare(
 
 /// Runs `stage` (not finalize) in `ctx`. Deploy writes its outputs to
 /// `outputs_dir/stack-outputs.json` (for `hooks.post`) and records them
-/// with its stacks; test takes them from `outputs`.
+/// with its stacks, and meets a risk gate as `risk` says; test takes them
+/// from `outputs`.
 pub async fn run_stage(
     ctx: &StageContext,
     stage: RunnerStage,
     env: Option<&str>,
     outputs_dir: &Path,
     outputs: OutputsSource<'_>,
+    risk: &RiskStep,
 ) -> Result<StageOutcome, StageError> {
     let env_name = || {
         env.ok_or_else(|| {
@@ -153,18 +155,7 @@ pub async fn run_stage(
         RunnerStage::Validate => stages::validate::run(ctx).await,
         RunnerStage::Build => stages::build::run(ctx).await,
         RunnerStage::Pipeline => stages::pipeline::run(ctx).await,
-        RunnerStage::Deploy => match stages::deploy::run(ctx, env_name()?, &outputs_file).await {
-            // The workflow has no risk-gate suspend yet (issue 18's cluster
-            // flow): the environment fails, saying how to get past it.
-            Err(e @ StageError::RiskGate { .. }) => Err(StageError::Deploy {
-                message: format!(
-                    "{e}\na workflow cannot pause at a risk gate yet: deploy these changes with `aphex run --local --env {} --allow-risk`, or set the environment's riskGates to `allow` for them",
-                    env_name()?
-                ),
-                stacks: e.stacks().to_vec(),
-            }),
-            other => other,
-        },
+        RunnerStage::Deploy => deploy(ctx, env_name()?, outputs_dir, &outputs_file, risk).await,
         RunnerStage::Synth => stages::deploy::synth_check(ctx, env_name()?).await,
         RunnerStage::Test => {
             let env = env_name()?;
@@ -199,6 +190,140 @@ pub async fn run_stage(
             "finalize is not a stage of the plan; use finalize_run".to_owned(),
         )),
     }
+}
+
+/// What a deploy pod does at a risk gate that wants a person: the task's
+/// place around the environment's `risk-<env>` suspend
+/// ([`aphex_template::submit::risk_gate_task`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RiskStep {
+    /// The topology has no risk gate for the environment (a workflow
+    /// rendered before its `approve` gate, or a stage run by hand): the
+    /// gate fails the environment, saying how to get past it.
+    #[default]
+    Absent,
+    /// `deploy-<env>`: stop before the risky stack, record the gate and
+    /// name it in the `risk` output; the suspend follows.
+    Pause,
+    /// `resume-<env>`: the gate was resumed; deploy with the environment's
+    /// risks approved, unless the gate ran out of time.
+    Resume {
+        /// Who approved (the gate's `approved-by` output), when named.
+        by: Option<String>,
+    },
+}
+
+/// Whether a risk gate that paused at `paused_at` and is resumed at `now`
+/// (RFC 3339) waited out its timeout: Argo resumes a suspend whose
+/// `duration` ran out by itself, so a resume that late is the timeout's.
+/// It fails closed: a person resuming in the last seconds, whose resume
+/// pod starts after the timeout, counts as late too. `None` when either
+/// time is not one.
+pub fn gate_timed_out(paused_at: &str, now: &str, timeout_seconds: u64) -> Option<bool> {
+    crate::time::seconds_between_checked(paused_at, now).map(|waited| waited >= timeout_seconds as f64)
+}
+
+/// The deploy stage of `env` in a pod, around its risk gate.
+async fn deploy(
+    ctx: &StageContext,
+    env: &str,
+    outputs_dir: &Path,
+    outputs_file: &Path,
+    risk: &RiskStep,
+) -> Result<StageOutcome, StageError> {
+    let gate = aphex_template::submit::risk_gate_task(env);
+    // A removed environment's stale task skips this: the deploy says so.
+    if let (RiskStep::Resume { by }, Some(e)) = (risk, ctx.config.environment(env)) {
+        let paused = paused_deploy(ctx, env).await?;
+        let timeout = e.risk_timeout_seconds();
+        let late = paused
+            .ended_at
+            .as_deref()
+            .and_then(|at| gate_timed_out(at, &crate::time::now_rfc3339(), timeout));
+        if late != Some(false) {
+            return Err(StageError::Deploy {
+                message: format!(
+                    "the risk gate {gate} of {env} was not approved in time: {}. The stack it stopped and the stacks \
+                     after it were not deployed; its change set was deleted when the gate stopped it. Run the \
+                     pipeline again and approve the gate within riskGates.timeout, or push a commit without the \
+                     risky changes",
+                    match late {
+                        Some(_) => format!("nobody approved it within its timeout ({})", e.risk_timeout()),
+                        None => "the time it paused at is not recorded, so whether it waited out its timeout cannot \
+                                 be told (failing closed)"
+                            .to_owned(),
+                    }
+                ),
+                stacks: paused.stacks,
+            });
+        }
+        let who = by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+        ctx.info(
+            &format!("deploy-{env}"),
+            format!("risk gate {gate} approved{who}: deploying {env} with its risky changes approved for this run"),
+        );
+    }
+    let approved = matches!(risk, RiskStep::Resume { .. });
+    match stages::deploy::run_with(ctx, env, outputs_file, approved).await {
+        Err(e @ StageError::RiskGate { .. }) if *risk == RiskStep::Pause => {
+            let stacks = e.stacks().to_vec();
+            let file = outputs_dir.join(aphex_template::workflow::RISK_OUTPUT);
+            std::fs::create_dir_all(outputs_dir)
+                .and_then(|()| std::fs::write(&file, &gate))
+                .map_err(StageError::io(format!("writing the risk output {}", file.display())))?;
+            let listing = format!(
+                "{e}\nwaiting at {gate} (for at most {}): approve with `aphex approve {} --env {env}` or `argo resume {} \
+                 --node-field-selector displayName={gate}`, or reject with `aphex approve {} --env {env} --reject`",
+                ctx.config
+                    .environment(env)
+                    .map(|e| e.risk_timeout())
+                    .unwrap_or_default(),
+                ctx.run.id,
+                ctx.run.id,
+                ctx.run.id
+            );
+            ctx.warn(&format!("deploy-{env}"), &listing);
+            Ok(StageOutcome {
+                stacks,
+                gated: Some(ctx.exec.redactor.redact(&listing)),
+                ..StageOutcome::default()
+            })
+        }
+        Err(e @ StageError::RiskGate { .. }) => Err(StageError::Deploy {
+            message: format!(
+                "{e}\nthis workflow has no risk gate for {env} to wait at (it was rendered before the environment's \
+                 `approve` gate): deploy these changes with `aphex run --local --env {env} --allow-risk`, or push \
+                 again once the pipeline has applied its new topology"
+            ),
+            stacks: e.stacks().to_vec(),
+        }),
+        other => other,
+    }
+}
+
+/// The record `deploy-<env>` left when it paused at its risk gate:
+/// still running, ended (paused) at its `ended_at`.
+async fn paused_deploy(ctx: &StageContext, env: &str) -> Result<StageRecord, StageError> {
+    let deploy = format!("deploy-{env}");
+    let record = ctx
+        .ports
+        .runs
+        .load(&ctx.run.pipeline, &ctx.run.id)
+        .await
+        .map_err(StageError::record(format!(
+            "loading run {} for where {deploy} paused at its risk gate",
+            ctx.run.id
+        )))?;
+    record
+        .and_then(|r| r.stages.into_iter().find(|s| s.name == deploy))
+        .filter(|s| s.status == Status::Running)
+        .ok_or_else(|| {
+            StageError::Failed(format!(
+                "run {} has no record of {deploy} paused at a risk gate, so there is nothing to resume: the resume \
+                 task runs only after the deploy stopped at its gate",
+                ctx.run.id
+            ))
+        })
 }
 
 /// The value of the stage's `run` output (the file `run` in the outputs
@@ -260,6 +385,10 @@ pub fn stage_record(
     redactor: &Redactor,
 ) -> StageRecord {
     let (status, error, stacks, artifact_bytes, ends_run) = match result {
+        // Paused at a risk gate: still going until the gate is decided
+        // (the resume task records the stage again); the gate's listing
+        // says what waits.
+        Ok(o) if o.gated.is_some() => (Status::Running, o.gated.clone(), o.stacks.clone(), None, None),
         Ok(o) => (
             Status::Succeeded,
             o.warning.clone(),
@@ -285,6 +414,7 @@ pub fn stage_record(
     StageRecord {
         name: name.to_owned(),
         started_at,
+        // A stage paused at a risk gate: when it paused.
         ended_at: Some(crate::time::now_rfc3339()),
         status,
         error,
@@ -343,6 +473,16 @@ pub async fn finalize_run(
         .await
         .map_err(StageError::record("loading the run record"))?
         .unwrap_or_else(|| new_record(run));
+    // A deploy still paused at its risk gate: the run ended while the gate
+    // waited (rejected, stopped, or past the workflow's deadline).
+    for stage in record.stages.iter_mut().filter(|s| s.status == Status::Running) {
+        stage.status = Status::Failed;
+        let waited = stage.error.take().unwrap_or_default();
+        stage.error = Some(format!(
+            "{waited}\nthe run ended while this waited at its risk gate: the gate was rejected, the run stopped, or \
+             it ran out of time; nothing after the gate was deployed"
+        ));
+    }
     let mut status = stages::finalize::overall_status(&record.stages);
     if matches!(status, Status::Succeeded | Status::Duplicate | Status::Superseded)
         && matches!(workflow_status, Some("Failed" | "Error"))

@@ -16,11 +16,17 @@ pub(crate) fn format_rfc3339(t: OffsetDateTime) -> String {
 
 /// Seconds between two RFC 3339 timestamps (0 when either does not parse).
 pub fn seconds_between(start: &str, end: &str) -> f64 {
+    seconds_between_checked(start, end).unwrap_or(0.0)
+}
+
+/// Seconds from `start` to `end` (RFC 3339), or `None` when either is not
+/// such a time.
+pub fn seconds_between_checked(start: &str, end: &str) -> Option<f64> {
     match (
         OffsetDateTime::parse(start, &Rfc3339),
         OffsetDateTime::parse(end, &Rfc3339),
     ) {
-        (Ok(s), Ok(e)) => (e - s).as_seconds_f64(),
-        _ => 0.0,
+        (Ok(s), Ok(e)) => Some((e - s).as_seconds_f64()),
+        _ => None,
     }
 }

@@ -252,6 +252,8 @@ fn check_expr(
             .get(x)
             .and_then(|t| infos.get(t))
             .is_some_and(|i| i.outputs.contains(y)),
+        // Argo's own times of a task this one depends on.
+        ["tasks", x, "startedAt" | "finishedAt"] => visible_tasks.contains_key(x),
         _ => ARGO_GLOBALS.contains(&expr),
     };
     if !ok {

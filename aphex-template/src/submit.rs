@@ -27,27 +27,14 @@ pub const COMMIT_LABEL: &str = "aphex.dev/commit";
 pub const RESTART_OF_ANNOTATION: &str = "aphex.dev/restart-of";
 /// The approval gate's output parameter naming who approved (or rejected).
 pub const APPROVED_BY: &str = "approved-by";
-/// The output parameter of a risk gate (`risk-<env>`) saying how `aphex
-/// approve` decided it: [`DECISION_APPROVE`] or [`DECISION_REJECT`]. Empty
-/// when it was resumed otherwise (`argo resume`, the UI, or its timeout,
-/// which the resume task tells apart by the gate's times).
-pub const DECISION: &str = "decision";
-/// [`DECISION`]'s value for an approval.
-pub const DECISION_APPROVE: &str = "approve";
-/// [`DECISION`]'s value for a rejection.
-pub const DECISION_REJECT: &str = "reject";
-
-/// The task name of environment `env`'s risk gate: the suspend a
-/// `deploy-<env>` stopped at a risky change set waits at.
+/// The name of environment `env`'s risk gate: the suspend a
+/// `deploy-<env>` stopped at a risky change set waits at (the `risk`
+/// task of its `gated-deploy` DAG, which `aphex approve` and `aphex
+/// status` show by this name).
 pub fn risk_gate_task(env: &str) -> String {
     format!("risk-{env}")
 }
 
-/// The task name of the task that resumes environment `env`'s deploy after
-/// its risk gate.
-pub fn risk_resume_task(env: &str) -> String {
-    format!("resume-{env}")
-}
 
 /// How a run started: the value of [`TRIGGER_LABEL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

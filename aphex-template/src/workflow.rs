@@ -31,7 +31,7 @@ use aphex_config::Config;
 use serde_json::{Value, json};
 
 use crate::plan::{Stage, StageKind, Stages};
-use crate::submit::APPROVED_BY;
+use crate::submit::{APPROVED_BY, risk_gate_task};
 
 /// The API version of every Argo Workflows object.
 pub const ARGO_WORKFLOWS_API: &str = "argoproj.io/v1alpha1";
@@ -82,6 +82,21 @@ pub const RUN_OUTPUT: &str = "run";
 /// [`RUN_OUTPUT`]'s value when the run goes on (also its default, should
 /// the file be missing).
 pub const RUN_CONTINUES: &str = "continue";
+/// The output (and file in [`OUTPUTS_DIR`]) of `deploy-<env>` when the
+/// environment has a risk gate: the gate it stopped at (`risk-<env>`, a
+/// word of the topology, never config text: the suspend's `when` reads
+/// it), or [`NO_RISK`].
+pub const RISK_OUTPUT: &str = "risk";
+/// [`RISK_OUTPUT`]'s value (and default) when no gate stopped the deploy.
+pub const NO_RISK: &str = "none";
+/// The suspend template of every risk gate (`risk-<env>`).
+const RISK_GATE_TEMPLATE: &str = "risk-gate";
+/// The DAG template of the deploy of an environment with a risk gate.
+pub const GATED_DEPLOY_TEMPLATE: &str = "gated-deploy";
+/// The stage template's input (and the runner's `--risk-gate=`) saying
+/// where a deploy stands to its environment's risk gate: `pause` in
+/// `deploy-<env>`, `resume` in `resume-<env>`, empty elsewhere.
+const RISK_GATE_INPUT: &str = "risk-gate";
 /// The runner binary in both images.
 const RUNNER: &str = "aphex-runner";
 
@@ -191,7 +206,7 @@ pub fn workflow_template(config: &Config) -> Value {
         validate_pr_dag(config),
         validate_template(config, StageTemplate::Deploy),
         validate_template(config, StageTemplate::PullRequest),
-        stage_template(config, StageTemplate::Deploy),
+        deploy_stage_template(config),
         stage_template(config, StageTemplate::Pipeline),
         stage_template(config, StageTemplate::PullRequest),
         approval_template(),
@@ -199,7 +214,42 @@ pub fn workflow_template(config: &Config) -> Value {
         finalize_template(config, StageTemplate::Deploy),
         finalize_template(config, StageTemplate::PullRequest),
     ]);
+    if has_risk_gates(config) {
+        template["spec"]["templates"]
+            .as_array_mut()
+            .expect("set above")
+            .extend([gated_deploy_template(), risk_gate_template()]);
+    }
     template
+}
+
+/// The `stage` template of a deploy run's stages; with risk gates in the
+/// topology, also the runner's `--risk-gate=` input and the `risk` output
+/// (the gate a deploy stopped at, [`NO_RISK`] should the file be missing).
+fn deploy_stage_template(config: &Config) -> Value {
+    let mut template = stage_template(config, StageTemplate::Deploy);
+    if has_risk_gates(config) {
+        template["inputs"]["parameters"]
+            .as_array_mut()
+            .expect("the stage template has an input list")
+            .push(json!({"name": RISK_GATE_INPUT, "default": ""}));
+        template["container"]["args"]
+            .as_array_mut()
+            .expect("the stage template has an argument list")
+            .push(json!(format!("--{RISK_GATE_INPUT}={{{{inputs.parameters.{RISK_GATE_INPUT}}}}}")));
+        template["outputs"] = json!({"parameters": [{
+            "name": RISK_OUTPUT,
+            "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RISK_OUTPUT}"), "default": NO_RISK},
+        }]});
+    }
+    template
+}
+
+/// Whether some environment has a risk gate that waits for a person
+/// (`approve`): only then does the topology hold risk gates, and the
+/// stage template the runner's inputs about them.
+fn has_risk_gates(config: &Config) -> bool {
+    config.environments.iter().any(|e| e.has_approve_gate())
 }
 
 /// The image a stage runs in: the builder for build and test (they run the
@@ -256,6 +306,16 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
             stage.kind,
             env,
         ),
+        StageKind::Deploy if gated_env(config, stage).is_some() => {
+            let e = env.unwrap_or_default();
+            let mut task = json!({"name": name, "template": GATED_DEPLOY_TEMPLATE, "arguments": {}});
+            task["arguments"]["parameters"] = json!([{"name": "env", "value": e}]);
+            let timeout = config.environment(e).map(|e| e.risk_timeout()).unwrap_or_default();
+            if timeout != aphex_config::DEFAULT_RISK_TIMEOUT {
+                push_parameter(&mut task, "timeout", timeout.to_owned());
+            }
+            task
+        }
         kind => stage_task(config, STAGE_TEMPLATE, &name, kind.as_str(), kind, env),
     }
 }
@@ -293,6 +353,77 @@ fn run_continues(ends: &[StageKind]) -> String {
         .join(" && ")
 }
 
+/// Adds argument `name` = `value` to a stage task.
+fn push_parameter(task: &mut Value, name: &str, value: String) {
+    task["arguments"]["parameters"]
+        .as_array_mut()
+        .expect("stage_task builds a parameter list")
+        .push(json!({"name": name, "value": value}));
+}
+
+/// The environment of `stage` when it has a risk gate that waits for a
+/// person.
+fn gated_env<'a>(config: &Config, stage: &'a Stage) -> Option<&'a str> {
+    let env = stage.env.as_deref()?;
+    config
+        .environment(env)
+        .is_some_and(|e| e.has_approve_gate())
+        .then_some(env)
+}
+
+/// The deploy of an environment with a risk gate, a DAG of its own so
+/// that the template grows by one task per environment, as without one:
+/// `deploy` (the stage, told to stop at a gate that wants a person),
+/// the suspend `risk` and `resume`, which deploys the environment again
+/// with its risks approved (or fails it as timed out), naming who
+/// approved. `risk` and `resume` run only when the deploy's `risk` output
+/// names this environment's gate (`risk-<env>`): a deploy that stopped at
+/// no gate leaves them skipped, and the DAG ends with the deploy.
+fn gated_deploy_template() -> Value {
+    let env = "{{inputs.parameters.env}}";
+    let stopped = format!(
+        "'{{{{tasks.deploy.outputs.parameters.{RISK_OUTPUT}}}}}' == '{}'",
+        risk_gate_task(env)
+    );
+    let stage_args = |risk: &str, approved_by: String| {
+        json!({"parameters": [
+            {"name": "stage", "value": StageKind::Deploy.as_str()},
+            {"name": "env", "value": env},
+            {"name": RISK_GATE_INPUT, "value": risk},
+            {"name": APPROVED_BY, "value": approved_by},
+        ]})
+    };
+    json!({
+        "name": GATED_DEPLOY_TEMPLATE,
+        "inputs": {"parameters": [
+            {"name": "env"},
+            {"name": APPROVED_BY, "default": ""},
+            {"name": "timeout", "default": aphex_config::DEFAULT_RISK_TIMEOUT},
+        ]},
+        "dag": {"tasks": [
+            {
+                "name": "deploy",
+                "template": STAGE_TEMPLATE,
+                "arguments": stage_args("pause", format!("{{{{inputs.parameters.{APPROVED_BY}}}}}")),
+            },
+            {
+                "name": "risk",
+                "dependencies": ["deploy"],
+                "when": stopped,
+                "template": RISK_GATE_TEMPLATE,
+                "arguments": {"parameters": [{"name": "timeout", "value": "{{inputs.parameters.timeout}}"}]},
+            },
+            {
+                "name": "resume",
+                "dependencies": ["risk"],
+                "when": stopped,
+                "template": STAGE_TEMPLATE,
+                "arguments": stage_args("resume", format!("{{{{tasks.risk.outputs.parameters.{APPROVED_BY}}}}}")),
+            },
+        ]},
+    })
+}
+
 /// `task` with a `when` (after its dependencies, for readable diffs).
 fn with_when(mut task: Value, when: String) -> Value {
     let obj = task.as_object_mut().expect("tasks are objects");
@@ -328,13 +459,11 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
             // Who approved reaches the deploy's stage record (finalize, with
             // no Kubernetes token, cannot read the gate's node).
             if let Some(gate) = deps.iter().find(|d| d.kind == StageKind::Approve) {
-                task["arguments"]["parameters"]
-                    .as_array_mut()
-                    .expect("stage_task builds a parameter list")
-                    .push(json!({
-                        "name": APPROVED_BY,
-                        "value": format!("{{{{tasks.{}.outputs.parameters.{APPROVED_BY}}}}}", gate.task_name()),
-                    }));
+                push_parameter(
+                    &mut task,
+                    APPROVED_BY,
+                    format!("{{{{tasks.{}.outputs.parameters.{APPROVED_BY}}}}}", gate.task_name()),
+                );
             }
             let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();
             let task = with_dependencies(task, &deps);
@@ -638,6 +767,23 @@ fn exit_dag() -> Value {
         "dag": {"tasks": [
             {"name": FINALIZE_TEMPLATE, "template": FINALIZE_TEMPLATE, "when": is_deploy},
             {"name": FINALIZE_PR_TEMPLATE, "template": FINALIZE_PR_TEMPLATE, "when": is_pr},
+        ]},
+    })
+}
+
+/// The suspend of a risk gate: it waits `timeout` (the environment's
+/// `riskGates.timeout`), after which Argo resumes it by itself and the
+/// resume task, seeing the gate waited the whole time, fails the
+/// environment as timed out. Decided like an approval gate: `aphex
+/// approve` names who approved (a supplied output), `argo resume` leaves
+/// it empty, a rejection fails the node and so the run.
+fn risk_gate_template() -> Value {
+    json!({
+        "name": RISK_GATE_TEMPLATE,
+        "inputs": {"parameters": [{"name": "timeout"}]},
+        "suspend": {"duration": "{{inputs.parameters.timeout}}"},
+        "outputs": {"parameters": [
+            {"name": APPROVED_BY, "valueFrom": {"supplied": {}, "default": ""}},
         ]},
     })
 }

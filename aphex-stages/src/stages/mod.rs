@@ -28,6 +28,9 @@ pub struct StageOutcome {
     pub warning: Option<String>,
     /// The run ends after this stage, with nothing wrong (a duplicate push).
     pub ends_run: Option<RunEnd>,
+    /// The stage stopped at a risk gate that waits for a person, in a pod
+    /// (the gate's listing, redacted): recorded as still running.
+    pub gated: Option<String>,
 }
 
 /// Why a stage failed.

@@ -472,7 +472,9 @@ async fn apply_manifests(ctx: &StageContext) -> Result<Vec<String>, StageError> 
     Ok(topology)
 }
 
-/// Task names of the `main` DAG of a WorkflowTemplate, in order.
+/// Task names of the `main` DAG of a WorkflowTemplate, in order, with
+/// each deploy's risk gate (`risk-<env>`, inside its `gated-deploy` DAG)
+/// after it: a gate added or removed changes the topology.
 pub(crate) fn main_tasks(wt: &Value) -> Vec<String> {
     let templates = wt["spec"]["templates"].as_array().cloned().unwrap_or_default();
     let entry = wt["spec"]["entrypoint"].as_str().unwrap_or("main");
@@ -483,7 +485,13 @@ pub(crate) fn main_tasks(wt: &Value) -> Vec<String> {
         .map(|tasks| {
             tasks
                 .iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .filter_map(|t| Some((t["name"].as_str()?, t)))
+                .flat_map(|(name, t)| {
+                    let gate = (t["template"] == aphex_template::workflow::GATED_DEPLOY_TEMPLATE)
+                        .then(|| name.strip_prefix("deploy-").map(aphex_template::submit::risk_gate_task))
+                        .flatten();
+                    std::iter::once(name.to_owned()).chain(gate)
+                })
                 .collect()
         })
         .unwrap_or_default()
