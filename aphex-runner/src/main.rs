@@ -390,7 +390,8 @@ async fn run(args: Args) -> i32 {
                 (None, None) => OutputsSource::RunRecord,
             };
             let risk = risk_step(&args);
-            let result = single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs, &risk).await;
+            let result =
+                single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs, &risk).await;
             // Validate (a duplicate) and the pipeline stage (superseded by
             // a restart) may end the run; the tasks after them read this.
             if matches!(stage, RunnerStage::Validate | RunnerStage::Pipeline)

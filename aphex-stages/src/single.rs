@@ -260,7 +260,9 @@ async fn deploy(
         let who = by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
         ctx.info(
             &format!("deploy-{env}"),
-            format!("risk gate {gate} approved{who}: deploying {env} with its risky changes approved for this run"),
+            format!(
+                "risk gate {gate} approved{who}: deploying {env} with its risky changes approved for this run"
+            ),
         );
     }
     let approved = matches!(risk, RiskStep::Resume { .. });
@@ -270,7 +272,10 @@ async fn deploy(
             let file = outputs_dir.join(aphex_template::workflow::RISK_OUTPUT);
             std::fs::create_dir_all(outputs_dir)
                 .and_then(|()| std::fs::write(&file, &gate))
-                .map_err(StageError::io(format!("writing the risk output {}", file.display())))?;
+                .map_err(StageError::io(format!(
+                    "writing the risk output {}",
+                    file.display()
+                )))?;
             let listing = format!(
                 "{e}\nwaiting at {gate} (for at most {}): approve with `aphex approve {} --env {env}` or `argo resume {} \
                  --node-field-selector displayName={gate}`, or reject with `aphex approve {} --env {env} --reject`",

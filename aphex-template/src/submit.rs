@@ -35,7 +35,6 @@ pub fn risk_gate_task(env: &str) -> String {
     format!("risk-{env}")
 }
 
-
 /// How a run started: the value of [`TRIGGER_LABEL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {

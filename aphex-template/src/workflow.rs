@@ -236,7 +236,9 @@ fn deploy_stage_template(config: &Config) -> Value {
         template["container"]["args"]
             .as_array_mut()
             .expect("the stage template has an argument list")
-            .push(json!(format!("--{RISK_GATE_INPUT}={{{{inputs.parameters.{RISK_GATE_INPUT}}}}}")));
+            .push(json!(format!(
+                "--{RISK_GATE_INPUT}={{{{inputs.parameters.{RISK_GATE_INPUT}}}}}"
+            )));
         template["outputs"] = json!({"parameters": [{
             "name": RISK_OUTPUT,
             "valueFrom": {"path": format!("{OUTPUTS_DIR}/{RISK_OUTPUT}"), "default": NO_RISK},
@@ -310,7 +312,10 @@ fn task_for(config: &Config, stage: &Stage) -> Value {
             let e = env.unwrap_or_default();
             let mut task = json!({"name": name, "template": GATED_DEPLOY_TEMPLATE, "arguments": {}});
             task["arguments"]["parameters"] = json!([{"name": "env", "value": e}]);
-            let timeout = config.environment(e).map(|e| e.risk_timeout()).unwrap_or_default();
+            let timeout = config
+                .environment(e)
+                .map(|e| e.risk_timeout())
+                .unwrap_or_default();
             if timeout != aphex_config::DEFAULT_RISK_TIMEOUT {
                 push_parameter(&mut task, "timeout", timeout.to_owned());
             }
@@ -462,7 +467,10 @@ fn main_dag(config: &Config, stages: &Stages) -> Value {
                 push_parameter(
                     &mut task,
                     APPROVED_BY,
-                    format!("{{{{tasks.{}.outputs.parameters.{APPROVED_BY}}}}}", gate.task_name()),
+                    format!(
+                        "{{{{tasks.{}.outputs.parameters.{APPROVED_BY}}}}}",
+                        gate.task_name()
+                    ),
                 );
             }
             let deps: Vec<String> = deps.iter().map(|d| d.task_name()).collect();

@@ -76,15 +76,24 @@ fn the_template_runs_as_the_pipelines_own_accounts() {
             "{name}"
         );
         assert!(
-            task_templates(wt, "main")
-                .iter()
-                .all(|t| ["validate", "stage", "pipeline-stage", "approval", "gated-deploy"].contains(t)),
+            task_templates(wt, "main").iter().all(|t| [
+                "validate",
+                "stage",
+                "pipeline-stage",
+                "approval",
+                "gated-deploy"
+            ]
+            .contains(t)),
             "{name}"
         );
         // An environment's deploy with a risk gate: the stage pods and the
         // suspend, nothing else.
         if templates(wt).iter().any(|t| t["name"] == "gated-deploy") {
-            assert_eq!(task_templates(wt, "gated-deploy"), ["stage", "risk-gate", "stage"], "{name}");
+            assert_eq!(
+                task_templates(wt, "gated-deploy"),
+                ["stage", "risk-gate", "stage"],
+                "{name}"
+            );
         }
     }
 }

@@ -5,9 +5,22 @@
 //! does not pass the gate, `--allow-risk` does, and `deny` holds even then.
 //! The stack's assembly is written by hand (the synth copies it), so the
 //! test needs no CDK.
+//!
+//! And the same gate in the cluster, pod by pod through the real
+//! `aphex-runner` as the `gated-deploy` DAG runs it: `deploy --risk-gate=pause`
+//! stops at the gate, records it and names it in its `risk` output; `deploy
+//! --risk-gate=resume` deploys it once approved, or fails the environment
+//! when the gate waited out its timeout; a run that ends while the gate
+//! waits is recorded as failed by finalize.
 
-use aphex_tests::e2e::AppRepo;
-use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, unique_name};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use aphex_aws::s3::S3RunRecorder;
+use aphex_stages::ports::RunRecorder;
+use aphex_stages::record::{RunRecord, StageRecord, Status};
+use aphex_tests::e2e::{AppRepo, workspace_bin};
+use aphex_tests::{DEFAULT_ACCOUNT, REGION, emulator, new_bucket, unique_name};
 use serde_json::json;
 
 /// The config: one manual environment whose gates are the defaults
@@ -179,4 +192,230 @@ async fn a_policy_allowing_every_action_stops_at_the_gate_and_an_unrelated_chang
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert!(run.text().contains("approved by --allow-risk"), "{}", run.text());
     assert_eq!(resources(&stack).await, ["Everything", "Greeting", "Role"]);
+}
+
+/// One stage pod of run `run_id`: `aphex-runner STAGE --env=dev ARGS`
+/// with the run store in `bucket`, the repository at its head commit.
+fn pod(
+    repo: &AppRepo,
+    work: &Path,
+    bucket: &str,
+    run_id: &str,
+    stage: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut cmd = Command::new(workspace_bin("aphex-runner", "aphex-runner"));
+    for var in [
+        "APHEX_STATE_DIR",
+        "APHEX_DEPLOYER",
+        "APHEX_APPROVED_BY",
+        "APHEX_RISK_GATE",
+        "APHEX_STACK_OUTPUTS_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg(stage)
+        .args(args)
+        .env("APHEX_COMMIT_SHA", &repo.commit)
+        .env("APHEX_REPO_URL", repo.path())
+        .env("APHEX_BRANCH", "main")
+        .env("APHEX_WORKFLOW_ID", run_id)
+        .env("APHEX_PIPELINE", "risky")
+        .env("APHEX_WORK_DIR", work.join("work"))
+        .env("APHEX_OUTPUTS_DIR", work.join(run_id).join(stage))
+        .env("APHEX_ARTIFACT_BUCKET", bucket)
+        .envs(emulator().child_env())
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running aphex-runner")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn record(bucket: &str, run_id: &str) -> RunRecord {
+    let base = emulator().aws_config().await;
+    S3RunRecorder::new(&base, bucket)
+        .load("risky", run_id)
+        .await
+        .expect("loading the run record")
+        .expect("a run record")
+}
+
+fn stage<'a>(record: &'a RunRecord, name: &str) -> &'a StageRecord {
+    record
+        .stages
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {record:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_or_fails_when_it_times_out() {
+    let stack = unique_name("aphex-risk-pod");
+    let bucket = new_bucket(&emulator().aws_config().await, "aphex-risk-pod").await;
+    let work = tempfile::tempdir().expect("a work directory");
+    let repo = AppRepo::from_files(&with_config("", assembly(&stack, "v1", false)));
+    let risk_output = |run: &str| std::fs::read_to_string(work.path().join(run).join("deploy").join("risk"));
+
+    // Without a gate in the topology (no --risk-gate), the gate fails the
+    // environment, saying how to get past it.
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-0",
+        "deploy",
+        &["--env=dev"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no risk gate for dev to wait at"),
+        "{}",
+        text(&out)
+    );
+
+    // deploy-dev: the first deploy creates a role, so it stops at the gate,
+    // succeeds as a task, names the gate and records the listing.
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-1",
+        "deploy",
+        &["--env=dev", "--risk-gate=pause"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(risk_output("run-1").expect("the risk output"), "risk-dev");
+    let paused = record(&bucket, "run-1").await;
+    let deploy = stage(&paused, "deploy-dev");
+    assert_eq!(deploy.status, Status::Running, "{deploy:#?}");
+    let listing = deploy.error.as_deref().unwrap_or_default();
+    assert!(
+        listing.contains("new IAM role")
+            && listing.contains("waiting at risk-dev")
+            && listing.contains("aphex approve run-1 --env dev"),
+        "{listing}"
+    );
+    assert_eq!(
+        change_sets(&stack).await,
+        0,
+        "the gate left no change set pending"
+    );
+
+    // resume-dev, approved by alice: deploys it, recorded as deploy-dev.
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-1",
+        "deploy",
+        &["--env=dev", "--risk-gate=resume"],
+        &[("APHEX_APPROVED_BY", "alice")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("risk gate risk-dev approved by alice"),
+        "{}",
+        text(&out)
+    );
+    let resumed = record(&bucket, "run-1").await;
+    let deploy = stage(&resumed, "deploy-dev");
+    assert_eq!(deploy.status, Status::Succeeded, "{deploy:#?}");
+    assert_eq!(deploy.approved_by.as_deref(), Some("alice"));
+    assert_eq!(resources(&stack).await, ["Greeting", "Role"]);
+
+    // A policy allowing every action, with a gate of one second: the deploy
+    // pauses again; resumed after the timeout (as Argo resumes a suspend
+    // whose duration ran out), the environment fails and nothing deploys.
+    let mut repo = repo;
+    repo.commit_files(
+        &with_config("    riskGates: { timeout: 1s }\n", assembly(&stack, "v1", true)),
+        "a policy allowing everything",
+    );
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-2",
+        "deploy",
+        &["--env=dev", "--risk-gate=pause"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(risk_output("run-2").expect("the risk output"), "risk-dev");
+    // The timeout is what is under test: the gate must have waited it out.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-2",
+        "deploy",
+        &["--env=dev", "--risk-gate=resume"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("nobody approved it within its timeout (1s)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        stage(&record(&bucket, "run-2").await, "deploy-dev").status,
+        Status::Failed
+    );
+    assert_eq!(
+        resources(&stack).await,
+        ["Greeting", "Role"],
+        "nothing of it deployed"
+    );
+    assert_eq!(change_sets(&stack).await, 0);
+
+    // A run that ends while its gate waits (rejected, stopped): finalize
+    // records the paused deploy, and so the run, as failed.
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-3",
+        "deploy",
+        &["--env=dev", "--risk-gate=pause"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = pod(
+        &repo,
+        work.path(),
+        &bucket,
+        "run-3",
+        "finalize",
+        &[],
+        &[("APHEX_WORKFLOW_STATUS", "Failed")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ended = record(&bucket, "run-3").await;
+    assert_eq!(ended.status, Status::Failed, "{ended:#?}");
+    let deploy = stage(&ended, "deploy-dev");
+    assert_eq!(deploy.status, Status::Failed);
+    assert!(
+        deploy
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the run ended while this waited at its risk gate"),
+        "{deploy:#?}"
+    );
 }

@@ -488,7 +488,10 @@ pub(crate) fn main_tasks(wt: &Value) -> Vec<String> {
                 .filter_map(|t| Some((t["name"].as_str()?, t)))
                 .flat_map(|(name, t)| {
                     let gate = (t["template"] == aphex_template::workflow::GATED_DEPLOY_TEMPLATE)
-                        .then(|| name.strip_prefix("deploy-").map(aphex_template::submit::risk_gate_task))
+                        .then(|| {
+                            name.strip_prefix("deploy-")
+                                .map(aphex_template::submit::risk_gate_task)
+                        })
                         .flatten();
                     std::iter::once(name.to_owned()).chain(gate)
                 })
