@@ -1,8 +1,10 @@
 //! A Workflow read as a pipeline run: how it started (its labels), its
 //! commit, and each stage task's phase and times from `status.nodes`, with
-//! the approval gates that wait (suspend nodes still running). Pure: the
+//! the gates that wait (suspend nodes still running): an environment's
+//! approval gate `approve-ENV` and its risk gate `risk-ENV`. Pure: the
 //! Workflow comes from [`crate::workflows`].
 
+use aphex_template::submit::{APPROVED_BY, DECISION, risk_gate_task};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,19 +30,20 @@ pub struct RunView {
     pub finished_at: Option<String>,
     /// Argo's message (why it failed).
     pub message: Option<String>,
-    /// The stage tasks and approval gates reached so far, by start time.
+    /// The stage tasks and gates reached so far, by start time.
     pub stages: Vec<StageView>,
 }
 
-/// One task of a run: a stage or an approval gate.
+/// One task of a run: a stage or a gate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageView {
-    /// The task name (`build`, `approve-prod`, `deploy-prod`).
+    /// The task name (`build`, `approve-prod`, `deploy-prod`, `risk-prod`).
     pub name: String,
-    /// Whether it is an approval gate (a suspend node).
+    /// Whether it is a gate (a suspend node): an approval gate or a risk
+    /// gate.
     pub gate: bool,
-    /// Argo's node phase (`Running` on a gate: waiting for approval).
+    /// Argo's node phase (`Running` on a gate: waiting for a decision).
     pub phase: String,
     /// RFC 3339 start.
     pub started_at: Option<String>,
@@ -50,15 +53,49 @@ pub struct StageView {
     pub message: Option<String>,
     /// Who approved a gate (its `approved-by` output), when named.
     pub approved_by: Option<String>,
+    /// How `aphex approve` decided a risk gate (its `decision` output:
+    /// `approve` or `reject`); none while it waits, or when it was resumed
+    /// otherwise (`argo resume`, its timeout).
+    pub decision: Option<String>,
     /// The node's id in `status.nodes` (what an approval patches).
     #[serde(skip)]
     pub node_id: String,
+}
+
+/// Which of an environment's two gates a suspend node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateKind {
+    /// `approve-ENV`, before the deploy (`approval: manual`).
+    Approval,
+    /// `risk-ENV`, where the deploy stopped at a risky change set.
+    Risk,
 }
 
 impl StageView {
     /// Whether this is a gate waiting for `aphex approve`.
     pub fn waiting(&self) -> bool {
         self.gate && self.phase == "Running"
+    }
+
+    /// The kind of gate this is and its environment, read from the task
+    /// name (`approve-prod`, `risk-prod`); none for a stage or a suspend
+    /// node of another name. The prefixes differ, so `approve-risk-x` is
+    /// environment `risk-x`'s approval gate, never a risk gate.
+    pub fn gate_of(&self) -> Option<(GateKind, &str)> {
+        if !self.gate {
+            return None;
+        }
+        if let Some(env) = self.name.strip_prefix("approve-") {
+            return Some((GateKind::Approval, env));
+        }
+        let env = self.name.strip_prefix(risk_gate_task("").as_str())?;
+        Some((GateKind::Risk, env))
+    }
+
+    /// The `aphex approve` command that decides this gate, if it is one.
+    pub fn approve_command(&self, run: &str) -> Option<String> {
+        self.gate_of()
+            .map(|(_, env)| format!("aphex approve {run} --env {env}"))
     }
 }
 
@@ -131,12 +168,10 @@ fn task(id: &str, node: &Value) -> Option<StageView> {
         finished_at: text(&node["finishedAt"]),
         message: text(&node["message"]),
         approved_by: gate
-            .then(|| {
-                parameter(
-                    &node["outputs"]["parameters"],
-                    aphex_template::submit::APPROVED_BY,
-                )
-            })
+            .then(|| parameter(&node["outputs"]["parameters"], APPROVED_BY))
+            .flatten(),
+        decision: gate
+            .then(|| parameter(&node["outputs"]["parameters"], DECISION))
             .flatten(),
         node_id: id.to_owned(),
     })
