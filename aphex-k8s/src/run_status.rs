@@ -239,4 +239,43 @@ mod tests {
         );
         assert_eq!(duration(None, None, "x"), "-");
     }
+
+    #[test]
+    fn a_waiting_risk_gate_is_a_waiting_gate_of_its_environment_with_its_command() {
+        let wf = json!({
+            "metadata": {"name": "shop-x1"},
+            "status": {"phase": "Running", "nodes": {
+                "n1": {"type": "Suspend", "displayName": "approve-risk-x", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:01:00Z"},
+                "n2": {"type": "Suspend", "displayName": "risk-dev", "phase": "Running",
+                    "startedAt": "2026-01-01T00:02:00Z",
+                    "outputs": {"parameters": [
+                        {"name": "approved-by", "valueFrom": {"supplied": {}, "default": ""}},
+                        {"name": "decision", "valueFrom": {"supplied": {}, "default": ""}}]}},
+                "n3": {"type": "Suspend", "displayName": "risk-qa", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:03:00Z",
+                    "outputs": {"parameters": [
+                        {"name": "approved-by", "value": "sam"}, {"name": "decision", "value": "reject"}]}}
+            }}
+        });
+        let run = RunView::from_workflow(&wf);
+        let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
+        assert_eq!(waiting, ["risk-dev"]);
+        let kinds: Vec<_> = run.stages.iter().map(StageView::gate_of).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some((GateKind::Approval, "risk-x")),
+                Some((GateKind::Risk, "dev")),
+                Some((GateKind::Risk, "qa"))
+            ]
+        );
+        assert_eq!(
+            run.stages[1].approve_command(&run.name).as_deref(),
+            Some("aphex approve shop-x1 --env dev")
+        );
+        assert_eq!(run.stages[1].decision, None, "a supplied output not yet set");
+        assert_eq!(run.stages[2].decision.as_deref(), Some("reject"));
+        assert_eq!(run.stages[2].approved_by.as_deref(), Some("sam"));
+    }
 }

@@ -478,3 +478,180 @@ fn submit_error(e: WorkflowError) -> SubmitError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-01T01:00:00Z";
+
+    /// A supplied output as Argo writes it on a waiting suspend node.
+    fn supplied(name: &str) -> Value {
+        json!({"name": name, "default": "", "valueFrom": {"supplied": {}, "default": ""}})
+    }
+
+    /// Run `shop-x1`: dev approved at `approve-dev`, then deployed to a
+    /// risky change set; its risk gate `risk-dev` in phase `risk_phase`.
+    fn at_risk_gate(risk_phase: &str) -> Value {
+        json!({
+            "metadata": {"name": "shop-x1", "resourceVersion": "42"},
+            "status": {"phase": "Running", "startedAt": "2026-01-01T00:00:00Z", "nodes": {
+                "shop-x1": {"type": "DAG", "displayName": "shop-x1", "phase": "Running"},
+                "n1": {"type": "Suspend", "displayName": "approve-dev", "templateName": "approval",
+                    "phase": "Succeeded", "message": "approved by jane",
+                    "startedAt": "2026-01-01T00:01:00Z", "finishedAt": "2026-01-01T00:02:00Z",
+                    "outputs": {"parameters": [{"name": "approved-by", "default": "", "value": "jane"}]}},
+                "n2": {"type": "Pod", "displayName": "deploy-dev", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:02:01Z", "finishedAt": "2026-01-01T00:05:00Z"},
+                "n3": {"type": "Suspend", "displayName": "risk-dev", "templateName": "risk-gate",
+                    "phase": risk_phase, "startedAt": "2026-01-01T00:05:01Z",
+                    "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}}
+            }}
+        })
+    }
+
+    fn refused(workflow: &Value, env: &str) -> String {
+        match gate_patch(workflow, env, &Decision::Approve, "jane", NOW) {
+            Err(WorkflowError::Gate(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn approving_a_waiting_risk_gate_succeeds_it_with_both_outputs_set_as_argo_node_set_leaves_them() {
+        let decided = gate_patch(&at_risk_gate("Running"), "dev", &Decision::Approve, "jane", NOW).unwrap();
+        assert_eq!(decided.gate.name, "risk-dev");
+        assert_eq!(
+            decided.gate.gate_of(),
+            Some((crate::run_status::GateKind::Risk, "dev"))
+        );
+        assert_eq!(
+            decided.patch,
+            json!({
+                "metadata": {"resourceVersion": "42"},
+                "status": {"nodes": {"n3": {
+                    "phase": "Succeeded",
+                    "message": "risk approved by jane",
+                    "finishedAt": NOW,
+                    "outputs": {"parameters": [
+                        {"name": "approved-by", "default": "", "value": "jane"},
+                        {"name": "decision", "default": "", "value": "approve"}
+                    ]}
+                }}}
+            }),
+            "only the risk gate's node, the approval gate before it untouched"
+        );
+    }
+
+    #[test]
+    fn rejecting_a_risk_gate_still_succeeds_it_so_its_resume_task_records_the_rejection() {
+        let reject = Decision::Reject("not during the sale".to_owned());
+        let decided = gate_patch(&at_risk_gate("Running"), "dev", &reject, "sam@example.com", NOW).unwrap();
+        let node = &decided.patch["status"]["nodes"]["n3"];
+        assert_eq!(
+            node["phase"], "Succeeded",
+            "a Failed suspend node would stop the DAG unrecorded"
+        );
+        assert_eq!(
+            node["message"],
+            "rejected by sam@example.com: not during the sale"
+        );
+        assert_eq!(
+            node["outputs"]["parameters"],
+            json!([
+                {"name": "approved-by", "default": "", "value": "sam@example.com"},
+                {"name": "decision", "default": "", "value": "reject"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_risk_gate_that_does_not_wait_is_refused_saying_how_it_was_decided() {
+        let mut workflow = at_risk_gate("Succeeded");
+        let node = &mut workflow["status"]["nodes"]["n3"];
+        node["message"] = json!("rejected by sam: not today");
+        node["outputs"]["parameters"] = json!([
+            {"name": "approved-by", "value": "sam"},
+            {"name": "decision", "value": "reject"}
+        ]);
+        assert_eq!(
+            refused(&workflow, "dev"),
+            "gate risk-dev of run shop-x1 is not waiting: it is Succeeded (rejected by sam: not today)"
+        );
+        // Reached, but its deploy is not there yet: the approval gate's state.
+        let mut before = at_risk_gate("Running");
+        before["status"]["nodes"].as_object_mut().unwrap().remove("n3");
+        assert_eq!(
+            refused(&before, "dev"),
+            "gate approve-dev of run shop-x1 is not waiting: it is Succeeded by jane"
+        );
+    }
+
+    #[test]
+    fn with_no_gate_of_the_environment_the_refusal_names_both_and_those_that_wait() {
+        let workflow = at_risk_gate("Running");
+        assert_eq!(
+            refused(&workflow, "prod"),
+            "run shop-x1 is not waiting at approve-prod or risk-prod; it waits at: risk-dev"
+        );
+        let mut idle = at_risk_gate("Succeeded");
+        assert!(
+            refused(&idle, "prod").starts_with(
+                "run shop-x1 is not waiting at approve-prod or risk-prod (yet): no gate waits now"
+            ),
+            "{}",
+            refused(&idle, "prod")
+        );
+        idle["status"]["phase"] = json!("Failed");
+        assert_eq!(
+            refused(&idle, "prod"),
+            "run shop-x1 has ended (Failed) without reaching approve-prod or risk-prod"
+        );
+    }
+
+    #[test]
+    fn a_risk_gate_without_its_decision_output_is_refused_not_decided_half() {
+        let mut workflow = at_risk_gate("Running");
+        workflow["status"]["nodes"]["n3"]["outputs"]["parameters"] = json!([supplied("approved-by")]);
+        let why = refused(&workflow, "dev");
+        assert!(
+            why.starts_with("gate risk-dev of run shop-x1 has no `decision` output"),
+            "{why}"
+        );
+        assert!(why.ends_with("nothing was changed"), "{why}");
+    }
+
+    #[test]
+    fn an_approval_gate_is_decided_as_before_a_rejection_fails_it() {
+        let mut workflow = at_risk_gate("Running");
+        let nodes = workflow["status"]["nodes"].as_object_mut().unwrap();
+        nodes.remove("n2");
+        nodes.remove("n3");
+        let gate = &mut nodes["n1"];
+        gate["phase"] = json!("Running");
+        gate["outputs"]["parameters"] = json!([supplied("approved-by")]);
+        let reject = Decision::Reject("no".to_owned());
+        let decided = gate_patch(&workflow, "dev", &reject, "sam", NOW).unwrap();
+        assert_eq!(decided.gate.name, "approve-dev");
+        assert_eq!(
+            decided.patch["status"]["nodes"]["n1"],
+            json!({"phase": "Failed", "message": "rejected by sam: no", "finishedAt": NOW,
+                "outputs": {"parameters": [{"name": "approved-by", "default": "", "value": "sam"}]}})
+        );
+    }
+
+    #[test]
+    fn compressed_node_status_is_refused_with_the_argo_commands_for_either_gate() {
+        let workflow = json!({"metadata": {"name": "shop-x1"},
+            "status": {"phase": "Running", "compressedNodes": "H4sI..."}});
+        let why = refused(&workflow, "dev");
+        for part in [
+            "--node-field-selector displayName=approve-dev --output-parameter approved-by=jane",
+            "--node-field-selector displayName=risk-dev --output-parameter approved-by=jane \
+             --output-parameter decision=approve",
+            "never `argo stop`",
+        ] {
+            assert!(why.contains(part), "{part} in {why}");
+        }
+    }
+}
