@@ -126,6 +126,28 @@ fn waiting_at_prod(name: &str) -> Value {
     })
 }
 
+/// A run that deployed dev to a risky change set and waits at dev's risk
+/// gate (template `risk-gate`, its two supplied outputs), as Argo records it.
+fn waiting_at_risk_dev(name: &str) -> Value {
+    let supplied =
+        |output: &str| json!({"name": output, "default": "", "valueFrom": {"supplied": {}, "default": ""}});
+    json!({
+        "phase": "Running",
+        "startedAt": "2026-01-01T00:00:00Z",
+        "nodes": {
+            name: {"id": name, "name": name, "displayName": name, "type": "DAG", "phase": "Running",
+                "startedAt": "2026-01-01T00:00:00Z"},
+            format!("{name}-1"): {"id": format!("{name}-1"), "name": format!("{name}.deploy-dev"),
+                "displayName": "deploy-dev", "type": "Retry", "phase": "Succeeded",
+                "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:03:01Z"},
+            format!("{name}-2"): {"id": format!("{name}-2"), "name": format!("{name}.risk-dev"),
+                "displayName": "risk-dev", "type": "Suspend", "templateName": "risk-gate", "phase": "Running",
+                "startedAt": "2026-01-01T00:03:02Z",
+                "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}},
+        },
+    })
+}
+
 fn workflow_validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     V.get_or_init(|| {
@@ -275,7 +297,7 @@ fn a_triggered_run_is_listed_shown_with_its_waiting_gate_and_approved_as_argo_wo
     let o = cluster.aphex(&["approve", &name, "--env", "dev"]);
     assert_eq!(code(&o), 1);
     assert!(
-        text(&o.stderr).contains("is not waiting at approve-dev; it waits at: approve-prod"),
+        text(&o.stderr).contains("is not waiting at approve-dev or risk-dev; it waits at: approve-prod"),
         "{}",
         text(&o.stderr)
     );
@@ -561,4 +583,108 @@ fn status_watch_prints_again_when_the_run_changes_and_ends_with_it() {
     assert!(child.wait().unwrap().success());
     assert!(rest.contains(&format!("run {name}: Succeeded")), "{rest}");
     assert!(!rest.contains("waiting for approval"), "{rest}");
+}
+
+#[test]
+fn a_waiting_risk_gate_is_shown_with_its_command_and_approved_with_both_outputs() {
+    let cluster = Cluster::new();
+    let name = cluster.trigger();
+    cluster.set_status(&name, waiting_at_risk_dev(&name));
+    let o = cluster.aphex(&["status", &name]);
+    let shown = text(&o.stdout);
+    assert!(
+        shown.lines().any(|l| l.starts_with("risk-dev")
+            && l.contains("Running")
+            && l.ends_with(&format!(
+                "waiting for approval of risky changes: aphex approve {name} --env dev"
+            ))),
+        "{shown}"
+    );
+    let o = cluster.aphex(&["status", "-o", "wide"]);
+    assert!(
+        text(&o.stdout).contains("waiting: risk-dev"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // The command the status names decides the risk gate, not approve-dev.
+    let o = cluster.aphex(&["approve", &name, "--env", "dev"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!("approved the risky changes of dev of run {name} as jane\n")
+    );
+    let node = &cluster.workflow(&name)["status"]["nodes"][format!("{name}-2")];
+    assert_eq!(node["phase"], "Succeeded");
+    assert_eq!(node["message"], "risk approved by jane");
+    assert!(node["finishedAt"].is_string());
+    assert_eq!(
+        node["outputs"]["parameters"],
+        json!([
+            {"name": "approved-by", "default": "", "value": "jane"},
+            {"name": "decision", "default": "", "value": "approve"}
+        ])
+    );
+    let o = cluster.aphex(&["status", &name]);
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("risk-dev") && l.ends_with("risk approved by jane")),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = cluster.aphex(&["approve", &name, "--env", "dev", "--reject"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        text(&o.stderr).contains("gate risk-dev of run")
+            && text(&o.stderr).contains("is not waiting: it is Succeeded (risk approved by jane)"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn a_rejected_risk_gate_succeeds_so_its_resume_task_records_who_and_why() {
+    let cluster = Cluster::new();
+    let name = cluster.trigger();
+    cluster.set_status(&name, waiting_at_risk_dev(&name));
+    let o = cluster.aphex(&[
+        "approve",
+        &name,
+        "--env",
+        "dev",
+        "--reject",
+        "--message",
+        "not during the sale",
+        "--as",
+        "sam@example.com",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!("rejected the risky changes of dev of run {name} as sam@example.com\n")
+    );
+    let node = &cluster.workflow(&name)["status"]["nodes"][format!("{name}-2")];
+    // Not Failed: the DAG must go on to resume-dev, which fails dev as rejected.
+    assert_eq!(node["phase"], "Succeeded");
+    assert_eq!(
+        node["message"],
+        "rejected by sam@example.com: not during the sale"
+    );
+    assert_eq!(
+        node["outputs"]["parameters"],
+        json!([
+            {"name": "approved-by", "default": "", "value": "sam@example.com"},
+            {"name": "decision", "default": "", "value": "reject"}
+        ])
+    );
+    let o = cluster.aphex(&["status", &name]);
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("risk-dev")
+                && l.ends_with("rejected by sam@example.com: not during the sale")),
+        "{}",
+        text(&o.stdout)
+    );
 }

@@ -1,8 +1,10 @@
 //! A Workflow read as a pipeline run: how it started (its labels), its
 //! commit, and each stage task's phase and times from `status.nodes`, with
-//! the approval gates that wait (suspend nodes still running). Pure: the
+//! the gates that wait (suspend nodes still running): an environment's
+//! approval gate `approve-ENV` and its risk gate `risk-ENV`. Pure: the
 //! Workflow comes from [`crate::workflows`].
 
+use aphex_template::submit::{APPROVED_BY, DECISION, risk_gate_task};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,19 +30,20 @@ pub struct RunView {
     pub finished_at: Option<String>,
     /// Argo's message (why it failed).
     pub message: Option<String>,
-    /// The stage tasks and approval gates reached so far, by start time.
+    /// The stage tasks and gates reached so far, by start time.
     pub stages: Vec<StageView>,
 }
 
-/// One task of a run: a stage or an approval gate.
+/// One task of a run: a stage or a gate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageView {
-    /// The task name (`build`, `approve-prod`, `deploy-prod`).
+    /// The task name (`build`, `approve-prod`, `deploy-prod`, `risk-prod`).
     pub name: String,
-    /// Whether it is an approval gate (a suspend node).
+    /// Whether it is a gate (a suspend node): an approval gate or a risk
+    /// gate.
     pub gate: bool,
-    /// Argo's node phase (`Running` on a gate: waiting for approval).
+    /// Argo's node phase (`Running` on a gate: waiting for a decision).
     pub phase: String,
     /// RFC 3339 start.
     pub started_at: Option<String>,
@@ -50,15 +53,49 @@ pub struct StageView {
     pub message: Option<String>,
     /// Who approved a gate (its `approved-by` output), when named.
     pub approved_by: Option<String>,
+    /// How `aphex approve` decided a risk gate (its `decision` output:
+    /// `approve` or `reject`); none while it waits, or when it was resumed
+    /// otherwise (`argo resume`, its timeout).
+    pub decision: Option<String>,
     /// The node's id in `status.nodes` (what an approval patches).
     #[serde(skip)]
     pub node_id: String,
+}
+
+/// Which of an environment's two gates a suspend node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateKind {
+    /// `approve-ENV`, before the deploy (`approval: manual`).
+    Approval,
+    /// `risk-ENV`, where the deploy stopped at a risky change set.
+    Risk,
 }
 
 impl StageView {
     /// Whether this is a gate waiting for `aphex approve`.
     pub fn waiting(&self) -> bool {
         self.gate && self.phase == "Running"
+    }
+
+    /// The kind of gate this is and its environment, read from the task
+    /// name (`approve-prod`, `risk-prod`); none for a stage or a suspend
+    /// node of another name. The prefixes differ, so `approve-risk-x` is
+    /// environment `risk-x`'s approval gate, never a risk gate.
+    pub fn gate_of(&self) -> Option<(GateKind, &str)> {
+        if !self.gate {
+            return None;
+        }
+        if let Some(env) = self.name.strip_prefix("approve-") {
+            return Some((GateKind::Approval, env));
+        }
+        let env = self.name.strip_prefix(risk_gate_task("").as_str())?;
+        Some((GateKind::Risk, env))
+    }
+
+    /// The `aphex approve` command that decides this gate, if it is one.
+    pub fn approve_command(&self, run: &str) -> Option<String> {
+        self.gate_of()
+            .map(|(_, env)| format!("aphex approve {run} --env {env}"))
     }
 }
 
@@ -131,12 +168,10 @@ fn task(id: &str, node: &Value) -> Option<StageView> {
         finished_at: text(&node["finishedAt"]),
         message: text(&node["message"]),
         approved_by: gate
-            .then(|| {
-                parameter(
-                    &node["outputs"]["parameters"],
-                    aphex_template::submit::APPROVED_BY,
-                )
-            })
+            .then(|| parameter(&node["outputs"]["parameters"], APPROVED_BY))
+            .flatten(),
+        decision: gate
+            .then(|| parameter(&node["outputs"]["parameters"], DECISION))
             .flatten(),
         node_id: id.to_owned(),
     })
@@ -203,5 +238,44 @@ mod tests {
             "2h03m"
         );
         assert_eq!(duration(None, None, "x"), "-");
+    }
+
+    #[test]
+    fn a_waiting_risk_gate_is_a_waiting_gate_of_its_environment_with_its_command() {
+        let wf = json!({
+            "metadata": {"name": "shop-x1"},
+            "status": {"phase": "Running", "nodes": {
+                "n1": {"type": "Suspend", "displayName": "approve-risk-x", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:01:00Z"},
+                "n2": {"type": "Suspend", "displayName": "risk-dev", "phase": "Running",
+                    "startedAt": "2026-01-01T00:02:00Z",
+                    "outputs": {"parameters": [
+                        {"name": "approved-by", "valueFrom": {"supplied": {}, "default": ""}},
+                        {"name": "decision", "valueFrom": {"supplied": {}, "default": ""}}]}},
+                "n3": {"type": "Suspend", "displayName": "risk-qa", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:03:00Z",
+                    "outputs": {"parameters": [
+                        {"name": "approved-by", "value": "sam"}, {"name": "decision", "value": "reject"}]}}
+            }}
+        });
+        let run = RunView::from_workflow(&wf);
+        let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
+        assert_eq!(waiting, ["risk-dev"]);
+        let kinds: Vec<_> = run.stages.iter().map(StageView::gate_of).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some((GateKind::Approval, "risk-x")),
+                Some((GateKind::Risk, "dev")),
+                Some((GateKind::Risk, "qa"))
+            ]
+        );
+        assert_eq!(
+            run.stages[1].approve_command(&run.name).as_deref(),
+            Some("aphex approve shop-x1 --env dev")
+        );
+        assert_eq!(run.stages[1].decision, None, "a supplied output not yet set");
+        assert_eq!(run.stages[2].decision.as_deref(), Some("reject"));
+        assert_eq!(run.stages[2].approved_by.as_deref(), Some("sam"));
     }
 }

@@ -1,21 +1,23 @@
 //! A pipeline's Workflows on the cluster: submit one (`aphex trigger`, and
 //! the pipeline stage's restart through the `WorkflowSubmitter` port), list
-//! and read them (`aphex status`), and decide an approval gate (`aphex
-//! approve`) the way `argo resume`, `argo stop` and `argo node set` decide a
-//! suspend node: the gate's node in `status.nodes` gets phase `Succeeded`
-//! (or `Failed` with a message) and a finish time, and its supplied
-//! `approved-by` output its value, in one merge patch that carries the
-//! Workflow's `resourceVersion`, so a change the controller made meanwhile
-//! is never overwritten (the patch is refused and made again).
+//! and read them (`aphex status`), and decide an environment's gate (`aphex
+//! approve`: its approval gate or its risk gate, whichever waits) the way
+//! `argo resume`, `argo stop` and `argo node set` decide a suspend node: the
+//! gate's node in `status.nodes` gets phase `Succeeded` (or, rejecting an
+//! approval gate, `Failed`) with a message and a finish time, and its
+//! supplied outputs (`approved-by`; a risk gate's `decision` too) their
+//! values, in one merge patch that carries the Workflow's `resourceVersion`,
+//! so a change the controller made meanwhile is never overwritten (the
+//! patch is refused and made again).
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::KubeError;
-use crate::run_status::RunView;
+use crate::run_status::{RunView, StageView};
 use aphex_stages::ports::{SubmitError, Submitted, WorkflowSubmitter};
-use aphex_template::submit::APPROVED_BY;
+use aphex_template::submit::{APPROVED_BY, DECISION, DECISION_APPROVE, DECISION_REJECT, risk_gate_task};
 
 /// Why a Workflow operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +77,11 @@ pub enum WorkflowError {
 /// How a gate is decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Resume it: the deploy after it runs.
+    /// Resume it: the deploy after it runs (a risk gate's: with its risks
+    /// approved).
     Approve,
-    /// Fail it with this message: the run stops there.
+    /// Reject it with this message: the run stops at an approval gate; a
+    /// risk gate's resume task fails the environment as rejected.
     Reject(String),
 }
 
@@ -226,111 +230,133 @@ impl Workflows {
         }
     }
 
-    /// Decides gate `gate` (`approve-prod`) of run `name` as `who`, at
-    /// `now` (RFC 3339); the run as it was just before.
+    /// Decides environment `env`'s waiting gate of run `name` (its
+    /// approval gate `approve-ENV` or its risk gate `risk-ENV`, whichever
+    /// waits) as `who`, at `now` (RFC 3339); the gate as it was just before.
     pub async fn decide(
         &self,
         name: &str,
-        gate: &str,
+        env: &str,
         decision: &Decision,
         who: &str,
         now: &str,
-    ) -> Result<RunView, WorkflowError> {
+    ) -> Result<StageView, WorkflowError> {
         for _ in 0..CONFLICT_RETRIES {
             let workflow = self.get(name).await?;
-            let patch = gate_patch(&workflow, gate, decision, who, now)?;
+            let GateDecision { gate, patch } = gate_patch(&workflow, env, decision, who, now)?;
             match self
                 .api()
                 .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => return Ok(RunView::from_workflow(&workflow)),
+                Ok(_) => return Ok(gate),
                 // The controller wrote the Workflow since it was read: read again.
                 Err(kube::Error::Api(status)) if status.code == 409 => continue,
                 Err(e) => {
                     return Err(self.error(
-                        format!("deciding gate {gate} of run {}/{name}", self.namespace),
+                        format!("deciding gate {} of run {}/{name}", gate.name, self.namespace),
                         e,
                     ));
                 }
             }
         }
         Err(WorkflowError::Gate(format!(
-            "run {name} kept changing while gate {gate} was being decided: run the command again"
+            "run {name} kept changing while environment {env}'s gate was being decided: run the command again"
         )))
     }
 }
 
-/// The merge patch that decides `gate` of `workflow`, or why it cannot.
+/// The gate [`gate_patch`] chose and the merge patch that decides it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateDecision {
+    /// The gate, as it was before the patch.
+    pub gate: StageView,
+    /// The merge patch of the Workflow.
+    pub patch: Value,
+}
+
+/// The merge patch that decides environment `env`'s waiting gate of
+/// `workflow`, or why it cannot. Of its approval gate (`approve-ENV`) and
+/// its risk gate (`risk-ENV`) at most one waits at a time: the risk gate
+/// follows the deploy that follows the approval gate.
+///
+/// An approval gate is decided as `argo resume` (approve: phase
+/// `Succeeded`) or `argo stop` (reject: `Failed`, the run stops there) do.
+/// A risk gate ends `Succeeded` either way, its `decision` output saying
+/// which: the `resume-ENV` task after it must run to record a rejection in
+/// the run record and fail the environment, which a `Failed` suspend node
+/// would prevent (the DAG stops there, nothing recorded).
 pub fn gate_patch(
     workflow: &Value,
-    gate: &str,
+    env: &str,
     decision: &Decision,
     who: &str,
     now: &str,
-) -> Result<Value, WorkflowError> {
+) -> Result<GateDecision, WorkflowError> {
     let run = RunView::from_workflow(workflow);
+    let approval = format!("approve-{env}");
+    let risk = risk_gate_task(env);
     let status = &workflow["status"];
     if status["nodes"].as_object().is_none()
         && (status.get("compressedNodes").is_some() || status.get("offloadNodeStatusVersion").is_some())
     {
+        let name = &run.name;
         return Err(WorkflowError::Gate(format!(
-            "run {} keeps its node status compressed or offloaded, which aphex does not read: decide the gate with \
-             `argo node set {} --node-field-selector displayName={gate} --output-parameter {APPROVED_BY}={who}` \
-             then `argo resume` (or `argo stop`) with the same selector",
-            run.name, run.name
+            "run {name} keeps its node status compressed or offloaded, which aphex does not read: decide the \
+             approval gate with `argo node set {name} --node-field-selector displayName={approval} \
+             --output-parameter {APPROVED_BY}={who}` then `argo resume` (or `argo stop`) with the same selector; \
+             the risk gate with `argo node set {name} --node-field-selector displayName={risk} \
+             --output-parameter {APPROVED_BY}={who} --output-parameter {DECISION}={DECISION_APPROVE}` (or \
+             `{DECISION}={DECISION_REJECT}`) then `argo resume` with the same selector (never `argo stop`: the \
+             rejection would go unrecorded)"
         )));
     }
-    let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
-    let Some(node) = run.stages.iter().find(|s| s.gate && s.name == gate) else {
-        return Err(WorkflowError::Gate(if run.ended() {
-            format!(
-                "run {} has ended ({}) without reaching {gate}",
-                run.name, run.phase
-            )
-        } else if waiting.is_empty() {
-            format!(
-                "run {} is not waiting at {gate} (yet): no gate waits now; `aphex status {}` shows where it is",
-                run.name, run.name
-            )
-        } else {
-            format!(
-                "run {} is not waiting at {gate}; it waits at: {}",
-                run.name,
-                waiting.join(", ")
-            )
-        }));
+    let gates: Vec<&StageView> = run
+        .stages
+        .iter()
+        .filter(|s| s.gate && (s.name == approval || s.name == risk))
+        .collect();
+    let Some(node) = gates.iter().copied().find(|g| g.waiting()) else {
+        return Err(not_waiting(&run, &gates, &approval, &risk));
     };
-    if !node.waiting() {
-        let by = node
-            .approved_by
-            .as_deref()
-            .map(|b| format!(" by {b}"))
-            .unwrap_or_default();
-        return Err(WorkflowError::Gate(format!(
-            "gate {gate} of run {} is not waiting: it is {}{by}",
-            run.name, node.phase
-        )));
-    }
-    let (phase, message) = match decision {
-        Decision::Approve => ("Succeeded", format!("approved by {who}")),
-        Decision::Reject(reason) => ("Failed", format!("rejected by {who}: {reason}")),
+    let is_risk = node.name == risk;
+    let (phase, message, decided) = match (is_risk, decision) {
+        (false, Decision::Approve) => ("Succeeded", format!("approved by {who}"), None),
+        (false, Decision::Reject(reason)) => ("Failed", format!("rejected by {who}: {reason}"), None),
+        (true, Decision::Approve) => (
+            "Succeeded",
+            format!("risk approved by {who}"),
+            Some(DECISION_APPROVE),
+        ),
+        (true, Decision::Reject(reason)) => (
+            "Succeeded",
+            format!("rejected by {who}: {reason}"),
+            Some(DECISION_REJECT),
+        ),
     };
     // Outputs as `argo node set` leaves them: the supplied value set, its
     // `valueFrom` gone; the whole list, since a merge patch replaces lists.
     let mut outputs = workflow["status"]["nodes"][&node.node_id]["outputs"].clone();
-    let mut named = false;
-    if let Some(params) = outputs["parameters"].as_array_mut() {
-        for p in params.iter_mut().filter(|p| p["name"] == APPROVED_BY) {
-            if let Some(o) = p.as_object_mut() {
-                o.remove("valueFrom");
-                o.insert("value".to_owned(), json!(who));
-                named = true;
-            }
-        }
-    }
+    let named = supply(&mut outputs, APPROVED_BY, who);
     let mut update = json!({"phase": phase, "message": message, "finishedAt": now});
-    if named {
+    if let Some(decided) = decided {
+        // Without both outputs the resume task would read a rejection as
+        // `argo resume`'s approval, or not know who decided: refuse.
+        let recorded = supply(&mut outputs, DECISION, decided);
+        if let Some(missing) = [(APPROVED_BY, named), (DECISION, recorded)]
+            .iter()
+            .find(|(_, found)| !found)
+            .map(|(n, _)| n)
+        {
+            return Err(WorkflowError::Gate(format!(
+                "gate {} of run {} has no `{missing}` output to record the decision in, so its resume task \
+                 could not read it: the run's WorkflowTemplate is not the one this aphex renders (`aphex \
+                 bootstrap` updates it); nothing was changed",
+                node.name, run.name
+            )));
+        }
+        update["outputs"] = outputs;
+    } else if named {
         update["outputs"] = outputs;
     }
     let mut patch = json!({"status": {"nodes": {}}});
@@ -339,7 +365,61 @@ pub fn gate_patch(
     if let Some(rv) = workflow["metadata"]["resourceVersion"].as_str() {
         patch["metadata"] = json!({"resourceVersion": rv});
     }
-    Ok(patch)
+    Ok(GateDecision {
+        gate: node.clone(),
+        patch,
+    })
+}
+
+/// Sets output parameter `name` of `outputs` to `value` as `argo node set`
+/// does (the value set, its `valueFrom` gone); whether the node has it.
+fn supply(outputs: &mut Value, name: &str, value: &str) -> bool {
+    let mut found = false;
+    if let Some(params) = outputs["parameters"].as_array_mut() {
+        for p in params.iter_mut().filter(|p| p["name"] == name) {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("valueFrom");
+                o.insert("value".to_owned(), json!(value));
+                found = true;
+            }
+        }
+    }
+    found
+}
+
+/// Why none of `gates` (environment's gates `approval` and `risk` that the
+/// run reached) waits: the latest one's state, else where the run is.
+fn not_waiting(run: &RunView, gates: &[&StageView], approval: &str, risk: &str) -> WorkflowError {
+    if let Some(gate) = gates.last() {
+        let detail = match (&gate.decision, &gate.message, &gate.approved_by) {
+            // A risk gate is Succeeded either way: its message says how.
+            (Some(_), Some(message), _) => format!(" ({message})"),
+            (_, _, Some(by)) => format!(" by {by}"),
+            _ => String::new(),
+        };
+        return WorkflowError::Gate(format!(
+            "gate {} of run {} is not waiting: it is {}{detail}",
+            gate.name, run.name, gate.phase
+        ));
+    }
+    let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
+    WorkflowError::Gate(if run.ended() {
+        format!(
+            "run {} has ended ({}) without reaching {approval} or {risk}",
+            run.name, run.phase
+        )
+    } else if waiting.is_empty() {
+        format!(
+            "run {} is not waiting at {approval} or {risk} (yet): no gate waits now; `aphex status {}` shows where it is",
+            run.name, run.name
+        )
+    } else {
+        format!(
+            "run {} is not waiting at {approval} or {risk}; it waits at: {}",
+            run.name,
+            waiting.join(", ")
+        )
+    })
 }
 
 /// The pipeline stage's restart goes through the same calls as `aphex
@@ -396,5 +476,182 @@ fn submit_error(e: WorkflowError) -> SubmitError {
             context: "submitting a Workflow".to_owned(),
             source: Box::new(other),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-01T01:00:00Z";
+
+    /// A supplied output as Argo writes it on a waiting suspend node.
+    fn supplied(name: &str) -> Value {
+        json!({"name": name, "default": "", "valueFrom": {"supplied": {}, "default": ""}})
+    }
+
+    /// Run `shop-x1`: dev approved at `approve-dev`, then deployed to a
+    /// risky change set; its risk gate `risk-dev` in phase `risk_phase`.
+    fn at_risk_gate(risk_phase: &str) -> Value {
+        json!({
+            "metadata": {"name": "shop-x1", "resourceVersion": "42"},
+            "status": {"phase": "Running", "startedAt": "2026-01-01T00:00:00Z", "nodes": {
+                "shop-x1": {"type": "DAG", "displayName": "shop-x1", "phase": "Running"},
+                "n1": {"type": "Suspend", "displayName": "approve-dev", "templateName": "approval",
+                    "phase": "Succeeded", "message": "approved by jane",
+                    "startedAt": "2026-01-01T00:01:00Z", "finishedAt": "2026-01-01T00:02:00Z",
+                    "outputs": {"parameters": [{"name": "approved-by", "default": "", "value": "jane"}]}},
+                "n2": {"type": "Pod", "displayName": "deploy-dev", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:02:01Z", "finishedAt": "2026-01-01T00:05:00Z"},
+                "n3": {"type": "Suspend", "displayName": "risk-dev", "templateName": "risk-gate",
+                    "phase": risk_phase, "startedAt": "2026-01-01T00:05:01Z",
+                    "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}}
+            }}
+        })
+    }
+
+    fn refused(workflow: &Value, env: &str) -> String {
+        match gate_patch(workflow, env, &Decision::Approve, "jane", NOW) {
+            Err(WorkflowError::Gate(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn approving_a_waiting_risk_gate_succeeds_it_with_both_outputs_set_as_argo_node_set_leaves_them() {
+        let decided = gate_patch(&at_risk_gate("Running"), "dev", &Decision::Approve, "jane", NOW).unwrap();
+        assert_eq!(decided.gate.name, "risk-dev");
+        assert_eq!(
+            decided.gate.gate_of(),
+            Some((crate::run_status::GateKind::Risk, "dev"))
+        );
+        assert_eq!(
+            decided.patch,
+            json!({
+                "metadata": {"resourceVersion": "42"},
+                "status": {"nodes": {"n3": {
+                    "phase": "Succeeded",
+                    "message": "risk approved by jane",
+                    "finishedAt": NOW,
+                    "outputs": {"parameters": [
+                        {"name": "approved-by", "default": "", "value": "jane"},
+                        {"name": "decision", "default": "", "value": "approve"}
+                    ]}
+                }}}
+            }),
+            "only the risk gate's node, the approval gate before it untouched"
+        );
+    }
+
+    #[test]
+    fn rejecting_a_risk_gate_still_succeeds_it_so_its_resume_task_records_the_rejection() {
+        let reject = Decision::Reject("not during the sale".to_owned());
+        let decided = gate_patch(&at_risk_gate("Running"), "dev", &reject, "sam@example.com", NOW).unwrap();
+        let node = &decided.patch["status"]["nodes"]["n3"];
+        assert_eq!(
+            node["phase"], "Succeeded",
+            "a Failed suspend node would stop the DAG unrecorded"
+        );
+        assert_eq!(
+            node["message"],
+            "rejected by sam@example.com: not during the sale"
+        );
+        assert_eq!(
+            node["outputs"]["parameters"],
+            json!([
+                {"name": "approved-by", "default": "", "value": "sam@example.com"},
+                {"name": "decision", "default": "", "value": "reject"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_risk_gate_that_does_not_wait_is_refused_saying_how_it_was_decided() {
+        let mut workflow = at_risk_gate("Succeeded");
+        let node = &mut workflow["status"]["nodes"]["n3"];
+        node["message"] = json!("rejected by sam: not today");
+        node["outputs"]["parameters"] = json!([
+            {"name": "approved-by", "value": "sam"},
+            {"name": "decision", "value": "reject"}
+        ]);
+        assert_eq!(
+            refused(&workflow, "dev"),
+            "gate risk-dev of run shop-x1 is not waiting: it is Succeeded (rejected by sam: not today)"
+        );
+        // Reached, but its deploy is not there yet: the approval gate's state.
+        let mut before = at_risk_gate("Running");
+        before["status"]["nodes"].as_object_mut().unwrap().remove("n3");
+        assert_eq!(
+            refused(&before, "dev"),
+            "gate approve-dev of run shop-x1 is not waiting: it is Succeeded by jane"
+        );
+    }
+
+    #[test]
+    fn with_no_gate_of_the_environment_the_refusal_names_both_and_those_that_wait() {
+        let workflow = at_risk_gate("Running");
+        assert_eq!(
+            refused(&workflow, "prod"),
+            "run shop-x1 is not waiting at approve-prod or risk-prod; it waits at: risk-dev"
+        );
+        let mut idle = at_risk_gate("Succeeded");
+        assert!(
+            refused(&idle, "prod").starts_with(
+                "run shop-x1 is not waiting at approve-prod or risk-prod (yet): no gate waits now"
+            ),
+            "{}",
+            refused(&idle, "prod")
+        );
+        idle["status"]["phase"] = json!("Failed");
+        assert_eq!(
+            refused(&idle, "prod"),
+            "run shop-x1 has ended (Failed) without reaching approve-prod or risk-prod"
+        );
+    }
+
+    #[test]
+    fn a_risk_gate_without_its_decision_output_is_refused_not_decided_half() {
+        let mut workflow = at_risk_gate("Running");
+        workflow["status"]["nodes"]["n3"]["outputs"]["parameters"] = json!([supplied("approved-by")]);
+        let why = refused(&workflow, "dev");
+        assert!(
+            why.starts_with("gate risk-dev of run shop-x1 has no `decision` output"),
+            "{why}"
+        );
+        assert!(why.ends_with("nothing was changed"), "{why}");
+    }
+
+    #[test]
+    fn an_approval_gate_is_decided_as_before_a_rejection_fails_it() {
+        let mut workflow = at_risk_gate("Running");
+        let nodes = workflow["status"]["nodes"].as_object_mut().unwrap();
+        nodes.remove("n2");
+        nodes.remove("n3");
+        let gate = &mut nodes["n1"];
+        gate["phase"] = json!("Running");
+        gate["outputs"]["parameters"] = json!([supplied("approved-by")]);
+        let reject = Decision::Reject("no".to_owned());
+        let decided = gate_patch(&workflow, "dev", &reject, "sam", NOW).unwrap();
+        assert_eq!(decided.gate.name, "approve-dev");
+        assert_eq!(
+            decided.patch["status"]["nodes"]["n1"],
+            json!({"phase": "Failed", "message": "rejected by sam: no", "finishedAt": NOW,
+                "outputs": {"parameters": [{"name": "approved-by", "default": "", "value": "sam"}]}})
+        );
+    }
+
+    #[test]
+    fn compressed_node_status_is_refused_with_the_argo_commands_for_either_gate() {
+        let workflow = json!({"metadata": {"name": "shop-x1"},
+            "status": {"phase": "Running", "compressedNodes": "H4sI..."}});
+        let why = refused(&workflow, "dev");
+        for part in [
+            "--node-field-selector displayName=approve-dev --output-parameter approved-by=jane",
+            "--node-field-selector displayName=risk-dev --output-parameter approved-by=jane \
+             --output-parameter decision=approve",
+            "never `argo stop`",
+        ] {
+            assert!(why.contains(part), "{part} in {why}");
+        }
     }
 }

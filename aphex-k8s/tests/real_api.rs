@@ -466,3 +466,68 @@ async fn workflows_submitted_from_the_template_are_listed_by_pipeline_and_read_b
         "the push's commit: {commit}"
     );
 }
+
+/// `aphex approve`'s patch of a risk gate (`Workflows::decide`) as the
+/// real server takes it: Argo's CRD accepts the node's phase, message,
+/// finish time and both outputs (`approved-by`, `decision`) set as `argo
+/// node set` leaves them, and keeps them; a rejection, too, leaves the node
+/// `Succeeded` so the resume task after it runs.
+#[tokio::test]
+async fn a_risk_gates_decision_is_accepted_and_kept_by_the_workflow_crd() {
+    use aphex_k8s::workflows::{Decision, Workflows};
+
+    let api = kube_api();
+    let namespace = api.namespace("risk-gate");
+    let client = api.client(&namespace).await;
+    let workflows =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &argo("Workflow", "workflows"));
+    let supplied = |name: &str| json!({"name": name, "valueFrom": {"supplied": {}, "default": ""}});
+    for (decision, who, message, decided) in [
+        (Decision::Approve, "jane", "risk approved by jane", "approve"),
+        (
+            Decision::Reject("not during the sale".to_owned()),
+            "sam@example.com",
+            "rejected by sam@example.com: not during the sale",
+            "reject",
+        ),
+    ] {
+        let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"generateName": "shop-", "namespace": namespace},
+            "spec": {"workflowTemplateRef": {"name": "shop"}}});
+        let created = create_strict(&client, "workflows", &workflow).await.unwrap();
+        let name = created["metadata"]["name"].as_str().unwrap().to_owned();
+        // The controller's part: the run waits at dev's risk gate.
+        let status = json!({"phase": "Running", "startedAt": "2026-01-01T00:00:00Z", "nodes": {
+            name.clone(): {"id": name, "name": name, "displayName": name, "type": "DAG",
+                "templateName": "main", "phase": "Running", "startedAt": "2026-01-01T00:00:00Z"},
+            format!("{name}-1"): {"id": format!("{name}-1"), "name": format!("{name}.risk-dev"),
+                "displayName": "risk-dev", "type": "Suspend", "templateName": "risk-gate",
+                "phase": "Running", "startedAt": "2026-01-01T00:05:00Z", "boundaryID": name,
+                "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}},
+        }});
+        workflows
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": status})),
+            )
+            .await
+            .expect("the status a controller writes is accepted");
+
+        let gate = Workflows::new(client.clone(), &namespace)
+            .decide(&name, "dev", &decision, who, "2026-01-01T01:00:00Z")
+            .await
+            .expect("the server accepts the decision");
+        assert_eq!(gate.name, "risk-dev");
+        let after = serde_json::to_value(workflows.get(&name).await.unwrap()).unwrap();
+        let node = &after["status"]["nodes"][format!("{name}-1")];
+        assert_eq!(node["phase"], "Succeeded", "{node}");
+        assert_eq!(node["message"], message);
+        assert_eq!(node["finishedAt"], "2026-01-01T01:00:00Z");
+        assert_eq!(
+            node["outputs"]["parameters"],
+            json!([{"name": "approved-by", "value": who}, {"name": "decision", "value": decided}])
+        );
+        assert_eq!(after["status"]["nodes"][&name]["phase"], "Running");
+    }
+}

@@ -1,9 +1,11 @@
-//! `aphex approve RUN --env ENV [--as NAME] [--reject]`: decides the
-//! approval gate `approve-ENV` of a run the way `argo resume`/`argo stop`
-//! and `argo node set` do (`aphex_k8s::workflows::Workflows::decide`),
-//! naming who decided on the gate's `approved-by` output, from where the
-//! deploy after it records it.
+//! `aphex approve RUN --env ENV [--as NAME] [--reject]`: decides the gate
+//! of environment ENV that waits in a run, its approval gate `approve-ENV`
+//! or its risk gate `risk-ENV`, the way `argo resume`/`argo stop` and `argo
+//! node set` do (`aphex_k8s::workflows::Workflows::decide`), naming who
+//! decided on the gate's `approved-by` output, from where the deploy after
+//! it (or, for a risk gate, its `resume-ENV` task) records it.
 
+use aphex_k8s::run_status::GateKind;
 use aphex_k8s::workflows::Decision;
 use aphex_template::submit::check_approver;
 
@@ -16,6 +18,9 @@ use crate::out::Out;
 #[command(after_help = "Examples:\n  \
     aphex approve shop-7x2kq --env prod\n  \
     aphex approve shop-7x2kq --env prod --reject --message 'not during the sale'\n\n\
+    It decides the gate of ENV that waits: approve-ENV before the deploy (approval: manual), or\n\
+    risk-ENV where the deploy stopped at risky changes (riskGates: approve); rejecting a risk gate\n\
+    fails the environment, recorded as rejected.\n\n\
     Who approved is the kubeconfig context's user unless --as names someone; it is kept on the\n\
     gate, in the deploy's run record and in `aphex history`.\n\n\
     Exit status: 0 decided, 1 no such run or gate, the gate is not waiting, or the cluster\n\
@@ -23,13 +28,13 @@ use crate::out::Out;
 pub struct Args {
     /// The run (its Workflow's name, as `aphex status` lists it).
     pub run: String,
-    /// The environment whose gate to decide (gate `approve-ENV`).
+    /// The environment whose waiting gate to decide (`approve-ENV` or `risk-ENV`).
     #[arg(long, value_name = "ENV")]
     pub env: String,
     /// Who approves (default: the kubeconfig context's user).
     #[arg(long = "as", value_name = "NAME")]
     pub as_: Option<String>,
-    /// Reject instead: the run stops at the gate.
+    /// Reject instead: the run stops at the gate (a risk gate's environment fails).
     #[arg(long)]
     pub reject: bool,
     /// Why (kept on the gate with the rejection).
@@ -61,12 +66,17 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
         } else {
             Decision::Approve
         };
-        let gate = format!("approve-{}", args.env);
         let now = aphex_stages::time::now_rfc3339();
-        workflows.decide(&args.run, &gate, &decision, &who, &now).await?;
+        let gate = workflows
+            .decide(&args.run, &args.env, &decision, &who, &now)
+            .await?;
         let verb = if args.reject { "rejected" } else { "approved" };
+        let what = match gate.gate_of() {
+            Some((GateKind::Risk, _)) => format!("the risky changes of {}", args.env),
+            _ => args.env.clone(),
+        };
         let mut out = Out::lock();
-        writeln!(out, "{verb} {} of run {} as {who}", args.env, args.run)?;
+        writeln!(out, "{verb} {what} of run {} as {who}", args.run)?;
         Ok(Exit::Ok)
     })
 }

@@ -1,12 +1,13 @@
 //! `aphex status [RUN] [--watch]`: the pipeline's runs as their Workflows
 //! say (phase, commit, branch, start, duration, how each started and who
-//! started it), or one run's stages and the approval gates waiting
-//! (`aphex_k8s::run_status`).
+//! started it), or one run's stages and the gates waiting (approval gates
+//! and risk gates, with the `aphex approve` command that decides each;
+//! `aphex_k8s::run_status`).
 
 use std::time::Duration;
 
 use aphex_config::Config;
-use aphex_k8s::run_status::{RunView, duration};
+use aphex_k8s::run_status::{GateKind, RunView, StageView, duration};
 use aphex_template::triggers::deploy_branch;
 use aphex_template::workflow::PIPELINE_LABEL;
 
@@ -202,8 +203,11 @@ fn show_run(config: &Config, run: &RunView, output: Option<Output>, now: &str) -
     ));
     for stage in &run.stages {
         let note = if stage.waiting() {
-            let env = stage.name.strip_prefix("approve-").unwrap_or(&stage.name);
-            format!("waiting for approval: aphex approve {} --env {env}", run.name)
+            waiting_note(run, stage)
+        } else if let (Some(_), Some(message)) = (&stage.decision, &stage.message) {
+            // A decided risk gate is Succeeded either way: its message
+            // says whether it was approved or rejected, and by whom.
+            message.clone()
         } else if let Some(by) = &stage.approved_by {
             format!("by {by}")
         } else {
@@ -217,4 +221,19 @@ fn show_run(config: &Config, run: &RunView, output: Option<Output>, now: &str) -
         ));
     }
     Ok(text.lines().map(|l| format!("{}\n", l.trim_end())).collect())
+}
+
+/// What a waiting gate waits for, and the command that decides it.
+pub(crate) fn waiting_note(run: &RunView, gate: &StageView) -> String {
+    let what = match gate.gate_of() {
+        Some((GateKind::Risk, _)) => "waiting for approval of risky changes",
+        _ => "waiting for approval",
+    };
+    match gate.approve_command(&run.name) {
+        Some(command) => format!("{what}: {command}"),
+        None => format!(
+            "{what}: argo resume {} --node-field-selector displayName={}",
+            run.name, gate.name
+        ),
+    }
 }

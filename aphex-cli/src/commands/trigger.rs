@@ -186,11 +186,8 @@ pub async fn wait(workflows: &Workflows, name: &str) -> Result<Exit, CliError> {
         for stage in &run.stages {
             let key = format!("{} {}", stage.name, stage.phase);
             if stage.waiting() && said.insert(key.clone()) {
-                let env = stage.name.strip_prefix("approve-").unwrap_or(&stage.name);
-                eprintln!(
-                    "{}: waiting for approval (`aphex approve {name} --env {env}`)",
-                    stage.name
-                );
+                // The note `aphex status RUN` shows, so a risk gate's names its command too.
+                eprintln!("{}: {}", stage.name, super::status::waiting_note(&run, stage));
             } else if stage.finished_at.is_some() && said.insert(key) {
                 eprintln!("{}: {}", stage.name, stage.phase);
             }
