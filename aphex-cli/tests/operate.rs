@@ -127,7 +127,8 @@ fn waiting_at_prod(name: &str) -> Value {
 }
 
 /// A run that deployed dev to a risky change set and waits at dev's risk
-/// gate (template `risk-gate`, its two supplied outputs), as Argo records it.
+/// gate (the `risk` task, template `risk-gate`, of dev's `gated-deploy`
+/// DAG, its supplied output), as Argo records a nested DAG.
 fn waiting_at_risk_dev(name: &str) -> Value {
     let supplied =
         |output: &str| json!({"name": output, "default": "", "valueFrom": {"supplied": {}, "default": ""}});
@@ -137,13 +138,16 @@ fn waiting_at_risk_dev(name: &str) -> Value {
         "nodes": {
             name: {"id": name, "name": name, "displayName": name, "type": "DAG", "phase": "Running",
                 "startedAt": "2026-01-01T00:00:00Z"},
-            format!("{name}-1"): {"id": format!("{name}-1"), "name": format!("{name}.deploy-dev"),
-                "displayName": "deploy-dev", "type": "Retry", "phase": "Succeeded",
+            format!("{name}-d"): {"id": format!("{name}-d"), "name": format!("{name}.deploy-dev"),
+                "displayName": "deploy-dev", "type": "DAG", "templateName": "gated-deploy", "phase": "Running",
+                "startedAt": "2026-01-01T00:00:01Z", "boundaryID": name},
+            format!("{name}-1"): {"id": format!("{name}-1"), "name": format!("{name}.deploy-dev.deploy"),
+                "displayName": "deploy", "type": "Retry", "phase": "Succeeded", "boundaryID": format!("{name}-d"),
                 "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:03:01Z"},
-            format!("{name}-2"): {"id": format!("{name}-2"), "name": format!("{name}.risk-dev"),
-                "displayName": "risk-dev", "type": "Suspend", "templateName": "risk-gate", "phase": "Running",
-                "startedAt": "2026-01-01T00:03:02Z",
-                "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}},
+            format!("{name}-2"): {"id": format!("{name}-2"), "name": format!("{name}.deploy-dev.risk"),
+                "displayName": "risk", "type": "Suspend", "templateName": "risk-gate", "phase": "Running",
+                "startedAt": "2026-01-01T00:03:02Z", "boundaryID": format!("{name}-d"),
+                "outputs": {"parameters": [supplied("approved-by")]}},
         },
     })
 }
@@ -586,7 +590,7 @@ fn status_watch_prints_again_when_the_run_changes_and_ends_with_it() {
 }
 
 #[test]
-fn a_waiting_risk_gate_is_shown_with_its_command_and_approved_with_both_outputs() {
+fn a_waiting_risk_gate_is_shown_with_its_command_and_approved_naming_who() {
     let cluster = Cluster::new();
     let name = cluster.trigger();
     cluster.set_status(&name, waiting_at_risk_dev(&name));
@@ -620,16 +624,13 @@ fn a_waiting_risk_gate_is_shown_with_its_command_and_approved_with_both_outputs(
     assert!(node["finishedAt"].is_string());
     assert_eq!(
         node["outputs"]["parameters"],
-        json!([
-            {"name": "approved-by", "default": "", "value": "jane"},
-            {"name": "decision", "default": "", "value": "approve"}
-        ])
+        json!([{"name": "approved-by", "default": "", "value": "jane"}])
     );
     let o = cluster.aphex(&["status", &name]);
     assert!(
         text(&o.stdout)
             .lines()
-            .any(|l| l.starts_with("risk-dev") && l.ends_with("risk approved by jane")),
+            .any(|l| l.starts_with("risk-dev") && l.ends_with("by jane")),
         "{}",
         text(&o.stdout)
     );
@@ -637,14 +638,14 @@ fn a_waiting_risk_gate_is_shown_with_its_command_and_approved_with_both_outputs(
     assert_eq!(code(&o), 1);
     assert!(
         text(&o.stderr).contains("gate risk-dev of run")
-            && text(&o.stderr).contains("is not waiting: it is Succeeded (risk approved by jane)"),
+            && text(&o.stderr).contains("is not waiting: it is Succeeded by jane"),
         "{}",
         text(&o.stderr)
     );
 }
 
 #[test]
-fn a_rejected_risk_gate_succeeds_so_its_resume_task_records_who_and_why() {
+fn a_rejected_risk_gate_fails_as_an_approval_gate_does_naming_who_and_why() {
     let cluster = Cluster::new();
     let name = cluster.trigger();
     cluster.set_status(&name, waiting_at_risk_dev(&name));
@@ -665,18 +666,16 @@ fn a_rejected_risk_gate_succeeds_so_its_resume_task_records_who_and_why() {
         format!("rejected the risky changes of dev of run {name} as sam@example.com\n")
     );
     let node = &cluster.workflow(&name)["status"]["nodes"][format!("{name}-2")];
-    // Not Failed: the DAG must go on to resume-dev, which fails dev as rejected.
-    assert_eq!(node["phase"], "Succeeded");
+    // Failed: the run stops at the gate, and finalize records dev's
+    // deploy, still paused there, as failed.
+    assert_eq!(node["phase"], "Failed");
     assert_eq!(
         node["message"],
         "rejected by sam@example.com: not during the sale"
     );
     assert_eq!(
         node["outputs"]["parameters"],
-        json!([
-            {"name": "approved-by", "default": "", "value": "sam@example.com"},
-            {"name": "decision", "default": "", "value": "reject"}
-        ])
+        json!([{"name": "approved-by", "default": "", "value": "sam@example.com"}])
     );
     let o = cluster.aphex(&["status", &name]);
     assert!(

@@ -4,7 +4,8 @@
 //! approval gate `approve-ENV` and its risk gate `risk-ENV`. Pure: the
 //! Workflow comes from [`crate::workflows`].
 
-use aphex_template::submit::{APPROVED_BY, DECISION, risk_gate_task};
+use aphex_template::submit::{APPROVED_BY, risk_gate_task};
+use aphex_template::workflow::GATED_DEPLOY_TEMPLATE;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -53,10 +54,6 @@ pub struct StageView {
     pub message: Option<String>,
     /// Who approved a gate (its `approved-by` output), when named.
     pub approved_by: Option<String>,
-    /// How `aphex approve` decided a risk gate (its `decision` output:
-    /// `approve` or `reject`); none while it waits, or when it was resumed
-    /// otherwise (`argo resume`, its timeout).
-    pub decision: Option<String>,
     /// The node's id in `status.nodes` (what an approval patches).
     #[serde(skip)]
     pub node_id: String,
@@ -124,7 +121,12 @@ impl RunView {
         let params = &workflow["spec"]["arguments"]["parameters"];
         let mut stages: Vec<StageView> = status["nodes"]
             .as_object()
-            .map(|nodes| nodes.iter().filter_map(|(id, n)| task(id, n)).collect())
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter_map(|(id, n)| task(id, n, gated_env(nodes, n)))
+                    .collect()
+            })
             .unwrap_or_default();
         stages.sort_by(|a, b| (&a.started_at, &a.name).cmp(&(&b.started_at, &b.name)));
         RunView {
@@ -152,16 +154,34 @@ impl RunView {
     }
 }
 
-/// The task a node stands for, if it is one.
-fn task(id: &str, node: &Value) -> Option<StageView> {
-    let kind = node["type"].as_str()?;
-    let name = node["displayName"].as_str()?;
-    if !TASK_NODES.contains(&kind) || name.contains(['(', '.']) {
+/// The environment whose `gated-deploy` DAG (its deploy with a risk gate)
+/// `node` runs in, if it runs in one: the DAG node is `deploy-<env>`.
+fn gated_env<'a>(nodes: &'a serde_json::Map<String, Value>, node: &Value) -> Option<&'a str> {
+    let boundary = &nodes[node["boundaryID"].as_str()?];
+    if boundary["templateName"] != GATED_DEPLOY_TEMPLATE {
         return None;
     }
+    boundary["displayName"].as_str()?.strip_prefix("deploy-")
+}
+
+/// The task a node stands for, if it is one. The tasks of an
+/// environment's `gated-deploy` DAG (`deploy`, `risk`, `resume`) are named
+/// as its stages are: `deploy-<env>`, `risk-<env>`, `resume-<env>`.
+fn task(id: &str, node: &Value, gated_env: Option<&str>) -> Option<StageView> {
+    let kind = node["type"].as_str()?;
+    let display = node["displayName"].as_str()?;
+    if !TASK_NODES.contains(&kind) || display.contains(['(', '.']) {
+        return None;
+    }
+    let name = match (gated_env, display) {
+        (Some(env), "deploy") => format!("deploy-{env}"),
+        (Some(env), "risk") => risk_gate_task(env),
+        (Some(env), "resume") => format!("resume-{env}"),
+        _ => display.to_owned(),
+    };
     let gate = kind == "Suspend";
     Some(StageView {
-        name: name.to_owned(),
+        name,
         gate,
         phase: text(&node["phase"]).unwrap_or_else(|| "Pending".to_owned()),
         started_at: text(&node["startedAt"]),
@@ -169,9 +189,6 @@ fn task(id: &str, node: &Value) -> Option<StageView> {
         message: text(&node["message"]),
         approved_by: gate
             .then(|| parameter(&node["outputs"]["parameters"], APPROVED_BY))
-            .flatten(),
-        decision: gate
-            .then(|| parameter(&node["outputs"]["parameters"], DECISION))
             .flatten(),
         node_id: id.to_owned(),
     })
@@ -242,23 +259,37 @@ mod tests {
 
     #[test]
     fn a_waiting_risk_gate_is_a_waiting_gate_of_its_environment_with_its_command() {
+        // An environment's gated-deploy DAG is a nested DAG: its tasks are
+        // `deploy`, `risk`, `resume` within the `deploy-<env>` node.
         let wf = json!({
             "metadata": {"name": "shop-x1"},
             "status": {"phase": "Running", "nodes": {
+                "shop-x1": {"type": "DAG", "displayName": "shop-x1"},
                 "n1": {"type": "Suspend", "displayName": "approve-risk-x", "phase": "Succeeded",
-                    "startedAt": "2026-01-01T00:01:00Z"},
-                "n2": {"type": "Suspend", "displayName": "risk-dev", "phase": "Running",
-                    "startedAt": "2026-01-01T00:02:00Z",
+                    "boundaryID": "shop-x1", "startedAt": "2026-01-01T00:01:00Z"},
+                "qa": {"type": "DAG", "displayName": "deploy-qa", "templateName": "gated-deploy",
+                    "boundaryID": "shop-x1", "startedAt": "2026-01-01T00:01:30Z"},
+                "n2": {"type": "Pod", "displayName": "deploy", "boundaryID": "qa", "phase": "Succeeded",
+                    "startedAt": "2026-01-01T00:01:40Z"},
+                "n3": {"type": "Suspend", "displayName": "risk", "templateName": "risk-gate", "boundaryID": "qa",
+                    "phase": "Failed", "message": "rejected by sam: no", "startedAt": "2026-01-01T00:02:00Z",
+                    "outputs": {"parameters": [{"name": "approved-by", "value": "sam"}]}},
+                "dev": {"type": "DAG", "displayName": "deploy-dev", "templateName": "gated-deploy",
+                    "boundaryID": "shop-x1", "startedAt": "2026-01-01T00:02:30Z"},
+                "n4": {"type": "Suspend", "displayName": "risk", "templateName": "risk-gate", "boundaryID": "dev",
+                    "phase": "Running", "startedAt": "2026-01-01T00:03:00Z",
                     "outputs": {"parameters": [
-                        {"name": "approved-by", "valueFrom": {"supplied": {}, "default": ""}},
-                        {"name": "decision", "valueFrom": {"supplied": {}, "default": ""}}]}},
-                "n3": {"type": "Suspend", "displayName": "risk-qa", "phase": "Succeeded",
-                    "startedAt": "2026-01-01T00:03:00Z",
-                    "outputs": {"parameters": [
-                        {"name": "approved-by", "value": "sam"}, {"name": "decision", "value": "reject"}]}}
+                        {"name": "approved-by", "valueFrom": {"supplied": {}, "default": ""}}]}},
+                "n5": {"type": "Skipped", "displayName": "resume", "boundaryID": "qa",
+                    "phase": "Omitted", "startedAt": "2026-01-01T00:04:00Z"}
             }}
         });
         let run = RunView::from_workflow(&wf);
+        let names: Vec<&str> = run.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["approve-risk-x", "deploy-qa", "risk-qa", "risk-dev", "resume-qa"]
+        );
         let waiting: Vec<&str> = run.waiting_gates().map(|g| g.name.as_str()).collect();
         assert_eq!(waiting, ["risk-dev"]);
         let kinds: Vec<_> = run.stages.iter().map(StageView::gate_of).collect();
@@ -266,16 +297,17 @@ mod tests {
             kinds,
             [
                 Some((GateKind::Approval, "risk-x")),
+                None,
+                Some((GateKind::Risk, "qa")),
                 Some((GateKind::Risk, "dev")),
-                Some((GateKind::Risk, "qa"))
+                None
             ]
         );
         assert_eq!(
-            run.stages[1].approve_command(&run.name).as_deref(),
+            run.stages[3].approve_command(&run.name).as_deref(),
             Some("aphex approve shop-x1 --env dev")
         );
-        assert_eq!(run.stages[1].decision, None, "a supplied output not yet set");
-        assert_eq!(run.stages[2].decision.as_deref(), Some("reject"));
+        assert_eq!(run.stages[3].approved_by, None, "a supplied output not yet set");
         assert_eq!(run.stages[2].approved_by.as_deref(), Some("sam"));
     }
 }

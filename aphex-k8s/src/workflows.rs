@@ -3,10 +3,9 @@
 //! and read them (`aphex status`), and decide an environment's gate (`aphex
 //! approve`: its approval gate or its risk gate, whichever waits) the way
 //! `argo resume`, `argo stop` and `argo node set` decide a suspend node: the
-//! gate's node in `status.nodes` gets phase `Succeeded` (or, rejecting an
-//! approval gate, `Failed`) with a message and a finish time, and its
-//! supplied outputs (`approved-by`; a risk gate's `decision` too) their
-//! values, in one merge patch that carries the Workflow's `resourceVersion`,
+//! gate's node in `status.nodes` gets phase `Succeeded` (or, rejected,
+//! `Failed`) with a message and a finish time, and its supplied
+//! `approved-by` output its value, in one merge patch that carries the Workflow's `resourceVersion`,
 //! so a change the controller made meanwhile is never overwritten (the
 //! patch is refused and made again).
 
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 use crate::KubeError;
 use crate::run_status::{RunView, StageView};
 use aphex_stages::ports::{SubmitError, Submitted, WorkflowSubmitter};
-use aphex_template::submit::{APPROVED_BY, DECISION, DECISION_APPROVE, DECISION_REJECT, risk_gate_task};
+use aphex_template::submit::{APPROVED_BY, risk_gate_task};
 
 /// Why a Workflow operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -280,12 +279,10 @@ pub struct GateDecision {
 /// its risk gate (`risk-ENV`) at most one waits at a time: the risk gate
 /// follows the deploy that follows the approval gate.
 ///
-/// An approval gate is decided as `argo resume` (approve: phase
-/// `Succeeded`) or `argo stop` (reject: `Failed`, the run stops there) do.
-/// A risk gate ends `Succeeded` either way, its `decision` output saying
-/// which: the `resume-ENV` task after it must run to record a rejection in
-/// the run record and fail the environment, which a `Failed` suspend node
-/// would prevent (the DAG stops there, nothing recorded).
+/// Either is decided as `argo resume` (approve: phase `Succeeded`) or
+/// `argo stop` (reject: `Failed`, the run stops there) do. A risk gate is
+/// the `risk` task of environment `env`'s `gated-deploy` DAG, which
+/// [`RunView`] names `risk-ENV`.
 pub fn gate_patch(
     workflow: &Value,
     env: &str,
@@ -303,12 +300,9 @@ pub fn gate_patch(
         let name = &run.name;
         return Err(WorkflowError::Gate(format!(
             "run {name} keeps its node status compressed or offloaded, which aphex does not read: decide the \
-             approval gate with `argo node set {name} --node-field-selector displayName={approval} \
-             --output-parameter {APPROVED_BY}={who}` then `argo resume` (or `argo stop`) with the same selector; \
-             the risk gate with `argo node set {name} --node-field-selector displayName={risk} \
-             --output-parameter {APPROVED_BY}={who} --output-parameter {DECISION}={DECISION_APPROVE}` (or \
-             `{DECISION}={DECISION_REJECT}`) then `argo resume` with the same selector (never `argo stop`: the \
-             rejection would go unrecorded)"
+             gate with `argo node set {name} --node-field-selector displayName={approval} --output-parameter \
+             {APPROVED_BY}={who}` then `argo resume` (or `argo stop`) with the same selector (a risk gate: \
+             `displayName=risk` within `deploy-{env}`; {risk} in `aphex status`)"
         )));
     }
     let gates: Vec<&StageView> = run
@@ -319,44 +313,20 @@ pub fn gate_patch(
     let Some(node) = gates.iter().copied().find(|g| g.waiting()) else {
         return Err(not_waiting(&run, &gates, &approval, &risk));
     };
-    let is_risk = node.name == risk;
-    let (phase, message, decided) = match (is_risk, decision) {
-        (false, Decision::Approve) => ("Succeeded", format!("approved by {who}"), None),
-        (false, Decision::Reject(reason)) => ("Failed", format!("rejected by {who}: {reason}"), None),
-        (true, Decision::Approve) => (
-            "Succeeded",
-            format!("risk approved by {who}"),
-            Some(DECISION_APPROVE),
-        ),
-        (true, Decision::Reject(reason)) => (
-            "Succeeded",
-            format!("rejected by {who}: {reason}"),
-            Some(DECISION_REJECT),
-        ),
+    // Both gates decide alike; a rejected risk gate fails its node, and so
+    // the run, with nothing deployed past it (its change set was deleted
+    // when the deploy stopped), which finalize records.
+    let (phase, message) = match (node.name == risk, decision) {
+        (false, Decision::Approve) => ("Succeeded", format!("approved by {who}")),
+        (true, Decision::Approve) => ("Succeeded", format!("risk approved by {who}")),
+        (_, Decision::Reject(reason)) => ("Failed", format!("rejected by {who}: {reason}")),
     };
     // Outputs as `argo node set` leaves them: the supplied value set, its
     // `valueFrom` gone; the whole list, since a merge patch replaces lists.
     let mut outputs = workflow["status"]["nodes"][&node.node_id]["outputs"].clone();
     let named = supply(&mut outputs, APPROVED_BY, who);
     let mut update = json!({"phase": phase, "message": message, "finishedAt": now});
-    if let Some(decided) = decided {
-        // Without both outputs the resume task would read a rejection as
-        // `argo resume`'s approval, or not know who decided: refuse.
-        let recorded = supply(&mut outputs, DECISION, decided);
-        if let Some(missing) = [(APPROVED_BY, named), (DECISION, recorded)]
-            .iter()
-            .find(|(_, found)| !found)
-            .map(|(n, _)| n)
-        {
-            return Err(WorkflowError::Gate(format!(
-                "gate {} of run {} has no `{missing}` output to record the decision in, so its resume task \
-                 could not read it: the run's WorkflowTemplate is not the one this aphex renders (`aphex \
-                 bootstrap` updates it); nothing was changed",
-                node.name, run.name
-            )));
-        }
-        update["outputs"] = outputs;
-    } else if named {
+    if named {
         update["outputs"] = outputs;
     }
     let mut patch = json!({"status": {"nodes": {}}});
@@ -391,10 +361,9 @@ fn supply(outputs: &mut Value, name: &str, value: &str) -> bool {
 /// run reached) waits: the latest one's state, else where the run is.
 fn not_waiting(run: &RunView, gates: &[&StageView], approval: &str, risk: &str) -> WorkflowError {
     if let Some(gate) = gates.last() {
-        let detail = match (&gate.decision, &gate.message, &gate.approved_by) {
-            // A risk gate is Succeeded either way: its message says how.
-            (Some(_), Some(message), _) => format!(" ({message})"),
-            (_, _, Some(by)) => format!(" by {by}"),
+        let detail = match (&gate.approved_by, &gate.message) {
+            (Some(by), _) => format!(" by {by}"),
+            (None, Some(message)) => format!(" ({message})"),
             _ => String::new(),
         };
         return WorkflowError::Gate(format!(
@@ -491,7 +460,8 @@ mod tests {
     }
 
     /// Run `shop-x1`: dev approved at `approve-dev`, then deployed to a
-    /// risky change set; its risk gate `risk-dev` in phase `risk_phase`.
+    /// risky change set; its risk gate in phase `risk_phase`: the `risk`
+    /// task of dev's `gated-deploy` DAG, as Argo writes a nested DAG.
     fn at_risk_gate(risk_phase: &str) -> Value {
         json!({
             "metadata": {"name": "shop-x1", "resourceVersion": "42"},
@@ -501,11 +471,13 @@ mod tests {
                     "phase": "Succeeded", "message": "approved by jane",
                     "startedAt": "2026-01-01T00:01:00Z", "finishedAt": "2026-01-01T00:02:00Z",
                     "outputs": {"parameters": [{"name": "approved-by", "default": "", "value": "jane"}]}},
-                "n2": {"type": "Pod", "displayName": "deploy-dev", "phase": "Succeeded",
-                    "startedAt": "2026-01-01T00:02:01Z", "finishedAt": "2026-01-01T00:05:00Z"},
-                "n3": {"type": "Suspend", "displayName": "risk-dev", "templateName": "risk-gate",
+                "d": {"type": "DAG", "displayName": "deploy-dev", "templateName": "gated-deploy",
+                    "boundaryID": "shop-x1", "phase": "Running", "startedAt": "2026-01-01T00:02:01Z"},
+                "n2": {"type": "Pod", "displayName": "deploy", "templateName": "stage", "boundaryID": "d",
+                    "phase": "Succeeded", "startedAt": "2026-01-01T00:02:01Z", "finishedAt": "2026-01-01T00:05:00Z"},
+                "n3": {"type": "Suspend", "displayName": "risk", "templateName": "risk-gate", "boundaryID": "d",
                     "phase": risk_phase, "startedAt": "2026-01-01T00:05:01Z",
-                    "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}}
+                    "outputs": {"parameters": [supplied("approved-by")]}}
             }}
         })
     }
@@ -518,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn approving_a_waiting_risk_gate_succeeds_it_with_both_outputs_set_as_argo_node_set_leaves_them() {
+    fn approving_a_waiting_risk_gate_succeeds_it_with_its_output_set_as_argo_node_set_leaves_them() {
         let decided = gate_patch(&at_risk_gate("Running"), "dev", &Decision::Approve, "jane", NOW).unwrap();
         assert_eq!(decided.gate.name, "risk-dev");
         assert_eq!(
@@ -534,8 +506,7 @@ mod tests {
                     "message": "risk approved by jane",
                     "finishedAt": NOW,
                     "outputs": {"parameters": [
-                        {"name": "approved-by", "default": "", "value": "jane"},
-                        {"name": "decision", "default": "", "value": "approve"}
+                        {"name": "approved-by", "default": "", "value": "jane"}
                     ]}
                 }}}
             }),
@@ -544,39 +515,38 @@ mod tests {
     }
 
     #[test]
-    fn rejecting_a_risk_gate_still_succeeds_it_so_its_resume_task_records_the_rejection() {
+    fn rejecting_a_risk_gate_fails_it_as_an_approval_gate_so_the_run_stops_there() {
         let reject = Decision::Reject("not during the sale".to_owned());
         let decided = gate_patch(&at_risk_gate("Running"), "dev", &reject, "sam@example.com", NOW).unwrap();
+        assert_eq!(decided.gate.name, "risk-dev");
         let node = &decided.patch["status"]["nodes"]["n3"];
-        assert_eq!(
-            node["phase"], "Succeeded",
-            "a Failed suspend node would stop the DAG unrecorded"
-        );
+        assert_eq!(node["phase"], "Failed");
         assert_eq!(
             node["message"],
             "rejected by sam@example.com: not during the sale"
         );
         assert_eq!(
             node["outputs"]["parameters"],
-            json!([
-                {"name": "approved-by", "default": "", "value": "sam@example.com"},
-                {"name": "decision", "default": "", "value": "reject"}
-            ])
+            json!([{"name": "approved-by", "default": "", "value": "sam@example.com"}])
         );
     }
 
     #[test]
     fn a_risk_gate_that_does_not_wait_is_refused_saying_how_it_was_decided() {
-        let mut workflow = at_risk_gate("Succeeded");
+        let mut workflow = at_risk_gate("Failed");
         let node = &mut workflow["status"]["nodes"]["n3"];
         node["message"] = json!("rejected by sam: not today");
-        node["outputs"]["parameters"] = json!([
-            {"name": "approved-by", "value": "sam"},
-            {"name": "decision", "value": "reject"}
-        ]);
+        node["outputs"]["parameters"] = json!([{"name": "approved-by", "value": "sam"}]);
         assert_eq!(
             refused(&workflow, "dev"),
-            "gate risk-dev of run shop-x1 is not waiting: it is Succeeded (rejected by sam: not today)"
+            "gate risk-dev of run shop-x1 is not waiting: it is Failed by sam"
+        );
+        // Resumed by its timeout (or `argo resume`): no name, its message.
+        let mut timed_out = at_risk_gate("Succeeded");
+        timed_out["status"]["nodes"]["n3"]["message"] = json!("Suspend duration exceeded");
+        assert_eq!(
+            refused(&timed_out, "dev"),
+            "gate risk-dev of run shop-x1 is not waiting: it is Succeeded (Suspend duration exceeded)"
         );
         // Reached, but its deploy is not there yet: the approval gate's state.
         let mut before = at_risk_gate("Running");
@@ -610,23 +580,12 @@ mod tests {
     }
 
     #[test]
-    fn a_risk_gate_without_its_decision_output_is_refused_not_decided_half() {
-        let mut workflow = at_risk_gate("Running");
-        workflow["status"]["nodes"]["n3"]["outputs"]["parameters"] = json!([supplied("approved-by")]);
-        let why = refused(&workflow, "dev");
-        assert!(
-            why.starts_with("gate risk-dev of run shop-x1 has no `decision` output"),
-            "{why}"
-        );
-        assert!(why.ends_with("nothing was changed"), "{why}");
-    }
-
-    #[test]
     fn an_approval_gate_is_decided_as_before_a_rejection_fails_it() {
         let mut workflow = at_risk_gate("Running");
         let nodes = workflow["status"]["nodes"].as_object_mut().unwrap();
-        nodes.remove("n2");
-        nodes.remove("n3");
+        for id in ["d", "n2", "n3"] {
+            nodes.remove(id);
+        }
         let gate = &mut nodes["n1"];
         gate["phase"] = json!("Running");
         gate["outputs"]["parameters"] = json!([supplied("approved-by")]);
@@ -647,9 +606,7 @@ mod tests {
         let why = refused(&workflow, "dev");
         for part in [
             "--node-field-selector displayName=approve-dev --output-parameter approved-by=jane",
-            "--node-field-selector displayName=risk-dev --output-parameter approved-by=jane \
-             --output-parameter decision=approve",
-            "never `argo stop`",
+            "(a risk gate: `displayName=risk` within `deploy-dev`; risk-dev in `aphex status`)",
         ] {
             assert!(why.contains(part), "{part} in {why}");
         }

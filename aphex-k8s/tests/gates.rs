@@ -21,11 +21,16 @@ fn supplied(name: &str) -> Value {
 }
 
 /// Run `shop-x1` past dev's approval gate and deploy, waiting at dev's
-/// risk gate (template `risk-gate`), as the controller records it.
+/// risk gate (the `risk` task, template `risk-gate`, of dev's
+/// `gated-deploy` DAG), as the controller records a nested DAG.
 fn waiting_at_risk_dev() -> Value {
     let node = |id: &str, display: &str, kind: &str, template: &str, phase: &str, started: &str| {
         json!({"id": id, "name": format!("{RUN}.{display}"), "displayName": display, "type": kind,
             "templateName": template, "phase": phase, "startedAt": started, "boundaryID": RUN})
+    };
+    let inner = |id: &str, display: &str, kind: &str, template: &str, phase: &str, started: &str| {
+        json!({"id": id, "name": format!("{RUN}.deploy-dev.{display}"), "displayName": display, "type": kind,
+            "templateName": template, "phase": phase, "startedAt": started, "boundaryID": "d"})
     };
     let mut approve = node(
         "n1",
@@ -37,23 +42,31 @@ fn waiting_at_risk_dev() -> Value {
     );
     approve["message"] = json!("approved by jane");
     approve["outputs"] = json!({"parameters": [{"name": "approved-by", "value": "jane"}]});
-    let deploy = node(
-        "n2",
+    let dag = node(
+        "d",
         "deploy-dev",
+        "DAG",
+        "gated-deploy",
+        "Running",
+        "2026-01-01T00:02:00Z",
+    );
+    let deploy = inner(
+        "n2",
+        "deploy",
         "Retry",
         "stage",
         "Succeeded",
         "2026-01-01T00:02:00Z",
     );
-    let mut risk = node(
+    let mut risk = inner(
         "n3",
-        "risk-dev",
+        "risk",
         "Suspend",
         "risk-gate",
         "Running",
         "2026-01-01T00:05:00Z",
     );
-    risk["outputs"] = json!({"parameters": [supplied("approved-by"), supplied("decision")]});
+    risk["outputs"] = json!({"parameters": [supplied("approved-by")]});
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"name": RUN, "namespace": NS},
@@ -61,7 +74,7 @@ fn waiting_at_risk_dev() -> Value {
         "status": {"phase": "Running", "startedAt": "2026-01-01T00:00:00Z", "nodes": {
             RUN: {"id": RUN, "name": RUN, "displayName": RUN, "type": "DAG", "phase": "Running",
                 "templateName": "main", "startedAt": "2026-01-01T00:00:00Z"},
-            "n1": approve, "n2": deploy, "n3": risk,
+            "n1": approve, "d": dag, "n2": deploy, "n3": risk,
         }},
     })
 }
@@ -82,7 +95,7 @@ fn patches(fake: &Fake) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn approving_a_waiting_risk_gate_sets_both_outputs_and_leaves_the_other_nodes_alone() {
+async fn approving_a_waiting_risk_gate_names_who_and_leaves_the_other_nodes_alone() {
     let (fake, workflows) = cluster();
     let before = fake.object(PATH).unwrap();
     let gate = workflows
@@ -100,9 +113,9 @@ async fn approving_a_waiting_risk_gate_sets_both_outputs_and_leaves_the_other_no
     assert_eq!(node["templateName"], "risk-gate", "the rest of the node is kept");
     assert_eq!(
         node["outputs"]["parameters"],
-        json!([{"name": "approved-by", "value": "jane"}, {"name": "decision", "value": "approve"}])
+        json!([{"name": "approved-by", "value": "jane"}])
     );
-    for other in [RUN, "n1", "n2"] {
+    for other in [RUN, "n1", "d", "n2"] {
         assert_eq!(
             after["status"]["nodes"][other], before["status"]["nodes"][other],
             "{other}"
@@ -128,13 +141,13 @@ async fn approving_a_waiting_risk_gate_sets_both_outputs_and_leaves_the_other_no
         .to_string();
     assert_eq!(
         again,
-        "gate risk-dev of run shop-x1 is not waiting: it is Succeeded (risk approved by jane)"
+        "gate risk-dev of run shop-x1 is not waiting: it is Succeeded by jane"
     );
     assert_eq!(patches(&fake).len(), 1, "nothing more was sent");
 }
 
 #[tokio::test]
-async fn rejecting_a_risk_gate_succeeds_its_node_so_the_resume_task_can_record_the_rejection() {
+async fn rejecting_a_risk_gate_fails_its_node_so_the_run_stops_there() {
     let (fake, workflows) = cluster();
     workflows
         .decide(
@@ -147,14 +160,14 @@ async fn rejecting_a_risk_gate_succeeds_its_node_so_the_resume_task_can_record_t
         .await
         .expect("the risk gate is decided");
     let node = &fake.object(PATH).unwrap()["status"]["nodes"]["n3"];
-    assert_eq!(node["phase"], "Succeeded");
+    assert_eq!(node["phase"], "Failed");
     assert_eq!(
         node["message"],
         "rejected by sam@example.com: not during the sale"
     );
     assert_eq!(
         node["outputs"]["parameters"],
-        json!([{"name": "approved-by", "value": "sam@example.com"}, {"name": "decision", "value": "reject"}])
+        json!([{"name": "approved-by", "value": "sam@example.com"}])
     );
 }
 

@@ -469,9 +469,9 @@ async fn workflows_submitted_from_the_template_are_listed_by_pipeline_and_read_b
 
 /// `aphex approve`'s patch of a risk gate (`Workflows::decide`) as the
 /// real server takes it: Argo's CRD accepts the node's phase, message,
-/// finish time and both outputs (`approved-by`, `decision`) set as `argo
-/// node set` leaves them, and keeps them; a rejection, too, leaves the node
-/// `Succeeded` so the resume task after it runs.
+/// finish time and its `approved-by` output set as `argo node set` leaves
+/// it, and keeps them, for the `risk` task of dev's `gated-deploy` DAG (a
+/// nested DAG node) as for an approval gate.
 #[tokio::test]
 async fn a_risk_gates_decision_is_accepted_and_kept_by_the_workflow_crd() {
     use aphex_k8s::workflows::{Decision, Workflows};
@@ -482,13 +482,13 @@ async fn a_risk_gates_decision_is_accepted_and_kept_by_the_workflow_crd() {
     let workflows =
         Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &argo("Workflow", "workflows"));
     let supplied = |name: &str| json!({"name": name, "valueFrom": {"supplied": {}, "default": ""}});
-    for (decision, who, message, decided) in [
-        (Decision::Approve, "jane", "risk approved by jane", "approve"),
+    for (decision, who, message, phase) in [
+        (Decision::Approve, "jane", "risk approved by jane", "Succeeded"),
         (
             Decision::Reject("not during the sale".to_owned()),
             "sam@example.com",
             "rejected by sam@example.com: not during the sale",
-            "reject",
+            "Failed",
         ),
     ] {
         let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
@@ -500,10 +500,13 @@ async fn a_risk_gates_decision_is_accepted_and_kept_by_the_workflow_crd() {
         let status = json!({"phase": "Running", "startedAt": "2026-01-01T00:00:00Z", "nodes": {
             name.clone(): {"id": name, "name": name, "displayName": name, "type": "DAG",
                 "templateName": "main", "phase": "Running", "startedAt": "2026-01-01T00:00:00Z"},
-            format!("{name}-1"): {"id": format!("{name}-1"), "name": format!("{name}.risk-dev"),
-                "displayName": "risk-dev", "type": "Suspend", "templateName": "risk-gate",
-                "phase": "Running", "startedAt": "2026-01-01T00:05:00Z", "boundaryID": name,
-                "outputs": {"parameters": [supplied("approved-by"), supplied("decision")]}},
+            format!("{name}-d"): {"id": format!("{name}-d"), "name": format!("{name}.deploy-dev"),
+                "displayName": "deploy-dev", "type": "DAG", "templateName": "gated-deploy",
+                "phase": "Running", "startedAt": "2026-01-01T00:02:00Z", "boundaryID": name},
+            format!("{name}-1"): {"id": format!("{name}-1"), "name": format!("{name}.deploy-dev.risk"),
+                "displayName": "risk", "type": "Suspend", "templateName": "risk-gate",
+                "phase": "Running", "startedAt": "2026-01-01T00:05:00Z", "boundaryID": format!("{name}-d"),
+                "outputs": {"parameters": [supplied("approved-by")]}},
         }});
         workflows
             .patch(
@@ -521,12 +524,12 @@ async fn a_risk_gates_decision_is_accepted_and_kept_by_the_workflow_crd() {
         assert_eq!(gate.name, "risk-dev");
         let after = serde_json::to_value(workflows.get(&name).await.unwrap()).unwrap();
         let node = &after["status"]["nodes"][format!("{name}-1")];
-        assert_eq!(node["phase"], "Succeeded", "{node}");
+        assert_eq!(node["phase"], phase, "{node}");
         assert_eq!(node["message"], message);
         assert_eq!(node["finishedAt"], "2026-01-01T01:00:00Z");
         assert_eq!(
             node["outputs"]["parameters"],
-            json!([{"name": "approved-by", "value": who}, {"name": "decision", "value": decided}])
+            json!([{"name": "approved-by", "value": who}])
         );
         assert_eq!(after["status"]["nodes"][&name]["phase"], "Running");
     }

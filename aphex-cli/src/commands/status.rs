@@ -204,13 +204,10 @@ fn show_run(config: &Config, run: &RunView, output: Option<Output>, now: &str) -
     for stage in &run.stages {
         let note = if stage.waiting() {
             waiting_note(run, stage)
-        } else if let (Some(_), Some(message)) = (&stage.decision, &stage.message) {
-            // A decided risk gate is Succeeded either way: its message
-            // says whether it was approved or rejected, and by whom.
-            message.clone()
-        } else if let Some(by) = &stage.approved_by {
+        } else if let Some(by) = stage.approved_by.as_ref().filter(|_| stage.phase != "Failed") {
             format!("by {by}")
         } else {
+            // A rejected gate's message says who rejected it and why.
             stage.message.clone().unwrap_or_default()
         };
         text.push_str(&format!(
