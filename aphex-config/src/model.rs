@@ -52,6 +52,9 @@ pub fn duration_seconds(text: &str) -> Option<u64> {
     };
     n.checked_mul(per)
 }
+/// How long a run may last in the cluster (the WorkflowTemplate's
+/// `activeDeadlineSeconds`), and so the longest `riskGates.timeout`.
+pub const RUN_DEADLINE_SECONDS: u64 = 24 * 3600;
 /// How long a risk gate waits for a person unless `riskGates.timeout` says.
 pub const DEFAULT_RISK_TIMEOUT: &str = "24h";
 /// The shape of a CloudFormation resource type (`AWS::S3::Bucket`).

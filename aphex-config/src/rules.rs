@@ -636,6 +636,18 @@ impl<'a> Checker<'a> {
                 "to gate no replacement, write `replacement: allow`; to change the list, name the types (docs/configuration.md lists the default ones)".to_owned(),
             );
         }
+        if let Some(timeout) = env.get("riskGates").and_then(|g| g.get("timeout"))
+            && let Some(seconds) = timeout.as_str().and_then(crate::model::duration_seconds)
+            && seconds > crate::model::RUN_DEADLINE_SECONDS
+        {
+            self.push(
+                &path.key("riskGates").key("timeout"),
+                timeout.pos,
+                "`timeout` is longer than the 24 hours a run may last, so the run would end before the gate does"
+                    .to_owned(),
+                "set at most `24h` (the workflow's deadline); a gate nobody decides in time fails the environment".to_owned(),
+            );
+        }
         if let Some(stacks) = env.get("stacks") {
             let env_name = env.get("name").and_then(Node::as_str).unwrap_or("?");
             self.stacks(&path.key("stacks"), stacks, env_name);

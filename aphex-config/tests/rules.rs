@@ -690,6 +690,17 @@ fn cases() -> Vec<Case> {
             ),
         ),
         case(
+            "risk gates: timeout within the run's 24 hours",
+            "region: us-east-1",
+            "region: us-east-1\n    riskGates: { timeout: 25h }",
+            (
+                "environments[0].riskGates.timeout",
+                7,
+                27,
+                "`timeout` is longer than the 24 hours a run may last, so the run would end before the gate does",
+            ),
+        ),
+        case(
             "risk gates: a check is allow, approve or deny",
             "region: us-east-1",
             "region: us-east-1\n    riskGates: { iam: ask }",

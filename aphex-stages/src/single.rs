@@ -501,3 +501,44 @@ pub async fn finalize_run(
     let (record, _) = stages::finalize::run(ports, reporter, redactor, record, only_on_failure).await?;
     Ok(record)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::gate_timed_out;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_gate_resumed_before_its_timeout_is_in_time_and_one_resumed_at_or_after_it_is_late() {
+        let paused = "2026-01-01T00:00:00Z";
+        assert_eq!(gate_timed_out(paused, "2026-01-01T00:59:59Z", 3600), Some(false));
+        assert_eq!(gate_timed_out(paused, "2026-01-01T01:00:00Z", 3600), Some(true));
+        assert_eq!(
+            gate_timed_out(paused, "2026-01-02T00:00:00.5Z", 86_400),
+            Some(true)
+        );
+        // An unreadable time says nothing: the caller fails closed.
+        assert_eq!(gate_timed_out("", "2026-01-01T01:00:00Z", 3600), None);
+        assert_eq!(gate_timed_out(paused, "{{tasks.risk.finishedAt}}", 3600), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        // Property: a gate is late exactly when the seconds since it paused
+        // reach its timeout, whatever the timeout and the wait.
+        #[test]
+        fn a_gate_is_late_exactly_when_its_wait_reaches_the_timeout(
+            timeout in 1u64..=86_400,
+            waited in 0u64..=172_800,
+        ) {
+            let paused = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+            let now = paused + time::Duration::seconds(waited as i64);
+            let late = gate_timed_out(
+                &crate::time::format_rfc3339(paused),
+                &crate::time::format_rfc3339(now),
+                timeout,
+            );
+            prop_assert_eq!(late, Some(waited >= timeout));
+        }
+    }
+}

@@ -104,7 +104,7 @@ const RUNNER: &str = "aphex-runner";
 /// approvals overnight, but not forever. A run still recorded as running
 /// after this long never reached its finalize (`aphex history` shows it
 /// interrupted: `aphex_stages::record::settle_overdue`).
-pub const WORKFLOW_DEADLINE_SECONDS: u64 = 24 * 3600;
+pub const WORKFLOW_DEADLINE_SECONDS: u64 = aphex_config::RUN_DEADLINE_SECONDS;
 /// One stage pod: large CloudFormation deploys can take an hour or more.
 const STAGE_DEADLINE_SECONDS: u64 = 3 * 3600;
 /// Finished runs stay visible for a day, failed ones for a week.
