@@ -121,17 +121,6 @@ struct Args {
     risk_gate: String,
 }
 
-/// The deploy's place around its risk gate, from the flags.
-fn risk_step(args: &Args) -> RiskStep {
-    match args.risk_gate.as_str() {
-        "pause" => RiskStep::Pause,
-        "resume" => RiskStep::Resume {
-            by: approver(args.approved_by.as_deref()),
-        },
-        _ => RiskStep::Absent,
-    }
-}
-
 /// The adapters of a run of `kind`: the local ones under `--state-dir`,
 /// else the pipeline's bucket and the cluster. A pull request's validation
 /// (only `validate-pr`'s templates pass `--pull-request`) runs with a role
@@ -389,7 +378,7 @@ async fn run(args: Args) -> i32 {
                 (None, Some(json)) => OutputsSource::Inline(json),
                 (None, None) => OutputsSource::RunRecord,
             };
-            let risk = risk_step(&args);
+            let risk = RiskStep::from_flag(&args.risk_gate, approver(args.approved_by.as_deref()));
             let result =
                 single::run_stage(&ctx, stage, env.as_deref(), &args.outputs_dir, outputs, &risk).await;
             // Validate (a duplicate) and the pipeline stage (superseded by
@@ -434,11 +423,8 @@ async fn run(args: Args) -> i32 {
         tracing::warn!("{}", redactor.redact(&e.to_string()));
     }
     match result {
-        Ok(_) if status == Status::Running => {
-            tracing::info!(stage = %name, "stage paused at its risk gate");
-            exit::OK
-        }
         Ok(_) => {
+            // A deploy paused at its risk gate said so as it ended.
             tracing::info!(stage = %name, "stage succeeded");
             exit::OK
         }

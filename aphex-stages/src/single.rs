@@ -213,6 +213,18 @@ pub enum RiskStep {
     },
 }
 
+impl RiskStep {
+    /// The step `aphex-runner --risk-gate=` names (`pause`, `resume`, or
+    /// empty: absent), with who approved for a resume.
+    pub fn from_flag(flag: &str, by: Option<String>) -> RiskStep {
+        match flag {
+            "pause" => RiskStep::Pause,
+            "resume" => RiskStep::Resume { by },
+            _ => RiskStep::Absent,
+        }
+    }
+}
+
 /// Whether a risk gate that paused at `paused_at` and is resumed at `now`
 /// (RFC 3339) waited out its timeout: Argo resumes a suspend whose
 /// `duration` ran out by itself, so a resume that late is the timeout's.
