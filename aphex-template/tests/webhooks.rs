@@ -580,6 +580,8 @@ fn runner_argv(cfg: &Config, parameters: &[(String, String)]) -> Vec<String> {
     vars.push(("{{inputs.parameters.stage}}".into(), "deploy".into()));
     vars.push(("{{inputs.parameters.env}}".into(), "dev".into()));
     vars.push(("{{inputs.parameters.approved-by}}".into(), String::new()));
+    // Set by a `gated-deploy` DAG's deploy and resume tasks, as a word of ours.
+    vars.push(("{{inputs.parameters.risk-gate}}".into(), "pause".into()));
     vars.push(("{{workflow.name}}".into(), "shop-x1".into()));
     // Argo's JSON of the Workflow's labels: those the Sensor sets.
     let labels = sensor(cfg).expect("config has GitHub settings")["spec"]["triggers"][0]["template"]["argoWorkflow"]

@@ -235,6 +235,13 @@ fn pod(
         .expect("running aphex-runner")
 }
 
+/// What a pod said, once it exited with `code`.
+fn ran(out: &Output, code: i32) -> String {
+    let said = text(out);
+    assert_eq!(out.status.code(), Some(code), "{said}");
+    said
+}
+
 fn text(out: &Output) -> String {
     format!(
         "--- stdout\n{}\n--- stderr\n{}",
@@ -267,37 +274,21 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
     let work = tempfile::tempdir().expect("a work directory");
     let repo = AppRepo::from_files(&with_config("", assembly(&stack, "v1", false)));
     let risk_output = |run: &str| std::fs::read_to_string(work.path().join(run).join("deploy").join("risk"));
+    let at = |repo: &AppRepo, run: &str, stage: &str, args: &[&str], env: &[(&str, &str)]| {
+        pod(repo, work.path(), &bucket, run, stage, args, env)
+    };
 
     // Without a gate in the topology (no --risk-gate), the gate fails the
     // environment, saying how to get past it.
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-0",
-        "deploy",
-        &["--env=dev"],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("no risk gate for dev to wait at"),
-        "{}",
-        text(&out)
-    );
+    let said = ran(&at(&repo, "run-0", "deploy", &["--env=dev"], &[]), 1);
+    assert!(said.contains("no risk gate for dev to wait at"), "{said}");
 
     // deploy-dev: the first deploy creates a role, so it stops at the gate,
     // succeeds as a task, names the gate and records the listing.
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-1",
-        "deploy",
-        &["--env=dev", "--risk-gate=pause"],
-        &[],
+    ran(
+        &at(&repo, "run-1", "deploy", &["--env=dev", "--risk-gate=pause"], &[]),
+        0,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(risk_output("run-1").expect("the risk output"), "risk-dev");
     let paused = record(&bucket, "run-1").await;
     let deploy = stage(&paused, "deploy-dev");
@@ -316,21 +307,17 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
     );
 
     // resume-dev, approved by alice: deploys it, recorded as deploy-dev.
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-1",
-        "deploy",
-        &["--env=dev", "--risk-gate=resume"],
-        &[("APHEX_APPROVED_BY", "alice")],
+    let said = ran(
+        &at(
+            &repo,
+            "run-1",
+            "deploy",
+            &["--env=dev", "--risk-gate=resume"],
+            &[("APHEX_APPROVED_BY", "alice")],
+        ),
+        0,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("risk gate risk-dev approved by alice"),
-        "{}",
-        text(&out)
-    );
+    assert!(said.contains("risk gate risk-dev approved by alice"), "{said}");
     let resumed = record(&bucket, "run-1").await;
     let deploy = stage(&resumed, "deploy-dev");
     assert_eq!(deploy.status, Status::Succeeded, "{deploy:#?}");
@@ -345,33 +332,27 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
         &with_config("    riskGates: { timeout: 1s }\n", assembly(&stack, "v1", true)),
         "a policy allowing everything",
     );
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-2",
-        "deploy",
-        &["--env=dev", "--risk-gate=pause"],
-        &[],
+    ran(
+        &at(&repo, "run-2", "deploy", &["--env=dev", "--risk-gate=pause"], &[]),
+        0,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(risk_output("run-2").expect("the risk output"), "risk-dev");
     // The timeout is what is under test: the gate must have waited it out.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-2",
-        "deploy",
-        &["--env=dev", "--risk-gate=resume"],
-        &[],
+    let said = ran(
+        &at(
+            &repo,
+            "run-2",
+            "deploy",
+            &["--env=dev", "--risk-gate=resume"],
+            &[],
+        ),
+        1,
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("nobody approved it within its timeout (1s)"),
+        said.contains("nobody approved it within its timeout (1s)"),
         "{}",
-        text(&out)
+        said
     );
     assert_eq!(
         stage(&record(&bucket, "run-2").await, "deploy-dev").status,
@@ -386,26 +367,20 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
 
     // A run that ends while its gate waits (rejected, stopped): finalize
     // records the paused deploy, and so the run, as failed.
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-3",
-        "deploy",
-        &["--env=dev", "--risk-gate=pause"],
-        &[],
+    ran(
+        &at(&repo, "run-3", "deploy", &["--env=dev", "--risk-gate=pause"], &[]),
+        0,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = pod(
-        &repo,
-        work.path(),
-        &bucket,
-        "run-3",
-        "finalize",
-        &[],
-        &[("APHEX_WORKFLOW_STATUS", "Failed")],
+    ran(
+        &at(
+            &repo,
+            "run-3",
+            "finalize",
+            &[],
+            &[("APHEX_WORKFLOW_STATUS", "Failed")],
+        ),
+        0,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let ended = record(&bucket, "run-3").await;
     assert_eq!(ended.status, Status::Failed, "{ended:#?}");
     let deploy = stage(&ended, "deploy-dev");
