@@ -115,9 +115,10 @@ struct Args {
     approved_by: Option<String>,
     /// Where this deploy stands to the environment's risk gate: `pause`
     /// (`deploy-<env>`: stop at a gate that wants a person, for the
-    /// `risk-<env>` suspend after it), `resume` (`resume-<env>`: the gate
-    /// was decided), empty (no gate in the topology: such a gate fails).
-    #[arg(long, env = "APHEX_RISK_GATE", value_parser = ["", "pause", "resume"], default_value = "")]
+    /// `risk-<env>` suspend after it), `resume STARTED FINISHED`
+    /// (`resume-<env>`: the gate was resumed, between those times), empty
+    /// (no gate in the topology: such a gate fails).
+    #[arg(long, env = "APHEX_RISK_GATE", default_value = "")]
     risk_gate: String,
 }
 

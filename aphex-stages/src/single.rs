@@ -210,29 +210,38 @@ pub enum RiskStep {
     Resume {
         /// Who approved (the gate's `approved-by` output), when named.
         by: Option<String>,
+        /// When the gate's suspend started and finished (RFC 3339, Argo's
+        /// own times), when Argo gave them.
+        waited: Option<(String, String)>,
     },
 }
 
 impl RiskStep {
-    /// The step `aphex-runner --risk-gate=` names (`pause`, `resume`, or
-    /// empty: absent), with who approved for a resume.
+    /// The step `aphex-runner --risk-gate=` names: `pause`, `resume
+    /// STARTED FINISHED` (the suspend's times, which the `gated-deploy`
+    /// DAG passes), or empty (absent); with who approved for a resume.
     pub fn from_flag(flag: &str, by: Option<String>) -> RiskStep {
-        match flag {
-            "pause" => RiskStep::Pause,
-            "resume" => RiskStep::Resume { by },
+        let words: Vec<&str> = flag.split_whitespace().collect();
+        match words.as_slice() {
+            ["pause"] => RiskStep::Pause,
+            ["resume", rest @ ..] => RiskStep::Resume {
+                by,
+                waited: match rest {
+                    [started, finished] => Some(((*started).to_owned(), (*finished).to_owned())),
+                    _ => None,
+                },
+            },
             _ => RiskStep::Absent,
         }
     }
 }
 
-/// Whether a risk gate that paused at `paused_at` and is resumed at `now`
-/// (RFC 3339) waited out its timeout: Argo resumes a suspend whose
-/// `duration` ran out by itself, so a resume that late is the timeout's.
-/// It fails closed: a person resuming in the last seconds, whose resume
-/// pod starts after the timeout, counts as late too. `None` when either
-/// time is not one.
-pub fn gate_timed_out(paused_at: &str, now: &str, timeout_seconds: u64) -> Option<bool> {
-    crate::time::seconds_between_checked(paused_at, now).map(|waited| waited >= timeout_seconds as f64)
+/// Whether a risk gate that waited from `started` to `finished` (RFC 3339)
+/// waited out its timeout: Argo resumes a suspend whose `duration` ran out
+/// by itself, at the timeout, so a wait that long is the timeout's.
+/// `None` when either time is not one.
+pub fn gate_timed_out(started: &str, finished: &str, timeout_seconds: u64) -> Option<bool> {
+    crate::time::seconds_between_checked(started, finished).map(|waited| waited >= timeout_seconds as f64)
 }
 
 /// The deploy stage of `env` in a pod, around its risk gate.
@@ -245,13 +254,19 @@ async fn deploy(
 ) -> Result<StageOutcome, StageError> {
     let gate = aphex_template::submit::risk_gate_task(env);
     // A removed environment's stale task skips this: the deploy says so.
-    if let (RiskStep::Resume { by }, Some(e)) = (risk, ctx.config.environment(env)) {
+    if let (RiskStep::Resume { by, waited }, Some(e)) = (risk, ctx.config.environment(env)) {
         let paused = paused_deploy(ctx, env).await?;
         let timeout = e.risk_timeout_seconds();
-        let late = paused
-            .ended_at
-            .as_deref()
-            .and_then(|at| gate_timed_out(at, &crate::time::now_rfc3339(), timeout));
+        // The suspend's own times; should Argo not give them, from when the
+        // deploy paused to now, which fails closed (a resume pod that
+        // starts late counts as late).
+        let late = waited
+            .as_ref()
+            .and_then(|(started, finished)| gate_timed_out(started, finished, timeout))
+            .or_else(|| {
+                let paused_at = paused.ended_at.as_deref()?;
+                gate_timed_out(paused_at, &crate::time::now_rfc3339(), timeout)
+            });
         if late != Some(false) {
             return Err(StageError::Deploy {
                 message: format!(
@@ -516,7 +531,7 @@ pub async fn finalize_run(
 
 #[cfg(test)]
 mod tests {
-    use super::gate_timed_out;
+    use super::{RiskStep, gate_timed_out};
     use proptest::prelude::*;
 
     #[test]
@@ -531,6 +546,41 @@ mod tests {
         // An unreadable time says nothing: the caller fails closed.
         assert_eq!(gate_timed_out("", "2026-01-01T01:00:00Z", 3600), None);
         assert_eq!(gate_timed_out(paused, "{{tasks.risk.finishedAt}}", 3600), None);
+    }
+
+    #[test]
+    fn the_risk_gate_flag_names_the_step_and_a_resume_its_gates_times() {
+        let by = || Some("alice".to_owned());
+        assert_eq!(RiskStep::from_flag("", by()), RiskStep::Absent);
+        assert_eq!(RiskStep::from_flag("pause", by()), RiskStep::Pause);
+        assert_eq!(
+            RiskStep::from_flag("resume 2026-01-01T00:00:00Z 2026-01-01T00:05:00Z", by()),
+            RiskStep::Resume {
+                by: by(),
+                waited: Some((
+                    "2026-01-01T00:00:00Z".to_owned(),
+                    "2026-01-01T00:05:00Z".to_owned()
+                )),
+            }
+        );
+        // Without both times (an Argo that did not substitute them) the
+        // resume measures from the pause.
+        assert_eq!(
+            RiskStep::from_flag("resume", None),
+            RiskStep::Resume {
+                by: None,
+                waited: None
+            }
+        );
+        assert_eq!(
+            RiskStep::from_flag("resume {{tasks.risk.startedAt}}", None),
+            RiskStep::Resume {
+                by: None,
+                waited: None
+            }
+        );
+        // Anything else is no step: a gate fails the environment.
+        assert_eq!(RiskStep::from_flag("approve", by()), RiskStep::Absent);
     }
 
     proptest! {

@@ -380,8 +380,8 @@ fn gated_env<'a>(config: &Config, stage: &'a Stage) -> Option<&'a str> {
 /// that the template grows by one task per environment, as without one:
 /// `deploy` (the stage, told to stop at a gate that wants a person),
 /// the suspend `risk` and `resume`, which deploys the environment again
-/// with its risks approved (or fails it as timed out), naming who
-/// approved. `risk` and `resume` run only when the deploy's `risk` output
+/// with its risks approved (or fails it as timed out: it gets the
+/// suspend's start and finish, Argo's own times), naming who approved. `risk` and `resume` run only when the deploy's `risk` output
 /// names this environment's gate (`risk-<env>`): a deploy that stopped at
 /// no gate leaves them skipped, and the DAG ends with the deploy.
 fn gated_deploy_template() -> Value {
@@ -423,7 +423,10 @@ fn gated_deploy_template() -> Value {
                 "dependencies": ["risk"],
                 "when": stopped,
                 "template": STAGE_TEMPLATE,
-                "arguments": stage_args("resume", format!("{{{{tasks.risk.outputs.parameters.{APPROVED_BY}}}}}")),
+                "arguments": stage_args(
+                    "resume {{tasks.risk.startedAt}} {{tasks.risk.finishedAt}}",
+                    format!("{{{{tasks.risk.outputs.parameters.{APPROVED_BY}}}}}"),
+                ),
             },
         ]},
     })

@@ -306,7 +306,8 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
         "the gate left no change set pending"
     );
 
-    // resume-dev, approved by alice: deploys it, recorded as deploy-dev.
+    // resume-dev, approved by alice: deploys it, recorded as deploy-dev
+    // (without the suspend's times, the wait is measured from the pause).
     let said = ran(
         &at(
             &repo,
@@ -324,12 +325,13 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
     assert_eq!(deploy.approved_by.as_deref(), Some("alice"));
     assert_eq!(resources(&stack).await, ["Greeting", "Role"]);
 
-    // A policy allowing every action, with a gate of one second: the deploy
-    // pauses again; resumed after the timeout (as Argo resumes a suspend
-    // whose duration ran out), the environment fails and nothing deploys.
+    // A policy allowing every action, with a gate of 90 minutes: the deploy
+    // pauses again; a suspend that lasted its whole timeout (Argo resumes
+    // it by itself then, and hands the resume the suspend's own times) fails
+    // the environment and nothing deploys.
     let mut repo = repo;
     repo.commit_files(
-        &with_config("    riskGates: { timeout: 1s }\n", assembly(&stack, "v1", true)),
+        &with_config("    riskGates: { timeout: 90m }\n", assembly(&stack, "v1", true)),
         "a policy allowing everything",
     );
     ran(
@@ -337,20 +339,10 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
         0,
     );
     assert_eq!(risk_output("run-2").expect("the risk output"), "risk-dev");
-    // The timeout is what is under test: the gate must have waited it out.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let said = ran(
-        &at(
-            &repo,
-            "run-2",
-            "deploy",
-            &["--env=dev", "--risk-gate=resume"],
-            &[],
-        ),
-        1,
-    );
+    let waited_out = "--risk-gate=resume 2026-01-01T00:00:00Z 2026-01-01T01:30:00Z";
+    let said = ran(&at(&repo, "run-2", "deploy", &["--env=dev", waited_out], &[]), 1);
     assert!(
-        said.contains("nobody approved it within its timeout (1s)"),
+        said.contains("nobody approved it within its timeout (90m)"),
         "{}",
         said
     );
