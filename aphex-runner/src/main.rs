@@ -425,8 +425,7 @@ async fn run(args: Args) -> i32 {
     }
     match result {
         Ok(_) => {
-            // A deploy paused at its risk gate said so as it ended.
-            tracing::info!(stage = %name, "stage succeeded");
+            tracing::info!(stage = %name, "stage {}", single::ended_as(status));
             exit::OK
         }
         Err(e) => {

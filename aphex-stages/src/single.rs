@@ -216,6 +216,15 @@ pub enum RiskStep {
     },
 }
 
+/// How a stage that returned without an error ended, for the pod's last
+/// line: a deploy recorded `running` paused at its risk gate.
+pub fn ended_as(status: Status) -> &'static str {
+    match status {
+        Status::Running => "paused at its risk gate",
+        _ => "succeeded",
+    }
+}
+
 impl RiskStep {
     /// The step `aphex-runner --risk-gate=` names: `pause`, `resume
     /// STARTED FINISHED` (the suspend's times, which the `gated-deploy`

@@ -285,10 +285,11 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
 
     // deploy-dev: the first deploy creates a role, so it stops at the gate,
     // succeeds as a task, names the gate and records the listing.
-    ran(
+    let said = ran(
         &at(&repo, "run-1", "deploy", &["--env=dev", "--risk-gate=pause"], &[]),
         0,
     );
+    assert!(said.contains("stage paused at its risk gate"), "{said}");
     assert_eq!(risk_output("run-1").expect("the risk output"), "risk-dev");
     let paused = record(&bucket, "run-1").await;
     let deploy = stage(&paused, "deploy-dev");
