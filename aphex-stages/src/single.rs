@@ -343,7 +343,9 @@ async fn deploy(
 }
 
 /// The record `deploy-<env>` left when it paused at its risk gate:
-/// still running, ended (paused) at its `ended_at`.
+/// still running, ended (paused) at its `ended_at`; or succeeded, when
+/// Argo retries a resume pod that had already deployed and recorded it
+/// (the gate was approved: the retry deploys again, nothing changed).
 async fn paused_deploy(ctx: &StageContext, env: &str) -> Result<StageRecord, StageError> {
     let deploy = format!("deploy-{env}");
     let record = ctx
@@ -357,7 +359,7 @@ async fn paused_deploy(ctx: &StageContext, env: &str) -> Result<StageRecord, Sta
         )))?;
     record
         .and_then(|r| r.stages.into_iter().find(|s| s.name == deploy))
-        .filter(|s| s.status == Status::Running)
+        .filter(|s| matches!(s.status, Status::Running | Status::Succeeded))
         .ok_or_else(|| {
             StageError::Failed(format!(
                 "run {} has no record of {deploy} paused at a risk gate, so there is nothing to resume: the resume \

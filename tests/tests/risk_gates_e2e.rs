@@ -325,6 +325,26 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
     assert_eq!(deploy.status, Status::Succeeded, "{deploy:#?}");
     assert_eq!(deploy.approved_by.as_deref(), Some("alice"));
     assert_eq!(resources(&stack).await, ["Greeting", "Role"]);
+    // Argo retries a resume pod that errored after it recorded the deploy:
+    // the retry deploys again (nothing changed) instead of failing.
+    let retried = [
+        "--env=dev",
+        "--risk-gate=resume 2026-01-01T00:00:00Z 2026-01-01T00:05:00Z",
+    ];
+    ran(
+        &at(
+            &repo,
+            "run-1",
+            "deploy",
+            &retried,
+            &[("APHEX_APPROVED_BY", "alice")],
+        ),
+        0,
+    );
+    assert_eq!(
+        stage(&record(&bucket, "run-1").await, "deploy-dev").status,
+        Status::Succeeded
+    );
 
     // A policy allowing every action, with a gate of 90 minutes: the deploy
     // pauses again; a suspend that lasted its whole timeout (Argo resumes
