@@ -3,7 +3,8 @@
 //! or its risk gate `risk-ENV`, the way `argo resume`/`argo stop` and `argo
 //! node set` do (`aphex_k8s::workflows::Workflows::decide`), naming who
 //! decided on the gate's `approved-by` output, from where the deploy after
-//! it (or, for a risk gate, its `resume-ENV` task) records it.
+//! it (for a risk gate, the `resume` task of its `gated-deploy` DAG)
+//! records it.
 
 use aphex_k8s::run_status::GateKind;
 use aphex_k8s::workflows::Decision;
@@ -19,8 +20,8 @@ use crate::out::Out;
     aphex approve shop-7x2kq --env prod\n  \
     aphex approve shop-7x2kq --env prod --reject --message 'not during the sale'\n\n\
     It decides the gate of ENV that waits: approve-ENV before the deploy (approval: manual), or\n\
-    risk-ENV where the deploy stopped at risky changes (riskGates: approve); rejecting a risk gate\n\
-    fails the environment, recorded as rejected.\n\n\
+    risk-ENV where the deploy stopped at risky changes (riskGates: approve). Rejecting either stops\n\
+    the run at the gate; a risk gate's deploy is then recorded as failed, nothing past it deployed.\n\n\
     Who approved is the kubeconfig context's user unless --as names someone; it is kept on the\n\
     gate, in the deploy's run record and in `aphex history`.\n\n\
     Exit status: 0 decided, 1 no such run or gate, the gate is not waiting, or the cluster\n\
@@ -34,7 +35,7 @@ pub struct Args {
     /// Who approves (default: the kubeconfig context's user).
     #[arg(long = "as", value_name = "NAME")]
     pub as_: Option<String>,
-    /// Reject instead: the run stops at the gate (a risk gate's environment fails).
+    /// Reject instead: the run stops at the gate.
     #[arg(long)]
     pub reject: bool,
     /// Why (kept on the gate with the rejection).
