@@ -342,23 +342,33 @@ async fn deploy(
     }
 }
 
-/// The record `deploy-<env>` left when it paused at its risk gate:
-/// still running, ended (paused) at its `ended_at`; or succeeded, when
-/// Argo retries a resume pod that had already deployed and recorded it
-/// (the gate was approved: the retry deploys again, nothing changed).
-async fn paused_deploy(ctx: &StageContext, env: &str) -> Result<StageRecord, StageError> {
-    let deploy = format!("deploy-{env}");
+/// Stage `name` of this run's record, if recorded; `what` says, in the
+/// error, what the record was read for.
+async fn recorded_stage(
+    ctx: &StageContext,
+    name: &str,
+    what: &str,
+) -> Result<Option<StageRecord>, StageError> {
     let record = ctx
         .ports
         .runs
         .load(&ctx.run.pipeline, &ctx.run.id)
         .await
         .map_err(StageError::record(format!(
-            "loading run {} for where {deploy} paused at its risk gate",
+            "loading run {} for {what}",
             ctx.run.id
         )))?;
-    record
-        .and_then(|r| r.stages.into_iter().find(|s| s.name == deploy))
+    Ok(record.and_then(|r| r.stages.into_iter().find(|s| s.name == name)))
+}
+
+/// The record `deploy-<env>` left when it paused at its risk gate:
+/// still running, ended (paused) at its `ended_at`; or succeeded, when
+/// Argo retries a resume pod that had already deployed and recorded it
+/// (the gate was approved: the retry deploys again, nothing changed).
+async fn paused_deploy(ctx: &StageContext, env: &str) -> Result<StageRecord, StageError> {
+    let deploy = format!("deploy-{env}");
+    recorded_stage(ctx, &deploy, &format!("where {deploy} paused at its risk gate"))
+        .await?
         .filter(|s| matches!(s.status, Status::Running | Status::Succeeded))
         .ok_or_else(|| {
             StageError::Failed(format!(
@@ -385,19 +395,7 @@ pub fn run_output(outcome: &StageOutcome) -> &'static str {
 async fn recorded_outputs(ctx: &StageContext, env: &str) -> Result<Outputs, StageError> {
     let deploy = format!("deploy-{env}");
     let run = &ctx.run;
-    let record = ctx
-        .ports
-        .runs
-        .load(&run.pipeline, &run.id)
-        .await
-        .map_err(StageError::record(format!(
-            "loading run {} for the stack outputs of {deploy}",
-            run.id
-        )))?;
-    let Some(stage) = record
-        .as_ref()
-        .and_then(|r| r.stages.iter().find(|s| s.name == deploy))
-    else {
+    let Some(stage) = recorded_stage(ctx, &deploy, &format!("the stack outputs of {deploy}")).await? else {
         return Err(StageError::Failed(format!(
             "run {} of pipeline {} has no {deploy} stage in its record, so there are no stack outputs to test with: \
              the test stage reads what the deploy of the same run recorded (set APHEX_STACK_OUTPUTS_FILE to test \
