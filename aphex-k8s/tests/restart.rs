@@ -2,7 +2,9 @@
 //! Kubernetes `WorkflowSubmitter` (`aphex_k8s::workflows::Workflows`),
 //! against the in-process fake API server: a changed topology submits
 //! exactly one Workflow of the same commit labelled as a restart, a second
-//! call for the commit submits nothing, and a restart never restarts.
+//! call for the commit submits nothing, a retried stage that finds the new
+//! template already applied still restarts (its run's `--topology`), and a
+//! restart never restarts.
 
 mod common;
 
@@ -44,11 +46,24 @@ async fn stage(
     run: &str,
     trigger: Trigger,
 ) -> (StageOutcome, Arc<CollectingReporter>) {
+    stage_started_on(fake, config, run, trigger, None).await
+}
+
+/// [`stage`], in a run started from a template of `topology` (the
+/// pipeline pod's `--topology`).
+async fn stage_started_on(
+    fake: &Fake,
+    config: aphex_config::Config,
+    run: &str,
+    trigger: Trigger,
+    topology: Option<Vec<String>>,
+) -> (StageOutcome, Arc<CollectingReporter>) {
     let dir = tempfile::tempdir().unwrap();
     let (mut ctx, reporter): (StageContext, _) =
         common::stage_context(dir.path(), KubeApplier::new(fake.client()), config, None);
     ctx.run.id = run.to_owned();
     ctx.run.trigger = trigger;
+    ctx.run.topology = topology;
     ctx.ports.workflows = Some(Arc::new(Workflows::new(fake.client(), NS)));
     let outcome = pipeline::run(&ctx).await.expect("the pipeline stage succeeds");
     (outcome, reporter)
@@ -158,6 +173,68 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
     );
     assert_eq!(creates(&fake), 2, "one more Workflow, for the rollback");
     assert_eq!(workflows(&fake).len(), 2);
+}
+
+/// Argo retries a pipeline pod lost after it applied the new template but
+/// before it submitted the restart: the retry finds the live template
+/// already new, yet its run is still on the old stages. Its `--topology`
+/// (the run's) makes it restart; without one (a template rendered before
+/// the flag) it can only compare with the live template and goes on.
+#[tokio::test]
+async fn a_pipeline_stage_retried_after_it_applied_the_new_template_still_restarts() {
+    let fake = cluster_with_old_template().await;
+    let mut live = fake.object(TEMPLATE).unwrap();
+    let run_topology = aphex_template::workflow::topology(&live);
+    assert_eq!(run_topology, ["validate", "build", "pipeline", "deploy-dev"]);
+    let (_, grown) = configs();
+    // What the lost attempt left: the new template applied, nothing submitted.
+    live["spec"] = aphex_template::workflow::workflow_template(&grown)["spec"].take();
+    fake.put(TEMPLATE, live);
+
+    let (outcome, _) = stage(&fake, grown.clone(), "shop-x7k2p", Trigger::Push).await;
+    assert_eq!(
+        outcome.ends_run, None,
+        "without --topology the live template is the baseline"
+    );
+    assert_eq!(creates(&fake), 0);
+
+    let (outcome, log) = stage_started_on(
+        &fake,
+        grown.clone(),
+        "shop-x7k2p",
+        Trigger::Push,
+        Some(run_topology.clone()),
+    )
+    .await;
+    let end = outcome
+        .ends_run
+        .expect("superseded: the run is on the old stages");
+    assert!(end.message.contains("+ environment prod"), "{}", end.message);
+    let name = restart_name(&grown, SHA, "shop-x7k2p");
+    assert!(
+        end.message.contains(&format!("restarts on it as run {name}")),
+        "{}",
+        end.message
+    );
+    assert!(
+        log.text()
+            .contains("the applied template's stages are not this run's"),
+        "{}",
+        log.text()
+    );
+    assert_eq!(creates(&fake), 1);
+
+    // Retried once more after it submitted: the restart is found, not made again.
+    let (outcome, _) = stage_started_on(&fake, grown, "shop-x7k2p", Trigger::Push, Some(run_topology)).await;
+    assert!(
+        outcome
+            .ends_run
+            .expect("superseded")
+            .message
+            .contains("was already restarted"),
+        "the second retry names the restart"
+    );
+    assert_eq!(creates(&fake), 1, "no second Workflow");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aphex_adapters::{Adapters, Cluster, DeployerKind, Scope, Storage};
+use aphex_adapters::{Adapters, Cluster, Scope, Storage};
 use aphex_config::Config;
 use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
 use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
@@ -17,7 +17,10 @@ use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Event, Reporter, TracingReporter};
 use aphex_stages::single::{self, OutputsSource, RiskStep, RunnerStage};
 use aphex_stages::stages::StageError;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+
+mod args;
+use args::Args;
 
 /// Exit codes (docs/stages.md).
 mod exit {
@@ -26,100 +29,6 @@ mod exit {
     pub const USAGE: i32 = 2;
     pub const SETUP: i32 = 3;
     pub const INTERRUPTED: i32 = 130;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Stage {
-    Validate,
-    Build,
-    Pipeline,
-    Deploy,
-    Test,
-    Synth,
-    Finalize,
-}
-
-impl From<Stage> for RunnerStage {
-    fn from(s: Stage) -> Self {
-        match s {
-            Stage::Validate => RunnerStage::Validate,
-            Stage::Build => RunnerStage::Build,
-            Stage::Pipeline => RunnerStage::Pipeline,
-            Stage::Deploy => RunnerStage::Deploy,
-            Stage::Test => RunnerStage::Test,
-            Stage::Synth => RunnerStage::Synth,
-            Stage::Finalize => RunnerStage::Finalize,
-        }
-    }
-}
-
-/// Runs one stage of an Aphex pipeline at one commit.
-#[derive(Debug, Parser)]
-#[command(name = "aphex-runner", version, about)]
-struct Args {
-    /// The stage to run.
-    #[arg(value_enum)]
-    stage: Stage,
-    /// Environment of deploy, test and synth (an empty value means none).
-    #[arg(long, env = "APHEX_ENV")]
-    env: Option<String>,
-    /// Full 40-hex commit SHA.
-    #[arg(long, env = "APHEX_COMMIT_SHA")]
-    commit_sha: String,
-    /// Repository to check out (URL or path); the WorkflowTemplate derives it from the config.
-    #[arg(long, env = "APHEX_REPO_URL")]
-    repo_url: String,
-    /// The branch the pipeline deploys: a deploy run's commit must be on it.
-    #[arg(long, env = "APHEX_BRANCH")]
-    branch: Option<String>,
-    /// The pull request a validate-pr run checks (empty: a deploy run).
-    #[arg(long, env = "APHEX_PULL_REQUEST")]
-    pull_request: Option<String>,
-    /// Run id (the Argo workflow name).
-    #[arg(long, env = "APHEX_WORKFLOW_ID")]
-    workflow_id: String,
-    /// The Workflow's labels as a JSON object (`{{workflow.labels.json}}`):
-    /// `aphex.dev/trigger` says how the run started. Absent or unreadable:
-    /// started by a person.
-    #[arg(long, env = "APHEX_WORKFLOW_LABELS")]
-    workflow_labels: Option<String>,
-    /// Where the run can be watched (the Argo UI); the WorkflowTemplate
-    /// derives it from `pipeline.argoUrl`.
-    #[arg(long, env = "APHEX_RUN_URL")]
-    run_url: Option<String>,
-    /// GitHub's REST API, where commit statuses are posted; given only to
-    /// the pods that post them (validate, finalize) when the config asks.
-    #[arg(long, env = "APHEX_GITHUB_API_URL")]
-    github_api_url: Option<String>,
-    /// `owner/repo` the commit statuses are posted on.
-    #[arg(long, env = "APHEX_GITHUB_REPOSITORY")]
-    github_repository: Option<String>,
-    /// Config file, relative to the repository root.
-    #[arg(long, env = "APHEX_CONFIG_FILE", default_value = "aphex-config.yaml")]
-    config: String,
-    /// Where checkouts and scratch files go.
-    #[arg(long, env = "APHEX_WORK_DIR", default_value = "/tmp/aphex/work")]
-    work_dir: PathBuf,
-    /// Where Argo output-parameter files go.
-    #[arg(long, env = "APHEX_OUTPUTS_DIR", default_value = aphex_template::workflow::OUTPUTS_DIR)]
-    outputs_dir: PathBuf,
-    /// Use the local adapters in this directory instead of AWS (tests, dry runs).
-    #[arg(long, env = "APHEX_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// The stack deployer.
-    #[arg(long, env = "APHEX_DEPLOYER", value_enum, default_value_t = DeployerKind::Cloudformation)]
-    deployer: DeployerKind,
-    /// Who approved the gate before this deploy (the gate's `approved-by`
-    /// output; empty: no gate, or resumed without a name).
-    #[arg(long, env = "APHEX_APPROVED_BY")]
-    approved_by: Option<String>,
-    /// Where this deploy stands to the environment's risk gate: `pause`
-    /// (`deploy-<env>`: stop at a gate that wants a person, for the
-    /// `risk-<env>` suspend after it), `resume STARTED FINISHED`
-    /// (`resume-<env>`: the gate was resumed, between those times), empty
-    /// (no gate in the topology: such a gate fails).
-    #[arg(long, env = "APHEX_RISK_GATE", default_value = "")]
-    risk_gate: String,
 }
 
 /// The adapters of a run of `kind`: the local ones under `--state-dir`,
@@ -301,6 +210,12 @@ async fn run(args: Args) -> i32 {
         kind,
         trigger: Trigger::from_labels_json(args.workflow_labels.as_deref()),
         url: args.run_url.clone().filter(|u| !u.is_empty()),
+        topology: args.topology.as_deref().map(|t| {
+            t.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
     };
     let ports = match ports(&args, kind, &run_info.pipeline, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,

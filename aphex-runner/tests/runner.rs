@@ -86,6 +86,7 @@ impl Pod<'_> {
             .env_remove("APHEX_GITHUB_REPOSITORY")
             .env_remove("APHEX_RUN_URL")
             .env_remove("APHEX_WORKFLOW_LABELS")
+            .env_remove("APHEX_TOPOLOGY")
             .envs(extra_env.iter().copied())
             .output()
             .expect("runner runs");
@@ -452,11 +453,7 @@ fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
     let output = |stage_pod: &Path| std::fs::read_to_string(stage_pod.join("outputs/run")).unwrap();
     let workflows = dir.path().join("state/cluster/argo/workflow");
 
-    // The next commit adds `qa`.
-    let qa = "  - name: qa\n    region: us-east-1\n    account: \"123456789012\"\n    synth: cp -r fake-cdk-out/. \"$CDK_OUTDIR\"/\n    stacks: [{ name: AppStack, path: lib/app.ts }]\n";
-    std::fs::write(repo_dir.join("aphex-config.yaml"), format!("{CONFIG}{qa}")).unwrap();
-    git(&repo_dir, &["commit", "-q", "-am", "add qa"]);
-    let second = git(&repo_dir, &["rev-parse", "HEAD"]);
+    let second = commit_adding_qa(&repo_dir);
     let pod = Pod {
         root: dir.path(),
         repo: &repo_dir,
@@ -559,6 +556,78 @@ fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
         "{}\n"
     );
     assert_eq!(std::fs::read_dir(&workflows).unwrap().count(), 2);
+}
+
+/// Commits a config that adds environment `qa` to [`CONFIG`]; its SHA.
+fn commit_adding_qa(repo_dir: &Path) -> String {
+    let qa = "  - name: qa\n    region: us-east-1\n    account: \"123456789012\"\n    synth: cp -r fake-cdk-out/. \"$CDK_OUTDIR\"/\n    stacks: [{ name: AppStack, path: lib/app.ts }]\n";
+    std::fs::write(repo_dir.join("aphex-config.yaml"), format!("{CONFIG}{qa}")).unwrap();
+    git(repo_dir, &["commit", "-q", "-am", "add qa"]);
+    git(repo_dir, &["rev-parse", "HEAD"])
+}
+
+/// Argo retries a pipeline pod lost after it applied the new template but
+/// before it submitted the restart (here: the first attempt's Workflow
+/// taken back). The retry finds the live template already new, but the
+/// run's `--topology`, which its template passes, says the run is on the
+/// old stages, so it restarts the run. Without the flag (a template
+/// rendered before it) the live template is all it has, and the run goes
+/// on with the old stages.
+#[test]
+fn a_pipeline_pod_retried_after_it_applied_the_template_still_restarts_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let first = repo(&repo_dir);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &first,
+    };
+    run_as(&pod, "shop-1", "push", WHOLE_RUN);
+    let second = commit_adding_qa(&repo_dir);
+    let pod = Pod {
+        root: dir.path(),
+        repo: &repo_dir,
+        sha: &second,
+    };
+    run_as(&pod, "shop-2", "push", &[("validate", ""), ("build", "")]);
+    // The stages of the template shop-2 started from (CONFIG's).
+    let run_topology = "validate,build,pipeline,deploy-dev,test-dev";
+    let pipeline = |topology: Option<&str>| {
+        let mut env = vec![
+            ("APHEX_WORKFLOW_ID", "shop-2"),
+            ("APHEX_WORKFLOW_LABELS", r#"{"aphex.dev/trigger":"push"}"#),
+        ];
+        env.extend(topology.map(|t| ("APHEX_TOPOLOGY", t)));
+        let (out, pipeline_pod) = pod.run("pipeline", "", &env);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        (
+            std::fs::read_to_string(pipeline_pod.join("outputs/run")).unwrap(),
+            stdout(&out),
+        )
+    };
+    let workflows = dir.path().join("state/cluster/argo/workflow");
+    let submitted = || std::fs::read_dir(&workflows).map_or(0, |d| d.count());
+
+    let (output, _) = pipeline(Some(run_topology));
+    assert_eq!(output, "superseded");
+    assert_eq!(submitted(), 1);
+    // Lost before its submission landed.
+    std::fs::remove_dir_all(&workflows).unwrap();
+
+    let (output, log) = pipeline(None);
+    assert_eq!(output, "continue", "without --topology: {log}");
+    assert!(log.contains("no topology change"), "{log}");
+    assert_eq!(submitted(), 0);
+
+    let (output, log) = pipeline(Some(run_topology));
+    assert_eq!(output, "superseded", "{log}");
+    assert!(log.contains("topology: + environment qa"), "{log}");
+    assert!(
+        log.contains("the applied template's stages are not this run's"),
+        "{log}"
+    );
+    assert_eq!(submitted(), 1);
 }
 
 /// A stand-in for GitHub's API on 127.0.0.1 that accepts `count` commit

@@ -123,6 +123,11 @@ pub struct RunInfo {
     pub trigger: Trigger,
     /// Where it can be watched (the Argo UI), when `pipeline.argoUrl` is set.
     pub url: Option<String>,
+    /// The stages of the WorkflowTemplate the run was started from
+    /// ([`aphex_template::workflow::topology`]), when its template says
+    /// (the pipeline pod's `--topology`): the pipeline stage restarts the
+    /// run when the commit's topology differs from them.
+    pub topology: Option<Vec<String>>,
 }
 
 /// Everything a stage runs with.

@@ -214,6 +214,7 @@ pub async fn run_local(
                     kind: RunKind::Deploy,
                     trigger: opts.trigger,
                     url: None,
+                    topology: None,
                 },
                 config,
                 config_file: opts.config_file.clone(),

@@ -66,6 +66,7 @@
 //!         kind: RunKind::Deploy,
 //!         trigger: Trigger::Manual,
 //!         url: None,
+//!         topology: None,
 //!     },
 //!     config,
 //!     config_file: "aphex-config.yaml".to_owned(),

@@ -220,7 +220,51 @@ pub fn workflow_template(config: &Config) -> Value {
             .expect("set above")
             .extend([gated_deploy_template(), risk_gate_template()]);
     }
+    // The pipeline pod compares the topology it renders from the commit
+    // with the one its own run was started from, which Argo keeps with the
+    // run: the live template may already be the new one (an earlier
+    // attempt of the stage applied it) or another run's.
+    let stages = topology(&template).join(",");
+    let pipeline = template["spec"]["templates"]
+        .as_array_mut()
+        .expect("set above")
+        .iter_mut()
+        .find(|t| t["name"] == PIPELINE_STAGE_TEMPLATE)
+        .expect("the pipeline stage's template is rendered");
+    pipeline["container"]["args"]
+        .as_array_mut()
+        .expect("the stage template has an argument list")
+        .push(json!(format!("{TOPOLOGY_ARG}={stages}")));
     template
+}
+
+/// The runner flag that tells the pipeline stage its run's topology (the
+/// [`topology`] of the template it was rendered in, comma-separated).
+pub const TOPOLOGY_ARG: &str = "--topology";
+
+/// A WorkflowTemplate's topology: the task names of its `main` DAG, in
+/// order, with each gated deploy's risk gate (`risk-<env>`, inside its
+/// `gated-deploy` DAG) after it, so that a gate added or removed changes
+/// the topology too.
+pub fn topology(wt: &Value) -> Vec<String> {
+    let entry = wt["spec"]["entrypoint"].as_str().unwrap_or(MAIN_ENTRYPOINT);
+    wt["spec"]["templates"]
+        .as_array()
+        .and_then(|templates| templates.iter().find(|t| t["name"] == entry))
+        .and_then(|t| t["dag"]["tasks"].as_array())
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter_map(|t| Some((t["name"].as_str()?, t)))
+                .flat_map(|(name, t)| {
+                    let gate = (t["template"] == GATED_DEPLOY_TEMPLATE)
+                        .then(|| name.strip_prefix("deploy-").map(risk_gate_task))
+                        .flatten();
+                    std::iter::once(name.to_owned()).chain(gate)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The `stage` template of a deploy run's stages; with risk gates in the

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aphex_config::{Approval, Build, Config, Environment, Stack, Tests};
 use aphex_template::lint::check_references;
 use aphex_template::triggers::{Shape, exact_regex};
-use aphex_template::{Plan, PlanDiff, RenderOptions, render};
+use aphex_template::{Plan, PlanDiff, RenderOptions, StageKind, render};
 use common::{Kind, assert_schema_valid};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -180,6 +180,33 @@ proptest! {
         let plan_order: Vec<String> = Plan::new(&cfg).unwrap().stages().iter().map(|s| s.task_name()).collect();
         let dag_order: Vec<String> = tasks.iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
         prop_assert_eq!(plan_order, dag_order);
+    }
+
+    // Property: the pipeline stage is told its run's topology: the
+    // `pipeline-stage` template passes `--topology=` with the plan's task
+    // names in order, each gated deploy's `risk-<env>` after it, as one
+    // literal (no Argo expression).
+    #[test]
+    fn the_pipeline_stage_carries_its_templates_topology(cfg in arb_config()) {
+        let r = render(&cfg, &RenderOptions::default());
+        let wt = r.get("WorkflowTemplate").unwrap();
+        let pipeline = wt["spec"]["templates"].as_array().unwrap().iter()
+            .find(|t| t["name"] == "pipeline-stage").unwrap();
+        let given: Vec<&str> = pipeline["container"]["args"].as_array().unwrap().iter()
+            .filter_map(|a| a.as_str()?.strip_prefix("--topology="))
+            .collect();
+        let mut expected = Vec::new();
+        for stage in Plan::new(&cfg).unwrap().stages() {
+            expected.push(stage.task_name());
+            if let Some(env) = stage.env.as_deref().filter(|_| stage.kind == StageKind::Deploy)
+                && cfg.environment(env).is_some_and(|e| e.has_approve_gate())
+            {
+                expected.push(format!("risk-{env}"));
+            }
+        }
+        let joined = expected.join(",");
+        prop_assert_eq!(given, vec![joined.as_str()]);
+        prop_assert_eq!(aphex_template::workflow::topology(wt), expected);
     }
 
     // Property: only the tasks of `validate-pr` hand the runner a pull

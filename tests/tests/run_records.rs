@@ -74,6 +74,7 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         kind: aphex_stages::context::RunKind::Deploy,
         trigger: aphex_stages::context::Trigger::Push,
         url: None,
+        topology: None,
     };
     // One task per pod, all released together, each with its own client.
     let barrier = Arc::new(tokio::sync::Barrier::new(STAGES));

@@ -70,6 +70,7 @@ pub fn stage_context(
             kind: RunKind::Deploy,
             trigger: Trigger::Manual,
             url: None,
+            topology: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),

@@ -28,6 +28,7 @@ use std::collections::BTreeSet;
 
 use aphex_config::{Config, OnSelfUpdateFailure};
 use aphex_template::cloudformation::pipeline_stack_name;
+use aphex_template::workflow::topology;
 use serde_json::Value;
 
 use super::{StageError, StageOutcome};
@@ -472,40 +473,6 @@ async fn apply_manifests(ctx: &StageContext) -> Result<Vec<String>, StageError> 
     Ok(topology)
 }
 
-/// Task names of the `main` DAG of a WorkflowTemplate, in order, with
-/// each deploy's risk gate (`risk-<env>`, inside its `gated-deploy` DAG)
-/// after it: a gate added or removed changes the topology.
-pub(crate) fn main_tasks(wt: &Value) -> Vec<String> {
-    let templates = wt["spec"]["templates"].as_array().cloned().unwrap_or_default();
-    let entry = wt["spec"]["entrypoint"].as_str().unwrap_or("main");
-    templates
-        .iter()
-        .find(|t| t["name"] == entry)
-        .and_then(|t| t["dag"]["tasks"].as_array())
-        .map(|tasks| {
-            tasks
-                .iter()
-                .filter_map(|t| Some((t["name"].as_str()?, t)))
-                .flat_map(|(name, t)| {
-                    let gate = (t["template"] == aphex_template::workflow::GATED_DEPLOY_TEMPLATE)
-                        .then(|| {
-                            name.strip_prefix("deploy-")
-                                .map(aphex_template::submit::risk_gate_task)
-                        })
-                        .flatten();
-                    std::iter::once(name.to_owned()).chain(gate)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Environments (`deploy-<env>` tasks) and stages added and removed between
-/// two WorkflowTemplates, one line each; empty when the topology is the same.
-pub(crate) fn topology_diff(old: &Value, new: &Value) -> Vec<String> {
-    tasks_diff(&main_tasks(old), &main_tasks(new))
-}
-
 /// Environments (`deploy-<env>`) and stages added and removed between two
 /// lists of task (or stage record) names, one line each; empty when they
 /// hold the same names.
@@ -547,30 +514,42 @@ pub(crate) fn tasks_diff(old_tasks: &[String], new_tasks: &[String]) -> Vec<Stri
     lines
 }
 
-/// Logs how the topology changes; the change (empty on a first apply:
-/// no run was started from a template that was not there).
+/// Logs how the topology changes; the change. The baseline is the
+/// topology this run was started with, when its template says
+/// (`--topology`): the live template may already be the new one, applied
+/// by an earlier attempt of this stage that Argo retried before it
+/// submitted the restart, or by another run. Without it (a template
+/// rendered before the flag), the live template's; and on a first apply
+/// no change (no run was started from a template that was not there).
 fn log_topology(ctx: &StageContext, current: Option<&Value>, new: &Value) -> Vec<String> {
-    match current {
-        None => {
-            ctx.info(
-                STAGE,
-                format!(
-                    "first apply of the pipeline: stages {}",
-                    main_tasks(new).join(" -> ")
-                ),
-            );
-            Vec::new()
-        }
-        Some(old) => {
-            let diff = topology_diff(old, new);
-            if diff.is_empty() {
-                ctx.info(STAGE, "no topology change");
-            } else {
-                for line in &diff {
-                    ctx.info(STAGE, format!("topology: {line}"));
-                }
-            }
-            diff
-        }
+    let new_tasks = topology(new);
+    let live = current.map(topology);
+    if live.is_none() {
+        ctx.info(
+            STAGE,
+            format!("first apply of the pipeline: stages {}", new_tasks.join(" -> ")),
+        );
     }
+    let baseline = match (&ctx.run.topology, &live) {
+        (Some(run), live) => {
+            if live.as_ref().is_some_and(|l| l != run) {
+                ctx.info(
+                    STAGE,
+                    "the applied template's stages are not this run's (an earlier attempt of this stage, or \
+                     another run, applied it): comparing with the stages this run was started with",
+                );
+            }
+            run
+        }
+        (None, Some(live)) => live,
+        (None, None) => return Vec::new(),
+    };
+    let diff = tasks_diff(baseline, &new_tasks);
+    if diff.is_empty() {
+        ctx.info(STAGE, "no topology change");
+    }
+    for line in &diff {
+        ctx.info(STAGE, format!("topology: {line}"));
+    }
+    diff
 }

@@ -92,6 +92,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
             kind: RunKind::Deploy,
             trigger: Trigger::Manual,
             url: None,
+            topology: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),
