@@ -209,6 +209,10 @@ async fn run(args: Args) -> i32 {
             .filter(|n| !n.is_empty()),
         kind,
         trigger: Trigger::from_labels_json(args.workflow_labels.as_deref()),
+        sender: aphex_stages::context::label(
+            args.workflow_labels.as_deref(),
+            aphex_template::submit::SENDER_LABEL,
+        ),
         url: args.run_url.clone().filter(|u| !u.is_empty()),
         topology: args.topology.as_deref().map(|t| {
             t.split(',')

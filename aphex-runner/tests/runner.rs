@@ -460,13 +460,16 @@ fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
         sha: &second,
     };
     run_as(&pod, "shop-2", "push", &[("validate", ""), ("build", "")]);
-    // The pipeline stage of the run the push started, on the old template.
+    // The pipeline stage of the run octocat's push started, on the old template.
     let (out, pipeline_pod) = pod.run(
         "pipeline",
         "",
         &[
             ("APHEX_WORKFLOW_ID", "shop-2"),
-            ("APHEX_WORKFLOW_LABELS", r#"{"aphex.dev/trigger":"push"}"#),
+            (
+                "APHEX_WORKFLOW_LABELS",
+                r#"{"aphex.dev/trigger":"push","aphex.dev/sender":"octocat"}"#,
+            ),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -487,6 +490,8 @@ fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
         serde_json::from_str(&std::fs::read_to_string(workflows.join(format!("{restart}.json"))).unwrap())
             .unwrap();
     assert_eq!(submitted["metadata"]["labels"]["aphex.dev/trigger"], "restart");
+    // Started by whoever started the run it restarts.
+    assert_eq!(submitted["metadata"]["labels"]["aphex.dev/sender"], "octocat");
     assert_eq!(
         submitted["metadata"]["labels"]["aphex.dev/commit"],
         second.as_str()

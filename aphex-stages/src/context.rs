@@ -91,13 +91,15 @@ impl Trigger {
     /// The trigger a Workflow's labels name, given as the JSON object Argo
     /// passes (`{{workflow.labels.json}}`); absent or unreadable: a person's.
     pub fn from_labels_json(labels: Option<&str>) -> Trigger {
-        let labels: Option<serde_json::Value> = labels.and_then(|l| serde_json::from_str(l).ok());
-        let value = labels
-            .as_ref()
-            .and_then(|l| l.get(aphex_template::submit::TRIGGER_LABEL))
-            .and_then(|v| v.as_str());
-        Trigger::from_label(value)
+        Trigger::from_label(label(labels, aphex_template::submit::TRIGGER_LABEL).as_deref())
     }
+}
+
+/// Label `key` of a Workflow's labels given as the JSON object Argo passes
+/// (`{{workflow.labels.json}}`); absent or unreadable: none.
+pub fn label(labels: Option<&str>, key: &str) -> Option<String> {
+    let labels: serde_json::Value = serde_json::from_str(labels?).ok()?;
+    Some(labels.get(key)?.as_str()?.to_owned())
 }
 
 /// Who and what a run is about.
@@ -128,6 +130,9 @@ pub struct RunInfo {
     /// (the pipeline pod's `--topology`): the pipeline stage restarts the
     /// run when the commit's topology differs from them.
     pub topology: Option<Vec<String>>,
+    /// Who started the run (its `aphex.dev/sender` label), when known: a
+    /// restart of the run carries it on.
+    pub sender: Option<String>,
 }
 
 /// Everything a stage runs with.

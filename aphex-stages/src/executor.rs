@@ -215,6 +215,7 @@ pub async fn run_local(
                     trigger: opts.trigger,
                     url: None,
                     topology: None,
+                    sender: None,
                 },
                 config,
                 config_file: opts.config_file.clone(),

@@ -67,6 +67,7 @@
 //!         trigger: Trigger::Manual,
 //!         url: None,
 //!         topology: None,
+//!         sender: None,
 //!     },
 //!     config,
 //!     config_file: "aphex-config.yaml".to_owned(),

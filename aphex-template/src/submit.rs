@@ -166,9 +166,11 @@ pub fn has_finished(workflow: &Value) -> bool {
 /// the Sensor's push Workflow for `commit` (checked by the caller),
 /// labelled as a restart ([`Origin::Restart`]) of that commit
 /// ([`COMMIT_LABEL`]), named by [`restart_name`] and annotated with the run
-/// it restarts (`restarts`, a Workflow name).
-pub fn restart_workflow(config: &Config, commit: &str, restarts: &str) -> Value {
-    let mut workflow = started_workflow(config, commit, Origin::Restart, "");
+/// it restarts (`restarts`, a Workflow name), started by that run's
+/// `sender` when it is one a label may hold ([`check_sender`]; else unknown).
+pub fn restart_workflow(config: &Config, commit: &str, restarts: &str, sender: Option<&str>) -> Value {
+    let sender = sender.filter(|s| check_sender(s).is_ok()).unwrap_or_default();
+    let mut workflow = started_workflow(config, commit, Origin::Restart, sender);
     let metadata = workflow["metadata"]
         .as_object_mut()
         .expect("workflow_for writes metadata");
@@ -182,6 +184,22 @@ pub fn restart_workflow(config: &Config, commit: &str, restarts: &str) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_keeps_its_runs_sender_only_when_a_label_may_hold_it() {
+        let config = aphex_config::load_str(
+            "aphex-config.yaml",
+            "version: \"1.0\"\npipeline: { name: shop }\nbuild: { commands: [\"true\"] }\nenvironments:\n  - { name: dev, region: us-east-1, account: \"123456789012\", stacks: [{ name: A, path: a.ts }] }\n",
+        )
+        .unwrap();
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let sender = |given| {
+            restart_workflow(&config, sha, "shop-x7k2p", given)["metadata"]["labels"][SENDER_LABEL].clone()
+        };
+        assert_eq!(sender(Some("octocat")), json!("octocat"));
+        assert_eq!(sender(Some("{{workflow.name}}")), json!(""));
+        assert_eq!(sender(None), json!(""));
+    }
 
     #[test]
     fn senders_are_label_values_and_approvers_logins_or_addresses() {

@@ -107,7 +107,7 @@ fn what_the_pipeline_writes_is_admitted() {
         }
         // The pipeline stage's restart on a new topology, submitted as the
         // workflow account.
-        let restart = aphex_template::submit::restart_workflow(&config(name), SHA, "my-app-x7k2p");
+        let restart = aphex_template::submit::restart_workflow(&config(name), SHA, "my-app-x7k2p", None);
         assert_eq!(
             admit(&s.policy, &s.executor, &restart),
             Ok(()),

@@ -21,7 +21,7 @@ fn rendered_objects_pass_the_strict_schemas() {
             assert_schema_valid(Kind::Workflow, &workflow_for(&cfg, &rule), name);
         }
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        let restart = aphex_template::submit::restart_workflow(&cfg, sha, "my-app-x7k2p");
+        let restart = aphex_template::submit::restart_workflow(&cfg, sha, "my-app-x7k2p", Some("octocat"));
         assert_schema_valid(Kind::Workflow, &restart, name);
         match (r.get("EventSource"), r.get("Sensor")) {
             (Some(es), Some(sensor)) => {

@@ -75,6 +75,7 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         trigger: aphex_stages::context::Trigger::Push,
         url: None,
         topology: None,
+        sender: None,
     };
     // One task per pod, all released together, each with its own client.
     let barrier = Arc::new(tokio::sync::Barrier::new(STAGES));

@@ -71,6 +71,7 @@ pub fn stage_context(
             trigger: Trigger::Manual,
             url: None,
             topology: None,
+            sender: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),

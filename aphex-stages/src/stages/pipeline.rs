@@ -182,7 +182,12 @@ async fn restart(ctx: &StageContext, diff: &[String]) -> Result<Option<RunEnd>, 
     let (name, already) = match found.into_iter().next() {
         Some(name) => (name, true),
         None => {
-            let workflow = aphex_template::submit::restart_workflow(config, commit, &ctx.run.id);
+            let workflow = aphex_template::submit::restart_workflow(
+                config,
+                commit,
+                &ctx.run.id,
+                ctx.run.sender.as_deref(),
+            );
             match submitter
                 .submit(&workflow)
                 .await

@@ -93,6 +93,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
             trigger: Trigger::Manual,
             url: None,
             topology: None,
+            sender: None,
         },
         config,
         config_file: "aphex-config.yaml".to_owned(),
