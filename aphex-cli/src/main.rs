@@ -4,6 +4,7 @@
 //! [`exit::CliError`] and printed here, in one place.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 
 // mimalloc: loading and rendering a large configuration allocates tens of
 // thousands of small values in a fresh process; glibc's malloc made that
@@ -60,6 +61,7 @@ enum Command {
 fn main() {
     aphex_config::quiet_parser_panics();
     let cli = Cli::parse();
+    init_logging();
     let outcome = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Schema(args) => commands::schema::run(args),
@@ -86,4 +88,23 @@ fn main() {
         }
     };
     std::process::exit(code.into());
+}
+
+/// What Aphex's libraries log (the AWS adapters' retries, the deployer's
+/// reasons) goes to stderr, apart from a command's output: their warnings
+/// by default, more with `APHEX_LOG` (`APHEX_LOG=info` says why each stack
+/// needed a change set), as in the runner's pods. Other crates' logs (kube,
+/// hyper) only repeat what the command's error says, so by default they
+/// are off.
+fn init_logging() {
+    const DEFAULT: &str = "aphex_aws=warn,aphex_stages=warn,aphex_k8s=warn,aphex_adapters=warn";
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APHEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .init();
 }

@@ -245,6 +245,14 @@ fn a_run_after_a_topology_change_says_so_and_restarts_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("the topology changed"), "{stderr}");
+
+    // A record the listing cannot read is left out, and the library's
+    // warning saying so reaches stderr (the CLI logs Aphex's warnings).
+    std::fs::write(repo.join(".aphex/runs/aphex/local-broken.json"), "{ not json").unwrap();
+    let out = aphex(&repo, &["run", "--local", "--deployer", "fake", "--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("WARN skipping run local-broken: "), "{stderr}");
 }
 
 #[test]
