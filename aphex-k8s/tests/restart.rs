@@ -13,11 +13,11 @@ use std::sync::Arc;
 use aphex_k8s::KubeApplier;
 use aphex_k8s::fake::Fake;
 use aphex_k8s::workflows::Workflows;
-use aphex_stages::context::{StageContext, Trigger};
+use aphex_stages::context::StageContext;
 use aphex_stages::record::EndReason;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::{StageOutcome, pipeline};
-use aphex_template::submit::{COMMIT_LABEL, RESTART_OF_ANNOTATION, TRIGGER_LABEL, restart_name};
+use aphex_template::submit::{COMMIT_LABEL, Origin, RESTART_OF_ANNOTATION, TRIGGER_LABEL, restart_name};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -44,7 +44,7 @@ async fn stage(
     fake: &Fake,
     config: aphex_config::Config,
     run: &str,
-    trigger: Trigger,
+    trigger: Origin,
 ) -> (StageOutcome, Arc<CollectingReporter>) {
     stage_started_on(fake, config, run, trigger, None).await
 }
@@ -55,7 +55,7 @@ async fn stage_started_on(
     fake: &Fake,
     config: aphex_config::Config,
     run: &str,
-    trigger: Trigger,
+    trigger: Origin,
     topology: Option<Vec<String>>,
 ) -> (StageOutcome, Arc<CollectingReporter>) {
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +87,7 @@ fn creates(fake: &Fake) -> usize {
 async fn cluster_with_old_template() -> Fake {
     let fake = Fake::serving(&["argoproj.io/v1alpha1"]);
     let (config, _) = configs();
-    let (outcome, _) = stage(&fake, config, "shop-first", Trigger::Push).await;
+    let (outcome, _) = stage(&fake, config, "shop-first", Origin::Push).await;
     assert_eq!(outcome.ends_run, None, "a first apply restarts nothing");
     assert!(workflows(&fake).is_empty());
     fake
@@ -101,7 +101,7 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
 
     let name = restart_name(&grown, SHA, "shop-x7k2p");
     assert!(name.starts_with("shop-restart-0123456-"), "{name}");
-    let (outcome, log) = stage(&fake, grown.clone(), "shop-x7k2p", Trigger::Push).await;
+    let (outcome, log) = stage(&fake, grown.clone(), "shop-x7k2p", Origin::Push).await;
     let end = outcome.ends_run.expect("the run ends: a restart took over");
     assert_eq!(end.reason, EndReason::Superseded);
     assert!(end.message.contains("+ environment prod"), "{}", end.message);
@@ -141,7 +141,7 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
     // A second call for the same commit (another run of it that started on
     // the old template) finds the restart by its labels and submits nothing.
     fake.put(TEMPLATE, old_template.clone());
-    let (outcome, _) = stage(&fake, grown.clone(), "shop-b9q4z", Trigger::Push).await;
+    let (outcome, _) = stage(&fake, grown.clone(), "shop-b9q4z", Origin::Push).await;
     let end = outcome
         .ends_run
         .expect("still superseded, by the restart already there");
@@ -162,7 +162,7 @@ async fn a_changed_topology_submits_one_restart_of_the_same_commit_and_a_second_
     finished["status"] = json!({"phase": "Succeeded"});
     fake.put(&format!("{WORKFLOWS}/{name}"), finished);
     fake.put(TEMPLATE, old_template);
-    let (outcome, _) = stage(&fake, grown.clone(), "shop-m3v8d", Trigger::Push).await;
+    let (outcome, _) = stage(&fake, grown.clone(), "shop-m3v8d", Origin::Push).await;
     let again = restart_name(&grown, SHA, "shop-m3v8d");
     assert_ne!(again, name);
     let end = outcome.ends_run.expect("superseded by a new restart");
@@ -191,7 +191,7 @@ async fn a_pipeline_stage_retried_after_it_applied_the_new_template_still_restar
     live["spec"] = aphex_template::workflow::workflow_template(&grown)["spec"].take();
     fake.put(TEMPLATE, live);
 
-    let (outcome, _) = stage(&fake, grown.clone(), "shop-x7k2p", Trigger::Push).await;
+    let (outcome, _) = stage(&fake, grown.clone(), "shop-x7k2p", Origin::Push).await;
     assert_eq!(
         outcome.ends_run, None,
         "without --topology the live template is the baseline"
@@ -202,7 +202,7 @@ async fn a_pipeline_stage_retried_after_it_applied_the_new_template_still_restar
         &fake,
         grown.clone(),
         "shop-x7k2p",
-        Trigger::Push,
+        Origin::Push,
         Some(run_topology.clone()),
     )
     .await;
@@ -225,7 +225,7 @@ async fn a_pipeline_stage_retried_after_it_applied_the_new_template_still_restar
     assert_eq!(creates(&fake), 1);
 
     // Retried once more after it submitted: the restart is found, not made again.
-    let (outcome, _) = stage_started_on(&fake, grown, "shop-x7k2p", Trigger::Push, Some(run_topology)).await;
+    let (outcome, _) = stage_started_on(&fake, grown, "shop-x7k2p", Origin::Push, Some(run_topology)).await;
     assert!(
         outcome
             .ends_run
@@ -249,7 +249,7 @@ async fn a_restart_of_the_commit_the_labels_miss_is_found_by_its_name() {
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
                "metadata": {"name": name, "namespace": NS}}),
     );
-    let (outcome, _) = stage(&fake, grown, "shop-x7k2p", Trigger::Push).await;
+    let (outcome, _) = stage(&fake, grown, "shop-x7k2p", Origin::Push).await;
     let end = outcome
         .ends_run
         .expect("superseded by the Workflow already there");
@@ -262,7 +262,7 @@ async fn a_restart_of_the_commit_the_labels_miss_is_found_by_its_name() {
 async fn a_restart_never_restarts() {
     let fake = cluster_with_old_template().await;
     let (_, grown) = configs();
-    let (outcome, log) = stage(&fake, grown, "shop-restart-0123456789ab", Trigger::Restart).await;
+    let (outcome, log) = stage(&fake, grown, "shop-restart-0123456789ab", Origin::Restart).await;
     assert_eq!(outcome.ends_run, None, "the restart goes on with its stages");
     assert!(
         log.text()
@@ -278,7 +278,7 @@ async fn a_restart_never_restarts() {
 async fn an_unchanged_topology_submits_nothing() {
     let fake = cluster_with_old_template().await;
     let (config, _) = configs();
-    let (outcome, _) = stage(&fake, config, "shop-x7k2p", Trigger::Push).await;
+    let (outcome, _) = stage(&fake, config, "shop-x7k2p", Origin::Push).await;
     assert_eq!(outcome.ends_run, None);
     assert_eq!(creates(&fake), 0);
 }

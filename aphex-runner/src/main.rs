@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use aphex_adapters::{Adapters, Cluster, Scope, Storage};
 use aphex_config::Config;
-use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext};
 use aphex_stages::log_upload::{Limits, LogTarget, LogUpload};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::record::Status;
@@ -17,6 +17,7 @@ use aphex_stages::redact::Redactor;
 use aphex_stages::report::{Event, Reporter, TracingReporter};
 use aphex_stages::single::{self, OutputsSource, RiskStep, RunnerStage};
 use aphex_stages::stages::StageError;
+use aphex_template::submit::Origin;
 use clap::Parser;
 
 mod args;
@@ -208,8 +209,8 @@ async fn run(args: Args) -> i32 {
             .ok()
             .filter(|n| !n.is_empty()),
         kind,
-        trigger: Trigger::from_labels_json(args.workflow_labels.as_deref()),
-        sender: aphex_stages::context::label(
+        trigger: Origin::from_labels_json(args.workflow_labels.as_deref()),
+        sender: aphex_template::submit::label(
             args.workflow_labels.as_deref(),
             aphex_template::submit::SENDER_LABEL,
         ),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aphex_config::Config;
+use aphex_template::submit::Origin;
 
 use crate::ports::{
     ArtifactStore, CommitStatuses, CredentialChecker, ManifestApplier, MetricsSink, Notifier,
@@ -64,44 +65,6 @@ impl RunKind {
     }
 }
 
-/// How a run started: the Workflow's `aphex.dev/trigger` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// A push the Sensor turned into a run (`push`): a re-pushed head that
-    /// every environment already runs ends as a duplicate.
-    Push,
-    /// A restart of a run on its new topology (`restart`).
-    Restart,
-    /// A person: `aphex trigger` (`manual`), `aphex run --local`, or a
-    /// Workflow submitted without the label. Always deploys.
-    Manual,
-}
-
-impl Trigger {
-    /// The trigger a label value names; anything unknown is a person's.
-    pub(crate) fn from_label(value: Option<&str>) -> Trigger {
-        use aphex_template::submit::Origin;
-        match value {
-            Some(v) if v == Origin::Push.as_label() => Trigger::Push,
-            Some(v) if v == Origin::Restart.as_label() => Trigger::Restart,
-            _ => Trigger::Manual,
-        }
-    }
-
-    /// The trigger a Workflow's labels name, given as the JSON object Argo
-    /// passes (`{{workflow.labels.json}}`); absent or unreadable: a person's.
-    pub fn from_labels_json(labels: Option<&str>) -> Trigger {
-        Trigger::from_label(label(labels, aphex_template::submit::TRIGGER_LABEL).as_deref())
-    }
-}
-
-/// Label `key` of a Workflow's labels given as the JSON object Argo passes
-/// (`{{workflow.labels.json}}`); absent or unreadable: none.
-pub fn label(labels: Option<&str>, key: &str) -> Option<String> {
-    let labels: serde_json::Value = serde_json::from_str(labels?).ok()?;
-    Some(labels.get(key)?.as_str()?.to_owned())
-}
-
 /// Who and what a run is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInfo {
@@ -121,8 +84,10 @@ pub struct RunInfo {
     pub namespace: Option<String>,
     /// A deploy run or a pull request's.
     pub kind: RunKind,
-    /// How it started.
-    pub trigger: Trigger,
+    /// How it started (its `aphex.dev/trigger` label; a person's when
+    /// absent or unknown): a pushed head may be a duplicate, a restart never
+    /// restarts.
+    pub trigger: Origin,
     /// Where it can be watched (the Argo UI), when `pipeline.argoUrl` is set.
     pub url: Option<String>,
     /// The stages of the WorkflowTemplate the run was started from
@@ -230,25 +195,4 @@ pub fn load_config(checkout: &Path, file: &str) -> Result<Config, Vec<String>> {
             })
             .collect()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Trigger;
-
-    #[test]
-    fn a_workflows_labels_name_its_trigger_and_anything_else_is_a_persons() {
-        let cases = [
-            (Some(r#"{"aphex.dev/trigger":"push","app":"x"}"#), Trigger::Push),
-            (Some(r#"{"aphex.dev/trigger":"restart"}"#), Trigger::Restart),
-            (Some(r#"{"aphex.dev/trigger":"manual"}"#), Trigger::Manual),
-            (Some(r#"{"aphex.dev/trigger":"somebody-else"}"#), Trigger::Manual),
-            (Some(r#"{"app":"x"}"#), Trigger::Manual),
-            (Some("not json"), Trigger::Manual),
-            (None, Trigger::Manual),
-        ];
-        for (labels, want) in cases {
-            assert_eq!(Trigger::from_labels_json(labels), want, "labels {labels:?}");
-        }
-    }
 }

@@ -7,8 +7,9 @@
 //! deployed, one whose last deploy somewhere failed, and every run a
 //! person started (`aphex.dev/trigger` other than `push`).
 
-use crate::context::{RunKind, StageContext, Trigger};
+use crate::context::{RunKind, StageContext};
 use crate::record::{EndReason, RunEnd, RunRecord, Status};
+use aphex_template::submit::Origin;
 
 /// How many of the newest runs are read to find each environment's last
 /// deploy; an environment not deployed among them is taken as never
@@ -78,7 +79,7 @@ pub(crate) fn duplicate(
 /// [`RECENT_RUNS`] records. A store that cannot be read is a warning, and
 /// the run deploys: redeploying is safe, skipping wrongly is not.
 pub(crate) async fn check(ctx: &StageContext, stage: &str) -> Option<RunEnd> {
-    if ctx.run.trigger != Trigger::Push || ctx.run.kind != RunKind::Deploy {
+    if ctx.run.trigger != Origin::Push || ctx.run.kind != RunKind::Deploy {
         return None;
     }
     let runs = match ctx.ports.runs.list(&ctx.run.pipeline, RECENT_RUNS).await {

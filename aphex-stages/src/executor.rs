@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use aphex_template::{Plan, StageKind};
 
-use crate::context::{Ports, RunInfo, RunKind, StageContext, Trigger, load_config};
+use crate::context::{Ports, RunInfo, RunKind, StageContext, load_config};
 use crate::log_upload::{Limits, LogTarget, LogUpload};
 use crate::process::Exec;
 use crate::record::{RunRecord, StageRecord, Status};
@@ -28,6 +28,7 @@ use crate::report::{Event, Reporter};
 use crate::risk::RiskyChange;
 use crate::stage_log::{LOG_CAP, StageLog};
 use crate::stages::{self, StageError, StageOutcome};
+use aphex_template::submit::Origin;
 
 /// Decides manual approval gates.
 pub trait Approver: Send + Sync {
@@ -94,8 +95,8 @@ pub struct LocalRun {
     /// Only this environment's approve/deploy/test stages, when set.
     pub only_env: Option<String>,
     /// How the run started: `aphex run --local` is a person's
-    /// ([`Trigger::Manual`]); tests replay pushes.
-    pub trigger: Trigger,
+    /// ([`Origin::Manual`]); tests replay pushes.
+    pub trigger: Origin,
 }
 
 /// A new run id: sortable UTC time plus a random suffix.

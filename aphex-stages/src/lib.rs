@@ -19,7 +19,8 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
+//! use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext};
+//! use aphex_template::submit::Origin;
 //! use aphex_stages::local::{DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
 //! use aphex_stages::process::{Cancel, Exec};
 //! use aphex_stages::redact::Redactor;
@@ -64,7 +65,7 @@
 //!         repo: checkout.display().to_string(),
 //!         namespace: None,
 //!         kind: RunKind::Deploy,
-//!         trigger: Trigger::Manual,
+//!         trigger: Origin::Manual,
 //!         url: None,
 //!         topology: None,
 //!         sender: None,

@@ -15,6 +15,7 @@ use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::{StageError, finalize, pipeline, validate};
 use aphex_stages::workspace::{CheckoutError, check_on_branch, checkout};
+use aphex_template::submit::Origin;
 use aphex_testkit::git;
 use support::*;
 
@@ -228,7 +229,7 @@ fn a_changed_topology_restarts_the_run_once_through_the_directory_cluster() {
     rt.block_on(pipeline::run(&h.ctx)).unwrap();
     let mut ctx = h.ctx.clone();
     ctx.ports.workflows = Some(cluster);
-    ctx.run.trigger = aphex_stages::context::Trigger::Push;
+    ctx.run.trigger = Origin::Push;
     let mut prod = ctx.config.environments[0].clone();
     prod.name = "prod".to_owned();
     ctx.config.environments.push(prod);
@@ -283,10 +284,10 @@ fn outcome_of(end: &aphex_stages::record::RunEnd) -> aphex_stages::stages::Stage
 /// only on a change.
 #[test]
 fn only_a_changed_deploy_run_that_is_no_restart_restarts() {
-    use aphex_stages::context::{RunKind, Trigger};
+    use aphex_stages::context::RunKind;
     use pipeline::{RestartAction, restart_action};
     let diff = ["+ environment prod".to_owned()];
-    for trigger in [Trigger::Push, Trigger::Manual] {
+    for trigger in [Origin::Push, Origin::Manual] {
         assert_eq!(
             restart_action(RunKind::Deploy, trigger, &diff),
             RestartAction::Restart
@@ -297,11 +298,11 @@ fn only_a_changed_deploy_run_that_is_no_restart_restarts() {
         ));
     }
     assert!(matches!(
-        restart_action(RunKind::Deploy, Trigger::Restart, &diff),
+        restart_action(RunKind::Deploy, Origin::Restart, &diff),
         RestartAction::Stay(why) if why.contains("a restart never restarts")
     ));
     assert!(matches!(
-        restart_action(RunKind::PullRequest(7), Trigger::Push, &diff),
+        restart_action(RunKind::PullRequest(7), Origin::Push, &diff),
         RestartAction::Stay(why) if why.contains("pull request #7")
     ));
 }

@@ -58,6 +58,29 @@ impl Origin {
             Origin::Restart => "restart",
         }
     }
+
+    /// The origin a label value names; anything else (no label, a value
+    /// set by hand) is a person's: a Workflow submitted without the label
+    /// always deploys.
+    pub fn from_label(value: Option<&str>) -> Origin {
+        [Origin::Push, Origin::PullRequest, Origin::Manual, Origin::Restart]
+            .into_iter()
+            .find(|o| value == Some(o.as_label()))
+            .unwrap_or(Origin::Manual)
+    }
+
+    /// The origin a Workflow's labels name, given as the JSON object Argo
+    /// passes (`{{workflow.labels.json}}`); absent or unreadable: a person's.
+    pub fn from_labels_json(labels: Option<&str>) -> Origin {
+        Origin::from_label(label(labels, TRIGGER_LABEL).as_deref())
+    }
+}
+
+/// Label `key` of a Workflow's labels given as the JSON object Argo passes
+/// (`{{workflow.labels.json}}`); absent or unreadable: none.
+pub fn label(labels: Option<&str>, key: &str) -> Option<String> {
+    let labels: Value = serde_json::from_str(labels?).ok()?;
+    Some(labels.get(key)?.as_str()?.to_owned())
 }
 
 /// A name that cannot be used where it was meant to go.
@@ -184,6 +207,31 @@ pub fn restart_workflow(config: &Config, commit: &str, restarts: &str, sender: O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workflows_labels_name_its_origin_and_anything_else_is_a_persons() {
+        let cases = [
+            (Some(r#"{"aphex.dev/trigger":"push","app":"x"}"#), Origin::Push),
+            (Some(r#"{"aphex.dev/trigger":"restart"}"#), Origin::Restart),
+            (
+                Some(r#"{"aphex.dev/trigger":"pull-request"}"#),
+                Origin::PullRequest,
+            ),
+            (Some(r#"{"aphex.dev/trigger":"manual"}"#), Origin::Manual),
+            (Some(r#"{"aphex.dev/trigger":"somebody-else"}"#), Origin::Manual),
+            (Some(r#"{"aphex.dev/trigger":7}"#), Origin::Manual),
+            (Some(r#"{"app":"x"}"#), Origin::Manual),
+            (Some("not json"), Origin::Manual),
+            (None, Origin::Manual),
+        ];
+        for (labels, want) in cases {
+            assert_eq!(Origin::from_labels_json(labels), want, "labels {labels:?}");
+        }
+        assert_eq!(
+            label(Some(r#"{"aphex.dev/sender":"octocat"}"#), SENDER_LABEL).as_deref(),
+            Some("octocat")
+        );
+    }
 
     #[test]
     fn a_restart_keeps_its_runs_sender_only_when_a_label_may_hold_it() {

@@ -72,7 +72,7 @@ async fn parallel_stages_all_land_in_the_s3_record_and_finalize_consolidates_the
         repo: "https://github.com/acme/shop".to_owned(),
         namespace: None,
         kind: aphex_stages::context::RunKind::Deploy,
-        trigger: aphex_stages::context::Trigger::Push,
+        trigger: aphex_template::submit::Origin::Push,
         url: None,
         topology: None,
         sender: None,

@@ -369,7 +369,7 @@ async fn run_async(args: Args) -> Result<Exit, CliError> {
         config_file: config_file.display().to_string(),
         state: state.clone(),
         only_env: args.env.clone(),
-        trigger: aphex_stages::context::Trigger::Manual,
+        trigger: aphex_template::submit::Origin::Manual,
     };
     let approver = CliApprover {
         yes: args.yes,

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use aphex_k8s::KubeApplier;
-use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext};
 use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::local::{DirArtifactStore, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
 use aphex_stages::stages::pipeline;
+use aphex_template::submit::Origin;
 
 /// A one-environment pipeline `name` in `namespace`.
 pub fn pipeline_config(name: &str, namespace: &str) -> aphex_config::Config {
@@ -68,7 +69,7 @@ pub fn stage_context(
             repo: "https://github.com/acme/shop.git".to_owned(),
             namespace: namespace.map(str::to_owned),
             kind: RunKind::Deploy,
-            trigger: Trigger::Manual,
+            trigger: Origin::Manual,
             url: None,
             topology: None,
             sender: None,

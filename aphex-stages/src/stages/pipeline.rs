@@ -32,10 +32,11 @@ use aphex_template::workflow::topology;
 use serde_json::Value;
 
 use super::{StageError, StageOutcome};
-use crate::context::{RunKind, StageContext, Trigger};
+use crate::context::{RunKind, StageContext};
 use crate::diff::{differs, identity};
 use crate::ports::{DeployProgress, StackEvent, Submitted};
 use crate::record::{EndReason, RunEnd, StackResult, Status};
+use aphex_template::submit::Origin;
 
 const STAGE: &str = "pipeline";
 
@@ -126,7 +127,7 @@ pub enum RestartAction {
 /// Whether a run whose pipeline stage changed the topology by `diff`
 /// restarts: only a deploy run that is not itself a restart, when there
 /// is a change.
-pub fn restart_action(kind: RunKind, trigger: Trigger, diff: &[String]) -> RestartAction {
+pub fn restart_action(kind: RunKind, trigger: Origin, diff: &[String]) -> RestartAction {
     if diff.is_empty() {
         return RestartAction::Stay("no topology change: nothing to restart".to_owned());
     }
@@ -135,7 +136,7 @@ pub fn restart_action(kind: RunKind, trigger: Trigger, diff: &[String]) -> Resta
             "pull request #{n}'s run restarts nothing (it applies no topology)"
         ));
     }
-    if trigger == Trigger::Restart {
+    if trigger == Origin::Restart {
         return RestartAction::Stay(
             "this run is itself a restart on a new topology, and a restart never restarts: it goes on with the \
              stages it has (at most one restart per commit)"
@@ -169,10 +170,7 @@ async fn restart(ctx: &StageContext, diff: &[String]) -> Result<Option<RunEnd>, 
     let pipeline = config.pipeline_name();
     let labels = [
         (aphex_template::workflow::PIPELINE_LABEL, pipeline),
-        (
-            aphex_template::submit::TRIGGER_LABEL,
-            aphex_template::submit::Origin::Restart.as_label(),
-        ),
+        (aphex_template::submit::TRIGGER_LABEL, Origin::Restart.as_label()),
         (aphex_template::submit::COMMIT_LABEL, commit),
     ];
     let found = submitter.find(&labels).await.map_err(StageError::submit(format!(

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext, Trigger};
+use aphex_stages::context::{Ports, RunInfo, RunKind, StageContext};
 use aphex_stages::fake::RecordingDeployer;
 use aphex_stages::local::{DirArtifactStore, DirCluster, DirRunRecorder, JsonLinesMetrics, NoopNotifier};
 use aphex_stages::ports::{
@@ -16,6 +16,7 @@ use aphex_stages::ports::{
 use aphex_stages::process::{Cancel, Exec};
 use aphex_stages::redact::Redactor;
 use aphex_stages::report::CollectingReporter;
+use aphex_template::submit::Origin;
 use aphex_testkit::assembly::{FakeStack, write_assembly};
 
 /// A config with one environment and one stack, for tests that only need
@@ -90,7 +91,7 @@ pub fn harness_with(config_yaml: &str, deployer: RecordingDeployer, redactor: Re
             repo: checkout.display().to_string(),
             namespace: None,
             kind: RunKind::Deploy,
-            trigger: Trigger::Manual,
+            trigger: Origin::Manual,
             url: None,
             topology: None,
             sender: None,
