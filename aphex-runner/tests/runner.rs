@@ -443,17 +443,9 @@ fn a_re_pushed_head_ends_as_a_duplicate_at_validate_unless_a_person_starts_it() 
 fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
-    let first = repo(&repo_dir);
-    let pod = Pod {
-        root: dir.path(),
-        repo: &repo_dir,
-        sha: &first,
-    };
-    run_as(&pod, "shop-1", "push", WHOLE_RUN);
+    let second = deployed_then_adding_qa(dir.path(), &repo_dir);
     let output = |stage_pod: &Path| std::fs::read_to_string(stage_pod.join("outputs/run")).unwrap();
     let workflows = dir.path().join("state/cluster/argo/workflow");
-
-    let second = commit_adding_qa(&repo_dir);
     let pod = Pod {
         root: dir.path(),
         repo: &repo_dir,
@@ -563,8 +555,16 @@ fn a_changed_topology_supersedes_the_run_and_its_restart_deploys_the_new_one() {
     assert_eq!(std::fs::read_dir(&workflows).unwrap().count(), 2);
 }
 
-/// Commits a config that adds environment `qa` to [`CONFIG`]; its SHA.
-fn commit_adding_qa(repo_dir: &Path) -> String {
+/// A repository under `root` whose first commit ran whole as `shop-1`
+/// (its template applied), then a commit adding environment `qa`; its SHA.
+fn deployed_then_adding_qa(root: &Path, repo_dir: &Path) -> String {
+    let first = repo(repo_dir);
+    let pod = Pod {
+        root,
+        repo: repo_dir,
+        sha: &first,
+    };
+    run_as(&pod, "shop-1", "push", WHOLE_RUN);
     let qa = "  - name: qa\n    region: us-east-1\n    account: \"123456789012\"\n    synth: cp -r fake-cdk-out/. \"$CDK_OUTDIR\"/\n    stacks: [{ name: AppStack, path: lib/app.ts }]\n";
     std::fs::write(repo_dir.join("aphex-config.yaml"), format!("{CONFIG}{qa}")).unwrap();
     git(repo_dir, &["commit", "-q", "-am", "add qa"]);
@@ -582,14 +582,7 @@ fn commit_adding_qa(repo_dir: &Path) -> String {
 fn a_pipeline_pod_retried_after_it_applied_the_template_still_restarts_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
-    let first = repo(&repo_dir);
-    let pod = Pod {
-        root: dir.path(),
-        repo: &repo_dir,
-        sha: &first,
-    };
-    run_as(&pod, "shop-1", "push", WHOLE_RUN);
-    let second = commit_adding_qa(&repo_dir);
+    let second = deployed_then_adding_qa(dir.path(), &repo_dir);
     let pod = Pod {
         root: dir.path(),
         repo: &repo_dir,
