@@ -3,8 +3,9 @@
 //! on stdout ([`out`]); an error is returned with `?` as an
 //! [`exit::CliError`] and printed here, in one place.
 
-use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
 
 // mimalloc: loading and rendering a large configuration allocates tens of
 // thousands of small values in a fresh process; glibc's malloc made that

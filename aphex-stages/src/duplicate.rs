@@ -7,9 +7,10 @@
 //! deployed, one whose last deploy somewhere failed, and every run a
 //! person started (`aphex.dev/trigger` other than `push`).
 
+use aphex_template::submit::Origin;
+
 use crate::context::{RunKind, StageContext};
 use crate::record::{EndReason, RunEnd, RunRecord, Status};
-use aphex_template::submit::Origin;
 
 /// How many of the newest runs are read to find each environment's last
 /// deploy; an environment not deployed among them is taken as never

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use aphex_template::submit::Origin;
 use aphex_template::{Plan, StageKind};
 
 use crate::context::{Ports, RunInfo, RunKind, StageContext, load_config};
@@ -28,7 +29,6 @@ use crate::report::{Event, Reporter};
 use crate::risk::RiskyChange;
 use crate::stage_log::{LOG_CAP, StageLog};
 use crate::stages::{self, StageError, StageOutcome};
-use aphex_template::submit::Origin;
 
 /// Decides manual approval gates.
 pub trait Approver: Send + Sync {

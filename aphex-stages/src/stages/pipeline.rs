@@ -28,6 +28,7 @@ use std::collections::BTreeSet;
 
 use aphex_config::{Config, OnSelfUpdateFailure};
 use aphex_template::cloudformation::pipeline_stack_name;
+use aphex_template::submit::Origin;
 use aphex_template::workflow::topology;
 use serde_json::Value;
 
@@ -36,7 +37,6 @@ use crate::context::{RunKind, StageContext};
 use crate::diff::{differs, identity};
 use crate::ports::{DeployProgress, StackEvent, Submitted};
 use crate::record::{EndReason, RunEnd, StackResult, Status};
-use aphex_template::submit::Origin;
 
 const STAGE: &str = "pipeline";
 
