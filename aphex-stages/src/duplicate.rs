@@ -132,6 +132,7 @@ mod tests {
                     artifact_bytes: None,
                     approved_by: None,
                     ends_run: None,
+                    risks: Vec::new(),
                 })
                 .collect(),
             url: None,

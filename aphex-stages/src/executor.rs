@@ -266,7 +266,10 @@ async fn deploy_gated(
                         if changes.len() == 1 { "" } else { "s" }
                     ),
                 );
-                stages::deploy::run_with(ctx, env, outputs, true).await
+                // What the person saw is what the approval covers.
+                let mut outcome = stages::deploy::run_with(ctx, env, outputs, &changes).await?;
+                outcome.risks = changes;
+                Ok(outcome)
             }
             Ok(false) => Err(StageError::RiskNotApproved {
                 env: env.to_owned(),
@@ -320,6 +323,7 @@ async fn run_stages(
                 artifact_bytes: None,
                 approved_by: None,
                 ends_run: None,
+                risks: Vec::new(),
             });
             continue;
         }
@@ -483,6 +487,7 @@ fn finish_stage(
             end.message = exec.redactor.redact(&end.message);
             end
         }),
+        risks: outcome.risks,
     });
     status == Status::Succeeded && outcome.ends_run.is_none()
 }

@@ -141,6 +141,11 @@ pub struct StageRecord {
     /// Set when this stage ended the run early (see [`RunEnd`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends_run: Option<RunEnd>,
+    /// A deploy's risk gate: the risky changes it listed (redacted) while
+    /// it waits, which is all that approving it covers; once approved, what
+    /// was approved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risks: Vec<crate::risk::RiskyChange>,
 }
 
 /// What happened to one stack in a deploy stage.
@@ -323,6 +328,7 @@ mod tests {
                 artifact_bytes: None,
                 ends_run: None,
                 approved_by: None,
+                risks: Vec::new(),
             };
             let mut run = RunRecord {
                 id: "r".into(),

@@ -534,12 +534,21 @@ pub enum Verdict {
     Approve(Vec<RiskyChange>),
     /// Fail the environment: these changes are denied.
     Deny(Vec<RiskyChange>),
+    /// Fail the environment: the stack its gate stopped now makes these
+    /// risky changes, which the gate did not list and so nobody approved.
+    Unapproved(Vec<RiskyChange>),
 }
 
-/// Applies `env`'s gates to `risky`: a denied change fails the environment
-/// (approving cannot lift a `deny`); else a change to approve pauses,
-/// unless this run's risks in `env` were already `approved`.
-pub fn decide(risky: &[RiskyChange], env: &Environment, approved: bool) -> Verdict {
+/// Applies `env`'s gates to one stack's `risky` changes: a denied change
+/// fails the environment (approving cannot lift a `deny`); else a change
+/// to approve pauses, unless a person `approved` this run's risks in `env`
+/// (what its gate listed; empty: nobody did yet). An approval covers the
+/// stack the gate stopped only as far as the gate listed it: a risky
+/// change of that stack that was not listed (the stack changed between
+/// the pause and the approved deploy) is [`Verdict::Unapproved`]. The
+/// stacks after it were never listed: the approval covers their risks for
+/// this run.
+pub fn decide(risky: &[RiskyChange], env: &Environment, approved: &[RiskyChange]) -> Verdict {
     let with = |action: GateAction| -> Vec<RiskyChange> {
         risky
             .iter()
@@ -552,10 +561,21 @@ pub fn decide(risky: &[RiskyChange], env: &Environment, approved: bool) -> Verdi
         return Verdict::Deny(denied);
     }
     let to_approve = with(GateAction::Approve);
-    if to_approve.is_empty() || approved {
+    if to_approve.is_empty() {
+        return Verdict::Proceed;
+    }
+    if approved.is_empty() {
+        return Verdict::Approve(to_approve);
+    }
+    let listed = |c: &RiskyChange| approved.iter().any(|a| a.stack == c.stack);
+    let unlisted: Vec<RiskyChange> = to_approve
+        .into_iter()
+        .filter(|c| listed(c) && !approved.contains(c))
+        .collect();
+    if unlisted.is_empty() {
         Verdict::Proceed
     } else {
-        Verdict::Approve(to_approve)
+        Verdict::Unapproved(unlisted)
     }
 }
 

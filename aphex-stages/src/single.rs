@@ -262,6 +262,8 @@ async fn deploy(
     risk: &RiskStep,
 ) -> Result<StageOutcome, StageError> {
     let gate = aphex_template::submit::risk_gate_task(env);
+    // What the gate listed when it paused: all that its approval covers.
+    let mut approved = Vec::new();
     // A removed environment's stale task skips this: the deploy says so.
     if let (RiskStep::Resume { by, waited }, Some(e)) = (risk, ctx.config.environment(env)) {
         let paused = paused_deploy(ctx, env).await?;
@@ -297,14 +299,35 @@ async fn deploy(
         ctx.info(
             &format!("deploy-{env}"),
             format!(
-                "risk gate {gate} approved{who}: deploying {env} with its risky changes approved for this run"
+                "risk gate {gate} approved{who}: deploying {env} with the {} risky change{} it listed approved, \
+                 and the risks of the stacks after it, for this run",
+                paused.risks.len(),
+                if paused.risks.len() == 1 { "" } else { "s" }
             ),
         );
+        approved = paused.risks;
     }
-    let approved = matches!(risk, RiskStep::Resume { .. });
-    match stages::deploy::run_with(ctx, env, outputs_file, approved).await {
+    match stages::deploy::run_with(ctx, env, outputs_file, &approved).await {
+        Ok(mut outcome) if !approved.is_empty() => {
+            outcome.risks = approved;
+            Ok(outcome)
+        }
+        Err(e @ StageError::RiskGate { .. }) if matches!(risk, RiskStep::Resume { .. }) => {
+            Err(StageError::Deploy {
+                message: format!(
+                    "{e}
+the record of deploy-{env} lists no risky change that its gate {gate} showed, so this approval \
+                 covers none: run the pipeline again and approve the gate it stops at"
+                ),
+                stacks: e.stacks().to_vec(),
+            })
+        }
         Err(e @ StageError::RiskGate { .. }) if *risk == RiskStep::Pause => {
             let stacks = e.stacks().to_vec();
+            let risks = match &e {
+                StageError::RiskGate { changes, .. } => changes.clone(),
+                _ => Vec::new(),
+            };
             let file = outputs_dir.join(aphex_template::workflow::RISK_OUTPUT);
             std::fs::create_dir_all(outputs_dir)
                 .and_then(|()| std::fs::write(&file, &gate))
@@ -327,6 +350,7 @@ async fn deploy(
             Ok(StageOutcome {
                 stacks,
                 gated: Some(ctx.exec.redactor.redact(&listing)),
+                risks,
                 ..StageOutcome::default()
             })
         }
@@ -425,6 +449,7 @@ pub fn stage_record(
     result: &Result<StageOutcome, StageError>,
     redactor: &Redactor,
 ) -> StageRecord {
+    let risks = result.as_ref().map(|o| o.risks.clone()).unwrap_or_default();
     let (status, error, stacks, artifact_bytes, ends_run) = match result {
         // Paused at a risk gate: still going until the gate is decided
         // (the resume task records the stage again); the gate's listing
@@ -463,6 +488,7 @@ pub fn stage_record(
         artifact_bytes,
         approved_by: None,
         ends_run,
+        risks,
     }
 }
 

@@ -30,6 +30,7 @@ fn run(id: &str, started: &str, status: Status) -> RunRecord {
             artifact_bytes: None,
             approved_by: None,
             ends_run: None,
+            risks: Vec::new(),
         }],
         url: None,
     }

@@ -450,17 +450,61 @@ fn an_approve_gate_stops_before_the_risky_stack_executes_and_approval_lets_it_th
     assert_eq!(err.stacks()[1].status, Status::Skipped);
 
     // Approved for this run, the environment deploys.
-    rt().block_on(deploy::run_with(&h.ctx, "dev", &outputs, true))
+    rt().block_on(deploy::run_with(&h.ctx, "dev", &outputs, changes))
         .unwrap();
     assert!(h.log().contains("approved for this run"), "{}", h.log());
+}
+
+/// An approval covers what the gate listed: when the stopped stack makes
+/// a risky change the listing the person approved did not hold (it
+/// changed in between), the environment fails naming it, and the stack
+/// does not execute.
+#[test]
+fn an_approval_does_not_cover_a_risky_change_the_gate_did_not_list() {
+    let h = gated_harness("");
+    let outputs = h.dir.path().join("out/outputs.json");
+    let err = rt().block_on(deploy::run(&h.ctx, "dev", &outputs)).unwrap_err();
+    let StageError::RiskGate { changes, .. } = &err else {
+        panic!("expected a risk gate, got {err:?}")
+    };
+    let seen = &changes[..1];
+    let executed_before = h.deployer.calls().len();
+    let err = rt()
+        .block_on(deploy::run_with(&h.ctx, "dev", &outputs, seen))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "stack NetworkStack changed after its risk gate listed it: 1 risky change the gate did not list"
+        ) && text.contains("HandlerServiceRole9A1B (AWS::IAM::Role)")
+            && text.contains("run the pipeline again"),
+        "{text}"
+    );
+    let calls: Vec<String> = h.deployer.calls()[executed_before..]
+        .iter()
+        .map(|c| c.stack_name.clone())
+        .collect();
+    assert_eq!(
+        calls,
+        ["NetworkStack"],
+        "reviewed, not executed; nothing after it"
+    );
+    assert_eq!(err.stacks()[0].status, Status::Failed);
 }
 
 #[test]
 fn a_deny_gate_fails_naming_the_resource_even_when_approved() {
     let h = gated_harness("    riskGates: { iam: deny }\n");
     let outputs = h.dir.path().join("out/outputs.json");
+    let approved = [aphex_stages::risk::RiskyChange {
+        stack: "NetworkStack".to_owned(),
+        logical_id: "HandlerServiceRoleDefaultPolicy5F1E".to_owned(),
+        resource_type: "AWS::IAM::Policy".to_owned(),
+        kind: aphex_stages::risk::RiskKind::IamBroadening,
+        why: "new IAM policy; adds \"*\" to Action".to_owned(),
+    }];
     let err = rt()
-        .block_on(deploy::run_with(&h.ctx, "dev", &outputs, true))
+        .block_on(deploy::run_with(&h.ctx, "dev", &outputs, &approved))
         .unwrap_err();
     assert!(matches!(err, StageError::Deploy { .. }), "{err:?}");
     let text = err.to_string();

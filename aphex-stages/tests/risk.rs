@@ -193,14 +193,46 @@ fn a_recorded_answer_that_is_not_one_says_what_it_expected() {
 fn deny_wins_and_approval_lifts_only_approve() {
     let risky = classify(&fixture("App", "iam-wildcard.json"), &StatefulTypes::default());
     let manual = environment(None, None, true);
-    assert_eq!(decide(&risky, &manual, false), Verdict::Approve(risky.clone()));
-    assert_eq!(decide(&risky, &manual, true), Verdict::Proceed);
+    assert_eq!(decide(&risky, &manual, &[]), Verdict::Approve(risky.clone()));
+    assert_eq!(decide(&risky, &manual, &risky), Verdict::Proceed);
     let automatic = environment(None, None, false);
-    assert_eq!(decide(&risky, &automatic, false), Verdict::Proceed);
+    assert_eq!(decide(&risky, &automatic, &[]), Verdict::Proceed);
     let denying = environment(Some(GateAction::Deny), None, true);
-    assert_eq!(decide(&risky, &denying, true), Verdict::Deny(risky.clone()));
+    assert_eq!(decide(&risky, &denying, &risky), Verdict::Deny(risky.clone()));
     let replacement_only = environment(Some(GateAction::Allow), Some(GateAction::Deny), true);
-    assert_eq!(decide(&risky, &replacement_only, false), Verdict::Proceed);
+    assert_eq!(decide(&risky, &replacement_only, &[]), Verdict::Proceed);
+}
+
+/// An approval covers what its gate listed: the stopped stack may make
+/// those risky changes and no other (it changed between the pause and the
+/// approved deploy); a stack after it, never listed, goes through.
+#[test]
+fn an_approval_covers_what_the_gate_listed_and_the_stacks_after_it() {
+    let manual = environment(None, None, true);
+    let change = |stack: &str, id: &str, why: &str| RiskyChange {
+        stack: stack.to_owned(),
+        logical_id: id.to_owned(),
+        resource_type: "AWS::IAM::Policy".to_owned(),
+        kind: RiskKind::IamBroadening,
+        why: why.to_owned(),
+    };
+    let listed = vec![change("App", "Grant", "new IAM policy")];
+    assert_eq!(decide(&listed, &manual, &listed), Verdict::Proceed);
+    let grown = vec![
+        change("App", "Grant", "new IAM policy"),
+        change("App", "Admin", "new IAM policy; adds \"*\" to Action"),
+    ];
+    assert_eq!(
+        decide(&grown, &manual, &listed),
+        Verdict::Unapproved(vec![grown[1].clone()])
+    );
+    let worse = vec![change("App", "Grant", "new IAM policy; adds \"*\" to Action")];
+    assert_eq!(
+        decide(&worse, &manual, &listed),
+        Verdict::Unapproved(worse.clone())
+    );
+    let after = vec![change("Audit", "Reader", "new IAM role")];
+    assert_eq!(decide(&after, &manual, &listed), Verdict::Proceed);
 }
 
 fn environment(iam: Option<GateAction>, replacement: Option<GateAction>, manual: bool) -> Environment {
@@ -328,7 +360,8 @@ proptest! {
             why: "new IAM role".to_owned(),
         }).collect();
         let action_of = |k: RiskKind| if k == RiskKind::IamBroadening { iam } else { replacement };
-        let verdict = decide(&risky, &env, approved);
+        let listing = if approved { risky.clone() } else { Vec::new() };
+        let verdict = decide(&risky, &env, &listing);
         let any = |a: GateAction| kinds.iter().any(|k| action_of(*k) == a);
         match verdict {
             Verdict::Deny(denied) => {
@@ -340,6 +373,34 @@ proptest! {
                 prop_assert_eq!(listed.len(), kinds.iter().filter(|k| action_of(**k) == GateAction::Approve).count());
             }
             Verdict::Proceed => prop_assert!(!any(GateAction::Deny) && (approved || !any(GateAction::Approve))),
+            Verdict::Unapproved(unlisted) => prop_assert!(false, "all it listed was approved: {unlisted:?}"),
         }
+    }
+
+    /// Property: an approval of part of a stack's listing lets exactly the
+    /// rest through as unapproved, and nothing when all of it was listed.
+    #[test]
+    fn what_the_gate_did_not_list_is_unapproved(
+        count in 1usize..6,
+        listed_mask in prop::collection::vec(prop::bool::ANY, 6),
+    ) {
+        let env = environment(None, None, true);
+        let risky: Vec<RiskyChange> = (0..count).map(|i| RiskyChange {
+            stack: "App".to_owned(),
+            logical_id: format!("R{i}"),
+            resource_type: "AWS::IAM::Role".to_owned(),
+            kind: RiskKind::IamBroadening,
+            why: "new IAM role".to_owned(),
+        }).collect();
+        let listed: Vec<RiskyChange> = risky.iter().zip(&listed_mask).filter(|(_, l)| **l).map(|(r, _)| r.clone()).collect();
+        let unlisted: Vec<RiskyChange> = risky.iter().filter(|r| !listed.contains(r)).cloned().collect();
+        let expected = if listed.is_empty() {
+            Verdict::Approve(risky.clone())
+        } else if unlisted.is_empty() {
+            Verdict::Proceed
+        } else {
+            Verdict::Unapproved(unlisted)
+        };
+        prop_assert_eq!(decide(&risky, &env, &listed), expected);
     }
 }

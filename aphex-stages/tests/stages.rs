@@ -634,6 +634,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                 artifact_bytes: Some(1234),
                 approved_by: None,
                 ends_run: None,
+                risks: Vec::new(),
             },
             StageRecord {
                 name: "deploy-dev".to_owned(),
@@ -653,6 +654,7 @@ fn finished_run(status: Status, error: Option<&str>) -> RunRecord {
                 artifact_bytes: None,
                 approved_by: None,
                 ends_run: None,
+                risks: Vec::new(),
             },
         ],
     }
@@ -873,6 +875,7 @@ fn the_pipeline_stack_is_measured_by_its_stage_and_an_environments_by_environmen
             artifact_bytes: None,
             approved_by: None,
             ends_run: None,
+            risks: Vec::new(),
         },
     );
     let deployed: Vec<Vec<(String, String)>> = finalize::metrics_of(&run)

@@ -36,5 +36,6 @@ pub fn stage(name: &str, started: &str, status: Status) -> StageRecord {
         artifact_bytes: None,
         approved_by: None,
         ends_run: None,
+        risks: Vec::new(),
     }
 }

@@ -36,6 +36,7 @@ fn run(pipeline: &str, id: &str, started: &str, status: Status, stages: &[(&str,
                 artifact_bytes: None,
                 ends_run: None,
                 approved_by: None,
+                risks: Vec::new(),
             })
             .collect(),
         url: None,

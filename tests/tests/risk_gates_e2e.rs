@@ -10,8 +10,10 @@
 //! `aphex-runner` as the `gated-deploy` DAG runs it: `deploy --risk-gate=pause`
 //! stops at the gate, records it and names it in its `risk` output; `deploy
 //! --risk-gate=resume` deploys it once approved, or fails the environment
-//! when the gate waited out its timeout; a run that ends while the gate
-//! waits is recorded as failed by finalize.
+//! when the gate waited out its timeout, or when the stopped stack would
+//! make a risky change the gate did not list (an approval covers what the
+//! person was shown); a run that ends while the gate waits is recorded as
+//! failed by finalize.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -306,6 +308,13 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
         0,
         "the gate left no change set pending"
     );
+    // What approving the gate covers, as data.
+    let listed: Vec<(&str, &str)> = deploy
+        .risks
+        .iter()
+        .map(|r| (r.logical_id.as_str(), r.why.as_str()))
+        .collect();
+    assert_eq!(listed, [("Role", "new IAM role")], "{deploy:#?}");
 
     // resume-dev, approved by alice: deploys it, recorded as deploy-dev
     // (without the suspend's times, the wait is measured from the pause).
@@ -324,6 +333,7 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
     let deploy = stage(&resumed, "deploy-dev");
     assert_eq!(deploy.status, Status::Succeeded, "{deploy:#?}");
     assert_eq!(deploy.approved_by.as_deref(), Some("alice"));
+    assert_eq!(deploy.risks.len(), 1, "what alice approved stays on the record");
     assert_eq!(resources(&stack).await, ["Greeting", "Role"]);
     // Argo retries a resume pod that errored after it recorded the deploy:
     // the retry deploys again (nothing changed) instead of failing.
@@ -406,4 +416,48 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
             .contains("the run ended while this waited at its risk gate"),
         "{deploy:#?}"
     );
+
+    // An approval covers what the gate listed. Here the person saw the
+    // policy before it allowed every action (the record says so), and the
+    // approved deploy would make it a wildcard: it fails naming the change,
+    // and nothing of it deploys.
+    ran(
+        &at(&repo, "run-4", "deploy", &["--env=dev", "--risk-gate=pause"], &[]),
+        0,
+    );
+    let paused = record(&bucket, "run-4").await;
+    let mut deploy = stage(&paused, "deploy-dev").clone();
+    let wildcard = "new IAM policy; adds \"*\" to Action";
+    assert!(deploy.risks.iter().any(|r| r.why == wildcard), "{deploy:#?}");
+    for r in &mut deploy.risks {
+        r.why = "new IAM policy".to_owned();
+    }
+    S3RunRecorder::new(&emulator().aws_config().await, &bucket)
+        .record_stage(&paused, &deploy)
+        .await
+        .expect("rewriting what the gate listed");
+    let in_time = "--risk-gate=resume 2026-01-01T00:00:00Z 2026-01-01T00:05:00Z";
+    let said = ran(
+        &at(
+            &repo,
+            "run-4",
+            "deploy",
+            &["--env=dev", in_time],
+            &[("APHEX_APPROVED_BY", "alice")],
+        ),
+        1,
+    );
+    assert!(
+        said.contains("changed after its risk gate listed it: 1 risky change the gate did not list"),
+        "{said}"
+    );
+    let ended = record(&bucket, "run-4").await;
+    let deploy = stage(&ended, "deploy-dev");
+    assert_eq!(deploy.status, Status::Failed);
+    assert!(
+        deploy.error.as_deref().unwrap_or_default().contains(wildcard),
+        "{deploy:#?}"
+    );
+    assert_eq!(resources(&stack).await, ["Greeting", "Role"]);
+    assert_eq!(change_sets(&stack).await, 0);
 }

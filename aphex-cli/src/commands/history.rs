@@ -207,6 +207,7 @@ mod tests {
             artifact_bytes: None,
             approved_by: approved_by.map(str::to_owned),
             ends_run: None,
+            risks: Vec::new(),
         };
         let run = RunRecord {
             id: "shop-x".to_owned(),

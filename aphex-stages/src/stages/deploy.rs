@@ -46,17 +46,19 @@ pub async fn run(
     env_name: &str,
     outputs_file: &Path,
 ) -> Result<StageOutcome, StageError> {
-    run_with(ctx, env_name, outputs_file, false).await
+    run_with(ctx, env_name, outputs_file, &[]).await
 }
 
-/// [`run`], with this run's risks in the environment already approved
-/// (`risks_approved`: a person approved its risk gate): `approve` gates
-/// let their changes through; `deny` still fails.
+/// [`run`], with this run's risks in the environment approved: `approved`
+/// is what its gate listed when a person approved it (empty: nobody did).
+/// `approve` gates let those changes through, and the risks of the stacks
+/// after the one the gate stopped; a risky change of that stack the gate
+/// did not list fails ([`crate::risk::decide`]); `deny` still fails.
 pub async fn run_with(
     ctx: &StageContext,
     env_name: &str,
     outputs_file: &Path,
-    risks_approved: bool,
+    approved: &[RiskyChange],
 ) -> Result<StageOutcome, StageError> {
     let stage = format!("deploy-{env_name}");
     if let Some(noop) = super::removed_environment(ctx, &stage, env_name) {
@@ -89,7 +91,7 @@ pub async fn run_with(
             plan.order.join(" -> ")
         ),
     );
-    let deployed = deploy_stacks(ctx, &stage, env, &assembly, &matched, &plan, risks_approved).await;
+    let deployed = deploy_stacks(ctx, &stage, env, &assembly, &matched, &plan, approved).await;
     write_outputs(outputs_file, &deployed.outputs)?;
     if let Some(DeployFailure::Gated { stack, changes }) = deployed.failure {
         return Err(StageError::RiskGate {
@@ -406,8 +408,9 @@ struct ProgressToReporter<'a> {
 struct Gates<'a> {
     env: &'a Environment,
     stateful: StatefulTypes,
-    /// A person approved this run's risks in the environment.
-    approved: bool,
+    /// What a person approved of this run's risks in the environment (its
+    /// gate's listing; empty: nobody did).
+    approved: &'a [RiskyChange],
     /// Per CloudFormation stack name: what its gate stopped.
     stopped: std::sync::Mutex<HashMap<String, Verdict>>,
 }
@@ -484,14 +487,25 @@ impl DeployProgress for ProgressToReporter<'_> {
         let Some(gates) = &self.gates else {
             return Review::Execute;
         };
-        let risky = crate::risk::classify(changes, &gates.stateful);
+        // Redacted once, here: they are shown, recorded at a gate and
+        // compared with what a person approved, always in this form.
+        let risky: Vec<RiskyChange> = crate::risk::classify(changes, &gates.stateful)
+            .into_iter()
+            .map(|c| RiskyChange {
+                stack: c.stack,
+                logical_id: self.redactor.redact(&c.logical_id),
+                resource_type: c.resource_type,
+                kind: c.kind,
+                why: self.redactor.redact(&c.why),
+            })
+            .collect();
         if risky.is_empty() {
             return Review::Execute;
         }
         let verdict = crate::risk::decide(&risky, gates.env, gates.approved);
         let why = match &verdict {
             Verdict::Proceed => {
-                let how = if gates.approved {
+                let how = if !gates.approved.is_empty() {
                     "approved for this run"
                 } else {
                     "allowed by the environment's riskGates"
@@ -509,6 +523,15 @@ impl DeployProgress for ProgressToReporter<'_> {
                 gate_keys(denied),
                 gates.env.name,
                 list_changes(denied)
+            ),
+            Verdict::Unapproved(unlisted) => format!(
+                "stack {stack} changed after its risk gate listed it: {} risky change{} the gate did not list, so \
+                 nobody approved {}:{}\nan approval covers only what the gate listed; run the pipeline again to \
+                 see these at the gate",
+                unlisted.len(),
+                if unlisted.len() == 1 { "" } else { "s" },
+                if unlisted.len() == 1 { "it" } else { "them" },
+                list_changes(unlisted)
             ),
             Verdict::Approve(listed) => format!(
                 "stopped at the risk gate ({}: approve) of environment {}: {} risky change{} need{} a person's approval:{}",
@@ -605,7 +628,7 @@ async fn deploy_stacks(
     assembly: &CloudAssembly,
     matched: &[(String, &StackArtifact)],
     plan: &EnvironmentPlan,
-    risks_approved: bool,
+    approved: &[RiskyChange],
 ) -> Deployed {
     let artifacts: HashMap<&str, &StackArtifact> = matched.iter().map(|(n, a)| (n.as_str(), *a)).collect();
     let progress = ProgressToReporter {
@@ -616,7 +639,7 @@ async fn deploy_stacks(
         gates: env.has_risk_gates().then(|| Gates {
             env,
             stateful: StatefulTypes::of(env),
-            approved: risks_approved,
+            approved,
             stopped: Default::default(),
         }),
     };

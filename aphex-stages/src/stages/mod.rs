@@ -31,6 +31,9 @@ pub struct StageOutcome {
     /// The stage stopped at a risk gate that waits for a person, in a pod
     /// (the gate's listing, redacted): recorded as still running.
     pub gated: Option<String>,
+    /// The risky changes its risk gate listed (redacted): while it waits,
+    /// what approving it covers; once approved, what was approved.
+    pub risks: Vec<crate::risk::RiskyChange>,
 }
 
 /// Why a stage failed.
