@@ -315,8 +315,7 @@ async fn deploy(
         Err(e @ StageError::RiskGate { .. }) if matches!(risk, RiskStep::Resume { .. }) => {
             Err(StageError::Deploy {
                 message: format!(
-                    "{e}
-the record of deploy-{env} lists no risky change that its gate {gate} showed, so this approval \
+                    "{e}\nthe record of deploy-{env} lists no risky change that its gate {gate} showed, so this approval \
                  covers none: run the pipeline again and approve the gate it stops at"
                 ),
                 stacks: e.stacks().to_vec(),
