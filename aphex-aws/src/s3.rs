@@ -434,20 +434,14 @@ impl ArtifactStore for S3ArtifactStore {
     async fn get(&self, pipeline: &str, run_id: &str, dest: &Path) -> Result<ArtifactMetadata, StoreError> {
         record::check_segment("run id", run_id)?;
         let metadata_key = Self::metadata_key(&self.root(pipeline), run_id);
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&metadata_key)
-            .send()
-            .await
-            .map_err(|e| not_found_or(e, self.url(&metadata_key), "downloading", store_missing))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::backend(format!("downloading {}", self.url(&metadata_key)), e))?
-            .into_bytes();
+        let bytes = get_whole(
+            &self.client,
+            &self.bucket,
+            &metadata_key,
+            "downloading",
+            store_missing,
+        )
+        .await?;
         let metadata: ArtifactMetadata =
             serde_json::from_slice(&bytes).map_err(|source| StoreError::Metadata {
                 context: format!("reading {} (not artifact metadata)", self.url(&metadata_key)),
@@ -725,20 +719,7 @@ impl S3RunRecorder {
     }
 
     async fn read(&self, key: &str) -> Result<RunRecord, RecordError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| not_found_or(e, self.url(key), "reading", record_missing))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| RecordError::backend(format!("reading {}", self.url(key)), e))?
-            .into_bytes();
+        let bytes = get_whole(&self.client, &self.bucket, key, "reading", record_missing).await?;
         serde_json::from_slice(&bytes).map_err(|source| RecordError::Json {
             context: format!("reading {} (not a run record)", self.url(key)),
             source,
@@ -900,21 +881,7 @@ impl RunRecorder for S3RunRecorder {
         index: u64,
     ) -> Result<Vec<u8>, RecordError> {
         let key = self.checked_log_key(pipeline, id, stage, index)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| not_found_or(e, self.url(&key), "reading", record_missing))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| RecordError::backend(format!("reading {}", self.url(&key)), e))?
-            .into_bytes();
-        Ok(bytes.to_vec())
+        get_whole(&self.client, &self.bucket, &key, "reading", record_missing).await
     }
 }
 
@@ -1018,16 +985,18 @@ fn partial_path(dest: &Path) -> PathBuf {
 }
 
 /// What a `GetObject` that failed means: the object (or bucket) is
-/// missing, or the call failed.
+/// missing, the call failed, or its body broke off.
 enum GetFailed {
     Missing(String),
     Call(String, AwsError),
+    Body(String, aws_sdk_s3::primitives::ByteStreamError),
 }
 
 fn store_missing(failed: GetFailed) -> StoreError {
     match failed {
         GetFailed::Missing(what) => StoreError::NotFound { what },
         GetFailed::Call(context, e) => StoreError::backend(context, e),
+        GetFailed::Body(context, e) => StoreError::backend(context, e),
     }
 }
 
@@ -1035,6 +1004,30 @@ fn record_missing(failed: GetFailed) -> RecordError {
     match failed {
         GetFailed::Missing(what) => RecordError::NotFound { what },
         GetFailed::Call(context, e) => RecordError::backend(context, e),
+        GetFailed::Body(context, e) => RecordError::backend(context, e),
+    }
+}
+
+/// The whole of object `key` (small ones: records, metadata, log pieces),
+/// read while `doing`; what failed as `into` makes the port's error.
+async fn get_whole<E>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    doing: &str,
+    into: fn(GetFailed) -> E,
+) -> Result<Vec<u8>, E> {
+    let url = format!("s3://{bucket}/{key}");
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| not_found_or(e, url.clone(), doing, into))?;
+    match out.body.collect().await {
+        Ok(body) => Ok(body.to_vec()),
+        Err(e) => Err(into(GetFailed::Body(format!("{doing} {url}"), e))),
     }
 }
 
