@@ -322,11 +322,27 @@ async fn deploy(
             })
         }
         Err(e @ StageError::RiskGate { .. }) if *risk == RiskStep::Pause => {
-            let stacks = e.stacks().to_vec();
-            let risks = match &e {
-                StageError::RiskGate { changes, .. } => changes.clone(),
-                _ => Vec::new(),
+            let (stopped, risks) = match &e {
+                StageError::RiskGate { stack, changes, .. } => (stack.clone(), changes.clone()),
+                _ => Default::default(),
             };
+            // The stopped stack waits with its stage: nothing of it failed
+            // (finalize fails both should the run end while they wait).
+            let stacks = e
+                .stacks()
+                .iter()
+                .cloned()
+                .map(|mut s| {
+                    if s.name == stopped {
+                        s.status = Status::Running;
+                        s.error = Some(format!(
+                            "waiting at {gate}: its change set was deleted, nothing of it executed; the stage's \
+                             message lists its risky changes"
+                        ));
+                    }
+                    s
+                })
+                .collect();
             let file = outputs_dir.join(aphex_template::workflow::RISK_OUTPUT);
             std::fs::create_dir_all(outputs_dir)
                 .and_then(|()| std::fs::write(&file, &gate))
@@ -543,6 +559,9 @@ pub async fn finalize_run(
     // waited (rejected, stopped, or past the workflow's deadline).
     for stage in record.stages.iter_mut().filter(|s| s.status == Status::Running) {
         stage.status = Status::Failed;
+        for stack in stage.stacks.iter_mut().filter(|s| s.status == Status::Running) {
+            stack.status = Status::Failed;
+        }
         let waited = stage.error.take().unwrap_or_default();
         stage.error = Some(format!(
             "{waited}\nthe run ended while this waited at its risk gate: the gate was rejected, the run stopped, or \

@@ -308,6 +308,17 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
         0,
         "the gate left no change set pending"
     );
+    // The stopped stack waits with its stage; nothing of it failed.
+    assert_eq!(deploy.stacks.len(), 1);
+    assert_eq!(deploy.stacks[0].status, Status::Running, "{deploy:#?}");
+    assert!(
+        deploy.stacks[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("waiting at risk-dev"),
+        "{deploy:#?}"
+    );
     // What approving the gate covers, as data.
     let listed: Vec<(&str, &str)> = deploy
         .risks
@@ -408,6 +419,11 @@ async fn in_the_cluster_the_deploy_pauses_at_the_gate_and_resumes_once_approved_
     assert_eq!(ended.status, Status::Failed, "{ended:#?}");
     let deploy = stage(&ended, "deploy-dev");
     assert_eq!(deploy.status, Status::Failed);
+    assert_eq!(
+        deploy.stacks[0].status,
+        Status::Failed,
+        "and so its stopped stack"
+    );
     assert!(
         deploy
             .error
