@@ -138,7 +138,7 @@ impl S3ArtifactStore {
     }
 
     fn url(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
+        s3_url(&self.bucket, key)
     }
 
     async fn put_whole(&self, archive: &Path, key: &str, tags: &str, sha256: &str) -> Result<(), StoreError> {
@@ -544,7 +544,7 @@ impl S3RunRecorder {
     }
 
     fn url(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
+        s3_url(&self.bucket, key)
     }
 
     /// The pipelines with a top-level folder in the bucket (`aphex history
@@ -1008,6 +1008,11 @@ fn record_missing(failed: GetFailed) -> RecordError {
     }
 }
 
+/// How messages name object `key` of `bucket`.
+fn s3_url(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
 /// The whole of object `key` (small ones: records, metadata, log pieces),
 /// read while `doing`; what failed as `into` makes the port's error.
 async fn get_whole<E>(
@@ -1017,7 +1022,7 @@ async fn get_whole<E>(
     doing: &str,
     into: fn(GetFailed) -> E,
 ) -> Result<Vec<u8>, E> {
-    let url = format!("s3://{bucket}/{key}");
+    let url = s3_url(bucket, key);
     let out = client
         .get_object()
         .bucket(bucket)

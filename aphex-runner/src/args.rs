@@ -4,41 +4,16 @@ use std::path::PathBuf;
 
 use aphex_adapters::DeployerKind;
 use aphex_stages::single::RunnerStage;
-use clap::{Parser, ValueEnum};
-
-/// The stage a pod runs (its first argument).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Stage {
-    Validate,
-    Build,
-    Pipeline,
-    Deploy,
-    Test,
-    Synth,
-    Finalize,
-}
-
-impl From<Stage> for RunnerStage {
-    fn from(s: Stage) -> Self {
-        match s {
-            Stage::Validate => RunnerStage::Validate,
-            Stage::Build => RunnerStage::Build,
-            Stage::Pipeline => RunnerStage::Pipeline,
-            Stage::Deploy => RunnerStage::Deploy,
-            Stage::Test => RunnerStage::Test,
-            Stage::Synth => RunnerStage::Synth,
-            Stage::Finalize => RunnerStage::Finalize,
-        }
-    }
-}
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 /// Runs one stage of an Aphex pipeline at one commit.
 #[derive(Debug, Parser)]
 #[command(name = "aphex-runner", version, about)]
 pub struct Args {
     /// The stage to run.
-    #[arg(value_enum)]
-    pub stage: Stage,
+    #[arg(value_parser = stage_parser())]
+    pub stage: RunnerStage,
     /// Environment of deploy, test and synth (an empty value means none).
     #[arg(long, env = "APHEX_ENV")]
     pub env: Option<String>,
@@ -104,4 +79,15 @@ pub struct Args {
     /// before this flag; the stage compares with the live template).
     #[arg(long, env = "APHEX_TOPOLOGY")]
     pub topology: Option<String>,
+}
+
+/// The stage argument: one of [`RunnerStage::ALL`]'s names, offered and
+/// checked as clap does an enum's values.
+fn stage_parser() -> impl TypedValueParser<Value = RunnerStage> {
+    PossibleValuesParser::new(RunnerStage::ALL.map(RunnerStage::name)).map(|name| {
+        RunnerStage::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .expect("one of the possible values")
+    })
 }

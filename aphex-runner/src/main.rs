@@ -122,7 +122,7 @@ fn fresh_work_dir(base: &Path, stage: &str) -> PathBuf {
 }
 
 async fn run(args: Args) -> i32 {
-    let stage = RunnerStage::from(args.stage);
+    let stage = args.stage;
     let env = args.env.clone().filter(|e| !e.is_empty());
     if stage.needs_env() && env.is_none() {
         eprintln!("error: `aphex-runner {:?}` needs --env NAME", args.stage);
@@ -215,12 +215,10 @@ async fn run(args: Args) -> i32 {
             aphex_template::submit::SENDER_LABEL,
         ),
         url: args.run_url.clone().filter(|u| !u.is_empty()),
-        topology: args.topology.as_deref().map(|t| {
-            t.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        }),
+        topology: args
+            .topology
+            .as_deref()
+            .map(aphex_template::workflow::parse_topology),
     };
     let ports = match ports(&args, kind, &run_info.pipeline, config.as_ref().ok(), &redactor).await {
         Ok(p) => p,

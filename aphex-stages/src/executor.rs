@@ -267,9 +267,7 @@ async fn deploy_gated(
                     ),
                 );
                 // What the person saw is what the approval covers.
-                let mut outcome = stages::deploy::run_with(ctx, env, outputs, &changes).await?;
-                outcome.risks = changes;
-                Ok(outcome)
+                stages::deploy::run_with(ctx, env, outputs, &changes).await
             }
             Ok(false) => Err(StageError::RiskNotApproved {
                 env: env.to_owned(),

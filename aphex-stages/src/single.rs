@@ -58,6 +58,31 @@ pub enum RunnerStage {
 }
 
 impl RunnerStage {
+    /// Every stage.
+    pub const ALL: [RunnerStage; 7] = [
+        RunnerStage::Validate,
+        RunnerStage::Build,
+        RunnerStage::Pipeline,
+        RunnerStage::Deploy,
+        RunnerStage::Test,
+        RunnerStage::Synth,
+        RunnerStage::Finalize,
+    ];
+
+    /// The stage's name: the runner's argument, and its name in the run
+    /// record without an environment.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunnerStage::Validate => "validate",
+            RunnerStage::Build => "build",
+            RunnerStage::Pipeline => "pipeline",
+            RunnerStage::Deploy => "deploy",
+            RunnerStage::Test => "test",
+            RunnerStage::Synth => "synth",
+            RunnerStage::Finalize => "finalize",
+        }
+    }
+
     /// Refuses a stage that deploys or touches the pipeline in a pull
     /// request's run: such a run only validates, builds and synthesizes.
     pub fn check_allowed_in(self, kind: RunKind) -> Result<(), StageError> {
@@ -88,15 +113,7 @@ impl RunnerStage {
 
     /// The stage's name in the run record (`deploy-dev`, `build`, ...).
     pub fn record_name(self, env: Option<&str>) -> String {
-        let base = match self {
-            RunnerStage::Validate => "validate",
-            RunnerStage::Build => "build",
-            RunnerStage::Pipeline => "pipeline",
-            RunnerStage::Deploy => "deploy",
-            RunnerStage::Test => "test",
-            RunnerStage::Synth => "synth",
-            RunnerStage::Finalize => "finalize",
-        };
+        let base = self.name();
         match env {
             Some(e) if self.needs_env() => format!("{base}-{e}"),
             _ => base.to_owned(),
@@ -308,10 +325,6 @@ async fn deploy(
         approved = paused.risks;
     }
     match stages::deploy::run_with(ctx, env, outputs_file, &approved).await {
-        Ok(mut outcome) if !approved.is_empty() => {
-            outcome.risks = approved;
-            Ok(outcome)
-        }
         Err(e @ StageError::RiskGate { .. }) if matches!(risk, RiskStep::Resume { .. }) => {
             Err(StageError::Deploy {
                 message: format!(

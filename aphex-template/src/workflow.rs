@@ -242,6 +242,15 @@ pub fn workflow_template(config: &Config) -> Value {
 /// [`topology`] of the template it was rendered in, comma-separated).
 pub const TOPOLOGY_ARG: &str = "--topology";
 
+/// The stages a [`TOPOLOGY_ARG`] value names.
+pub fn parse_topology(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A WorkflowTemplate's topology: the task names of its `main` DAG, in
 /// order, with each gated deploy's risk gate (`risk-<env>`, inside its
 /// `gated-deploy` DAG) after it, so that a gate added or removed changes

@@ -127,6 +127,8 @@ pub async fn run_with(
     .await?;
     Ok(StageOutcome {
         stacks: deployed.stacks,
+        // What a person approved stays on the stage's record.
+        risks: approved.to_vec(),
         ..StageOutcome::default()
     })
 }
