@@ -279,6 +279,21 @@ pub enum AssemblyError {
         /// What is wrong.
         problem: String,
     },
+    /// The app looked up context it did not have, so its templates hold
+    /// the lookups' placeholder values.
+    #[error(
+        "{path}: the app looked up CDK context the synth did not have, so its templates hold placeholder values \
+         (`dummy-value-for-...`) and are not deployed: {}. Aphex makes no context lookups: commit their values \
+         to cdk.context.json (`npx cdk synth` with credentials for the environment's account writes them there), \
+         or synthesize with the `cdk` CLI (`synth: npx cdk synth`), which looks them up",
+        .missing.join(", ")
+    )]
+    MissingContext {
+        /// The manifest listing them.
+        path: PathBuf,
+        /// Each missing key, with its provider.
+        missing: Vec<String>,
+    },
     /// Nested assemblies deeper than any CDK app makes (a loop, most likely).
     #[error("{path}: nested cloud assemblies deeper than {MAX_NESTING} levels")]
     TooDeep {
@@ -299,7 +314,20 @@ pub fn read(dir: &Path) -> Result<CloudAssembly, AssemblyError> {
     }
     let mut assemblies = Vec::new();
     collect(dir, 0, &mut assemblies)?;
-    let version = assemblies[0].manifest.version.clone();
+    // The CDK reports a nested assembly's lookups in the top-level manifest too.
+    let top = &assemblies[0];
+    if !top.manifest.missing.is_empty() {
+        return Err(AssemblyError::MissingContext {
+            path: top.path.clone(),
+            missing: top
+                .manifest
+                .missing
+                .iter()
+                .map(|m| format!("`{}` (provider {})", m.key, m.provider))
+                .collect(),
+        });
+    }
+    let version = top.manifest.version.clone();
     // Every stack id, in any assembly: dependencies may only point at these
     // (or at asset manifests, which are not stacks and are dropped).
     let stack_ids: BTreeSet<&str> = assemblies

@@ -130,6 +130,7 @@
 pub mod artifact;
 pub mod assembly;
 pub mod bootstrap;
+mod cdk_context;
 mod commit_status;
 pub mod context;
 pub mod diff;

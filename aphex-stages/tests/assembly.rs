@@ -250,6 +250,36 @@ fn invalid_json_names_the_file_and_the_position() {
 }
 
 #[test]
+fn missing_context_is_refused_naming_each_lookup() {
+    // As aws-cdk-lib writes it for `StringParameter.valueFromLookup` with no
+    // cdk.context.json (`tests/cdk-apps`' `context` variant, run directly).
+    let manifest = r#"{
+      "version": "55.0.0",
+      "artifacts": {"S": {"type": "aws:cloudformation:stack", "environment": "aws://000000000000/us-east-1",
+                          "properties": {"templateFile": "S.template.json"}}},
+      "missing": [
+        {"key": "ssm:account=000000000000:parameterName=/a:region=us-east-1", "provider": "ssm",
+         "props": {"dummyValue": "dummy-value-for-/a", "parameterName": "/a"}},
+        {"key": "vpc-provider:account=000000000000:filter.vpc-id=vpc-1:region=us-east-1", "provider": "vpc-provider",
+         "props": {}}
+      ]
+    }"#;
+    let dir = assembly_with(&[("manifest.json", manifest), TEMPLATE]);
+    let err = assembly::read(dir.path()).unwrap_err();
+    assert!(matches!(err, AssemblyError::MissingContext { .. }), "{err:?}");
+    let text = read_err(&dir);
+    for want in [
+        "`ssm:account=000000000000:parameterName=/a:region=us-east-1` (provider ssm)",
+        "`vpc-provider:account=000000000000:filter.vpc-id=vpc-1:region=us-east-1` (provider vpc-provider)",
+        "placeholder values",
+        "cdk.context.json",
+        "synth: npx cdk synth",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+}
+
+#[test]
 fn unknown_fields_artifacts_and_newer_versions_are_tolerated() {
     let manifest = r#"{
       "version": "99.1.0",

@@ -191,6 +191,60 @@ fn independent_stacks_deploy_concurrently_up_to_the_limit() {
     assert_eq!(h.deployer.max_in_flight(), 2);
 }
 
+/// What the synth saw of the CDK context: `CDK_CONTEXT_JSON`, and the
+/// file `CONTEXT_OVERFLOW_LOCATION_ENV` names (`-` when unset).
+fn synth_context_seen(cdk_json: &str, cdk_context_json: &str) -> (String, String) {
+    let mut h = two_stack_harness(RecordingDeployer::new());
+    std::fs::write(h.checkout().join("cdk.json"), cdk_json).unwrap();
+    std::fs::write(h.checkout().join("cdk.context.json"), cdk_context_json).unwrap();
+    let synth = h.ctx.config.environments[0].synth.take().unwrap();
+    h.ctx.config.environments[0].synth = Some(format!(
+        "printf '%s' \"${{CDK_CONTEXT_JSON--}}\" > seen-env; cat \"${{CONTEXT_OVERFLOW_LOCATION_ENV:-/dev/null}}\" > seen-file; {synth}"
+    ));
+    rt().block_on(deploy::synth_check(&h.ctx, "dev")).unwrap();
+    let read = |name: &str| std::fs::read_to_string(h.checkout().join(name)).unwrap();
+    (read("seen-env"), read("seen-file"))
+}
+
+#[test]
+fn the_synth_gets_the_projects_cdk_context_as_the_cdk_cli_hands_it_over() {
+    let (env, file) = synth_context_seen(
+        r#"{"app": "node bin/app.js", "context": {"@aws-cdk/core:flag": true, "both": "cdk.json"}}"#,
+        r#"{"ssm:account=1:parameterName=/p:region=r": "cached", "both": "cdk.context.json"}"#,
+    );
+    let env: serde_json::Value = serde_json::from_str(&env).unwrap();
+    assert_eq!(
+        env,
+        serde_json::json!({"@aws-cdk/core:flag": true, "both": "cdk.json", "ssm:account=1:parameterName=/p:region=r": "cached"})
+    );
+    assert_eq!(file, "");
+
+    // Over 100 KiB (Linux caps one variable at 128 KiB): in a file instead.
+    let big = serde_json::json!({"lookup": "x".repeat(150 * 1024)}).to_string();
+    let (env, file) = synth_context_seen(r#"{"app": "node bin/app.js"}"#, &big);
+    assert_eq!(env, "-", "CDK_CONTEXT_JSON is not set");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&file).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&big).unwrap()
+    );
+}
+
+#[test]
+fn a_broken_cdk_json_stops_the_synth_naming_it() {
+    let h = two_stack_harness(RecordingDeployer::new());
+    std::fs::write(h.checkout().join("cdk.json"), "{ not json").unwrap();
+    let err = rt()
+        .block_on(deploy::synth_check(&h.ctx, "dev"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("reading the CDK context for the synth of dev")
+            && err.contains("cdk.json: not valid JSON"),
+        "{err}"
+    );
+    assert!(synth_runs(&h).is_empty());
+}
+
 #[test]
 fn synth_check_deploys_nothing() {
     let h = two_stack_harness(RecordingDeployer::new());

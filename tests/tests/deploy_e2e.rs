@@ -3,7 +3,8 @@
 //! the root cause and nothing after it is created; a template over 51,200
 //! bytes deploys through S3; independent stacks overlap with `concurrency: 2`
 //! and never with `concurrency: 1`; a `cdk synth` for another account than
-//! the runner's names that account. Stack names carry a prefix of their own
+//! the runner's names that account; an app run directly gets the project's
+//! CDK context, and a lookup it lacks stops the deploy. Stack names carry a prefix of their own
 //! (`--prefix`), or the account is the test's own, so the suites sharing the
 //! emulator never collide.
 
@@ -202,4 +203,51 @@ async fn a_cdk_cli_synth_for_another_account_names_that_account_and_deploys_ther
     );
     let home = account_config(DEFAULT_ACCOUNT, REGION).await;
     assert_eq!(stack_status(&home, "Single").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_run_directly_gets_the_projects_context_and_a_missing_lookup_deploys_nothing() {
+    let prefix = format!("{}-", unique_name("context"));
+    let mut repo = app("context", &prefix, |c| c).await;
+    let cdk_json = r#"{"app": "node app.js", "context": {"aphex-test:greeting": "from cdk.json"}}"#;
+    repo.commit_files(&[("cdk.json", cdk_json.to_owned())], "a context key");
+    let stack = format!("{prefix}Context");
+    let config = account_config(DEFAULT_ACCOUNT, REGION).await;
+
+    // No cdk.context.json: the app's SSM lookup is missing, and the
+    // template would deploy its placeholder.
+    let run = repo.aphex(&["run", "--local", "--yes"]);
+    assert_eq!(run.code, Some(1), "{}", run.text());
+    let lookup = format!(
+        "`ssm:account={DEFAULT_ACCOUNT}:parameterName=/aphex-test/looked-up:region={REGION}` (provider ssm)"
+    );
+    let text = run.text();
+    assert!(
+        text.contains(&lookup) && text.contains("placeholder values") && text.contains("cdk.context.json"),
+        "the error names the lookup and what to do: {text}"
+    );
+    assert_eq!(stack_status(&config, &stack).await, None, "nothing was deployed");
+
+    // With the lookup's value committed, both values reach the template.
+    let key = format!("ssm:account={DEFAULT_ACCOUNT}:parameterName=/aphex-test/looked-up:region={REGION}");
+    let cached = serde_json::json!({ key: "from cdk.context.json" }).to_string();
+    repo.commit_files(&[("cdk.context.json", cached)], "the cached lookup");
+    let run = repo.aphex(&["run", "--local", "--yes"]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert!(
+        run.stderr
+            .contains("passing 2 CDK context keys of cdk.json and cdk.context.json to the synth"),
+        "{}",
+        run.text()
+    );
+    let deploy = run.local_record()["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "deploy-e2e")
+        .cloned()
+        .expect("the deploy stage's record");
+    let outputs = &deploy["stacks"][0]["outputs"];
+    assert_eq!(outputs["Greeting"], "from cdk.json", "{deploy}");
+    assert_eq!(outputs["LookedUp"], "from cdk.context.json", "{deploy}");
 }

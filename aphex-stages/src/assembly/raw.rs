@@ -14,6 +14,16 @@ pub(super) struct Manifest {
     pub version: String,
     #[serde(default)]
     pub artifacts: IndexMap<String, Artifact>,
+    /// Context the app looked up and did not have.
+    #[serde(default)]
+    pub missing: Vec<MissingContext>,
+}
+
+/// One entry of `missing`.
+#[derive(Debug, Deserialize)]
+pub(super) struct MissingContext {
+    pub key: String,
+    pub provider: String,
 }
 
 /// One entry of `artifacts`. `properties` stays raw until the type says

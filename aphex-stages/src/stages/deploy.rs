@@ -253,6 +253,7 @@ pub async fn synth(ctx: &StageContext, stage: &str, env: &Environment) -> Result
         .map_err(StageError::io("creating the synth output directory"))?;
     let mut vars = env_vars(ctx, env);
     vars.push(("CDK_OUTDIR".to_owned(), outdir.display().to_string()));
+    vars.extend(synth_context(ctx, stage, env, &outdir)?);
     let mut unset = Vec::new();
     if let Some(checker) = &ctx.ports.credentials {
         match checker.synth_credentials(env).await {
@@ -305,6 +306,35 @@ pub async fn synth(ctx: &StageContext, stage: &str, env: &Environment) -> Result
         },
     })?;
     read_assembly(&outdir, env)
+}
+
+/// The variables that hand the app the project's CDK context (`cdk.json`'s
+/// `context` and `cdk.context.json`, docs/stages.md), as the `cdk` CLI does.
+/// A context too large for a variable goes to a file beside `outdir`.
+fn synth_context(
+    ctx: &StageContext,
+    stage: &str,
+    env: &Environment,
+    outdir: &Path,
+) -> Result<Vec<(String, String)>, StageError> {
+    let context = crate::cdk_context::read(&ctx.checkout).map_err(|e| {
+        StageError::Failed(format!(
+            "reading the CDK context for the synth of {}: {e}",
+            env.name
+        ))
+    })?;
+    if context.is_empty() {
+        return Ok(Vec::new());
+    }
+    ctx.info(
+        stage,
+        format!(
+            "passing {} CDK context keys of cdk.json and cdk.context.json to the synth",
+            context.len()
+        ),
+    );
+    crate::cdk_context::env_vars(&context, &outdir.with_extension("context.json"))
+        .map_err(StageError::io("writing the CDK context file"))
 }
 
 fn read_assembly(outdir: &Path, env: &Environment) -> Result<CloudAssembly, StageError> {

@@ -6,7 +6,7 @@
 //! if so, the run ends here. As the first stage of every run, it posts the
 //! `pending` commit status (`commit_status.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{StageError, StageOutcome};
 use crate::context::StageContext;
@@ -103,39 +103,6 @@ async fn credential_problems(ctx: &StageContext, only: Option<&str>) -> Vec<Stri
     problems
 }
 
-/// Why a CDK context file could not be read.
-#[derive(Debug, thiserror::Error)]
-enum ContextFileError {
-    #[error("{}: not valid JSON: {source}", .path.display())]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{}: {source}", .path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn read_json(path: &Path) -> Result<Option<serde_json::Value>, ContextFileError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|source| ContextFileError::Json {
-                path: path.to_owned(),
-                source,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ContextFileError::Read {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
 /// `requiredContext` keys (of the environments checked) must be in `cdk.json`'s `context` or in `cdk.context.json`.
 pub(crate) fn context_problems(
     checkout: &Path,
@@ -146,22 +113,11 @@ pub(crate) fn context_problems(
         return Vec::new();
     }
     let mut problems = Vec::new();
-    let cdk_json = read_json(&checkout.join("cdk.json")).unwrap_or_else(|e| {
+    let context = crate::cdk_context::read(checkout).unwrap_or_else(|e| {
         problems.push(e.to_string());
-        None
+        serde_json::Map::new()
     });
-    let context_json = read_json(&checkout.join("cdk.context.json")).unwrap_or_else(|e| {
-        problems.push(e.to_string());
-        None
-    });
-    let has = |key: &str| {
-        cdk_json
-            .as_ref()
-            .and_then(|j| j.get("context"))
-            .and_then(|c| c.get(key))
-            .is_some()
-            || context_json.as_ref().and_then(|c| c.get(key)).is_some()
-    };
+    let has = |key: &str| context.contains_key(key);
     for (i, env) in checked(config, only) {
         for (k, key) in env.required_context.iter().enumerate() {
             if !has(key) {

@@ -91,4 +91,19 @@ function assets(app, opts) {
   parameterStack(stage, 'Inner', opts, 'inside a stage');
 }
 
-module.exports = { failing, large, single, parallel, assets };
+/**
+ * Context: one stack whose values come from the CDK context, as outputs: a
+ * key of cdk.json's `context` and an SSM lookup, which a synth without
+ * cdk.context.json reports missing (and fills with a dummy value).
+ */
+function context(app, opts) {
+  const stack = new cdk.Stack(app, 'Context', { env: opts.env, stackName: `${opts.prefix}Context` });
+  const greeting = stack.node.tryGetContext('aphex-test:greeting') ?? 'no context';
+  const lookedUp = ssm.StringParameter.valueFromLookup(stack, '/aphex-test/looked-up');
+  const param = new ssm.StringParameter(stack, 'Value', { stringValue: `${greeting} / ${lookedUp}` });
+  new cdk.CfnOutput(stack, 'ParameterName', { value: param.parameterName });
+  new cdk.CfnOutput(stack, 'Greeting', { value: greeting });
+  new cdk.CfnOutput(stack, 'LookedUp', { value: lookedUp });
+}
+
+module.exports = { failing, large, single, parallel, assets, context };
