@@ -109,9 +109,11 @@ pub async fn run(ctx: &StageContext) -> Result<StageOutcome, StageError> {
 /// Updates the stack and the topology; how the run ends when a restart
 /// on the new topology takes over.
 async fn update(ctx: &StageContext, stacks: &mut Vec<StackResult>) -> Result<Option<RunEnd>, StageError> {
-    check_pinned(ctx).await?;
+    // Rendered once, for the check before anything deploys and the apply.
+    let manifests = render_manifests(&ctx.config);
+    check_pinned(ctx, &manifests).await?;
     update_stack(ctx, stacks).await?;
-    let changed = apply_manifests(ctx).await?;
+    let changed = apply_manifests(ctx, &manifests).await?;
     restart(ctx, &changed).await
 }
 
@@ -308,9 +310,11 @@ pub(crate) fn pinned_changes(live: &Value, rendered: &Value) -> Vec<String> {
 
 /// Refuses, before anything is deployed or applied, a commit that would
 /// change the namespace, service accounts or pod security settings.
-async fn check_pinned(ctx: &StageContext) -> Result<(), StageError> {
-    let rendered = aphex_template::workflow::workflow_template(&ctx.config);
-    let (kind, ns, name) = identity(&rendered);
+async fn check_pinned(ctx: &StageContext, manifests: &[Value]) -> Result<(), StageError> {
+    let Some(rendered) = manifests.iter().find(|m| m["kind"] == "WorkflowTemplate") else {
+        return Ok(());
+    };
+    let (kind, ns, name) = identity(rendered);
     let mut changes = Vec::new();
     if let Some(live_ns) = ctx.run.namespace.as_deref()
         && live_ns != ns
@@ -328,7 +332,7 @@ async fn check_pinned(ctx: &StageContext) -> Result<(), StageError> {
                 applier.describe()
             )))?;
         if let Some(live) = live {
-            changes = pinned_changes(&live, &rendered);
+            changes = pinned_changes(&live, rendered);
         }
     }
     if changes.is_empty() {
@@ -435,12 +439,11 @@ impl DeployProgress for ProgressToStage<'_> {
 
 /// Applies the manifests; the topology's change against the template that
 /// was applied (empty when it is the same, or when there was none).
-async fn apply_manifests(ctx: &StageContext) -> Result<Vec<String>, StageError> {
+async fn apply_manifests(ctx: &StageContext, manifests: &[Value]) -> Result<Vec<String>, StageError> {
     let applier = &ctx.ports.applier;
-    let manifests = render_manifests(&ctx.config);
     let mut changes = Vec::new();
     let mut topology = Vec::new();
-    for m in &manifests {
+    for m in manifests {
         let (kind, ns, name) = identity(m);
         let current = applier
             .current(&kind, &ns, &name)
@@ -463,7 +466,7 @@ async fn apply_manifests(ctx: &StageContext) -> Result<Vec<String>, StageError> 
         return Err(StageError::Interrupted);
     }
     applier
-        .apply(&manifests)
+        .apply(manifests)
         .await
         .map_err(StageError::cluster(format!("applying to {}", applier.describe())))?;
     for c in changes {
