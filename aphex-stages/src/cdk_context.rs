@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 /// The variable an app reads its context from.
-pub const CONTEXT_ENV: &str = "CDK_CONTEXT_JSON";
+pub(crate) const CONTEXT_ENV: &str = "CDK_CONTEXT_JSON";
 
 /// The variable naming a file with the context that did not fit [`CONTEXT_ENV`].
-pub const OVERFLOW_ENV: &str = "CONTEXT_OVERFLOW_LOCATION_ENV";
+pub(crate) const OVERFLOW_ENV: &str = "CONTEXT_OVERFLOW_LOCATION_ENV";
 
 /// Larger contexts go to a file: Linux refuses to start a process with one
 /// environment string over 128 KiB (`MAX_ARG_STRLEN`).
@@ -25,7 +25,7 @@ const ENV_LIMIT: usize = 100 * 1024;
 
 /// Why a CDK context file could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ContextFileError {
+pub(crate) enum ContextFileError {
     /// Not JSON.
     #[error("{}: not valid JSON: {source}", .path.display())]
     Json {
@@ -57,7 +57,7 @@ pub enum ContextFileError {
 /// The context of the CDK app in `dir`: the keys of `cdk.context.json`,
 /// then those of `cdk.json`'s `context`, which win (the `cdk` CLI's order).
 /// Empty when neither file exists.
-pub fn read(dir: &Path) -> Result<Map<String, Value>, ContextFileError> {
+pub(crate) fn read(dir: &Path) -> Result<Map<String, Value>, ContextFileError> {
     let mut context = object(dir.join("cdk.context.json"), None)?;
     context.extend(object(dir.join("cdk.json"), Some("context"))?);
     Ok(context)
@@ -104,7 +104,10 @@ fn object(path: PathBuf, field: Option<&'static str>) -> Result<Map<String, Valu
 /// The variables that hand `context` to an app: none when it is empty,
 /// [`CONTEXT_ENV`] when it fits, else the file `overflow`, written and named
 /// by [`OVERFLOW_ENV`].
-pub fn env_vars(context: &Map<String, Value>, overflow: &Path) -> std::io::Result<Vec<(String, String)>> {
+pub(crate) fn env_vars(
+    context: &Map<String, Value>,
+    overflow: &Path,
+) -> std::io::Result<Vec<(String, String)>> {
     if context.is_empty() {
         return Ok(Vec::new());
     }
