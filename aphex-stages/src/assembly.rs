@@ -1,7 +1,9 @@
 //! The CDK cloud assembly reader (pure): `manifest.json` and the asset
 //! manifests as `aws-cdk-lib` 2.276 writes them (schema 55). Produces the
 //! stacks, their environments, roles, parameters, tags, dependencies and
-//! assets that the deployer needs. Placeholders such as `${AWS::AccountId}`
+//! assets that the deployer needs, and their annotations (errors, warnings,
+//! notes) that the deploy stage reports. An assembly listing `missing`
+//! context is refused: its templates hold the lookups' placeholders. Placeholders such as `${AWS::AccountId}`
 //! are kept as written; [`resolve_placeholders`] fills them in.
 //!
 //! [`read`] is tolerant of what it does not use (unknown fields, artifact
@@ -14,6 +16,8 @@ mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
 
 /// A synthesized cloud assembly (a `cdk.out` directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +75,31 @@ pub struct StackArtifact {
     pub dependencies: Vec<String>,
     /// The stack's assets, from its asset manifest artifact (empty when none).
     pub assets: Assets,
+    /// What the app's constructs reported (`Annotations`: errors, warnings,
+    /// notes), in manifest order.
+    pub messages: Vec<Message>,
+}
+
+/// How serious an annotation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// `aws:cdk:error`: the `cdk` CLI refuses to deploy the stack.
+    Error,
+    /// `aws:cdk:warning`.
+    Warning,
+    /// `aws:cdk:info`.
+    Info,
+}
+
+/// One annotation of a construct of a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its level.
+    pub level: Level,
+    /// The construct path (`/Stack/Bucket/Resource`).
+    pub path: String,
+    /// What it says.
+    pub text: String,
 }
 
 /// The assets one stack needs published before it deploys.
@@ -478,6 +507,7 @@ fn stack(
         }
     }
 
+    let messages = messages(assembly, artifact)?;
     Ok(StackArtifact {
         id: id.to_owned(),
         display_name: artifact.display_name.clone(),
@@ -495,7 +525,38 @@ fn stack(
         termination_protection: props.termination_protection,
         dependencies,
         assets,
+        messages,
     })
+}
+
+/// The annotations in a stack artifact's metadata, inline and in its
+/// `additionalMetadataFile`.
+fn messages(assembly: &Loaded, artifact: &raw::Artifact) -> Result<Vec<Message>, AssemblyError> {
+    let from_file: IndexMap<String, Vec<raw::MetadataEntry>> = match &artifact.additional_metadata_file {
+        Some(file) => parse_json(&assembly.dir.join(file), "stack metadata file")?,
+        None => IndexMap::new(),
+    };
+    let mut messages = Vec::new();
+    for (path, entries) in artifact.metadata.iter().chain(&from_file) {
+        for entry in entries {
+            let level = match entry.kind.as_str() {
+                "aws:cdk:error" => Level::Error,
+                "aws:cdk:warning" => Level::Warning,
+                "aws:cdk:info" => Level::Info,
+                _ => continue,
+            };
+            let text = match &entry.data {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            messages.push(Message {
+                level,
+                path: path.clone(),
+                text,
+            });
+        }
+    }
+    Ok(messages)
 }
 
 /// Reads one asset manifest; source paths are relative to its directory.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aphex_stages::assembly::{self, AssemblyError, CloudAssembly, Packaging};
+use aphex_stages::assembly::{self, AssemblyError, CloudAssembly, Level, Packaging};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -277,6 +277,49 @@ fn missing_context_is_refused_naming_each_lookup() {
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
+}
+
+#[test]
+fn annotations_come_from_inline_metadata_and_the_metadata_file() {
+    let manifest = r#"{
+      "version": "55.0.0",
+      "artifacts": {"S": {"type": "aws:cloudformation:stack", "environment": "aws://000000000000/us-east-1",
+                          "properties": {"templateFile": "S.template.json"},
+                          "metadata": {"/S/Old": [{"type": "aws:cdk:warning", "data": "inline"},
+                                                  {"type": "aws:cdk:logicalId", "data": "Old"}]},
+                          "additionalMetadataFile": "S.metadata.json"}}
+    }"#;
+    let metadata = r#"{
+      "/S": [{"type": "aws:cdk:creationStack", "data": ["app.js:4"]},
+             {"type": "aws:cdk:info", "data": "a note", "trace": ["at x"]}],
+      "/S/P": [{"type": "aws:cdk:error", "data": "breaks the policy"},
+               {"type": "aws:cdk:error", "data": {"structured": true}}]
+    }"#;
+    let dir = assembly_with(&[
+        ("manifest.json", manifest),
+        ("S.metadata.json", metadata),
+        TEMPLATE,
+    ]);
+    let asm = assembly::read(dir.path()).unwrap();
+    let got: Vec<(Level, &str, &str)> = asm.stacks[0]
+        .messages
+        .iter()
+        .map(|m| (m.level, m.path.as_str(), m.text.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Level::Warning, "/S/Old", "inline"),
+            (Level::Info, "/S", "a note"),
+            (Level::Error, "/S/P", "breaks the policy"),
+            (Level::Error, "/S/P", r#"{"structured":true}"#),
+        ]
+    );
+
+    // A metadata file that is not there is an error naming it.
+    let dir = assembly_with(&[("manifest.json", manifest), TEMPLATE]);
+    let text = read_err(&dir);
+    assert!(text.contains("S.metadata.json"), "{text}");
 }
 
 #[test]

@@ -245,6 +245,83 @@ fn a_broken_cdk_json_stops_the_synth_naming_it() {
     assert!(synth_runs(&h).is_empty());
 }
 
+/// The two stacks with these annotations (level, text) each.
+fn annotated_harness(network: &[(&str, &str)], app: &[(&str, &str)]) -> Harness {
+    let mut h = two_stack_harness(RecordingDeployer::new());
+    let synth = fake_synth(
+        &h,
+        &[
+            FakeStack {
+                annotations: network,
+                ..FakeStack::new("NetworkStack")
+            },
+            FakeStack {
+                annotations: app,
+                ..FakeStack::new("AppStack")
+            },
+        ],
+    );
+    h.ctx.config.environments[0].synth = Some(synth);
+    h
+}
+
+#[test]
+fn a_cdk_error_annotation_stops_the_deploy_before_any_stack_as_cdk_deploy_does() {
+    let network = [("warning", "a deprecated API"), ("info", "a note")];
+    let app = [(
+        "error",
+        "AwsSolutions-S1: the S3 Bucket has server access logs disabled",
+    )];
+    let h = annotated_harness(&network, &app);
+    let err = rt()
+        .block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the CDK app reported 1 error on the stacks of dev")
+            && err.contains("nothing was deployed")
+            && err.contains(
+                "\n  - AppStack: /AppStack: AwsSolutions-S1: the S3 Bucket has server access logs disabled"
+            ),
+        "{err}"
+    );
+    assert!(h.deployer.calls().is_empty(), "no stack deployed");
+    let log = h.log();
+    assert!(
+        log.contains("warning: from the CDK app: NetworkStack: /NetworkStack: a deprecated API"),
+        "{log}"
+    );
+    assert!(
+        log.contains("note from the CDK app: NetworkStack: /NetworkStack: a note"),
+        "{log}"
+    );
+
+    // The pull-request check refuses the same assembly.
+    let h = annotated_harness(&network, &app);
+    let err = rt()
+        .block_on(deploy::synth_check(&h.ctx, "dev"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the CDK app reported 1 error"), "{err}");
+}
+
+#[test]
+fn cdk_warnings_are_reported_and_deploy_with_at_most_twenty_shown() {
+    let texts: Vec<String> = (1..=25).map(|i| format!("warning number {i}")).collect();
+    let warnings: Vec<(&str, &str)> = texts.iter().map(|t| ("warning", t.as_str())).collect();
+    let h = annotated_harness(&warnings, &[]);
+    rt().block_on(deploy::run(&h.ctx, "dev", &h.dir.path().join("o.json")))
+        .unwrap();
+    assert_eq!(h.deployer.calls().len(), 2, "both stacks deployed");
+    let log = h.log();
+    assert!(
+        log.contains("from the CDK app: NetworkStack: /NetworkStack: warning number 20\n"),
+        "{log}"
+    );
+    assert!(!log.contains("warning number 21"), "{log}");
+    assert!(log.contains("... and 5 more warnings from the CDK app"), "{log}");
+}
+
 #[test]
 fn synth_check_deploys_nothing() {
     let h = two_stack_harness(RecordingDeployer::new());

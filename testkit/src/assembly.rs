@@ -22,6 +22,10 @@ pub struct FakeStack<'a> {
     pub depends_on: &'a [&'a str],
     /// The template's outputs: key and literal value.
     pub outputs: &'a [(&'a str, &'a str)],
+    /// Annotations of the stack's construct: `error`, `warning` or `info`,
+    /// and the text; in its `additionalMetadataFile`, as aws-cdk-lib 2.276
+    /// writes them.
+    pub annotations: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> FakeStack<'a> {
@@ -35,6 +39,7 @@ impl<'a> FakeStack<'a> {
             stack_name: None,
             depends_on: &[],
             outputs: &[],
+            annotations: &[],
         }
     }
 }
@@ -74,6 +79,20 @@ pub fn write_assembly(dir: &Path, stacks: &[FakeStack<'_>]) {
         }
         if let Some(d) = s.display_name {
             a["displayName"] = d.into();
+        }
+        if !s.annotations.is_empty() {
+            let file = format!("{}.metadata.json", s.id);
+            let entries: Vec<Value> = s
+                .annotations
+                .iter()
+                .map(|(level, text)| json!({ "type": format!("aws:cdk:{level}"), "data": text }))
+                .collect();
+            std::fs::write(
+                dir.join(&file),
+                json!({ format!("/{}", s.id): entries }).to_string(),
+            )
+            .unwrap();
+            a["additionalMetadataFile"] = file.into();
         }
         artifacts.insert(s.id.to_owned(), a);
     }

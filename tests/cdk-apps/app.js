@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Small CDK apps for Aphex's end-to-end and reader tests, one variant per
-// run: `node app.js <variant> [--prefix P]` (or APHEX_TEST_APP /
+// run: `node app.js <variant> [--prefix P] [--annotate LEVEL]` (or APHEX_TEST_APP /
 // APHEX_TEST_STACK_PREFIX). The account and region come from
 // CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION; the assembly goes to CDK_OUTDIR.
 //
@@ -35,5 +35,5 @@ const app = new cdk.App({
   context: { '@aws-cdk/core:defaultCrossStackReferences': 'strong' },
 });
 const env = { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION };
-build(app, { env, prefix });
+build(app, { env, prefix, annotate: arg('annotate') });
 app.synth();

@@ -91,6 +91,7 @@ pub fn fixture(stack_name: &str, template: &serde_json::Value) -> Fixture {
         termination_protection: false,
         dependencies: vec![],
         assets: Assets::default(),
+        messages: vec![],
     };
     let assembly = CloudAssembly {
         dir: dir.path().to_path_buf(),

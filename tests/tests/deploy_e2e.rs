@@ -4,7 +4,8 @@
 //! bytes deploys through S3; independent stacks overlap with `concurrency: 2`
 //! and never with `concurrency: 1`; a `cdk synth` for another account than
 //! the runner's names that account; an app run directly gets the project's
-//! CDK context, and a lookup it lacks stops the deploy. Stack names carry a prefix of their own
+//! CDK context, and a lookup it lacks stops the deploy; an error annotation
+//! (cdk-nag's findings) stops it too, a warning is shown. Stack names carry a prefix of their own
 //! (`--prefix`), or the account is the test's own, so the suites sharing the
 //! emulator never collide.
 
@@ -250,4 +251,40 @@ async fn an_app_run_directly_gets_the_projects_context_and_a_missing_lookup_depl
     let outputs = &deploy["stacks"][0]["outputs"];
     assert_eq!(outputs["Greeting"], "from cdk.json", "{deploy}");
     assert_eq!(outputs["LookedUp"], "from cdk.context.json", "{deploy}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_annotation_deploys_nothing_and_a_warning_is_shown() {
+    let prefix = format!("{}-", unique_name("annotated"));
+    let mut repo = app("annotated", &prefix, |c| c).await;
+    let stack = format!("{prefix}Annotated");
+    let config = account_config(DEFAULT_ACCOUNT, REGION).await;
+    let finding = "Annotated: /Annotated/Value: AphexTest-P1: the parameter has no description";
+
+    let run = repo.aphex(&["run", "--local", "--yes"]);
+    assert_eq!(run.code, Some(1), "{}", run.text());
+    let text = run.text();
+    assert!(
+        text.contains("the CDK app reported 1 error on the stacks of e2e") && text.contains(finding),
+        "the error lists the finding: {text}"
+    );
+    assert_eq!(stack_status(&config, &stack).await, None, "nothing was deployed");
+
+    let file = repo.path().join("aphex-config.yaml");
+    let config_text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("--annotate error", "--annotate warning");
+    repo.commit_files(&[("aphex-config.yaml", config_text)], "a warning only");
+    let run = repo.aphex(&["run", "--local", "--yes"]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert!(
+        run.stderr
+            .contains(&format!("warning: from the CDK app: {finding}")),
+        "{}",
+        run.text()
+    );
+    assert_eq!(
+        stack_status(&config, &stack).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
 }

@@ -138,7 +138,8 @@ fn synth(root: &Path, fixture: &Fixture, out: &Path) -> Result<()> {
 }
 
 /// Keeps what the reader reads: `manifest.json`, `*.assets.json`,
-/// `*.template.json`, `asset.*` sources and nested `assembly-*` directories.
+/// `*.template.json`, `asset.*` sources, nested `assembly-*` directories,
+/// and of each `*.metadata.json` the annotations (see [`annotations_only`]).
 fn prune(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
@@ -152,6 +153,8 @@ fn prune(dir: &Path) -> Result<()> {
             || (is_dir && name.starts_with("assembly-"));
         if is_dir && name.starts_with("assembly-") {
             prune(&path)?;
+        } else if name.ends_with(".metadata.json") {
+            annotations_only(&path)?;
         } else if !keep {
             if is_dir {
                 std::fs::remove_dir_all(&path)
@@ -162,6 +165,36 @@ fn prune(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rewrites a stack's metadata file to its annotations (errors, warnings,
+/// notes) without their traces: the rest (logical ids, tags, creation
+/// stacks with this machine's paths) is not read, and the paths would make
+/// the fixtures differ between machines.
+fn annotations_only(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let all: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object", path.display()))?;
+    let mut kept = serde_json::Map::new();
+    for (construct, entries) in all {
+        let annotations: Vec<serde_json::Value> = entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                matches!(
+                    e["type"].as_str(),
+                    Some("aws:cdk:error" | "aws:cdk:warning" | "aws:cdk:info")
+                )
+            })
+            .map(|e| serde_json::json!({ "type": e["type"], "data": e["data"] }))
+            .collect();
+        if !annotations.is_empty() {
+            kept.insert(construct, annotations.into());
+        }
+    }
+    let text = serde_json::to_string_pretty(&kept)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Every file under `dir`, by path relative to it.

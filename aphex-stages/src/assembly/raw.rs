@@ -19,6 +19,15 @@ pub(super) struct Manifest {
     pub missing: Vec<MissingContext>,
 }
 
+/// One metadata entry of a construct path; `data`'s shape depends on `type`.
+#[derive(Debug, Deserialize)]
+pub(super) struct MetadataEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
 /// One entry of `missing`.
 #[derive(Debug, Deserialize)]
 pub(super) struct MissingContext {
@@ -38,6 +47,11 @@ pub(super) struct Artifact {
     pub dependencies: Vec<String>,
     pub properties: Option<serde_json::Value>,
     pub display_name: Option<String>,
+    /// Construct path to its metadata entries, inline...
+    #[serde(default)]
+    pub metadata: IndexMap<String, Vec<MetadataEntry>>,
+    /// ...or in a file of the same shape (newer schemas).
+    pub additional_metadata_file: Option<String>,
 }
 
 pub(super) const STACK: &str = "aws:cloudformation:stack";

@@ -22,7 +22,7 @@ use futures::stream::FuturesUnordered;
 
 use super::{StageError, StageOutcome, env_vars, environment, run_commands};
 use crate::artifact::{ARCHIVE_NAME, unpack};
-use crate::assembly::{CloudAssembly, StackArtifact};
+use crate::assembly::{CloudAssembly, Level, StackArtifact};
 use crate::context::StageContext;
 use crate::ports::{
     DeployError, DeployProgress, DeployRequest, Review, StackEvent, StackOutcome, StoreError,
@@ -81,6 +81,7 @@ pub async fn run_with(
     .await?;
     let assembly = synth(ctx, &stage, env).await?;
     let matched = match_stacks(env, &assembly)?;
+    annotations(ctx, &stage, env, &matched)?;
     let plan = deploy_plan(ctx, &stage, env, &matched)?;
     ctx.info(
         &stage,
@@ -141,6 +142,7 @@ pub async fn synth_check(ctx: &StageContext, env_name: &str) -> Result<StageOutc
     restore_artifacts(ctx, &stage).await?;
     let assembly = synth(ctx, &stage, env).await?;
     let matched = match_stacks(env, &assembly)?;
+    annotations(ctx, &stage, env, &matched)?;
     let plan = deploy_plan(ctx, &stage, env, &matched)?;
     ctx.info(
         &stage,
@@ -347,6 +349,60 @@ fn read_assembly(outdir: &Path, env: &Environment) -> Result<CloudAssembly, Stag
     }
     crate::assembly::read(outdir)
         .map_err(|e| StageError::Failed(format!("reading the cloud assembly in {}: {e}", outdir.display())))
+}
+
+/// The most annotations of one level shown one by one.
+const ANNOTATIONS_SHOWN: usize = 20;
+
+/// What the app's constructs reported (`Annotations`) on the stacks to
+/// deploy, as the `cdk` CLI reports it: notes and warnings in the log, and
+/// errors stop the stage before anything deploys. `cdk deploy` refuses a
+/// stack with an error (a checker such as cdk-nag reports its findings
+/// so); an app run directly exits 0 all the same.
+fn annotations(
+    ctx: &StageContext,
+    stage: &str,
+    env: &Environment,
+    matched: &[(String, &StackArtifact)],
+) -> Result<(), StageError> {
+    let mut lines: BTreeMap<Level, Vec<String>> = BTreeMap::new();
+    for (name, stack) in matched {
+        for m in &stack.messages {
+            lines
+                .entry(m.level)
+                .or_default()
+                .push(format!("{name}: {}: {}", m.path, m.text));
+        }
+    }
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    for (level, what) in [(Level::Info, "note"), (Level::Warning, "warning")] {
+        let found = lines.remove(&level).unwrap_or_default();
+        for line in found.iter().take(ANNOTATIONS_SHOWN) {
+            match level {
+                Level::Warning => ctx.warn(stage, format!("from the CDK app: {line}")),
+                _ => ctx.info(stage, format!("note from the CDK app: {line}")),
+            }
+        }
+        if found.len() > ANNOTATIONS_SHOWN {
+            let more = found.len() - ANNOTATIONS_SHOWN;
+            let s = if more == 1 { "" } else { "s" };
+            ctx.info(stage, format!("... and {more} more {what}{s} from the CDK app"));
+        }
+    }
+    let Some(errors) = lines.remove(&Level::Error) else {
+        return Ok(());
+    };
+    let mut shown: Vec<String> = errors.iter().take(ANNOTATIONS_SHOWN).cloned().collect();
+    if errors.len() > ANNOTATIONS_SHOWN {
+        shown.push(format!("... and {} more", errors.len() - ANNOTATIONS_SHOWN));
+    }
+    Err(StageError::Failed(ctx.exec.redactor.redact(&format!(
+        "the CDK app reported {} on the stacks of {} (`Annotations.addError`, or a checker such as cdk-nag), which \
+         `cdk deploy` refuses to deploy; nothing was deployed. Fix them in the app:\n  - {}",
+        count(errors.len(), "error"),
+        env.name,
+        shown.join("\n  - ")
+    ))))
 }
 
 /// Each configured stack (in list order) with its assembly artifact, matched

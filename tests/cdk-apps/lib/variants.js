@@ -106,4 +106,20 @@ function context(app, opts) {
   new cdk.CfnOutput(stack, 'LookedUp', { value: lookedUp });
 }
 
-module.exports = { failing, large, single, parallel, assets, context };
+/**
+ * Annotated: one stack whose parameter carries an annotation of the level
+ * `--annotate` names (`error`, `warning`), as a checker such as cdk-nag adds
+ * them; `cdk deploy` refuses a stack with an error.
+ */
+function annotated(app, opts) {
+  const stack = parameterStack(app, 'Annotated', opts, 'annotated');
+  const param = stack.node.findChild('Value');
+  const text = 'AphexTest-P1: the parameter has no description';
+  if (opts.annotate === 'error') {
+    cdk.Annotations.of(param).addError(text);
+  } else if (opts.annotate === 'warning') {
+    cdk.Annotations.of(param).addWarningV2('aphex-test:p1', text);
+  }
+}
+
+module.exports = { failing, large, single, parallel, assets, context, annotated };
