@@ -159,6 +159,20 @@ fn validate_passes_and_says_when_credentials_were_not_checked() {
     assert!(h.log().contains("credentials not checked"), "{}", h.log());
 }
 
+#[test]
+fn validate_refuses_a_broken_cdk_json_that_every_synth_would_read() {
+    let h = harness(MINIMAL);
+    std::fs::write(h.checkout().join("app.ts"), "").unwrap();
+    std::fs::write(h.checkout().join("cdk.context.json"), "[\"not an object\"]").unwrap();
+    let mut ctx = h.ctx.clone();
+    ctx.config.environments[0].synth = Some("true".to_owned());
+    let err = rt().block_on(validate::run(&ctx)).unwrap_err().to_string();
+    assert!(
+        err.contains("cdk.context.json: the file is not a JSON object of context keys"),
+        "{err}"
+    );
+}
+
 const WITH_GITHUB: &str = r#"
 version: "1.0"
 pipeline:

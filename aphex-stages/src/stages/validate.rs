@@ -103,15 +103,14 @@ async fn credential_problems(ctx: &StageContext, only: Option<&str>) -> Vec<Stri
     problems
 }
 
-/// `requiredContext` keys (of the environments checked) must be in `cdk.json`'s `context` or in `cdk.context.json`.
+/// `cdk.json` and `cdk.context.json` must be readable (every synth gets
+/// their context), and the `requiredContext` keys of the environments
+/// checked must be in one of them.
 pub(crate) fn context_problems(
     checkout: &Path,
     config: &aphex_config::Config,
     only: Option<&str>,
 ) -> Vec<String> {
-    if checked(config, only).all(|(_, e)| e.required_context.is_empty()) {
-        return Vec::new();
-    }
     let mut problems = Vec::new();
     let context = crate::cdk_context::read(checkout).unwrap_or_else(|e| {
         problems.push(e.to_string());
