@@ -199,7 +199,8 @@ fn synth_context_seen(cdk_json: &str, cdk_context_json: &str) -> (String, String
     std::fs::write(h.checkout().join("cdk.context.json"), cdk_context_json).unwrap();
     let synth = h.ctx.config.environments[0].synth.take().unwrap();
     h.ctx.config.environments[0].synth = Some(format!(
-        "printf '%s' \"${{CDK_CONTEXT_JSON--}}\" > seen-env; cat \"${{CONTEXT_OVERFLOW_LOCATION_ENV:-/dev/null}}\" > seen-file; {synth}"
+        "printf '%s' \"${{CDK_CONTEXT_JSON--}}\" > seen-env; cat \"${{CONTEXT_OVERFLOW_LOCATION_ENV:-/dev/null}}\" > seen-file; \
+         [ -z \"${{CONTEXT_OVERFLOW_LOCATION_ENV-}}\" ] || test \"$CONTEXT_OVERFLOW_LOCATION_ENV\" = \"$CDK_OUTDIR.context.json\"; {synth}"
     ));
     rt().block_on(deploy::synth_check(&h.ctx, "dev")).unwrap();
     let read = |name: &str| std::fs::read_to_string(h.checkout().join(name)).unwrap();

@@ -335,8 +335,9 @@ fn synth_context(
             context.len()
         ),
     );
-    crate::cdk_context::env_vars(&context, &outdir.with_extension("context.json"))
-        .map_err(StageError::io("writing the CDK context file"))
+    // `cdk.out-dev-XXXXXX.context.json`: `with_extension` would cut the name at its first dot.
+    let overflow = PathBuf::from(format!("{}.context.json", outdir.display()));
+    crate::cdk_context::env_vars(&context, &overflow).map_err(StageError::io("writing the CDK context file"))
 }
 
 fn read_assembly(outdir: &Path, env: &Environment) -> Result<CloudAssembly, StageError> {
