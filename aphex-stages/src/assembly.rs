@@ -3,8 +3,9 @@
 //! stacks, their environments, roles, parameters, tags, dependencies and
 //! assets that the deployer needs, and their annotations (errors, warnings,
 //! notes) that the deploy stage reports. An assembly listing `missing`
-//! context is refused: its templates hold the lookups' placeholders. Placeholders such as `${AWS::AccountId}`
-//! are kept as written; [`resolve_placeholders`] fills them in.
+//! context is refused: its templates hold the lookups' placeholders.
+//! Placeholders such as `${AWS::AccountId}` are kept as written;
+//! [`resolve_placeholders`] fills them in.
 //!
 //! [`read`] is tolerant of what it does not use (unknown fields, artifact
 //! types, newer schema versions) and strict about what it does: a stack
