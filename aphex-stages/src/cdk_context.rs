@@ -111,7 +111,7 @@ pub(crate) fn env_vars(
     if context.is_empty() {
         return Ok(Vec::new());
     }
-    let json = Value::Object(context.clone()).to_string();
+    let json = serde_json::to_string(context)?;
     if json.len() <= ENV_LIMIT {
         return Ok(vec![(CONTEXT_ENV.to_owned(), json)]);
     }

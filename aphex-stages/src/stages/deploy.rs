@@ -385,9 +385,8 @@ fn annotations(
             }
         }
         if found.len() > ANNOTATIONS_SHOWN {
-            let more = found.len() - ANNOTATIONS_SHOWN;
-            let s = if more == 1 { "" } else { "s" };
-            ctx.info(stage, format!("... and {more} more {what}{s} from the CDK app"));
+            let more = count(found.len() - ANNOTATIONS_SHOWN, &format!("more {what}"));
+            ctx.info(stage, format!("... and {more} from the CDK app"));
         }
     }
     let Some(errors) = lines.remove(&Level::Error) else {
